@@ -130,7 +130,8 @@ impl fmt::Display for KeyRef {
 }
 
 fn validate_key_id(id: &[u8]) -> Result<(), EnvelopeError> {
-    let ok_char = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-');
+    let ok_char =
+        |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-');
     if id.len() > MAX_KEY_ID_LEN || !id.iter().all(ok_char) {
         return Err(EnvelopeError::InvalidKeyId);
     }
@@ -296,7 +297,8 @@ impl Envelope {
             return Err(EnvelopeError::UnknownVersion(version));
         }
         let alg_id = r.u8()?;
-        let algorithm = Algorithm::from_id(alg_id).ok_or(EnvelopeError::UnknownAlgorithm(alg_id))?;
+        let algorithm =
+            Algorithm::from_id(alg_id).ok_or(EnvelopeError::UnknownAlgorithm(alg_id))?;
         let id_len = usize::from(r.u8()?);
         let key_id = r.take(id_len)?;
         validate_key_id(key_id)?;
@@ -308,7 +310,8 @@ impl Envelope {
         let nonce_at = r.pos;
         r.take(NONCE_LEN)?;
         let ct_len = r.u32()?;
-        let ct_len_usize = usize::try_from(ct_len).map_err(|_| EnvelopeError::BadLength(ct_len.into()))?;
+        let ct_len_usize =
+            usize::try_from(ct_len).map_err(|_| EnvelopeError::BadLength(ct_len.into()))?;
         if !(TAG_LEN..=MAX_PLAINTEXT_LEN + TAG_LEN).contains(&ct_len_usize) {
             return Err(EnvelopeError::BadLength(ct_len.into()));
         }
@@ -392,7 +395,10 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], EnvelopeError> {
         let end = self.pos.checked_add(n).ok_or(EnvelopeError::Truncated)?;
-        let out = self.bytes.get(self.pos..end).ok_or(EnvelopeError::Truncated)?;
+        let out = self
+            .bytes
+            .get(self.pos..end)
+            .ok_or(EnvelopeError::Truncated)?;
         self.pos = end;
         Ok(out)
     }
@@ -475,13 +481,18 @@ pub fn open<K: EnvelopeKey + ?Sized>(
 ) -> Result<SecretBytes, OpenError> {
     let ct_at = envelope.ciphertext_at();
     let bytes = envelope.as_bytes();
-    let header = bytes.get(..envelope.nonce_at + NONCE_LEN).unwrap_or_default();
+    let header = bytes
+        .get(..envelope.nonce_at + NONCE_LEN)
+        .unwrap_or_default();
     let nonce = bytes
         .get(envelope.nonce_at..envelope.nonce_at + NONCE_LEN)
         .and_then(|n| <[u8; NONCE_LEN]>::try_from(n).ok())
         .ok_or(EnvelopeError::Truncated)?;
     let body = bytes.get(ct_at..).ok_or(EnvelopeError::Truncated)?;
-    let split = body.len().checked_sub(TAG_LEN).ok_or(EnvelopeError::Truncated)?;
+    let split = body
+        .len()
+        .checked_sub(TAG_LEN)
+        .ok_or(EnvelopeError::Truncated)?;
     let (ciphertext, tag) = body.split_at(split);
     let tag = Tag::try_from(tag).map_err(|_| EnvelopeError::Truncated)?;
 
@@ -530,11 +541,17 @@ mod tests {
         assert_eq!(env.key_ref(), &KeyRef::new("dek", 3).unwrap());
         assert_eq!(env.plaintext_len(), 8);
         let parsed = Envelope::from_bytes(env.as_bytes()).unwrap();
-        assert_eq!(open(&key, &aad(), &parsed).unwrap().expose_secret(), b"1050 USD");
+        assert_eq!(
+            open(&key, &aad(), &parsed).unwrap().expose_secret(),
+            b"1050 USD"
+        );
         let text = env.to_text();
         assert!(text.starts_with(TEXT_PREFIX));
         let parsed = Envelope::from_text(&text).unwrap();
-        assert_eq!(open(&key, &aad(), &parsed).unwrap().expose_secret(), b"1050 USD");
+        assert_eq!(
+            open(&key, &aad(), &parsed).unwrap().expose_secret(),
+            b"1050 USD"
+        );
     }
 
     #[test]
@@ -572,7 +589,10 @@ mod tests {
             // Same concatenated bytes, different split: the length prefixes tell them apart.
             Aad::new("wallet.balance").with("wallet-1r").with("ow-7"),
         ] {
-            assert_eq!(open(&key, &other, &env).unwrap_err(), OpenError::Authentication);
+            assert_eq!(
+                open(&key, &other, &env).unwrap_err(),
+                OpenError::Authentication
+            );
         }
     }
 
@@ -585,8 +605,14 @@ mod tests {
             flipped[i / 8] ^= 1 << (i % 8);
             let err = open_bytes(&key, &aad(), &flipped).unwrap_err();
             match i / 8 {
-                0 => assert!(matches!(err, OpenError::Malformed(EnvelopeError::UnknownVersion(_)))),
-                1 => assert!(matches!(err, OpenError::Malformed(EnvelopeError::UnknownAlgorithm(_)))),
+                0 => assert!(matches!(
+                    err,
+                    OpenError::Malformed(EnvelopeError::UnknownVersion(_))
+                )),
+                1 => assert!(matches!(
+                    err,
+                    OpenError::Malformed(EnvelopeError::UnknownAlgorithm(_))
+                )),
                 _ => {} // any typed error; the proptest covers the rest
             }
         }
@@ -616,10 +642,16 @@ mod tests {
         let (_, env) = sealed(b"x");
         let mut b = env.as_bytes().to_vec();
         b[0] = 9;
-        assert_eq!(Envelope::from_bytes(&b).unwrap_err(), EnvelopeError::UnknownVersion(9));
+        assert_eq!(
+            Envelope::from_bytes(&b).unwrap_err(),
+            EnvelopeError::UnknownVersion(9)
+        );
         let mut b = env.as_bytes().to_vec();
         b[1] = 200;
-        assert_eq!(Envelope::from_bytes(&b).unwrap_err(), EnvelopeError::UnknownAlgorithm(200));
+        assert_eq!(
+            Envelope::from_bytes(&b).unwrap_err(),
+            EnvelopeError::UnknownAlgorithm(200)
+        );
     }
 
     #[test]
@@ -643,7 +675,10 @@ mod tests {
 
     #[test]
     fn text_form_errors_are_typed() {
-        assert_eq!(Envelope::from_text("AAAA").unwrap_err(), EnvelopeError::MissingPrefix);
+        assert_eq!(
+            Envelope::from_text("AAAA").unwrap_err(),
+            EnvelopeError::MissingPrefix
+        );
         assert_eq!(
             Envelope::from_text(&format!("{TEXT_PREFIX}!!!")).unwrap_err(),
             EnvelopeError::BadBase64
@@ -658,7 +693,10 @@ mod tests {
     fn key_ids_are_checked() {
         assert!(KeyRef::new("coffer-master", 1).is_ok());
         assert!(KeyRef::new("arn:aws:kms:eu-west-1:1/abc_d.e", 1).is_ok());
-        assert_eq!(KeyRef::new("bad id", 1).unwrap_err(), EnvelopeError::InvalidKeyId);
+        assert_eq!(
+            KeyRef::new("bad id", 1).unwrap_err(),
+            EnvelopeError::InvalidKeyId
+        );
         assert_eq!(
             KeyRef::new(&"k".repeat(MAX_KEY_ID_LEN + 1), 1).unwrap_err(),
             EnvelopeError::InvalidKeyId

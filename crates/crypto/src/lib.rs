@@ -9,8 +9,8 @@
 //!
 //! Randomness comes from the thread-local CSPRNG of `rand` (ChaCha, seeded and reseeded by the
 //! operating system), which keeps nonce generation off the system-call path.
-#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
-#![cfg_attr(test, allow(clippy::indexing_slicing, clippy::arithmetic_side_effects))]
+#![deny(clippy::indexing_slicing)]
+#![cfg_attr(test, allow(clippy::indexing_slicing))]
 
 pub mod envelope;
 pub mod mac;
@@ -25,6 +25,6 @@ pub use mac::{BlindIndex, HmacKey, blind_index};
 pub use pin::{KdfError, KdfParams, Pin, PinError, derive_pin_key};
 pub use secret::{DataKey, EnvelopeKey, KEY_LEN, KeyMaterialError, MasterKey, PinKey, SecretBytes};
 pub use signing::{
-    CorruptReason, SealedSigningKey, SignatureError, UnsealError, WalletPublicKey,
-    WalletSignature, WalletSigningKey,
+    CorruptReason, SealedSigningKey, SignatureError, UnsealError, WalletPublicKey, WalletSignature,
+    WalletSigningKey,
 };

@@ -159,7 +159,9 @@ impl KdfParams {
         let (alg, rest) = arr.split_at(1);
         let (iter, salt) = rest.split_at(4);
         if alg != [PBKDF2_HMAC_SHA256_ID] {
-            return Err(KdfError::UnknownAlgorithm(alg.first().copied().unwrap_or_default()));
+            return Err(KdfError::UnknownAlgorithm(
+                alg.first().copied().unwrap_or_default(),
+            ));
         }
         let mut it = [0u8; 4];
         it.copy_from_slice(iter);
@@ -183,7 +185,12 @@ impl fmt::Debug for KdfParams {
 #[must_use]
 pub fn derive_pin_key(pin: &Pin, params: &KdfParams) -> PinKey {
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
-    pbkdf2_hmac_sha256(pin.expose_secret(), &params.salt, params.iterations, out.as_mut());
+    pbkdf2_hmac_sha256(
+        pin.expose_secret(),
+        &params.salt,
+        params.iterations,
+        out.as_mut(),
+    );
     PinKey::from_array(out)
 }
 
@@ -256,15 +263,24 @@ mod tests {
 
     #[test]
     fn params_out_of_range_and_bad_storage_are_refused() {
-        assert_eq!(KdfParams::generate(999).unwrap_err(), KdfError::IterationsOutOfRange(999));
+        assert_eq!(
+            KdfParams::generate(999).unwrap_err(),
+            KdfError::IterationsOutOfRange(999)
+        );
         assert_eq!(
             KdfParams::new(MAX_ITERATIONS + 1, [0; SALT_LEN]).unwrap_err(),
             KdfError::IterationsOutOfRange(MAX_ITERATIONS + 1)
         );
-        assert_eq!(KdfParams::from_bytes(&[1; 3]).unwrap_err(), KdfError::BadLength(3));
+        assert_eq!(
+            KdfParams::from_bytes(&[1; 3]).unwrap_err(),
+            KdfError::BadLength(3)
+        );
         let mut b = KdfParams::generate(MIN_ITERATIONS).unwrap().to_bytes();
         b[0] = 7;
-        assert_eq!(KdfParams::from_bytes(&b).unwrap_err(), KdfError::UnknownAlgorithm(7));
+        assert_eq!(
+            KdfParams::from_bytes(&b).unwrap_err(),
+            KdfError::UnknownAlgorithm(7)
+        );
     }
 
     #[test]

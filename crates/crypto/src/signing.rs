@@ -68,7 +68,11 @@ impl WalletSigningKey {
 
 impl fmt::Debug for WalletSigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "WalletSigningKey([REDACTED], public: {:?})", self.public_key())
+        write!(
+            f,
+            "WalletSigningKey([REDACTED], public: {:?})",
+            self.public_key()
+        )
     }
 }
 
@@ -108,8 +112,9 @@ impl WalletPublicKey {
     /// # Errors
     /// [`SignatureError::InvalidPublicKey`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SignatureError> {
-        let arr: &[u8; PUBLIC_KEY_LEN] =
-            bytes.try_into().map_err(|_| SignatureError::InvalidPublicKey)?;
+        let arr: &[u8; PUBLIC_KEY_LEN] = bytes
+            .try_into()
+            .map_err(|_| SignatureError::InvalidPublicKey)?;
         let key = VerifyingKey::from_bytes(arr).map_err(|_| SignatureError::InvalidPublicKey)?;
         if key.is_weak() {
             return Err(SignatureError::InvalidPublicKey);
@@ -127,7 +132,11 @@ impl WalletPublicKey {
     ///
     /// # Errors
     /// [`SignatureError::Mismatch`].
-    pub fn verify(&self, message: &[u8], signature: &WalletSignature) -> Result<(), SignatureError> {
+    pub fn verify(
+        &self,
+        message: &[u8],
+        signature: &WalletSignature,
+    ) -> Result<(), SignatureError> {
         let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
         self.0
             .verify_strict(message, &sig)
@@ -266,7 +275,9 @@ impl SealedSigningKey {
 
 impl fmt::Debug for SealedSigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("SealedSigningKey").field(self.0.key_ref()).finish()
+        f.debug_tuple("SealedSigningKey")
+            .field(self.0.key_ref())
+            .finish()
     }
 }
 
@@ -361,7 +372,9 @@ mod tests {
         let good = pin_key(&w, "123456");
         let other_aad = Aad::new("wallet.signing_key").with("wallet-2");
         assert_eq!(
-            w.sealed.unseal(&good, &w.dek, &other_aad, &w.public).unwrap_err(),
+            w.sealed
+                .unseal(&good, &w.dek, &other_aad, &w.public)
+                .unwrap_err(),
             UnsealError::Corrupt(CorruptReason::OuterLayer)
         );
         assert_eq!(
@@ -387,11 +400,15 @@ mod tests {
         let params = KdfParams::generate(MIN_ITERATIONS).unwrap();
         let new_pin_key = derive_pin_key(&Pin::parse("222222").unwrap(), &params);
         let resealed = key.seal(&new_pin_key, &w.dek, &w.dek_ref, &w.aad).unwrap();
-        let again = resealed.unseal(&new_pin_key, &w.dek, &w.aad, &w.public).unwrap();
+        let again = resealed
+            .unseal(&new_pin_key, &w.dek, &w.aad, &w.public)
+            .unwrap();
         assert_eq!(again.public_key(), w.public);
         let old_pin_key = derive_pin_key(&Pin::parse("111111").unwrap(), &params);
         assert_eq!(
-            resealed.unseal(&old_pin_key, &w.dek, &w.aad, &w.public).unwrap_err(),
+            resealed
+                .unseal(&old_pin_key, &w.dek, &w.aad, &w.public)
+                .unwrap_err(),
             UnsealError::WrongPin
         );
     }
@@ -420,7 +437,12 @@ mod tests {
         let key = WalletSigningKey::generate();
         let shown = format!("{key:?}");
         assert!(shown.starts_with("WalletSigningKey([REDACTED]"));
-        let seed_hex: String = key.0.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let seed_hex: String = key
+            .0
+            .to_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         assert!(!shown.contains(&seed_hex[..16]));
     }
 }

@@ -1,6 +1,7 @@
 //! Property tests: the envelope parser and opener never panic and never accept a modified
 //! envelope, whatever the bytes.
 
+#![allow(clippy::unwrap_used)]
 use coffer_crypto::{Aad, DataKey, Envelope, KeyRef, OpenError, open, open_bytes, seal};
 use proptest::prelude::*;
 
