@@ -99,6 +99,12 @@ macro_rules! aead_key_type {
             pub fn expose_secret(&self) -> &[u8; KEY_LEN] {
                 &self.0.bytes
             }
+
+            /// How many clones share this key's memory (it is zeroized when the last one drops).
+            #[must_use]
+            pub fn holders(&self) -> usize {
+                Arc::strong_count(&self.0)
+            }
         }
 
         impl sealed::Sealed for $name {}

@@ -1,0 +1,48 @@
+//! The key port's contract suite against the local provider: key file, key file behind the
+//! unwrap cache, and inline (read-only) material.
+
+use std::sync::Arc;
+
+use coffer_keys::testkit::Subject;
+use coffer_keys::{CacheConfig, CachingKeyProvider, KeyProvider};
+use coffer_keys_local::{DEFAULT_KEY_ID, LocalKeyProvider, LocalKeySource, generate_inline_key};
+
+fn file_provider() -> (LocalKeyProvider, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = LocalKeyProvider::open(
+        LocalKeySource::File {
+            path: dir.path().join("keys/master.json"),
+            create_if_missing: true,
+        },
+        DEFAULT_KEY_ID,
+    )
+    .unwrap();
+    (provider, dir)
+}
+
+mod key_file {
+    use super::*;
+    coffer_keys::key_provider_contract_tests!(|| async {
+        let (p, dir) = file_provider();
+        Subject::new(Arc::new(p) as Arc<dyn KeyProvider>, dir)
+    });
+}
+
+mod key_file_behind_cache {
+    use super::*;
+    coffer_keys::key_provider_contract_tests!(|| async {
+        let (p, dir) = file_provider();
+        let cached = CachingKeyProvider::new(Arc::new(p), CacheConfig::default());
+        Subject::new(Arc::new(cached) as Arc<dyn KeyProvider>, dir)
+    });
+}
+
+mod inline_material {
+    use super::*;
+    coffer_keys::key_provider_contract_tests!(|| async {
+        let p =
+            LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "inline-test")
+                .unwrap();
+        Subject::new(Arc::new(p) as Arc<dyn KeyProvider>, ())
+    });
+}
