@@ -1,6 +1,8 @@
 //! The key port's contract suite against the local provider: key file, key file behind the
 //! unwrap cache, and inline (read-only) material.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 use std::sync::Arc;
 
 use coffer_keys::testkit::Subject;
