@@ -1,1 +1,223 @@
-fn main() {}
+//! Coffer's dev tasks: `cargo xtask <command>`. See `cargo xtask help`.
+//!
+//! Like rust-analyzer's xtask: plain Rust, a small flag parser, and shelling out to the tools
+//! (cargo, cargo-fuzz) rather than linking them.
+
+mod flags;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+const HELP: &str = "\
+cargo xtask <command> [flags]
+
+commands:
+  test [--no-fuzz] [--fuzz-seconds N]
+        everything CI checks: rustfmt, clippy -D warnings, every test of the workspace
+        (unit, integration, contract suites, doc tests, benches in test mode), and a short run of
+        each fuzz target (installs cargo-fuzz when missing)
+  bench [crypto|keys]...
+        criterion benchmarks (all when none named); figures go to docs/BENCHMARKS.md
+  fuzz [TARGET] [--seconds N]
+        run a fuzz target (default: all targets, 60 s each) with cargo-fuzz on the stable
+        toolchain (RUSTC_BOOTSTRAP=1)
+  keygen [--out PATH] [--key-id ID]
+        print a fresh master key in base64 (for COFFER_MASTER_KEY), or create a key file with
+        mode 0600 at PATH (never overwrites)
+  help  this text
+";
+
+const FUZZ_TARGETS: &[&str] = &["envelope", "wrapped_key"];
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let mut args = flags::Args::from_env();
+    let command = args.subcommand().unwrap_or_else(|| "help".to_owned());
+    let root = project_root();
+    std::env::set_current_dir(&root).context("cannot enter the project root")?;
+    match command.as_str() {
+        "test" => {
+            let no_fuzz = args.flag("--no-fuzz");
+            let fuzz_seconds = args.value("--fuzz-seconds")?.unwrap_or(20);
+            args.finish()?;
+            test(no_fuzz, fuzz_seconds)
+        }
+        "bench" => {
+            let names = args.rest()?;
+            bench(&names)
+        }
+        "fuzz" => {
+            let seconds = args.value("--seconds")?.unwrap_or(60);
+            let targets = args.rest()?;
+            fuzz(&targets, seconds)
+        }
+        "keygen" => {
+            let out: Option<PathBuf> = args.value("--out")?;
+            let key_id: Option<String> = args.value("--key-id")?;
+            args.finish()?;
+            keygen(out.as_deref(), key_id.as_deref())
+        }
+        "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => bail!("unknown command {other:?}\n\n{HELP}"),
+    }
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Runs a command, echoing it, failing with its name when it fails.
+fn step(name: &str, cmd: &mut Command) -> Result<()> {
+    eprintln!("\n==> {name}");
+    let started = Instant::now();
+    let status = cmd
+        .status()
+        .with_context(|| format!("{name}: cannot start {:?}", cmd.get_program()))?;
+    eprintln!("<== {name}: {status} in {:.1?}", started.elapsed());
+    if !status.success() {
+        bail!("{name} failed ({status})");
+    }
+    Ok(())
+}
+
+fn test(no_fuzz: bool, fuzz_seconds: u64) -> Result<()> {
+    let started = Instant::now();
+    step("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    step(
+        "clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    step(
+        "tests",
+        cargo().args(["test", "--workspace", "--all-targets", "--all-features"]),
+    )?;
+    step(
+        "doc tests",
+        cargo().args(["test", "--workspace", "--doc", "--all-features"]),
+    )?;
+    if no_fuzz {
+        eprintln!("\n(fuzz targets skipped: --no-fuzz)");
+    } else {
+        fuzz(&[], fuzz_seconds)?;
+    }
+    eprintln!(
+        "\nxtask test: everything passed in {:.0?}",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+fn bench(names: &[String]) -> Result<()> {
+    let packages: Vec<&str> = if names.is_empty() {
+        vec!["coffer-crypto", "coffer-keys"]
+    } else {
+        names
+            .iter()
+            .map(|n| match n.as_str() {
+                "crypto" => Ok("coffer-crypto"),
+                "keys" => Ok("coffer-keys"),
+                other => bail!("unknown benchmark group {other:?} (crypto, keys)"),
+            })
+            .collect::<Result<_>>()?
+    };
+    for p in packages {
+        step(&format!("bench {p}"), cargo().args(["bench", "-p", p]))?;
+    }
+    Ok(())
+}
+
+fn ensure_cargo_fuzz() -> Result<()> {
+    let present = cargo()
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present {
+        step(
+            "install cargo-fuzz",
+            cargo().args(["install", "cargo-fuzz", "--locked"]),
+        )?;
+    }
+    Ok(())
+}
+
+fn fuzz(targets: &[String], seconds: u64) -> Result<()> {
+    ensure_cargo_fuzz()?;
+    let targets: Vec<String> = if targets.is_empty() {
+        FUZZ_TARGETS.iter().map(|t| (*t).to_owned()).collect()
+    } else {
+        targets.to_vec()
+    };
+    for t in &targets {
+        if !FUZZ_TARGETS.contains(&t.as_str()) {
+            bail!("unknown fuzz target {t:?} (known: {FUZZ_TARGETS:?})");
+        }
+        // cargo-fuzz needs nightly-only flags (-Zsanitizer); RUSTC_BOOTSTRAP lets the stable
+        // toolchain, the only one on our machines, accept them.
+        step(
+            &format!("fuzz {t} for {seconds} s"),
+            cargo()
+                .env("RUSTC_BOOTSTRAP", "1")
+                .args(["fuzz", "run", t, "--"])
+                .arg(format!("-max_total_time={seconds}"))
+                .arg("-rss_limit_mb=2048"),
+        )?;
+    }
+    Ok(())
+}
+
+fn keygen(out: Option<&Path>, key_id: Option<&str>) -> Result<()> {
+    let key_id = key_id.unwrap_or(coffer_keys_local::DEFAULT_KEY_ID);
+    match out {
+        None => {
+            let key = coffer_keys_local::generate_inline_key();
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{}", key.as_str());
+            }
+            eprintln!(
+                "A fresh 256-bit master key (base64). Use it as COFFER_MASTER_KEY and store it in \
+                 your secret manager: without it no wallet data can be decrypted."
+            );
+            Ok(())
+        }
+        Some(path) => {
+            coffer_keys_local::create_key_file(path, key_id)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            eprintln!(
+                "Created master key file {} (mode 0600, key id {key_id}). Back it up now, apart \
+                 from database backups.",
+                path.display()
+            );
+            Ok(())
+        }
+    }
+}
