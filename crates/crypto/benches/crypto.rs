@@ -17,7 +17,9 @@ fn envelope(c: &mut Criterion) {
     let raw = [0x42u8; 32];
     let key = DataKey::from_slice(&raw).unwrap();
     let cipher = Aes256Gcm::new(&raw.into());
-    let aad = Aad::new("wallet.balance").with("0190c3a2-7d1e-7c8a-9b1f-3c2d4e5f6a7b").with("balance");
+    let aad = Aad::new("wallet.balance")
+        .with("0190c3a2-7d1e-7c8a-9b1f-3c2d4e5f6a7b")
+        .with("balance");
     let key_ref = KeyRef::version_only(1);
     let nonce = Nonce::from([7u8; 12]);
 
@@ -25,26 +27,52 @@ fn envelope(c: &mut Criterion) {
     for size in [32usize, 1024] {
         let msg = vec![0xA5u8; size];
         group.throughput(Throughput::Bytes(size as u64));
-        group.bench_with_input(BenchmarkId::new("bare_aes_gcm_encrypt", size), &msg, |b, msg| {
-            b.iter(|| {
-                cipher
-                    .encrypt(&nonce, Payload { msg: black_box(msg), aad: aad.as_bytes() })
-                    .unwrap()
-            });
-        });
+        group.bench_with_input(
+            BenchmarkId::new("bare_aes_gcm_encrypt", size),
+            &msg,
+            |b, msg| {
+                b.iter(|| {
+                    cipher
+                        .encrypt(
+                            &nonce,
+                            Payload {
+                                msg: black_box(msg),
+                                aad: aad.as_bytes(),
+                            },
+                        )
+                        .unwrap()
+                });
+            },
+        );
         group.bench_with_input(BenchmarkId::new("seal", size), &msg, |b, msg| {
             b.iter(|| seal(&key, &key_ref, &aad, black_box(msg)).unwrap());
         });
         let bare_ct = cipher
-            .encrypt(&nonce, Payload { msg: &msg, aad: aad.as_bytes() })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: &msg,
+                    aad: aad.as_bytes(),
+                },
+            )
             .unwrap();
-        group.bench_with_input(BenchmarkId::new("bare_aes_gcm_decrypt", size), &bare_ct, |b, ct| {
-            b.iter(|| {
-                cipher
-                    .decrypt(&nonce, Payload { msg: black_box(ct), aad: aad.as_bytes() })
-                    .unwrap()
-            });
-        });
+        group.bench_with_input(
+            BenchmarkId::new("bare_aes_gcm_decrypt", size),
+            &bare_ct,
+            |b, ct| {
+                b.iter(|| {
+                    cipher
+                        .decrypt(
+                            &nonce,
+                            Payload {
+                                msg: black_box(ct),
+                                aad: aad.as_bytes(),
+                            },
+                        )
+                        .unwrap()
+                });
+            },
+        );
         let env = seal(&key, &key_ref, &aad, &msg).unwrap();
         group.bench_with_input(BenchmarkId::new("open", size), &env, |b, env| {
             b.iter(|| open(&key, &aad, black_box(env)).unwrap());
@@ -56,7 +84,9 @@ fn envelope(c: &mut Criterion) {
 /// One PIN-key derivation at the default cost: how many PIN checks per second a core can do.
 fn pin_kdf(c: &mut Criterion) {
     let mut group = c.benchmark_group("pin_kdf");
-    group.sample_size(10).measurement_time(Duration::from_secs(15));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(15));
     let pin = Pin::parse("123456").unwrap();
     let params = KdfParams::generate(pin::DEFAULT_ITERATIONS).unwrap();
     group.bench_function("pbkdf2_sha256_600k", |b| {

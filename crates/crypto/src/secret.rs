@@ -221,16 +221,16 @@ mod tests {
         let key = DataKey::from_slice(&[0xAB; KEY_LEN]).unwrap();
         let master = MasterKey::from_slice(&[0xCD; KEY_LEN]).unwrap();
         let secret = SecretBytes::new(b"hunter2-hunter2".to_vec());
-        for shown in [
-            format!("{key:?}"),
-            format!("{master:?}"),
-            format!("{secret:?}"),
-        ] {
-            assert!(shown.contains("REDACTED"), "{shown}");
-            assert!(!shown.to_lowercase().contains("ab, "), "{shown}");
-            assert!(!shown.contains("171"), "{shown}");
-            assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(format!("{key:?}"), "DataKey([REDACTED])");
+        assert_eq!(format!("{master:?}"), "MasterKey([REDACTED])");
+        assert_eq!(format!("{secret:?}"), "SecretBytes([REDACTED; 15 bytes])");
+        // Derived Debug of a struct holding a key redacts too.
+        #[derive(Debug)]
+        #[allow(dead_code)]
+        struct Holder {
+            key: DataKey,
         }
+        assert!(!format!("{:?}", Holder { key }).contains("171"));
     }
 
     #[test]

@@ -10,7 +10,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 /// An unwrap served from the cache, next to the same unwrap done by the local provider.
 fn unwrap(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let local: Arc<dyn KeyProvider> = Arc::new(
         LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "bench").unwrap(),
     );
@@ -29,10 +31,16 @@ fn unwrap(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("data_key_unwrap");
     group.bench_function("cache_hit", |b| {
-        b.iter(|| rt.block_on(cached.unwrap_data_key(black_box(&wrapped), &ctx)).unwrap());
+        b.iter(|| {
+            rt.block_on(cached.unwrap_data_key(black_box(&wrapped), &ctx))
+                .unwrap()
+        });
     });
     group.bench_function("local_provider_no_cache", |b| {
-        b.iter(|| rt.block_on(local.unwrap_data_key(black_box(&wrapped), &ctx)).unwrap());
+        b.iter(|| {
+            rt.block_on(local.unwrap_data_key(black_box(&wrapped), &ctx))
+                .unwrap()
+        });
     });
     group.finish();
     assert!(cached.stats().hits > 0);

@@ -240,7 +240,6 @@ pub struct KeyStatus {
 /// Operations a provider may not support, so callers and the contract suite know what to
 /// expect instead of discovering it through errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(clippy::struct_excessive_bools)]
 pub struct Capabilities {
     /// [`KeyProvider::rotate`] works.
     pub rotate: bool,
