@@ -2,6 +2,7 @@
 //!
 //! Like rust-analyzer's xtask: plain Rust, a small flag parser, and shelling out to the tools
 //! (cargo, cargo-fuzz) rather than linking them.
+#![allow(clippy::print_stdout)] // a command-line tool: stdout is its interface
 
 mod flags;
 
@@ -199,10 +200,7 @@ fn keygen(out: Option<&Path>, key_id: Option<&str>) -> Result<()> {
     match out {
         None => {
             let key = coffer_keys_local::generate_inline_key();
-            #[allow(clippy::print_stdout)]
-            {
-                println!("{}", key.as_str());
-            }
+            println!("{}", key.as_str());
             eprintln!(
                 "A fresh 256-bit master key (base64). Use it as COFFER_MASTER_KEY and store it in \
                  your secret manager: without it no wallet data can be decrypted."
