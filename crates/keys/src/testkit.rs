@@ -1,6 +1,6 @@
 //! The key port's contract suite. Every adapter runs all of it:
 //!
-//! ```ignore
+//! ```text
 //! coffer_keys::key_provider_contract_tests!(|| async {
 //!     // a provider with its own, fresh master key (a new key name, a temp key file…)
 //!     coffer_keys::testkit::Subject::new(provider, guard)
