@@ -93,6 +93,8 @@ pub struct Verifier<'k> {
     heads: HashMap<String, u64>,
     current: Option<String>,
     buffer: Vec<AuditRecord>,
+    /// A row of the current stream that could not even be parsed.
+    unreadable: Option<Finding>,
     seen: std::collections::HashSet<String>,
     report: VerifyReport,
 }
@@ -115,6 +117,7 @@ impl<'k> Verifier<'k> {
             heads: HashMap::new(),
             current: None,
             buffer: Vec::new(),
+            unreadable: None,
             seen: std::collections::HashSet::new(),
             report: VerifyReport {
                 ok: true,
@@ -172,6 +175,24 @@ impl<'k> Verifier<'k> {
         self.buffer.push(record);
     }
 
+    /// Feeds a row that could not be parsed into a record (an unknown action name, a malformed
+    /// MAC column…): it was modified.
+    pub fn push_unreadable(&mut self, stream: String, id: i64, seq: u64) {
+        self.report.checked += 1;
+        if self.current.as_deref() != Some(stream.as_str()) {
+            self.flush();
+            self.current = Some(stream.clone());
+        }
+        if self.unreadable.is_none() {
+            self.unreadable = Some(Finding {
+                stream,
+                seq,
+                id: Some(id),
+                kind: FindingKind::Modified,
+            });
+        }
+    }
+
     /// Records checked so far.
     #[must_use]
     pub fn checked(&self) -> u64 {
@@ -184,7 +205,9 @@ impl<'k> Verifier<'k> {
         };
         let records = std::mem::take(&mut self.buffer);
         self.report.streams += 1;
-        if let Some(f) = self.check_stream(&stream, &records) {
+        if let Some(f) = self.unreadable.take() {
+            self.fail(f);
+        } else if let Some(f) = self.check_stream(&stream, &records) {
             self.fail(f);
         }
         self.seen.insert(stream);

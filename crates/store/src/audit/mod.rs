@@ -1,0 +1,219 @@
+//! The audit log on Postgres and SQLite.
+//!
+//! Chaining design (see docs/ARCHITECTURE.md): one chain per stream. An append, inside the
+//! caller's transaction, locks its stream's row in `audit_heads` (an upsert that returns the
+//! previous seq and MAC), computes the next MAC in the application under the audit key, inserts
+//! the event and moves the head. The head lock is held until commit, so appends to one stream are
+//! serialised and id order equals seq order within a stream, while appends to other streams do
+//! not wait. Checkpoints take the heads that moved (`seq > checkpointed_seq`) with `FOR UPDATE
+//! SKIP LOCKED`: a head whose append is still in flight is simply left for the next checkpoint,
+//! so a checkpoint never waits for, blocks, or deadlocks with appends, and never records a head
+//! that is not committed.
+
+use coffer_audit::chain::{AuditRecord, Checkpoint, decode_entries};
+use coffer_audit::{
+    Action, Actor, AuditError, AuditEvent, Code, Details, Outcome, StreamId, Subject, Verifier,
+    VerifyProgress, VerifyReport,
+};
+use coffer_crypto::HmacKey;
+use coffer_keys::{KeyContext, KeyProvider, WrappedKey};
+use futures_util::{Stream, StreamExt};
+
+mod pg;
+mod sqlite;
+
+pub use pg::{PgAuditLog, PgAuditTx};
+pub use sqlite::{SqliteAuditLog, SqliteAuditTx};
+
+/// How often verification reports progress.
+const PROGRESS_EVERY: u64 = 10_000;
+
+/// The key context the audit key is wrapped under.
+#[must_use]
+pub fn audit_key_context() -> KeyContext {
+    KeyContext::new().with("purpose", "audit-key")
+}
+
+fn db_err(e: sqlx::Error) -> AuditError {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => AuditError::Unavailable(e.to_string()),
+        other => AuditError::Other(Box::new(other)),
+    }
+}
+
+/// The columns an event is stored as.
+struct Columns<'a> {
+    stream: &'a str,
+    at_micros: i64,
+    actor_kind: &'static str,
+    actor_id: Option<&'a str>,
+    action: &'static str,
+    subject_kind: &'static str,
+    subject_id: Option<&'a str>,
+    outcome: &'static str,
+    request_id: Option<&'a str>,
+    details: String,
+}
+
+impl<'a> Columns<'a> {
+    fn of(e: &'a AuditEvent) -> Result<Self, AuditError> {
+        let (actor_kind, actor_id) = e.actor.parts();
+        let (subject_kind, subject_id) = e.subject.parts();
+        Ok(Self {
+            stream: e.stream.as_str(),
+            at_micros: e.at_micros,
+            actor_kind,
+            actor_id: actor_id.map(|i| i.as_str()),
+            action: e.action.as_str(),
+            subject_kind,
+            subject_id: subject_id.map(|i| i.as_str()),
+            outcome: e.outcome.as_str(),
+            request_id: e.request_id.as_ref().map(Code::as_str),
+            details: serde_json::to_string(&e.details)
+                .map_err(|e| AuditError::Other(Box::new(e)))?,
+        })
+    }
+}
+
+/// A stored row, as both databases return it (details as JSON text).
+#[derive(sqlx::FromRow)]
+struct RawRecord {
+    id: i64,
+    stream: String,
+    seq: i64,
+    at_micros: i64,
+    actor_kind: String,
+    actor_id: Option<String>,
+    action: String,
+    subject_kind: String,
+    subject_id: Option<String>,
+    outcome: String,
+    request_id: Option<String>,
+    details: String,
+    prev_mac: Vec<u8>,
+    mac: Vec<u8>,
+}
+
+const RECORD_COLUMNS: &str = "id, stream, seq, at_micros, actor_kind, actor_id, action, \
+    subject_kind, subject_id, outcome, request_id, details, prev_mac, mac";
+
+impl RawRecord {
+    /// Parses a row; `Err` carries what verification needs to name an unreadable row.
+    fn parse(self) -> Result<AuditRecord, (String, i64, u64)> {
+        let bad = (
+            self.stream.clone(),
+            self.id,
+            u64::try_from(self.seq).unwrap_or(0),
+        );
+        let event = (|| {
+            Some(AuditEvent {
+                stream: StreamId::parse(&self.stream).ok()?,
+                at_micros: self.at_micros,
+                actor: Actor::from_parts(&self.actor_kind, self.actor_id.as_deref()).ok()?,
+                action: Action::parse(&self.action).ok()?,
+                subject: Subject::from_parts(&self.subject_kind, self.subject_id.as_deref())
+                    .ok()?,
+                outcome: Outcome::parse(&self.outcome).ok()?,
+                request_id: match self.request_id.as_deref() {
+                    Some(r) => Some(Code::parse(r).ok()?),
+                    None => None,
+                },
+                details: serde_json::from_str::<Details>(&self.details).ok()?,
+            })
+        })();
+        match (
+            event,
+            u64::try_from(self.seq),
+            <[u8; 32]>::try_from(self.prev_mac.as_slice()),
+            <[u8; 32]>::try_from(self.mac.as_slice()),
+        ) {
+            (Some(event), Ok(seq), Ok(prev_mac), Ok(mac)) => Ok(AuditRecord {
+                id: self.id,
+                seq,
+                prev_mac,
+                mac,
+                event,
+            }),
+            _ => Err(bad),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct RawCheckpoint {
+    id: i64,
+    at_micros: i64,
+    prev_mac: Vec<u8>,
+    entries: Vec<u8>,
+    mac: Vec<u8>,
+}
+
+impl RawCheckpoint {
+    /// Parses a row; a malformed one becomes a checkpoint whose MAC cannot verify.
+    fn parse(self) -> Checkpoint {
+        Checkpoint {
+            id: self.id,
+            at_micros: self.at_micros,
+            prev_mac: self.prev_mac.as_slice().try_into().unwrap_or([0xFF; 32]),
+            entries: decode_entries(&self.entries).unwrap_or_default(),
+            mac: self.mac.as_slice().try_into().unwrap_or([0xFF; 32]),
+        }
+    }
+}
+
+/// Drives a [`Verifier`] over rows in `ORDER BY stream, id` order.
+async fn run_verifier<S>(
+    key: &HmacKey,
+    checkpoints: Vec<RawCheckpoint>,
+    heads: Vec<(String, i64)>,
+    total: u64,
+    mut rows: S,
+    progress: &(dyn Fn(VerifyProgress) + Send + Sync),
+) -> Result<VerifyReport, AuditError>
+where
+    S: Stream<Item = Result<RawRecord, sqlx::Error>> + Unpin,
+{
+    let checkpoints: Vec<Checkpoint> = checkpoints.into_iter().map(RawCheckpoint::parse).collect();
+    let mut verifier = Verifier::new(key, &checkpoints);
+    verifier.with_heads(
+        heads
+            .into_iter()
+            .map(|(s, seq)| (s, u64::try_from(seq).unwrap_or(0))),
+    );
+    while let Some(row) = rows.next().await {
+        match row.map_err(db_err)?.parse() {
+            Ok(record) => verifier.push(record),
+            Err((stream, id, seq)) => verifier.push_unreadable(stream, id, seq),
+        }
+        if verifier.checked().is_multiple_of(PROGRESS_EVERY) {
+            progress(VerifyProgress {
+                checked: verifier.checked(),
+                total,
+            });
+        }
+    }
+    let report = verifier.finish();
+    progress(VerifyProgress {
+        checked: report.checked,
+        total,
+    });
+    Ok(report)
+}
+
+/// Unwraps a stored audit key, or `None` to create one.
+async fn unwrap_audit_key(
+    provider: &dyn KeyProvider,
+    wrapped: &[u8],
+) -> Result<HmacKey, crate::StoreError> {
+    let wrapped =
+        WrappedKey::from_bytes(wrapped).map_err(|e| crate::StoreError::AuditKey(e.to_string()))?;
+    let key = provider
+        .unwrap_data_key(&wrapped, &audit_key_context())
+        .await
+        .map_err(|e| crate::StoreError::AuditKey(e.to_string()))?;
+    HmacKey::from_slice(key.expose_secret()).map_err(|e| crate::StoreError::AuditKey(e.to_string()))
+}

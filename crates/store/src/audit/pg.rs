@@ -1,0 +1,302 @@
+//! The audit log on Postgres.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use coffer_audit::chain::{CheckpointEntry, GENESIS, checkpoint_mac, encode_entries, record_mac};
+use coffer_audit::event::unix_micros;
+use coffer_audit::{
+    AuditCapabilities, AuditError, AuditEvent, AuditLog, AuditQuery, AuditRecord, AuditTx,
+    CheckpointSummary, Receipt, VerifyProgress, VerifyReport,
+};
+use coffer_crypto::HmacKey;
+use coffer_keys::KeyProvider;
+use sqlx::postgres::PgPool;
+use sqlx::{PgConnection, Postgres, Transaction};
+
+use super::{Columns, RECORD_COLUMNS, RawCheckpoint, RawRecord, db_err, run_verifier};
+use crate::StoreError;
+
+/// The audit log on Postgres. Appends to different streams run in parallel.
+#[derive(Clone)]
+pub struct PgAuditLog {
+    pool: PgPool,
+    key: HmacKey,
+}
+
+impl fmt::Debug for PgAuditLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgAuditLog").finish_non_exhaustive()
+    }
+}
+
+impl PgAuditLog {
+    /// Opens the log, loading the audit key (creating and wrapping one on first use).
+    ///
+    /// # Errors
+    /// [`StoreError::AuditKey`] when the key cannot be loaded, unwrapped or stored.
+    pub async fn open(pool: PgPool, provider: &dyn KeyProvider) -> Result<Self, StoreError> {
+        let key_err = |e: sqlx::Error| StoreError::AuditKey(e.to_string());
+        let existing: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT wrapped FROM audit_key WHERE id = 1")
+                .fetch_optional(&pool)
+                .await
+                .map_err(key_err)?;
+        if existing.is_none() {
+            let generated = provider
+                .generate_data_key(&super::audit_key_context())
+                .await
+                .map_err(|e| StoreError::AuditKey(e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO audit_key (id, wrapped, kek_version, created_at_micros) \
+                 VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(generated.wrapped.to_bytes())
+            .bind(i64::from(generated.wrapped.version))
+            .bind(unix_micros(SystemTime::now()))
+            .execute(&pool)
+            .await
+            .map_err(key_err)?;
+        }
+        // Whoever won a creation race, everyone uses the stored key.
+        let wrapped: Vec<u8> = sqlx::query_scalar("SELECT wrapped FROM audit_key WHERE id = 1")
+            .fetch_one(&pool)
+            .await
+            .map_err(key_err)?;
+        let key = super::unwrap_audit_key(provider, &wrapped).await?;
+        Ok(Self { pool, key })
+    }
+
+    /// The pool, for stores that append inside their own transactions.
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Appends `event` inside the caller's transaction `conn`; see the module documentation.
+    ///
+    /// # Errors
+    /// As the database reports.
+    pub async fn append_in(
+        &self,
+        conn: &mut PgConnection,
+        event: &AuditEvent,
+    ) -> Result<Receipt, AuditError> {
+        append(&self.key, conn, event).await
+    }
+}
+
+async fn append(
+    key: &HmacKey,
+    conn: &mut PgConnection,
+    event: &AuditEvent,
+) -> Result<Receipt, AuditError> {
+    let c = Columns::of(event)?;
+    // Lock this stream's head (creating it at seq 0) and read it, in one round trip.
+    let (prev_seq, prev_mac): (i64, Vec<u8>) = sqlx::query_as(
+        "INSERT INTO audit_heads (stream, seq, mac) VALUES ($1, 0, $2) \
+         ON CONFLICT (stream) DO UPDATE SET stream = EXCLUDED.stream \
+         RETURNING seq, mac",
+    )
+    .bind(c.stream)
+    .bind(GENESIS.as_slice())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    let prev_mac: [u8; 32] = prev_mac.as_slice().try_into().map_err(|_| {
+        AuditError::Unreadable(format!("head of stream {} has a malformed MAC", c.stream))
+    })?;
+    let seq = u64::try_from(prev_seq).unwrap_or(0) + 1;
+    let mac = record_mac(key, event, seq, &prev_mac);
+    let seq_i64 = i64::try_from(seq).map_err(|e| AuditError::Other(Box::new(e)))?;
+    let id: i64 = sqlx::query_scalar(
+        "WITH ins AS ( \
+             INSERT INTO audit_events (stream, seq, at_micros, actor_kind, actor_id, action, \
+                 subject_kind, subject_id, outcome, request_id, details, prev_mac, mac) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13) RETURNING id) \
+         UPDATE audit_heads SET seq = $2, mac = $13 WHERE stream = $1 \
+         RETURNING (SELECT id FROM ins)",
+    )
+    .bind(c.stream)
+    .bind(seq_i64)
+    .bind(c.at_micros)
+    .bind(c.actor_kind)
+    .bind(c.actor_id)
+    .bind(c.action)
+    .bind(c.subject_kind)
+    .bind(c.subject_id)
+    .bind(c.outcome)
+    .bind(c.request_id)
+    .bind(&c.details)
+    .bind(prev_mac.as_slice())
+    .bind(mac.as_slice())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(Receipt { id, seq, mac })
+}
+
+/// A Postgres transaction appending audit records.
+pub struct PgAuditTx {
+    key: HmacKey,
+    tx: Transaction<'static, Postgres>,
+}
+
+impl fmt::Debug for PgAuditTx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgAuditTx").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl AuditTx for PgAuditTx {
+    async fn append(&mut self, event: &AuditEvent) -> Result<Receipt, AuditError> {
+        append(&self.key, &mut self.tx, event).await
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), AuditError> {
+        self.tx.commit().await.map_err(db_err)
+    }
+
+    async fn rollback(self: Box<Self>) -> Result<(), AuditError> {
+        self.tx.rollback().await.map_err(db_err)
+    }
+}
+
+#[async_trait]
+impl AuditLog for PgAuditLog {
+    fn capabilities(&self) -> AuditCapabilities {
+        AuditCapabilities {
+            concurrent_streams: true,
+        }
+    }
+
+    async fn begin(&self) -> Result<Box<dyn AuditTx>, AuditError> {
+        let tx = self.pool.begin().await.map_err(db_err)?;
+        Ok(Box::new(PgAuditTx {
+            key: self.key.clone(),
+            tx,
+        }))
+    }
+
+    async fn list(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, AuditError> {
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS_PG} FROM audit_events \
+             WHERE ($1::bigint IS NULL OR id < $1) AND ($2::text IS NULL OR stream = $2) \
+             ORDER BY id DESC LIMIT $3",
+            RECORD_COLUMNS_PG = RECORD_COLUMNS.replace("details", "details::text AS details")
+        );
+        let rows: Vec<RawRecord> = sqlx::query_as(&sql)
+            .bind(query.before_id)
+            .bind(query.stream.as_ref().map(|s| s.as_str()))
+            .bind(i64::from(query.limit.min(1_000)))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.into_iter()
+            .map(|r| {
+                r.parse().map_err(|(stream, id, seq)| {
+                    AuditError::Unreadable(format!("record {id} (stream {stream}, seq {seq})"))
+                })
+            })
+            .collect()
+    }
+
+    async fn checkpoint(&self) -> Result<Option<CheckpointSummary>, AuditError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // One checkpointer at a time (several workers may run).
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('coffer.audit.checkpoint'))")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let moved: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
+            "UPDATE audit_heads h SET checkpointed_seq = h.seq \
+             FROM (SELECT stream FROM audit_heads WHERE seq > checkpointed_seq \
+                   ORDER BY stream FOR UPDATE SKIP LOCKED) d \
+             WHERE h.stream = d.stream \
+             RETURNING h.stream, h.seq, h.mac",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if moved.is_empty() {
+            return Ok(None);
+        }
+        let mut entries: Vec<CheckpointEntry> = moved
+            .into_iter()
+            .map(|(stream, seq, mac)| CheckpointEntry {
+                stream,
+                seq: u64::try_from(seq).unwrap_or(0),
+                mac: mac.as_slice().try_into().unwrap_or([0; 32]),
+            })
+            .collect();
+        entries.sort_by(|a, b| a.stream.cmp(&b.stream));
+        let prev_mac: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT mac FROM audit_checkpoints ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let prev_mac = prev_mac
+            .and_then(|m| <[u8; 32]>::try_from(m.as_slice()).ok())
+            .unwrap_or(GENESIS);
+        let at = unix_micros(SystemTime::now());
+        let mac = checkpoint_mac(&self.key, at, &prev_mac, &entries);
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO audit_checkpoints (at_micros, prev_mac, entries, mac) \
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(at)
+        .bind(prev_mac.as_slice())
+        .bind(encode_entries(&entries))
+        .bind(mac.as_slice())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(CheckpointSummary {
+            id,
+            streams: entries.len(),
+        }))
+    }
+
+    async fn verify(
+        &self,
+        progress: &(dyn Fn(VerifyProgress) + Send + Sync),
+    ) -> Result<VerifyReport, AuditError> {
+        // One snapshot for everything read, so appends made meanwhile are consistently absent.
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let checkpoints: Vec<RawCheckpoint> = sqlx::query_as(
+            "SELECT id, at_micros, prev_mac, entries, mac FROM audit_checkpoints ORDER BY id",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let heads: Vec<(String, i64)> = sqlx::query_as("SELECT stream, seq FROM audit_heads")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let sql = format!(
+            "SELECT {} FROM audit_events ORDER BY stream, id",
+            RECORD_COLUMNS.replace("details", "details::text AS details")
+        );
+        let rows = sqlx::query_as::<_, RawRecord>(&sql).fetch(&mut *tx);
+        run_verifier(
+            &self.key,
+            checkpoints,
+            heads,
+            u64::try_from(total).unwrap_or(0),
+            rows,
+            progress,
+        )
+        .await
+    }
+}

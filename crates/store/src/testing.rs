@@ -1,0 +1,95 @@
+//! Test support: every test gets its own Postgres schema or SQLite file, so tests run in
+//! parallel without seeing each other's rows.
+//!
+//! Postgres tests use the database named by `COFFER_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/coffer_test`, created when missing). They fail, loudly,
+//! when the server does not answer: `cargo xtask test` makes sure it does.
+#![allow(clippy::expect_used, clippy::panic)]
+
+use std::str::FromStr;
+
+use rand::Rng;
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::sqlite::SqlitePool;
+use sqlx::{ConnectOptions, Connection};
+
+/// The test database URL.
+#[must_use]
+pub fn pg_test_url() -> String {
+    std::env::var("COFFER_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/coffer_test".to_owned())
+}
+
+fn random_name(prefix: &str) -> String {
+    let mut bytes = [0u8; 8];
+    rand::rng().fill_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}_{hex}")
+}
+
+/// Options for the test database itself, creating it when it does not exist.
+async fn pg_test_options() -> PgConnectOptions {
+    let url = pg_test_url();
+    let options =
+        PgConnectOptions::from_str(&url).expect("COFFER_TEST_DATABASE_URL is not a Postgres URL");
+    if options.connect().await.is_ok() {
+        return options;
+    }
+    let database = options.get_database().unwrap_or("coffer_test").to_owned();
+    let mut admin = options
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "Postgres at {url} does not answer ({e}). Start it, or run the tests with \
+                 `cargo xtask test`, which starts it"
+            )
+        });
+    // Another test may create it at the same moment; either way it exists afterwards.
+    let _ = sqlx::query(&format!("CREATE DATABASE \"{database}\""))
+        .execute(&mut admin)
+        .await;
+    let _ = admin.close().await;
+    options
+}
+
+/// A fresh schema in the test database, migrated; the pool's connections use it.
+pub async fn pg_pool() -> PgPool {
+    pg_pool_with_connections(8).await
+}
+
+/// As [`pg_pool`], with a given pool size.
+pub async fn pg_pool_with_connections(max: u32) -> PgPool {
+    let options = pg_test_options().await;
+    let schema = random_name("t");
+    let mut conn = options
+        .connect()
+        .await
+        .expect("connect to the test database");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .expect("create a test schema");
+    let _ = conn.close().await;
+    let options = options.options([("search_path", schema.as_str())]);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max)
+        .connect_with(options)
+        .await
+        .expect("connect to the test schema");
+    crate::PG_MIGRATIONS
+        .run(&pool)
+        .await
+        .expect("migrate the test schema");
+    pool
+}
+
+/// A fresh SQLite database in a temporary directory (kept alive by the returned guard).
+pub async fn sqlite_pool() -> (SqlitePool, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("coffer.db").display());
+    let pool = crate::connect_sqlite(&url).await.expect("open SQLite");
+    (pool, dir)
+}
