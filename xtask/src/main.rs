@@ -5,6 +5,7 @@
 #![allow(clippy::print_stdout)] // a command-line tool: stdout is its interface
 
 mod flags;
+mod services;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -19,9 +20,12 @@ commands:
   test [--no-fuzz] [--fuzz-seconds N]
         everything CI checks: rustfmt, clippy -D warnings, every test of the workspace
         (unit, integration, contract suites, doc tests, benches in test mode), and a short run of
-        each fuzz target (installs cargo-fuzz when missing)
-  bench [crypto|keys]...
-        criterion benchmarks (all when none named); figures go to docs/BENCHMARKS.md
+        each fuzz target (installs cargo-fuzz when missing). Makes sure the Postgres the tests
+        use answers (COFFER_TEST_DATABASE_URL, default 127.0.0.1:5432), starting it if it is
+        installed but down
+  bench [crypto|keys|audit]...
+        benchmarks (all when none named); figures go to docs/BENCHMARKS.md. `audit` needs
+        Postgres, like the tests
   fuzz [TARGET] [--seconds N]
         run a fuzz target (default: all targets, 60 s each) with cargo-fuzz on the stable
         toolchain (RUSTC_BOOTSTRAP=1)
@@ -105,6 +109,7 @@ fn step(name: &str, cmd: &mut Command) -> Result<()> {
 fn test(no_fuzz: bool, fuzz_seconds: u64) -> Result<()> {
     let started = Instant::now();
     step("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    services::ensure_postgres()?;
     step(
         "clippy",
         cargo().args([
@@ -138,20 +143,23 @@ fn test(no_fuzz: bool, fuzz_seconds: u64) -> Result<()> {
 }
 
 fn bench(names: &[String]) -> Result<()> {
-    let packages: Vec<&str> = if names.is_empty() {
-        vec!["coffer-crypto", "coffer-keys"]
-    } else {
-        names
-            .iter()
-            .map(|n| match n.as_str() {
-                "crypto" => Ok("coffer-crypto"),
-                "keys" => Ok("coffer-keys"),
-                other => bail!("unknown benchmark group {other:?} (crypto, keys)"),
-            })
-            .collect::<Result<_>>()?
-    };
-    for p in packages {
-        step(&format!("bench {p}"), cargo().args(["bench", "-p", p]))?;
+    const GROUPS: &[(&str, &[&str])] = &[
+        ("crypto", &["bench", "-p", "coffer-crypto"]),
+        ("keys", &["bench", "-p", "coffer-keys"]),
+        ("audit", &["bench", "-p", "coffer-store", "--bench", "audit"]),
+    ];
+    for name in names {
+        if !GROUPS.iter().any(|(g, _)| g == name) {
+            bail!("unknown benchmark group {name:?} (crypto, keys, audit)");
+        }
+    }
+    for (group, args) in GROUPS {
+        if names.is_empty() || names.iter().any(|n| n == group) {
+            if *group == "audit" {
+                services::ensure_postgres()?;
+            }
+            step(&format!("bench {group}"), cargo().args(*args))?;
+        }
     }
     Ok(())
 }

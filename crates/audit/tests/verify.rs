@@ -40,8 +40,7 @@ impl Log {
         let last = self
             .records
             .iter()
-            .filter(|r| r.event.stream.as_str() == stream)
-            .last();
+            .rfind(|r| r.event.stream.as_str() == stream);
         let (seq, prev_mac) = last.map_or((1, GENESIS), |r| (r.seq + 1, r.mac));
         let mac = record_mac(&self.key, &event, seq, &prev_mac);
         self.records.push(AuditRecord {

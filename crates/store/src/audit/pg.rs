@@ -1,6 +1,8 @@
 //! The audit log on Postgres.
 
 use std::fmt;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -12,6 +14,7 @@ use coffer_audit::{
 };
 use coffer_crypto::HmacKey;
 use coffer_keys::KeyProvider;
+use lru::LruCache;
 use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Postgres, Transaction};
 
@@ -23,6 +26,7 @@ use crate::StoreError;
 pub struct PgAuditLog {
     pool: PgPool,
     key: HmacKey,
+    heads: HeadCache,
 }
 
 impl fmt::Debug for PgAuditLog {
@@ -65,7 +69,11 @@ impl PgAuditLog {
             .await
             .map_err(key_err)?;
         let key = super::unwrap_audit_key(provider, &wrapped).await?;
-        Ok(Self { pool, key })
+        Ok(Self {
+            pool,
+            key,
+            heads: new_head_cache(),
+        })
     }
 
     /// The pool, for stores that append inside their own transactions.
@@ -83,40 +91,44 @@ impl PgAuditLog {
         conn: &mut PgConnection,
         event: &AuditEvent,
     ) -> Result<Receipt, AuditError> {
-        append(&self.key, conn, event).await
+        append(&self.key, &self.heads, conn, event).await
     }
 }
 
-async fn append(
+/// The heads this process last wrote, as guesses for the next append to the same stream.
+type HeadCache = Arc<Mutex<LruCache<String, (u64, [u8; 32])>>>;
+
+/// How many stream heads a process remembers.
+const HEAD_CACHE_ENTRIES: usize = 100_000;
+
+fn new_head_cache() -> HeadCache {
+    Arc::new(Mutex::new(LruCache::new(
+        NonZeroUsize::new(HEAD_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN),
+    )))
+}
+
+/// Inserts the event as the successor of `(prev_seq, prev_mac)` if, and only if, that is still
+/// the stream's head: the head row is moved and the event inserted in one statement, and the
+/// head's row lock (held to commit) serialises appends to the stream. `None`: the head moved.
+async fn insert_after(
     key: &HmacKey,
     conn: &mut PgConnection,
     event: &AuditEvent,
-) -> Result<Receipt, AuditError> {
-    let c = Columns::of(event)?;
-    // Lock this stream's head (creating it at seq 0) and read it, in one round trip.
-    let (prev_seq, prev_mac): (i64, Vec<u8>) = sqlx::query_as(
-        "INSERT INTO audit_heads (stream, seq, mac) VALUES ($1, 0, $2) \
-         ON CONFLICT (stream) DO UPDATE SET stream = EXCLUDED.stream \
-         RETURNING seq, mac",
-    )
-    .bind(c.stream)
-    .bind(GENESIS.as_slice())
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    let prev_mac: [u8; 32] = prev_mac.as_slice().try_into().map_err(|_| {
-        AuditError::Unreadable(format!("head of stream {} has a malformed MAC", c.stream))
-    })?;
-    let seq = u64::try_from(prev_seq).unwrap_or(0) + 1;
-    let mac = record_mac(key, event, seq, &prev_mac);
+    c: &Columns<'_>,
+    prev_seq: u64,
+    prev_mac: &[u8; 32],
+) -> Result<Option<Receipt>, AuditError> {
+    let seq = prev_seq + 1;
+    let mac = record_mac(key, event, seq, prev_mac);
     let seq_i64 = i64::try_from(seq).map_err(|e| AuditError::Other(Box::new(e)))?;
-    let id: i64 = sqlx::query_scalar(
-        "WITH ins AS ( \
-             INSERT INTO audit_events (stream, seq, at_micros, actor_kind, actor_id, action, \
-                 subject_kind, subject_id, outcome, request_id, details, prev_mac, mac) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13) RETURNING id) \
-         UPDATE audit_heads SET seq = $2, mac = $13 WHERE stream = $1 \
-         RETURNING (SELECT id FROM ins)",
+    let id: Option<i64> = sqlx::query_scalar(
+        "WITH head AS ( \
+             UPDATE audit_heads SET seq = $2, mac = $13 \
+             WHERE stream = $1 AND seq = $2 - 1 AND mac = $12 RETURNING 1) \
+         INSERT INTO audit_events (stream, seq, at_micros, actor_kind, actor_id, action, \
+             subject_kind, subject_id, outcome, request_id, details, prev_mac, mac) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13 FROM head \
+         RETURNING id",
     )
     .bind(c.stream)
     .bind(seq_i64)
@@ -131,15 +143,86 @@ async fn append(
     .bind(&c.details)
     .bind(prev_mac.as_slice())
     .bind(mac.as_slice())
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(db_err)?;
-    Ok(Receipt { id, seq, mac })
+    Ok(id.map(|id| Receipt { id, seq, mac }))
+}
+
+/// Locks `stream`'s head (creating it at seq 0 for a new stream) and reads it.
+async fn lock_head(conn: &mut PgConnection, stream: &str) -> Result<(u64, [u8; 32]), AuditError> {
+    let select = "SELECT seq, mac FROM audit_heads WHERE stream = $1 FOR UPDATE";
+    let mut head: Option<(i64, Vec<u8>)> = sqlx::query_as(select)
+        .bind(stream)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    if head.is_none() {
+        // Another transaction may be creating it at the same moment: either way it exists next.
+        sqlx::query(
+            "INSERT INTO audit_heads (stream, seq, mac) VALUES ($1, 0, $2) \
+             ON CONFLICT (stream) DO NOTHING",
+        )
+        .bind(stream)
+        .bind(GENESIS.as_slice())
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        head = sqlx::query_as(select)
+            .bind(stream)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    }
+    let (seq, mac) =
+        head.ok_or_else(|| AuditError::Unreadable(format!("head of stream {stream} vanished")))?;
+    let mac = mac.as_slice().try_into().map_err(|_| {
+        AuditError::Unreadable(format!("head of stream {stream} has a malformed MAC"))
+    })?;
+    Ok((u64::try_from(seq).unwrap_or(0), mac))
+}
+
+/// Appends inside the transaction on `conn`. With the stream's head remembered from this
+/// process's last append, that is one statement; otherwise (or when another process appended
+/// since) the head is locked and read first.
+async fn append(
+    key: &HmacKey,
+    heads: &HeadCache,
+    conn: &mut PgConnection,
+    event: &AuditEvent,
+) -> Result<Receipt, AuditError> {
+    let c = Columns::of(event)?;
+    let guess = heads
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(c.stream)
+        .copied();
+    let mut receipt = None;
+    if let Some((seq, mac)) = guess {
+        receipt = insert_after(key, conn, event, &c, seq, &mac).await?;
+    }
+    let receipt = match receipt {
+        Some(r) => r,
+        None => {
+            let (seq, mac) = lock_head(conn, c.stream).await?;
+            insert_after(key, conn, event, &c, seq, &mac)
+                .await?
+                .ok_or_else(|| AuditError::Other("audit head moved while locked".into()))?
+        }
+    };
+    // If this transaction rolls back, the guess is stale and the next append falls back to the
+    // locked read.
+    heads
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .put(c.stream.to_owned(), (receipt.seq, receipt.mac));
+    Ok(receipt)
 }
 
 /// A Postgres transaction appending audit records.
 pub struct PgAuditTx {
     key: HmacKey,
+    heads: HeadCache,
     tx: Transaction<'static, Postgres>,
 }
 
@@ -152,7 +235,7 @@ impl fmt::Debug for PgAuditTx {
 #[async_trait]
 impl AuditTx for PgAuditTx {
     async fn append(&mut self, event: &AuditEvent) -> Result<Receipt, AuditError> {
-        append(&self.key, &mut self.tx, event).await
+        append(&self.key, &self.heads, &mut self.tx, event).await
     }
 
     async fn commit(self: Box<Self>) -> Result<(), AuditError> {
@@ -176,6 +259,7 @@ impl AuditLog for PgAuditLog {
         let tx = self.pool.begin().await.map_err(db_err)?;
         Ok(Box::new(PgAuditTx {
             key: self.key.clone(),
+            heads: self.heads.clone(),
             tx,
         }))
     }

@@ -1,0 +1,94 @@
+//! The observed audit log: committed records go out as JSON lines on the `coffer::audit` target,
+//! and the alert rules record `security.alert` events.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use coffer_audit::{
+    Action, Actor, AlertConfig, AuditEvent, AuditHasher, AuditLog, AuditQuery, DetailValue,
+    EntityId, ObservedAuditLog, Outcome, Subject,
+};
+use coffer_crypto::HmacKey;
+use coffer_keys_local::{LocalKeyProvider, LocalKeySource, generate_inline_key};
+use coffer_store::audit::SqliteAuditLog;
+use coffer_store::testing;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn records_are_shipped_as_json_lines_and_alerts_are_recorded() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::INFO)
+        .json()
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (pool, _dir) = testing::sqlite_pool().await;
+    let provider =
+        LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "test-master")
+            .unwrap();
+    let inner = Arc::new(SqliteAuditLog::open(pool, &provider).await.unwrap());
+    let log = ObservedAuditLog::new(
+        inner,
+        AlertConfig::default(),
+        EntityId::parse("coffer-api").unwrap(),
+    );
+
+    let hasher = AuditHasher::new(HmacKey::generate());
+    for _ in 0..6 {
+        let e = AuditEvent::new(
+            Actor::Anonymous,
+            Action::UserLoginFailed,
+            Subject::User(EntityId::parse("u-42").unwrap()),
+            Outcome::Denied,
+        )
+        .detail("email", hasher.hash("email", "victim@example.com"))
+        .unwrap();
+        log.append(&e).await.unwrap();
+    }
+
+    let records = log.list(&AuditQuery::default()).await.unwrap();
+    let alerts: Vec<_> = records
+        .iter()
+        .filter(|r| r.event.action == Action::SecurityAlert)
+        .collect();
+    assert_eq!(alerts.len(), 1, "one alert for the sixth failure");
+    assert_eq!(
+        alerts[0].event.details.get("rule"),
+        Some(&DetailValue::Code(
+            coffer_audit::Code::parse("failed_logins").unwrap()
+        ))
+    );
+
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let audit_lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["target"] == "coffer::audit")
+        .collect();
+    assert_eq!(audit_lines.len(), 7, "six failures and the alert:\n{text}");
+    let first: serde_json::Value =
+        serde_json::from_str(audit_lines[0]["fields"]["message"].as_str().unwrap()).unwrap();
+    assert_eq!(first["action"], "user.login_failed");
+    assert_eq!(first["seq"], 1);
+    assert!(
+        text.contains("coffer.alert.failed_logins"),
+        "WARN line with the stable event name"
+    );
+    assert!(!text.contains("victim"), "no PII in any log line");
+}
