@@ -146,7 +146,10 @@ fn bench(names: &[String]) -> Result<()> {
     const GROUPS: &[(&str, &[&str])] = &[
         ("crypto", &["bench", "-p", "coffer-crypto"]),
         ("keys", &["bench", "-p", "coffer-keys"]),
-        ("audit", &["bench", "-p", "coffer-store", "--bench", "audit"]),
+        (
+            "audit",
+            &["bench", "-p", "coffer-store", "--bench", "audit"],
+        ),
     ];
     for name in names {
         if !GROUPS.iter().any(|(g, _)| g == name) {
