@@ -223,6 +223,9 @@ async fn flush(pool: &PgPool, batch: &mut Vec<Row>) {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
+    if !full {
+        println!("audit bench: smoke run (not --bench), figures below are not measurements");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
