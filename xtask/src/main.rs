@@ -20,9 +20,9 @@ commands:
   test [--no-fuzz] [--fuzz-seconds N]
         everything CI checks: rustfmt, clippy -D warnings, every test of the workspace
         (unit, integration, contract suites, doc tests, benches in test mode), and a short run of
-        each fuzz target (installs cargo-fuzz when missing). Makes sure the Postgres the tests
-        use answers (COFFER_TEST_DATABASE_URL, default 127.0.0.1:5432), starting it if it is
-        installed but down
+        each fuzz target (installs cargo-fuzz when missing). Makes sure the Postgres and Redis
+        the tests use answer (COFFER_TEST_DATABASE_URL, default 127.0.0.1:5432;
+        COFFER_TEST_REDIS_URL, default 127.0.0.1:6379), starting them if installed but down
   bench [crypto|keys|audit]...
         benchmarks (all when none named); figures go to docs/BENCHMARKS.md. `audit` needs
         Postgres, like the tests
@@ -110,6 +110,7 @@ fn test(no_fuzz: bool, fuzz_seconds: u64) -> Result<()> {
     let started = Instant::now();
     step("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
     services::ensure_postgres()?;
+    services::ensure_redis()?;
     step(
         "clippy",
         cargo().args([

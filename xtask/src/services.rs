@@ -7,26 +7,25 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// Host and port of the test Postgres, from `COFFER_TEST_DATABASE_URL`.
-fn pg_addr() -> Result<SocketAddr> {
-    let url = std::env::var("COFFER_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/coffer_test".to_owned());
-    let rest = url
-        .split_once("://")
-        .map(|(_, r)| r)
-        .context("COFFER_TEST_DATABASE_URL is not a URL")?;
+/// The socket address in a `scheme://[user[:password]@]host[:port][/…]` URL.
+fn addr_of(url: &str, default_port: u16) -> Result<SocketAddr> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let host_port = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
     let host_port = host_port.split(['/', '?']).next().unwrap_or(host_port);
     let with_port = if host_port.contains(':') {
         host_port.to_owned()
     } else {
-        format!("{host_port}:5432")
+        format!("{host_port}:{default_port}")
     };
     with_port
         .to_socket_addrs()
         .with_context(|| format!("cannot resolve {with_port}"))?
         .next()
-        .context("no address for the test database")
+        .with_context(|| format!("no address for {with_port}"))
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
 fn answers(addr: &SocketAddr) -> bool {
@@ -35,7 +34,13 @@ fn answers(addr: &SocketAddr) -> bool {
 
 /// Makes sure Postgres answers; starts the machine's clusters (Debian's `pg_ctlcluster`) if not.
 pub fn ensure_postgres() -> Result<()> {
-    let addr = pg_addr()?;
+    let addr = addr_of(
+        &env_or(
+            "COFFER_TEST_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/coffer_test",
+        ),
+        5432,
+    )?;
     if answers(&addr) {
         eprintln!("postgres: answering at {addr}");
         return Ok(());
@@ -69,4 +74,45 @@ pub fn ensure_postgres() -> Result<()> {
         std::thread::sleep(Duration::from_millis(250));
     }
     bail!("started Postgres clusters {versions:?}, but nothing answers at {addr} after 30 s")
+}
+
+/// Makes sure Redis answers (`COFFER_TEST_REDIS_URL`, default 127.0.0.1:6379); starts the
+/// machine's `redis-server` on that port if it is installed but down.
+pub fn ensure_redis() -> Result<()> {
+    let addr = addr_of(
+        &env_or("COFFER_TEST_REDIS_URL", "redis://127.0.0.1:6379"),
+        6379,
+    )?;
+    if answers(&addr) {
+        eprintln!("redis: answering at {addr}");
+        return Ok(());
+    }
+    if !Path::new("/usr/bin/redis-server").exists() {
+        bail!(
+            "Redis is not answering at {addr} and redis-server is not installed: install it \
+             (apt-get install redis-server) or point COFFER_TEST_REDIS_URL at one"
+        );
+    }
+    eprintln!("redis: nothing answers at {addr}; starting redis-server");
+    let status = Command::new("redis-server")
+        .args([
+            "--daemonize",
+            "yes",
+            "--bind",
+            &addr.ip().to_string(),
+            "--port",
+        ])
+        .arg(addr.port().to_string())
+        .args(["--save", "", "--appendonly", "no"])
+        .status()
+        .context("cannot run redis-server")?;
+    eprintln!("redis: redis-server: {status}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if answers(&addr) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("started redis-server, but nothing answers at {addr} after 15 s")
 }

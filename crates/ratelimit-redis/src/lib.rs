@@ -1,0 +1,163 @@
+//! The shared rate limiter: GCRA in one atomic Lua script on Redis.
+//!
+//! The script reads Redis's clock (`TIME`), so every API replica decides on the same time, and
+//! stores only the key's theoretical arrival time, with an expiry at the moment the key's budget
+//! is whole again (so idle keys cost Redis nothing). Check and update are one script: atomic, one
+//! round trip. Connections go through redis's `ConnectionManager` (reconnects on its own), with
+//! connection and response timeouts always set; a timeout or refused connection is
+//! [`LimitError::Unavailable`], which [`coffer_ratelimit::Failover`] turns into fail-open or
+//! fail-closed.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use coffer_ratelimit::{Decision, LimitError, Policy, RateLimiter};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Script};
+
+const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local peek = ARGV[4] == '1'
+local tau = interval * limit
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if tat == nil or tat < now then tat = now end
+local function remaining_at(x) return math.floor((now + tau - x) / interval) end
+local new_tat = tat + interval * cost
+local allow_at = new_tat - tau
+if allow_at > now then
+  return {0, remaining_at(tat), allow_at - now, tat - now}
+end
+if peek then
+  return {1, remaining_at(tat), 0, tat - now}
+end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.max(1, math.ceil((new_tat - now) / 1000)))
+return {1, remaining_at(new_tat), 0, new_tat - now}
+";
+
+/// Timeouts of the Redis limiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedisLimiterConfig {
+    /// Connecting.
+    pub connect_timeout: Duration,
+    /// Each command.
+    pub response_timeout: Duration,
+}
+
+impl Default for RedisLimiterConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_millis(500),
+            response_timeout: Duration::from_millis(250),
+        }
+    }
+}
+
+/// See the [crate documentation](crate).
+#[derive(Clone)]
+pub struct RedisLimiter {
+    conn: ConnectionManager,
+    script: Script,
+    prefix: String,
+}
+
+impl fmt::Debug for RedisLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a password: not shown.
+        f.debug_struct("RedisLimiter")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn limit_error(e: &redis::RedisError) -> LimitError {
+    if e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped() {
+        LimitError::Unavailable(e.to_string())
+    } else {
+        LimitError::Other(e.to_string())
+    }
+}
+
+impl RedisLimiter {
+    /// A limiter on the Redis at `url` (`redis://…` or `rediss://…`). Connects lazily, so a
+    /// process can start while Redis is down; keys are stored under `prefix`.
+    ///
+    /// # Errors
+    /// [`LimitError::Other`] for a malformed URL.
+    pub fn new(url: &str, prefix: &str, config: RedisLimiterConfig) -> Result<Self, LimitError> {
+        let client = Client::open(url)
+            .map_err(|e| LimitError::Other(format!("bad Redis URL ({:?})", e.kind())))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.response_timeout))
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
+            .map_err(|e| limit_error(&e))?;
+        Ok(Self {
+            conn,
+            script: Script::new(GCRA),
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    async fn run(
+        &self,
+        key: &str,
+        policy: &Policy,
+        cost: u32,
+        peek: bool,
+    ) -> Result<Decision, LimitError> {
+        if cost > policy.limit() {
+            return Err(LimitError::CostExceedsLimit {
+                policy: policy.name().to_owned(),
+                cost,
+                limit: policy.limit(),
+            });
+        }
+        let interval = u64::try_from(policy.emission_interval().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        // The policy's rate is part of the key: changing a policy starts fresh budgets.
+        let redis_key = format!(
+            "{}:{}:{}:{}:{key}",
+            self.prefix,
+            policy.name(),
+            policy.limit(),
+            policy.period().as_millis()
+        );
+        let mut conn = self.conn.clone();
+        let (allowed, remaining, retry_us, reset_us): (i64, i64, i64, i64) = self
+            .script
+            .key(redis_key)
+            .arg(interval)
+            .arg(policy.limit())
+            .arg(cost.max(1))
+            .arg(if peek { "1" } else { "0" })
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| limit_error(&e))?;
+        let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
+        Ok(Decision {
+            allowed: allowed == 1,
+            limit: policy.limit(),
+            remaining: u32::try_from(remaining).unwrap_or(0).min(policy.limit()),
+            retry_after: micros(retry_us),
+            reset_after: micros(reset_us),
+        })
+    }
+}
+
+#[async_trait]
+impl RateLimiter for RedisLimiter {
+    async fn check(&self, key: &str, policy: &Policy, cost: u32) -> Result<Decision, LimitError> {
+        self.run(key, policy, cost, false).await
+    }
+
+    async fn peek(&self, key: &str, policy: &Policy) -> Result<Decision, LimitError> {
+        self.run(key, policy, 1, true).await
+    }
+}

@@ -1,0 +1,179 @@
+//! Which policies apply to a request, from configuration.
+//!
+//! Every request is checked against the per-client-IP policy, the per-user or per-API-key policy
+//! when the caller is known, and its route class's policy (keyed by user when known, else by IP).
+//! The defaults suit a public API: authentication and PIN-bearing money-out are strict (they are
+//! what credential stuffing and PIN guessing go after), reads are loose.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::{Policy, PolicyError};
+
+/// What kind of route a request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteClass {
+    /// POST /v1/auth/login.
+    Login,
+    /// POST /v1/auth/register.
+    Register,
+    /// POST /v1/auth/refresh.
+    Refresh,
+    /// Withdrawals, transfers, PIN changes: anything that takes a PIN.
+    MoneyOut,
+    /// Other writes.
+    Write,
+    /// Reads.
+    Read,
+    /// /v1/admin/…
+    Admin,
+}
+
+impl RouteClass {
+    /// Stable name, used in keys.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::Register => "register",
+            Self::Refresh => "refresh",
+            Self::MoneyOut => "money_out",
+            Self::Write => "write",
+            Self::Read => "read",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// Who is calling, as far as the limiter is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// Not signed in.
+    Anonymous,
+    /// A user (token subject).
+    User(String),
+    /// An API key (its id, never the secret).
+    ApiKey(String),
+}
+
+/// The configured policies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policies {
+    /// Every request, by client IP.
+    pub per_ip: Policy,
+    /// Every request of a signed-in user.
+    pub per_user: Policy,
+    /// Every request made with an API key.
+    pub per_api_key: Policy,
+    /// By route class.
+    pub login: Policy,
+    /// Registration.
+    pub register: Policy,
+    /// Token refresh.
+    pub refresh: Policy,
+    /// PIN-bearing money-out.
+    pub money_out: Policy,
+    /// Other writes.
+    pub write: Policy,
+    /// Reads.
+    pub read: Policy,
+    /// Admin routes.
+    pub admin: Policy,
+}
+
+fn per_minute(name: &str, limit: u32) -> Result<Policy, PolicyError> {
+    Policy::new(name, limit, Duration::from_secs(60))
+}
+
+impl Policies {
+    /// The defaults.
+    ///
+    /// # Errors
+    /// Never (the defaults are valid); the `Result` keeps one constructor path.
+    pub fn defaults() -> Result<Self, PolicyError> {
+        Ok(Self {
+            per_ip: per_minute("ip", 600)?,
+            per_user: per_minute("user", 1_200)?,
+            per_api_key: per_minute("api_key", 3_000)?,
+            login: per_minute("login", 10)?,
+            register: Policy::new("register", 5, Duration::from_secs(3_600))?,
+            refresh: per_minute("refresh", 30)?,
+            money_out: per_minute("money_out", 20)?,
+            write: per_minute("write", 120)?,
+            read: per_minute("read", 600)?,
+            admin: per_minute("admin", 120)?,
+        })
+    }
+
+    fn class_policy(&self, class: RouteClass) -> &Policy {
+        match class {
+            RouteClass::Login => &self.login,
+            RouteClass::Register => &self.register,
+            RouteClass::Refresh => &self.refresh,
+            RouteClass::MoneyOut => &self.money_out,
+            RouteClass::Write => &self.write,
+            RouteClass::Read => &self.read,
+            RouteClass::Admin => &self.admin,
+        }
+    }
+
+    /// The (key, policy) pairs a request is checked against, most general first.
+    #[must_use]
+    pub fn applicable(
+        &self,
+        ip: IpAddr,
+        caller: &Caller,
+        class: RouteClass,
+    ) -> Vec<(String, &Policy)> {
+        let ip_key = format!("ip:{ip}");
+        let mut out = vec![(ip_key.clone(), &self.per_ip)];
+        let class_scope = match caller {
+            Caller::Anonymous => ip_key,
+            Caller::User(id) => {
+                out.push((format!("user:{id}"), &self.per_user));
+                format!("user:{id}")
+            }
+            Caller::ApiKey(id) => {
+                out.push((format!("api_key:{id}"), &self.per_api_key));
+                format!("api_key:{id}")
+            }
+        };
+        out.push((
+            format!("{}:{class_scope}", class.as_str()),
+            self.class_policy(class),
+        ));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymous_login_is_keyed_by_ip_and_users_by_id() {
+        let p = Policies::defaults().unwrap();
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        let keys: Vec<String> = p
+            .applicable(ip, &Caller::Anonymous, RouteClass::Login)
+            .into_iter()
+            .map(|(k, p)| format!("{k}={}", p.name()))
+            .collect();
+        assert_eq!(keys, ["ip:203.0.113.9=ip", "login:ip:203.0.113.9=login"]);
+        let keys: Vec<String> = p
+            .applicable(ip, &Caller::User("u1".into()), RouteClass::MoneyOut)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, ["ip:203.0.113.9", "user:u1", "money_out:user:u1"]);
+    }
+
+    #[test]
+    fn authentication_and_money_out_are_stricter_than_reads() {
+        let p = Policies::defaults().unwrap();
+        let rate = |p: &Policy| f64::from(p.limit()) / p.period().as_secs_f64();
+        for strict in [&p.login, &p.register, &p.refresh, &p.money_out] {
+            assert!(rate(strict) < rate(&p.read), "{strict:?}");
+        }
+    }
+}
