@@ -23,9 +23,9 @@ commands:
         each fuzz target (installs cargo-fuzz when missing). Makes sure the Postgres and Redis
         the tests use answer (COFFER_TEST_DATABASE_URL, default 127.0.0.1:5432;
         COFFER_TEST_REDIS_URL, default 127.0.0.1:6379), starting them if installed but down
-  bench [crypto|keys|audit]...
+  bench [crypto|keys|audit|ratelimit]...
         benchmarks (all when none named); figures go to docs/BENCHMARKS.md. `audit` needs
-        Postgres, like the tests
+        Postgres and `ratelimit` Redis, like the tests
   fuzz [TARGET] [--seconds N]
         run a fuzz target (default: all targets, 60 s each) with cargo-fuzz on the stable
         toolchain (RUSTC_BOOTSTRAP=1)
@@ -154,13 +154,16 @@ fn bench(names: &[String]) -> Result<()> {
     ];
     for name in names {
         if !GROUPS.iter().any(|(g, _)| g == name) {
-            bail!("unknown benchmark group {name:?} (crypto, keys, audit)");
+            bail!("unknown benchmark group {name:?} (crypto, keys, audit, ratelimit)");
         }
     }
     for (group, args) in GROUPS {
         if names.is_empty() || names.iter().any(|n| n == group) {
             if *group == "audit" {
                 services::ensure_postgres()?;
+            }
+            if *group == "ratelimit" {
+                services::ensure_redis()?;
             }
             step(&format!("bench {group}"), cargo().args(*args))?;
         }

@@ -141,4 +141,23 @@ mod tests {
         assert_eq!(r.drain(t0 + Duration::from_secs(61), true).len(), 1);
         assert!(r.drain(t0 + Duration::from_secs(600), true).is_empty());
     }
+
+    #[test]
+    fn the_aggregated_event_feeds_the_rate_limit_alert_rule() {
+        let r = LimitedRequests::new();
+        let t0 = UNIX_EPOCH + Duration::from_secs(60 * 2_000);
+        for _ in 0..150 {
+            r.record("ip:10.0.0.1", "login", t0);
+        }
+        r.record("ip:10.0.0.2", "login", t0);
+        let mut rules = coffer_audit::AlertRules::new(coffer_audit::AlertConfig::default());
+        let alerts: Vec<_> = r
+            .drain(t0 + Duration::from_secs(60), false)
+            .iter()
+            .flat_map(|e| rules.observe(e))
+            .collect();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].rule, "rate_limit_exceeded");
+        assert_eq!(alerts[0].key.as_deref(), Some("ip:10.0.0.1"));
+    }
 }
