@@ -151,10 +151,21 @@ fn bench(names: &[String]) -> Result<()> {
             "audit",
             &["bench", "-p", "coffer-store", "--bench", "audit"],
         ),
+        (
+            "ratelimit",
+            &[
+                "bench",
+                "-p",
+                "coffer-ratelimit",
+                "-p",
+                "coffer-ratelimit-redis",
+            ],
+        ),
     ];
     for name in names {
         if !GROUPS.iter().any(|(g, _)| g == name) {
-            bail!("unknown benchmark group {name:?} (crypto, keys, audit, ratelimit)");
+            let known: Vec<&str> = GROUPS.iter().map(|(g, _)| *g).collect();
+            bail!("unknown benchmark group {name:?} (known: {known:?})");
         }
     }
     for (group, args) in GROUPS {
