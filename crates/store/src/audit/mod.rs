@@ -10,7 +10,12 @@
 //! so a checkpoint never waits for, blocks, or deadlocks with appends, and never records a head
 //! that is not committed.
 
-use coffer_audit::chain::{AuditRecord, Checkpoint, decode_entries};
+use std::time::SystemTime;
+
+use coffer_audit::chain::{
+    AuditRecord, Checkpoint, CheckpointEntry, GENESIS, checkpoint_mac, decode_entries,
+};
+use coffer_audit::event::unix_micros;
 use coffer_audit::{
     Action, Actor, AuditError, AuditEvent, Code, Details, Outcome, StreamId, Subject, Verifier,
     VerifyProgress, VerifyReport,
@@ -161,6 +166,51 @@ impl RawCheckpoint {
             prev_mac: self.prev_mac.as_slice().try_into().unwrap_or([0xFF; 32]),
             entries: decode_entries(&self.entries).unwrap_or_default(),
             mac: self.mac.as_slice().try_into().unwrap_or([0xFF; 32]),
+        }
+    }
+}
+
+/// Parses listed rows; an unparseable row is an error naming it (verify says more).
+fn parse_listed(rows: Vec<RawRecord>) -> Result<Vec<AuditRecord>, AuditError> {
+    rows.into_iter()
+        .map(|r| {
+            r.parse().map_err(|(stream, id, seq)| {
+                AuditError::Unreadable(format!("record {id} (stream {stream}, seq {seq})"))
+            })
+        })
+        .collect()
+}
+
+/// A checkpoint about to be written.
+struct NewCheckpoint {
+    at: i64,
+    prev_mac: [u8; 32],
+    entries: Vec<CheckpointEntry>,
+    mac: [u8; 32],
+}
+
+impl NewCheckpoint {
+    /// From the heads that moved `(stream, seq, mac)` and the previous checkpoint's MAC.
+    fn build(key: &HmacKey, moved: Vec<(String, i64, Vec<u8>)>, prev_mac: Option<Vec<u8>>) -> Self {
+        let mut entries: Vec<CheckpointEntry> = moved
+            .into_iter()
+            .map(|(stream, seq, mac)| CheckpointEntry {
+                stream,
+                seq: u64::try_from(seq).unwrap_or(0),
+                mac: mac.as_slice().try_into().unwrap_or([0; 32]),
+            })
+            .collect();
+        entries.sort_by(|a, b| a.stream.cmp(&b.stream));
+        let prev_mac = prev_mac
+            .and_then(|m| <[u8; 32]>::try_from(m.as_slice()).ok())
+            .unwrap_or(GENESIS);
+        let at = unix_micros(SystemTime::now());
+        let mac = checkpoint_mac(key, at, &prev_mac, &entries);
+        Self {
+            at,
+            prev_mac,
+            entries,
+            mac,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use coffer_audit::chain::{CheckpointEntry, GENESIS, checkpoint_mac, encode_entries, record_mac};
+use coffer_audit::chain::{GENESIS, encode_entries, record_mac};
 use coffer_audit::event::unix_micros;
 use coffer_audit::{
     AuditCapabilities, AuditError, AuditEvent, AuditLog, AuditQuery, AuditRecord, AuditTx,
@@ -17,7 +17,10 @@ use coffer_keys::KeyProvider;
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 
-use super::{Columns, RECORD_COLUMNS, RawCheckpoint, RawRecord, db_err, run_verifier};
+use super::{
+    Columns, NewCheckpoint, RECORD_COLUMNS, RawCheckpoint, RawRecord, db_err, parse_listed,
+    run_verifier,
+};
 use crate::StoreError;
 
 /// The audit log on SQLite.
@@ -201,13 +204,7 @@ impl AuditLog for SqliteAuditLog {
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        rows.into_iter()
-            .map(|r| {
-                r.parse().map_err(|(stream, id, seq)| {
-                    AuditError::Unreadable(format!("record {id} (stream {stream}, seq {seq})"))
-                })
-            })
-            .collect()
+        parse_listed(rows)
     }
 
     async fn checkpoint(&self) -> Result<Option<CheckpointSummary>, AuditError> {
@@ -226,25 +223,17 @@ impl AuditLog for SqliteAuditLog {
         if moved.is_empty() {
             return Ok(None);
         }
-        let mut entries: Vec<CheckpointEntry> = moved
-            .into_iter()
-            .map(|(stream, seq, mac)| CheckpointEntry {
-                stream,
-                seq: u64::try_from(seq).unwrap_or(0),
-                mac: mac.as_slice().try_into().unwrap_or([0; 32]),
-            })
-            .collect();
-        entries.sort_by(|a, b| a.stream.cmp(&b.stream));
         let prev_mac: Option<Vec<u8>> =
             sqlx::query_scalar("SELECT mac FROM audit_checkpoints ORDER BY id DESC LIMIT 1")
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db_err)?;
-        let prev_mac = prev_mac
-            .and_then(|m| <[u8; 32]>::try_from(m.as_slice()).ok())
-            .unwrap_or(GENESIS);
-        let at = unix_micros(SystemTime::now());
-        let mac = checkpoint_mac(&self.key, at, &prev_mac, &entries);
+        let NewCheckpoint {
+            at,
+            prev_mac,
+            entries,
+            mac,
+        } = NewCheckpoint::build(&self.key, moved, prev_mac);
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO audit_checkpoints (at_micros, prev_mac, entries, mac) \
              VALUES (?1, ?2, ?3, ?4) RETURNING id",
