@@ -361,43 +361,71 @@ fn read_file(path: &Path) -> Result<(KeyFile, FileStamp), LocalKeyError> {
     let before = stamp(path)?;
     let text = Zeroizing::new(fs::read_to_string(path).map_err(io_err(path))?);
     let origin = path.display().to_string();
-    let file: KeyFile = serde_json::from_str(&text)
-        // serde_json's message names the line and column, never the value.
-        .map_err(|e| malformed(&origin, format!("not a Coffer key file ({e})")))?;
+    let file: KeyFile = serde_json::from_str(&text).map_err(|e| {
+        // Only the category and position: serde_json's own message can quote the offending
+        // value, which may be key material.
+        malformed(
+            &origin,
+            format!(
+                "not a Coffer key file ({:?} error at line {}, column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
     Ok((file, before))
 }
 
-/// Writes `file` to `path` atomically (temp file with mode 0600, fsync, rename, fsync dir).
-fn write_file(path: &Path, file: &KeyFile) -> Result<(), LocalKeyError> {
-    let text = Zeroizing::new(
-        serde_json::to_string_pretty(file)
-            .map_err(|e| malformed(&path.display().to_string(), e.to_string()))?,
-    );
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+/// Writes `text` to a new private (0600) temporary file beside `path`, synced; returns its path.
+/// The name is unique to this process and call (`create_new`), so it is always a fresh file
+/// with a fresh mode, never shared with a concurrent writer.
+fn write_private_temp(path: &Path, text: &str) -> Result<PathBuf, LocalKeyError> {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = parent_dir(path);
     let tmp = dir.join(format!(
-        ".{}.tmp-{}",
+        ".{}.tmp-{}-{n}",
         path.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
         std::process::id()
     ));
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut out = options.open(&tmp).map_err(io_err(&tmp))?;
     out.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
     out.write_all(b"\n").map_err(io_err(&tmp))?;
     out.sync_all().map_err(io_err(&tmp))?;
-    drop(out);
-    fs::rename(&tmp, path).map_err(io_err(path))?;
-    if let Ok(d) = fs::File::open(dir) {
-        // Makes the rename durable; failure here does not undo a completed rename.
+    Ok(tmp)
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+fn sync_dir(path: &Path) {
+    if let Ok(d) = fs::File::open(parent_dir(path)) {
+        // Makes a rename or link durable; failure here does not undo it.
         let _ = d.sync_all();
     }
+}
+
+fn to_json(path: &Path, file: &KeyFile) -> Result<Zeroizing<String>, LocalKeyError> {
+    serde_json::to_string_pretty(file)
+        .map(Zeroizing::new)
+        .map_err(|e| malformed(&path.display().to_string(), e.to_string()))
+}
+
+/// Replaces `path` with `file` atomically: a complete new file is renamed over the old one.
+fn write_file(path: &Path, file: &KeyFile) -> Result<(), LocalKeyError> {
+    let tmp = write_private_temp(path, &to_json(path, file)?)?;
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    sync_dir(path);
     Ok(())
 }
 
@@ -428,18 +456,13 @@ pub fn create_key_file(path: &Path, key_id: &str) -> Result<(), LocalKeyError> {
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder.create(dir).map_err(io_err(dir))?;
     }
-    let text = Zeroizing::new(
-        serde_json::to_string_pretty(&fresh_file(key_id))
-            .map_err(|e| malformed(&path.display().to_string(), e.to_string()))?,
-    );
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut out = options.open(path).map_err(io_err(path))?;
-    out.write_all(text.as_bytes()).map_err(io_err(path))?;
-    out.write_all(b"\n").map_err(io_err(path))?;
-    out.sync_all().map_err(io_err(path))?;
+    // Written completely elsewhere, then linked into place: the link fails if the file exists,
+    // and whoever reads the path sees either nothing or a whole file.
+    let tmp = write_private_temp(path, &to_json(path, &fresh_file(key_id))?)?;
+    let linked = fs::hard_link(&tmp, path).map_err(io_err(path));
+    let _ = fs::remove_file(&tmp);
+    linked?;
+    sync_dir(path);
     Ok(())
 }
 
@@ -695,7 +718,9 @@ impl LocalKeyProvider {
         let Some(path) = &self.path else {
             return Err(self.read_only("changing master keys"));
         };
-        let lock_path = path.with_extension("lock");
+        let mut lock_name = path.as_os_str().to_owned();
+        lock_name.push(".lock");
+        let lock_path = PathBuf::from(lock_name);
         let lock = fs::OpenOptions::new()
             .create(true)
             .truncate(false)

@@ -359,3 +359,41 @@ fn debug_output_hides_inline_material() {
     let p = inline(&value).unwrap();
     assert!(!format!("{p:?}").contains(&value));
 }
+
+#[test]
+fn a_malformed_file_error_never_quotes_its_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("master.json");
+    let secretish = b64(&[0x5c; 32]);
+    for json in [
+        key_file_json(&[(1, "active", b64(&[5; 32]))]).replace("\"active\"", &format!("\"{secretish}\"")),
+        format!(r#"{{"format":1,"key_id":"{DEFAULT_KEY_ID}","versions":[{{"version":"{secretish}"}}]}}"#),
+    ] {
+        write_mode(&path, &json, 0o600);
+        let err = file(&path, false).unwrap_err();
+        assert!(matches!(err, LocalKeyError::Malformed { .. }), "{err:?}");
+        assert!(!err.to_string().contains(&secretish), "{err}");
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+}
+
+#[test]
+fn processes_racing_to_create_the_key_file_end_up_with_one_key() {
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.json");
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || file(&path, true).map(|_| fs::read(&path).unwrap()))
+            })
+            .collect();
+        let contents: Vec<Vec<u8>> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap().expect("every racer opens the same file"))
+            .collect();
+        assert!(contents.windows(2).all(|w| w[0] == w[1]));
+        // No temporary files are left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
