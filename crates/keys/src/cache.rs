@@ -14,7 +14,7 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -93,6 +93,8 @@ pub struct CachingKeyProvider {
     misses: AtomicU64,
     evictions: AtomicU64,
     expirations: AtomicU64,
+    /// Versions below this were retired through this cache: never (re-)inserted.
+    min_version: AtomicU32,
 }
 
 impl CachingKeyProvider {
@@ -114,6 +116,7 @@ impl CachingKeyProvider {
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             expirations: AtomicU64::new(0),
+            min_version: AtomicU32::new(0),
         }
     }
 
@@ -172,6 +175,11 @@ impl CachingKeyProvider {
     }
 
     fn insert(&self, key: Vec<u8>, data_key: DataKey, version: u32) {
+        // An unwrap that was in flight while its version was retired must not repopulate the
+        // cache with it.
+        if version < self.min_version.load(Ordering::SeqCst) {
+            return;
+        }
         let entry = Entry {
             key: data_key,
             version,
@@ -253,6 +261,7 @@ impl KeyProvider for CachingKeyProvider {
 
     async fn retire_versions_below(&self, min_version: u32) -> Result<(), KeyError> {
         self.inner.retire_versions_below(min_version).await?;
+        self.min_version.fetch_max(min_version, Ordering::SeqCst);
         self.lock().retain(|_, e| e.version >= min_version);
         Ok(())
     }
@@ -446,6 +455,9 @@ mod tests {
         cache.unwrap_data_key(&wrapped(1, 1), &ctx).await.unwrap();
         cache.unwrap_data_key(&wrapped(2, 2), &ctx).await.unwrap();
         cache.retire_versions_below(2).await.unwrap();
+        assert_eq!(cache.stats().entries, 1);
+        // A version-1 unwrap completing after the retirement is not cached.
+        cache.unwrap_data_key(&wrapped(1, 3), &ctx).await.unwrap();
         assert_eq!(cache.stats().entries, 1);
     }
 }

@@ -101,17 +101,24 @@ const WRAPPED_FORMAT: u8 = 1;
 const MAX_WRAPPED_CIPHERTEXT: usize = 64 * 1024;
 
 impl WrappedKey {
-    /// Storage form: format byte, provider and key id (u8 length-prefixed), version and
-    /// ciphertext (u32 length-prefixed), big-endian.
+    /// Storage form: format byte, provider and key id (u16 length-prefixed), version and
+    /// ciphertext (u32 length-prefixed), big-endian. Provider names and key ids (KMS ARNs
+    /// included) are far below the 65,535-byte limit; a longer one is cut at a character
+    /// boundary, which then fails to unwrap as an unknown key rather than corrupting the record.
     #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
-            11 + self.provider.len() + self.key_id.len() + self.ciphertext.len(),
+            13 + self.provider.len() + self.key_id.len() + self.ciphertext.len(),
         );
         out.push(WRAPPED_FORMAT);
         for s in [&self.provider, &self.key_id] {
-            out.push(u8::try_from(s.len()).unwrap_or(u8::MAX));
-            out.extend_from_slice(s.as_bytes().get(..255).unwrap_or(s.as_bytes()));
+            let mut end = s.len().min(usize::from(u16::MAX));
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            let text = s.get(..end).unwrap_or_default();
+            out.extend_from_slice(&u16::try_from(text.len()).unwrap_or(u16::MAX).to_be_bytes());
+            out.extend_from_slice(text.as_bytes());
         }
         out.extend_from_slice(&self.version.to_be_bytes());
         let ct_len = u32::try_from(self.ciphertext.len()).unwrap_or(u32::MAX);
@@ -168,7 +175,8 @@ impl<'a> Reader<'a> {
     }
 
     fn short_string(&mut self) -> Result<String, WrappedKeyFormatError> {
-        let len = usize::from(self.take(1)?.first().copied().unwrap_or_default());
+        let b: [u8; 2] = self.take(2)?.try_into().unwrap_or_default();
+        let len = usize::from(u16::from_be_bytes(b));
         String::from_utf8(self.take(len)?.to_vec()).map_err(|_| WrappedKeyFormatError("not UTF-8"))
     }
 }
@@ -392,6 +400,12 @@ mod tests {
         };
         let bytes = w.to_bytes();
         assert_eq!(WrappedKey::from_bytes(&bytes).unwrap(), w);
+        // A KMS alias ARN of 300 bytes survives.
+        let long = WrappedKey {
+            key_id: format!("arn:aws:kms:eu-west-1:111122223333:alias/{}", "k".repeat(260)),
+            ..w.clone()
+        };
+        assert_eq!(WrappedKey::from_bytes(&long.to_bytes()).unwrap(), long);
         for cut in 0..bytes.len() {
             assert_eq!(
                 WrappedKey::from_bytes(&bytes[..cut]).unwrap_err(),
