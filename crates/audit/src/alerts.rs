@@ -255,7 +255,7 @@ impl AlertRules {
         now: i64,
         alerts: &mut Vec<Alert>,
     ) {
-        let window_micros = i64::from(r.window_secs) * 1_000_000;
+        let window_micros = i64::from(r.window_secs).saturating_mul(1_000_000);
         let w = self
             .windows
             .entry((rule, key.clone()))
@@ -264,7 +264,11 @@ impl AlertRules {
                 fired: false,
                 window_micros,
             });
-        while w.times.front().is_some_and(|t| *t <= now - window_micros) {
+        while w
+            .times
+            .front()
+            .is_some_and(|t| *t <= now.saturating_sub(window_micros))
+        {
             w.times.pop_front();
         }
         if w.times.is_empty() {
@@ -288,8 +292,11 @@ impl AlertRules {
 
     /// Drops keys whose newest event left their window.
     fn sweep(&mut self, now: i64) {
-        self.windows
-            .retain(|_, w| w.times.back().is_some_and(|t| *t > now - w.window_micros));
+        self.windows.retain(|_, w| {
+            w.times
+                .back()
+                .is_some_and(|t| *t > now.saturating_sub(w.window_micros))
+        });
     }
 }
 

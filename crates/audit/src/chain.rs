@@ -219,4 +219,16 @@ pub struct CheckpointSummary {
     pub id: i64,
     /// How many stream heads it recorded.
     pub streams: usize,
+    /// Its MAC: kept outside the database (the log sink ships it), it is the anchor that proves
+    /// later that no checkpoint, and so no record before it, was cut off.
+    pub mac: [u8; 32],
+}
+
+/// A checkpoint known from outside the database (a shipped log line, the worker's state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointAnchor {
+    /// Its id.
+    pub id: i64,
+    /// Its MAC.
+    pub mac: [u8; 32],
 }

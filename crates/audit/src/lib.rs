@@ -23,7 +23,9 @@ pub mod testkit;
 pub mod verify;
 
 pub use alerts::{Alert, AlertConfig, AlertRules, WindowRule};
-pub use chain::{AuditRecord, Checkpoint, CheckpointEntry, CheckpointSummary, Receipt};
+pub use chain::{
+    AuditRecord, Checkpoint, CheckpointAnchor, CheckpointEntry, CheckpointSummary, Receipt,
+};
 pub use event::{
     Action, Actor, AuditEvent, AuditHasher, Code, DetailValue, Details, EntityId, EventError,
     Outcome, StreamId, Subject,
@@ -110,9 +112,11 @@ pub trait AuditLog: Send + Sync + fmt::Debug {
     /// nothing moved.
     async fn checkpoint(&self) -> Result<Option<CheckpointSummary>, AuditError>;
 
-    /// Verifies the whole log.
+    /// Verifies the whole log. `anchor`, the latest checkpoint known from outside the database,
+    /// makes cutting off the newest checkpoints (and records) detectable.
     async fn verify(
         &self,
+        anchor: Option<&CheckpointAnchor>,
         progress: &(dyn Fn(VerifyProgress) + Send + Sync),
     ) -> Result<VerifyReport, AuditError>;
 }
@@ -184,6 +188,13 @@ impl ObservedAuditLog {
         }
     }
 
+    /// For records appended inside a store's own transaction (`append_in`): call after that
+    /// transaction commits, so they are shipped and alerted on like any other.
+    pub async fn committed_elsewhere(&self, records: &[(AuditEvent, Receipt)]) {
+        let alerts = self.shared.committed(records);
+        self.record_alerts(alerts).await;
+    }
+
     async fn record_alerts(&self, alerts: Vec<AuditEvent>) {
         for alert in alerts {
             // An alert that cannot be recorded is still in the WARN log line the rule wrote.
@@ -229,14 +240,28 @@ impl AuditLog for ObservedAuditLog {
     }
 
     async fn checkpoint(&self) -> Result<Option<CheckpointSummary>, AuditError> {
-        self.inner.checkpoint().await
+        let summary = self.inner.checkpoint().await?;
+        if let Some(c) = &summary {
+            // Shipped off the database: the anchor for a later `verify`.
+            tracing::info!(
+                target: "coffer::audit",
+                "{}",
+                serde_json::json!({
+                    "checkpoint_id": c.id,
+                    "streams": c.streams,
+                    "mac": c.mac.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                })
+            );
+        }
+        Ok(summary)
     }
 
     async fn verify(
         &self,
+        anchor: Option<&CheckpointAnchor>,
         progress: &(dyn Fn(VerifyProgress) + Send + Sync),
     ) -> Result<VerifyReport, AuditError> {
-        self.inner.verify(progress).await
+        self.inner.verify(anchor, progress).await
     }
 }
 
@@ -258,8 +283,7 @@ impl AuditTx for CommitHook {
     async fn commit(self: Box<Self>) -> Result<(), AuditError> {
         let Self { tx, pending, log } = *self;
         tx.commit().await?;
-        let alerts = log.shared.committed(&pending);
-        log.record_alerts(alerts).await;
+        log.committed_elsewhere(&pending).await;
         Ok(())
     }
 

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use coffer_crypto::HmacKey;
 
-use crate::chain::{AuditRecord, Checkpoint, GENESIS, checkpoint_mac, record_mac};
+use crate::chain::{
+    AuditRecord, Checkpoint, CheckpointAnchor, GENESIS, checkpoint_mac, record_mac,
+};
 
 /// What is wrong with a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +42,9 @@ pub enum FindingKind {
     },
     /// A checkpoint's MAC or link is invalid.
     CheckpointTampered,
+    /// The anchored checkpoint (known from outside the database) is gone or different: the
+    /// checkpoint chain, and the records it covered, were cut.
+    AnchorMissing,
 }
 
 /// The first problem found.
@@ -108,9 +113,14 @@ impl std::fmt::Debug for Verifier<'_> {
 }
 
 impl<'k> Verifier<'k> {
-    /// Starts a verification: checks the checkpoint chain (in id order) first.
+    /// Starts a verification: checks the checkpoint chain (in id order) first, and that it
+    /// still holds `anchor`, the latest checkpoint known from outside the database, if given.
     #[must_use]
-    pub fn new(key: &'k HmacKey, checkpoints: &[Checkpoint]) -> Self {
+    pub fn new(
+        key: &'k HmacKey,
+        checkpoints: &[Checkpoint],
+        anchor: Option<&CheckpointAnchor>,
+    ) -> Self {
         let mut v = Self {
             key,
             anchors: HashMap::new(),
@@ -147,6 +157,16 @@ impl<'k> Verifier<'k> {
                 v.anchors.insert(e.stream.clone(), (e.seq, e.mac));
             }
             prev = c.mac;
+        }
+        if let Some(a) = anchor
+            && !checkpoints.iter().any(|c| c.id == a.id && c.mac == a.mac)
+        {
+            v.fail(Finding {
+                stream: String::new(),
+                seq: 0,
+                id: Some(a.id),
+                kind: FindingKind::AnchorMissing,
+            });
         }
         v
     }

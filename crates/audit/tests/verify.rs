@@ -80,7 +80,7 @@ impl Log {
         let mut sorted = self.records.clone();
         sorted
             .sort_by(|a, b| (a.event.stream.as_str(), a.id).cmp(&(b.event.stream.as_str(), b.id)));
-        let mut v = Verifier::new(&self.key, &self.checkpoints);
+        let mut v = Verifier::new(&self.key, &self.checkpoints, None);
         for r in sorted {
             v.push(r);
         }
@@ -266,7 +266,7 @@ fn truncation_after_the_checkpoint_is_caught_by_heads_and_reported_unproven() {
     assert!(log.verify().ok);
     let mut sorted = log.records.clone();
     sorted.sort_by(|a, b| (a.event.stream.as_str(), a.id).cmp(&(b.event.stream.as_str(), b.id)));
-    let mut v = Verifier::new(&log.key, &log.checkpoints);
+    let mut v = Verifier::new(&log.key, &log.checkpoints, None);
     v.with_heads([("wallet-a".to_owned(), 5), ("wallet-b".to_owned(), 5)]);
     for r in sorted {
         v.push(r);
@@ -307,4 +307,39 @@ fn records_from_another_key_fail() {
         report.first_bad.unwrap().kind,
         FindingKind::CheckpointTampered
     );
+}
+
+#[test]
+fn cutting_the_newest_checkpoint_is_caught_by_the_anchor() {
+    let mut log = sample();
+    log.checkpoint();
+    let anchor = coffer_audit::CheckpointAnchor {
+        id: log.checkpoints[1].id,
+        mac: log.checkpoints[1].mac,
+    };
+    // The attacker removes the newest checkpoint and the records only it covered.
+    log.checkpoints.pop();
+    log.records.retain(|r| r.seq <= 4);
+    assert!(log.verify().ok, "without an outside anchor the cut is invisible");
+    let mut sorted = log.records.clone();
+    sorted.sort_by(|a, b| (a.event.stream.as_str(), a.id).cmp(&(b.event.stream.as_str(), b.id)));
+    let mut v = Verifier::new(&log.key, &log.checkpoints, Some(&anchor));
+    for r in sorted {
+        v.push(r);
+    }
+    let f = v.finish().first_bad.unwrap();
+    assert_eq!((f.id, f.kind), (Some(anchor.id), FindingKind::AnchorMissing));
+}
+
+#[test]
+fn a_forged_record_at_the_end_of_a_stream_is_reported_as_modified() {
+    // Indistinguishable from a changed last record: either way that record is named.
+    let mut log = sample();
+    let mut forged = log.records[log.position("wallet-a", 5)].clone();
+    forged.id = 1_000;
+    forged.seq = 6;
+    forged.prev_mac = forged.mac;
+    forged.mac = [3; 32];
+    log.records.push(forged);
+    assert_eq!(first_bad(&log), ("wallet-a".into(), 6, FindingKind::Modified));
 }

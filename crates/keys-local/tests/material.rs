@@ -366,8 +366,11 @@ fn a_malformed_file_error_never_quotes_its_content() {
     let path = dir.path().join("master.json");
     let secretish = b64(&[0x5c; 32]);
     for json in [
-        key_file_json(&[(1, "active", b64(&[5; 32]))]).replace("\"active\"", &format!("\"{secretish}\"")),
-        format!(r#"{{"format":1,"key_id":"{DEFAULT_KEY_ID}","versions":[{{"version":"{secretish}"}}]}}"#),
+        key_file_json(&[(1, "active", b64(&[5; 32]))])
+            .replace("\"active\"", &format!("\"{secretish}\"")),
+        format!(
+            r#"{{"format":1,"key_id":"{DEFAULT_KEY_ID}","versions":[{{"version":"{secretish}"}}]}}"#
+        ),
     ] {
         write_mode(&path, &json, 0o600);
         let err = file(&path, false).unwrap_err();

@@ -402,7 +402,10 @@ mod tests {
         assert_eq!(WrappedKey::from_bytes(&bytes).unwrap(), w);
         // A KMS alias ARN of 300 bytes survives.
         let long = WrappedKey {
-            key_id: format!("arn:aws:kms:eu-west-1:111122223333:alias/{}", "k".repeat(260)),
+            key_id: format!(
+                "arn:aws:kms:eu-west-1:111122223333:alias/{}",
+                "k".repeat(260)
+            ),
             ..w.clone()
         };
         assert_eq!(WrappedKey::from_bytes(&long.to_bytes()).unwrap(), long);

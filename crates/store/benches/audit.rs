@@ -176,7 +176,7 @@ async fn verify_speed(pool: PgPool, log: Arc<PgAuditLog>, key: coffer_crypto::Hm
         .unwrap();
     println!("loaded {n} records in {:.1?}", load_start.elapsed());
     let start = Instant::now();
-    let report = log.verify(&|_| {}).await.unwrap();
+    let report = log.verify(None, &|_| {}).await.unwrap();
     let took = start.elapsed();
     assert!(report.ok, "{report:?}");
     assert_eq!(report.checked as usize, streams * per_stream);

@@ -72,5 +72,5 @@ async fn postgres_two_instances_interleaving_on_one_stream() {
         .await
         .expect("list");
     assert_eq!(records.len(), 20);
-    assert!(b.verify(&|_| {}).await.expect("verify").ok);
+    assert!(b.verify(None, &|_| {}).await.expect("verify").ok);
 }

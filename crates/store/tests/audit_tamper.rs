@@ -34,12 +34,12 @@ async fn fill(log: &dyn AuditLog) {
     log.checkpoint().await.unwrap().unwrap();
     log.append(&deposit("a", 104)).await.unwrap();
     log.append(&deposit("b", 204)).await.unwrap();
-    let report = log.verify(&|_| {}).await.unwrap();
+    let report = log.verify(None, &|_| {}).await.unwrap();
     assert!(report.ok, "{report:?}");
 }
 
 async fn first_bad(log: &dyn AuditLog) -> (String, u64, FindingKind) {
-    let report = log.verify(&|_| {}).await.unwrap();
+    let report = log.verify(None, &|_| {}).await.unwrap();
     assert!(!report.ok, "tampering went unnoticed");
     let f = report.first_bad.unwrap();
     (f.stream, f.seq, f.kind)
@@ -235,7 +235,7 @@ async fn postgres_refuses_update_delete_and_truncate() {
         let err = sqlx::raw_sql(sql).execute(&pool).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
-    assert!(log.verify(&|_| {}).await.unwrap().ok);
+    assert!(log.verify(None, &|_| {}).await.unwrap().ok);
 }
 
 #[tokio::test]
@@ -293,7 +293,7 @@ async fn sqlite_refuses_update_and_delete() {
         let err = sqlx::raw_sql(sql).execute(&pool).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
-    assert!(log.verify(&|_| {}).await.unwrap().ok);
+    assert!(log.verify(None, &|_| {}).await.unwrap().ok);
 }
 
 #[tokio::test]
@@ -308,7 +308,7 @@ async fn the_audit_key_survives_a_restart_and_needs_its_master_key() {
     fill(&log).await;
     // A restarted process unwraps the same key and verifies the old records.
     let again = open(pool.clone()).await;
-    assert!(again.verify(&|_| {}).await.unwrap().ok);
+    assert!(again.verify(None, &|_| {}).await.unwrap().ok);
     // Under another master key the stored audit key does not unwrap: start-up fails loudly.
     let other =
         LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "test-master")

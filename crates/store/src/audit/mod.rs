@@ -13,7 +13,8 @@
 use std::time::SystemTime;
 
 use coffer_audit::chain::{
-    AuditRecord, Checkpoint, CheckpointEntry, GENESIS, checkpoint_mac, decode_entries,
+    AuditRecord, Checkpoint, CheckpointAnchor, CheckpointEntry, GENESIS, checkpoint_mac,
+    decode_entries,
 };
 use coffer_audit::event::unix_micros;
 use coffer_audit::{
@@ -218,6 +219,7 @@ impl NewCheckpoint {
 /// Drives a [`Verifier`] over rows in `ORDER BY stream, id` order.
 async fn run_verifier<S>(
     key: &HmacKey,
+    anchor: Option<&CheckpointAnchor>,
     checkpoints: Vec<RawCheckpoint>,
     heads: Vec<(String, i64)>,
     total: u64,
@@ -228,7 +230,7 @@ where
     S: Stream<Item = Result<RawRecord, sqlx::Error>> + Unpin,
 {
     let checkpoints: Vec<Checkpoint> = checkpoints.into_iter().map(RawCheckpoint::parse).collect();
-    let mut verifier = Verifier::new(key, &checkpoints);
+    let mut verifier = Verifier::new(key, &checkpoints, anchor);
     verifier.with_heads(
         heads
             .into_iter()

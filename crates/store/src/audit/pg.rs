@@ -10,7 +10,7 @@ use coffer_audit::chain::{GENESIS, encode_entries, record_mac};
 use coffer_audit::event::unix_micros;
 use coffer_audit::{
     AuditCapabilities, AuditError, AuditEvent, AuditLog, AuditQuery, AuditRecord, AuditTx,
-    CheckpointSummary, Receipt, VerifyProgress, VerifyReport,
+    CheckpointAnchor, CheckpointSummary, Receipt, VerifyProgress, VerifyReport,
 };
 use coffer_crypto::HmacKey;
 use coffer_keys::KeyProvider;
@@ -330,11 +330,13 @@ impl AuditLog for PgAuditLog {
         Ok(Some(CheckpointSummary {
             id,
             streams: entries.len(),
+            mac,
         }))
     }
 
     async fn verify(
         &self,
+        anchor: Option<&CheckpointAnchor>,
         progress: &(dyn Fn(VerifyProgress) + Send + Sync),
     ) -> Result<VerifyReport, AuditError> {
         // One snapshot for everything read, so appends made meanwhile are consistently absent.
@@ -364,6 +366,7 @@ impl AuditLog for PgAuditLog {
         let rows = sqlx::query_as::<_, RawRecord>(&sql).fetch(&mut *tx);
         run_verifier(
             &self.key,
+            anchor,
             checkpoints,
             heads,
             u64::try_from(total).unwrap_or(0),

@@ -10,7 +10,7 @@ use coffer_audit::chain::{GENESIS, encode_entries, record_mac};
 use coffer_audit::event::unix_micros;
 use coffer_audit::{
     AuditCapabilities, AuditError, AuditEvent, AuditLog, AuditQuery, AuditRecord, AuditTx,
-    CheckpointSummary, Receipt, VerifyProgress, VerifyReport,
+    CheckpointAnchor, CheckpointSummary, Receipt, VerifyProgress, VerifyReport,
 };
 use coffer_crypto::HmacKey;
 use coffer_keys::KeyProvider;
@@ -249,11 +249,13 @@ impl AuditLog for SqliteAuditLog {
         Ok(Some(CheckpointSummary {
             id,
             streams: entries.len(),
+            mac,
         }))
     }
 
     async fn verify(
         &self,
+        anchor: Option<&CheckpointAnchor>,
         progress: &(dyn Fn(VerifyProgress) + Send + Sync),
     ) -> Result<VerifyReport, AuditError> {
         // In WAL mode a read transaction sees one snapshot from its first read.
@@ -276,6 +278,7 @@ impl AuditLog for SqliteAuditLog {
         let rows = sqlx::query_as::<_, RawRecord>(&sql).fetch(&mut *tx);
         run_verifier(
             &self.key,
+            anchor,
             checkpoints,
             heads,
             u64::try_from(total).unwrap_or(0),
