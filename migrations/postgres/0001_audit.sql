@@ -41,7 +41,8 @@ CREATE TABLE audit_checkpoints (
     mac       BYTEA  NOT NULL
 );
 
--- The audit HMAC key, wrapped by the master key (re-wrapped on master key rotation).
+-- The audit HMAC key, wrapped by the master key. kek_version puts it on the master key
+-- rotation's work list (the rotation worker re-wraps it; until then it must not be retired).
 CREATE TABLE audit_key (
     id                SMALLINT PRIMARY KEY CHECK (id = 1),
     wrapped           BYTEA  NOT NULL,
@@ -65,26 +66,6 @@ CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_ch
 CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
     FOR EACH STATEMENT EXECUTE FUNCTION coffer_audit_append_only();
 
--- The application's role: it may read and append audit rows, never change or remove them.
--- Migrations run as the schema owner; the API and worker log in as a member of coffer_app.
-DO $$
-BEGIN
-    CREATE ROLE coffer_app NOLOGIN;
-EXCEPTION
-    WHEN duplicate_object OR unique_violation THEN NULL;
-    WHEN insufficient_privilege THEN
-        RAISE NOTICE 'role coffer_app not created (no CREATEROLE): create it, then re-run the grants';
-END
-$$;
-
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'coffer_app') THEN
-        EXECUTE format('GRANT USAGE ON SCHEMA %I TO coffer_app', current_schema());
-        GRANT SELECT, INSERT ON audit_events, audit_checkpoints TO coffer_app;
-        GRANT SELECT, INSERT, UPDATE ON audit_heads TO coffer_app;
-        GRANT SELECT, INSERT, UPDATE ON audit_key TO coffer_app;
-        REVOKE UPDATE, DELETE, TRUNCATE ON audit_events, audit_checkpoints FROM coffer_app;
-    END IF;
-END
-$$;
+-- The application's role (coffer_app: SELECT and INSERT on audit rows, never UPDATE, DELETE or
+-- TRUNCATE) is granted by coffer-store after every migration run, so grants also cover tables
+-- added later: see APP_ROLE_GRANTS in crates/store/src/lib.rs.

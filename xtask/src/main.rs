@@ -22,7 +22,7 @@ commands:
         (unit, integration, contract suites, doc tests, benches in test mode), and a short run of
         each fuzz target (installs cargo-fuzz when missing). Makes sure the Postgres and Redis
         the tests use answer (COFFER_TEST_DATABASE_URL, default 127.0.0.1:5432;
-        COFFER_TEST_REDIS_URL, default 127.0.0.1:6379), starting them if installed but down
+        COFFER_TEST_REDIS_URL, default 127.0.0.1:6379), starting them if installed but down (and stopping what it started when done)
   bench [crypto|keys|audit|ratelimit]...
         benchmarks (all when none named); figures go to docs/BENCHMARKS.md. `audit` needs
         Postgres and `ratelimit` Redis, like the tests
@@ -109,8 +109,9 @@ fn step(name: &str, cmd: &mut Command) -> Result<()> {
 fn test(no_fuzz: bool, fuzz_seconds: u64) -> Result<()> {
     let started = Instant::now();
     step("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
-    services::ensure_postgres()?;
-    services::ensure_redis()?;
+    // Stopped again when this function returns, if this run started them.
+    let _postgres = services::ensure_postgres()?;
+    let _redis = services::ensure_redis()?;
     step(
         "clippy",
         cargo().args([
@@ -170,12 +171,11 @@ fn bench(names: &[String]) -> Result<()> {
     }
     for (group, args) in GROUPS {
         if names.is_empty() || names.iter().any(|n| n == group) {
-            if *group == "audit" {
-                services::ensure_postgres()?;
-            }
-            if *group == "ratelimit" {
-                services::ensure_redis()?;
-            }
+            let _service = match *group {
+                "audit" => services::ensure_postgres()?,
+                "ratelimit" => services::ensure_redis()?,
+                _ => None,
+            };
             step(&format!("bench {group}"), cargo().args(*args))?;
         }
     }

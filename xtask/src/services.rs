@@ -32,8 +32,23 @@ fn answers(addr: &SocketAddr) -> bool {
     TcpStream::connect_timeout(addr, Duration::from_secs(1)).is_ok()
 }
 
+/// A service this run started; stopped again when dropped (at the end of `cargo xtask test`,
+/// whether it passed or not), so the machine is left as it was found.
+#[must_use = "dropping it stops the service"]
+pub struct Started {
+    name: &'static str,
+    stop: Command,
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let status = self.stop.status();
+        eprintln!("{}: stopped what this run started: {status:?}", self.name);
+    }
+}
+
 /// Makes sure Postgres answers; starts the machine's clusters (Debian's `pg_ctlcluster`) if not.
-pub fn ensure_postgres() -> Result<()> {
+pub fn ensure_postgres() -> Result<Option<Started>> {
     let addr = addr_of(
         &env_or(
             "COFFER_TEST_DATABASE_URL",
@@ -43,7 +58,7 @@ pub fn ensure_postgres() -> Result<()> {
     )?;
     if answers(&addr) {
         eprintln!("postgres: answering at {addr}");
-        return Ok(());
+        return Ok(None);
     }
     eprintln!("postgres: nothing answers at {addr}; trying to start the installed clusters");
     let versions = std::fs::read_dir("/etc/postgresql")
@@ -69,7 +84,15 @@ pub fn ensure_postgres() -> Result<()> {
     while Instant::now() < deadline {
         if answers(&addr) {
             eprintln!("postgres: started, answering at {addr}");
-            return Ok(());
+            let mut stop = Command::new("sh");
+            stop.arg("-c").arg(format!(
+                "for v in {}; do pg_ctlcluster --skip-systemctl-redirect $v main stop; done",
+                versions.join(" ")
+            ));
+            return Ok(Some(Started {
+                name: "postgres",
+                stop,
+            }));
         }
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -78,14 +101,14 @@ pub fn ensure_postgres() -> Result<()> {
 
 /// Makes sure Redis answers (`COFFER_TEST_REDIS_URL`, default 127.0.0.1:6379); starts the
 /// machine's `redis-server` on that port if it is installed but down.
-pub fn ensure_redis() -> Result<()> {
+pub fn ensure_redis() -> Result<Option<Started>> {
     let addr = addr_of(
         &env_or("COFFER_TEST_REDIS_URL", "redis://127.0.0.1:6379"),
         6379,
     )?;
     if answers(&addr) {
         eprintln!("redis: answering at {addr}");
-        return Ok(());
+        return Ok(None);
     }
     if !Path::new("/usr/bin/redis-server").exists() {
         bail!(
@@ -110,7 +133,13 @@ pub fn ensure_redis() -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         if answers(&addr) {
-            return Ok(());
+            let mut stop = Command::new("redis-cli");
+            stop.args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+                .args(["shutdown", "nosave"]);
+            return Ok(Some(Started {
+                name: "redis",
+                stop,
+            }));
         }
         std::thread::sleep(Duration::from_millis(200));
     }

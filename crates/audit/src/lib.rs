@@ -39,6 +39,10 @@ pub enum AuditError {
     /// The store cannot be reached. Retry later.
     #[error("audit store unavailable: {0}")]
     Unavailable(String),
+    /// The database aborted the transaction to keep it serialisable (a serialization failure
+    /// or deadlock). Retry the whole transaction.
+    #[error("audit append conflicted with a concurrent transaction; retry: {0}")]
+    Conflict(String),
     /// A stored row cannot be read back (run verify).
     #[error("audit store holds an unreadable record: {0}")]
     Unreadable(String),

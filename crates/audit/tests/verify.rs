@@ -320,7 +320,10 @@ fn cutting_the_newest_checkpoint_is_caught_by_the_anchor() {
     // The attacker removes the newest checkpoint and the records only it covered.
     log.checkpoints.pop();
     log.records.retain(|r| r.seq <= 4);
-    assert!(log.verify().ok, "without an outside anchor the cut is invisible");
+    assert!(
+        log.verify().ok,
+        "without an outside anchor the cut is invisible"
+    );
     let mut sorted = log.records.clone();
     sorted.sort_by(|a, b| (a.event.stream.as_str(), a.id).cmp(&(b.event.stream.as_str(), b.id)));
     let mut v = Verifier::new(&log.key, &log.checkpoints, Some(&anchor));
@@ -328,7 +331,10 @@ fn cutting_the_newest_checkpoint_is_caught_by_the_anchor() {
         v.push(r);
     }
     let f = v.finish().first_bad.unwrap();
-    assert_eq!((f.id, f.kind), (Some(anchor.id), FindingKind::AnchorMissing));
+    assert_eq!(
+        (f.id, f.kind),
+        (Some(anchor.id), FindingKind::AnchorMissing)
+    );
 }
 
 #[test]
@@ -341,5 +347,8 @@ fn a_forged_record_at_the_end_of_a_stream_is_reported_as_modified() {
     forged.prev_mac = forged.mac;
     forged.mac = [3; 32];
     log.records.push(forged);
-    assert_eq!(first_bad(&log), ("wallet-a".into(), 6, FindingKind::Modified));
+    assert_eq!(
+        first_bad(&log),
+        ("wallet-a".into(), 6, FindingKind::Modified)
+    );
 }

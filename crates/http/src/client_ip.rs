@@ -79,7 +79,11 @@ impl TrustedProxies {
             .collect();
         let mut last_trusted = peer;
         for hop in hops.iter().rev() {
-            match hop.parse::<IpAddr>() {
+            // Some proxies append the port: "192.0.2.1:5678", "[2001:db8::1]:443".
+            let parsed = hop
+                .parse::<IpAddr>()
+                .or_else(|_| hop.parse::<std::net::SocketAddr>().map(|s| s.ip()));
+            match parsed {
                 Ok(ip) if self.trusts(ip) => last_trusted = canonical(ip),
                 Ok(ip) => return canonical(ip),
                 // Garbage where the client's address should be: the nearest proxy we trust is
@@ -143,6 +147,14 @@ mod tests {
         );
         let h = xff(&["203.0.113.9, not-an-ip, 192.168.1.7"]);
         assert_eq!(proxies().client_ip(ip("10.1.2.3"), &h), ip("192.168.1.7"));
+    }
+
+    #[test]
+    fn forwarded_entries_with_ports_are_understood() {
+        let h = xff(&["203.0.113.9:5678"]);
+        assert_eq!(proxies().client_ip(ip("10.1.2.3"), &h), ip("203.0.113.9"));
+        let h = xff(&["[2001:db8::7]:443"]);
+        assert_eq!(proxies().client_ip(ip("10.1.2.3"), &h), ip("2001:db8::7"));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Each request is checked against every policy that applies to it (per client IP, per user or
-//! API key, per route class; see [`coffer_ratelimit::policy`]). Refused: 429 problem with
+//! API key, per route class; see [`coffer_ratelimit::policy`]): all are peeked first, so a
+//! request one policy refuses spends nothing of the others, then all are checked. Refused: 429 problem with
 //! `Retry-After` and the IETF `RateLimit-Policy` / `RateLimit` fields
 //! (draft-ietf-httpapi-ratelimit-headers), counted for the aggregated `security.rate_limited`
 //! audit event. Shared limiter down and configured to fail closed: 503 problem. Allowed: the
@@ -122,6 +123,14 @@ pub async fn enforce(State(limits): State<RateLimits>, mut req: Request, next: N
     let checks = limits.policies.applicable(ip, &caller, class);
     let applied: Vec<&Policy> = checks.iter().map(|(_, p)| *p).collect();
 
+    // Peek first: a request that one policy refuses takes nothing from the others.
+    for (key, policy) in &checks {
+        match limits.limiter.peek(key, policy).await {
+            Ok(d) if !d.allowed => return limited(&limits, key, policy, &d, &applied, class),
+            Ok(_) => {}
+            Err(e) => return unavailable(&e),
+        }
+    }
     let mut closest: Option<(&Policy, Decision)> = None;
     for (key, policy) in &checks {
         match limits.limiter.check(key, policy, 1).await {
@@ -131,52 +140,9 @@ pub async fn enforce(State(limits): State<RateLimits>, mut req: Request, next: N
                     closest = Some((policy, d));
                 }
             }
-            Ok(d) => {
-                limits.limited.record(key, policy.name(), SystemTime::now());
-                tracing::info!(
-                    event = "coffer.ratelimit.limited",
-                    policy = policy.name(),
-                    class = class.as_str(),
-                    "request rate-limited"
-                );
-                let mut response = Problem::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    "Too many requests",
-                )
-                .detail(format!(
-                    "the {} limit is {} per {} s; retry after {} s",
-                    policy.name(),
-                    policy.limit(),
-                    ceil_secs(policy.period()),
-                    ceil_secs(d.retry_after)
-                ))
-                .into_response();
-                let headers = response.headers_mut();
-                set(
-                    headers,
-                    "retry-after",
-                    &ceil_secs(d.retry_after).max(1).to_string(),
-                );
-                ratelimit_headers(headers, &applied, (policy, &d));
-                return response;
-            }
-            Err(e) => {
-                // Logged (rate-limited) and counted by the fail-over decorator; here it only
-                // decides the answer: never a 500.
-                let code = match e {
-                    LimitError::Unavailable(_) => "rate_limiter_unavailable",
-                    _ => "rate_limiter_error",
-                };
-                tracing::warn!(event = "coffer.ratelimit.error", error = %e, "rate limiter failed");
-                return Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    code,
-                    "Service temporarily unavailable",
-                )
-                .detail("rate limiting is unavailable; retry shortly")
-                .into_response();
-            }
+            // Another request took the last unit between the peek and the check.
+            Ok(d) => return limited(&limits, key, policy, &d, &applied, class),
+            Err(e) => return unavailable(&e),
         }
     }
     let mut response = next.run(req).await;
@@ -184,6 +150,61 @@ pub async fn enforce(State(limits): State<RateLimits>, mut req: Request, next: N
         ratelimit_headers(response.headers_mut(), &applied, (p, d));
     }
     response
+}
+
+fn limited(
+    limits: &RateLimits,
+    key: &str,
+    policy: &Policy,
+    d: &Decision,
+    applied: &[&Policy],
+    class: RouteClass,
+) -> Response {
+    limits.limited.record(key, policy.name(), SystemTime::now());
+    tracing::info!(
+        event = "coffer.ratelimit.limited",
+        policy = policy.name(),
+        class = class.as_str(),
+        "request rate-limited"
+    );
+    let mut response = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "Too many requests",
+    )
+    .detail(format!(
+        "the {} limit is {} per {} s; retry after {} s",
+        policy.name(),
+        policy.limit(),
+        ceil_secs(policy.period()),
+        ceil_secs(d.retry_after).max(1)
+    ))
+    .into_response();
+    let headers = response.headers_mut();
+    set(
+        headers,
+        "retry-after",
+        &ceil_secs(d.retry_after).max(1).to_string(),
+    );
+    ratelimit_headers(headers, applied, (policy, d));
+    response
+}
+
+/// The limiter failed (fail-closed, or a store error): 503, never a 500. Logged and counted by
+/// the fail-over decorator; no internals in the body.
+fn unavailable(e: &LimitError) -> Response {
+    let code = match e {
+        LimitError::Unavailable(_) => "rate_limiter_unavailable",
+        _ => "rate_limiter_error",
+    };
+    tracing::warn!(event = "coffer.ratelimit.error", error = %e, "rate limiter failed");
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        code,
+        "Service temporarily unavailable",
+    )
+    .detail("rate limiting is unavailable; retry shortly")
+    .into_response()
 }
 
 /// Client networks allowed on admin routes; empty allows everyone (the default: enable it in

@@ -21,6 +21,36 @@ use coffer_ratelimit::{Decision, InProcessLimiter, LimitError, Policy, RateLimit
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+#[tokio::test]
+async fn a_request_refused_by_one_policy_spends_nothing_of_the_others() {
+    let mut l = limits(Arc::new(InProcessLimiter::new()));
+    let mut p = policies();
+    p.per_ip = Policy::new("ip", 5, Duration::from_secs(60)).unwrap();
+    l.policies = Arc::new(p);
+    let app = app(l, "");
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let r = app
+            .clone()
+            .oneshot(request("POST", "/v1/auth/login", "203.0.113.9", None))
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(&statuses[..4], [200, 200, 200, 429]);
+    // Seven refused logins took nothing from the per-IP budget: two of its five remain.
+    let mut reads = Vec::new();
+    for _ in 0..3 {
+        let r = app
+            .clone()
+            .oneshot(request("GET", "/v1/wallets", "203.0.113.9", None))
+            .await
+            .unwrap();
+        reads.push(r.status().as_u16());
+    }
+    assert_eq!(reads, [200, 200, 429]);
+}
+
 fn policies() -> Policies {
     let mut p = Policies::defaults().unwrap();
     p.login = Policy::new("login", 3, Duration::from_secs(60)).unwrap();
@@ -195,6 +225,8 @@ mockall::mock! {
 #[tokio::test]
 async fn a_limiter_that_fails_closed_gives_503_never_500() {
     let mut down = MockDown::new();
+    down.expect_peek()
+        .returning(|_, _| Err(LimitError::Unavailable("connection refused".into())));
     down.expect_check()
         .returning(|_, _, _| Err(LimitError::Unavailable("connection refused".into())));
     let app = app(limits(Arc::new(down)), "");

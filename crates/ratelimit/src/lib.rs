@@ -142,7 +142,8 @@ pub enum LimitError {
 /// The limiter port. Used as `Arc<dyn RateLimiter>`.
 #[async_trait]
 pub trait RateLimiter: Send + Sync + fmt::Debug {
-    /// Takes `cost` units from `key`'s budget under `policy`, if it has them.
+    /// Takes `cost` units from `key`'s budget under `policy`, if it has them (a cost of 0 counts
+    /// as 1).
     async fn check(&self, key: &str, policy: &Policy, cost: u32) -> Result<Decision, LimitError>;
 
     /// The state of `key` under `policy` without taking anything.
@@ -159,7 +160,7 @@ pub fn gcra(policy: &Policy, tat: Option<u64>, now: u64, cost: u32) -> (Decision
         .max(1);
     let tau = t.saturating_mul(u64::from(policy.limit()));
     let tat = tat.unwrap_or(now).max(now);
-    let new_tat = tat.saturating_add(t.saturating_mul(u64::from(cost)));
+    let new_tat = tat.saturating_add(t.saturating_mul(u64::from(cost.max(1))));
     let allow_at = new_tat.saturating_sub(tau);
     let remaining_at = |tat: u64| {
         u32::try_from((now.saturating_add(tau).saturating_sub(tat)) / t).unwrap_or(u32::MAX)

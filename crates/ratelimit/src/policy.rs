@@ -85,6 +85,22 @@ fn per_minute(name: &str, limit: u32) -> Result<Policy, PolicyError> {
     Policy::new(name, limit, Duration::from_secs(60))
 }
 
+/// The rate-limit key of a client address. IPv6 clients are keyed by their /64: one subscriber
+/// usually holds a whole /64, and keying single addresses would give it 2^64 budgets.
+#[must_use]
+pub fn ip_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("ip:{v4}"),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("ip:{v4}"),
+            None => {
+                let net = std::net::Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64));
+                format!("ip64:{net}")
+            }
+        },
+    }
+}
+
 impl Policies {
     /// The defaults.
     ///
@@ -166,6 +182,19 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(keys, ["ip:203.0.113.9", "user:u1", "money_out:user:u1"]);
+    }
+
+    #[test]
+    fn ipv6_clients_share_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(ip_key(a), "ip64:2001:db8:1:2::");
+        assert_eq!(ip_key(a), ip_key(b));
+        assert_ne!(ip_key(a), ip_key(other));
+        assert_eq!(ip_key("::ffff:192.0.2.1".parse().unwrap()), "ip:192.0.2.1");
+        // Keys are audit tokens.
+        assert!(coffer_audit::Code::parse(&ip_key(a)).is_ok());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Coffer's database adapters, on sqlx: Postgres (production) and SQLite (the embedded
-//! default). Both apply their migrations (`migrations/postgres`, `migrations/sqlite`, embedded at
-//! build time) at start.
+//! default). Migrations (`migrations/postgres`, `migrations/sqlite`) are embedded at build time;
+//! SQLite applies them on open, Postgres by [`migrate_postgres`], run as the schema owner,
+//! because the application's role may not change the schema.
 //!
 //! - [`audit`]: the audit log adapters ([`audit::PgAuditLog`], [`audit::SqliteAuditLog`]) and the
 //!   in-transaction append the other stores use, so a change and its audit record commit together.
@@ -44,25 +45,64 @@ pub enum StoreError {
 /// How long to wait for a connection before reporting the database unavailable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Opens a Postgres pool and applies the migrations.
+/// The application role's privileges, applied after every migration run (idempotent): the
+/// role `coffer_app` (created when the migrating role may) reads and appends audit rows and
+/// never changes or removes them. The API and worker log in as a member of it; migrations run
+/// separately as the schema owner ([`migrate_postgres`]).
+pub const APP_ROLE_GRANTS: &str = r"
+DO $$
+BEGIN
+    CREATE ROLE coffer_app NOLOGIN;
+EXCEPTION
+    WHEN duplicate_object OR unique_violation THEN NULL;
+    WHEN insufficient_privilege THEN
+        RAISE NOTICE 'role coffer_app not created (no CREATEROLE): create it and migrate again';
+END
+$$;
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'coffer_app') THEN
+        EXECUTE format('GRANT USAGE ON SCHEMA %I TO coffer_app', current_schema());
+        GRANT SELECT, INSERT ON audit_events, audit_checkpoints TO coffer_app;
+        GRANT SELECT, INSERT, UPDATE ON audit_heads, audit_key TO coffer_app;
+        REVOKE UPDATE, DELETE, TRUNCATE ON audit_events, audit_checkpoints FROM coffer_app;
+        EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA %I TO coffer_app', current_schema());
+    END IF;
+END
+$$;
+";
+
+/// Opens a Postgres pool. It does not migrate: the application's role may not.
 ///
 /// # Errors
-/// [`StoreError::Unavailable`] or [`StoreError::Migration`].
+/// [`StoreError::Unavailable`].
 pub async fn connect_postgres(
     options: PgConnectOptions,
     max_connections: u32,
 ) -> Result<PgPool, StoreError> {
-    let pool = PgPoolOptions::new()
+    PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(CONNECT_TIMEOUT)
         .connect_with(options)
         .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
+/// Applies the migrations and the application role's grants; run as the schema owner (the
+/// `migrate` command, or at start in the embedded single-user setup).
+///
+/// # Errors
+/// [`StoreError::Migration`].
+pub async fn migrate_postgres(pool: &PgPool) -> Result<(), StoreError> {
     PG_MIGRATIONS
-        .run(&pool)
+        .run(pool)
         .await
         .map_err(|e| StoreError::Migration(e.to_string()))?;
-    Ok(pool)
+    sqlx::raw_sql(APP_ROLE_GRANTS)
+        .execute(pool)
+        .await
+        .map_err(|e| StoreError::Migration(e.to_string()))?;
+    Ok(())
 }
 
 /// Opens (creating if needed) an SQLite database in WAL mode and applies the migrations.

@@ -79,8 +79,7 @@ pub async fn pg_pool_with_connections(max: u32) -> PgPool {
         .connect_with(options)
         .await
         .expect("connect to the test schema");
-    crate::PG_MIGRATIONS
-        .run(&pool)
+    crate::migrate_postgres(&pool)
         .await
         .expect("migrate the test schema");
     pool
@@ -92,4 +91,27 @@ pub async fn sqlite_pool() -> (SqlitePool, tempfile::TempDir) {
     let url = format!("sqlite://{}", dir.path().join("coffer.db").display());
     let pool = crate::connect_sqlite(&url).await.expect("open SQLite");
     (pool, dir)
+}
+
+/// A pool on the same schema as `owner` whose connections act as the application role
+/// `coffer_app` (as the API and worker do in production).
+pub async fn pg_app_pool(owner: &PgPool) -> PgPool {
+    let schema: String = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(owner)
+        .await
+        .expect("current schema");
+    let options = pg_test_options()
+        .await
+        .options([("search_path", schema.as_str())]);
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::Executor::execute(&mut *conn, "SET ROLE coffer_app").await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .expect("connect as the application role")
 }

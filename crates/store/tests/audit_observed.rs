@@ -43,6 +43,7 @@ async fn records_are_shipped_as_json_lines_and_alerts_are_recorded() {
         LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "test-master")
             .unwrap();
     let inner = Arc::new(SqliteAuditLog::open(pool, &provider).await.unwrap());
+    let inner_for_tx = inner.clone();
     let log = ObservedAuditLog::new(
         inner,
         AlertConfig::default(),
@@ -61,6 +62,18 @@ async fn records_are_shipped_as_json_lines_and_alerts_are_recorded() {
         .unwrap();
         log.append(&e).await.unwrap();
     }
+
+    // A record appended inside a store's own transaction is shipped once that commits.
+    let mut conn = inner_for_tx.pool().begin().await.unwrap();
+    let deposit = AuditEvent::new(
+        Actor::User(EntityId::parse("u-42").unwrap()),
+        Action::TransactionDeposit,
+        Subject::Wallet(EntityId::parse("w-1").unwrap()),
+        Outcome::Success,
+    );
+    let receipt = inner_for_tx.append_in(&mut conn, &deposit).await.unwrap();
+    conn.commit().await.unwrap();
+    log.committed_elsewhere(&[(deposit, receipt)]).await;
 
     let records = log.list(&AuditQuery::default()).await.unwrap();
     let alerts: Vec<_> = records
@@ -81,7 +94,11 @@ async fn records_are_shipped_as_json_lines_and_alerts_are_recorded() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter(|v| v["target"] == "coffer::audit")
         .collect();
-    assert_eq!(audit_lines.len(), 7, "six failures and the alert:\n{text}");
+    assert_eq!(
+        audit_lines.len(),
+        8,
+        "six failures, the alert and the in-transaction deposit:\n{text}"
+    );
     let first: serde_json::Value =
         serde_json::from_str(audit_lines[0]["fields"]["message"].as_str().unwrap()).unwrap();
     assert_eq!(first["action"], "user.login_failed");

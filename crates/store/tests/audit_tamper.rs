@@ -318,3 +318,23 @@ async fn the_audit_key_survives_a_restart_and_needs_its_master_key() {
         .unwrap_err();
     assert!(err.to_string().contains("audit key"), "{err}");
 }
+
+#[tokio::test]
+async fn the_application_role_can_run_the_audit_log_but_not_alter_it() {
+    let owner = testing::pg_pool_with_connections(2).await;
+    let app = testing::pg_app_pool(&owner).await;
+    let role: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&app)
+        .await
+        .unwrap();
+    assert_eq!(role, "coffer_app");
+    let log = PgAuditLog::open(app.clone(), &provider()).await.unwrap();
+    fill(&log).await;
+    assert!(log.checkpoint().await.unwrap().is_some());
+    assert!(log.verify(None, &|_| {}).await.unwrap().ok);
+    let err = sqlx::raw_sql("UPDATE audit_events SET outcome = 'failed'")
+        .execute(&app)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("permission denied"), "{err}");
+}

@@ -1,14 +1,19 @@
 //! The audit log on Postgres and SQLite.
 //!
-//! Chaining design (see docs/ARCHITECTURE.md): one chain per stream. An append, inside the
-//! caller's transaction, locks its stream's row in `audit_heads` (an upsert that returns the
-//! previous seq and MAC), computes the next MAC in the application under the audit key, inserts
-//! the event and moves the head. The head lock is held until commit, so appends to one stream are
-//! serialised and id order equals seq order within a stream, while appends to other streams do
-//! not wait. Checkpoints take the heads that moved (`seq > checkpointed_seq`) with `FOR UPDATE
-//! SKIP LOCKED`: a head whose append is still in flight is simply left for the next checkpoint,
-//! so a checkpoint never waits for, blocks, or deadlocks with appends, and never records a head
-//! that is not committed.
+//! Chaining design (see docs/ARCHITECTURE.md): one chain per stream with a head row per stream
+//! in `audit_heads`. On Postgres an append, inside the caller's transaction, computes the next
+//! MAC from the head this process last wrote and moves the head and inserts the event in one
+//! statement that only succeeds if the head is still the one guessed; otherwise it locks the head
+//! (`SELECT … FOR UPDATE`), reads it and tries again. The head's row lock is held until commit,
+//! so appends to one stream are serialised and id order equals seq order within a stream, while
+//! appends to other streams do not wait. On SQLite (one writer) the head is read and moved in the
+//! `BEGIN IMMEDIATE` transaction. Checkpoints take the heads that moved with `FOR UPDATE SKIP
+//! LOCKED`: a head whose append is in flight is left for the next checkpoint, so a checkpoint
+//! never waits for appends and never records an uncommitted head (appends to the heads it took
+//! wait for its short transaction to commit).
+//!
+//! Postgres appends assume READ COMMITTED (the default); under a stricter isolation level a
+//! moved head is a serialization failure, reported as [`AuditError::Conflict`] for a retry.
 
 use std::time::SystemTime;
 
@@ -41,6 +46,12 @@ pub fn audit_key_context() -> KeyContext {
 }
 
 fn db_err(e: sqlx::Error) -> AuditError {
+    // 40001 serialization_failure, 40P01 deadlock_detected: the caller retries the transaction.
+    if let Some(code) = e.as_database_error().and_then(|d| d.code())
+        && (code == "40001" || code == "40P01")
+    {
+        return AuditError::Conflict(e.to_string());
+    }
     match e {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
