@@ -125,6 +125,25 @@ pub trait AuditLog: Send + Sync + fmt::Debug {
     ) -> Result<VerifyReport, AuditError>;
 }
 
+/// Writes a checkpoint every `every` (one minute by default in production) until the task is
+/// aborted; failures are logged and retried at the next tick. Run it through
+/// [`ObservedAuditLog`] so each checkpoint's anchor is shipped.
+pub fn spawn_checkpoints(
+    log: Arc<dyn AuditLog>,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = log.checkpoint().await {
+                tracing::warn!(event = "coffer.audit.checkpoint_failed", error = %e, "audit checkpoint failed");
+            }
+        }
+    })
+}
+
 /// The JSON form of a record for log shipping: one line, no secrets (there are none to leak).
 #[must_use]
 pub fn record_json(event: &AuditEvent, receipt: &Receipt) -> serde_json::Value {

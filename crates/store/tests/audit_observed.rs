@@ -109,3 +109,69 @@ async fn records_are_shipped_as_json_lines_and_alerts_are_recorded() {
     );
     assert!(!text.contains("victim"), "no PII in any log line");
 }
+
+#[tokio::test]
+async fn checkpoints_are_written_on_a_schedule_and_their_anchors_shipped() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .json()
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (pool, _dir) = testing::sqlite_pool().await;
+    let provider =
+        LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "test-master")
+            .unwrap();
+    let inner = Arc::new(SqliteAuditLog::open(pool, &provider).await.unwrap());
+    let log: Arc<dyn AuditLog> = Arc::new(ObservedAuditLog::new(
+        inner,
+        AlertConfig::default(),
+        EntityId::parse("coffer-worker").unwrap(),
+    ));
+    log.append(&AuditEvent::new(
+        Actor::Anonymous,
+        Action::UserRegister,
+        Subject::User(EntityId::parse("u-1").unwrap()),
+        Outcome::Success,
+    ))
+    .await
+    .unwrap();
+    let task = coffer_audit::spawn_checkpoints(log.clone(), std::time::Duration::from_millis(20));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let anchor = loop {
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let found = text.lines().find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            let msg: serde_json::Value =
+                serde_json::from_str(v["fields"]["message"].as_str()?).ok()?;
+            let id = msg["checkpoint_id"].as_i64()?;
+            let hex = msg["mac"].as_str()?.to_owned();
+            Some((id, hex))
+        });
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no checkpoint was shipped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    task.abort();
+    let mut mac = [0u8; 32];
+    for (i, b) in mac.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&anchor.1[2 * i..2 * i + 2], 16).unwrap();
+    }
+    let anchor = coffer_audit::CheckpointAnchor { id: anchor.0, mac };
+    assert!(log.verify(Some(&anchor), &|_| {}).await.unwrap().ok);
+    let wrong = coffer_audit::CheckpointAnchor {
+        id: anchor.id,
+        mac: [0; 32],
+    };
+    let report = log.verify(Some(&wrong), &|_| {}).await.unwrap();
+    assert_eq!(
+        report.first_bad.unwrap().kind,
+        coffer_audit::FindingKind::AnchorMissing
+    );
+}
