@@ -1,12 +1,13 @@
-//! Coffer's wallet ledger, domain part: money, wallets, double-entry plans and the rules, as
-//! pure functions of the locked, decrypted state. No I/O.
+//! Coffer's wallet ledger: money, wallets, double-entry plans and the rules, as pure functions of
+//! the locked, decrypted state (`domain`, `money`, no I/O), and PIN verification off the async
+//! runtime (`pin`).
 //!
-//! Status (issue "Wallet ledger"): the domain is here; the service (PIN verification off the
-//! runtime, PIN cache, signing), the port and its contract suite, and the Postgres and SQLite
-//! adapters are not yet written.
+//! Status (issue "Wallet ledger"): the domain and the PIN verifier are here; the service, the
+//! port and its contract suite, and the Postgres and SQLite adapters are not yet written.
 
 pub mod domain;
 pub mod money;
+pub mod pin;
 
 pub use domain::{
     Account, LedgerError, Original, PIN_LOCK_THRESHOLD, Plan, Posting, TransactionId,
