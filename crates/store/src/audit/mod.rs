@@ -30,6 +30,47 @@ use coffer_crypto::HmacKey;
 use coffer_keys::{KeyContext, KeyProvider, WrappedKey};
 use futures_util::{Stream, StreamExt};
 
+/// Loads the audit key from `audit_key`, creating and wrapping one on first use (whoever wins a
+/// creation race, every process then uses the stored key). One body for both databases: the SQL
+/// is the same and `$n` placeholders work on both.
+macro_rules! load_audit_key {
+    ($pool:expr, $provider:expr) => {
+        async {
+            let pool = $pool;
+            let provider: &dyn coffer_keys::KeyProvider = $provider;
+            let key_err = |e: sqlx::Error| $crate::StoreError::AuditKey(e.to_string());
+            let select = "SELECT wrapped FROM audit_key WHERE id = 1";
+            let existing: Option<Vec<u8>> = sqlx::query_scalar(select)
+                .fetch_optional(pool)
+                .await
+                .map_err(key_err)?;
+            if existing.is_none() {
+                let generated = provider
+                    .generate_data_key(&$crate::audit::audit_key_context())
+                    .await
+                    .map_err(|e| $crate::StoreError::AuditKey(e.to_string()))?;
+                sqlx::query(
+                    "INSERT INTO audit_key (id, wrapped, kek_version, created_at_micros) \
+                     VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(generated.wrapped.to_bytes())
+                .bind(i64::from(generated.wrapped.version))
+                .bind(coffer_audit::event::unix_micros(
+                    std::time::SystemTime::now(),
+                ))
+                .execute(pool)
+                .await
+                .map_err(key_err)?;
+            }
+            let wrapped: Vec<u8> = sqlx::query_scalar(select)
+                .fetch_one(pool)
+                .await
+                .map_err(key_err)?;
+            $crate::audit::unwrap_audit_key(provider, &wrapped).await
+        }
+    };
+}
+
 mod pg;
 mod sqlite;
 

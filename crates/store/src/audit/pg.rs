@@ -3,11 +3,9 @@
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use coffer_audit::chain::{GENESIS, encode_entries, record_mac};
-use coffer_audit::event::unix_micros;
 use coffer_audit::{
     AuditCapabilities, AuditError, AuditEvent, AuditLog, AuditQuery, AuditRecord, AuditTx,
     CheckpointAnchor, CheckpointSummary, Receipt, VerifyProgress, VerifyReport,
@@ -44,34 +42,7 @@ impl PgAuditLog {
     /// # Errors
     /// [`StoreError::AuditKey`] when the key cannot be loaded, unwrapped or stored.
     pub async fn open(pool: PgPool, provider: &dyn KeyProvider) -> Result<Self, StoreError> {
-        let key_err = |e: sqlx::Error| StoreError::AuditKey(e.to_string());
-        let existing: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT wrapped FROM audit_key WHERE id = 1")
-                .fetch_optional(&pool)
-                .await
-                .map_err(key_err)?;
-        if existing.is_none() {
-            let generated = provider
-                .generate_data_key(&super::audit_key_context())
-                .await
-                .map_err(|e| StoreError::AuditKey(e.to_string()))?;
-            sqlx::query(
-                "INSERT INTO audit_key (id, wrapped, kek_version, created_at_micros) \
-                 VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(generated.wrapped.to_bytes())
-            .bind(i64::from(generated.wrapped.version))
-            .bind(unix_micros(SystemTime::now()))
-            .execute(&pool)
-            .await
-            .map_err(key_err)?;
-        }
-        // Whoever won a creation race, everyone uses the stored key.
-        let wrapped: Vec<u8> = sqlx::query_scalar("SELECT wrapped FROM audit_key WHERE id = 1")
-            .fetch_one(&pool)
-            .await
-            .map_err(key_err)?;
-        let key = super::unwrap_audit_key(provider, &wrapped).await?;
+        let key = load_audit_key!(&pool, provider).await?;
         Ok(Self {
             pool,
             key,
