@@ -280,18 +280,19 @@ impl<'k> Verifier<'k> {
             expected += 1;
         }
         let last_seq = expected - 1;
+        let truncated = |expected_seq, proven| Finding {
+            stream: stream.to_owned(),
+            seq: last_seq,
+            id: records.last().map(|r| r.id),
+            kind: FindingKind::Truncated {
+                last_seq,
+                expected_seq,
+                proven,
+            },
+        };
         if let Some((seq, mac)) = self.anchors.get(stream).copied() {
             if last_seq < seq {
-                return Some(Finding {
-                    stream: stream.to_owned(),
-                    seq: last_seq,
-                    id: records.last().map(|r| r.id),
-                    kind: FindingKind::Truncated {
-                        last_seq,
-                        expected_seq: seq,
-                        proven: true,
-                    },
-                });
+                return Some(truncated(seq, true));
             }
             let at = usize::try_from(seq).ok().and_then(|s| s.checked_sub(1));
             if let Some(r) = at.and_then(|i| records.get(i))
@@ -306,16 +307,7 @@ impl<'k> Verifier<'k> {
         if let Some(head) = self.heads.get(stream).copied()
             && last_seq < head
         {
-            return Some(Finding {
-                stream: stream.to_owned(),
-                seq: last_seq,
-                id: records.last().map(|r| r.id),
-                kind: FindingKind::Truncated {
-                    last_seq,
-                    expected_seq: head,
-                    proven: false,
-                },
-            });
+            return Some(truncated(head, false));
         }
         None
     }

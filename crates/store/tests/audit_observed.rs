@@ -27,8 +27,8 @@ impl Write for Captured {
     }
 }
 
-#[tokio::test]
-async fn records_are_shipped_as_json_lines_and_alerts_are_recorded() {
+/// Captures every log line as JSON until the guard drops.
+fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -36,13 +36,25 @@ async fn records_are_shipped_as_json_lines_and_alerts_are_recorded() {
         .with_max_level(tracing::Level::INFO)
         .json()
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    (captured, tracing::subscriber::set_default(subscriber))
+}
 
-    let (pool, _dir) = testing::sqlite_pool().await;
+/// A fresh SQLite audit log under a fresh master key.
+async fn sqlite_log() -> (Arc<SqliteAuditLog>, tempfile::TempDir) {
+    let (pool, dir) = testing::sqlite_pool().await;
     let provider =
         LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "test-master")
             .unwrap();
-    let inner = Arc::new(SqliteAuditLog::open(pool, &provider).await.unwrap());
+    (
+        Arc::new(SqliteAuditLog::open(pool, &provider).await.unwrap()),
+        dir,
+    )
+}
+
+#[tokio::test]
+async fn records_are_shipped_as_json_lines_and_alerts_are_recorded() {
+    let (captured, _guard) = capture_logs();
+    let (inner, _dir) = sqlite_log().await;
     let inner_for_tx = inner.clone();
     let log = ObservedAuditLog::new(
         inner,
@@ -112,18 +124,8 @@ async fn records_are_shipped_as_json_lines_and_alerts_are_recorded() {
 
 #[tokio::test]
 async fn checkpoints_are_written_on_a_schedule_and_their_anchors_shipped() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .json()
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let (pool, _dir) = testing::sqlite_pool().await;
-    let provider =
-        LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "test-master")
-            .unwrap();
-    let inner = Arc::new(SqliteAuditLog::open(pool, &provider).await.unwrap());
+    let (captured, _guard) = capture_logs();
+    let (inner, _dir) = sqlite_log().await;
     let log: Arc<dyn AuditLog> = Arc::new(ObservedAuditLog::new(
         inner,
         AlertConfig::default(),
