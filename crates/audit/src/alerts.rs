@@ -213,16 +213,25 @@ impl AlertRules {
                 | Action::TransactionTransfer
                 | Action::TransactionReversal
         ) && e.outcome == Outcome::Success
-            && let (Some(DetailValue::Int(amount)), Some(DetailValue::Int(exponent))) = (
+        {
+            // The ledger never puts amounts in the audit log: it flags a large transaction
+            // (`large: true`, by its own copy of the threshold). Events that do carry an amount
+            // are judged here.
+            let flagged = e.details.get("large") == Some(&DetailValue::Bool(true));
+            let over = match (
                 e.details.get("amount_minor"),
                 e.details.get("currency_exponent"),
-            )
-        {
-            let limit = u32::try_from(*exponent)
-                .ok()
-                .and_then(|x| 10i64.checked_pow(x))
-                .and_then(|scale| c.large_transaction_major_units.checked_mul(scale));
-            if limit.is_some_and(|limit| *amount > limit) {
+            ) {
+                (Some(DetailValue::Int(amount)), Some(DetailValue::Int(exponent))) => {
+                    u32::try_from(*exponent)
+                        .ok()
+                        .and_then(|x| 10i64.checked_pow(x))
+                        .and_then(|scale| c.large_transaction_major_units.checked_mul(scale))
+                        .is_some_and(|limit| *amount > limit)
+                }
+                _ => false,
+            };
+            if flagged || over {
                 alerts.push(Alert {
                     rule: "large_transaction",
                     key: subject_key(e),

@@ -213,6 +213,18 @@ impl TransactionKind {
         }
     }
 
+    /// Parses the storage name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "deposit" => Some(Self::Deposit),
+            "withdrawal" => Some(Self::Withdrawal),
+            "transfer" => Some(Self::Transfer),
+            "reversal" => Some(Self::Reversal),
+            _ => None,
+        }
+    }
+
     /// Whether money leaves a user's wallet (PIN and signature required).
     #[must_use]
     pub fn is_money_out(self) -> bool {

@@ -1,16 +1,26 @@
 //! Coffer's wallet ledger: money, wallets, double-entry plans and the rules, as pure functions of
-//! the locked, decrypted state (`domain`, `money`, no I/O), and PIN verification off the async
-//! runtime (`pin`).
-//!
-//! Status (issue "Wallet ledger"): the domain and the PIN verifier are here; the service, the
-//! port and its contract suite, and the Postgres and SQLite adapters are not yet written.
+//! the locked, decrypted state (`domain`, `money`, no I/O); the storage port and its contract
+//! suite (`port`, `testkit`); the service that runs every use case on the ports (`service`,
+//! `sealing`, `verify`); and PIN verification off the async runtime (`pin`).
 
 pub mod domain;
+pub mod error;
 pub mod money;
 pub mod pin;
+pub mod port;
+pub mod sealing;
+pub mod service;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod verify;
 
 pub use domain::{
-    Account, LedgerError, Original, PIN_LOCK_THRESHOLD, Plan, Posting, TransactionId,
+    Account, IdError, LedgerError, Original, PIN_LOCK_THRESHOLD, Plan, Posting, TransactionId,
     TransactionKind, UserId, WalletId, WalletState, WalletStatus,
 };
+pub use error::Error;
 pub use money::{Amount, Balance, Currency, Money, MoneyError};
+pub use port::LedgerStore;
+pub use service::{
+    Caller, HistoryPageView, Ledger, LedgerConfig, MoneyRequest, TransactionView, WalletView,
+};

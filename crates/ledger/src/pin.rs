@@ -134,6 +134,31 @@ impl PinVerifier {
             .retain(|(w, _), _| *w != wallet);
     }
 
+    /// Derives the PIN key on the blocking pool, waiting for one of the `max_in_flight` permits
+    /// (for setting a new PIN; checking one goes through [`PinVerifier::unseal`]).
+    ///
+    /// # Errors
+    /// [`PinCheckError::Unavailable`] when the runtime is shutting down.
+    pub async fn derive(&self, pin: &Pin, params: &KdfParams) -> Result<PinKey, PinCheckError> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let derived = async {
+            let _permit = self
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| PinCheckError::Unavailable)?;
+            let (pin, params) = (pin.clone(), params.clone());
+            self.derivations.fetch_add(1, Ordering::Relaxed);
+            tokio::task::spawn_blocking(move || derive_pin_key(&pin, &params))
+                .await
+                .map_err(|_| PinCheckError::Unavailable)
+        }
+        .await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        derived
+    }
+
     /// Unseals `wallet`'s signing key with `pin`.
     ///
     /// # Errors
@@ -152,25 +177,7 @@ impl PinVerifier {
         let key = self.cache_key(wallet, params, pin);
         let pin_key = match self.cached(&key) {
             Some(k) => k,
-            None => {
-                self.waiting.fetch_add(1, Ordering::Relaxed);
-                let derived = async {
-                    let _permit = self
-                        .permits
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .map_err(|_| PinCheckError::Unavailable)?;
-                    let (pin, params) = (pin.clone(), params.clone());
-                    self.derivations.fetch_add(1, Ordering::Relaxed);
-                    tokio::task::spawn_blocking(move || derive_pin_key(&pin, &params))
-                        .await
-                        .map_err(|_| PinCheckError::Unavailable)
-                }
-                .await;
-                self.waiting.fetch_sub(1, Ordering::Relaxed);
-                Arc::new(derived?)
-            }
+            None => Arc::new(self.derive(pin, params).await?),
         };
         match sealed.unseal(&pin_key, dek, aad, public) {
             Ok(signing_key) => {

@@ -5,6 +5,7 @@
 //!
 //! - [`audit`]: the audit log adapters ([`audit::PgAuditLog`], [`audit::SqliteAuditLog`]) and the
 //!   in-transaction append the other stores use, so a change and its audit record commit together.
+//! - [`ledger`]: the ledger store ([`ledger::PgLedgerStore`], [`ledger::SqliteLedgerStore`]).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use sqlx::sqlite::{
 };
 
 pub mod audit;
+pub mod ledger;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -46,8 +48,8 @@ pub enum StoreError {
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The application role's privileges, applied after every migration run (idempotent): the
-/// role `coffer_app` (created when the migrating role may) reads and appends audit rows and
-/// never changes or removes them. The API and worker log in as a member of it; migrations run
+/// role `coffer_app` (created when the migrating role may) reads and appends audit rows,
+/// transactions and postings and never changes or removes them; it updates wallets. The API and worker log in as a member of it; migrations run
 /// separately as the schema owner ([`migrate_postgres`]).
 pub const APP_ROLE_GRANTS: &str = r"
 DO $$
@@ -66,6 +68,10 @@ BEGIN
         GRANT SELECT, INSERT ON audit_events, audit_checkpoints TO coffer_app;
         GRANT SELECT, INSERT, UPDATE ON audit_heads, audit_key TO coffer_app;
         REVOKE UPDATE, DELETE, TRUNCATE ON audit_events, audit_checkpoints FROM coffer_app;
+        GRANT SELECT, INSERT, UPDATE ON wallets, wallet_keys TO coffer_app;
+        GRANT SELECT, INSERT ON wallet_public_keys, transactions, postings TO coffer_app;
+        REVOKE UPDATE, DELETE, TRUNCATE ON wallet_public_keys, transactions, postings FROM coffer_app;
+        GRANT SELECT, INSERT, DELETE ON idempotency_keys TO coffer_app;
         EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA %I TO coffer_app', current_schema());
     END IF;
 END

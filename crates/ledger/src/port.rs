@@ -1,0 +1,359 @@
+//! The ledger's storage port: rows as stored (every amount, balance, memo and signing key an
+//! envelope the store cannot read) and one transactional primitive, [`LedgerStore::apply`].
+//!
+//! `apply` is the whole of a ledger operation's database transaction: it locks the wallets (in
+//! wallet-id order, so two operations never wait on each other in a cycle), looks up the
+//! idempotency key, hands the locked rows to the caller's `decide` (pure and synchronous: the
+//! service decrypts, asks the domain, encrypts), writes what `decide` returned together with the
+//! audit records, and commits. Nothing slow runs inside it: data keys are unwrapped and PINs
+//! checked before it is called.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use coffer_audit::{AuditEvent, Receipt};
+
+use crate::domain::{TransactionId, TransactionKind, UserId, WalletId, WalletStatus};
+use crate::error::Error;
+use crate::money::Currency;
+
+/// A wallet row as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WalletRecord {
+    /// Which wallet.
+    pub id: WalletId,
+    /// Its owner.
+    pub owner: UserId,
+    /// Its currency.
+    pub currency: Currency,
+    /// Its status.
+    pub status: WalletStatus,
+    /// Row version: 1 at creation, +1 on every write. The balance envelope is bound to it and
+    /// the wallet's postings are numbered by it (the history cursor).
+    pub version: i64,
+    /// The balance envelope (under the data key, bound to wallet, field and version).
+    pub balance: Vec<u8>,
+    /// The data key version new envelopes use.
+    pub dek_version: u32,
+    /// The signing key, sealed under the PIN key and then the data key.
+    pub signing_key: Vec<u8>,
+    /// Its public half (public, stored plain so anyone can verify).
+    pub public_key: [u8; 32],
+    /// The PIN KDF's parameters (iterations and salt).
+    pub kdf_params: Vec<u8>,
+    /// Consecutive wrong PINs.
+    pub failed_pins: u32,
+    /// Created, microseconds since the epoch.
+    pub created_at: i64,
+    /// Last written, microseconds since the epoch.
+    pub updated_at: i64,
+}
+
+impl fmt::Debug for WalletRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WalletRecord")
+            .field("id", &self.id)
+            .field("owner", &self.owner)
+            .field("currency", &self.currency)
+            .field("status", &self.status)
+            .field("version", &self.version)
+            .field("dek_version", &self.dek_version)
+            .field("failed_pins", &self.failed_pins)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One version of a wallet's data key, wrapped by the key provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataKeyRecord {
+    /// Whose.
+    pub wallet: WalletId,
+    /// Which version.
+    pub version: u32,
+    /// The wrapped key (`coffer_keys::WrappedKey` bytes).
+    pub wrapped: Vec<u8>,
+    /// The master key version it is wrapped under (the rotation work list).
+    pub kek_version: u32,
+}
+
+/// A wallet with its data keys, as loaded before an operation.
+#[derive(Debug, Clone)]
+pub struct LoadedWallet {
+    /// The row.
+    pub record: WalletRecord,
+    /// Every version of its data key.
+    pub keys: Vec<DataKeyRecord>,
+}
+
+/// One posting as stored. A wallet posting is sealed under its wallet's data key; a settlement
+/// posting under the data key of the transaction's key wallet.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostingRecord {
+    /// Position in the transaction, from 0.
+    pub line: u16,
+    /// The wallet, or `None` for the currency's settlement account.
+    pub wallet: Option<WalletId>,
+    /// For a wallet posting, the wallet's row version it produced (its place in the history).
+    pub wallet_seq: Option<i64>,
+    /// The signed amount (credit positive), an envelope bound to transaction, line and account.
+    pub amount: Vec<u8>,
+}
+
+impl fmt::Debug for PostingRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostingRecord")
+            .field("line", &self.line)
+            .field("wallet", &self.wallet)
+            .field("wallet_seq", &self.wallet_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A transaction as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TransactionRecord {
+    /// Its id (UUID v7).
+    pub id: TransactionId,
+    /// What kind.
+    pub kind: TransactionKind,
+    /// In which currency.
+    pub currency: Currency,
+    /// When, microseconds since the epoch.
+    pub at_micros: i64,
+    /// The wallet money left (withdrawal, transfer; a reversal's is the original's receiver).
+    pub from_wallet: Option<WalletId>,
+    /// The wallet money reached.
+    pub to_wallet: Option<WalletId>,
+    /// The wallet whose data key seals the memo and the settlement posting.
+    pub key_wallet: WalletId,
+    /// For a reversal, what it reverses.
+    pub reverses: Option<TransactionId>,
+    /// Who started it (the idempotency scope: `user:<id>` or `admin:<id>`).
+    pub scope: String,
+    /// The client's idempotency key.
+    pub idempotency_key: String,
+    /// The memo envelope, if any.
+    pub memo: Option<Vec<u8>>,
+    /// Money-out: the Ed25519 signature over the canonical bytes.
+    pub signature: Option<Vec<u8>>,
+    /// Money-out: the public key that made it.
+    pub public_key: Option<[u8; 32]>,
+    /// The postings.
+    pub postings: Vec<PostingRecord>,
+    /// On reads: the reversal of this transaction, if any.
+    pub reversed_by: Option<TransactionId>,
+}
+
+impl fmt::Debug for TransactionRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransactionRecord")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("currency", &self.currency)
+            .field("from_wallet", &self.from_wallet)
+            .field("to_wallet", &self.to_wallet)
+            .field("reverses", &self.reverses)
+            .field("postings", &self.postings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TransactionRecord {
+    /// The wallets it touches, sorted, without repeats.
+    #[must_use]
+    pub fn wallets(&self) -> Vec<WalletId> {
+        let mut ids: Vec<_> = self.postings.iter().filter_map(|p| p.wallet).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+}
+
+/// The idempotency key of an operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    /// Whose keys these are (`user:<id>`, `admin:<id>`).
+    pub scope: String,
+    /// The client's key.
+    pub key: String,
+    /// A hash of the request: the same key with another request is a conflict.
+    pub fingerprint: [u8; 32],
+}
+
+/// What `decide` sees: the locked rows.
+#[derive(Debug)]
+pub struct Locked<'a> {
+    /// The locked wallets, in wallet-id order.
+    pub wallets: &'a [WalletRecord],
+    /// The transaction being reversed, locked, with its `reversed_by`.
+    pub original: Option<&'a TransactionRecord>,
+}
+
+impl Locked<'_> {
+    /// The locked row of `id`.
+    ///
+    /// # Errors
+    /// [`Error::WalletNotFound`].
+    pub fn wallet(&self, id: WalletId) -> Result<&WalletRecord, Error> {
+        self.wallets
+            .iter()
+            .find(|w| w.id == id)
+            .ok_or(Error::WalletNotFound(id))
+    }
+}
+
+/// The new mutable state of a wallet; the store sets its version to the locked version + 1.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WalletChange {
+    /// Which wallet.
+    pub id: WalletId,
+    /// New status.
+    pub status: WalletStatus,
+    /// New balance envelope, bound to the new version.
+    pub balance: Vec<u8>,
+    /// New sealed signing key.
+    pub signing_key: Vec<u8>,
+    /// New public key (changes only on an admin PIN reset).
+    pub public_key: [u8; 32],
+    /// New KDF parameters.
+    pub kdf_params: Vec<u8>,
+    /// New count of consecutive wrong PINs.
+    pub failed_pins: u32,
+}
+
+impl fmt::Debug for WalletChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WalletChange")
+            .field("id", &self.id)
+            .field("status", &self.status)
+            .field("failed_pins", &self.failed_pins)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an operation writes, decided on the locked rows.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Wallet rows to update.
+    pub wallets: Vec<WalletChange>,
+    /// A transaction to insert, with its postings.
+    pub transaction: Option<TransactionRecord>,
+    /// A public key to add to a wallet's archive (a new signing key).
+    pub new_public_key: Option<(WalletId, [u8; 32])>,
+    /// Audit records, appended in the same database transaction.
+    pub audit: Vec<AuditEvent>,
+}
+
+/// An operation for [`LedgerStore::apply`].
+pub struct Apply<'a> {
+    /// Wallets to lock (the store adds the original's wallets and sorts).
+    pub lock: Vec<WalletId>,
+    /// A transaction to lock and hand to `decide` (a reversal's original).
+    pub original: Option<TransactionId>,
+    /// The idempotency key, for operations that take one.
+    pub idempotency: Option<&'a Idempotency>,
+    /// Decides on the locked rows. It may be called more than once (the store retries when a
+    /// concurrent request with the same idempotency key wins a race).
+    #[allow(clippy::type_complexity)]
+    pub decide: &'a (dyn Fn(&Locked<'_>) -> Result<Changes, Error> + Send + Sync),
+}
+
+impl fmt::Debug for Apply<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Apply")
+            .field("lock", &self.lock)
+            .field("original", &self.original)
+            .field("idempotency", &self.idempotency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`LedgerStore::apply`] did.
+#[derive(Debug)]
+pub enum Applied {
+    /// Committed: the inserted transaction (if any) and the audit records with their receipts.
+    Committed {
+        /// The new transaction.
+        transaction: Option<TransactionRecord>,
+        /// The audit records written.
+        audit: Vec<(AuditEvent, Receipt)>,
+    },
+    /// The idempotency key was used before for the same request: its transaction, unchanged.
+    Replayed(TransactionRecord),
+}
+
+/// A new wallet, for [`LedgerStore::create_wallet`].
+#[derive(Debug)]
+pub struct NewWallet {
+    /// The row (version 1).
+    pub record: WalletRecord,
+    /// Its first data key.
+    pub key: DataKeyRecord,
+    /// Its creation record.
+    pub audit: AuditEvent,
+}
+
+/// A page of a wallet's history: `(wallet_seq, transaction)` pairs, newest first.
+pub type HistoryPage = Vec<(i64, TransactionRecord)>;
+
+/// The ledger's storage port. Adapters: `coffer_store::ledger::{PgLedgerStore,
+/// SqliteLedgerStore}`; both run [the contract suite](crate::testkit).
+#[async_trait]
+pub trait LedgerStore: Send + Sync + fmt::Debug {
+    /// Inserts a wallet, its first data key and its public key, with the audit record.
+    async fn create_wallet(&self, new: NewWallet) -> Result<Receipt, Error>;
+
+    /// The wallets (with their data keys) among `ids` that exist, unlocked.
+    async fn load_wallets(&self, ids: &[WalletId]) -> Result<Vec<LoadedWallet>, Error>;
+
+    /// An owner's wallets, oldest first.
+    async fn wallets_of(&self, owner: UserId) -> Result<Vec<WalletRecord>, Error>;
+
+    /// See the [module documentation](self).
+    async fn apply(&self, op: Apply<'_>) -> Result<Applied, Error>;
+
+    /// The transaction recorded under an idempotency key, if any.
+    async fn idempotent(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<([u8; 32], TransactionRecord)>, Error>;
+
+    /// One transaction.
+    async fn transaction(&self, id: TransactionId) -> Result<Option<TransactionRecord>, Error>;
+
+    /// A wallet's transactions with `wallet_seq < before` (all when `None`), newest first.
+    async fn history(
+        &self,
+        wallet: WalletId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<HistoryPage, Error>;
+
+    /// Every public key a wallet has had.
+    async fn public_keys(&self, wallet: WalletId) -> Result<Vec<[u8; 32]>, Error>;
+
+    /// Wallets with ids after `after`, in id order (verification).
+    async fn wallets_after(
+        &self,
+        after: Option<WalletId>,
+        limit: u32,
+    ) -> Result<Vec<LoadedWallet>, Error>;
+
+    /// A wallet's postings with their transaction ids, in history order (verification).
+    async fn postings_of(
+        &self,
+        wallet: WalletId,
+    ) -> Result<Vec<(TransactionId, PostingRecord)>, Error>;
+
+    /// Transactions with ids after `after`, in id order (verification).
+    async fn transactions_after(
+        &self,
+        after: Option<TransactionId>,
+        limit: u32,
+    ) -> Result<Vec<TransactionRecord>, Error>;
+
+    /// Deletes idempotency keys recorded before `before_micros` (their transactions stay).
+    /// Returns how many.
+    async fn purge_idempotency(&self, before_micros: i64) -> Result<u64, Error>;
+}

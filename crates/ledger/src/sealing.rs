@@ -1,0 +1,184 @@
+//! How the ledger's fields are sealed: which data key, and which associated data binds each
+//! envelope to its wallet, field and row, so a ciphertext copied to another row, field or
+//! version does not open.
+
+use std::collections::HashMap;
+
+use coffer_crypto::{Aad, DataKey, Envelope, KeyRef, open, seal};
+use coffer_keys::{KeyContext, KeyProvider, WrappedKey};
+
+use crate::domain::{Account, TransactionId, WalletId};
+use crate::error::Error;
+use crate::port::LoadedWallet;
+
+/// The key-provider context every wallet data key is wrapped with.
+#[must_use]
+pub fn wallet_key_context(wallet: WalletId) -> KeyContext {
+    KeyContext::new()
+        .with("purpose", "wallet")
+        .with("wallet", wallet.to_string())
+}
+
+/// A wallet's balance at a row version.
+#[must_use]
+pub fn balance_aad(wallet: WalletId, version: i64) -> Aad {
+    Aad::new("wallet.balance")
+        .with(wallet.as_uuid().as_bytes())
+        .with(version.to_be_bytes())
+}
+
+/// A wallet's sealed signing key.
+#[must_use]
+pub fn signing_key_aad(wallet: WalletId) -> Aad {
+    Aad::new("wallet.signing_key").with(wallet.as_uuid().as_bytes())
+}
+
+/// One posting: transaction, line and account.
+#[must_use]
+pub fn posting_aad(transaction: TransactionId, line: u16, account: Account) -> Aad {
+    let aad = Aad::new("ledger.posting")
+        .with(transaction.as_uuid().as_bytes())
+        .with(line.to_be_bytes());
+    match account {
+        Account::Wallet(w) => aad.with("wallet").with(w.as_uuid().as_bytes()),
+        Account::Settlement(c) => aad.with("settlement").with(c.code()),
+    }
+}
+
+/// A transaction's memo.
+#[must_use]
+pub fn memo_aad(transaction: TransactionId) -> Aad {
+    Aad::new("ledger.memo").with(transaction.as_uuid().as_bytes())
+}
+
+/// Unwrapped data keys of the wallets an operation touches, by wallet and version.
+#[derive(Default)]
+pub struct Keyring {
+    keys: HashMap<(WalletId, u32), DataKey>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+impl Keyring {
+    /// Unwraps every data key of `wallets` not held yet.
+    ///
+    /// # Errors
+    /// [`Error::Keys`] from the provider, [`Error::Corrupt`] for a malformed wrapped key.
+    pub async fn unwrap(
+        &mut self,
+        provider: &dyn KeyProvider,
+        wallets: &[LoadedWallet],
+    ) -> Result<(), Error> {
+        for w in wallets {
+            for k in &w.keys {
+                if self.keys.contains_key(&(k.wallet, k.version)) {
+                    continue;
+                }
+                let wrapped = WrappedKey::from_bytes(&k.wrapped).map_err(|e| {
+                    Error::Corrupt(format!("wallet {} data key v{}: {e}", k.wallet, k.version))
+                })?;
+                let key = provider
+                    .unwrap_data_key(&wrapped, &wallet_key_context(k.wallet))
+                    .await?;
+                self.keys.insert((k.wallet, k.version), key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a key (a freshly generated one).
+    pub fn insert(&mut self, wallet: WalletId, version: u32, key: DataKey) {
+        self.keys.insert((wallet, version), key);
+    }
+
+    /// Whether every key of `wallet` is held.
+    #[must_use]
+    pub fn holds(&self, wallet: WalletId) -> bool {
+        self.keys.keys().any(|(w, _)| *w == wallet)
+    }
+
+    /// `wallet`'s data key `version`.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when it was not unwrapped (a data key rotated during the
+    /// operation: retry).
+    pub fn key(&self, wallet: WalletId, version: u32) -> Result<&DataKey, Error> {
+        self.keys.get(&(wallet, version)).ok_or_else(|| {
+            Error::Unavailable(format!(
+                "data key v{version} of wallet {wallet} appeared during the operation; retry"
+            ))
+        })
+    }
+
+    /// Seals `plaintext` under `wallet`'s data key `version`.
+    ///
+    /// # Errors
+    /// As [`Keyring::key`].
+    pub fn seal(
+        &self,
+        wallet: WalletId,
+        version: u32,
+        aad: &Aad,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        let key = self.key(wallet, version)?;
+        seal(key, &KeyRef::version_only(version), aad, plaintext)
+            .map(Envelope::into_bytes)
+            .map_err(|e| Error::Storage(e.to_string()))
+    }
+
+    /// Opens an envelope sealed under one of `wallet`'s data keys.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when it does not parse or authenticate.
+    pub fn open(
+        &self,
+        wallet: WalletId,
+        aad: &Aad,
+        bytes: &[u8],
+        what: &str,
+    ) -> Result<coffer_crypto::SecretBytes, Error> {
+        let envelope = Envelope::from_bytes(bytes)
+            .map_err(|e| Error::Corrupt(format!("{what} of wallet {wallet}: {e}")))?;
+        let key = self.key(wallet, envelope.key_ref().version())?;
+        open(key, aad, &envelope)
+            .map_err(|e| Error::Corrupt(format!("{what} of wallet {wallet}: {e}")))
+    }
+
+    /// Seals an integer.
+    ///
+    /// # Errors
+    /// As [`Keyring::seal`].
+    pub fn seal_i64(
+        &self,
+        wallet: WalletId,
+        version: u32,
+        aad: &Aad,
+        value: i64,
+    ) -> Result<Vec<u8>, Error> {
+        self.seal(wallet, version, aad, &value.to_be_bytes())
+    }
+
+    /// Opens an integer.
+    ///
+    /// # Errors
+    /// As [`Keyring::open`], and for a plaintext that is not 8 bytes.
+    pub fn open_i64(
+        &self,
+        wallet: WalletId,
+        aad: &Aad,
+        bytes: &[u8],
+        what: &str,
+    ) -> Result<i64, Error> {
+        let plain = self.open(wallet, aad, bytes, what)?;
+        <[u8; 8]>::try_from(plain.expose_secret())
+            .map(i64::from_be_bytes)
+            .map_err(|_| Error::Corrupt(format!("{what} of wallet {wallet}: not 8 bytes")))
+    }
+}

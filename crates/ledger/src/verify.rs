@@ -1,0 +1,406 @@
+//! Verification of the whole ledger: every wallet's stored balance against its postings, every
+//! transaction's postings summing to zero, every signature against a public key the wallet
+//! really had, the sum of all wallets and settlement accounts per currency, and the audit chains.
+//!
+//! It pages through wallets, then transactions, reporting progress with the cursor to resume
+//! from; a resumed run checks the rest but cannot check the ledger-wide sums (it did not see
+//! everything), which its report says.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+
+use coffer_audit::{AuditLog, CheckpointAnchor};
+use coffer_crypto::{WalletPublicKey, WalletSignature};
+
+use crate::domain::{self, Account, TransactionId, WalletId};
+use crate::error::Error;
+use crate::port::{LoadedWallet, TransactionRecord};
+use crate::sealing::{Keyring, balance_aad};
+use crate::service::{Ledger, open_postings, transaction_view};
+
+/// Which part is being checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Wallet balances against their postings.
+    Wallets,
+    /// Transactions: balance and signatures.
+    Transactions,
+    /// The audit chains.
+    Audit,
+}
+
+/// Where a verification is, and where to resume it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyProgress {
+    /// The phase.
+    pub phase: Phase,
+    /// Items checked in this phase.
+    pub done: u64,
+    /// Resume from here ([`VerifyOptions`]).
+    pub resume: VerifyOptions,
+}
+
+/// Where to start, and how many rows per page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// Skip the wallet phase entirely.
+    pub skip_wallets: bool,
+    /// Start the wallet phase after this wallet.
+    pub wallets_after: Option<WalletId>,
+    /// Start the transaction phase after this transaction.
+    pub transactions_after: Option<TransactionId>,
+    /// Rows per page.
+    pub page: u32,
+    /// The latest audit checkpoint anchor known from outside the database.
+    pub anchor: Option<CheckpointAnchor>,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self {
+            skip_wallets: false,
+            wallets_after: None,
+            transactions_after: None,
+            page: 500,
+            anchor: None,
+        }
+    }
+}
+
+/// What is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// A field does not decrypt or parse (tampering, or a lost key).
+    Unreadable(String),
+    /// The stored balance is not the sum of the wallet's postings.
+    BalanceMismatch {
+        /// Decrypted from the wallet row.
+        stored: i64,
+        /// Summed from the postings.
+        computed: i64,
+    },
+    /// A transaction's postings do not sum to zero.
+    Unbalanced,
+    /// A money-out transaction carries no signature.
+    MissingSignature,
+    /// A signature does not verify.
+    BadSignature,
+    /// Signed by a key the wallet never had.
+    UnknownSigner,
+    /// Wallets plus settlement of a currency do not sum to zero.
+    NonZeroSum {
+        /// The currency.
+        currency: String,
+        /// The sum.
+        sum: i128,
+    },
+    /// The audit log does not verify (its own report has the details).
+    AuditChain(String),
+}
+
+/// One problem and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The wallet, when one is concerned.
+    pub wallet: Option<WalletId>,
+    /// The transaction, when one is concerned.
+    pub transaction: Option<TransactionId>,
+    /// What.
+    pub problem: Problem,
+}
+
+/// The outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerVerifyReport {
+    /// Wallets checked.
+    pub wallets: u64,
+    /// Transactions checked.
+    pub transactions: u64,
+    /// Signatures checked.
+    pub signatures: u64,
+    /// Per currency: the sum of wallet balances (complete runs only).
+    pub wallet_totals: BTreeMap<String, i128>,
+    /// Per currency: the settlement account's balance (complete runs only).
+    pub settlement: BTreeMap<String, i128>,
+    /// Whether this run saw everything (not resumed), so the sums were checked.
+    pub complete: bool,
+    /// The audit log's report.
+    pub audit: coffer_audit::VerifyReport,
+    /// Every problem found.
+    pub findings: Vec<Finding>,
+}
+
+impl LedgerVerifyReport {
+    /// Whether nothing is wrong.
+    #[must_use]
+    pub fn ok(&self) -> bool {
+        self.findings.is_empty() && self.audit.ok
+    }
+}
+
+fn finding(wallet: Option<WalletId>, tx: Option<TransactionId>, problem: Problem) -> Finding {
+    Finding {
+        wallet,
+        transaction: tx,
+        problem,
+    }
+}
+
+impl Ledger {
+    /// See the [module documentation](self).
+    ///
+    /// # Errors
+    /// Storage and key-provider failures (problems in the data are findings, not errors).
+    pub async fn verify(
+        &self,
+        options: VerifyOptions,
+        progress: &(dyn Fn(&VerifyProgress) + Send + Sync),
+    ) -> Result<LedgerVerifyReport, Error> {
+        let complete = !options.skip_wallets
+            && options.wallets_after.is_none()
+            && options.transactions_after.is_none();
+        let page = options.page.max(1);
+        let mut findings = Vec::new();
+        let mut wallet_totals: BTreeMap<String, i128> = BTreeMap::new();
+        let mut settlement: BTreeMap<String, i128> = BTreeMap::new();
+        let mut resume = options.clone();
+        let mut keys = Keyring::default();
+
+        let mut wallets = 0u64;
+        if !options.skip_wallets {
+            let mut after = options.wallets_after;
+            loop {
+                let batch = self.store().wallets_after(after, page).await?;
+                let Some(last) = batch.last() else { break };
+                after = Some(last.record.id);
+                keys.unwrap(self.key_provider(), &batch).await?;
+                for w in &batch {
+                    self.verify_wallet(&keys, w, &mut findings, &mut wallet_totals)
+                        .await?;
+                }
+                wallets += batch.len() as u64;
+                resume.wallets_after = after;
+                progress(&VerifyProgress {
+                    phase: Phase::Wallets,
+                    done: wallets,
+                    resume: resume.clone(),
+                });
+            }
+        }
+        resume.skip_wallets = true;
+
+        let (mut transactions, mut signatures) = (0u64, 0u64);
+        let mut public_keys: HashMap<WalletId, Vec<[u8; 32]>> = HashMap::new();
+        let mut after = options.transactions_after;
+        loop {
+            let batch = self.store().transactions_after(after, page).await?;
+            let Some(last) = batch.last() else { break };
+            after = Some(last.id);
+            let mut missing: Vec<WalletId> = batch
+                .iter()
+                .flat_map(|t| t.wallets().into_iter().chain([t.key_wallet]))
+                .filter(|w| !keys.holds(*w))
+                .collect();
+            missing.sort();
+            missing.dedup();
+            if !missing.is_empty() {
+                let loaded: Vec<LoadedWallet> = self.store().load_wallets(&missing).await?;
+                keys.unwrap(self.key_provider(), &loaded).await?;
+            }
+            for t in &batch {
+                if self
+                    .verify_transaction(&keys, t, &mut public_keys, &mut findings, &mut settlement)
+                    .await?
+                {
+                    signatures += 1;
+                }
+            }
+            transactions += batch.len() as u64;
+            resume.transactions_after = after;
+            progress(&VerifyProgress {
+                phase: Phase::Transactions,
+                done: transactions,
+                resume: resume.clone(),
+            });
+        }
+
+        if complete {
+            let currencies: Vec<&String> = wallet_totals.keys().chain(settlement.keys()).collect();
+            for c in currencies {
+                let sum = wallet_totals.get(c).copied().unwrap_or(0)
+                    + settlement.get(c).copied().unwrap_or(0);
+                let f = finding(
+                    None,
+                    None,
+                    Problem::NonZeroSum {
+                        currency: c.clone(),
+                        sum,
+                    },
+                );
+                if sum != 0 && !findings.contains(&f) {
+                    findings.push(f);
+                }
+            }
+        }
+
+        let audit = self
+            .audit_log()
+            .verify(options.anchor.as_ref(), &|p| {
+                progress(&VerifyProgress {
+                    phase: Phase::Audit,
+                    done: p.checked,
+                    resume: resume.clone(),
+                });
+            })
+            .await
+            .map_err(|e| Error::Storage(format!("audit verification: {e}")))?;
+        if !audit.ok {
+            findings.push(finding(
+                None,
+                None,
+                Problem::AuditChain(format!("{:?}", audit.first_bad)),
+            ));
+        }
+        Ok(LedgerVerifyReport {
+            wallets,
+            transactions,
+            signatures,
+            wallet_totals: if complete {
+                wallet_totals
+            } else {
+                BTreeMap::new()
+            },
+            settlement: if complete {
+                settlement
+            } else {
+                BTreeMap::new()
+            },
+            complete,
+            audit,
+            findings,
+        })
+    }
+
+    async fn verify_wallet(
+        &self,
+        keys: &Keyring,
+        w: &LoadedWallet,
+        findings: &mut Vec<Finding>,
+        totals: &mut BTreeMap<String, i128>,
+    ) -> Result<(), Error> {
+        let rec = &w.record;
+        let stored = match keys.open_i64(
+            rec.id,
+            &balance_aad(rec.id, rec.version),
+            &rec.balance,
+            "balance",
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                findings.push(finding(
+                    Some(rec.id),
+                    None,
+                    Problem::Unreadable(e.to_string()),
+                ));
+                return Ok(());
+            }
+        };
+        *totals.entry(rec.currency.code().to_owned()).or_default() += i128::from(stored);
+        let mut computed: i128 = 0;
+        for (tx, p) in self.store().postings_of(rec.id).await? {
+            let aad = crate::sealing::posting_aad(tx, p.line, Account::Wallet(rec.id));
+            match keys.open_i64(rec.id, &aad, &p.amount, "posting") {
+                Ok(d) => computed += i128::from(d),
+                Err(e) => {
+                    findings.push(finding(
+                        Some(rec.id),
+                        Some(tx),
+                        Problem::Unreadable(e.to_string()),
+                    ));
+                }
+            }
+        }
+        if computed != i128::from(stored) || stored < 0 {
+            findings.push(finding(
+                Some(rec.id),
+                None,
+                Problem::BalanceMismatch {
+                    stored,
+                    computed: i64::try_from(computed).unwrap_or(i64::MAX),
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks one transaction; returns whether a signature was verified.
+    async fn verify_transaction(
+        &self,
+        keys: &Keyring,
+        t: &TransactionRecord,
+        public_keys: &mut HashMap<WalletId, Vec<[u8; 32]>>,
+        findings: &mut Vec<Finding>,
+        settlement: &mut BTreeMap<String, i128>,
+    ) -> Result<bool, Error> {
+        let unreadable = |e: Error| finding(None, Some(t.id), Problem::Unreadable(e.to_string()));
+        let postings = match open_postings(keys, t) {
+            Ok(p) => p,
+            Err(e) => {
+                findings.push(unreadable(e));
+                return Ok(false);
+            }
+        };
+        let plan = domain::Plan {
+            kind: t.kind,
+            postings,
+            balances: Vec::new(),
+        };
+        if !plan.is_balanced() {
+            findings.push(finding(None, Some(t.id), Problem::Unbalanced));
+        }
+        for p in &plan.postings {
+            if let Account::Settlement(c) = p.account {
+                *settlement.entry(c.code().to_owned()).or_default() += i128::from(p.delta);
+            }
+        }
+        if !t.kind.is_money_out() {
+            return Ok(false);
+        }
+        let view = match transaction_view(keys, t) {
+            Ok(v) => v,
+            Err(e) => {
+                findings.push(unreadable(e));
+                return Ok(false);
+            }
+        };
+        let (Some(sig), Some(pk), Some(bytes), Some(from)) = (
+            view.signature,
+            view.public_key,
+            view.signed_bytes(),
+            view.from_wallet,
+        ) else {
+            findings.push(finding(
+                view.from_wallet,
+                Some(t.id),
+                Problem::MissingSignature,
+            ));
+            return Ok(false);
+        };
+        let known = match public_keys.entry(from) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(self.store().public_keys(from).await?),
+        };
+        if !known.contains(&pk) {
+            findings.push(finding(Some(from), Some(t.id), Problem::UnknownSigner));
+            return Ok(false);
+        }
+        let verified = WalletPublicKey::from_bytes(&pk)
+            .ok()
+            .zip(WalletSignature::from_bytes(&sig).ok())
+            .is_some_and(|(pk, sig)| pk.verify(&bytes, &sig).is_ok());
+        if !verified {
+            findings.push(finding(Some(from), Some(t.id), Problem::BadSignature));
+        }
+        Ok(verified)
+    }
+}
