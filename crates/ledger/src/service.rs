@@ -818,14 +818,16 @@ impl Ledger {
         e
     }
 
-    async fn finish(&self, applied: Applied) -> Result<TransactionView, Error> {
+    /// The view of what `apply` wrote or replayed. `keys` holds the keys of the request's
+    /// wallets, which are the transaction's (a replay had the same request).
+    async fn finish(&self, applied: Applied, keys: &Keyring) -> Result<TransactionView, Error> {
         self.observe(&applied).await;
         match applied {
             Applied::Committed {
                 transaction: Some(t),
                 ..
             }
-            | Applied::Replayed(t) => self.view_of(&t).await,
+            | Applied::Replayed(t) => transaction_view(keys, &t),
             Applied::Committed {
                 transaction: None, ..
             } => Err(Error::Storage("the store wrote no transaction".into())),
@@ -882,7 +884,7 @@ impl Ledger {
             })
             .await;
         match result {
-            Ok(applied) => self.finish(applied).await,
+            Ok(applied) => self.finish(applied, &keys).await,
             Err(e) => {
                 self.record_refusal(caller, Action::TransactionDeposit, wallet, &e)
                     .await;
@@ -1005,7 +1007,7 @@ impl Ledger {
             })
             .await;
         match result {
-            Ok(applied) => self.finish(applied).await,
+            Ok(applied) => self.finish(applied, &keys).await,
             Err(e) => {
                 self.record_refusal(caller, action, from, &e).await;
                 Err(e)
@@ -1193,7 +1195,7 @@ impl Ledger {
                 decide: &decide,
             })
             .await?;
-        self.finish(applied).await
+        self.finish(applied, &keys).await
     }
 
     // ---- wallet administration ----

@@ -32,7 +32,7 @@ const TRANSACTION_COLUMNS: &str = "t.id, t.kind, t.currency, t.at_micros, t.from
 const POSTING_COLUMNS: &str = "transaction_id, line, wallet_id, wallet_seq, amount";
 
 /// Why a write did not go through: an error for the caller, or a lost idempotency race to retry.
-enum Failure {
+pub(super) enum Failure {
     Error(Error),
     Retry,
 }
@@ -76,6 +76,18 @@ fn unique_violation(e: &sqlx::Error, what: &str) -> bool {
         d.is_unique_violation()
             && (d.constraint().is_some_and(|c| c.contains(what)) || d.message().contains(what))
     })
+}
+
+/// A failed write: a second reversal loses to the unique index on `reverses`; a second use of
+/// a new idempotency key loses to its primary key and is retried (it then finds the first).
+fn write_failure(e: sqlx::Error) -> Failure {
+    if unique_violation(&e, "reverses") {
+        Failure::Error(Error::Rejected(coffer_ledger::LedgerError::AlreadyReversed))
+    } else if unique_violation(&e, "idempotency_keys") {
+        Failure::Retry
+    } else {
+        Failure::Error(db_err(e))
+    }
 }
 
 fn corrupt(what: &str) -> impl Fn(String) -> Error + '_ {
@@ -236,7 +248,9 @@ fn attach(
 }
 
 /// The store type for one database; see the module documentation. The caller's module defines
-/// `begin(pool)`, `select_wallets(conn, ids, lock)`, `select_keys(conn, ids)` and `FOR_UPDATE`.
+/// `begin(pool)`, `select_loaded(conn, ids)` (wallets with their keys), `lock_wallets(conn, ids,
+/// idempotency)` (locked rows, and the transaction recorded under the key), `write_changes(conn,
+/// locked, changes, idempotency, now)` and `FOR_UPDATE`.
 macro_rules! ledger_store {
     (
         $(#[$doc:meta])*
@@ -347,94 +361,26 @@ macro_rules! ledger_store {
                 };
                 ids.sort();
                 ids.dedup();
-                let wallets = select_wallets(&mut tx, &ids, true).await?;
+                let (wallets, earlier) = lock_wallets(&mut tx, &ids, op.idempotency).await?;
                 if let Some(missing) = ids.iter().find(|id| !wallets.iter().any(|w| w.id == **id)) {
                     return Err(Error::WalletNotFound(*missing).into());
                 }
-                if let Some(idem) = op.idempotency {
-                    let found: Option<(Vec<u8>, Uuid)> = sqlx::query_as(
-                        "SELECT fingerprint, transaction_id FROM idempotency_keys \
-                         WHERE scope = $1 AND key = $2",
-                    )
-                    .bind(&idem.scope)
-                    .bind(&idem.key)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some((fingerprint, id)) = found {
-                        if fingerprint.as_slice() != idem.fingerprint.as_slice() {
-                            return Err(Error::IdempotencyConflict.into());
-                        }
-                        let id = TransactionId::from_uuid(id);
-                        let t = Self::one_transaction(&mut tx, id)
-                            .await?
-                            .ok_or_else(|| Error::Corrupt(format!("idempotency key names missing transaction {id}")))?;
-                        return Ok(Applied::Replayed(t));
+                if let (Some(idem), Some((fingerprint, id))) = (op.idempotency, earlier) {
+                    if fingerprint.as_slice() != idem.fingerprint.as_slice() {
+                        return Err(Error::IdempotencyConflict.into());
                     }
+                    let id = TransactionId::from_uuid(id);
+                    let t = Self::one_transaction(&mut tx, id).await?.ok_or_else(|| {
+                        Error::Corrupt(format!("idempotency key names missing transaction {id}"))
+                    })?;
+                    return Ok(Applied::Replayed(t));
                 }
                 let changes = (op.decide)(&Locked {
                     wallets: &wallets,
                     original: original.as_ref(),
                 })?;
                 let now = coffer_audit::event::unix_micros(std::time::SystemTime::now());
-                for c in &changes.wallets {
-                    let old = wallets
-                        .iter()
-                        .find(|w| w.id == c.id)
-                        .ok_or(Error::WalletNotFound(c.id))?;
-                    let updated = sqlx::query(
-                        "UPDATE wallets SET status = $2, version = $3, balance = $4, \
-                         signing_key = $5, public_key = $6, kdf_params = $7, failed_pins = $8, \
-                         updated_at = $9 WHERE id = $1 AND version = $10",
-                    )
-                    .bind(*c.id.as_uuid())
-                    .bind(c.status.as_str())
-                    .bind(old.version + 1)
-                    .bind(&c.balance)
-                    .bind(&c.signing_key)
-                    .bind(c.public_key.as_slice())
-                    .bind(&c.kdf_params)
-                    .bind(i64::from(c.failed_pins))
-                    .bind(now)
-                    .bind(old.version)
-                    .execute(&mut *tx)
-                    .await?;
-                    if updated.rows_affected() != 1 {
-                        return Err(Error::Storage(format!("wallet {} changed while locked", c.id)).into());
-                    }
-                }
-                if let Some((wallet, key)) = changes.new_public_key {
-                    insert_public_key(&mut tx, wallet, &key, now).await?;
-                }
-                if let Some(t) = &changes.transaction {
-                    if let Err(e) = insert_transaction(&mut tx, t).await {
-                        return Err(if unique_violation(&e, "reverses") {
-                            Error::Rejected(coffer_ledger::LedgerError::AlreadyReversed).into()
-                        } else {
-                            e.into()
-                        });
-                    }
-                    if let Some(idem) = op.idempotency {
-                        let inserted = sqlx::query(
-                            "INSERT INTO idempotency_keys \
-                             (scope, key, fingerprint, transaction_id, created_at) \
-                             VALUES ($1, $2, $3, $4, $5)",
-                        )
-                        .bind(&idem.scope)
-                        .bind(&idem.key)
-                        .bind(idem.fingerprint.as_slice())
-                        .bind(*t.id.as_uuid())
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await;
-                        match inserted {
-                            Ok(_) => {}
-                            Err(e) if unique_violation(&e, "idempotency_keys") => {
-                                return Err(Failure::Retry);
-                            }
-                            Err(e) => return Err(e.into()),
-                        }
-                    }
-                }
+                write_changes(&mut tx, &wallets, &changes, op.idempotency, now).await?;
                 let mut audit = Vec::with_capacity(changes.audit.len());
                 for event in changes.audit {
                     let receipt = self
@@ -468,46 +414,6 @@ macro_rules! ledger_store {
             .execute(&mut *conn)
             .await
             .map(|_| ())
-        }
-
-        async fn insert_transaction(
-            conn: &mut $Conn,
-            t: &TransactionRecord,
-        ) -> Result<(), sqlx::Error> {
-            sqlx::query(
-                "INSERT INTO transactions (id, kind, currency, at_micros, from_wallet, to_wallet, \
-                 key_wallet, reverses, scope, idempotency_key, memo, signature, public_key) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            )
-            .bind(*t.id.as_uuid())
-            .bind(t.kind.as_str())
-            .bind(t.currency.code())
-            .bind(t.at_micros)
-            .bind(t.from_wallet.map(|w| *w.as_uuid()))
-            .bind(t.to_wallet.map(|w| *w.as_uuid()))
-            .bind(*t.key_wallet.as_uuid())
-            .bind(t.reverses.map(|r| *r.as_uuid()))
-            .bind(&t.scope)
-            .bind(&t.idempotency_key)
-            .bind(t.memo.as_deref())
-            .bind(t.signature.as_deref())
-            .bind(t.public_key.as_ref().map(<[u8; 32]>::as_slice))
-            .execute(&mut *conn)
-            .await?;
-            for p in &t.postings {
-                sqlx::query(
-                    "INSERT INTO postings (transaction_id, line, wallet_id, wallet_seq, amount) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(*t.id.as_uuid())
-                .bind(i64::from(p.line))
-                .bind(p.wallet.map(|w| *w.as_uuid()))
-                .bind(p.wallet_seq)
-                .bind(&p.amount)
-                .execute(&mut *conn)
-                .await?;
-            }
-            Ok(())
         }
 
         #[async_trait::async_trait]
@@ -579,15 +485,7 @@ macro_rules! ledger_store {
                 ids: &[WalletId],
             ) -> Result<Vec<coffer_ledger::port::LoadedWallet>, Error> {
                 let mut conn = self.pool.acquire().await.map_err(db_err)?;
-                let wallets = select_wallets(&mut conn, ids, false).await?;
-                let keys = select_keys(&mut conn, ids).await?;
-                Ok(wallets
-                    .into_iter()
-                    .map(|record| coffer_ledger::port::LoadedWallet {
-                        keys: keys.iter().filter(|k| k.wallet == record.id).cloned().collect(),
-                        record,
-                    })
-                    .collect())
+                select_loaded(&mut conn, ids).await
             }
 
             async fn wallets_of(&self, owner: UserId) -> Result<Vec<WalletRecord>, Error> {

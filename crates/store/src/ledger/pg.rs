@@ -1,16 +1,22 @@
-//! The ledger store on Postgres: several wallets are read, and locked, by one statement, in id
-//! order.
+//! The ledger store on Postgres. Round trips are what a transfer costs here, so each step is
+//! one statement: the wallets with their data keys (one join), the locks with the idempotency
+//! lookup (one `FOR UPDATE` in id order), and every write of the operation (one statement of
+//! data-modifying `WITH` clauses over arrays). With the audit append and `BEGIN`/`COMMIT`, a
+//! transfer is six round trips.
 
-use coffer_ledger::port::{DataKeyRecord, PostingRecord, TransactionRecord, WalletRecord};
+use coffer_ledger::port::{
+    Changes, DataKeyRecord, Idempotency, LoadedWallet, PostingRecord, TransactionRecord,
+    WalletRecord,
+};
 use coffer_ledger::{Error, TransactionId, UserId, WalletId};
 use sqlx::postgres::PgPool;
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::{PgConnection, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::{
     Failure, Filter, POSTING_COLUMNS, TRANSACTION_COLUMNS, WALLET_COLUMNS, attach, audit_err,
-    db_err, key_from, key32, ledger_store, posting_from, transaction_from, unique_violation,
-    wallet_from,
+    db_err, key32, ledger_store, posting_from, transaction_from, u32_of, wallet_from,
+    write_failure,
 };
 use crate::audit::PgAuditLog;
 
@@ -24,36 +30,152 @@ fn uuids(ids: &[WalletId]) -> Vec<Uuid> {
     ids.iter().map(|w| *w.as_uuid()).collect()
 }
 
-async fn select_wallets(
-    conn: &mut PgConnection,
-    ids: &[WalletId],
-    lock: bool,
-) -> Result<Vec<WalletRecord>, Error> {
-    let sql = format!(
-        "SELECT {WALLET_COLUMNS} FROM wallets WHERE id = ANY($1) ORDER BY id{}",
-        if lock { FOR_UPDATE } else { "" }
-    );
-    let rows = sqlx::query(&sql)
-        .bind(uuids(ids))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    rows.iter().map(wallet_from).collect()
-}
-
-async fn select_keys(
-    conn: &mut PgConnection,
-    ids: &[WalletId],
-) -> Result<Vec<DataKeyRecord>, Error> {
+async fn select_loaded(conn: &mut PgConnection, ids: &[WalletId]) -> Result<Vec<LoadedWallet>, Error> {
     let rows = sqlx::query(
-        "SELECT wallet_id, version, wrapped, kek_version FROM wallet_keys \
-         WHERE wallet_id = ANY($1) ORDER BY wallet_id, version",
+        "SELECT w.*, k.version AS key_version, k.wrapped, k.kek_version \
+         FROM wallets w JOIN wallet_keys k ON k.wallet_id = w.id \
+         WHERE w.id = ANY($1) ORDER BY w.id, k.version",
     )
     .bind(uuids(ids))
     .fetch_all(&mut *conn)
     .await
     .map_err(db_err)?;
-    rows.iter().map(key_from).collect()
+    let mut out: Vec<LoadedWallet> = Vec::new();
+    for row in &rows {
+        let key = DataKeyRecord {
+            wallet: WalletId::from_uuid(row.try_get("id").map_err(db_err)?),
+            version: u32_of(row.try_get("key_version").map_err(db_err)?, "key version")?,
+            wrapped: row.try_get("wrapped").map_err(db_err)?,
+            kek_version: u32_of(row.try_get("kek_version").map_err(db_err)?, "kek_version")?,
+        };
+        match out.last_mut() {
+            Some(w) if w.record.id == key.wallet => w.keys.push(key),
+            _ => out.push(LoadedWallet {
+                record: wallet_from(row)?,
+                keys: vec![key],
+            }),
+        }
+    }
+    Ok(out)
+}
+
+async fn lock_wallets(
+    conn: &mut PgConnection,
+    ids: &[WalletId],
+    idempotency: Option<&Idempotency>,
+) -> Result<(Vec<WalletRecord>, Option<(Vec<u8>, Uuid)>), Failure> {
+    // The rows are locked in id order. The key lookup shares the statement's snapshot, taken
+    // before any wait for a lock: a request that committed the same new key meanwhile is not
+    // seen here, and this one's insert of the key then fails and it starts again.
+    let sql = format!(
+        "WITH locked AS (SELECT {WALLET_COLUMNS} FROM wallets WHERE id = ANY($1) \
+             ORDER BY id FOR UPDATE), \
+         earlier AS (SELECT fingerprint, transaction_id FROM idempotency_keys \
+             WHERE scope = $2 AND key = $3) \
+         SELECT locked.*, earlier.fingerprint AS earlier_fingerprint, \
+             earlier.transaction_id AS earlier_transaction \
+         FROM locked LEFT JOIN earlier ON true ORDER BY locked.id"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(uuids(ids))
+        .bind(idempotency.map(|i| i.scope.as_str()))
+        .bind(idempotency.map(|i| i.key.as_str()))
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut earlier = None;
+    let mut wallets = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let fingerprint: Option<Vec<u8>> = row.try_get("earlier_fingerprint")?;
+        let transaction: Option<Uuid> = row.try_get("earlier_transaction")?;
+        earlier = fingerprint.zip(transaction);
+        wallets.push(wallet_from(row)?);
+    }
+    Ok((wallets, earlier))
+}
+
+async fn write_changes(
+    conn: &mut PgConnection,
+    locked: &[WalletRecord],
+    changes: &Changes,
+    idempotency: Option<&Idempotency>,
+    now: i64,
+) -> Result<(), Failure> {
+    let mut versions = Vec::with_capacity(changes.wallets.len());
+    for c in &changes.wallets {
+        let old = locked
+            .iter()
+            .find(|w| w.id == c.id)
+            .ok_or(Error::WalletNotFound(c.id))?;
+        versions.push(old.version);
+    }
+    let w = &changes.wallets;
+    let t = changes.transaction.as_ref();
+    let postings = t.map_or(&[][..], |t| t.postings.as_slice());
+    let updated: i64 = sqlx::query_scalar(
+        "WITH w AS ( \
+             UPDATE wallets SET status = v.status, version = v.version + 1, balance = v.balance, \
+                 signing_key = v.signing_key, public_key = v.public_key, \
+                 kdf_params = v.kdf_params, failed_pins = v.failed_pins, updated_at = $9 \
+             FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bytea[], $5::bytea[], \
+                 $6::bytea[], $7::bytea[], $8::bigint[]) \
+                 AS v(id, status, version, balance, signing_key, public_key, kdf_params, \
+                 failed_pins) \
+             WHERE wallets.id = v.id AND wallets.version = v.version \
+             RETURNING 1), \
+         k AS ( \
+             INSERT INTO wallet_public_keys (wallet_id, public_key, created_at) \
+             SELECT $10, $11, $9 WHERE $10::uuid IS NOT NULL ON CONFLICT DO NOTHING), \
+         t AS ( \
+             INSERT INTO transactions (id, kind, currency, at_micros, from_wallet, to_wallet, \
+                 key_wallet, reverses, scope, idempotency_key, memo, signature, public_key) \
+             SELECT $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24 \
+             WHERE $12::uuid IS NOT NULL), \
+         p AS ( \
+             INSERT INTO postings (transaction_id, line, wallet_id, wallet_seq, amount) \
+             SELECT $12, * FROM unnest($25::bigint[], $26::uuid[], $27::bigint[], $28::bytea[])), \
+         i AS ( \
+             INSERT INTO idempotency_keys (scope, key, fingerprint, transaction_id, created_at) \
+             SELECT $29, $30, $31, $12, $9 WHERE $29::text IS NOT NULL AND $12::uuid IS NOT NULL) \
+         SELECT count(*) FROM w",
+    )
+    .bind(w.iter().map(|c| *c.id.as_uuid()).collect::<Vec<_>>())
+    .bind(w.iter().map(|c| c.status.as_str()).collect::<Vec<_>>())
+    .bind(versions)
+    .bind(w.iter().map(|c| c.balance.clone()).collect::<Vec<_>>())
+    .bind(w.iter().map(|c| c.signing_key.clone()).collect::<Vec<_>>())
+    .bind(w.iter().map(|c| c.public_key.to_vec()).collect::<Vec<_>>())
+    .bind(w.iter().map(|c| c.kdf_params.clone()).collect::<Vec<_>>())
+    .bind(w.iter().map(|c| i64::from(c.failed_pins)).collect::<Vec<_>>())
+    .bind(now)
+    .bind(changes.new_public_key.map(|(w, _)| *w.as_uuid()))
+    .bind(changes.new_public_key.map(|(_, k)| k.to_vec()))
+    .bind(t.map(|t| *t.id.as_uuid()))
+    .bind(t.map(|t| t.kind.as_str()))
+    .bind(t.map(|t| t.currency.code()))
+    .bind(t.map(|t| t.at_micros))
+    .bind(t.and_then(|t| t.from_wallet).map(|w| *w.as_uuid()))
+    .bind(t.and_then(|t| t.to_wallet).map(|w| *w.as_uuid()))
+    .bind(t.map(|t| *t.key_wallet.as_uuid()))
+    .bind(t.and_then(|t| t.reverses).map(|r| *r.as_uuid()))
+    .bind(t.map(|t| t.scope.as_str()))
+    .bind(t.map(|t| t.idempotency_key.as_str()))
+    .bind(t.and_then(|t| t.memo.as_deref()))
+    .bind(t.and_then(|t| t.signature.as_deref()))
+    .bind(t.and_then(|t| t.public_key.as_ref()).map(<[u8; 32]>::as_slice))
+    .bind(postings.iter().map(|p| i64::from(p.line)).collect::<Vec<_>>())
+    .bind(postings.iter().map(|p| p.wallet.map(|w| *w.as_uuid())).collect::<Vec<_>>())
+    .bind(postings.iter().map(|p| p.wallet_seq).collect::<Vec<_>>())
+    .bind(postings.iter().map(|p| p.amount.clone()).collect::<Vec<_>>())
+    .bind(idempotency.map(|i| i.scope.as_str()))
+    .bind(idempotency.map(|i| i.key.as_str()))
+    .bind(idempotency.map(|i| i.fingerprint.as_slice()))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(write_failure)?;
+    if usize::try_from(updated).ok() != Some(w.len()) {
+        return Err(Error::Storage("a locked wallet changed under its lock".into()).into());
+    }
+    Ok(())
 }
 
 ledger_store!(

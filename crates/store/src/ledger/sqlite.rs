@@ -1,7 +1,10 @@
 //! The ledger store on SQLite: `BEGIN IMMEDIATE` takes the database's one write lock up front,
-//! so rows need no locks of their own and are read one at a time.
+//! so rows need no locks of their own; rows are read and written one statement at a time (there
+//! is no network between the process and the database).
 
-use coffer_ledger::port::{DataKeyRecord, PostingRecord, TransactionRecord, WalletRecord};
+use coffer_ledger::port::{
+    Changes, Idempotency, LoadedWallet, PostingRecord, TransactionRecord, WalletRecord,
+};
 use coffer_ledger::{Error, TransactionId, UserId, WalletId};
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Sqlite, SqliteConnection, Transaction};
@@ -9,8 +12,8 @@ use uuid::Uuid;
 
 use super::{
     Failure, Filter, POSTING_COLUMNS, TRANSACTION_COLUMNS, WALLET_COLUMNS, attach, audit_err,
-    db_err, key_from, key32, ledger_store, posting_from, transaction_from, unique_violation,
-    wallet_from,
+    db_err, key_from, key32, ledger_store, posting_from, transaction_from, wallet_from,
+    write_failure,
 };
 use crate::audit::SqliteAuditLog;
 
@@ -23,7 +26,6 @@ async fn begin(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::
 async fn select_wallets(
     conn: &mut SqliteConnection,
     ids: &[WalletId],
-    _lock: bool,
 ) -> Result<Vec<WalletRecord>, Error> {
     let sql = format!("SELECT {WALLET_COLUMNS} FROM wallets WHERE id = $1");
     let mut out = Vec::with_capacity(ids.len());
@@ -41,25 +43,136 @@ async fn select_wallets(
     Ok(out)
 }
 
-async fn select_keys(
+async fn select_loaded(
     conn: &mut SqliteConnection,
     ids: &[WalletId],
-) -> Result<Vec<DataKeyRecord>, Error> {
+) -> Result<Vec<LoadedWallet>, Error> {
     let mut out = Vec::new();
-    for id in ids {
+    for record in select_wallets(conn, ids).await? {
         let rows = sqlx::query(
             "SELECT wallet_id, version, wrapped, kek_version FROM wallet_keys \
              WHERE wallet_id = $1 ORDER BY version",
         )
-        .bind(*id.as_uuid())
+        .bind(*record.id.as_uuid())
         .fetch_all(&mut *conn)
         .await
         .map_err(db_err)?;
-        for row in &rows {
-            out.push(key_from(row)?);
-        }
+        let keys = rows.iter().map(key_from).collect::<Result<_, _>>()?;
+        out.push(LoadedWallet { record, keys });
     }
     Ok(out)
+}
+
+async fn lock_wallets(
+    conn: &mut SqliteConnection,
+    ids: &[WalletId],
+    idempotency: Option<&Idempotency>,
+) -> Result<(Vec<WalletRecord>, Option<(Vec<u8>, Uuid)>), Failure> {
+    let wallets = select_wallets(conn, ids).await?;
+    let earlier = match idempotency {
+        Some(idem) => {
+            sqlx::query_as(
+                "SELECT fingerprint, transaction_id FROM idempotency_keys \
+                 WHERE scope = $1 AND key = $2",
+            )
+            .bind(&idem.scope)
+            .bind(&idem.key)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+        None => None,
+    };
+    Ok((wallets, earlier))
+}
+
+async fn write_changes(
+    conn: &mut SqliteConnection,
+    locked: &[WalletRecord],
+    changes: &Changes,
+    idempotency: Option<&Idempotency>,
+    now: i64,
+) -> Result<(), Failure> {
+    for c in &changes.wallets {
+        let old = locked
+            .iter()
+            .find(|w| w.id == c.id)
+            .ok_or(Error::WalletNotFound(c.id))?;
+        let updated = sqlx::query(
+            "UPDATE wallets SET status = $2, version = $3, balance = $4, signing_key = $5, \
+             public_key = $6, kdf_params = $7, failed_pins = $8, updated_at = $9 \
+             WHERE id = $1 AND version = $10",
+        )
+        .bind(*c.id.as_uuid())
+        .bind(c.status.as_str())
+        .bind(old.version + 1)
+        .bind(&c.balance)
+        .bind(&c.signing_key)
+        .bind(c.public_key.as_slice())
+        .bind(&c.kdf_params)
+        .bind(i64::from(c.failed_pins))
+        .bind(now)
+        .bind(old.version)
+        .execute(&mut *conn)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(Error::Storage(format!("wallet {} changed while locked", c.id)).into());
+        }
+    }
+    if let Some((wallet, key)) = changes.new_public_key {
+        insert_public_key(conn, wallet, &key, now).await?;
+    }
+    let Some(t) = &changes.transaction else {
+        return Ok(());
+    };
+    sqlx::query(
+        "INSERT INTO transactions (id, kind, currency, at_micros, from_wallet, to_wallet, \
+         key_wallet, reverses, scope, idempotency_key, memo, signature, public_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(*t.id.as_uuid())
+    .bind(t.kind.as_str())
+    .bind(t.currency.code())
+    .bind(t.at_micros)
+    .bind(t.from_wallet.map(|w| *w.as_uuid()))
+    .bind(t.to_wallet.map(|w| *w.as_uuid()))
+    .bind(*t.key_wallet.as_uuid())
+    .bind(t.reverses.map(|r| *r.as_uuid()))
+    .bind(&t.scope)
+    .bind(&t.idempotency_key)
+    .bind(t.memo.as_deref())
+    .bind(t.signature.as_deref())
+    .bind(t.public_key.as_ref().map(<[u8; 32]>::as_slice))
+    .execute(&mut *conn)
+    .await
+    .map_err(write_failure)?;
+    for p in &t.postings {
+        sqlx::query(
+            "INSERT INTO postings (transaction_id, line, wallet_id, wallet_seq, amount) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(*t.id.as_uuid())
+        .bind(i64::from(p.line))
+        .bind(p.wallet.map(|w| *w.as_uuid()))
+        .bind(p.wallet_seq)
+        .bind(&p.amount)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if let Some(idem) = idempotency {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (scope, key, fingerprint, transaction_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&idem.scope)
+        .bind(&idem.key)
+        .bind(idem.fingerprint.as_slice())
+        .bind(*t.id.as_uuid())
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(write_failure)?;
+    }
+    Ok(())
 }
 
 ledger_store!(

@@ -1,0 +1,291 @@
+//! `cargo xtask bench ledger` (or `cargo bench -p coffer-store --bench ledger`), against the
+//! Postgres of `COFFER_TEST_DATABASE_URL`. Figures: docs/BENCHMARKS.md.
+//!
+//! 1. Ledger transfers per second from 16 concurrent tasks among 64 wallets (double entry,
+//!    encrypted balances and postings, Ed25519 signatures, audit chain, idempotency keys), with
+//!    the PIN cache warm, and their p50/p99 latency; in the same run, alternating with it,
+//!    `pgbench -b tpcb-like -c 16 -j 2 -M prepared` on the same server (scale 16, one branch
+//!    per client, as pgbench's documentation advises).
+//! 2. PIN verifications per second at the default KDF cost (600,000 PBKDF2 iterations), cache
+//!    off, as many in flight as the verifier allows (2).
+//!
+//! Without `--bench` (as `cargo test --all-targets` runs it) it does a short smoke run.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::cast_precision_loss,
+    missing_docs
+)]
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use coffer_audit::{AlertConfig, EntityId, ObservedAuditLog};
+use coffer_keys::KeyProvider;
+use coffer_keys::cache::{CacheConfig, CachingKeyProvider};
+use coffer_keys_local::{LocalKeyProvider, LocalKeySource, generate_inline_key};
+use coffer_ledger::pin::{PinVerifier, PinVerifierConfig};
+use coffer_ledger::{Ledger, LedgerConfig, MoneyRequest, UserId, WalletId};
+use coffer_store::audit::PgAuditLog;
+use coffer_store::ledger::PgLedgerStore;
+use coffer_store::testing;
+use rand::RngExt;
+
+const TASKS: usize = 16;
+const PIN: &str = "582914";
+
+struct Setup {
+    ledger: Arc<Ledger>,
+    wallets: Arc<Vec<(UserId, WalletId)>>,
+}
+
+async fn setup(wallets: usize, kdf_iterations: u32) -> Setup {
+    let keys: Arc<dyn KeyProvider> = Arc::new(CachingKeyProvider::new(
+        Arc::new(
+            LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "bench")
+                .unwrap(),
+        ),
+        CacheConfig::default(),
+    ));
+    let pool = testing::pg_pool_with_connections(TASKS as u32 + 4).await;
+    let audit = PgAuditLog::open(pool.clone(), keys.as_ref()).await.unwrap();
+    let store = Arc::new(PgLedgerStore::new(pool, audit.clone()));
+    let observed = Arc::new(ObservedAuditLog::new(
+        Arc::new(audit),
+        AlertConfig::default(),
+        EntityId::parse("bench").unwrap(),
+    ));
+    let ledger = Arc::new(Ledger::new(
+        store,
+        keys,
+        observed,
+        LedgerConfig {
+            kdf_iterations,
+            ..LedgerConfig::default()
+        },
+    ));
+    let mut made = Vec::new();
+    for _ in 0..wallets {
+        let owner = UserId::new();
+        let w = ledger.open_wallet(owner, "USD", PIN).await.unwrap().id;
+        ledger
+            .deposit(owner, w, &request(1_000_000_000, &format!("seed-{w}")))
+            .await
+            .unwrap();
+        // Warms the PIN cache: the KDF runs once per wallet, here.
+        ledger
+            .withdraw(owner, w, PIN, &request(1, &format!("warm-{w}")))
+            .await
+            .unwrap();
+        made.push((owner, w));
+    }
+    Setup {
+        ledger,
+        wallets: Arc::new(made),
+    }
+}
+
+fn request(amount: i64, key: &str) -> MoneyRequest<'_> {
+    MoneyRequest {
+        amount_minor: amount,
+        currency: "USD",
+        memo: None,
+        idempotency_key: key,
+    }
+}
+
+struct Run {
+    tps: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+async fn transfers(s: &Setup, duration: Duration, round: usize) -> Run {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let (ledger, wallets) = (s.ledger.clone(), s.wallets.clone());
+            tokio::spawn(async move {
+                let mut rng: rand::rngs::StdRng = rand::make_rng();
+                let mut latencies = Vec::new();
+                let mut i = 0u64;
+                while start.elapsed() < duration {
+                    let (owner, from) = wallets[rng.random_range(0..wallets.len())];
+                    let (_, to) = wallets[rng.random_range(0..wallets.len())];
+                    if from == to {
+                        continue;
+                    }
+                    let key = format!("r{round}-t{task}-{i}");
+                    let began = Instant::now();
+                    ledger
+                        .transfer(owner, from, to, PIN, &request(1, &key))
+                        .await
+                        .unwrap();
+                    latencies.push(began.elapsed());
+                    i += 1;
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = start.elapsed();
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 - 1.0) * p) as usize];
+    Run {
+        tps: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: pct(0.50),
+        p99: pct(0.99),
+    }
+}
+
+/// The pgbench database's URL: the test server, database `coffer_pgbench`.
+async fn pgbench_url() -> String {
+    let url = testing::pg_test_url();
+    let pool = testing::pg_pool_with_connections(1).await;
+    // Another run may have created it: either way it exists next.
+    let _ = sqlx::query("CREATE DATABASE coffer_pgbench")
+        .execute(&pool)
+        .await;
+    let base = url.split('?').next().unwrap_or(&url);
+    let (server, _) = base.rsplit_once('/').expect("a database URL");
+    format!("{server}/coffer_pgbench")
+}
+
+fn pgbench(args: &[&str]) -> String {
+    let out = Command::new("pgbench")
+        .args(args)
+        .output()
+        .expect("pgbench runs (Debian package postgresql-client / postgresql)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "pgbench {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn pgbench_run(url: &str, seconds: u64) -> (f64, f64) {
+    let secs = seconds.to_string();
+    let out = pgbench(&[
+        "-b", "tpcb-like", "-c", "16", "-j", "2", "-M", "prepared", "-T", &secs, url,
+    ]);
+    let field = |prefix: &str| -> f64 {
+        out.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix:?} in pgbench output:\n{out}"))
+    };
+    (field("tps = "), field("latency average = "))
+}
+
+async fn pin_verifications(duration: Duration, iterations: u32) -> f64 {
+    use coffer_crypto::{Aad, DataKey, KdfParams, KeyRef, Pin, WalletSigningKey, derive_pin_key};
+    let verifier = Arc::new(PinVerifier::new(PinVerifierConfig {
+        ttl: Duration::ZERO,
+        ..PinVerifierConfig::default()
+    }));
+    let params = KdfParams::generate(iterations).unwrap();
+    let dek = DataKey::generate();
+    let aad = Aad::new("bench");
+    let pin = Pin::parse(PIN).unwrap();
+    let key = WalletSigningKey::generate();
+    let sealed = key
+        .seal(
+            &derive_pin_key(&pin, &params),
+            &dek,
+            &KeyRef::version_only(1),
+            &aad,
+        )
+        .unwrap();
+    let public = key.public_key();
+    let wallet = WalletId::new();
+    let shared = Arc::new((params, dek, aad, pin, sealed, public));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (verifier, shared) = (verifier.clone(), shared.clone());
+            tokio::spawn(async move {
+                let (params, dek, aad, pin, sealed, public) = &*shared;
+                let mut n = 0u64;
+                while start.elapsed() < duration {
+                    verifier
+                        .unseal(wallet, pin, params, sealed, dek, aad, public)
+                        .await
+                        .unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut n = 0;
+    for t in tasks {
+        n += t.await.unwrap();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    if !full {
+        println!("ledger bench: smoke run (not --bench), figures below are not measurements");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (wallets, kdf, seconds, rounds, scale) = if full {
+            (64, coffer_crypto::pin::DEFAULT_ITERATIONS, 20, 2, "16")
+        } else {
+            (4, coffer_crypto::pin::MIN_ITERATIONS, 1, 1, "1")
+        };
+        let url = pgbench_url().await;
+        pgbench(&["-i", "-q", "-s", scale, &url]);
+        let setup = setup(wallets, kdf).await;
+        println!(
+            "ledger: {wallets} wallets, {TASKS} tasks; pgbench: tpcb-like, scale {scale}, -c 16 -j 2 -M prepared"
+        );
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let run = transfers(&setup, Duration::from_secs(seconds), round).await;
+            println!(
+                "round {round}: ledger transfers {:>8.1}/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
+                run.tps,
+                run.p50.as_secs_f64() * 1e3,
+                run.p99.as_secs_f64() * 1e3
+            );
+            ours.push(run.tps);
+            let (tps, latency) = pgbench_run(&url, seconds);
+            println!("round {round}: pgbench tpcb-like {tps:>8.1}/s  average {latency:>6.2} ms");
+            theirs.push(tps);
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        println!(
+            "ledger / pgbench: {:.2}x ({:.1} vs {:.1} transactions/s)",
+            mean(&ours) / mean(&theirs),
+            mean(&ours),
+            mean(&theirs)
+        );
+        let report = setup
+            .ledger
+            .verify(coffer_ledger::verify::VerifyOptions::default(), &|_| {})
+            .await
+            .unwrap();
+        assert!(report.ok(), "{:?}", report.findings);
+        println!(
+            "verified afterwards: {} wallets, {} transactions, {} signatures",
+            report.wallets, report.transactions, report.signatures
+        );
+        let rate = pin_verifications(Duration::from_secs(seconds.min(10)), kdf).await;
+        println!("PIN verifications at {kdf} iterations, cache off: {rate:.1}/s");
+    });
+}
