@@ -45,11 +45,10 @@ CREATE TABLE transactions (
     kind            text   NOT NULL CHECK (kind IN ('deposit', 'withdrawal', 'transfer', 'reversal')),
     currency        text   NOT NULL,
     at_micros       bigint NOT NULL,
-    from_wallet     uuid   REFERENCES wallets (id),
-    to_wallet       uuid   REFERENCES wallets (id),
-    key_wallet      uuid   NOT NULL REFERENCES wallets (id),
-    -- A transaction is reversed at most once: the unique index is the last word on it.
-    reverses        uuid   UNIQUE REFERENCES transactions (id),
+    from_wallet     uuid,
+    to_wallet       uuid,
+    key_wallet      uuid   NOT NULL,
+    reverses        uuid REFERENCES transactions (id),
     scope           text   NOT NULL,
     idempotency_key text   NOT NULL,
     memo            bytea,
@@ -58,6 +57,10 @@ CREATE TABLE transactions (
     CHECK ((kind = 'reversal') = (reverses IS NOT NULL)),
     CHECK ((signature IS NULL) = (public_key IS NULL))
 );
+-- The wallets a transaction names are referenced through its postings (every one of them has a
+-- posting), so the columns above carry no foreign keys of their own: one check per posting.
+-- A transaction is reversed at most once: this index is the last word on it.
+CREATE UNIQUE INDEX transactions_reverses_once ON transactions (reverses) WHERE reverses IS NOT NULL;
 
 CREATE TABLE postings (
     transaction_id uuid   NOT NULL REFERENCES transactions (id),

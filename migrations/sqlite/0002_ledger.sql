@@ -42,11 +42,10 @@ CREATE TABLE transactions (
     kind            TEXT   NOT NULL CHECK (kind IN ('deposit', 'withdrawal', 'transfer', 'reversal')),
     currency        TEXT   NOT NULL,
     at_micros       INTEGER NOT NULL,
-    from_wallet     BLOB   REFERENCES wallets (id),
-    to_wallet       BLOB   REFERENCES wallets (id),
-    key_wallet      BLOB   NOT NULL REFERENCES wallets (id),
-    -- A transaction is reversed at most once: the unique index is the last word on it.
-    reverses        BLOB   UNIQUE REFERENCES transactions (id),
+    from_wallet     BLOB,
+    to_wallet       BLOB,
+    key_wallet      BLOB   NOT NULL,
+    reverses        BLOB REFERENCES transactions (id),
     scope           TEXT   NOT NULL,
     idempotency_key TEXT   NOT NULL,
     memo            BLOB,
@@ -55,6 +54,10 @@ CREATE TABLE transactions (
     CHECK ((kind = 'reversal') = (reverses IS NOT NULL)),
     CHECK ((signature IS NULL) = (public_key IS NULL))
 );
+-- The wallets a transaction names are referenced through its postings (every one of them has a
+-- posting), so the columns above carry no foreign keys of their own: one check per posting.
+-- A transaction is reversed at most once: this index is the last word on it.
+CREATE UNIQUE INDEX transactions_reverses_once ON transactions (reverses) WHERE reverses IS NOT NULL;
 
 CREATE TABLE postings (
     transaction_id BLOB   NOT NULL REFERENCES transactions (id),

@@ -4,8 +4,10 @@
 //! 1. Ledger transfers per second from 16 concurrent tasks among 64 wallets (double entry,
 //!    encrypted balances and postings, Ed25519 signatures, audit chain, idempotency keys), with
 //!    the PIN cache warm, and their p50/p99 latency; in the same run, alternating with it,
-//!    `pgbench -b tpcb-like -c 16 -j 2 -M prepared` on the same server (scale 16, one branch
-//!    per client, as pgbench's documentation advises).
+//!    `pgbench -b tpcb-like -c 16 -j 2 -M prepared` on the same server, at pgbench's default
+//!    scale (1) and at scale 16 (a branch per client, as pgbench's documentation advises). The
+//!    CPU each side's transactions cost the service process and the Postgres server is read
+//!    from /proc, since on a 2-core machine CPU is what bounds both.
 //! 2. PIN verifications per second at the default KDF cost (600,000 PBKDF2 iterations), cache
 //!    off, as many in flight as the verifier allows (2).
 //!
@@ -44,8 +46,7 @@ struct Setup {
 async fn setup(wallets: usize, kdf_iterations: u32) -> Setup {
     let keys: Arc<dyn KeyProvider> = Arc::new(CachingKeyProvider::new(
         Arc::new(
-            LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "bench")
-                .unwrap(),
+            LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "bench").unwrap(),
         ),
         CacheConfig::default(),
     ));
@@ -144,17 +145,17 @@ async fn transfers(s: &Setup, duration: Duration, round: usize) -> Run {
     }
 }
 
-/// The pgbench database's URL: the test server, database `coffer_pgbench`.
-async fn pgbench_url() -> String {
+/// The URL of a pgbench database on the test server, created when missing.
+async fn pgbench_url(database: &str) -> String {
     let url = testing::pg_test_url();
     let pool = testing::pg_pool_with_connections(1).await;
     // Another run may have created it: either way it exists next.
-    let _ = sqlx::query("CREATE DATABASE coffer_pgbench")
+    let _ = sqlx::query(&format!("CREATE DATABASE {database}"))
         .execute(&pool)
         .await;
     let base = url.split('?').next().unwrap_or(&url);
     let (server, _) = base.rsplit_once('/').expect("a database URL");
-    format!("{server}/coffer_pgbench")
+    format!("{server}/{database}")
 }
 
 fn pgbench(args: &[&str]) -> String {
@@ -174,7 +175,17 @@ fn pgbench(args: &[&str]) -> String {
 fn pgbench_run(url: &str, seconds: u64) -> (f64, f64) {
     let secs = seconds.to_string();
     let out = pgbench(&[
-        "-b", "tpcb-like", "-c", "16", "-j", "2", "-M", "prepared", "-T", &secs, url,
+        "-b",
+        "tpcb-like",
+        "-c",
+        "16",
+        "-j",
+        "2",
+        "-M",
+        "prepared",
+        "-T",
+        &secs,
+        url,
     ]);
     let field = |prefix: &str| -> f64 {
         out.lines()
@@ -233,6 +244,44 @@ async fn pin_verifications(duration: Duration, iterations: u32) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// CPU seconds used so far by this process and by the Postgres server (its live processes,
+/// plus what its exited backends left in the postmaster's children counters), from /proc.
+fn cpu_seconds() -> (f64, f64) {
+    fn fields(stat: &str) -> Option<(String, Vec<u64>)> {
+        let (head, rest) = stat.rsplit_once(") ")?;
+        let comm = head.split_once(" (")?.1.to_owned();
+        let nums = rest
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        Some((comm, nums))
+    }
+    // Fields after the command: state is index 0, so utime/stime/cutime/cstime are 11..=14.
+    let ticks = |v: &[u64], children: bool| -> u64 {
+        let own = v.get(11).unwrap_or(&0) + v.get(12).unwrap_or(&0);
+        if children {
+            own + v.get(13).unwrap_or(&0) + v.get(14).unwrap_or(&0)
+        } else {
+            own
+        }
+    };
+    let own = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| fields(&s))
+        .map_or(0, |(_, v)| ticks(&v, false));
+    let mut server = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Some((comm, v)) = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|s| fields(&s))
+            && comm == "postgres"
+        {
+            server += ticks(&v, true);
+        }
+    }
+    (own as f64 / 100.0, server as f64 / 100.0)
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     if !full {
@@ -243,38 +292,59 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let (wallets, kdf, seconds, rounds, scale) = if full {
-            (64, coffer_crypto::pin::DEFAULT_ITERATIONS, 20, 2, "16")
+        let (wallets, kdf, seconds, rounds) = if full {
+            (64, coffer_crypto::pin::DEFAULT_ITERATIONS, 20, 2)
         } else {
-            (4, coffer_crypto::pin::MIN_ITERATIONS, 1, 1, "1")
+            (4, coffer_crypto::pin::MIN_ITERATIONS, 1, 1)
         };
-        let url = pgbench_url().await;
-        pgbench(&["-i", "-q", "-s", scale, &url]);
+        // pgbench's default scale (1: one branch row all clients update) and the scale its
+        // documentation advises for 16 clients (16: a branch each).
+        let mut scales = Vec::new();
+        for scale in ["1", "16"] {
+            let url = pgbench_url(&format!("coffer_pgbench_s{scale}")).await;
+            pgbench(&["-i", "-q", "-s", scale, &url]);
+            scales.push((scale, url));
+        }
         let setup = setup(wallets, kdf).await;
-        println!(
-            "ledger: {wallets} wallets, {TASKS} tasks; pgbench: tpcb-like, scale {scale}, -c 16 -j 2 -M prepared"
-        );
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        println!("ledger: {wallets} wallets, {TASKS} tasks; pgbench: tpcb-like, -c 16 -j 2 -M prepared");
+        let mut ours = Vec::new();
+        let mut theirs: Vec<Vec<f64>> = vec![Vec::new(); scales.len()];
         for round in 0..rounds {
+            let (own0, server0) = cpu_seconds();
             let run = transfers(&setup, Duration::from_secs(seconds), round).await;
+            let (own1, server1) = cpu_seconds();
+            let n = run.tps * seconds as f64;
             println!(
-                "round {round}: ledger transfers {:>8.1}/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
+                "round {round}: ledger transfers      {:>8.1}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  \
+                 CPU per transfer: service {:>5.0} µs, Postgres {:>5.0} µs",
                 run.tps,
                 run.p50.as_secs_f64() * 1e3,
-                run.p99.as_secs_f64() * 1e3
+                run.p99.as_secs_f64() * 1e3,
+                (own1 - own0) / n * 1e6,
+                (server1 - server0) / n * 1e6,
             );
             ours.push(run.tps);
-            let (tps, latency) = pgbench_run(&url, seconds);
-            println!("round {round}: pgbench tpcb-like {tps:>8.1}/s  average {latency:>6.2} ms");
-            theirs.push(tps);
+            for (i, (scale, url)) in scales.iter().enumerate() {
+                let (_, server0) = cpu_seconds();
+                let (tps, latency) = pgbench_run(url, seconds);
+                let (_, server1) = cpu_seconds();
+                println!(
+                    "round {round}: pgbench tpcb-like s{scale:<2} {tps:>8.1}/s  average {latency:>6.2} ms  \
+                     CPU per transaction: Postgres {:>5.0} µs",
+                    (server1 - server0) / (tps * seconds as f64) * 1e6
+                );
+                theirs[i].push(tps);
+            }
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-        println!(
-            "ledger / pgbench: {:.2}x ({:.1} vs {:.1} transactions/s)",
-            mean(&ours) / mean(&theirs),
-            mean(&ours),
-            mean(&theirs)
-        );
+        for ((scale, _), tps) in scales.iter().zip(&theirs) {
+            println!(
+                "ledger / pgbench scale {scale}: {:.2}x ({:.1} vs {:.1} transactions/s)",
+                mean(&ours) / mean(tps),
+                mean(&ours),
+                mean(tps)
+            );
+        }
         let report = setup
             .ledger
             .verify(coffer_ledger::verify::VerifyOptions::default(), &|_| {})

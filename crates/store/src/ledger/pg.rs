@@ -30,7 +30,10 @@ fn uuids(ids: &[WalletId]) -> Vec<Uuid> {
     ids.iter().map(|w| *w.as_uuid()).collect()
 }
 
-async fn select_loaded(conn: &mut PgConnection, ids: &[WalletId]) -> Result<Vec<LoadedWallet>, Error> {
+async fn select_loaded(
+    conn: &mut PgConnection,
+    ids: &[WalletId],
+) -> Result<Vec<LoadedWallet>, Error> {
     let rows = sqlx::query(
         "SELECT w.*, k.version AS key_version, k.wrapped, k.kek_version \
          FROM wallets w JOIN wallet_keys k ON k.wallet_id = w.id \
@@ -145,7 +148,11 @@ async fn write_changes(
     .bind(w.iter().map(|c| c.signing_key.clone()).collect::<Vec<_>>())
     .bind(w.iter().map(|c| c.public_key.to_vec()).collect::<Vec<_>>())
     .bind(w.iter().map(|c| c.kdf_params.clone()).collect::<Vec<_>>())
-    .bind(w.iter().map(|c| i64::from(c.failed_pins)).collect::<Vec<_>>())
+    .bind(
+        w.iter()
+            .map(|c| i64::from(c.failed_pins))
+            .collect::<Vec<_>>(),
+    )
     .bind(now)
     .bind(changes.new_public_key.map(|(w, _)| *w.as_uuid()))
     .bind(changes.new_public_key.map(|(_, k)| k.to_vec()))
@@ -161,11 +168,29 @@ async fn write_changes(
     .bind(t.map(|t| t.idempotency_key.as_str()))
     .bind(t.and_then(|t| t.memo.as_deref()))
     .bind(t.and_then(|t| t.signature.as_deref()))
-    .bind(t.and_then(|t| t.public_key.as_ref()).map(<[u8; 32]>::as_slice))
-    .bind(postings.iter().map(|p| i64::from(p.line)).collect::<Vec<_>>())
-    .bind(postings.iter().map(|p| p.wallet.map(|w| *w.as_uuid())).collect::<Vec<_>>())
+    .bind(
+        t.and_then(|t| t.public_key.as_ref())
+            .map(<[u8; 32]>::as_slice),
+    )
+    .bind(
+        postings
+            .iter()
+            .map(|p| i64::from(p.line))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        postings
+            .iter()
+            .map(|p| p.wallet.map(|w| *w.as_uuid()))
+            .collect::<Vec<_>>(),
+    )
     .bind(postings.iter().map(|p| p.wallet_seq).collect::<Vec<_>>())
-    .bind(postings.iter().map(|p| p.amount.clone()).collect::<Vec<_>>())
+    .bind(
+        postings
+            .iter()
+            .map(|p| p.amount.clone())
+            .collect::<Vec<_>>(),
+    )
     .bind(idempotency.map(|i| i.scope.as_str()))
     .bind(idempotency.map(|i| i.key.as_str()))
     .bind(idempotency.map(|i| i.fingerprint.as_slice()))
