@@ -48,6 +48,7 @@ CREATE TABLE transactions (
     reverses        BLOB REFERENCES transactions (id),
     scope           TEXT   NOT NULL,
     idempotency_key TEXT   NOT NULL,
+    fingerprint     BLOB  NOT NULL,
     memo            BLOB,
     signature       BLOB,
     public_key      BLOB,
@@ -58,6 +59,9 @@ CREATE TABLE transactions (
 -- posting), so the columns above carry no foreign keys of their own: one check per posting.
 -- A transaction is reversed at most once: this index is the last word on it.
 CREATE UNIQUE INDEX transactions_reverses_once ON transactions (reverses) WHERE reverses IS NOT NULL;
+-- Idempotency: a caller's key names one transaction, for good (the contract is "at least 24
+-- hours"); the fingerprint tells a retry from a different request under the same key.
+CREATE UNIQUE INDEX transactions_idempotency ON transactions (scope, idempotency_key);
 
 CREATE TABLE postings (
     transaction_id BLOB   NOT NULL REFERENCES transactions (id),
@@ -70,14 +74,3 @@ CREATE TABLE postings (
 );
 -- A wallet's history, and its order: one posting per wallet row version.
 CREATE UNIQUE INDEX postings_wallet_seq ON postings (wallet_id, wallet_seq) WHERE wallet_id IS NOT NULL;
-
--- Client idempotency keys per caller; purged after the retention (the transactions stay).
-CREATE TABLE idempotency_keys (
-    scope          TEXT   NOT NULL,
-    key            TEXT   NOT NULL,
-    fingerprint    BLOB   NOT NULL,
-    transaction_id BLOB   NOT NULL REFERENCES transactions (id),
-    created_at     INTEGER NOT NULL,
-    PRIMARY KEY (scope, key)
-);
-CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);

@@ -130,8 +130,10 @@ pub struct TransactionRecord {
     pub reverses: Option<TransactionId>,
     /// Who started it (the idempotency scope: `user:<id>` or `admin:<id>`).
     pub scope: String,
-    /// The client's idempotency key.
+    /// The client's idempotency key (unique per scope).
     pub idempotency_key: String,
+    /// A hash of the request it was made for.
+    pub fingerprint: [u8; 32],
     /// The memo envelope, if any.
     pub memo: Option<Vec<u8>>,
     /// Money-out: the Ed25519 signature over the canonical bytes.
@@ -313,11 +315,7 @@ pub trait LedgerStore: Send + Sync + fmt::Debug {
     async fn apply(&self, op: Apply<'_>) -> Result<Applied, Error>;
 
     /// The transaction recorded under an idempotency key, if any.
-    async fn idempotent(
-        &self,
-        scope: &str,
-        key: &str,
-    ) -> Result<Option<([u8; 32], TransactionRecord)>, Error>;
+    async fn idempotent(&self, scope: &str, key: &str) -> Result<Option<TransactionRecord>, Error>;
 
     /// One transaction.
     async fn transaction(&self, id: TransactionId) -> Result<Option<TransactionRecord>, Error>;
@@ -352,8 +350,4 @@ pub trait LedgerStore: Send + Sync + fmt::Debug {
         after: Option<TransactionId>,
         limit: u32,
     ) -> Result<Vec<TransactionRecord>, Error>;
-
-    /// Deletes idempotency keys recorded before `before_micros` (their transactions stay).
-    /// Returns how many.
-    async fn purge_idempotency(&self, before_micros: i64) -> Result<u64, Error>;
 }

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -55,8 +55,6 @@ pub struct LedgerConfig {
     /// Transactions above this many major units are flagged `large` in their audit record
     /// (the `large_transaction` alert); amounts themselves never enter the audit log.
     pub large_transaction_major_units: i64,
-    /// How long idempotency keys are kept (at least 24 hours).
-    pub idempotency_retention: Duration,
 }
 
 impl Default for LedgerConfig {
@@ -66,7 +64,6 @@ impl Default for LedgerConfig {
             kdf_iterations: coffer_crypto::pin::DEFAULT_ITERATIONS,
             pins: PinVerifierConfig::default(),
             large_transaction_major_units: 10_000,
-            idempotency_retention: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -693,8 +690,8 @@ impl Ledger {
     /// The earlier result under this idempotency key, if the same request made it.
     async fn replay(&self, idem: &Idempotency) -> Result<Option<TransactionView>, Error> {
         match self.store.idempotent(&idem.scope, &idem.key).await? {
-            Some((fp, _)) if fp != idem.fingerprint => Err(Error::IdempotencyConflict),
-            Some((_, t)) => Ok(Some(self.view_of(&t).await?)),
+            Some(t) if t.fingerprint != idem.fingerprint => Err(Error::IdempotencyConflict),
+            Some(t) => Ok(Some(self.view_of(&t).await?)),
             None => Ok(None),
         }
     }
@@ -772,6 +769,7 @@ impl Ledger {
                 reverses: draft.reverses,
                 scope: draft.idempotency.scope.clone(),
                 idempotency_key: draft.idempotency.key.clone(),
+                fingerprint: draft.idempotency.fingerprint,
                 memo,
                 signature: draft.signature.as_ref().map(|(s, _)| s.to_bytes().to_vec()),
                 public_key: draft.signature.as_ref().map(|(_, pk)| *pk),
@@ -1484,17 +1482,6 @@ impl Ledger {
             items,
             next_cursor: page.last().filter(|_| full).map(|(seq, _)| cursor(*seq)),
         })
-    }
-
-    /// Deletes idempotency keys older than the retention (the worker calls it).
-    ///
-    /// # Errors
-    /// Storage.
-    pub async fn purge_idempotency(&self) -> Result<u64, Error> {
-        let keep = i64::try_from(self.config.idempotency_retention.as_micros()).unwrap_or(i64::MAX);
-        self.store
-            .purge_idempotency(now_micros().saturating_sub(keep))
-            .await
     }
 
     pub(crate) fn key_provider(&self) -> &dyn KeyProvider {

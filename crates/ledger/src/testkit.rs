@@ -233,11 +233,7 @@ impl LedgerStore for Watched {
         self.in_apply.store(false, Ordering::SeqCst);
         r
     }
-    async fn idempotent(
-        &self,
-        scope: &str,
-        key: &str,
-    ) -> Result<Option<([u8; 32], TransactionRecord)>, Error> {
+    async fn idempotent(&self, scope: &str, key: &str) -> Result<Option<TransactionRecord>, Error> {
         self.inner.idempotent(scope, key).await
     }
     async fn transaction(&self, id: TransactionId) -> Result<Option<TransactionRecord>, Error> {
@@ -273,9 +269,6 @@ impl LedgerStore for Watched {
         limit: u32,
     ) -> Result<Vec<TransactionRecord>, Error> {
         self.inner.transactions_after(after, limit).await
-    }
-    async fn purge_idempotency(&self, before_micros: i64) -> Result<u64, Error> {
-        self.inner.purge_idempotency(before_micros).await
     }
 }
 
@@ -763,7 +756,7 @@ pub async fn pin_change_keeps_the_key_and_reset_issues_a_new_one(backend: &dyn B
 }
 
 /// The same key and request returns the first result, also after a restart; the same key with
-/// another request is a conflict; keys are per caller; old keys are purged, not recent ones.
+/// another request is a conflict; keys are per caller.
 pub async fn idempotency_replays_and_conflicts_also_after_a_restart(backend: &dyn Backend) {
     let l = ledger(backend).await;
     let (alice, bob) = (UserId::new(), UserId::new());
@@ -816,10 +809,6 @@ pub async fn idempotency_replays_and_conflicts_also_after_a_restart(backend: &dy
     let ids: HashSet<_> = results.into_iter().map(|r| r.unwrap().id).collect();
     assert_eq!(ids.len(), 1);
     assert_eq!(balance(&l, a).await, 907);
-    // Purging: keys younger than the retention stay.
-    assert_eq!(l.purge_idempotency().await.unwrap(), 0);
-    // fund-a, alice's "same", bob's "same", "burst".
-    assert_eq!(l.store().purge_idempotency(i64::MAX).await.unwrap(), 4);
     assert_verifies(&l).await;
 }
 
@@ -1136,8 +1125,7 @@ pub async fn concurrent_random_operations_keep_the_books(backend: &dyn Backend) 
                                 .idempotent(&format!("user:{caller}"), &k)
                                 .await
                                 .unwrap()
-                                .unwrap()
-                                .1;
+                                .unwrap();
                             assert_eq!(t.id, id);
                             let replay = match t.kind {
                                 TransactionKind::Deposit => {

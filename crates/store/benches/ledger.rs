@@ -15,6 +15,7 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
+    clippy::panic,
     clippy::print_stdout,
     clippy::cast_precision_loss,
     missing_docs

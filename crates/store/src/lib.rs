@@ -71,7 +71,6 @@ BEGIN
         GRANT SELECT, INSERT, UPDATE ON wallets, wallet_keys TO coffer_app;
         GRANT SELECT, INSERT ON wallet_public_keys, transactions, postings TO coffer_app;
         REVOKE UPDATE, DELETE, TRUNCATE ON wallet_public_keys, transactions, postings FROM coffer_app;
-        GRANT SELECT, INSERT, DELETE ON idempotency_keys TO coffer_app;
         EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA %I TO coffer_app', current_schema());
     END IF;
 END

@@ -7,8 +7,8 @@
 //! `apply` follows [`coffer_ledger::port`]: lock the original transaction (a reversal), lock the
 //! wallets in id order, check the idempotency key (after the locks, so a concurrent request with
 //! the same key is seen once it commits), decide, write, append the audit records, commit. Two
-//! requests racing with one new idempotency key both decide; the second insert of the key fails
-//! on its primary key and that request starts again, finding the first one's result.
+//! requests racing with one new idempotency key both decide; the second insert fails on the
+//! unique index of (scope, key) and that request starts again, finding the first one's result.
 
 use coffer_ledger::domain::{TransactionId, TransactionKind, UserId, WalletId, WalletStatus};
 use coffer_ledger::port::{DataKeyRecord, PostingRecord, TransactionRecord, WalletRecord};
@@ -27,7 +27,7 @@ const WALLET_COLUMNS: &str = "id, owner_id, currency, status, version, balance, 
 
 const TRANSACTION_COLUMNS: &str = "t.id, t.kind, t.currency, t.at_micros, t.from_wallet, \
      t.to_wallet, t.key_wallet, t.reverses, t.scope, t.idempotency_key, t.memo, t.signature, \
-     t.public_key, (SELECT r.id FROM transactions r WHERE r.reverses = t.id) AS reversed_by";
+     t.public_key, t.fingerprint, (SELECT r.id FROM transactions r WHERE r.reverses = t.id) AS reversed_by";
 
 const POSTING_COLUMNS: &str = "transaction_id, line, wallet_id, wallet_seq, amount";
 
@@ -83,7 +83,7 @@ fn unique_violation(e: &sqlx::Error, what: &str) -> bool {
 fn write_failure(e: sqlx::Error) -> Failure {
     if unique_violation(&e, "reverses") {
         Failure::Error(Error::Rejected(coffer_ledger::LedgerError::AlreadyReversed))
-    } else if unique_violation(&e, "idempotency_keys") {
+    } else if unique_violation(&e, "idempotency") {
         Failure::Retry
     } else {
         Failure::Error(db_err(e))
@@ -193,6 +193,10 @@ where
         reverses: id("reverses")?.map(TransactionId::from_uuid),
         scope: row.try_get("scope").map_err(db_err)?,
         idempotency_key: row.try_get("idempotency_key").map_err(db_err)?,
+        fingerprint: key32(
+            row.try_get("fingerprint").map_err(db_err)?,
+            "request fingerprint",
+        )?,
         memo: row.try_get("memo").map_err(db_err)?,
         signature: row.try_get("signature").map_err(db_err)?,
         public_key: row
@@ -250,7 +254,7 @@ fn attach(
 /// The store type for one database; see the module documentation. The caller's module defines
 /// `begin(pool)`, `select_loaded(conn, ids)` (wallets with their keys), `lock_wallets(conn, ids,
 /// idempotency)` (locked rows, and the transaction recorded under the key), `write_changes(conn,
-/// locked, changes, idempotency, now)` and `FOR_UPDATE`.
+/// locked, changes, now)` and `FOR_UPDATE`.
 macro_rules! ledger_store {
     (
         $(#[$doc:meta])*
@@ -380,7 +384,7 @@ macro_rules! ledger_store {
                     original: original.as_ref(),
                 })?;
                 let now = coffer_audit::event::unix_micros(std::time::SystemTime::now());
-                write_changes(&mut tx, &wallets, &changes, op.idempotency, now).await?;
+                write_changes(&mut tx, &wallets, &changes, now).await?;
                 let mut audit = Vec::with_capacity(changes.audit.len());
                 for event in changes.audit {
                     let receipt = self
@@ -523,26 +527,22 @@ macro_rules! ledger_store {
                 &self,
                 scope: &str,
                 key: &str,
-            ) -> Result<Option<([u8; 32], TransactionRecord)>, Error> {
+            ) -> Result<Option<TransactionRecord>, Error> {
                 let mut conn = self.pool.acquire().await.map_err(db_err)?;
-                let found: Option<(Vec<u8>, Uuid)> = sqlx::query_as(
-                    "SELECT fingerprint, transaction_id FROM idempotency_keys \
-                     WHERE scope = $1 AND key = $2",
+                let id: Option<Uuid> = sqlx::query_scalar(
+                    "SELECT id FROM transactions WHERE scope = $1 AND idempotency_key = $2",
                 )
                 .bind(scope)
                 .bind(key)
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(db_err)?;
-                let Some((fingerprint, id)) = found else {
-                    return Ok(None);
-                };
-                let fingerprint = key32(fingerprint, "request fingerprint")?;
-                let id = TransactionId::from_uuid(id);
-                let t = Self::one_transaction(&mut conn, id)
-                    .await?
-                    .ok_or_else(|| Error::Corrupt(format!("idempotency key names missing transaction {id}")))?;
-                Ok(Some((fingerprint, t)))
+                match id {
+                    Some(id) => {
+                        Self::one_transaction(&mut conn, TransactionId::from_uuid(id)).await
+                    }
+                    None => Ok(None),
+                }
             }
 
             async fn transaction(
@@ -643,15 +643,6 @@ macro_rules! ledger_store {
                 let mut conn = self.pool.acquire().await.map_err(db_err)?;
                 let after = after.map_or(Uuid::nil(), |t| *t.as_uuid());
                 Self::load_transactions(&mut conn, Filter::After(after, i64::from(limit))).await
-            }
-
-            async fn purge_idempotency(&self, before_micros: i64) -> Result<u64, Error> {
-                sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-                    .bind(before_micros)
-                    .execute(&self.pool)
-                    .await
-                    .map(|r| r.rows_affected())
-                    .map_err(db_err)
             }
         }
     };

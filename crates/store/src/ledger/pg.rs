@@ -73,10 +73,10 @@ async fn lock_wallets(
     let sql = format!(
         "WITH locked AS (SELECT {WALLET_COLUMNS} FROM wallets WHERE id = ANY($1) \
              ORDER BY id FOR UPDATE), \
-         earlier AS (SELECT fingerprint, transaction_id FROM idempotency_keys \
-             WHERE scope = $2 AND key = $3) \
+         earlier AS (SELECT fingerprint, id FROM transactions \
+             WHERE scope = $2 AND idempotency_key = $3) \
          SELECT locked.*, earlier.fingerprint AS earlier_fingerprint, \
-             earlier.transaction_id AS earlier_transaction \
+             earlier.id AS earlier_transaction \
          FROM locked LEFT JOIN earlier ON true ORDER BY locked.id"
     );
     let rows = sqlx::query(&sql)
@@ -100,7 +100,6 @@ async fn write_changes(
     conn: &mut PgConnection,
     locked: &[WalletRecord],
     changes: &Changes,
-    idempotency: Option<&Idempotency>,
     now: i64,
 ) -> Result<(), Failure> {
     let mut versions = Vec::with_capacity(changes.wallets.len());
@@ -130,15 +129,13 @@ async fn write_changes(
              SELECT $10, $11, $9 WHERE $10::uuid IS NOT NULL ON CONFLICT DO NOTHING), \
          t AS ( \
              INSERT INTO transactions (id, kind, currency, at_micros, from_wallet, to_wallet, \
-                 key_wallet, reverses, scope, idempotency_key, memo, signature, public_key) \
-             SELECT $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24 \
+                 key_wallet, reverses, scope, idempotency_key, fingerprint, memo, signature, \
+                 public_key) \
+             SELECT $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $29, $22, $23, $24 \
              WHERE $12::uuid IS NOT NULL), \
          p AS ( \
              INSERT INTO postings (transaction_id, line, wallet_id, wallet_seq, amount) \
-             SELECT $12, * FROM unnest($25::bigint[], $26::uuid[], $27::bigint[], $28::bytea[])), \
-         i AS ( \
-             INSERT INTO idempotency_keys (scope, key, fingerprint, transaction_id, created_at) \
-             SELECT $29, $30, $31, $12, $9 WHERE $29::text IS NOT NULL AND $12::uuid IS NOT NULL) \
+             SELECT $12, * FROM unnest($25::bigint[], $26::uuid[], $27::bigint[], $28::bytea[])) \
          SELECT count(*) FROM w",
     )
     .bind(w.iter().map(|c| *c.id.as_uuid()).collect::<Vec<_>>())
@@ -191,9 +188,7 @@ async fn write_changes(
             .map(|p| p.amount.clone())
             .collect::<Vec<_>>(),
     )
-    .bind(idempotency.map(|i| i.scope.as_str()))
-    .bind(idempotency.map(|i| i.key.as_str()))
-    .bind(idempotency.map(|i| i.fingerprint.as_slice()))
+    .bind(t.map(|t| t.fingerprint.as_slice()))
     .fetch_one(&mut *conn)
     .await
     .map_err(write_failure)?;

@@ -72,8 +72,8 @@ async fn lock_wallets(
     let earlier = match idempotency {
         Some(idem) => {
             sqlx::query_as(
-                "SELECT fingerprint, transaction_id FROM idempotency_keys \
-                 WHERE scope = $1 AND key = $2",
+                "SELECT fingerprint, id FROM transactions \
+                 WHERE scope = $1 AND idempotency_key = $2",
             )
             .bind(&idem.scope)
             .bind(&idem.key)
@@ -89,7 +89,6 @@ async fn write_changes(
     conn: &mut SqliteConnection,
     locked: &[WalletRecord],
     changes: &Changes,
-    idempotency: Option<&Idempotency>,
     now: i64,
 ) -> Result<(), Failure> {
     for c in &changes.wallets {
@@ -126,8 +125,9 @@ async fn write_changes(
     };
     sqlx::query(
         "INSERT INTO transactions (id, kind, currency, at_micros, from_wallet, to_wallet, \
-         key_wallet, reverses, scope, idempotency_key, memo, signature, public_key) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         key_wallet, reverses, scope, idempotency_key, fingerprint, memo, signature, \
+         public_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(*t.id.as_uuid())
     .bind(t.kind.as_str())
@@ -139,6 +139,7 @@ async fn write_changes(
     .bind(t.reverses.map(|r| *r.as_uuid()))
     .bind(&t.scope)
     .bind(&t.idempotency_key)
+    .bind(t.fingerprint.as_slice())
     .bind(t.memo.as_deref())
     .bind(t.signature.as_deref())
     .bind(t.public_key.as_ref().map(<[u8; 32]>::as_slice))
@@ -157,20 +158,6 @@ async fn write_changes(
         .bind(&p.amount)
         .execute(&mut *conn)
         .await?;
-    }
-    if let Some(idem) = idempotency {
-        sqlx::query(
-            "INSERT INTO idempotency_keys (scope, key, fingerprint, transaction_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&idem.scope)
-        .bind(&idem.key)
-        .bind(idem.fingerprint.as_slice())
-        .bind(*t.id.as_uuid())
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(write_failure)?;
     }
     Ok(())
 }
