@@ -23,9 +23,9 @@ commands:
         each fuzz target (installs cargo-fuzz when missing). Makes sure the Postgres and Redis
         the tests use answer (COFFER_TEST_DATABASE_URL, default 127.0.0.1:5432;
         COFFER_TEST_REDIS_URL, default 127.0.0.1:6379), starting them if installed but down (and stopping what it started when done)
-  bench [crypto|keys|audit|ratelimit]...
-        benchmarks (all when none named); figures go to docs/BENCHMARKS.md. `audit` needs
-        Postgres and `ratelimit` Redis, like the tests
+  bench [crypto|keys|audit|ledger|ratelimit]...
+        benchmarks (all when none named); figures go to docs/BENCHMARKS.md. `audit` and
+        `ledger` need Postgres (`ledger` also its pgbench), `ratelimit` Redis, like the tests
   fuzz [TARGET] [--seconds N]
         run a fuzz target (default: all targets, 60 s each) with cargo-fuzz on the stable
         toolchain (RUSTC_BOOTSTRAP=1)
@@ -153,6 +153,10 @@ fn bench(names: &[String]) -> Result<()> {
             &["bench", "-p", "coffer-store", "--bench", "audit"],
         ),
         (
+            "ledger",
+            &["bench", "-p", "coffer-store", "--bench", "ledger"],
+        ),
+        (
             "ratelimit",
             &[
                 "bench",
@@ -172,7 +176,7 @@ fn bench(names: &[String]) -> Result<()> {
     for (group, args) in GROUPS {
         if names.is_empty() || names.iter().any(|n| n == group) {
             let _service = match *group {
-                "audit" => services::ensure_postgres()?,
+                "audit" | "ledger" => services::ensure_postgres()?,
                 "ratelimit" => services::ensure_redis()?,
                 _ => None,
             };

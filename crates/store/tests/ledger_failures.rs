@@ -1,0 +1,168 @@
+//! Failures around the ledger: a key provider that times out, a database that goes away, and
+//! the application role's limits on Postgres. Each must end in a typed error and leave the
+//! books as they were.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use coffer_audit::{AlertConfig, AuditLog, EntityId, ObservedAuditLog};
+use coffer_crypto::DataKey;
+use coffer_keys::{
+    Capabilities, GeneratedDataKey, KeyContext, KeyError, KeyProvider, KeyStatus, RewrapRequest,
+    WrappedKey,
+};
+use coffer_keys_local::{LocalKeyProvider, LocalKeySource, generate_inline_key};
+use coffer_ledger::testkit::config;
+use coffer_ledger::{Caller, Error, Ledger, LedgerStore, MoneyRequest, UserId};
+use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
+use coffer_store::ledger::{PgLedgerStore, SqliteLedgerStore};
+use coffer_store::testing;
+
+mockall::mock! {
+    #[derive(Debug)]
+    pub Provider {}
+    #[async_trait]
+    impl KeyProvider for Provider {
+        fn name(&self) -> &str;
+        fn key_id(&self) -> &str;
+        fn capabilities(&self) -> Capabilities;
+        async fn generate_data_key(&self, context: &KeyContext) -> Result<GeneratedDataKey, KeyError>;
+        async fn unwrap_data_key(&self, wrapped: &WrappedKey, context: &KeyContext) -> Result<DataKey, KeyError>;
+        async fn rewrap_data_keys(&self, batch: &[RewrapRequest]) -> Result<Vec<Result<WrappedKey, KeyError>>, KeyError>;
+        async fn status(&self) -> Result<KeyStatus, KeyError>;
+        async fn rotate(&self) -> Result<u32, KeyError>;
+        async fn retire_versions_below(&self, min_version: u32) -> Result<(), KeyError>;
+        async fn health(&self) -> Result<(), KeyError>;
+    }
+}
+
+fn ledger(
+    store: Arc<dyn LedgerStore>,
+    audit: Arc<dyn AuditLog>,
+    keys: Arc<dyn KeyProvider>,
+) -> Ledger {
+    let observed = Arc::new(ObservedAuditLog::new(
+        audit,
+        AlertConfig::default(),
+        EntityId::parse("failure-tests").unwrap(),
+    ));
+    Ledger::new(store, keys, observed, config())
+}
+
+fn req(amount: i64, key: &str) -> MoneyRequest<'_> {
+    MoneyRequest {
+        amount_minor: amount,
+        currency: "USD",
+        memo: None,
+        idempotency_key: key,
+    }
+}
+
+#[tokio::test]
+async fn a_key_provider_that_times_out_fails_retryably_and_writes_nothing() {
+    let (pool, _dir) = testing::sqlite_pool().await;
+    let keys: Arc<dyn KeyProvider> = Arc::new(
+        LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "test").unwrap(),
+    );
+    let audit = SqliteAuditLog::open(pool.clone(), keys.as_ref())
+        .await
+        .unwrap();
+    let store: Arc<dyn LedgerStore> = Arc::new(SqliteLedgerStore::new(pool, audit.clone()));
+    let good = ledger(store.clone(), Arc::new(audit.clone()), keys);
+    let alice = UserId::new();
+    let w = good.open_wallet(alice, "USD", "135790").await.unwrap().id;
+    good.deposit(alice, w, &req(100, "d1")).await.unwrap();
+
+    let mut kms = MockProvider::new();
+    kms.expect_name().return_const("mock".to_owned());
+    kms.expect_unwrap_data_key().returning(|_, _| {
+        Err(KeyError::Unavailable {
+            provider: "mock".into(),
+            reason: "timed out after 2s".into(),
+        })
+    });
+    kms.expect_generate_data_key().returning(|_| {
+        Err(KeyError::Unavailable {
+            provider: "mock".into(),
+            reason: "timed out after 2s".into(),
+        })
+    });
+    let down = ledger(store.clone(), Arc::new(audit), Arc::new(kms));
+    for result in [
+        down.deposit(alice, w, &req(5, "d2")).await.map(|_| ()),
+        down.withdraw(alice, w, "135790", &req(5, "w1"))
+            .await
+            .map(|_| ()),
+        down.open_wallet(alice, "USD", "135790").await.map(|_| ()),
+    ] {
+        let e = result.unwrap_err();
+        assert!(
+            matches!(e, Error::Keys(KeyError::Unavailable { .. })),
+            "{e:?}"
+        );
+        assert!(e.is_retryable());
+    }
+    let view = good.wallet(Caller::User(alice), w).await.unwrap();
+    assert_eq!((view.balance.minor(), view.failed_pins), (100, 0));
+    assert_eq!(good.wallets_of(alice).await.unwrap().len(), 1);
+    let history = good
+        .history(Caller::User(alice), w, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(history.items.len(), 1, "only the first deposit");
+}
+
+#[tokio::test]
+async fn a_database_that_goes_away_fails_retryably() {
+    let (pool, _dir) = testing::sqlite_pool().await;
+    let keys: Arc<dyn KeyProvider> = Arc::new(
+        LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "test").unwrap(),
+    );
+    let audit = SqliteAuditLog::open(pool.clone(), keys.as_ref())
+        .await
+        .unwrap();
+    let store = Arc::new(SqliteLedgerStore::new(pool.clone(), audit.clone()));
+    let l = ledger(store, Arc::new(audit), keys);
+    let alice = UserId::new();
+    let w = l.open_wallet(alice, "USD", "135790").await.unwrap().id;
+    pool.close().await;
+    let e = l.deposit(alice, w, &req(5, "d")).await.unwrap_err();
+    assert!(matches!(e, Error::Unavailable(_)), "{e:?}");
+    assert!(e.is_retryable());
+}
+
+#[tokio::test]
+async fn the_application_role_moves_money_but_cannot_rewrite_history() {
+    let owner = testing::pg_pool().await;
+    let app = testing::pg_app_pool(&owner).await;
+    let keys: Arc<dyn KeyProvider> = Arc::new(
+        LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "test").unwrap(),
+    );
+    let audit = PgAuditLog::open(app.clone(), keys.as_ref()).await.unwrap();
+    let store = Arc::new(PgLedgerStore::new(app.clone(), audit.clone()));
+    let l = ledger(store, Arc::new(audit), keys);
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let a = l.open_wallet(alice, "USD", "135790").await.unwrap().id;
+    let b = l.open_wallet(bob, "USD", "135790").await.unwrap().id;
+    l.deposit(alice, a, &req(100, "d")).await.unwrap();
+    l.transfer(alice, a, b, "135790", &req(40, "t"))
+        .await
+        .unwrap();
+    l.freeze(UserId::new(), b).await.unwrap();
+    for sql in [
+        "UPDATE postings SET amount = amount",
+        "DELETE FROM postings",
+        "UPDATE transactions SET memo = NULL",
+        "DELETE FROM transactions",
+        "DELETE FROM wallet_public_keys",
+        "TRUNCATE transactions CASCADE",
+    ] {
+        let e = sqlx::query(sql).execute(&app).await.unwrap_err();
+        let code = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned());
+        assert_eq!(code.as_deref(), Some("42501"), "{sql}: {e}");
+    }
+}
