@@ -100,8 +100,9 @@ impl Caller {
     }
 }
 
-/// A wallet as its owner sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A wallet as its owner sees it. `Debug` leaves the balance out: it is the owner's data, which
+/// the database only holds encrypted, and logs should not hold it at all.
+#[derive(Clone, PartialEq, Eq)]
 pub struct WalletView {
     /// Its id.
     pub id: WalletId,
@@ -123,7 +124,19 @@ pub struct WalletView {
     pub updated_at: i64,
 }
 
-/// A transaction as its participants see it.
+impl std::fmt::Debug for WalletView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalletView")
+            .field("id", &self.id)
+            .field("owner", &self.owner)
+            .field("currency", &self.currency)
+            .field("status", &self.status)
+            .field("failed_pins", &self.failed_pins)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A transaction as its participants see it (`Debug` leaves out the amount and the memo).
 #[derive(Clone, PartialEq, Eq)]
 pub struct TransactionView {
     /// Its id.
@@ -208,8 +221,9 @@ pub struct HistoryPageView {
     pub next_cursor: Option<String>,
 }
 
-/// A money request: what every money-moving operation takes.
-#[derive(Debug, Clone)]
+/// A money request: what every money-moving operation takes (`Debug` leaves out the amount
+/// and the memo).
+#[derive(Clone)]
 pub struct MoneyRequest<'a> {
     /// Minor units.
     pub amount_minor: i64,
@@ -219,6 +233,15 @@ pub struct MoneyRequest<'a> {
     pub memo: Option<&'a str>,
     /// The client's idempotency key.
     pub idempotency_key: &'a str,
+}
+
+impl std::fmt::Debug for MoneyRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MoneyRequest")
+            .field("currency", &self.currency)
+            .field("idempotency_key", &self.idempotency_key)
+            .finish_non_exhaustive()
+    }
 }
 
 /// See the [module documentation](self).

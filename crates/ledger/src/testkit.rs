@@ -389,6 +389,18 @@ pub async fn money_moves_by_double_entry_and_keys_are_never_fetched_under_lock(
     let w = l.withdraw(bob, b, PIN, &req(500, "w1")).await.unwrap();
     assert!(w.verify_signature().unwrap());
     assert_eq!((balance(&l, a).await, balance(&l, b).await), (7_500, 2_000));
+    // Debug output (what ends up in logs) carries neither amounts nor memos.
+    let printed = format!(
+        "{t:?} {:?} {:?}",
+        l.wallet(Caller::User(alice), a).await.unwrap(),
+        MoneyRequest {
+            memo: Some("rent"),
+            ..req(2_500, "t1")
+        }
+    );
+    for secret in ["2500", "7500", "rent"] {
+        assert!(!printed.contains(secret), "{secret} in {printed}");
+    }
     // The stored transaction's postings: two lines that cancel out.
     let stored = l.store().transaction(t.id).await.unwrap().unwrap();
     assert_eq!(stored.postings.len(), 2);
