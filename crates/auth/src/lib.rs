@@ -1,0 +1,22 @@
+//! Coffer's authentication and authorisation.
+//!
+//! - [`token`]: RS256 access tokens (RFC 9068 shape), issued and verified against a key ring
+//!   that rotates without breaking tokens in flight, with the JWKS document.
+//! - [`revocation`]: the revocation-list port (token denylist, per-user and global epochs) and
+//!   its in-memory adapter; [`testkit`] holds its contract suite.
+//! - [`rbac`]: roles to permissions, configurable, with the defaults of DESIGN.md §3.
+//!
+//! Status (issue "Authentication and RBAC"): users, passwords, refresh tokens, the stores, the
+//! Redis revocation adapter, OIDC issuers and TOTP are not written yet.
+
+pub mod rbac;
+pub mod revocation;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod token;
+
+pub use rbac::{Permission, Rbac, RbacError};
+pub use revocation::{InMemoryRevocationList, RevocationError, RevocationList, RevocationStatus};
+pub use token::{
+    AccessClaims, Grant, KeyRing, SigningKey, TokenConfig, TokenError, Tokens, VerifiedToken,
+};

@@ -1,0 +1,278 @@
+//! Roles and permissions. Roles map to permissions by configuration, defaulting to DESIGN.md §3;
+//! the HTTP layer asks [`Rbac::allows`] once per route. Which wallet a user may touch is not a
+//! permission: it is the ledger's ownership rule.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// One thing a caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Permission {
+    /// Read wallets and transactions (own, for users).
+    WalletRead,
+    /// Deposit into own wallets.
+    WalletDeposit,
+    /// Withdraw from own wallets.
+    WalletWithdraw,
+    /// Transfer from own wallets.
+    WalletTransfer,
+    /// Open wallets, change their PIN.
+    WalletManage,
+    /// Administrative writes on wallets (reversals, PIN resets and unlocks).
+    WalletWrite,
+    /// Freeze and unfreeze wallets.
+    WalletFreeze,
+    /// Close wallets.
+    WalletClose,
+    /// Read metrics.
+    SystemMetrics,
+    /// Read the audit log.
+    AuditRead,
+    /// Read key status.
+    KeyRead,
+    /// Rotate keys.
+    KeyRotate,
+    /// Administer users (roles, revocation).
+    UserAdmin,
+}
+
+impl Permission {
+    /// Every permission.
+    pub const ALL: &'static [Permission] = &[
+        Self::WalletRead,
+        Self::WalletDeposit,
+        Self::WalletWithdraw,
+        Self::WalletTransfer,
+        Self::WalletManage,
+        Self::WalletWrite,
+        Self::WalletFreeze,
+        Self::WalletClose,
+        Self::SystemMetrics,
+        Self::AuditRead,
+        Self::KeyRead,
+        Self::KeyRotate,
+        Self::UserAdmin,
+    ];
+
+    /// The configuration and token name (`wallet:read`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WalletRead => "wallet:read",
+            Self::WalletDeposit => "wallet:deposit",
+            Self::WalletWithdraw => "wallet:withdraw",
+            Self::WalletTransfer => "wallet:transfer",
+            Self::WalletManage => "wallet:manage",
+            Self::WalletWrite => "wallet:write",
+            Self::WalletFreeze => "wallet:freeze",
+            Self::WalletClose => "wallet:close",
+            Self::SystemMetrics => "system:metrics",
+            Self::AuditRead => "audit:read",
+            Self::KeyRead => "key:read",
+            Self::KeyRotate => "key:rotate",
+            Self::UserAdmin => "user:admin",
+        }
+    }
+
+    /// Parses a name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|p| p.as_str() == s)
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A configuration error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RbacError {
+    /// A permission name nobody knows.
+    #[error("role {role:?}: unknown permission {permission:?}")]
+    UnknownPermission {
+        /// The role.
+        role: String,
+        /// The name.
+        permission: String,
+    },
+    /// A role name that is not `[a-z0-9_-]{1,32}`.
+    #[error("role names are 1-32 characters of [a-z0-9_-], got {0:?}")]
+    BadRoleName(String),
+}
+
+/// Roles to permissions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rbac {
+    roles: BTreeMap<String, BTreeSet<Permission>>,
+}
+
+impl Default for Rbac {
+    /// DESIGN.md §3: users move their own money; admins administer and never move users' money.
+    fn default() -> Self {
+        use Permission::*;
+        let mut roles = BTreeMap::new();
+        roles.insert(
+            "user".to_owned(),
+            [
+                WalletRead,
+                WalletDeposit,
+                WalletWithdraw,
+                WalletTransfer,
+                WalletManage,
+            ]
+            .into_iter()
+            .collect(),
+        );
+        roles.insert(
+            "admin".to_owned(),
+            [
+                WalletRead,
+                WalletWrite,
+                WalletFreeze,
+                WalletClose,
+                SystemMetrics,
+                AuditRead,
+                KeyRead,
+                KeyRotate,
+                UserAdmin,
+            ]
+            .into_iter()
+            .collect(),
+        );
+        Self { roles }
+    }
+}
+
+fn valid_role(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+impl Rbac {
+    /// From configuration: role name to permission names.
+    ///
+    /// # Errors
+    /// [`RbacError`] for a bad role name or an unknown permission.
+    pub fn from_config<'a>(
+        roles: impl IntoIterator<Item = (&'a str, Vec<&'a str>)>,
+    ) -> Result<Self, RbacError> {
+        let mut out = BTreeMap::new();
+        for (role, permissions) in roles {
+            if !valid_role(role) {
+                return Err(RbacError::BadRoleName(role.to_owned()));
+            }
+            let mut set = BTreeSet::new();
+            for p in permissions {
+                set.insert(
+                    Permission::parse(p).ok_or_else(|| RbacError::UnknownPermission {
+                        role: role.to_owned(),
+                        permission: p.to_owned(),
+                    })?,
+                );
+            }
+            out.insert(role.to_owned(), set);
+        }
+        Ok(Self { roles: out })
+    }
+
+    /// Whether any of `roles` grants `permission`. Unknown roles grant nothing.
+    #[must_use]
+    pub fn allows<S: AsRef<str>>(&self, roles: &[S], permission: Permission) -> bool {
+        roles.iter().any(|r| {
+            self.roles
+                .get(r.as_ref())
+                .is_some_and(|set| set.contains(&permission))
+        })
+    }
+
+    /// The permissions of `roles` together.
+    #[must_use]
+    pub fn permissions<S: AsRef<str>>(&self, roles: &[S]) -> BTreeSet<Permission> {
+        roles
+            .iter()
+            .filter_map(|r| self.roles.get(r.as_ref()))
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    /// Whether `role` is configured.
+    #[must_use]
+    pub fn knows(&self, role: &str) -> bool {
+        self.roles.contains_key(role)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Permission::*;
+
+    /// Every default permission of every role, both ways.
+    #[test]
+    fn default_matrix() {
+        let rbac = Rbac::default();
+        let user = [
+            WalletRead,
+            WalletDeposit,
+            WalletWithdraw,
+            WalletTransfer,
+            WalletManage,
+        ];
+        let admin = [
+            WalletRead,
+            WalletWrite,
+            WalletFreeze,
+            WalletClose,
+            SystemMetrics,
+            AuditRead,
+            KeyRead,
+            KeyRotate,
+            UserAdmin,
+        ];
+        for p in Permission::ALL {
+            assert_eq!(rbac.allows(&["user"], *p), user.contains(p), "user {p}");
+            assert_eq!(rbac.allows(&["admin"], *p), admin.contains(p), "admin {p}");
+            assert!(!rbac.allows(&["nobody"], *p), "unknown role {p}");
+            assert!(!rbac.allows::<&str>(&[], *p), "no role {p}");
+            assert_eq!(
+                rbac.allows(&["user", "admin"], *p),
+                user.contains(p) || admin.contains(p)
+            );
+        }
+        for money in [WalletDeposit, WalletWithdraw, WalletTransfer] {
+            assert!(
+                !rbac.allows(&["admin"], money),
+                "admins move no user's money"
+            );
+        }
+    }
+
+    #[test]
+    fn configuration_is_parsed_strictly() {
+        let rbac = Rbac::from_config([("auditor", vec!["audit:read", "wallet:read"])]).unwrap();
+        assert!(rbac.allows(&["auditor"], AuditRead));
+        assert!(!rbac.allows(&["auditor"], WalletTransfer));
+        assert!(!rbac.knows("user"), "configuration replaces the defaults");
+        assert_eq!(
+            Rbac::from_config([("auditor", vec!["audit:write"])]),
+            Err(RbacError::UnknownPermission {
+                role: "auditor".into(),
+                permission: "audit:write".into()
+            })
+        );
+        assert!(matches!(
+            Rbac::from_config([("Admin!", vec![])]),
+            Err(RbacError::BadRoleName(_))
+        ));
+        for p in Permission::ALL {
+            assert_eq!(Permission::parse(p.as_str()), Some(*p));
+        }
+    }
+}

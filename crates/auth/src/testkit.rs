@@ -1,0 +1,126 @@
+//! The revocation port's contract suite: every adapter runs it through
+//! [`revocation_list_contract_tests!`](crate::revocation_list_contract_tests), one
+//! `#[tokio::test]` per case, each on a fresh, empty list.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::revocation::{RevocationError, RevocationList};
+
+/// Expands to one test per contract case.
+#[macro_export]
+macro_rules! revocation_list_contract_tests {
+    ($factory:expr) => {
+        $crate::revocation_list_contract_tests!(@cases $factory;
+            a_revoked_token_is_denied_until_it_would_expire,
+            an_already_expired_token_is_not_stored,
+            user_epochs_move_one_user_at_a_time,
+            the_global_epoch_moves_for_everyone,
+            concurrent_revocations_are_never_lost,
+            bad_arguments_are_refused,
+        );
+    };
+    (@cases $factory:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let list = ($factory)().await;
+                $crate::testkit::$case(list).await;
+            }
+        )+
+    };
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7())
+}
+
+/// Logout: denied now, forgotten once the token would have expired anyway.
+pub async fn a_revoked_token_is_denied_until_it_would_expire(list: Arc<dyn RevocationList>) {
+    let (jti, other, user) = (unique("jti"), unique("jti"), unique("user"));
+    list.revoke_token(&jti, SystemTime::now() + Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert!(list.status(&jti, &user).await.unwrap().token_revoked);
+    assert!(!list.status(&other, &user).await.unwrap().token_revoked);
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    assert!(
+        !list.status(&jti, &user).await.unwrap().token_revoked,
+        "the entry lives only as long as the token"
+    );
+}
+
+/// Revoking a token that expired already stores nothing and denies nothing new.
+pub async fn an_already_expired_token_is_not_stored(list: Arc<dyn RevocationList>) {
+    let (jti, user) = (unique("jti"), unique("user"));
+    list.revoke_token(&jti, SystemTime::now() - Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(!list.status(&jti, &user).await.unwrap().token_revoked);
+}
+
+/// Revoke-all of one user moves that user's epoch only.
+pub async fn user_epochs_move_one_user_at_a_time(list: Arc<dyn RevocationList>) {
+    let (a, b) = (unique("user"), unique("user"));
+    let (before_a, global) = list.epochs(&a).await.unwrap();
+    let (before_b, _) = list.epochs(&b).await.unwrap();
+    let after = list.revoke_user(&a).await.unwrap();
+    assert!(after > before_a);
+    assert_eq!(list.epochs(&a).await.unwrap(), (after, global));
+    assert_eq!(list.epochs(&b).await.unwrap().0, before_b);
+    let status = list.status(&unique("jti"), &a).await.unwrap();
+    assert_eq!((status.user_epoch, status.token_revoked), (after, false));
+}
+
+/// The emergency revoke moves the global epoch that every token carries.
+pub async fn the_global_epoch_moves_for_everyone(list: Arc<dyn RevocationList>) {
+    let user = unique("user");
+    let (_, before) = list.epochs(&user).await.unwrap();
+    let after = list.revoke_everyone().await.unwrap();
+    assert!(after > before);
+    assert_eq!(list.epochs(&unique("user")).await.unwrap().1, after);
+    assert_eq!(
+        list.status(&unique("jti"), &user)
+            .await
+            .unwrap()
+            .global_epoch,
+        after
+    );
+}
+
+/// Fifty concurrent revoke-alls of one user move its epoch fifty times.
+pub async fn concurrent_revocations_are_never_lost(list: Arc<dyn RevocationList>) {
+    let user = unique("user");
+    let (before, _) = list.epochs(&user).await.unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (list, user) = (list.clone(), user.clone());
+            tokio::spawn(async move { list.revoke_user(&user).await.unwrap() })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for t in tasks {
+        seen.push(t.await.unwrap());
+    }
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), 50, "each bump saw its own epoch");
+    assert_eq!(list.epochs(&user).await.unwrap().0, before + 50);
+}
+
+/// Empty ids are refused with a typed error.
+pub async fn bad_arguments_are_refused(list: Arc<dyn RevocationList>) {
+    assert!(matches!(
+        list.revoke_token("", SystemTime::now()).await,
+        Err(RevocationError::Invalid(_))
+    ));
+    assert!(matches!(
+        list.revoke_user("").await,
+        Err(RevocationError::Invalid(_))
+    ));
+    assert!(matches!(
+        list.status("x", "").await,
+        Err(RevocationError::Invalid(_))
+    ));
+}
