@@ -159,6 +159,27 @@ impl PinVerifier {
         derived
     }
 
+    /// Unseals `wallet`'s signing key with `pin` if this PIN is remembered as right; `None`
+    /// (nothing run) when it is not, so the caller can count the attempt before the KDF runs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn unseal_if_cached(
+        &self,
+        wallet: WalletId,
+        pin: &Pin,
+        params: &KdfParams,
+        sealed: &SealedSigningKey,
+        dek: &DataKey,
+        aad: &Aad,
+        public: &WalletPublicKey,
+    ) -> Option<Result<WalletSigningKey, PinCheckError>> {
+        let pin_key = self.cached(&self.cache_key(wallet, params, pin))?;
+        Some(match sealed.unseal(&pin_key, dek, aad, public) {
+            Ok(k) => Ok(k),
+            Err(UnsealError::WrongPin) => Err(PinCheckError::WrongPin),
+            Err(UnsealError::Corrupt(reason)) => Err(PinCheckError::Corrupt(reason.to_string())),
+        })
+    }
+
     /// Unseals `wallet`'s signing key with `pin`.
     ///
     /// # Errors

@@ -97,7 +97,7 @@ impl Keyring {
         self.keys.insert((wallet, version), key);
     }
 
-    /// Whether every key of `wallet` is held.
+    /// Whether any key of `wallet` is held (all of its versions were unwrapped together).
     #[must_use]
     pub fn holds(&self, wallet: WalletId) -> bool {
         self.keys.keys().any(|(w, _)| *w == wallet)
@@ -146,7 +146,12 @@ impl Keyring {
     ) -> Result<coffer_crypto::SecretBytes, Error> {
         let envelope = Envelope::from_bytes(bytes)
             .map_err(|e| Error::Corrupt(format!("{what} of wallet {wallet}: {e}")))?;
-        let key = self.key(wallet, envelope.key_ref().version())?;
+        // The wallet's keys were all unwrapped: an envelope naming a version it does not have
+        // is damaged, not early.
+        let version = envelope.key_ref().version();
+        let key = self.keys.get(&(wallet, version)).ok_or_else(|| {
+            Error::Corrupt(format!("{what} of wallet {wallet}: no data key v{version}"))
+        })?;
         open(key, aad, &envelope)
             .map_err(|e| Error::Corrupt(format!("{what} of wallet {wallet}: {e}")))
     }

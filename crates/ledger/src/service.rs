@@ -476,12 +476,16 @@ fn parse_cursor(s: &str) -> Result<i64, Error> {
     }
 }
 
-/// Why a PIN did not unseal the signing key.
-enum PinRefused {
-    /// It is wrong.
-    Wrong,
-    /// Money-out is locked; the PIN was not tried.
-    Locked,
+/// What [`Ledger::unlock`] found.
+enum Unlocked {
+    /// The signing key; `reserved` when an attempt was counted for it (the operation that
+    /// follows resets the count, or gives the attempt back if it fails).
+    Key {
+        key: WalletSigningKey,
+        reserved: bool,
+    },
+    /// The request repeats an earlier one: its answer.
+    Replayed(TransactionView),
 }
 
 /// What a transaction to be written looks like before the locked rows are seen.
@@ -975,15 +979,14 @@ impl Ledger {
             .find(|w| w.record.id == from)
             .filter(|w| caller.may_see(&w.record))
             .ok_or(Error::WalletNotFound(from))?;
-        let signing = match self.try_pin(&sender.record, &keys, &pin).await? {
-            Ok(k) => k,
-            Err(refused) => {
-                // A retry of a request that succeeded before is answered as before, whatever
-                // the PIN (so it tells nothing about the PIN) and without counting it.
-                if let Some(view) = self.replay(&idem).await? {
-                    return Ok(view);
-                }
-                let e = self.refuse_pin(caller, from, &keys, refused).await?;
+        let sealed_key = sender.record.signing_key.clone();
+        let (signing, reserved) = match self
+            .unlock(caller, &sender.record, &keys, &pin, Some(&idem))
+            .await
+        {
+            Ok(Unlocked::Key { key, reserved }) => (key, reserved),
+            Ok(Unlocked::Replayed(view)) => return Ok(view),
+            Err(e) => {
                 self.record_refusal(caller, action, from, &e).await;
                 return Err(e);
             }
@@ -1006,12 +1009,18 @@ impl Ledger {
         let event = self.transaction_event(caller, action, &draft, money);
         let decide = |locked: &Locked<'_>| {
             let sender = locked.wallet(from)?;
-            if Some(sender.public_key) != draft.signature.as_ref().map(|(_, pk)| *pk) {
+            if sender.signing_key != sealed_key {
+                // The PIN changed (or was reset) since it was checked: the PIN just checked
+                // may be the old one.
                 return Err(Error::Unavailable(
-                    "the wallet's signing key changed during the operation; retry".into(),
+                    "the wallet's PIN changed during the operation; retry".into(),
                 ));
             }
-            let s = state(&keys, sender)?;
+            let mut s = state(&keys, sender)?;
+            if reserved {
+                // This request's own attempt is in the count, and its PIN was right.
+                s.failed_pins = 0;
+            }
             let plan = match to {
                 Some(to) => domain::transfer(&s, &state(&keys, locked.wallet(to)?)?, money)?,
                 None => domain::withdrawal(&s, money)?,
@@ -1028,24 +1037,40 @@ impl Ledger {
             })
             .await;
         match result {
-            Ok(applied) => self.finish(applied, &keys).await,
+            Ok(applied) => {
+                if reserved && matches!(applied, Applied::Replayed(_)) {
+                    // Another request with this key did the work; this one's right PIN still
+                    // ends the run of wrong ones.
+                    self.release_pin_attempt(from, &keys).await?;
+                }
+                self.finish(applied, &keys).await
+            }
             Err(e) => {
+                if reserved {
+                    self.release_pin_attempt(from, &keys).await?;
+                }
                 self.record_refusal(caller, action, from, &e).await;
                 Err(e)
             }
         }
     }
 
-    /// Unseals a wallet's signing key with `pin`; a refusal is not counted yet.
-    async fn try_pin(
+    /// Unseals a wallet's signing key with `pin`.
+    ///
+    /// A PIN the verifier remembers as right opens the key at once. Any other PIN is a guess:
+    /// first a request that repeats an earlier one under its idempotency key is answered as
+    /// before without looking at the PIN (so a retry reveals nothing and costs no attempt);
+    /// then an attempt is reserved in the database, under the wallet's row lock, before the KDF
+    /// runs. Guesses sent all at once therefore get at most the attempts that are left, and a
+    /// locked wallet refuses every PIN, right or wrong, in the same way.
+    async fn unlock(
         &self,
+        caller: Caller,
         rec: &WalletRecord,
         keys: &Keyring,
         pin: &Pin,
-    ) -> Result<Result<WalletSigningKey, PinRefused>, Error> {
-        if rec.failed_pins >= PIN_LOCK_THRESHOLD {
-            return Ok(Err(PinRefused::Locked));
-        }
+        idem: Option<&Idempotency>,
+    ) -> Result<Unlocked, Error> {
         let params = KdfParams::from_bytes(&rec.kdf_params)
             .map_err(|e| corrupt("KDF parameters", rec.id)(e.to_string()))?;
         let sealed = SealedSigningKey::from_bytes(&rec.signing_key)
@@ -1054,71 +1079,128 @@ impl Ledger {
             .map_err(|e| corrupt("public key", rec.id)(e.to_string()))?;
         let dek = keys.key(rec.id, sealed.data_key_ref().version())?;
         let aad = signing_key_aad(rec.id);
+        if let Some(known) = self
+            .pins
+            .unseal_if_cached(rec.id, pin, &params, &sealed, dek, &aad, &public)
+        {
+            return known
+                .map(|key| Unlocked::Key {
+                    key,
+                    reserved: false,
+                })
+                .map_err(pin_error);
+        }
+        if let Some(idem) = idem
+            && let Some(view) = self.replay(idem).await?
+        {
+            return Ok(Unlocked::Replayed(view));
+        }
+        let count = self.reserve_pin_attempt(rec.id, keys).await?;
         match self
             .pins
             .unseal(rec.id, pin, &params, &sealed, dek, &aad, &public)
             .await
         {
-            Ok(k) => Ok(Ok(k)),
-            Err(PinCheckError::WrongPin) => Ok(Err(PinRefused::Wrong)),
-            Err(e) => Err(pin_error(e)),
+            Ok(key) => Ok(Unlocked::Key {
+                key,
+                reserved: true,
+            }),
+            Err(PinCheckError::WrongPin) => {
+                self.record_wrong_pin(caller, rec.id, count).await?;
+                Err(Error::WrongPin {
+                    attempts_left: PIN_LOCK_THRESHOLD.saturating_sub(count),
+                })
+            }
+            Err(e) => {
+                self.release_pin_attempt(rec.id, keys).await?;
+                Err(pin_error(e))
+            }
         }
     }
 
-    /// The error for a refused PIN, counting a wrong one in the database first.
-    async fn refuse_pin(
-        &self,
-        caller: Caller,
-        wallet: WalletId,
-        keys: &Keyring,
-        refused: PinRefused,
-    ) -> Result<Error, Error> {
-        Ok(match refused {
-            PinRefused::Locked => LedgerError::PinLocked.into(),
-            PinRefused::Wrong => {
-                let failed = self.record_pin_failure(caller, wallet, keys).await?;
-                Error::WrongPin {
-                    attempts_left: PIN_LOCK_THRESHOLD.saturating_sub(failed),
-                }
-            }
-        })
-    }
-
-    /// Counts a wrong PIN in the database (it survives restarts); returns the new count.
-    async fn record_pin_failure(
-        &self,
-        caller: Caller,
-        wallet: WalletId,
-        keys: &Keyring,
-    ) -> Result<u32, Error> {
+    /// Counts a PIN attempt before it is checked (it survives restarts); returns the count.
+    ///
+    /// # Errors
+    /// [`LedgerError::PinLocked`] when no attempt is left.
+    async fn reserve_pin_attempt(&self, wallet: WalletId, keys: &Keyring) -> Result<u32, Error> {
         let count = AtomicU32::new(0);
         let decide = |locked: &Locked<'_>| {
             let rec = locked.wallet(wallet)?;
-            let mut change = rewrite(keys, rec, state(keys, rec)?.balance)?;
-            change.failed_pins = rec.failed_pins.saturating_add(1);
-            count.store(change.failed_pins, Ordering::Relaxed);
-            let failed = AuditEvent::new(
-                caller.actor(),
-                Action::WalletPinFailed,
-                Subject::Wallet(entity(wallet)),
-                Outcome::Denied,
-            );
-            let mut audit = vec![with(
-                failed,
-                "failed_pins",
-                DetailValue::Int(i64::from(change.failed_pins)),
-            )];
-            if change.failed_pins == PIN_LOCK_THRESHOLD {
-                audit.push(AuditEvent::new(
-                    caller.actor(),
-                    Action::WalletPinLocked,
-                    Subject::Wallet(entity(wallet)),
-                    Outcome::Success,
-                ));
+            if rec.failed_pins >= PIN_LOCK_THRESHOLD {
+                return Err(LedgerError::PinLocked.into());
             }
+            let mut change = rewrite(keys, rec, state(keys, rec)?.balance)?;
+            change.failed_pins = rec.failed_pins + 1;
+            count.store(change.failed_pins, Ordering::Relaxed);
             Ok(Changes {
                 wallets: vec![change],
-                audit,
+                ..Changes::default()
+            })
+        };
+        self.store
+            .apply(Apply {
+                lock: vec![wallet],
+                original: None,
+                idempotency: None,
+                decide: &decide,
+            })
+            .await?;
+        Ok(count.load(Ordering::Relaxed))
+    }
+
+    /// Gives back a reserved attempt whose PIN was right but whose operation did not happen: a
+    /// right PIN ends the run of wrong ones.
+    async fn release_pin_attempt(&self, wallet: WalletId, keys: &Keyring) -> Result<(), Error> {
+        let decide = |locked: &Locked<'_>| {
+            let rec = locked.wallet(wallet)?;
+            let mut change = rewrite(keys, rec, state(keys, rec)?.balance)?;
+            change.failed_pins = 0;
+            Ok(Changes {
+                wallets: vec![change],
+                ..Changes::default()
+            })
+        };
+        self.store
+            .apply(Apply {
+                lock: vec![wallet],
+                original: None,
+                idempotency: None,
+                decide: &decide,
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Audits a wrong PIN (its attempt is already counted) and, at the limit, the lock.
+    async fn record_wrong_pin(
+        &self,
+        caller: Caller,
+        wallet: WalletId,
+        count: u32,
+    ) -> Result<(), Error> {
+        let failed = AuditEvent::new(
+            caller.actor(),
+            Action::WalletPinFailed,
+            Subject::Wallet(entity(wallet)),
+            Outcome::Denied,
+        );
+        let mut audit = vec![with(
+            failed,
+            "failed_pins",
+            DetailValue::Int(i64::from(count)),
+        )];
+        if count >= PIN_LOCK_THRESHOLD {
+            audit.push(AuditEvent::new(
+                caller.actor(),
+                Action::WalletPinLocked,
+                Subject::Wallet(entity(wallet)),
+                Outcome::Success,
+            ));
+            self.pins.forget(wallet);
+        }
+        let decide = |_: &Locked<'_>| {
+            Ok(Changes {
+                audit: audit.clone(),
                 ..Changes::default()
             })
         };
@@ -1132,11 +1214,7 @@ impl Ledger {
             })
             .await?;
         self.observe(&applied).await;
-        let n = count.load(Ordering::Relaxed);
-        if n >= PIN_LOCK_THRESHOLD {
-            self.pins.forget(wallet);
-        }
-        Ok(n)
+        Ok(())
     }
 
     /// Reverses a transaction (administrators only): posts the exact opposite, once.
@@ -1367,26 +1445,34 @@ impl Ledger {
             .map(|w| &w.record)
             .filter(|r| caller.may_see(r))
             .ok_or(Error::WalletNotFound(wallet))?;
-        let signing = match self.try_pin(rec, &keys, &old).await? {
-            Ok(k) => k,
-            Err(refused) => return Err(self.refuse_pin(caller, wallet, &keys, refused).await?),
+        let (signing, reserved) = match self.unlock(caller, rec, &keys, &old, None).await? {
+            Unlocked::Key { key, reserved } => (key, reserved),
+            Unlocked::Replayed(_) => {
+                return Err(Error::Storage("a PIN change has no idempotency key".into()));
+            }
         };
         let sealed = self.seal_signing_key(&signing, &new, rec, &keys).await?;
         let expected_key = rec.signing_key.clone();
-        let view = self
-            .update_wallet(caller, wallet, Action::WalletPinChanged, &keys, &|_, c| {
+        let result = self
+            .update_wallet(caller, wallet, Action::WalletPinChanged, &keys, &|s, c| {
                 if c.signing_key != expected_key {
                     return Err(Error::Unavailable(
                         "the PIN changed during the operation; retry".into(),
                     ));
                 }
+                if s.failed_pins >= PIN_LOCK_THRESHOLD && !reserved {
+                    return Err(LedgerError::PinLocked.into());
+                }
                 (c.signing_key, c.kdf_params) = sealed.clone();
                 c.failed_pins = 0;
                 Ok(())
             })
-            .await?;
+            .await;
+        if result.is_err() && reserved {
+            self.release_pin_attempt(wallet, &keys).await?;
+        }
         self.pins.forget(wallet);
-        Ok(view)
+        result
     }
 
     /// Resets a forgotten PIN (administrators): a new signing key under the new PIN. Earlier

@@ -55,6 +55,7 @@ macro_rules! ledger_store_contract_tests {
             frozen_wallets_receive_and_send_nothing,
             closed_wallets_accept_nothing_and_close_only_empty,
             wrong_pins_lock_money_out_and_the_count_survives_a_restart,
+            guesses_sent_at_once_get_no_more_than_the_attempts_left,
             pin_change_keeps_the_key_and_reset_issues_a_new_one,
             idempotency_replays_and_conflicts_also_after_a_restart,
             a_reversal_posts_the_opposite_exactly_once,
@@ -390,17 +391,21 @@ pub async fn money_moves_by_double_entry_and_keys_are_never_fetched_under_lock(
     assert!(w.verify_signature().unwrap());
     assert_eq!((balance(&l, a).await, balance(&l, b).await), (7_500, 2_000));
     // Debug output (what ends up in logs) carries neither amounts nor memos.
+    let canary = MoneyRequest {
+        memo: Some("memo-canary-debug"),
+        ..req(31_415_926, "canary")
+    };
+    let d = l.deposit(alice, a, &canary).await.unwrap();
     let printed = format!(
-        "{t:?} {:?} {:?}",
-        l.wallet(Caller::User(alice), a).await.unwrap(),
-        MoneyRequest {
-            memo: Some("rent"),
-            ..req(2_500, "t1")
-        }
+        "{d:?} {:?} {canary:?}",
+        l.wallet(Caller::User(alice), a).await.unwrap()
     );
-    for secret in ["2500", "7500", "rent"] {
+    for secret in ["31415926", "31423426", "memo-canary-debug"] {
         assert!(!printed.contains(secret), "{secret} in {printed}");
     }
+    l.withdraw(alice, a, PIN, &req(31_415_926, "canary-out"))
+        .await
+        .unwrap();
     // The stored transaction's postings: two lines that cancel out.
     let stored = l.store().transaction(t.id).await.unwrap().unwrap();
     assert_eq!(stored.postings.len(), 2);
@@ -411,7 +416,7 @@ pub async fn money_moves_by_double_entry_and_keys_are_never_fetched_under_lock(
     let deposit = l.deposit(alice, a, &req(1, "d-small")).await.unwrap();
     assert_eq!(deposit.signature, None, "deposits are not money-out");
     let report = assert_verifies(&l).await;
-    assert_eq!(report.signatures, 2);
+    assert_eq!(report.signatures, 3);
     assert_eq!(report.settlement.get("USD"), Some(&-(10_000 - 500 + 1)));
     assert!(keys.calls.load(Ordering::SeqCst) > 0);
     assert_eq!(
@@ -704,6 +709,62 @@ pub async fn wrong_pins_lock_money_out_and_the_count_survives_a_restart(backend:
         1
     );
     assert_verifies(&l).await;
+}
+
+/// Ten guesses at once: five are checked, five find the wallet locked, and after that the right
+/// PIN is refused exactly like a wrong one, for money-out and for a PIN change.
+pub async fn guesses_sent_at_once_get_no_more_than_the_attempts_left(backend: &dyn Backend) {
+    let l = ledger(backend).await;
+    let (alice, admin) = (UserId::new(), UserId::new());
+    let a = funded(&l, alice, 1_000).await;
+    let before = l.pins().derivations();
+    let guesses: Vec<_> = (0..10)
+        .map(|i| {
+            let l = &l;
+            async move {
+                l.withdraw(alice, a, &format!("00000{i}"), &req(1, &format!("g{i}")))
+                    .await
+            }
+        })
+        .collect();
+    let results = join_all(guesses).await;
+    let wrong = results
+        .iter()
+        .filter(|r| matches!(r, Err(Error::WrongPin { .. })))
+        .count();
+    let locked = results
+        .iter()
+        .filter(|r| matches!(r, Err(Error::Rejected(LedgerError::PinLocked))))
+        .count();
+    assert_eq!((wrong, locked), (5, 5), "{results:?}");
+    assert_eq!(
+        l.pins().derivations() - before,
+        5,
+        "only five PINs were tried"
+    );
+    assert_eq!(
+        l.wallet(Caller::User(alice), a).await.unwrap().failed_pins,
+        5
+    );
+    assert!(matches!(
+        l.withdraw(alice, a, PIN, &req(1, "right-but-locked")).await,
+        Err(Error::Rejected(LedgerError::PinLocked))
+    ));
+    assert!(matches!(
+        l.change_pin(alice, a, PIN, "999999").await,
+        Err(Error::Rejected(LedgerError::PinLocked))
+    ));
+    l.unlock_pin(admin, a).await.unwrap();
+    // A right PIN whose operation is refused still ends the run of wrong ones.
+    assert!(matches!(
+        l.withdraw(alice, a, PIN, &req(5_000, "too-much")).await,
+        Err(Error::Rejected(LedgerError::InsufficientFunds))
+    ));
+    assert_eq!(
+        l.wallet(Caller::User(alice), a).await.unwrap().failed_pins,
+        0
+    );
+    assert_eq!(balance(&l, a).await, 1_000);
 }
 
 async fn wallet_audit_actions(backend: &dyn Backend, wallet: WalletId) -> Vec<String> {
@@ -1093,28 +1154,47 @@ pub async fn concurrent_random_operations_keep_the_books(backend: &dyn Backend) 
                 let amount = rng.random_range(1..=3_000);
                 let op = rng.random_range(0..3);
                 // A retry repeats the earlier request exactly: keep the request per key.
-                let r = match (op, retry) {
-                    (_, true) => None,
-                    (0, _) => Some(
-                        l.deposit(owner, w, &req(amount, &key))
-                            .await
-                            .map(|t| (t, false)),
-                    ),
-                    (1, _) => Some(
-                        l.withdraw(owner, w, PIN, &req(amount, &key))
-                            .await
-                            .map(|t| (t, true)),
-                    ),
-                    _ => {
-                        let (_, to) = wallets[rng.random_range(0..wallets.len())];
-                        if to == w {
-                            continue;
-                        }
-                        Some(
-                            l.transfer(owner, w, to, PIN, &req(amount, &key))
+                let (_, to) = wallets[rng.random_range(0..wallets.len())];
+                if op == 2 && to == w {
+                    continue;
+                }
+                // Some requests are sent twice at the same moment, racing for their key.
+                let twice = !retry && rng.random_bool(0.05);
+                let call = || {
+                    let (l, key) = (&l, &key);
+                    async move {
+                        match op {
+                            0 => l
+                                .deposit(owner, w, &req(amount, key))
+                                .await
+                                .map(|t| (t, false)),
+                            1 => l
+                                .withdraw(owner, w, PIN, &req(amount, key))
                                 .await
                                 .map(|t| (t, true)),
-                        )
+                            _ => l
+                                .transfer(owner, w, to, PIN, &req(amount, key))
+                                .await
+                                .map(|t| (t, true)),
+                        }
+                    }
+                };
+                let r = match (retry, twice) {
+                    (true, _) => None,
+                    (false, false) => Some(call().await),
+                    (false, true) => {
+                        let (first, second) = tokio::join!(call(), call());
+                        match (&first, &second) {
+                            (Ok((x, _)), Ok((y, _))) => {
+                                assert_eq!(x.id, y.id, "one transaction per key")
+                            }
+                            (
+                                Err(Error::Rejected(LedgerError::InsufficientFunds)),
+                                Err(Error::Rejected(LedgerError::InsufficientFunds)),
+                            ) => {}
+                            other => panic!("a racing duplicate answered differently: {other:?}"),
+                        }
+                        Some(first)
                     }
                 };
                 match r {

@@ -145,11 +145,28 @@ async fn the_application_role_moves_money_but_cannot_rewrite_history() {
     let (alice, bob) = (UserId::new(), UserId::new());
     let a = l.open_wallet(alice, "USD", "135790").await.unwrap().id;
     let b = l.open_wallet(bob, "USD", "135790").await.unwrap().id;
+    let admin = UserId::new();
     l.deposit(alice, a, &req(100, "d")).await.unwrap();
-    l.transfer(alice, a, b, "135790", &req(40, "t"))
+    let t = l
+        .transfer(alice, a, b, "135790", &req(40, "t"))
         .await
         .unwrap();
-    l.freeze(UserId::new(), b).await.unwrap();
+    assert!(matches!(
+        l.withdraw(alice, a, "000000", &req(1, "w")).await,
+        Err(Error::WrongPin { .. })
+    ));
+    l.unlock_pin(admin, a).await.unwrap();
+    l.change_pin(alice, a, "135790", "246801").await.unwrap();
+    l.reset_pin(admin, b, "111222").await.unwrap();
+    l.reverse(admin, t.id, "mistake", "rev").await.unwrap();
+    l.freeze(admin, b).await.unwrap();
+    let view = l.wallet(Caller::User(alice), a).await.unwrap();
+    assert_eq!(view.balance.minor(), 100);
+    let report = l
+        .verify(coffer_ledger::verify::VerifyOptions::default(), &|_| {})
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:?}", report.findings);
     for sql in [
         "UPDATE postings SET amount = amount",
         "DELETE FROM postings",

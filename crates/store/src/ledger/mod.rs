@@ -4,8 +4,8 @@
 //! locked (Postgres: one `= ANY($1) ORDER BY id FOR UPDATE`, locking in id order; SQLite: one row
 //! at a time, its single writer already excludes everyone), and the audit adapter.
 //!
-//! `apply` follows [`coffer_ledger::port`]: lock the original transaction (a reversal), lock the
-//! wallets in id order, check the idempotency key (after the locks, so a concurrent request with
+//! `apply` follows [`coffer_ledger::port`]: read the original transaction (a reversal), lock the
+//! wallets in id order (the original's among them), read the original again, check the idempotency key (after the locks, so a concurrent request with
 //! the same key is seen once it commits), decide, write, append the audit records, commit. Two
 //! requests racing with one new idempotency key both decide; the second insert fails on the
 //! unique index of (scope, key) and that request starts again, finding the first one's result.
@@ -218,6 +218,8 @@ enum Filter {
     WalletSeqs(Uuid, i64, i64),
     /// The first `limit` after an id.
     After(Uuid, i64),
+    /// Those after the first id up to the second.
+    Range(Uuid, Uuid),
 }
 
 impl Filter {
@@ -231,6 +233,7 @@ impl Filter {
             Self::After(..) => {
                 "t.id IN (SELECT id FROM transactions WHERE id > $1 ORDER BY id LIMIT $2)"
             }
+            Self::Range(..) => "t.id > $1 AND t.id <= $2",
         }
     }
 }
@@ -254,7 +257,7 @@ fn attach(
 /// The store type for one database; see the module documentation. The caller's module defines
 /// `begin(pool)`, `select_loaded(conn, ids)` (wallets with their keys), `lock_wallets(conn, ids,
 /// idempotency)` (locked rows, and the transaction recorded under the key), `write_changes(conn,
-/// locked, changes, now)` and `FOR_UPDATE`.
+/// locked, changes, now)`.
 macro_rules! ledger_store {
     (
         $(#[$doc:meta])*
@@ -293,6 +296,7 @@ macro_rules! ledger_store {
                         Filter::Id(id) => q.bind(id),
                         Filter::WalletSeqs(w, lo, hi) => q.bind(w).bind(lo).bind(hi),
                         Filter::After(id, limit) => q.bind(id).bind(limit),
+                        Filter::Range(after, last) => q.bind(after).bind(last),
                     }
                 }
                 let sql = format!(
@@ -310,12 +314,19 @@ macro_rules! ledger_store {
                 if transactions.is_empty() {
                     return Ok(transactions);
                 }
+                // The postings of exactly the transactions loaded: for a page, the id range it
+                // spans (a transaction committing meanwhile inside the range is not in the list,
+                // and its postings are dropped by `attach`).
+                let postings_filter = match (filter, transactions.last()) {
+                    (Filter::After(after, _), Some(last)) => Filter::Range(after, *last.id.as_uuid()),
+                    _ => filter,
+                };
                 let sql = format!(
                     "SELECT {POSTING_COLUMNS} FROM postings WHERE transaction_id IN \
                      (SELECT t.id FROM transactions t WHERE {})",
-                    filter.sql()
+                    postings_filter.sql()
                 );
-                let rows = bind(sqlx::query(&sql), filter)
+                let rows = bind(sqlx::query(&sql), postings_filter)
                     .fetch_all(&mut *conn)
                     .await
                     .map_err(db_err)?;
@@ -335,6 +346,25 @@ macro_rules! ledger_store {
                     .pop())
             }
 
+            async fn by_key(
+                conn: &mut $Conn,
+                scope: &str,
+                key: &str,
+            ) -> Result<Option<TransactionRecord>, Error> {
+                let id: Option<Uuid> = sqlx::query_scalar(
+                    "SELECT id FROM transactions WHERE scope = $1 AND idempotency_key = $2",
+                )
+                .bind(scope)
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db_err)?;
+                match id {
+                    Some(id) => Self::one_transaction(conn, TransactionId::from_uuid(id)).await,
+                    None => Ok(None),
+                }
+            }
+
             async fn try_apply(
                 &self,
                 op: &coffer_ledger::port::Apply<'_>,
@@ -342,27 +372,18 @@ macro_rules! ledger_store {
                 use coffer_ledger::port::{Applied, Locked};
                 let mut tx = begin(&self.pool).await.map_err(db_err)?;
                 let mut ids = op.lock.clone();
-                let original = match op.original {
-                    Some(id) => {
-                        // Lock the original first (every reversal does, in the same order), then
-                        // read it in a new statement, which sees a reversal committed meanwhile.
-                        let locked: Option<Uuid> = sqlx::query_scalar(&format!(
-                            "SELECT id FROM transactions WHERE id = $1{FOR_UPDATE}"
-                        ))
-                        .bind(*id.as_uuid())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        if locked.is_none() {
-                            return Err(Error::TransactionNotFound(id).into());
-                        }
-                        let t = Self::one_transaction(&mut tx, id)
-                            .await?
-                            .ok_or(Error::TransactionNotFound(id))?;
-                        ids.extend(t.wallets());
-                        Some(t)
-                    }
-                    None => None,
-                };
+                // A reversal's original is read, its wallets locked with the others, and then
+                // read again: every reversal of it locks the same wallets first, so the second
+                // read sees a reversal that committed while this one waited. (Locking the
+                // transaction row itself would need UPDATE on transactions, which the
+                // application role does not have; the unique index on `reverses` is the last
+                // word either way.)
+                if let Some(id) = op.original {
+                    let t = Self::one_transaction(&mut tx, id)
+                        .await?
+                        .ok_or(Error::TransactionNotFound(id))?;
+                    ids.extend(t.wallets());
+                }
                 ids.sort();
                 ids.dedup();
                 let (wallets, earlier) = lock_wallets(&mut tx, &ids, op.idempotency).await?;
@@ -379,10 +400,34 @@ macro_rules! ledger_store {
                     })?;
                     return Ok(Applied::Replayed(t));
                 }
-                let changes = (op.decide)(&Locked {
+                let original = match op.original {
+                    Some(id) => Some(
+                        Self::one_transaction(&mut tx, id)
+                            .await?
+                            .ok_or(Error::TransactionNotFound(id))?,
+                    ),
+                    None => None,
+                };
+                let changes = match (op.decide)(&Locked {
                     wallets: &wallets,
                     original: original.as_ref(),
-                })?;
+                }) {
+                    Ok(changes) => changes,
+                    Err(refusal) => {
+                        // On Postgres the key was looked up in the snapshot taken before the
+                        // locks were granted: a request with the same key may have committed
+                        // while this one waited, and its answer is the one to give.
+                        if let Some(idem) = op.idempotency
+                            && let Some(t) = Self::by_key(&mut tx, &idem.scope, &idem.key).await?
+                        {
+                            if t.fingerprint != idem.fingerprint {
+                                return Err(Error::IdempotencyConflict.into());
+                            }
+                            return Ok(Applied::Replayed(t));
+                        }
+                        return Err(refusal.into());
+                    }
+                };
                 let now = coffer_audit::event::unix_micros(std::time::SystemTime::now());
                 write_changes(&mut tx, &wallets, &changes, now).await?;
                 let mut audit = Vec::with_capacity(changes.audit.len());
@@ -529,20 +574,7 @@ macro_rules! ledger_store {
                 key: &str,
             ) -> Result<Option<TransactionRecord>, Error> {
                 let mut conn = self.pool.acquire().await.map_err(db_err)?;
-                let id: Option<Uuid> = sqlx::query_scalar(
-                    "SELECT id FROM transactions WHERE scope = $1 AND idempotency_key = $2",
-                )
-                .bind(scope)
-                .bind(key)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(db_err)?;
-                match id {
-                    Some(id) => {
-                        Self::one_transaction(&mut conn, TransactionId::from_uuid(id)).await
-                    }
-                    None => Ok(None),
-                }
+                Self::by_key(&mut conn, scope, key).await
             }
 
             async fn transaction(

@@ -20,8 +20,6 @@ use super::{
 };
 use crate::audit::PgAuditLog;
 
-const FOR_UPDATE: &str = " FOR UPDATE";
-
 async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     pool.begin().await
 }

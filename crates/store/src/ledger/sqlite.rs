@@ -17,8 +17,6 @@ use super::{
 };
 use crate::audit::SqliteAuditLog;
 
-const FOR_UPDATE: &str = "";
-
 async fn begin(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
     pool.begin_with("BEGIN IMMEDIATE").await
 }
