@@ -23,7 +23,7 @@ commands:
         each fuzz target (installs cargo-fuzz when missing). Makes sure the Postgres and Redis
         the tests use answer (COFFER_TEST_DATABASE_URL, default 127.0.0.1:5432;
         COFFER_TEST_REDIS_URL, default 127.0.0.1:6379), starting them if installed but down (and stopping what it started when done)
-  bench [crypto|keys|audit|ledger|ratelimit]...
+  bench [crypto|keys|auth|audit|ledger|ratelimit]...
         benchmarks (all when none named); figures go to docs/BENCHMARKS.md. `audit` and
         `ledger` need Postgres (`ledger` also its pgbench), `ratelimit` Redis, like the tests
   fuzz [TARGET] [--seconds N]
@@ -148,6 +148,7 @@ fn bench(names: &[String]) -> Result<()> {
     const GROUPS: &[(&str, &[&str])] = &[
         ("crypto", &["bench", "-p", "coffer-crypto"]),
         ("keys", &["bench", "-p", "coffer-keys"]),
+        ("auth", &["bench", "-p", "coffer-auth"]),
         (
             "audit",
             &["bench", "-p", "coffer-store", "--bench", "audit"],

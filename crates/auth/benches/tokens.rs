@@ -1,10 +1,11 @@
 //! `cargo xtask bench auth` (or `cargo bench -p coffer-auth`): access-token verification
-//! (target ≤ 50 µs, revocation check on the in-memory list included) and issue. Figures:
-//! docs/BENCHMARKS.md.
+//! (target ≤ 50 µs, revocation check on the in-memory list included) and issue, and the cost
+//! of one password hash at OWASP's Argon2id parameters. Figures: docs/BENCHMARKS.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;
 
+use coffer_auth::password::{NewPassword, PasswordHasher};
 use coffer_auth::{Grant, InMemoryRevocationList, KeyRing, SigningKey, TokenConfig, Tokens};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -34,5 +35,26 @@ fn tokens(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, tokens);
+fn passwords(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let hasher = PasswordHasher::new(1).unwrap();
+    let password = NewPassword::parse("plum tart at noon").unwrap();
+    let stored = rt.block_on(hasher.hash(&password)).unwrap();
+    let mut group = c.benchmark_group("password");
+    group.sample_size(10);
+    group.bench_function("Argon2id verify (m=19 MiB, t=2, p=1)", |b| {
+        b.iter(|| {
+            assert!(
+                rt.block_on(hasher.verify("plum tart at noon", Some(&stored)))
+                    .unwrap()
+            );
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, tokens, passwords);
 criterion_main!(benches);

@@ -5,11 +5,18 @@
 //! - [`revocation`]: the revocation-list port (token denylist, per-user and global epochs) and
 //!   its in-memory adapter; [`testkit`] holds its contract suite.
 //! - [`rbac`]: roles to permissions, configurable, with the defaults of DESIGN.md §3.
+//! - [`email`]: normalised addresses and their blind index.
+//! - [`password`]: the password policy and Argon2id hashing off the runtime.
+//! - [`refresh`]: refresh tokens (opaque, stored hashed) and the rotation and reuse decision.
 //!
-//! Status (issue "Authentication and RBAC"): users, passwords, refresh tokens, the stores, the
-//! Redis revocation adapter, OIDC issuers and TOTP are not written yet.
+//! Status (issue "Authentication and RBAC"): the user service, the stores (users, refresh
+//! families, signing keys sealed under the KEK), the Redis revocation adapter, OIDC issuers and
+//! TOTP are not written yet.
 
+pub mod email;
+pub mod password;
 pub mod rbac;
+pub mod refresh;
 pub mod revocation;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -1,0 +1,256 @@
+//! Refresh tokens: 256-bit random opaque values, stored only as SHA-256 hashes, grouped in
+//! families (one login, then each rotation), 30 days absolute per family, rotated on every use.
+//! What a presented token leads to is a pure decision over its stored record ([`decide`]); the
+//! store applies it in one transaction.
+//!
+//! A spent token presented again means a copy exists: the whole family is revoked and a
+//! `user.refresh_reuse_detected` audit event written. A short grace window (a client whose
+//! response was lost retries) lets the immediately previous token through once more, as long
+//! as its replacement has not been used: the replacement is then revoked in its place, so a
+//! family never has two live tokens.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+/// The prefix of Coffer refresh tokens (so secret scanners can find leaked ones).
+pub const PREFIX: &str = "cfr1_";
+/// Lifetime of a family, from its login.
+pub const FAMILY_LIFETIME_SECS: u64 = 30 * 24 * 3600;
+
+/// A refresh token as the client holds it. Zeroized on drop; `Debug` prints nothing of it.
+pub struct RefreshToken(Zeroizing<String>);
+
+/// The stored form: SHA-256 of the token.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RefreshHash(pub [u8; 32]);
+
+impl fmt::Debug for RefreshHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, ..] = self.0;
+        write!(f, "RefreshHash({a:02x}{b:02x}{c:02x}{d:02x}…)")
+    }
+}
+
+impl fmt::Debug for RefreshToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RefreshToken([REDACTED])")
+    }
+}
+
+/// A presented value that cannot be a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed refresh token")]
+pub struct MalformedRefreshToken;
+
+impl RefreshToken {
+    /// A fresh token (32 bytes from the thread CSPRNG, seeded by the operating system).
+    #[must_use]
+    pub fn generate() -> Self {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        rand::fill(&mut bytes[..]);
+        Self(Zeroizing::new(format!(
+            "{PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(&bytes[..])
+        )))
+    }
+
+    /// Parses a presented token.
+    ///
+    /// # Errors
+    /// [`MalformedRefreshToken`].
+    pub fn parse(s: &str) -> Result<Self, MalformedRefreshToken> {
+        let body = s.strip_prefix(PREFIX).ok_or(MalformedRefreshToken)?;
+        match URL_SAFE_NO_PAD.decode(body) {
+            Ok(b) if b.len() == 32 => Ok(Self(Zeroizing::new(s.to_owned()))),
+            _ => Err(MalformedRefreshToken),
+        }
+    }
+
+    /// The value to hand to the client.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Its stored form.
+    #[must_use]
+    pub fn hash(&self) -> RefreshHash {
+        RefreshHash(Sha256::digest(self.0.as_bytes()).into())
+    }
+}
+
+/// A refresh token as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRecord {
+    /// Its hash (the key).
+    pub hash: RefreshHash,
+    /// Its family (one login).
+    pub family: uuid::Uuid,
+    /// Whose.
+    pub user: String,
+    /// When the family ends, whatever the rotations (seconds since the epoch).
+    pub family_expires_at: u64,
+    /// When it was used, if it was.
+    pub spent_at: Option<u64>,
+    /// The token that replaced it, if it was used.
+    pub replaced_by: Option<RefreshHash>,
+    /// Whether its family was revoked.
+    pub revoked: bool,
+}
+
+/// What presenting a token leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Issue a new token in the family (expiring with the family), mark this one spent and
+    /// replaced by it, and revoke `orphan` (a replacement that a grace-window retry supersedes).
+    Rotate {
+        /// The family.
+        family: uuid::Uuid,
+        /// When the new token's family ends (unchanged: rotation never extends it).
+        family_expires_at: u64,
+        /// A replacement to revoke.
+        orphan: Option<RefreshHash>,
+    },
+    /// A spent token came back: revoke the family, audit `user.refresh_reuse_detected`.
+    ReuseDetected {
+        /// The family to revoke.
+        family: uuid::Uuid,
+    },
+    /// Refuse: unknown, expired, or its family revoked (all answer the same to the client).
+    Refuse,
+}
+
+/// Decides what `record` (the stored record of the presented token, if any) leads to at `now`,
+/// given `replacement` (the stored record of its replacement, when it was spent) and a grace
+/// window of `grace_secs`.
+#[must_use]
+pub fn decide(
+    record: Option<&RefreshRecord>,
+    replacement: Option<&RefreshRecord>,
+    now: u64,
+    grace_secs: u64,
+) -> Decision {
+    let Some(r) = record else {
+        return Decision::Refuse;
+    };
+    if r.revoked || now >= r.family_expires_at {
+        return Decision::Refuse;
+    }
+    let rotate = |orphan| Decision::Rotate {
+        family: r.family,
+        family_expires_at: r.family_expires_at,
+        orphan,
+    };
+    match r.spent_at {
+        None => rotate(None),
+        Some(spent) => {
+            let replacement_unused =
+                replacement.is_some_and(|n| n.spent_at.is_none() && !n.revoked);
+            if now.saturating_sub(spent) <= grace_secs && replacement_unused {
+                rotate(r.replaced_by)
+            } else {
+                Decision::ReuseDetected { family: r.family }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(spent_at: Option<u64>) -> RefreshRecord {
+        RefreshRecord {
+            hash: RefreshToken::generate().hash(),
+            family: uuid::Uuid::now_v7(),
+            user: "u1".into(),
+            family_expires_at: 1_000 + FAMILY_LIFETIME_SECS,
+            spent_at,
+            replaced_by: spent_at.map(|_| RefreshToken::generate().hash()),
+            revoked: false,
+        }
+    }
+
+    #[test]
+    fn tokens_are_random_opaque_and_stored_hashed() {
+        let t = RefreshToken::generate();
+        assert!(t.expose().starts_with(PREFIX));
+        assert_eq!(RefreshToken::parse(t.expose()).unwrap().hash(), t.hash());
+        assert_ne!(RefreshToken::generate().hash(), t.hash());
+        assert_eq!(format!("{t:?}"), "RefreshToken([REDACTED])");
+        for bad in [
+            "",
+            "cfr1_",
+            "cfr1_abc",
+            "xyz1_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
+            assert_eq!(RefreshToken::parse(bad).unwrap_err(), MalformedRefreshToken);
+        }
+    }
+
+    #[test]
+    fn a_fresh_token_rotates_without_extending_its_family() {
+        let r = record(None);
+        assert_eq!(
+            decide(Some(&r), None, 2_000, 10),
+            Decision::Rotate {
+                family: r.family,
+                family_expires_at: r.family_expires_at,
+                orphan: None
+            }
+        );
+        assert_eq!(decide(None, None, 2_000, 10), Decision::Refuse);
+        assert_eq!(
+            decide(Some(&r), None, r.family_expires_at, 10),
+            Decision::Refuse,
+            "30 days after login, rotations or not"
+        );
+        let revoked = RefreshRecord {
+            revoked: true,
+            ..r.clone()
+        };
+        assert_eq!(decide(Some(&revoked), None, 2_000, 10), Decision::Refuse);
+    }
+
+    #[test]
+    fn a_spent_token_presented_again_revokes_its_family() {
+        let r = record(Some(2_000));
+        let next = RefreshRecord {
+            hash: r.replaced_by.unwrap(),
+            spent_at: None,
+            replaced_by: None,
+            ..r.clone()
+        };
+        // Within the grace window, with the replacement unused: a lost response, retried.
+        assert_eq!(
+            decide(Some(&r), Some(&next), 2_005, 10),
+            Decision::Rotate {
+                family: r.family,
+                family_expires_at: r.family_expires_at,
+                orphan: r.replaced_by
+            }
+        );
+        // After the window, or once the replacement was used: a copy exists.
+        assert_eq!(
+            decide(Some(&r), Some(&next), 2_011, 10),
+            Decision::ReuseDetected { family: r.family }
+        );
+        let used = RefreshRecord {
+            spent_at: Some(2_001),
+            ..next
+        };
+        assert_eq!(
+            decide(Some(&r), Some(&used), 2_002, 10),
+            Decision::ReuseDetected { family: r.family }
+        );
+        assert_eq!(
+            decide(Some(&r), None, 2_002, 0),
+            Decision::ReuseDetected { family: r.family },
+            "no grace window configured"
+        );
+    }
+}
