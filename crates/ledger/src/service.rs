@@ -6,6 +6,7 @@
 //! new balances, postings and memo. After it: hand the audit records to the alert rules. So no
 //! key-provider call and no KDF runs while rows are locked.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
@@ -250,7 +251,51 @@ pub struct Ledger {
     keys: Arc<dyn KeyProvider>,
     audit: Arc<ObservedAuditLog>,
     pins: PinVerifier,
+    pin_turns: WalletTurns,
     config: LedgerConfig,
+}
+
+/// A queue per wallet (entries exist only while someone waits or holds the turn).
+#[derive(Default)]
+struct WalletTurns(Mutex<HashMap<WalletId, Arc<tokio::sync::Mutex<()>>>>);
+
+/// One wallet's turn; released on drop.
+struct Turn<'a> {
+    turns: &'a WalletTurns,
+    wallet: WalletId,
+    queue: Arc<tokio::sync::Mutex<()>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WalletTurns {
+    async fn lock(&self, wallet: WalletId) -> Turn<'_> {
+        let queue = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(wallet)
+            .or_default()
+            .clone();
+        let guard = queue.clone().lock_owned().await;
+        Turn {
+            turns: self,
+            wallet,
+            queue,
+            guard: Some(guard),
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut map = self.turns.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Under the map's lock nobody can take a new handle: the map's and this one left means
+        // nobody waits.
+        if Arc::strong_count(&self.queue) == 2 {
+            map.remove(&self.wallet);
+        }
+    }
 }
 
 impl std::fmt::Debug for Ledger {
@@ -515,6 +560,7 @@ impl Ledger {
             keys,
             audit,
             pins: PinVerifier::new(config.pins),
+            pin_turns: WalletTurns::default(),
             config,
         }
     }
@@ -1079,16 +1125,26 @@ impl Ledger {
             .map_err(|e| corrupt("public key", rec.id)(e.to_string()))?;
         let dek = keys.key(rec.id, sealed.data_key_ref().version())?;
         let aad = signing_key_aad(rec.id);
-        if let Some(known) = self
-            .pins
-            .unseal_if_cached(rec.id, pin, &params, &sealed, dek, &aad, &public)
-        {
-            return known
-                .map(|key| Unlocked::Key {
-                    key,
-                    reserved: false,
+        let cached = || {
+            self.pins
+                .unseal_if_cached(rec.id, pin, &params, &sealed, dek, &aad, &public)
+                .map(|known| {
+                    known
+                        .map(|key| Unlocked::Key {
+                            key,
+                            reserved: false,
+                        })
+                        .map_err(pin_error)
                 })
-                .map_err(pin_error);
+        };
+        if let Some(known) = cached() {
+            return known;
+        }
+        // One PIN check per wallet at a time in this process: a burst of requests with the right
+        // PIN pays one attempt and one KDF, and the others find it remembered.
+        let _turn = self.pin_turns.lock(rec.id).await;
+        if let Some(known) = cached() {
+            return known;
         }
         if let Some(idem) = idem
             && let Some(view) = self.replay(idem).await?
@@ -1376,14 +1432,7 @@ impl Ledger {
     /// # Errors
     /// [`LedgerError::WalletClosed`], not found, storage.
     pub async fn freeze(&self, admin: UserId, wallet: WalletId) -> Result<WalletView, Error> {
-        self.admin_update(admin, wallet, Action::WalletFreeze, &|s, c| {
-            if s.status == WalletStatus::Closed {
-                return Err(LedgerError::WalletClosed.into());
-            }
-            c.status = WalletStatus::Frozen;
-            Ok(())
-        })
-        .await
+        self.set_frozen(admin, wallet, true).await
     }
 
     /// Unfreezes a wallet.
@@ -1391,11 +1440,25 @@ impl Ledger {
     /// # Errors
     /// [`LedgerError::WalletClosed`], not found, storage.
     pub async fn unfreeze(&self, admin: UserId, wallet: WalletId) -> Result<WalletView, Error> {
-        self.admin_update(admin, wallet, Action::WalletUnfreeze, &|s, c| {
+        self.set_frozen(admin, wallet, false).await
+    }
+
+    async fn set_frozen(
+        &self,
+        admin: UserId,
+        wallet: WalletId,
+        frozen: bool,
+    ) -> Result<WalletView, Error> {
+        let (action, status) = if frozen {
+            (Action::WalletFreeze, WalletStatus::Frozen)
+        } else {
+            (Action::WalletUnfreeze, WalletStatus::Active)
+        };
+        self.admin_update(admin, wallet, action, &|s, c| {
             if s.status == WalletStatus::Closed {
                 return Err(LedgerError::WalletClosed.into());
             }
-            c.status = WalletStatus::Active;
+            c.status = status;
             Ok(())
         })
         .await

@@ -56,6 +56,7 @@ macro_rules! ledger_store_contract_tests {
             closed_wallets_accept_nothing_and_close_only_empty,
             wrong_pins_lock_money_out_and_the_count_survives_a_restart,
             guesses_sent_at_once_get_no_more_than_the_attempts_left,
+            a_burst_with_the_right_pin_pays_one_attempt,
             pin_change_keeps_the_key_and_reset_issues_a_new_one,
             idempotency_replays_and_conflicts_also_after_a_restart,
             a_reversal_posts_the_opposite_exactly_once,
@@ -765,6 +766,27 @@ pub async fn guesses_sent_at_once_get_no_more_than_the_attempts_left(backend: &d
         0
     );
     assert_eq!(balance(&l, a).await, 1_000);
+}
+
+/// Twelve withdrawals at once with the right PIN and nothing remembered yet: all land, the KDF
+/// runs once, and the wallet is not locked by its owner's own burst.
+pub async fn a_burst_with_the_right_pin_pays_one_attempt(backend: &dyn Backend) {
+    let l = ledger(backend).await;
+    let alice = UserId::new();
+    let a = funded(&l, alice, 1_000).await;
+    let before = l.pins().derivations();
+    let burst: Vec<_> = (0..12)
+        .map(|i| {
+            let l = &l;
+            async move { l.withdraw(alice, a, PIN, &req(1, &format!("b{i}"))).await }
+        })
+        .collect();
+    for r in join_all(burst).await {
+        r.unwrap();
+    }
+    assert_eq!(l.pins().derivations() - before, 1);
+    let w = l.wallet(Caller::User(alice), a).await.unwrap();
+    assert_eq!((w.balance.minor(), w.failed_pins), (988, 0));
 }
 
 async fn wallet_audit_actions(backend: &dyn Backend, wallet: WalletId) -> Vec<String> {

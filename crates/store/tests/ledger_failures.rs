@@ -50,6 +50,10 @@ fn ledger(
     Ledger::new(store, keys, observed, config())
 }
 
+fn local_keys() -> Arc<dyn KeyProvider> {
+    Arc::new(LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "test").unwrap())
+}
+
 fn req(amount: i64, key: &str) -> MoneyRequest<'_> {
     MoneyRequest {
         amount_minor: amount,
@@ -62,9 +66,7 @@ fn req(amount: i64, key: &str) -> MoneyRequest<'_> {
 #[tokio::test]
 async fn a_key_provider_that_times_out_fails_retryably_and_writes_nothing() {
     let (pool, _dir) = testing::sqlite_pool().await;
-    let keys: Arc<dyn KeyProvider> = Arc::new(
-        LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "test").unwrap(),
-    );
+    let keys = local_keys();
     let audit = SqliteAuditLog::open(pool.clone(), keys.as_ref())
         .await
         .unwrap();
@@ -116,9 +118,7 @@ async fn a_key_provider_that_times_out_fails_retryably_and_writes_nothing() {
 #[tokio::test]
 async fn a_database_that_goes_away_fails_retryably() {
     let (pool, _dir) = testing::sqlite_pool().await;
-    let keys: Arc<dyn KeyProvider> = Arc::new(
-        LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "test").unwrap(),
-    );
+    let keys = local_keys();
     let audit = SqliteAuditLog::open(pool.clone(), keys.as_ref())
         .await
         .unwrap();
@@ -136,9 +136,7 @@ async fn a_database_that_goes_away_fails_retryably() {
 async fn the_application_role_moves_money_but_cannot_rewrite_history() {
     let owner = testing::pg_pool().await;
     let app = testing::pg_app_pool(&owner).await;
-    let keys: Arc<dyn KeyProvider> = Arc::new(
-        LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "test").unwrap(),
-    );
+    let keys = local_keys();
     let audit = PgAuditLog::open(app.clone(), keys.as_ref()).await.unwrap();
     let store = Arc::new(PgLedgerStore::new(app.clone(), audit.clone()));
     let l = ledger(store, Arc::new(audit), keys);
