@@ -9,9 +9,9 @@
 //! - [`password`]: the password policy and Argon2id hashing off the runtime.
 //! - [`refresh`]: refresh tokens (opaque, stored hashed) and the rotation and reuse decision.
 //!
-//! Status (issue "Authentication and RBAC"): the user service, the stores (users, refresh
-//! families, signing keys sealed under the KEK), the Redis revocation adapter, OIDC issuers and
-//! TOTP are not written yet.
+//! The Redis revocation adapter is `coffer-auth-redis`. Status (issue "Authentication and
+//! RBAC"): the user service, the stores (users, refresh families, signing keys sealed under the
+//! KEK), OIDC issuers and TOTP are not written yet.
 
 pub mod email;
 pub mod password;

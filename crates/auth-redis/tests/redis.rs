@@ -1,0 +1,57 @@
+//! The revocation contract suite against the machine's Redis (`COFFER_TEST_REDIS_URL`, default
+//! redis://127.0.0.1:6379), each test under its own key prefix; two replicas sharing one list;
+//! and a Redis that does not answer.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use coffer_auth::{RevocationError, RevocationList};
+use coffer_auth_redis::{RedisRevocationConfig, RedisRevocationList};
+
+fn redis_url() -> String {
+    std::env::var("COFFER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn list(prefix: &str) -> RedisRevocationList {
+    RedisRevocationList::new(&redis_url(), prefix, RedisRevocationConfig::default()).unwrap()
+}
+
+fn fresh_prefix() -> String {
+    format!("coffer-test:rev:{}", uuid::Uuid::now_v7())
+}
+
+coffer_auth::revocation_list_contract_tests!(|| async {
+    Arc::new(list(&fresh_prefix())) as Arc<dyn RevocationList>
+});
+
+/// What one replica revokes, another refuses.
+#[tokio::test]
+async fn two_replicas_share_one_list() {
+    let prefix = fresh_prefix();
+    let (a, b) = (list(&prefix), list(&prefix));
+    a.revoke_token("t1", SystemTime::now() + Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(b.status("t1", "u1").await.unwrap().token_revoked);
+    let epoch = b.revoke_user("u1").await.unwrap();
+    assert_eq!(a.epochs("u1").await.unwrap().0, epoch);
+}
+
+/// A Redis that does not answer makes every check fail (closed), quickly and typed.
+#[tokio::test]
+async fn a_redis_that_does_not_answer_fails_closed() {
+    // A port nothing listens on.
+    let down = RedisRevocationList::new(
+        "redis://127.0.0.1:1",
+        "coffer-test:rev:down",
+        RedisRevocationConfig::default(),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        down.status("t", "u").await,
+        Err(RevocationError::Unavailable(_))
+    ));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
