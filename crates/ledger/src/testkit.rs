@@ -63,6 +63,7 @@ macro_rules! ledger_store_contract_tests {
             history_pages_newest_first_with_a_stable_cursor,
             raw_tables_hold_no_plaintext,
             verify_reports_tampering_with_wallet_and_transaction,
+            verify_reports_progress_and_resumes,
             concurrent_random_operations_keep_the_books,
         );
     };
@@ -1140,6 +1141,65 @@ pub async fn verify_reports_tampering_with_wallet_and_transaction(backend: &dyn 
         l.wallet(Caller::User(alice), a).await,
         Err(Error::Corrupt(_))
     ));
+}
+
+/// Verification pages through the ledger reporting where it is, and a run resumed from a
+/// reported point checks the rest.
+pub async fn verify_reports_progress_and_resumes(backend: &dyn Backend) {
+    let l = ledger(backend).await;
+    let mut wallets = Vec::new();
+    for _ in 0..5 {
+        let owner = UserId::new();
+        wallets.push((owner, funded(&l, owner, 100).await));
+    }
+    for (i, (owner, w)) in wallets.iter().enumerate() {
+        l.withdraw(*owner, *w, PIN, &req(1, &format!("v{i}")))
+            .await
+            .unwrap();
+    }
+    let seen = std::sync::Mutex::new(Vec::new());
+    let options = VerifyOptions {
+        page: 2,
+        ..VerifyOptions::default()
+    };
+    let full = l
+        .verify(options.clone(), &|p| seen.lock().unwrap().push(p.clone()))
+        .await
+        .unwrap();
+    assert!(full.ok() && full.complete);
+    assert_eq!(
+        (full.wallets, full.transactions, full.signatures),
+        (5, 10, 5)
+    );
+    let seen = seen.into_inner().unwrap();
+    let wallet_pages: Vec<u64> = seen
+        .iter()
+        .filter(|p| p.phase == crate::verify::Phase::Wallets)
+        .map(|p| p.done)
+        .collect();
+    assert_eq!(wallet_pages, vec![2, 4, 5], "progress after every page");
+    let tx_pages = seen
+        .iter()
+        .filter(|p| p.phase == crate::verify::Phase::Transactions)
+        .count();
+    assert_eq!(tx_pages, 5);
+    // Resume from the third transaction page: the wallets are done, four transactions are.
+    let resume = seen
+        .iter()
+        .filter(|p| p.phase == crate::verify::Phase::Transactions)
+        .nth(1)
+        .unwrap()
+        .resume
+        .clone();
+    assert!(resume.skip_wallets);
+    let rest = l.verify(resume, &|_| {}).await.unwrap();
+    assert!(rest.ok());
+    assert!(
+        !rest.complete,
+        "a resumed run says it did not see everything"
+    );
+    assert_eq!((rest.wallets, rest.transactions), (0, 6));
+    assert!(rest.wallet_totals.is_empty() && rest.settlement.is_empty());
 }
 
 /// 32 tasks, over 5,000 random deposits, withdrawals and transfers among 20 wallets, some
