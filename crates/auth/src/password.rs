@@ -211,15 +211,20 @@ impl PasswordHasher {
         &self,
         f: impl FnOnce() -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
-        let _permit = self
+        let permit = self
             .permits
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| HashError::Unavailable)?;
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|_| HashError::Unavailable)?
+        // The permit goes with the job: a caller that gives up (a dropped request) does not
+        // free a slot while its hash still runs.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f()
+        })
+        .await
+        .map_err(|_| HashError::Unavailable)?
     }
 }
 

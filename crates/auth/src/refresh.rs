@@ -100,9 +100,13 @@ pub struct RefreshRecord {
     pub replaced_by: Option<RefreshHash>,
     /// Whether its family was revoked.
     pub revoked: bool,
+    /// Whether it was revoked as the unused replacement a grace-window retry superseded: if it
+    /// turns up, the retry was not its owner's.
+    pub superseded: bool,
 }
 
-/// What presenting a token leads to.
+/// What presenting a token leads to. A `Rotate` keeps the presented token's `spent_at` as it
+/// was (the store sets it only when it is unset), so the grace window never slides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Issue a new token in the family (expiring with the family), mark this one spent and
@@ -137,6 +141,11 @@ pub fn decide(
     let Some(r) = record else {
         return Decision::Refuse;
     };
+    if r.superseded {
+        // The owner's copy of the replacement: the token retried in the grace window was a
+        // stolen one.
+        return Decision::ReuseDetected { family: r.family };
+    }
     if r.revoked || now >= r.family_expires_at {
         return Decision::Refuse;
     }
@@ -148,8 +157,12 @@ pub fn decide(
     match r.spent_at {
         None => rotate(None),
         Some(spent) => {
-            let replacement_unused =
-                replacement.is_some_and(|n| n.spent_at.is_none() && !n.revoked);
+            let replacement_unused = replacement.is_some_and(|n| {
+                Some(n.hash) == r.replaced_by
+                    && n.family == r.family
+                    && n.spent_at.is_none()
+                    && !n.revoked
+            });
             if now.saturating_sub(spent) <= grace_secs && replacement_unused {
                 rotate(r.replaced_by)
             } else {
@@ -172,6 +185,7 @@ mod tests {
             spent_at,
             replaced_by: spent_at.map(|_| RefreshToken::generate().hash()),
             revoked: false,
+            superseded: false,
         }
     }
 
@@ -241,7 +255,7 @@ mod tests {
         );
         let used = RefreshRecord {
             spent_at: Some(2_001),
-            ..next
+            ..next.clone()
         };
         assert_eq!(
             decide(Some(&r), Some(&used), 2_002, 10),
@@ -251,6 +265,26 @@ mod tests {
             decide(Some(&r), None, 2_002, 0),
             Decision::ReuseDetected { family: r.family },
             "no grace window configured"
+        );
+        // A "replacement" from elsewhere does not open the grace window.
+        let stranger = RefreshRecord {
+            hash: RefreshToken::generate().hash(),
+            ..next.clone()
+        };
+        assert_eq!(
+            decide(Some(&r), Some(&stranger), 2_005, 10),
+            Decision::ReuseDetected { family: r.family }
+        );
+        // The thief retried in the window and the owner's replacement was superseded: when the
+        // owner presents it, the family goes.
+        let superseded = RefreshRecord {
+            revoked: true,
+            superseded: true,
+            ..next
+        };
+        assert_eq!(
+            decide(Some(&superseded), None, 2_006, 10),
+            Decision::ReuseDetected { family: r.family }
         );
     }
 }

@@ -424,6 +424,17 @@ impl Tokens {
             .rotate(next, SystemTime::now());
     }
 
+    /// Drops a key at once (a compromised key): tokens it signed stop verifying now, not at
+    /// the end of its window. Returns whether it was there. The current key cannot be dropped;
+    /// rotate first.
+    pub fn drop_key(&self, kid: &str) -> bool {
+        let mut ring = self.ring.write().unwrap_or_else(PoisonError::into_inner);
+        let before = ring.entries.len();
+        ring.entries
+            .retain(|e| e.key.kid() != kid || e.retired_at.is_none());
+        ring.entries.len() != before
+    }
+
     /// The JWKS document.
     #[must_use]
     pub fn jwks(&self) -> serde_json::Value {
@@ -550,22 +561,26 @@ impl Tokens {
         if status.token_revoked {
             return Err(TokenError::Revoked);
         }
-        if claims.uep < status.user_epoch {
+        // An epoch above the current one means the list lost its counters (a restart of an
+        // unpersisted store): every such token is refused rather than trusted.
+        if claims.uep != status.user_epoch {
             return Err(TokenError::UserRevoked);
         }
-        if claims.gep < status.global_epoch {
+        if claims.gep != status.global_epoch {
             return Err(TokenError::EveryoneRevoked);
         }
         Ok(VerifiedToken { claims })
     }
 
-    /// Logout: revokes this token until it would have expired.
+    /// Logout: revokes this token until it would have expired, with a margin of twice the
+    /// leeway for clocks that disagree (the list's and the verifiers').
     ///
     /// # Errors
     /// [`TokenError::Unavailable`].
     pub async fn revoke(&self, claims: &AccessClaims) -> Result<(), TokenError> {
-        let expires = SystemTime::UNIX_EPOCH
-            + Duration::from_secs(claims.exp.saturating_add(self.config.leeway.as_secs()));
+        let margin = 2 * self.config.leeway.as_secs() + 1;
+        let expires =
+            SystemTime::UNIX_EPOCH + Duration::from_secs(claims.exp.saturating_add(margin));
         self.revocation.revoke_token(&claims.jti, expires).await?;
         Ok(())
     }

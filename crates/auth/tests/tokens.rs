@@ -114,6 +114,19 @@ async fn rotation_keeps_tokens_in_flight_valid_and_publishes_both_keys() {
     );
     f.tokens.verify(&old).await.unwrap();
     f.tokens.verify(&new).await.unwrap();
+    // A compromised key goes at once; the current one cannot.
+    let fresh = fixture();
+    let (before, _) = fresh.tokens.issue(&grant(&roles)).await.unwrap();
+    fresh.tokens.rotate(key(1));
+    assert!(
+        !fresh.tokens.drop_key(key(1).kid()),
+        "the signing key stays"
+    );
+    assert!(fresh.tokens.drop_key(key(0).kid()));
+    assert_eq!(
+        fresh.tokens.verify(&before).await.unwrap_err().reason(),
+        "unknown_key"
+    );
     let jwks = f.tokens.jwks();
     let kids: Vec<&str> = jwks["keys"]
         .as_array()
@@ -283,4 +296,16 @@ async fn every_attack_is_refused_with_its_reason() {
     );
     let (fourth, _) = f.tokens.issue(&grant(&roles)).await.unwrap();
     f.tokens.verify(&fourth).await.unwrap();
+
+    // A revocation list that lost its counters (an unpersisted store restarted) sees epochs
+    // below the tokens': those tokens are refused, not trusted.
+    let forgetful = Tokens::new(
+        TokenConfig::default(),
+        KeyRing::new(key(0), &TokenConfig::default()),
+        Arc::new(InMemoryRevocationList::new()),
+    );
+    assert_eq!(
+        forgetful.verify(&fourth).await.unwrap_err().reason(),
+        "user_revoked"
+    );
 }
