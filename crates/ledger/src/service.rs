@@ -1179,52 +1179,60 @@ impl Ledger {
     /// # Errors
     /// [`LedgerError::PinLocked`] when no attempt is left.
     async fn reserve_pin_attempt(&self, wallet: WalletId, keys: &Keyring) -> Result<u32, Error> {
-        let count = AtomicU32::new(0);
-        let decide = |locked: &Locked<'_>| {
-            let rec = locked.wallet(wallet)?;
-            if rec.failed_pins >= PIN_LOCK_THRESHOLD {
-                return Err(LedgerError::PinLocked.into());
+        self.set_failed_pins(wallet, keys, &|n| {
+            if n >= PIN_LOCK_THRESHOLD {
+                Err(LedgerError::PinLocked.into())
+            } else {
+                Ok(n + 1)
             }
-            let mut change = rewrite(keys, rec, state(keys, rec)?.balance)?;
-            change.failed_pins = rec.failed_pins + 1;
-            count.store(change.failed_pins, Ordering::Relaxed);
-            Ok(Changes {
-                wallets: vec![change],
-                ..Changes::default()
-            })
-        };
-        self.store
-            .apply(Apply {
-                lock: vec![wallet],
-                original: None,
-                idempotency: None,
-                decide: &decide,
-            })
-            .await?;
-        Ok(count.load(Ordering::Relaxed))
+        })
+        .await
     }
 
     /// Gives back a reserved attempt whose PIN was right but whose operation did not happen: a
     /// right PIN ends the run of wrong ones.
     async fn release_pin_attempt(&self, wallet: WalletId, keys: &Keyring) -> Result<(), Error> {
-        let decide = |locked: &Locked<'_>| {
+        self.set_failed_pins(wallet, keys, &|_| Ok(0))
+            .await
+            .map(|_| ())
+    }
+
+    /// Sets a wallet's wrong-PIN count to `next(current)` under its row lock; returns it.
+    async fn set_failed_pins(
+        &self,
+        wallet: WalletId,
+        keys: &Keyring,
+        next: &(dyn Fn(u32) -> Result<u32, Error> + Send + Sync),
+    ) -> Result<u32, Error> {
+        let count = AtomicU32::new(0);
+        self.on_wallet(wallet, &|locked| {
             let rec = locked.wallet(wallet)?;
             let mut change = rewrite(keys, rec, state(keys, rec)?.balance)?;
-            change.failed_pins = 0;
+            change.failed_pins = next(rec.failed_pins)?;
+            count.store(change.failed_pins, Ordering::Relaxed);
             Ok(Changes {
                 wallets: vec![change],
                 ..Changes::default()
             })
-        };
+        })
+        .await?;
+        Ok(count.load(Ordering::Relaxed))
+    }
+
+    /// `apply` on one wallet, for the operations that take no idempotency key.
+    async fn on_wallet(
+        &self,
+        wallet: WalletId,
+        decide: &(dyn Fn(&Locked<'_>) -> Result<Changes, Error> + Send + Sync),
+    ) -> Result<Applied, Error> {
         self.store
             .apply(Apply {
                 lock: vec![wallet],
                 original: None,
                 idempotency: None,
-                decide: &decide,
+                decide,
             })
             .await
-            .map(|_| ())
     }
 
     /// Audits a wrong PIN (its attempt is already counted) and, at the limit, the lock.
@@ -1254,19 +1262,12 @@ impl Ledger {
             ));
             self.pins.forget(wallet);
         }
-        let decide = |_: &Locked<'_>| {
-            Ok(Changes {
-                audit: audit.clone(),
-                ..Changes::default()
-            })
-        };
         let applied = self
-            .store
-            .apply(Apply {
-                lock: vec![wallet],
-                original: None,
-                idempotency: None,
-                decide: &decide,
+            .on_wallet(wallet, &|_| {
+                Ok(Changes {
+                    audit: audit.clone(),
+                    ..Changes::default()
+                })
             })
             .await?;
         self.observe(&applied).await;
@@ -1397,15 +1398,7 @@ impl Ledger {
                 transaction: None,
             })
         };
-        let applied = self
-            .store
-            .apply(Apply {
-                lock: vec![wallet],
-                original: None,
-                idempotency: None,
-                decide: &decide,
-            })
-            .await?;
+        let applied = self.on_wallet(wallet, &decide).await?;
         self.observe(&applied).await;
         view.into_inner()
             .unwrap_or_else(PoisonError::into_inner)
