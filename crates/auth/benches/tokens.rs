@@ -20,11 +20,13 @@ fn tokens(c: &mut Criterion) {
         Arc::new(InMemoryRevocationList::new()),
     );
     let roles = vec!["user".to_owned()];
+    let amr = vec!["pwd".to_owned()];
     let grant = Grant {
         subject: "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
         client_id: "web",
         roles: &roles,
-        amr: &["pwd"],
+        amr: &amr,
+        session: None,
     };
     let (token, _) = rt.block_on(tokens.issue(&grant)).unwrap();
     c.bench_function("access token verify (RS256, revocation check)", |b| {

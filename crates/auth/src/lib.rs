@@ -13,14 +13,18 @@
 //! RBAC"): the user service, the stores (users, refresh families, signing keys sealed under the
 //! KEK), OIDC issuers and TOTP are not written yet.
 
+pub mod accounts;
 pub mod email;
+pub mod mfa;
 pub mod password;
 pub mod rbac;
 pub mod refresh;
 pub mod revocation;
+pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod token;
+pub mod user;
 
 pub use rbac::{Permission, Rbac, RbacError};
 pub use revocation::{InMemoryRevocationList, RevocationError, RevocationList, RevocationStatus};

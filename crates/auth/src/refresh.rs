@@ -90,8 +90,12 @@ pub struct RefreshRecord {
     pub hash: RefreshHash,
     /// Its family (one login).
     pub family: uuid::Uuid,
-    /// Whose.
+    /// Whose (a user id).
     pub user: String,
+    /// The client the family was issued to (its access tokens' `client_id`).
+    pub client_id: String,
+    /// How the login authenticated (its access tokens' `amr`, kept through rotations).
+    pub amr: Vec<String>,
     /// When the family ends, whatever the rotations (seconds since the epoch).
     pub family_expires_at: u64,
     /// When it was used, if it was.
@@ -163,7 +167,7 @@ pub fn decide(
                     && n.spent_at.is_none()
                     && !n.revoked
             });
-            if now.saturating_sub(spent) <= grace_secs && replacement_unused {
+            if grace_secs > 0 && now.saturating_sub(spent) <= grace_secs && replacement_unused {
                 rotate(r.replaced_by)
             } else {
                 Decision::ReuseDetected { family: r.family }
@@ -181,6 +185,8 @@ mod tests {
             hash: RefreshToken::generate().hash(),
             family: uuid::Uuid::now_v7(),
             user: "u1".into(),
+            client_id: "web".into(),
+            amr: vec!["pwd".into()],
             family_expires_at: 1_000 + FAMILY_LIFETIME_SECS,
             spent_at,
             replaced_by: spent_at.map(|_| RefreshToken::generate().hash()),
@@ -262,9 +268,9 @@ mod tests {
             Decision::ReuseDetected { family: r.family }
         );
         assert_eq!(
-            decide(Some(&r), None, 2_002, 0),
+            decide(Some(&r), Some(&next), 2_000, 0),
             Decision::ReuseDetected { family: r.family },
-            "no grace window configured"
+            "no grace window configured: not even within the same second"
         );
         // A "replacement" from elsewhere does not open the grace window.
         let stranger = RefreshRecord {

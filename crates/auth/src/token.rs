@@ -82,6 +82,9 @@ pub struct AccessClaims {
     pub uep: u64,
     /// The global revocation epoch at issue.
     pub gep: u64,
+    /// The session (refresh-token family) the token belongs to, so a logout ends both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// Why a token is refused. The reason codes are stable (API problem codes, audit details).
@@ -300,6 +303,38 @@ impl KeyRing {
         }
     }
 
+    /// A ring as stored: keys oldest first with when each stopped signing (`None` for the
+    /// current one). Keys past their window at `now` are left out. `None` if no key signs.
+    #[must_use]
+    pub fn restore(
+        keys: Vec<(SigningKey, Option<u64>)>,
+        config: &TokenConfig,
+        now: SystemTime,
+    ) -> Option<Self> {
+        let mut ring = Self {
+            entries: Vec::with_capacity(keys.len()),
+            window: (config.access_ttl + config.leeway).as_secs(),
+        };
+        let now = unix_secs(now);
+        for (key, retired_at) in keys {
+            let entry = RingEntry {
+                key: Arc::new(key),
+                retired_at,
+            };
+            if ring.in_window(&entry, now) {
+                ring.entries.push(entry);
+            }
+        }
+        ring.current()?;
+        Some(ring)
+    }
+
+    /// The kid of the signing key.
+    #[must_use]
+    pub fn current_kid(&self) -> Option<&str> {
+        self.current().map(|k| k.kid())
+    }
+
     fn current(&self) -> Option<&Arc<SigningKey>> {
         self.entries
             .iter()
@@ -383,7 +418,9 @@ pub struct Grant<'a> {
     /// Roles.
     pub roles: &'a [String],
     /// Authentication methods.
-    pub amr: &'a [&'a str],
+    pub amr: &'a [String],
+    /// The session (refresh-token family), if any.
+    pub session: Option<&'a str>,
 }
 
 impl Tokens {
@@ -422,6 +459,21 @@ impl Tokens {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .rotate(next, SystemTime::now());
+    }
+
+    /// Replaces the ring (another replica rotated: the keys were read again from the store).
+    pub fn replace_ring(&self, ring: KeyRing) {
+        *self.ring.write().unwrap_or_else(PoisonError::into_inner) = ring;
+    }
+
+    /// The kid of the signing key.
+    #[must_use]
+    pub fn current_kid(&self) -> Option<String> {
+        self.ring
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .current_kid()
+            .map(str::to_owned)
     }
 
     /// Drops a key at once (a compromised key): tokens it signed stop verifying now, not at
@@ -465,9 +517,10 @@ impl Tokens {
             jti: uuid::Uuid::new_v4().to_string(),
             client_id: grant.client_id.to_owned(),
             roles: grant.roles.to_vec(),
-            amr: grant.amr.iter().map(|s| (*s).to_owned()).collect(),
+            amr: grant.amr.to_vec(),
             uep,
             gep,
+            sid: grant.session.map(str::to_owned),
         };
         let key = self
             .ring

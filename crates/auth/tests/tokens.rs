@@ -45,12 +45,15 @@ fn roles() -> Vec<String> {
     vec!["user".to_owned()]
 }
 
+static PWD: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| vec!["pwd".to_owned()]);
+
 fn grant<'a>(roles: &'a [String]) -> Grant<'a> {
     Grant {
         subject: "user-1",
         client_id: "web",
         roles,
-        amr: &["pwd"],
+        amr: &PWD,
+        session: None,
     }
 }
 

@@ -6,6 +6,8 @@
 //! - [`audit`]: the audit log adapters ([`audit::PgAuditLog`], [`audit::SqliteAuditLog`]) and the
 //!   in-transaction append the other stores use, so a change and its audit record commit together.
 //! - [`ledger`]: the ledger store ([`ledger::PgLedgerStore`], [`ledger::SqliteLedgerStore`]).
+//! - [`auth`]: the user store ([`auth::PgUserStore`], [`auth::SqliteUserStore`]) and the
+//!   persistent revocation list ([`auth::PgRevocationList`], [`auth::SqliteRevocationList`]).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -17,6 +19,7 @@ use sqlx::sqlite::{
 };
 
 pub mod audit;
+pub mod auth;
 pub mod ledger;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -49,8 +52,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The application role's privileges, applied after every migration run (idempotent): the
 /// role `coffer_app` (created when the migrating role may) reads and appends audit rows,
-/// transactions and postings and never changes or removes them; it updates wallets. The API and worker log in as a member of it; migrations run
-/// separately as the schema owner ([`migrate_postgres`]).
+/// transactions and postings and never changes or removes them; it updates wallets and users,
+/// deletes only refresh tokens and denylist entries (expired ones), and never changes a stored
+/// service secret. The API and worker log in as a member of it; migrations run separately as
+/// the schema owner ([`migrate_postgres`]).
 pub const APP_ROLE_GRANTS: &str = r"
 DO $$
 BEGIN
@@ -71,6 +76,9 @@ BEGIN
         GRANT SELECT, INSERT, UPDATE ON wallets, wallet_keys TO coffer_app;
         GRANT SELECT, INSERT ON wallet_public_keys, transactions, postings TO coffer_app;
         REVOKE UPDATE, DELETE, TRUNCATE ON wallet_public_keys, transactions, postings FROM coffer_app;
+        GRANT SELECT, INSERT, UPDATE ON users, user_keys, signing_keys, revocation_epochs TO coffer_app;
+        GRANT SELECT, INSERT ON service_secrets TO coffer_app;
+        GRANT SELECT, INSERT, UPDATE, DELETE ON refresh_tokens, revoked_tokens TO coffer_app;
         EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA %I TO coffer_app', current_schema());
     END IF;
 END

@@ -1,4 +1,6 @@
-//! The revocation port's contract suite: every adapter runs it through
+//! Contract suites: the revocation port's here, the user store's in [`accounts`].
+//!
+//! The revocation port's: every adapter runs it through
 //! [`revocation_list_contract_tests!`](crate::revocation_list_contract_tests), one
 //! `#[tokio::test]` per case, each on a fresh, empty list.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -7,6 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::revocation::{RevocationError, RevocationList};
+
+pub mod accounts;
 
 /// Expands to one test per contract case.
 #[macro_export]

@@ -1,0 +1,254 @@
+//! The user-store port: users (their personal data only as envelopes under their own data key,
+//! found by the email's blind index), refresh-token families, the token signing keys (sealed
+//! under a data key the KEK wraps) and the service's own wrapped secrets (the blind-index key).
+//!
+//! Every write that changes who may do what carries its audit record, appended in the same
+//! database transaction (so a registration, a role change or a revoked family and its record
+//! commit together); the receipt lets the service hand it to the alert rules afterwards.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use coffer_audit::{AuditEvent, Receipt};
+
+use crate::refresh::{RefreshHash, RefreshRecord};
+use crate::user::UserId;
+
+/// Errors of the user store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UserStoreError {
+    /// Another user has this email (its blind index).
+    #[error("email already registered")]
+    DuplicateEmail,
+    /// The database does not answer. Retry later.
+    #[error("user store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored row does not decode.
+    #[error("user store holds a corrupt row: {0}")]
+    Corrupt(String),
+    /// Anything else the database reported.
+    #[error("user store: {0}")]
+    Storage(String),
+}
+
+/// A user's second factor as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TotpRecord {
+    /// The secret, an envelope under the user's data key.
+    pub sealed: Vec<u8>,
+    /// Whether a code was entered to confirm enrollment (until then it is not asked for).
+    pub confirmed: bool,
+    /// The last step a code was accepted for (replays of it and earlier steps are refused).
+    pub last_step: u64,
+}
+
+impl fmt::Debug for TotpRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TotpRecord")
+            .field("confirmed", &self.confirmed)
+            .field("last_step", &self.last_step)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A user as stored. Personal data fields are envelopes (bound to the user and the field).
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// The id.
+    pub id: UserId,
+    /// HMAC of the normalised email under the blind-index key (unique).
+    pub email_index: [u8; 32],
+    /// The email, sealed.
+    pub email: Vec<u8>,
+    /// The phone number, sealed.
+    pub phone: Option<Vec<u8>>,
+    /// The tax id, sealed.
+    pub tax_id: Option<Vec<u8>>,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// Role names.
+    pub roles: Vec<String>,
+    /// The data key version the fields are sealed under.
+    pub dek_version: u32,
+    /// The second factor, if enrolled.
+    pub totp: Option<TotpRecord>,
+    /// Creation time, microseconds since the epoch.
+    pub created_at: i64,
+}
+
+impl fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("roles", &self.roles)
+            .field("dek_version", &self.dek_version)
+            .field("totp", &self.totp)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One version of a user's data key, wrapped by the KEK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserKeyRecord {
+    /// Its version.
+    pub version: u32,
+    /// `WrappedKey::to_bytes`.
+    pub wrapped: Vec<u8>,
+    /// The KEK version that wrapped it (the rotation's work list).
+    pub kek_version: u32,
+}
+
+/// A user with every version of their data key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedUser {
+    /// The row.
+    pub record: UserRecord,
+    /// Its keys.
+    pub keys: Vec<UserKeyRecord>,
+}
+
+/// A token signing key as stored: its private half sealed under a data key of its own, which
+/// the KEK wraps.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredSigningKey {
+    /// RFC 7638 thumbprint.
+    pub kid: String,
+    /// The data key, `WrappedKey::to_bytes`.
+    pub wrapped_dek: Vec<u8>,
+    /// The KEK version that wrapped it.
+    pub kek_version: u32,
+    /// The PKCS#1 DER private key, an envelope under the data key.
+    pub sealed: Vec<u8>,
+    /// When it started signing, seconds since the epoch.
+    pub created_at: u64,
+    /// When it stopped signing.
+    pub retired_at: Option<u64>,
+}
+
+impl fmt::Debug for StoredSigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredSigningKey")
+            .field("kid", &self.kid)
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One refresh rotation, applied atomically or not at all.
+#[derive(Debug, Clone)]
+pub struct Rotation<'a> {
+    /// The presented token.
+    pub presented: RefreshHash,
+    /// What its `replaced_by` must still be (compare-and-swap): `None` for a first use, the
+    /// orphan for a grace-window retry.
+    pub expected_replaced_by: Option<RefreshHash>,
+    /// The new token (its `spent_at` and `replaced_by` unset).
+    pub next: &'a RefreshRecord,
+    /// Now, seconds since the epoch (the presented token's `spent_at`, if unset).
+    pub now: u64,
+}
+
+/// The user-store port. Used as `Arc<dyn UserStore>`.
+#[async_trait]
+pub trait UserStore: Send + Sync + fmt::Debug {
+    /// Inserts a user with its first data key and the registration's audit record.
+    ///
+    /// # Errors
+    /// [`UserStoreError::DuplicateEmail`] when the email's index is taken.
+    async fn create_user(
+        &self,
+        user: &UserRecord,
+        key: &UserKeyRecord,
+        audit: &AuditEvent,
+    ) -> Result<Receipt, UserStoreError>;
+
+    /// A user by id.
+    async fn user(&self, id: UserId) -> Result<Option<LoadedUser>, UserStoreError>;
+
+    /// A user by the blind index of their email.
+    async fn user_by_email(&self, index: &[u8; 32]) -> Result<Option<LoadedUser>, UserStoreError>;
+
+    /// Replaces a user's roles; `None` if there is no such user.
+    async fn set_roles(
+        &self,
+        id: UserId,
+        roles: &[String],
+        audit: &AuditEvent,
+    ) -> Result<Option<Receipt>, UserStoreError>;
+
+    /// Sets or removes a user's second factor; `None` if there is no such user.
+    async fn set_totp(
+        &self,
+        id: UserId,
+        totp: Option<&TotpRecord>,
+        audit: &AuditEvent,
+    ) -> Result<Option<Receipt>, UserStoreError>;
+
+    /// Claims TOTP step `step` for a user: true only if it is later than the last step claimed
+    /// (one statement, so two requests with one code cannot both win).
+    async fn claim_totp_step(&self, id: UserId, step: u64) -> Result<bool, UserStoreError>;
+
+    /// Stores the first token of a new family (a login) with the login's audit record.
+    async fn start_family(
+        &self,
+        first: &RefreshRecord,
+        audit: &AuditEvent,
+    ) -> Result<Receipt, UserStoreError>;
+
+    /// A refresh token by hash.
+    async fn refresh_token(
+        &self,
+        hash: &RefreshHash,
+    ) -> Result<Option<RefreshRecord>, UserStoreError>;
+
+    /// Applies a rotation: the presented token is marked spent (its `spent_at` only if unset)
+    /// and replaced by `next`, but only if it is not revoked and its `replaced_by` is still
+    /// `expected_replaced_by`; the orphan (if expected) is revoked as superseded, but only if it
+    /// was never used; `next` is inserted. False, changing nothing, when a condition failed (a
+    /// concurrent use won): the caller decides again on fresh records.
+    async fn rotate_refresh(&self, rotation: &Rotation<'_>) -> Result<bool, UserStoreError>;
+
+    /// Revokes every token of a family, with an audit record if given; how many were live.
+    async fn revoke_family(
+        &self,
+        family: uuid::Uuid,
+        audit: Option<&AuditEvent>,
+    ) -> Result<(u64, Option<Receipt>), UserStoreError>;
+
+    /// Revokes every family of a user, with an audit record.
+    async fn revoke_user_families(
+        &self,
+        user: UserId,
+        audit: &AuditEvent,
+    ) -> Result<Receipt, UserStoreError>;
+
+    /// Deletes the tokens of families that ended before `before` (seconds since the epoch);
+    /// how many rows went.
+    async fn purge_families(&self, before: u64) -> Result<u64, UserStoreError>;
+
+    /// Every stored signing key, oldest first.
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, UserStoreError>;
+
+    /// Adds `key` as the signing key, retiring the current ones at `key.created_at`. With
+    /// `only_if_none`, does nothing (false) if a key is already signing: the first start of
+    /// several replicas at once makes one key.
+    async fn add_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        only_if_none: bool,
+    ) -> Result<bool, UserStoreError>;
+
+    /// The service secret stored under `purpose` (a wrapped data key), if created.
+    async fn secret(&self, purpose: &str) -> Result<Option<Vec<u8>>, UserStoreError>;
+
+    /// Stores a service secret unless one exists for `purpose` (whoever wins a creation race,
+    /// everyone then reads the stored one).
+    async fn insert_secret(
+        &self,
+        purpose: &str,
+        wrapped: &[u8],
+        kek_version: u32,
+    ) -> Result<(), UserStoreError>;
+}

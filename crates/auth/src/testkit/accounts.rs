@@ -1,0 +1,725 @@
+//! The user-store port's contract suite. Every adapter runs it through
+//! [`user_store_contract_tests!`](crate::user_store_contract_tests), one `#[tokio::test]` per
+//! case, each on a fresh, empty database. The cases drive the whole [`Accounts`] service over
+//! the adapter, so they check what users rely on: registration and login, refresh rotation and
+//! reuse detection under concurrency, revocation, TOTP, roles, signing keys that survive a
+//! restart, and no personal data or secret in the database in the clear.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use coffer_audit::{
+    Action, Actor, AlertConfig, AuditLog, AuditQuery, DetailValue, EntityId, ObservedAuditLog,
+    Subject,
+};
+use coffer_keys::KeyProvider;
+
+use crate::accounts::{
+    Accounts, AccountsConfig, AccountsDeps, AuthError, Credentials, Registration, RequestContext,
+};
+use crate::mfa::TotpSecret;
+use crate::password::PasswordHasher;
+use crate::rbac::Rbac;
+use crate::revocation::{RevocationList, unix_secs};
+use crate::store::UserStore;
+use crate::token::TokenError;
+use crate::user::UserId;
+
+/// What an adapter's test provides: its database, opened as often as a test needs.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// Opens the store, an audit log and a revocation list on this test's database, as a new
+    /// process would (a "restart" opens again).
+    async fn open(
+        &self,
+        keys: Arc<dyn KeyProvider>,
+    ) -> (
+        Arc<dyn UserStore>,
+        Arc<dyn AuditLog>,
+        Arc<dyn RevocationList>,
+    );
+    /// Every byte stored in the database's tables (or files), for the plaintext scan.
+    async fn raw_dump(&self) -> Vec<u8>;
+    /// The master key provider.
+    fn keys(&self) -> Arc<dyn KeyProvider>;
+}
+
+/// Expands to one test per contract case.
+#[macro_export]
+macro_rules! user_store_contract_tests {
+    ($factory:expr) => {
+        $crate::user_store_contract_tests!(@cases $factory;
+            register_login_refresh_and_logout,
+            registration_refuses_bad_input_and_taken_emails,
+            failed_logins_look_alike_and_are_audited,
+            a_reused_refresh_token_revokes_its_family,
+            concurrent_uses_of_one_refresh_token_leave_one_live_session,
+            revoke_all_ends_every_session,
+            totp_enrollment_login_and_replay,
+            role_changes_take_effect_now,
+            keys_and_sessions_survive_a_restart,
+            raw_tables_hold_no_personal_data_or_secrets,
+            ended_families_are_purged,
+        );
+    };
+    (@cases $factory:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let backend = ($factory)().await;
+                $crate::testkit::accounts::$case(&backend).await;
+            }
+        )+
+    };
+}
+
+const PASSWORD: &str = "correct plum tart at noon";
+const EMAIL: &str = "Alice.Example@Example.ORG";
+
+fn ctx() -> RequestContext {
+    RequestContext {
+        client_ip: Some("203.0.113.7".parse().unwrap()),
+        request_id: None,
+    }
+}
+
+/// The service over a freshly opened store, with a cheap Argon2 and `grace` for refresh retries.
+pub async fn accounts(backend: &dyn Backend, grace: Duration) -> (Accounts, Arc<dyn AuditLog>) {
+    let (store, audit, revocation) = backend.open(backend.keys()).await;
+    let observed = Arc::new(ObservedAuditLog::new(
+        audit.clone(),
+        AlertConfig::default(),
+        EntityId::parse("auth-tests").unwrap(),
+    ));
+    let deps = AccountsDeps {
+        store,
+        keys: backend.keys(),
+        hasher: PasswordHasher::with_params(1024, 1, 4).unwrap(),
+        revocation,
+        audit: observed,
+        rbac: Rbac::default(),
+    };
+    let config = AccountsConfig {
+        refresh_grace: grace,
+        ..AccountsConfig::default()
+    };
+    (Accounts::open(deps, config).await.unwrap(), audit)
+}
+
+fn registration(email: &str) -> Registration<'_> {
+    Registration {
+        email,
+        password: PASSWORD,
+        phone: Some("+44 20 7946 0958"),
+        tax_id: Some("DE 123 456 789"),
+    }
+}
+
+fn credentials(email: &str) -> Credentials<'_> {
+    Credentials {
+        email,
+        password: PASSWORD,
+        totp: None,
+        client_id: "web",
+    }
+}
+
+async fn events(audit: &dyn AuditLog) -> Vec<coffer_audit::AuditEvent> {
+    audit
+        .list(&AuditQuery {
+            limit: 1000,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event)
+        .collect()
+}
+
+fn count(events: &[coffer_audit::AuditEvent], action: Action) -> usize {
+    events.iter().filter(|e| e.action == action).count()
+}
+
+/// The ordinary life of a session.
+pub async fn register_login_refresh_and_logout(backend: &dyn Backend) {
+    let (a, audit) = accounts(backend, Duration::ZERO).await;
+    let id = a.register(registration(EMAIL), &ctx()).await.unwrap();
+    let profile = a.profile(id).await.unwrap();
+    assert_eq!(profile.email.expose(), "alice.example@example.org");
+    assert_eq!(profile.phone.unwrap().expose(), "+442079460958");
+    assert_eq!(profile.tax_id.unwrap().expose(), "DE123456789");
+    assert_eq!(profile.roles, ["user"]);
+    assert!(!profile.mfa_enabled);
+
+    // Any spelling of the address logs in.
+    let s1 = a
+        .login(credentials("  alice.example@EXAMPLE.org"), &ctx())
+        .await
+        .unwrap();
+    assert_eq!(s1.expires_in, 3600);
+    assert!(!format!("{s1:?}").contains(s1.access_token.as_str()));
+    let v = a.tokens().verify(&s1.access_token).await.unwrap();
+    assert_eq!(v.claims.sub, id.to_string());
+    assert_eq!(v.claims.amr, ["pwd"]);
+    assert_eq!(v.claims.client_id, "web");
+    assert_eq!(v.claims.roles, ["user"]);
+
+    // Refresh: a new pair in the same session, the old refresh token spent.
+    let s2 = a.refresh(s1.refresh_token.expose(), &ctx()).await.unwrap();
+    assert_ne!(s2.refresh_token.expose(), s1.refresh_token.expose());
+    assert_eq!(s2.claims.sid, s1.claims.sid);
+    assert_eq!(s2.claims.amr, ["pwd"]);
+    assert!(a.tokens().verify(&s2.access_token).await.is_ok());
+
+    // Logout ends this access token and the session's refresh token, nothing else.
+    let other = a.login(credentials(EMAIL), &ctx()).await.unwrap();
+    a.logout(&s2.claims, &ctx()).await.unwrap();
+    assert!(matches!(
+        a.tokens().verify(&s2.access_token).await,
+        Err(TokenError::Revoked)
+    ));
+    assert!(matches!(
+        a.refresh(s2.refresh_token.expose(), &ctx()).await,
+        Err(AuthError::InvalidRefreshToken)
+    ));
+    assert!(a.tokens().verify(&other.access_token).await.is_ok());
+    assert!(
+        a.refresh(other.refresh_token.expose(), &ctx())
+            .await
+            .is_ok()
+    );
+
+    let e = events(audit.as_ref()).await;
+    assert_eq!(count(&e, Action::UserRegister), 1);
+    assert_eq!(count(&e, Action::UserLogin), 2);
+    assert_eq!(count(&e, Action::UserLogout), 1);
+    assert!(
+        e.iter()
+            .filter(|e| e.action == Action::UserLogin)
+            .all(|e| e.subject == Subject::User(EntityId::parse(&id.to_string()).unwrap()))
+    );
+    assert!(matches!(
+        a.refresh("cfr1_nonsense", &ctx()).await,
+        Err(AuthError::InvalidRefreshToken)
+    ));
+}
+
+/// Every field's refusal is typed; a taken email (in any spelling) is refused and writes nothing.
+pub async fn registration_refuses_bad_input_and_taken_emails(backend: &dyn Backend) {
+    let (a, audit) = accounts(backend, Duration::ZERO).await;
+    let field = |r: Result<UserId, AuthError>| match r {
+        Err(AuthError::Invalid { field, .. }) => field,
+        other => panic!("expected a field error, got {other:?}"),
+    };
+    let ok = registration("bob@example.com");
+    let cases: [(Registration<'_>, &str); 5] = [
+        (
+            Registration {
+                email: "bob@",
+                ..ok
+            },
+            "email",
+        ),
+        (
+            Registration {
+                password: "short",
+                ..ok
+            },
+            "password",
+        ),
+        (
+            Registration {
+                password: "password1234",
+                ..ok
+            },
+            "password",
+        ),
+        (
+            Registration {
+                phone: Some("0207 946 0958"),
+                ..ok
+            },
+            "phone",
+        ),
+        (
+            Registration {
+                tax_id: Some("x"),
+                ..ok
+            },
+            "tax_id",
+        ),
+    ];
+    for (r, expected) in cases {
+        assert_eq!(field(a.register(r, &ctx()).await), expected);
+    }
+    a.register(ok, &ctx()).await.unwrap();
+    let again = a.register(registration(" BOB@example.com"), &ctx()).await;
+    assert!(matches!(again, Err(AuthError::EmailTaken)), "{again:?}");
+    assert_eq!(AuthError::EmailTaken.code(), "email_taken");
+    let e = events(audit.as_ref()).await;
+    assert_eq!(count(&e, Action::UserRegister), 1, "refusals write nothing");
+    // Optional fields may be left out.
+    let minimal = Registration {
+        phone: None,
+        tax_id: None,
+        ..registration("carol@example.com")
+    };
+    let id = a.register(minimal, &ctx()).await.unwrap();
+    let p = a.profile(id).await.unwrap();
+    assert!(p.phone.is_none() && p.tax_id.is_none());
+}
+
+/// An unknown email, a wrong password and a malformed email fail alike, are audited, and feed
+/// the failed-login alert.
+pub async fn failed_logins_look_alike_and_are_audited(backend: &dyn Backend) {
+    let (a, audit) = accounts(backend, Duration::ZERO).await;
+    let id = a.register(registration(EMAIL), &ctx()).await.unwrap();
+    let attempts = [
+        Credentials {
+            password: "wrong password here",
+            ..credentials(EMAIL)
+        },
+        credentials("nobody@example.com"),
+        credentials("not an email"),
+    ];
+    for c in attempts {
+        let err = a.login(c, &ctx()).await.unwrap_err();
+        assert!(matches!(err, AuthError::InvalidCredentials), "{err:?}");
+        assert_eq!(err.to_string(), "invalid email, password or code");
+    }
+    let e = events(audit.as_ref()).await;
+    let failed: Vec<_> = e
+        .iter()
+        .filter(|e| e.action == Action::UserLoginFailed)
+        .collect();
+    assert_eq!(failed.len(), 3);
+    let user = Subject::User(EntityId::parse(&id.to_string()).unwrap());
+    assert_eq!(failed.iter().filter(|e| e.subject == user).count(), 1);
+    assert!(
+        failed
+            .iter()
+            .any(|e| matches!(e.details.get("email"), Some(DetailValue::Mac(_)))),
+        "an unknown address is correlated by its keyed hash"
+    );
+    assert!(failed.iter().all(|e| e.details.get("client_ip").is_some()));
+    // Five more wrong passwords: the sixth failure within five minutes raises the alert.
+    for _ in 0..5 {
+        let wrong = Credentials {
+            password: "wrong password here",
+            ..credentials(EMAIL)
+        };
+        assert!(a.login(wrong, &ctx()).await.is_err());
+    }
+    let e = events(audit.as_ref()).await;
+    assert!(
+        e.iter().any(|e| e.action == Action::SecurityAlert
+            && matches!(e.details.get("rule"), Some(DetailValue::Code(c)) if c.as_str() == "failed_logins")),
+        "failed_logins alert"
+    );
+    let dump = format!("{e:?}");
+    assert!(!dump.contains("nobody@example.com") && !dump.contains("wrong password"));
+}
+
+/// A spent refresh token presented again (outside the grace window) revokes the whole family
+/// and is audited; inside the window, a retry rotates and the thief's or owner's other copy
+/// then trips reuse detection.
+pub async fn a_reused_refresh_token_revokes_its_family(backend: &dyn Backend) {
+    let (a, audit) = accounts(backend, Duration::ZERO).await;
+    a.register(registration(EMAIL), &ctx()).await.unwrap();
+    let s1 = a.login(credentials(EMAIL), &ctx()).await.unwrap();
+    let s2 = a.refresh(s1.refresh_token.expose(), &ctx()).await.unwrap();
+    let reuse = a.refresh(s1.refresh_token.expose(), &ctx()).await;
+    assert!(matches!(reuse, Err(AuthError::InvalidRefreshToken)));
+    assert!(
+        matches!(
+            a.refresh(s2.refresh_token.expose(), &ctx()).await,
+            Err(AuthError::InvalidRefreshToken)
+        ),
+        "the family is revoked with it"
+    );
+    let e = events(audit.as_ref()).await;
+    assert_eq!(count(&e, Action::UserRefreshReuseDetected), 1);
+
+    // With a grace window: the retry of a lost response rotates again...
+    let (a, _) = accounts(backend, Duration::from_secs(30)).await;
+    let t1 = a.login(credentials(EMAIL), &ctx()).await.unwrap();
+    let lost = a.refresh(t1.refresh_token.expose(), &ctx()).await.unwrap();
+    let retried = a.refresh(t1.refresh_token.expose(), &ctx()).await.unwrap();
+    // ...and the response that was "lost", turning up, is a copy in someone else's hands.
+    assert!(matches!(
+        a.refresh(lost.refresh_token.expose(), &ctx()).await,
+        Err(AuthError::InvalidRefreshToken)
+    ));
+    assert!(matches!(
+        a.refresh(retried.refresh_token.expose(), &ctx()).await,
+        Err(AuthError::InvalidRefreshToken)
+    ));
+}
+
+/// Many concurrent uses of one refresh token: without a grace window exactly one rotates (and
+/// the others, being reuse, end the session); with one, every retry rotates but one session
+/// stays live.
+pub async fn concurrent_uses_of_one_refresh_token_leave_one_live_session(backend: &dyn Backend) {
+    for grace in [Duration::ZERO, Duration::from_secs(30)] {
+        let (a, _) = accounts(backend, grace).await;
+        let a = Arc::new(a);
+        if grace.is_zero() {
+            a.register(registration(EMAIL), &ctx()).await.unwrap();
+        }
+        let s = a.login(credentials(EMAIL), &ctx()).await.unwrap();
+        let token = s.refresh_token.expose().to_owned();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (a, token) = (a.clone(), token.clone());
+                tokio::spawn(async move { a.refresh(&token, &RequestContext::default()).await })
+            })
+            .collect();
+        let mut issued = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(s) => issued.push(s.refresh_token),
+                Err(AuthError::InvalidRefreshToken) => {}
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(!issued.is_empty());
+        // Live: stored, unspent, not revoked (read from the store: presenting a superseded
+        // token would itself revoke the family).
+        let (store, _, _) = backend.open(backend.keys()).await;
+        let mut live = 0;
+        for t in &issued {
+            let r = store.refresh_token(&t.hash()).await.unwrap().unwrap();
+            if !r.revoked && r.spent_at.is_none() {
+                live += 1;
+            }
+        }
+        if grace.is_zero() {
+            assert_eq!(issued.len(), 1, "one use wins");
+            assert_eq!(live, 0, "the other uses were reuse: the family is revoked");
+        } else {
+            assert_eq!(issued.len(), 8, "every retry within the window rotates");
+            assert_eq!(live, 1, "and exactly one of the tokens handed out is live");
+        }
+    }
+}
+
+/// Revoke-all (and an admin's revoke) ends every access token and refresh family of the user,
+/// and only theirs; the user can log in again.
+pub async fn revoke_all_ends_every_session(backend: &dyn Backend) {
+    let (a, audit) = accounts(backend, Duration::ZERO).await;
+    let id = a.register(registration(EMAIL), &ctx()).await.unwrap();
+    a.register(registration("bob@example.com"), &ctx())
+        .await
+        .unwrap();
+    let s1 = a.login(credentials(EMAIL), &ctx()).await.unwrap();
+    let s2 = a.login(credentials(EMAIL), &ctx()).await.unwrap();
+    let bob = a
+        .login(credentials("bob@example.com"), &ctx())
+        .await
+        .unwrap();
+    let me = Actor::User(EntityId::parse(&id.to_string()).unwrap());
+    a.revoke_sessions(me, id, &ctx()).await.unwrap();
+    for s in [&s1, &s2] {
+        assert!(matches!(
+            a.tokens().verify(&s.access_token).await,
+            Err(TokenError::UserRevoked)
+        ));
+        assert!(matches!(
+            a.refresh(s.refresh_token.expose(), &ctx()).await,
+            Err(AuthError::InvalidRefreshToken)
+        ));
+    }
+    assert!(a.tokens().verify(&bob.access_token).await.is_ok());
+    let again = a.login(credentials(EMAIL), &ctx()).await.unwrap();
+    assert!(a.tokens().verify(&again.access_token).await.is_ok());
+
+    // The emergency revoke: every access token issued so far.
+    let admin = Actor::Service(EntityId::parse("worker").unwrap());
+    a.revoke_everyone(admin, &ctx()).await.unwrap();
+    for s in [&again, &bob] {
+        assert!(matches!(
+            a.tokens().verify(&s.access_token).await,
+            Err(TokenError::EveryoneRevoked)
+        ));
+    }
+    let e = events(audit.as_ref()).await;
+    assert_eq!(count(&e, Action::UserSessionRevoked), 2);
+}
+
+/// TOTP: enrollment takes effect once confirmed; then a login needs a fresh code and carries
+/// `amr` ["pwd","otp"]; a code is accepted once.
+pub async fn totp_enrollment_login_and_replay(backend: &dyn Backend) {
+    let (a, audit) = accounts(backend, Duration::ZERO).await;
+    let id = a.register(registration(EMAIL), &ctx()).await.unwrap();
+    let enrollment = a.totp_enroll(id, &ctx()).await.unwrap();
+    assert!(format!("{enrollment:?}").contains("REDACTED"));
+    assert!(enrollment.otpauth_uri.contains(enrollment.secret.as_str()));
+    assert!(
+        !enrollment.otpauth_uri.contains("example"),
+        "no email in the URI"
+    );
+    let secret = decode_base32(&enrollment.secret);
+    // Codes are computed here and checked by the service a moment later: start well inside a
+    // step so both see the same one.
+    let in_step = unix_secs(std::time::SystemTime::now()) % crate::mfa::STEP_SECS;
+    if in_step > crate::mfa::STEP_SECS - 5 {
+        tokio::time::sleep(Duration::from_secs(crate::mfa::STEP_SECS - in_step + 1)).await;
+    }
+    let now = unix_secs(std::time::SystemTime::now());
+    let (previous, current) = (
+        secret.code_at(now - crate::mfa::STEP_SECS),
+        secret.code_at(now),
+    );
+    // A code that is not the current one (each digit moved by one).
+    let wrong: String = current
+        .bytes()
+        .map(|b| char::from(b'0' + (b - b'0' + 1) % 10))
+        .collect();
+    // Not confirmed yet: the password alone still logs in.
+    assert!(a.login(credentials(EMAIL), &ctx()).await.is_ok());
+    assert!(matches!(
+        a.totp_confirm(id, &wrong, &ctx()).await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    // Confirm with the previous step's code, so the current one is still fresh for the login.
+    a.totp_confirm(id, &previous, &ctx()).await.unwrap();
+    assert!(a.profile(id).await.unwrap().mfa_enabled);
+    assert!(matches!(
+        a.totp_enroll(id, &ctx()).await,
+        Err(AuthError::MfaState(_))
+    ));
+
+    assert!(matches!(
+        a.login(credentials(EMAIL), &ctx()).await,
+        Err(AuthError::MfaRequired)
+    ));
+    let wrong_password = Credentials {
+        password: "wrong password here",
+        totp: None,
+        ..credentials(EMAIL)
+    };
+    assert!(
+        matches!(
+            a.login(wrong_password, &ctx()).await,
+            Err(AuthError::InvalidCredentials)
+        ),
+        "a wrong password never reveals that a code is needed"
+    );
+    let bad = "12345x";
+    assert!(matches!(
+        a.login(
+            Credentials {
+                totp: Some(bad),
+                ..credentials(EMAIL)
+            },
+            &ctx()
+        )
+        .await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    let code = current;
+    let s = a
+        .login(
+            Credentials {
+                totp: Some(&code),
+                ..credentials(EMAIL)
+            },
+            &ctx(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.claims.amr, ["pwd", "otp"]);
+    let refreshed = a.refresh(s.refresh_token.expose(), &ctx()).await.unwrap();
+    assert_eq!(
+        refreshed.claims.amr,
+        ["pwd", "otp"],
+        "kept through rotation"
+    );
+    assert!(
+        matches!(
+            a.login(
+                Credentials {
+                    totp: Some(&code),
+                    ..credentials(EMAIL)
+                },
+                &ctx()
+            )
+            .await,
+            Err(AuthError::InvalidCredentials)
+        ),
+        "a code is accepted once"
+    );
+    let e = events(audit.as_ref()).await;
+    assert!(count(&e, Action::UserMfaUpdate) >= 2);
+    assert!(
+        e.iter().any(|e| e.action == Action::UserLoginFailed
+            && matches!(e.details.get("reason"), Some(DetailValue::Code(c)) if c.as_str() == "bad_otp"))
+    );
+    // Turning it off needs a fresh code too: the one just used is refused.
+    assert!(matches!(
+        a.totp_disable(id, &code, &ctx()).await,
+        Err(AuthError::InvalidCredentials)
+    ));
+}
+
+fn decode_base32(s: &str) -> TotpSecret {
+    let mut bits = 0u64;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => panic!("not base32"),
+        };
+        bits = (bits << 5) | u64::from(v);
+        n += 5;
+        if n >= 8 {
+            n -= 8;
+            out.push(u8::try_from((bits >> n) & 0xff).unwrap());
+        }
+    }
+    TotpSecret::from_bytes(&out).unwrap()
+}
+
+/// Role changes by an admin end the user's current access tokens; a refresh brings the new
+/// roles. Unknown roles and users are refused.
+pub async fn role_changes_take_effect_now(backend: &dyn Backend) {
+    let (a, audit) = accounts(backend, Duration::ZERO).await;
+    let id = a.register(registration(EMAIL), &ctx()).await.unwrap();
+    let admin = UserId::new();
+    let s = a.login(credentials(EMAIL), &ctx()).await.unwrap();
+    a.set_roles(admin, id, &["admin".to_owned(), "user".to_owned()], &ctx())
+        .await
+        .unwrap();
+    assert!(matches!(
+        a.tokens().verify(&s.access_token).await,
+        Err(TokenError::UserRevoked)
+    ));
+    let r = a.refresh(s.refresh_token.expose(), &ctx()).await.unwrap();
+    assert_eq!(r.claims.roles, ["admin", "user"]);
+    assert!(a.tokens().verify(&r.access_token).await.is_ok());
+    assert!(matches!(
+        a.set_roles(admin, id, &["root".to_owned()], &ctx()).await,
+        Err(AuthError::UnknownRole(r)) if r == "root"
+    ));
+    assert!(matches!(
+        a.set_roles(admin, UserId::new(), &["user".to_owned()], &ctx())
+            .await,
+        Err(AuthError::UserNotFound)
+    ));
+    assert_eq!(a.profile(id).await.unwrap().roles, ["admin", "user"]);
+    let e = events(audit.as_ref()).await;
+    let changed: Vec<_> = e
+        .iter()
+        .filter(|e| e.action == Action::UserRolesChanged)
+        .collect();
+    assert_eq!(changed.len(), 1, "refusals write nothing");
+    assert_eq!(
+        changed[0].actor,
+        Actor::Admin(EntityId::parse(&admin.to_string()).unwrap())
+    );
+}
+
+/// The signing keys and the blind-index key are made once and read back by every later start;
+/// tokens and sessions from before a restart keep working; a rotation keeps old tokens valid.
+pub async fn keys_and_sessions_survive_a_restart(backend: &dyn Backend) {
+    let (first, _) = accounts(backend, Duration::ZERO).await;
+    first.register(registration(EMAIL), &ctx()).await.unwrap();
+    let s = first.login(credentials(EMAIL), &ctx()).await.unwrap();
+    let kid = first.tokens().current_kid().unwrap();
+
+    let (second, _) = accounts(backend, Duration::ZERO).await;
+    assert_eq!(
+        second.tokens().current_kid().unwrap(),
+        kid,
+        "one key, not one per start"
+    );
+    assert_eq!(second.tokens().jwks(), first.tokens().jwks());
+    assert!(second.tokens().verify(&s.access_token).await.is_ok());
+    // The blind-index key is the same: the user is found.
+    let again = second.login(credentials(EMAIL), &ctx()).await.unwrap();
+    let r = second
+        .refresh(s.refresh_token.expose(), &ctx())
+        .await
+        .unwrap();
+
+    let new_kid = second.rotate_signing_key().await.unwrap();
+    assert_ne!(new_kid, kid);
+    let after = second
+        .refresh(r.refresh_token.expose(), &ctx())
+        .await
+        .unwrap();
+    assert!(second.tokens().verify(&after.access_token).await.is_ok());
+    assert!(
+        second.tokens().verify(&again.access_token).await.is_ok(),
+        "old key still verifies"
+    );
+    let jwks = second.tokens().jwks();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    // The first process picks the rotation up when it reloads.
+    first.reload_signing_keys().await.unwrap();
+    assert_eq!(first.tokens().current_kid().unwrap(), new_kid);
+    assert!(first.tokens().verify(&after.access_token).await.is_ok());
+    let (third, _) = accounts(backend, Duration::ZERO).await;
+    assert_eq!(third.tokens().jwks(), jwks);
+}
+
+/// A raw scan of everything stored: no email (in any case), phone, tax id, password, refresh
+/// token, TOTP secret or signing key in the clear.
+pub async fn raw_tables_hold_no_personal_data_or_secrets(backend: &dyn Backend) {
+    let (a, _) = accounts(backend, Duration::ZERO).await;
+    let id = a.register(registration(EMAIL), &ctx()).await.unwrap();
+    let s = a.login(credentials(EMAIL), &ctx()).await.unwrap();
+    let r = a.refresh(s.refresh_token.expose(), &ctx()).await.unwrap();
+    let enrollment = a.totp_enroll(id, &ctx()).await.unwrap();
+    let secret = decode_base32(&enrollment.secret);
+    let raw = backend.raw_dump().await;
+    let lower = String::from_utf8_lossy(&raw).to_lowercase();
+    let contains = |needle: &[u8]| raw.windows(needle.len()).any(|w| w == needle);
+    for needle in [
+        "alice.example@example.org",
+        "alice.example",
+        "442079460958",
+        "2079460958",
+        "de123456789",
+        "123456789",
+        PASSWORD,
+        &s.refresh_token.expose().to_lowercase(),
+        &r.refresh_token.expose().to_lowercase(),
+        &enrollment.secret.to_lowercase(),
+    ] {
+        assert!(!lower.contains(needle), "{needle} stored in the clear");
+    }
+    assert!(!contains(secret.expose()), "TOTP secret stored raw");
+    // Postgres dumps bytea as hex: look for the secret that way too.
+    let hex: String = secret.expose().iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!lower.contains(&hex), "TOTP secret stored as hex");
+    assert!(
+        lower.contains("argon2id"),
+        "the scan sees the password hash column"
+    );
+}
+
+/// Families that ended are deleted by the purge; live ones stay.
+pub async fn ended_families_are_purged(backend: &dyn Backend) {
+    let (a, _) = accounts(backend, Duration::ZERO).await;
+    let (store, _, _) = backend.open(backend.keys()).await;
+    a.register(registration(EMAIL), &ctx()).await.unwrap();
+    let s = a.login(credentials(EMAIL), &ctx()).await.unwrap();
+    let now = unix_secs(std::time::SystemTime::now());
+    assert_eq!(store.purge_families(now).await.unwrap(), 0);
+    let r = a.refresh(s.refresh_token.expose(), &ctx()).await.unwrap();
+    // Thirty days and a second later, both tokens of the family go.
+    let later = now + crate::refresh::FAMILY_LIFETIME_SECS + 1;
+    assert_eq!(store.purge_families(later).await.unwrap(), 2);
+    assert!(
+        store
+            .refresh_token(&r.refresh_token.hash())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

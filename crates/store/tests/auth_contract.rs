@@ -1,0 +1,189 @@
+//! The user store's and the revocation list's contract suites on SQLite and on Postgres (each
+//! test its own database or schema), and the revocation list surviving a restart.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use coffer_audit::AuditLog;
+use coffer_auth::RevocationList;
+use coffer_auth::store::UserStore;
+use coffer_auth::testkit::accounts::Backend;
+use coffer_keys::KeyProvider;
+use coffer_keys_local::{LocalKeyProvider, LocalKeySource, generate_inline_key};
+use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
+use coffer_store::auth::{PgRevocationList, PgUserStore, SqliteRevocationList, SqliteUserStore};
+use coffer_store::testing;
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
+
+fn provider() -> Arc<dyn KeyProvider> {
+    Arc::new(
+        LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "test-master")
+            .expect("inline key"),
+    )
+}
+
+struct Sqlite {
+    pool: SqlitePool,
+    dir: tempfile::TempDir,
+    keys: Arc<dyn KeyProvider>,
+}
+
+#[async_trait]
+impl Backend for Sqlite {
+    async fn open(
+        &self,
+        keys: Arc<dyn KeyProvider>,
+    ) -> (
+        Arc<dyn UserStore>,
+        Arc<dyn AuditLog>,
+        Arc<dyn RevocationList>,
+    ) {
+        let audit = SqliteAuditLog::open(self.pool.clone(), keys.as_ref())
+            .await
+            .expect("open audit log");
+        let store = SqliteUserStore::new(self.pool.clone(), audit.clone());
+        let revocation = SqliteRevocationList::new(self.pool.clone());
+        (Arc::new(store), Arc::new(audit), Arc::new(revocation))
+    }
+
+    async fn raw_dump(&self) -> Vec<u8> {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+            .expect("checkpoint");
+        let mut raw = Vec::new();
+        for entry in std::fs::read_dir(self.dir.path()).expect("list the database directory") {
+            raw.extend(std::fs::read(entry.expect("entry").path()).expect("read a database file"));
+        }
+        raw
+    }
+
+    fn keys(&self) -> Arc<dyn KeyProvider> {
+        self.keys.clone()
+    }
+}
+
+struct Postgres {
+    pool: PgPool,
+    keys: Arc<dyn KeyProvider>,
+}
+
+#[async_trait]
+impl Backend for Postgres {
+    async fn open(
+        &self,
+        keys: Arc<dyn KeyProvider>,
+    ) -> (
+        Arc<dyn UserStore>,
+        Arc<dyn AuditLog>,
+        Arc<dyn RevocationList>,
+    ) {
+        let audit = PgAuditLog::open(self.pool.clone(), keys.as_ref())
+            .await
+            .expect("open audit log");
+        let store = PgUserStore::new(self.pool.clone(), audit.clone());
+        let revocation = PgRevocationList::new(self.pool.clone());
+        (Arc::new(store), Arc::new(audit), Arc::new(revocation))
+    }
+
+    async fn raw_dump(&self) -> Vec<u8> {
+        // Every row of every table in the test's schema, in Postgres's text form (bytea as hex).
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = current_schema() ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .expect("list tables");
+        assert!(tables.iter().any(|t| t == "users"), "{tables:?}");
+        let mut raw = Vec::new();
+        for table in tables {
+            let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT t::text FROM {table} t"))
+                .fetch_all(&self.pool)
+                .await
+                .expect("dump a table");
+            for row in rows {
+                raw.extend(row.into_bytes());
+                raw.push(b'\n');
+            }
+        }
+        raw
+    }
+
+    fn keys(&self) -> Arc<dyn KeyProvider> {
+        self.keys.clone()
+    }
+}
+
+mod sqlite_users {
+    use super::*;
+    coffer_auth::user_store_contract_tests!(|| async {
+        let (pool, dir) = testing::sqlite_pool().await;
+        Sqlite {
+            pool,
+            dir,
+            keys: provider(),
+        }
+    });
+}
+
+mod postgres_users {
+    use super::*;
+    coffer_auth::user_store_contract_tests!(|| async {
+        Postgres {
+            pool: testing::pg_pool_with_connections(12).await,
+            keys: provider(),
+        }
+    });
+}
+
+mod sqlite_revocation {
+    use super::*;
+    coffer_auth::revocation_list_contract_tests!(|| async {
+        let (pool, dir) = testing::sqlite_pool().await;
+        // The directory lives as long as the test process; the pool keeps the file open.
+        std::mem::forget(dir);
+        Arc::new(SqliteRevocationList::new(pool)) as Arc<dyn RevocationList>
+    });
+}
+
+mod postgres_revocation {
+    use super::*;
+    coffer_auth::revocation_list_contract_tests!(|| async {
+        Arc::new(PgRevocationList::new(testing::pg_pool().await)) as Arc<dyn RevocationList>
+    });
+}
+
+/// What the in-memory list cannot do: a logout, a revoke-all and an emergency revoke made before
+/// a restart still hold after it, and for another process on the same database.
+#[tokio::test]
+async fn revocations_survive_a_restart_on_both_databases() {
+    let (sqlite, _dir) = testing::sqlite_pool().await;
+    let pg = testing::pg_pool().await;
+    let lists: [(Arc<dyn RevocationList>, Arc<dyn RevocationList>); 2] = [
+        (
+            Arc::new(SqliteRevocationList::new(sqlite.clone())),
+            Arc::new(SqliteRevocationList::new(sqlite)),
+        ),
+        (
+            Arc::new(PgRevocationList::new(pg.clone())),
+            Arc::new(PgRevocationList::new(pg)),
+        ),
+    ];
+    for (before, after) in lists {
+        before
+            .revoke_token("jti-1", SystemTime::now() + Duration::from_secs(600))
+            .await
+            .unwrap();
+        assert_eq!(before.revoke_user("u1").await.unwrap(), 1);
+        assert_eq!(before.revoke_everyone().await.unwrap(), 1);
+        drop(before);
+        let s = after.status("jti-1", "u1").await.unwrap();
+        assert!(s.token_revoked);
+        assert_eq!((s.user_epoch, s.global_epoch), (1, 1));
+        assert_eq!(after.epochs("u2").await.unwrap(), (0, 1));
+    }
+}

@@ -1,0 +1,265 @@
+//! Failures around accounts: a key provider that times out, a database that goes away, and the
+//! application role's limits on Postgres. Each must end in a typed error and write nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use coffer_audit::{Action, AlertConfig, AuditLog, AuditQuery, EntityId, ObservedAuditLog};
+use coffer_auth::accounts::{
+    Accounts, AccountsConfig, AccountsDeps, AuthError, Credentials, Registration, RequestContext,
+};
+use coffer_auth::password::PasswordHasher;
+use coffer_auth::store::UserStore;
+use coffer_auth::{Rbac, RevocationList};
+use coffer_crypto::DataKey;
+use coffer_keys::{
+    Capabilities, GeneratedDataKey, KeyContext, KeyError, KeyProvider, KeyStatus, RewrapRequest,
+    WrappedKey,
+};
+use coffer_keys_local::{LocalKeyProvider, LocalKeySource, generate_inline_key};
+use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
+use coffer_store::auth::{PgRevocationList, PgUserStore, SqliteRevocationList, SqliteUserStore};
+use coffer_store::testing;
+
+mockall::mock! {
+    #[derive(Debug)]
+    pub Provider {}
+    #[async_trait]
+    impl KeyProvider for Provider {
+        fn name(&self) -> &str;
+        fn key_id(&self) -> &str;
+        fn capabilities(&self) -> Capabilities;
+        async fn generate_data_key(&self, context: &KeyContext) -> Result<GeneratedDataKey, KeyError>;
+        async fn unwrap_data_key(&self, wrapped: &WrappedKey, context: &KeyContext) -> Result<DataKey, KeyError>;
+        async fn rewrap_data_keys(&self, batch: &[RewrapRequest]) -> Result<Vec<Result<WrappedKey, KeyError>>, KeyError>;
+        async fn status(&self) -> Result<KeyStatus, KeyError>;
+        async fn rotate(&self) -> Result<u32, KeyError>;
+        async fn retire_versions_below(&self, min_version: u32) -> Result<(), KeyError>;
+        async fn health(&self) -> Result<(), KeyError>;
+    }
+}
+
+fn local_keys() -> Arc<dyn KeyProvider> {
+    Arc::new(LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "test").unwrap())
+}
+
+fn timed_out() -> KeyError {
+    KeyError::Unavailable {
+        provider: "mock".into(),
+        reason: "timed out after 2s".into(),
+    }
+}
+
+async fn accounts(
+    store: Arc<dyn UserStore>,
+    audit: Arc<dyn AuditLog>,
+    revocation: Arc<dyn RevocationList>,
+    keys: Arc<dyn KeyProvider>,
+) -> Result<Accounts, AuthError> {
+    let deps = AccountsDeps {
+        store,
+        keys,
+        hasher: PasswordHasher::with_params(1024, 1, 2).unwrap(),
+        revocation,
+        audit: Arc::new(ObservedAuditLog::new(
+            audit,
+            AlertConfig::default(),
+            EntityId::parse("failure-tests").unwrap(),
+        )),
+        rbac: Rbac::default(),
+    };
+    Accounts::open(deps, AccountsConfig::default()).await
+}
+
+const PASSWORD: &str = "correct plum tart at noon";
+
+fn registration(email: &str) -> Registration<'_> {
+    Registration {
+        email,
+        password: PASSWORD,
+        phone: Some("+442079460958"),
+        tax_id: None,
+    }
+}
+
+fn credentials(email: &str) -> Credentials<'_> {
+    Credentials {
+        email,
+        password: PASSWORD,
+        totp: None,
+        client_id: "web",
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_provider_that_times_out_fails_retryably_and_writes_nothing() {
+    let (pool, _dir) = testing::sqlite_pool().await;
+    let keys = local_keys();
+    let audit = SqliteAuditLog::open(pool.clone(), keys.as_ref())
+        .await
+        .unwrap();
+    let store: Arc<dyn UserStore> = Arc::new(SqliteUserStore::new(pool.clone(), audit.clone()));
+    let revocation: Arc<dyn RevocationList> = Arc::new(SqliteRevocationList::new(pool));
+    let good = accounts(
+        store.clone(),
+        Arc::new(audit.clone()),
+        revocation.clone(),
+        keys.clone(),
+    )
+    .await
+    .unwrap();
+    let alice = good
+        .register(
+            registration("alice@example.com"),
+            &RequestContext::default(),
+        )
+        .await
+        .unwrap();
+
+    // Stored keys still unwrap (the service opens), but no new data key can be made.
+    let mut kms = MockProvider::new();
+    kms.expect_name().return_const("mock".to_owned());
+    kms.expect_generate_data_key()
+        .returning(|_| Err(timed_out()));
+    let inner = keys.clone();
+    kms.expect_unwrap_data_key().returning(move |w, c| {
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(inner.unwrap_data_key(w, c))
+        })
+    });
+    let flaky = accounts(
+        store.clone(),
+        Arc::new(audit.clone()),
+        revocation.clone(),
+        Arc::new(kms),
+    )
+    .await
+    .unwrap();
+    let e = flaky
+        .register(registration("bob@example.com"), &RequestContext::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AuthError::Unavailable(_)), "{e:?}");
+    assert_eq!(e.code(), "unavailable");
+    assert!(
+        good.login(credentials("bob@example.com"), &RequestContext::default())
+            .await
+            .is_err(),
+        "nothing was written"
+    );
+    let registered = audit
+        .list(&AuditQuery::default())
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.event.action == Action::UserRegister)
+        .count();
+    assert_eq!(registered, 1);
+
+    // A provider that cannot unwrap: the profile (personal data) is unavailable, not corrupt.
+    let mut down = MockProvider::new();
+    down.expect_name().return_const("mock".to_owned());
+    down.expect_unwrap_data_key()
+        .returning(|_, _| Err(timed_out()));
+    down.expect_generate_data_key()
+        .returning(|_| Err(timed_out()));
+    let e = accounts(store, Arc::new(audit), revocation, Arc::new(down))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, AuthError::Unavailable(_)),
+        "cannot even start: {e:?}"
+    );
+    assert!(good.profile(alice).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_database_that_goes_away_fails_retryably() {
+    let (pool, _dir) = testing::sqlite_pool().await;
+    let keys = local_keys();
+    let audit = SqliteAuditLog::open(pool.clone(), keys.as_ref())
+        .await
+        .unwrap();
+    let store = Arc::new(SqliteUserStore::new(pool.clone(), audit.clone()));
+    let a = accounts(
+        store,
+        Arc::new(audit),
+        Arc::new(SqliteRevocationList::new(pool.clone())),
+        keys,
+    )
+    .await
+    .unwrap();
+    a.register(
+        registration("alice@example.com"),
+        &RequestContext::default(),
+    )
+    .await
+    .unwrap();
+    pool.close().await;
+    let e = a
+        .login(credentials("alice@example.com"), &RequestContext::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AuthError::Unavailable(_)), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_role_runs_accounts_but_cannot_rewrite_secrets() {
+    let owner = testing::pg_pool().await;
+    let app = testing::pg_app_pool(&owner).await;
+    let keys = local_keys();
+    let audit = PgAuditLog::open(app.clone(), keys.as_ref()).await.unwrap();
+    let store = Arc::new(PgUserStore::new(app.clone(), audit.clone()));
+    let a = accounts(
+        store.clone(),
+        Arc::new(audit),
+        Arc::new(PgRevocationList::new(app.clone())),
+        keys,
+    )
+    .await
+    .unwrap();
+    let ctx = RequestContext::default();
+    let id = a
+        .register(registration("alice@example.com"), &ctx)
+        .await
+        .unwrap();
+    let s = a
+        .login(credentials("alice@example.com"), &ctx)
+        .await
+        .unwrap();
+    let r = a.refresh(s.refresh_token.expose(), &ctx).await.unwrap();
+    a.logout(&r.claims, &ctx).await.unwrap();
+    a.set_roles(coffer_auth::user::UserId::new(), id, &["user".into()], &ctx)
+        .await
+        .unwrap();
+    a.totp_enroll(id, &ctx).await.unwrap();
+    a.revoke_sessions(
+        coffer_audit::Actor::User(EntityId::parse(&id.to_string()).unwrap()),
+        id,
+        &ctx,
+    )
+    .await
+    .unwrap();
+    a.rotate_signing_key().await.unwrap();
+    let later = coffer_auth::revocation::unix_secs(std::time::SystemTime::now())
+        + coffer_auth::refresh::FAMILY_LIFETIME_SECS
+        + 1;
+    assert_eq!(store.purge_families(later).await.unwrap(), 2);
+    assert!(a.profile(id).await.is_ok());
+    for sql in [
+        "UPDATE service_secrets SET wrapped = wrapped",
+        "DELETE FROM service_secrets",
+        "DELETE FROM users",
+        "DELETE FROM user_keys",
+        "DELETE FROM signing_keys",
+        "TRUNCATE users CASCADE",
+    ] {
+        let e = sqlx::query(sql).execute(&app).await.unwrap_err();
+        let code = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned());
+        assert_eq!(code.as_deref(), Some("42501"), "{sql}: {e}");
+    }
+}
