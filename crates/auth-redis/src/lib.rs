@@ -3,7 +3,8 @@
 //! - A revoked token id is a key that Redis expires at the moment the token would have expired
 //!   anyway (`SET … EXAT`), so the denylist never outgrows one token lifetime of revocations.
 //! - The per-user and global epochs are counters (`INCR`), atomic across replicas.
-//! - A verification reads the token's key and both epochs in one `MGET`: one round trip.
+//! - A verification reads the token's key and both epochs in one `MGET`: one round trip. All
+//!   keys of a list share one hash tag (`{prefix}`), so this also works on Redis Cluster.
 //!
 //! Connections go through redis's `ConnectionManager` with connect and response timeouts; any
 //! Redis failure is [`RevocationError::Unavailable`], and the token check fails closed.
@@ -88,16 +89,20 @@ impl RedisRevocationList {
         })
     }
 
+    // Every key of a list carries the prefix as its hash tag (`{prefix}:…`), so a Redis
+    // Cluster puts them in one slot and the one-round-trip `MGET` never fails with CROSSSLOT.
+    // The price is that one list lives on one shard: it holds only live revocations and
+    // counters, far below what one shard serves.
     fn jti_key(&self, jti: &str) -> String {
-        format!("{}:jti:{jti}", self.prefix)
+        format!("{{{}}}:jti:{jti}", self.prefix)
     }
 
     fn user_key(&self, user: &str) -> String {
-        format!("{}:uep:{user}", self.prefix)
+        format!("{{{}}}:uep:{user}", self.prefix)
     }
 
     fn global_key(&self) -> String {
-        format!("{}:gep", self.prefix)
+        format!("{{{}}}:gep", self.prefix)
     }
 }
 

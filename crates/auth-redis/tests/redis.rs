@@ -38,6 +38,32 @@ async fn two_replicas_share_one_list() {
     assert_eq!(a.epochs("u1").await.unwrap().0, epoch);
 }
 
+/// Every key of a list carries the list's prefix as its hash tag, so a Redis Cluster keeps
+/// them in one slot and the single MGET of a check is legal there.
+#[tokio::test]
+async fn every_key_of_a_list_shares_one_hash_tag() {
+    let prefix = fresh_prefix();
+    let l = list(&prefix);
+    l.revoke_token("t1", SystemTime::now() + Duration::from_secs(60))
+        .await
+        .unwrap();
+    l.revoke_user("u1").await.unwrap();
+    l.revoke_everyone().await.unwrap();
+    let mut conn = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("*{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    let tag = format!("{{{prefix}}}:");
+    assert!(keys.iter().all(|k| k.starts_with(&tag)), "{keys:?}");
+}
+
 /// A Redis that refuses connections, and one that accepts and then never answers, make every
 /// check fail (closed), typed, within the timeouts.
 #[tokio::test]
