@@ -54,9 +54,12 @@ CREATE TABLE signing_keys (
     kek_version integer NOT NULL,
     sealed      blob   NOT NULL,
     created_at  integer NOT NULL,
-    retired_at  integer
+    retired_at  integer,
+    dropped_at  integer
 );
 CREATE INDEX signing_keys_kek_version ON signing_keys (kek_version);
+-- At most one key signs: two replicas starting (or rotating) at once cannot both make one.
+CREATE UNIQUE INDEX signing_keys_one_current ON signing_keys ((retired_at IS NULL)) WHERE retired_at IS NULL;
 
 -- Data keys the service uses as secrets of its own (the email blind-index key), wrapped.
 CREATE TABLE service_secrets (

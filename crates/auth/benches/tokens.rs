@@ -27,6 +27,7 @@ fn tokens(c: &mut Criterion) {
         roles: &roles,
         amr: &amr,
         session: None,
+        epochs: None,
     };
     let (token, _) = rt.block_on(tokens.issue(&grant)).unwrap();
     c.bench_function("access token verify (RS256, revocation check)", |b| {

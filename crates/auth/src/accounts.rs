@@ -32,11 +32,16 @@ use crate::store::{
     LoadedUser, Rotation, StoredSigningKey, TotpRecord, UserKeyRecord, UserRecord, UserStore,
     UserStoreError,
 };
-use crate::token::{AccessClaims, Grant, KeyRing, SigningKey, TokenConfig, TokenError, Tokens};
+use crate::token::{
+    AccessClaims, Grant, KeyRing, SigningKey, TokenConfig, TokenError, Tokens, VerifiedToken,
+};
 use crate::user::{Phone, TaxId, UserId};
 
 /// The purpose the blind-index key is stored under.
 const INDEX_KEY: &str = "email-blind-index";
+/// A token naming a signing key this process does not hold makes it read the keys again (another
+/// replica rotated), at most this often.
+pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Settings.
 #[derive(Debug, Clone)]
@@ -337,6 +342,7 @@ pub struct Accounts {
     audit_hasher: AuditHasher,
     rbac: Rbac,
     config: AccountsConfig,
+    last_key_reload: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl fmt::Debug for Accounts {
@@ -393,6 +399,7 @@ impl Accounts {
             audit_hasher,
             rbac: deps.rbac,
             config,
+            last_key_reload: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -400,6 +407,31 @@ impl Accounts {
     #[must_use]
     pub fn tokens(&self) -> &Tokens {
         &self.tokens
+    }
+
+    /// Verifies a Coffer access token. A `kid` this process does not hold may be a key another
+    /// replica has just rotated in: the keys are read again from the store, at most once per
+    /// [`KEY_RELOAD_INTERVAL`] (concurrent requests wait for that one reload), and the token is
+    /// checked again. A stream of forged kids costs one read per interval.
+    ///
+    /// # Errors
+    /// [`AuthError::Token`] with the reason; [`AuthError::Unavailable`] if the reload fails.
+    pub async fn verify(&self, token: &str) -> Result<VerifiedToken, AuthError> {
+        match self.tokens.verify(token).await {
+            Err(TokenError::UnknownKey) => {
+                {
+                    let mut last = self.last_key_reload.lock().await;
+                    if !last.is_some_and(|t| t.elapsed() < KEY_RELOAD_INTERVAL) {
+                        // Counted before the attempt: a failing store is not asked again for
+                        // every forged kid.
+                        *last = Some(std::time::Instant::now());
+                        self.reload_signing_keys().await?;
+                    }
+                }
+                Ok(self.tokens.verify(token).await?)
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Roles to permissions.
@@ -539,9 +571,11 @@ impl Accounts {
             Outcome::Success,
             ctx,
         );
+        // Signed first: a failure to sign leaves no session behind.
+        let session = self.session(user.record.id, &record, token).await?;
         let receipt = self.store.start_family(&record, &audit).await?;
         self.audit.committed_elsewhere(&[(audit, receipt)]).await;
-        self.session(&user.record, &record, token).await
+        Ok(session)
     }
 
     /// Whether `presented` is a fresh code of `totp` (and claims its step).
@@ -591,22 +625,32 @@ impl Accounts {
         }
     }
 
+    /// Signs the session's access token. The user's epochs are read before their roles: a
+    /// role change or revocation committing in between yields a token that is already revoked,
+    /// never one that outlives it with the old roles.
     async fn session(
         &self,
-        user: &UserRecord,
+        user: UserId,
         record: &RefreshRecord,
         token: RefreshToken,
     ) -> Result<Session, AuthError> {
+        let subject = user.to_string();
+        let epochs = self
+            .revocation
+            .epochs(&subject)
+            .await
+            .map_err(TokenError::from)?;
+        let roles = self.load_user(user).await?.record.roles;
         let sid = record.family.to_string();
-        let subject = user.id.to_string();
         let (access, claims) = self
             .tokens
             .issue(&Grant {
                 subject: &subject,
                 client_id: &record.client_id,
-                roles: &user.roles,
+                roles: &roles,
                 amr: &record.amr,
                 session: Some(&sid),
+                epochs: Some(epochs),
             })
             .await?;
         Ok(Session {
@@ -615,6 +659,10 @@ impl Accounts {
             refresh_token: token,
             claims,
         })
+    }
+
+    async fn load_user(&self, user: UserId) -> Result<LoadedUser, AuthError> {
+        self.store.user(user).await?.ok_or(AuthError::UserNotFound)
     }
 
     // ---- refresh, logout, revocation ----
@@ -673,9 +721,6 @@ impl Accounts {
                     };
                     let user_id =
                         UserId::parse(&record.user).map_err(|_| corrupt("refresh token user"))?;
-                    let Some(user) = self.store.user(user_id).await? else {
-                        return Err(AuthError::InvalidRefreshToken);
-                    };
                     let token = RefreshToken::generate();
                     let next = RefreshRecord {
                         hash: token.hash(),
@@ -687,6 +732,12 @@ impl Accounts {
                         superseded: false,
                         ..record
                     };
+                    // Signed before the rotation commits: a failure to sign spends nothing (a
+                    // retry is not mistaken for reuse); a lost race throws the token away.
+                    let session = match self.session(user_id, &next, token).await {
+                        Err(AuthError::UserNotFound) => return Err(AuthError::InvalidRefreshToken),
+                        other => other?,
+                    };
                     let rotated = self
                         .store
                         .rotate_refresh(&Rotation {
@@ -697,7 +748,7 @@ impl Accounts {
                         })
                         .await?;
                     if rotated {
-                        return self.session(&user.record, &next, token).await;
+                        return Ok(session);
                     }
                 }
             }
@@ -716,7 +767,6 @@ impl Accounts {
         claims: &AccessClaims,
         ctx: &RequestContext,
     ) -> Result<(), AuthError> {
-        self.tokens.revoke(claims).await?;
         let user = UserId::parse(&claims.sub).ok();
         let actor = user.map_or(Actor::Anonymous, |u| Actor::User(entity(u)));
         let event = self.event(actor, Action::UserLogout, user, Outcome::Success, ctx);
@@ -724,6 +774,8 @@ impl Accounts {
             .sid
             .as_deref()
             .and_then(|s| uuid::Uuid::parse_str(s).ok());
+        // The session first: if the token's revocation then fails, a retry revokes it; the
+        // other order could leave a session that mints new tokens.
         match family {
             Some(family) => {
                 let (_, receipt) = self.store.revoke_family(family, Some(&event)).await?;
@@ -737,6 +789,7 @@ impl Accounts {
                     .map_err(|e| AuthError::Unavailable(e.to_string()))?;
             }
         }
+        self.tokens.revoke(claims).await?;
         Ok(())
     }
 
@@ -751,10 +804,8 @@ impl Accounts {
         user: UserId,
         ctx: &RequestContext,
     ) -> Result<(), AuthError> {
-        self.revocation
-            .revoke_user(&user.to_string())
-            .await
-            .map_err(TokenError::from)?;
+        // Sessions first (with the record), then the epoch: a failure in between leaves the
+        // user's access tokens working until the retry, never sessions minting new ones.
         let event = self.event(
             actor,
             Action::UserSessionRevoked,
@@ -764,12 +815,15 @@ impl Accounts {
         );
         let receipt = self.store.revoke_user_families(user, &event).await?;
         self.audit.committed_elsewhere(&[(event, receipt)]).await;
+        self.revocation
+            .revoke_user(&user.to_string())
+            .await
+            .map_err(TokenError::from)?;
         Ok(())
     }
 
-    /// The emergency revoke: every access token issued so far stops working (the global
-    /// epoch). Refresh families are left: revoke sessions per user, or rotate the signing key,
-    /// as the incident requires.
+    /// The emergency revoke: every session (refresh family), then every access token issued so
+    /// far (the global epoch), stops working. Everyone logs in again.
     ///
     /// # Errors
     /// Dependencies.
@@ -778,11 +832,6 @@ impl Accounts {
         actor: Actor,
         ctx: &RequestContext,
     ) -> Result<u64, AuthError> {
-        let epoch = self
-            .revocation
-            .revoke_everyone()
-            .await
-            .map_err(TokenError::from)?;
         let mut event = AuditEvent::new(
             actor,
             Action::UserSessionRevoked,
@@ -791,10 +840,13 @@ impl Accounts {
         );
         self.add_context(&mut event, ctx);
         let _ = event.details.insert("scope", code("everyone"));
-        coffer_audit::AuditLog::append(self.audit.as_ref(), &event)
+        let receipt = self.store.revoke_every_family(&event).await?;
+        self.audit.committed_elsewhere(&[(event, receipt)]).await;
+        Ok(self
+            .revocation
+            .revoke_everyone()
             .await
-            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
-        Ok(epoch)
+            .map_err(TokenError::from)?)
     }
 
     // ---- users ----
@@ -804,11 +856,7 @@ impl Accounts {
     /// # Errors
     /// [`AuthError::UserNotFound`], dependencies.
     pub async fn profile(&self, user: UserId) -> Result<Profile, AuthError> {
-        let u = self
-            .store
-            .user(user)
-            .await?
-            .ok_or(AuthError::UserNotFound)?;
+        let u = self.load_user(user).await?;
         let dek = self.user_key(&u).await?;
         let text = |field: &str, sealed: &[u8]| -> Result<Zeroizing<String>, AuthError> {
             let plain = open_bytes(&dek, &field_aad(user, field), sealed).map_err(corrupt)?;
@@ -877,20 +925,28 @@ impl Accounts {
 
     // ---- TOTP ----
 
-    /// Starts TOTP enrollment: a new secret, not asked for at login until confirmed.
+    /// Starts TOTP enrollment: a new secret, not asked for at login until confirmed. Needs
+    /// the password again: an access token alone (a stolen one) cannot put a factor of its
+    /// holder's on the account and lock its owner out.
     ///
     /// # Errors
+    /// [`AuthError::InvalidCredentials`] for a wrong password (audited as a failed login),
     /// [`AuthError::MfaState`] if a confirmed factor exists, dependencies.
     pub async fn totp_enroll(
         &self,
         user: UserId,
+        password: &str,
         ctx: &RequestContext,
     ) -> Result<TotpEnrollment, AuthError> {
-        let u = self
-            .store
-            .user(user)
+        let u = self.load_user(user).await?;
+        if !self
+            .hasher
+            .verify(password, Some(&u.record.password_hash))
             .await?
-            .ok_or(AuthError::UserNotFound)?;
+        {
+            self.login_failed(Some(&u), None, "bad_password", ctx).await;
+            return Err(AuthError::InvalidCredentials);
+        }
         if u.record.totp.as_ref().is_some_and(|t| t.confirmed) {
             return Err(AuthError::MfaState(
                 "a second factor is already on: turn it off first",
@@ -903,7 +959,7 @@ impl Accounts {
             confirmed: false,
             last_step: 0,
         };
-        self.write_totp(user, Some(&record), "enrolled", ctx)
+        self.write_totp(user, Some(&record), false, "enrolled", ctx)
             .await?;
         Ok(TotpEnrollment {
             secret: secret.base32(),
@@ -921,11 +977,7 @@ impl Accounts {
         presented: &str,
         ctx: &RequestContext,
     ) -> Result<(), AuthError> {
-        let u = self
-            .store
-            .user(user)
-            .await?
-            .ok_or(AuthError::UserNotFound)?;
+        let u = self.load_user(user).await?;
         let totp = match &u.record.totp {
             Some(t) if !t.confirmed => t.clone(),
             _ => return Err(AuthError::MfaState("no enrollment to confirm")),
@@ -938,7 +990,7 @@ impl Accounts {
             confirmed: true,
             ..totp
         };
-        self.write_totp(user, Some(&confirmed), "confirmed", ctx)
+        self.write_totp(user, Some(&confirmed), false, "confirmed", ctx)
             .await
     }
 
@@ -952,24 +1004,21 @@ impl Accounts {
         presented: &str,
         ctx: &RequestContext,
     ) -> Result<(), AuthError> {
-        let u = self
-            .store
-            .user(user)
-            .await?
-            .ok_or(AuthError::UserNotFound)?;
+        let u = self.load_user(user).await?;
         let Some(totp) = u.record.totp.clone().filter(|t| t.confirmed) else {
             return Err(AuthError::MfaState("no second factor is on"));
         };
         if !self.check_totp(&u, &totp, presented).await? {
             return Err(AuthError::InvalidCredentials);
         }
-        self.write_totp(user, None, "disabled", ctx).await
+        self.write_totp(user, None, true, "disabled", ctx).await
     }
 
     async fn write_totp(
         &self,
         user: UserId,
         totp: Option<&TotpRecord>,
+        expect_confirmed: bool,
         change: &str,
         ctx: &RequestContext,
     ) -> Result<(), AuthError> {
@@ -983,9 +1032,11 @@ impl Accounts {
         let _ = event.details.insert("change", code(change));
         let receipt = self
             .store
-            .set_totp(user, totp, &event)
+            .set_totp(user, totp, expect_confirmed, &event)
             .await?
-            .ok_or(AuthError::UserNotFound)?;
+            .ok_or(AuthError::MfaState(
+                "the second factor changed meanwhile: read it again",
+            ))?;
         self.audit.committed_elsewhere(&[(event, receipt)]).await;
         Ok(())
     }
@@ -1004,7 +1055,8 @@ impl Accounts {
     // ---- signing keys ----
 
     /// Rotates the token signing key: a new key signs from now on, the previous one keeps
-    /// verifying (and stays in the JWKS) until its tokens have expired.
+    /// verifying (and stays in the JWKS) until its tokens have expired. Returns the kid that
+    /// signs now (another process's, if it rotated at the same moment).
     ///
     /// # Errors
     /// Store or key provider failures.
@@ -1012,7 +1064,23 @@ impl Accounts {
         let stored = new_signing_key(self.keys.as_ref()).await?;
         self.store.add_signing_key(&stored, false).await?;
         self.reload_signing_keys().await?;
-        Ok(stored.kid)
+        self.tokens
+            .current_kid()
+            .ok_or_else(|| corrupt("no signing key is current"))
+    }
+
+    /// Drops a retired signing key for good (it leaked): tokens it signed stop verifying now,
+    /// here and, at their next reload, in every other process. The current key cannot be
+    /// dropped: rotate first.
+    ///
+    /// # Errors
+    /// [`AuthError::Invalid`] for the current or an unknown key, dependencies.
+    pub async fn drop_signing_key(&self, kid: &str) -> Result<(), AuthError> {
+        if !self.store.drop_signing_key(kid, now_secs()).await? {
+            return Err(invalid("kid", "not a retired signing key: rotate first"));
+        }
+        self.tokens.drop_key(kid);
+        Ok(())
     }
 
     /// Reads the signing keys again (another replica rotated them).

@@ -178,11 +178,14 @@ pub trait UserStore: Send + Sync + fmt::Debug {
         audit: &AuditEvent,
     ) -> Result<Option<Receipt>, UserStoreError>;
 
-    /// Sets or removes a user's second factor; `None` if there is no such user.
+    /// Sets or removes a user's second factor, only while its confirmed state is still
+    /// `expect_confirmed` (an enrollment never overwrites a factor confirmed meanwhile); `None`
+    /// when no row matched.
     async fn set_totp(
         &self,
         id: UserId,
         totp: Option<&TotpRecord>,
+        expect_confirmed: bool,
         audit: &AuditEvent,
     ) -> Result<Option<Receipt>, UserStoreError>;
 
@@ -211,6 +214,8 @@ pub trait UserStore: Send + Sync + fmt::Debug {
     async fn rotate_refresh(&self, rotation: &Rotation<'_>) -> Result<bool, UserStoreError>;
 
     /// Revokes every token of a family, with an audit record if given; how many were live.
+    /// Tokens that a rotation racing the revocation inserts are revoked too: when this returns,
+    /// nothing in the family is live.
     async fn revoke_family(
         &self,
         family: uuid::Uuid,
@@ -224,16 +229,24 @@ pub trait UserStore: Send + Sync + fmt::Debug {
         audit: &AuditEvent,
     ) -> Result<Receipt, UserStoreError>;
 
+    /// Revokes every family of every user (the emergency revoke), with an audit record.
+    async fn revoke_every_family(&self, audit: &AuditEvent) -> Result<Receipt, UserStoreError>;
+
     /// Deletes the tokens of families that ended before `before` (seconds since the epoch);
     /// how many rows went.
     async fn purge_families(&self, before: u64) -> Result<u64, UserStoreError>;
 
-    /// Every stored signing key, oldest first.
+    /// Every stored signing key not dropped, oldest first.
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, UserStoreError>;
 
-    /// Adds `key` as the signing key, retiring the current ones at `key.created_at`. With
-    /// `only_if_none`, does nothing (false) if a key is already signing: the first start of
-    /// several replicas at once makes one key.
+    /// Drops a retired signing key for good (compromised): no later load returns it. False if
+    /// there is no such retired key (the current one cannot be dropped: rotate first).
+    async fn drop_signing_key(&self, kid: &str, at: u64) -> Result<bool, UserStoreError>;
+
+    /// Adds `key` as the signing key, retiring the current one at `key.created_at`. False,
+    /// changing nothing, when another key became current meanwhile (at most one key is current,
+    /// which the schema enforces) or, with `only_if_none`, when a key is already signing: the
+    /// first start of several replicas at once makes one key.
     async fn add_signing_key(
         &self,
         key: &StoredSigningKey,

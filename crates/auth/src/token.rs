@@ -421,6 +421,9 @@ pub struct Grant<'a> {
     pub amr: &'a [String],
     /// The session (refresh-token family), if any.
     pub session: Option<&'a str>,
+    /// The user's and the global revocation epoch, when the caller read them (before the
+    /// roles, so a revocation in between is never outlived); `None` reads them now.
+    pub epochs: Option<(u64, u64)>,
 }
 
 impl Tokens {
@@ -478,7 +481,8 @@ impl Tokens {
 
     /// Drops a key at once (a compromised key): tokens it signed stop verifying now, not at
     /// the end of its window. Returns whether it was there. The current key cannot be dropped;
-    /// rotate first.
+    /// rotate first. In memory only: with stored keys, drop through
+    /// `Accounts::drop_signing_key`, which also keeps it out of every later load.
     pub fn drop_key(&self, kid: &str) -> bool {
         let mut ring = self.ring.write().unwrap_or_else(PoisonError::into_inner);
         let before = ring.entries.len();
@@ -506,7 +510,10 @@ impl Tokens {
         grant: &Grant<'_>,
         now: SystemTime,
     ) -> Result<(String, AccessClaims), TokenError> {
-        let (uep, gep) = self.revocation.epochs(grant.subject).await?;
+        let (uep, gep) = match grant.epochs {
+            Some(epochs) => epochs,
+            None => self.revocation.epochs(grant.subject).await?,
+        };
         let iat = unix_secs(now);
         let claims = AccessClaims {
             iss: self.config.issuer.clone(),

@@ -54,6 +54,7 @@ fn grant<'a>(roles: &'a [String]) -> Grant<'a> {
         roles,
         amr: &PWD,
         session: None,
+        epochs: None,
     }
 }
 

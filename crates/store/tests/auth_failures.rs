@@ -157,7 +157,37 @@ async fn a_key_provider_that_times_out_fails_retryably_and_writes_nothing() {
         .count();
     assert_eq!(registered, 1);
 
-    // A provider that cannot unwrap: the profile (personal data) is unavailable, not corrupt.
+    // A provider that unwraps the service's keys but times out on users' data keys: the
+    // profile (personal data) is unavailable, not corrupt, and login (no personal data) works.
+    let mut partial = MockProvider::new();
+    partial.expect_name().return_const("mock".to_owned());
+    let inner = keys.clone();
+    partial.expect_unwrap_data_key().returning(move |w, c| {
+        if c.iter().any(|(k, v)| k == "purpose" && v == "user-dek") {
+            return Err(timed_out());
+        }
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(inner.unwrap_data_key(w, c))
+        })
+    });
+    let degraded = accounts(
+        store.clone(),
+        Arc::new(audit.clone()),
+        revocation.clone(),
+        Arc::new(partial),
+    )
+    .await
+    .unwrap();
+    let e = degraded.profile(alice).await.unwrap_err();
+    assert!(matches!(e, AuthError::Unavailable(_)), "{e:?}");
+    assert!(
+        degraded
+            .login(credentials("alice@example.com"), &RequestContext::default())
+            .await
+            .is_ok()
+    );
+
+    // A provider that cannot unwrap anything: the service does not start.
     let mut down = MockProvider::new();
     down.expect_name().return_const("mock".to_owned());
     down.expect_unwrap_data_key()
@@ -233,7 +263,7 @@ async fn the_application_role_runs_accounts_but_cannot_rewrite_secrets() {
     a.set_roles(coffer_auth::user::UserId::new(), id, &["user".into()], &ctx)
         .await
         .unwrap();
-    a.totp_enroll(id, &ctx).await.unwrap();
+    a.totp_enroll(id, PASSWORD, &ctx).await.unwrap();
     a.revoke_sessions(
         coffer_audit::Actor::User(EntityId::parse(&id.to_string()).unwrap()),
         id,

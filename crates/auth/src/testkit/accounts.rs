@@ -56,6 +56,7 @@ macro_rules! user_store_contract_tests {
             a_reused_refresh_token_revokes_its_family,
             concurrent_uses_of_one_refresh_token_leave_one_live_session,
             revoke_all_ends_every_session,
+            a_revoked_session_stays_revoked_while_it_is_being_refreshed,
             totp_enrollment_login_and_replay,
             role_changes_take_effect_now,
             keys_and_sessions_survive_a_restart,
@@ -443,17 +444,72 @@ pub async fn revoke_all_ends_every_session(backend: &dyn Backend) {
             a.tokens().verify(&s.access_token).await,
             Err(TokenError::EveryoneRevoked)
         ));
+        assert!(
+            matches!(
+                a.refresh(s.refresh_token.expose(), &ctx()).await,
+                Err(AuthError::InvalidRefreshToken)
+            ),
+            "sessions end too: a stolen refresh token mints nothing"
+        );
     }
+    assert!(a.login(credentials(EMAIL), &ctx()).await.is_ok());
     let e = events(audit.as_ref()).await;
     assert_eq!(count(&e, Action::UserSessionRevoked), 2);
 }
 
-/// TOTP: enrollment takes effect once confirmed; then a login needs a fresh code and carries
-/// `amr` ["pwd","otp"]; a code is accepted once.
+/// A session refreshed in a loop (a thief with the token) while its owner logs out: once the
+/// logout returns, no token of the family is live, whatever the interleaving.
+pub async fn a_revoked_session_stays_revoked_while_it_is_being_refreshed(backend: &dyn Backend) {
+    let (a, _) = accounts(backend, Duration::ZERO).await;
+    let a = Arc::new(a);
+    a.register(registration(EMAIL), &ctx()).await.unwrap();
+    let (store, _, _) = backend.open(backend.keys()).await;
+    for round in 0..5 {
+        let s = a.login(credentials(EMAIL), &ctx()).await.unwrap();
+        let first = s.refresh_token.expose().to_owned();
+        let thief = {
+            let a = a.clone();
+            tokio::spawn(async move {
+                let mut issued = vec![crate::refresh::RefreshToken::parse(&first).unwrap()];
+                // Bounded: a session that outlived its logout would refresh forever.
+                for _ in 0..300 {
+                    let current = issued.last().unwrap().expose().to_owned();
+                    match a.refresh(&current, &RequestContext::default()).await {
+                        Ok(next) => issued.push(next.refresh_token),
+                        Err(_) => break,
+                    }
+                }
+                issued
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(5 * round)).await;
+        a.logout(&s.claims, &ctx()).await.unwrap();
+        let issued = thief.await.unwrap();
+        for t in &issued {
+            let r = store.refresh_token(&t.hash()).await.unwrap().unwrap();
+            assert!(
+                r.revoked || r.spent_at.is_some(),
+                "round {round}: a token of the logged-out session is live"
+            );
+        }
+    }
+}
+
+/// TOTP: enrollment needs the password and takes effect once confirmed; then a login needs a
+/// fresh code and carries `amr` ["pwd","otp"]; a code is accepted once, also when sent by
+/// several logins at once; turning the factor off needs a fresh code.
 pub async fn totp_enrollment_login_and_replay(backend: &dyn Backend) {
     let (a, audit) = accounts(backend, Duration::ZERO).await;
+    let a = Arc::new(a);
     let id = a.register(registration(EMAIL), &ctx()).await.unwrap();
-    let enrollment = a.totp_enroll(id, &ctx()).await.unwrap();
+    assert!(
+        matches!(
+            a.totp_enroll(id, "not the password", &ctx()).await,
+            Err(AuthError::InvalidCredentials)
+        ),
+        "an access token alone cannot enroll a factor"
+    );
+    let enrollment = a.totp_enroll(id, PASSWORD, &ctx()).await.unwrap();
     assert!(format!("{enrollment:?}").contains("REDACTED"));
     assert!(enrollment.otpauth_uri.contains(enrollment.secret.as_str()));
     assert!(
@@ -463,14 +519,16 @@ pub async fn totp_enrollment_login_and_replay(backend: &dyn Backend) {
     let secret = decode_base32(&enrollment.secret);
     // Codes are computed here and checked by the service a moment later: start well inside a
     // step so both see the same one.
-    let in_step = unix_secs(std::time::SystemTime::now()) % crate::mfa::STEP_SECS;
-    if in_step > crate::mfa::STEP_SECS - 5 {
-        tokio::time::sleep(Duration::from_secs(crate::mfa::STEP_SECS - in_step + 1)).await;
+    let step = crate::mfa::STEP_SECS;
+    let in_step = unix_secs(std::time::SystemTime::now()) % step;
+    if in_step > step - 8 {
+        tokio::time::sleep(Duration::from_secs(step - in_step + 1)).await;
     }
     let now = unix_secs(std::time::SystemTime::now());
-    let (previous, current) = (
-        secret.code_at(now - crate::mfa::STEP_SECS),
+    let (previous, current, next) = (
+        secret.code_at(now - step),
         secret.code_at(now),
+        secret.code_at(now + step),
     );
     // A code that is not the current one (each digit moved by one).
     let wrong: String = current
@@ -487,7 +545,7 @@ pub async fn totp_enrollment_login_and_replay(backend: &dyn Backend) {
     a.totp_confirm(id, &previous, &ctx()).await.unwrap();
     assert!(a.profile(id).await.unwrap().mfa_enabled);
     assert!(matches!(
-        a.totp_enroll(id, &ctx()).await,
+        a.totp_enroll(id, PASSWORD, &ctx()).await,
         Err(AuthError::MfaState(_))
     ));
 
@@ -497,8 +555,7 @@ pub async fn totp_enrollment_login_and_replay(backend: &dyn Backend) {
     ));
     let wrong_password = Credentials {
         password: "wrong password here",
-        totp: None,
-        ..credentials(EMAIL)
+        ..with_code(&current)
     };
     assert!(
         matches!(
@@ -507,29 +564,37 @@ pub async fn totp_enrollment_login_and_replay(backend: &dyn Backend) {
         ),
         "a wrong password never reveals that a code is needed"
     );
-    let bad = "12345x";
     assert!(matches!(
-        a.login(
-            Credentials {
-                totp: Some(bad),
-                ..credentials(EMAIL)
-            },
-            &ctx()
-        )
-        .await,
+        a.login(with_code("12345x"), &ctx()).await,
         Err(AuthError::InvalidCredentials)
     ));
-    let code = current;
-    let s = a
-        .login(
-            Credentials {
-                totp: Some(&code),
-                ..credentials(EMAIL)
-            },
-            &ctx(),
-        )
-        .await
-        .unwrap();
+    assert!(matches!(
+        a.login(with_code(&wrong), &ctx()).await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    // Four logins with one code at once: one gets in.
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (a, code) = (a.clone(), current.clone());
+            tokio::spawn(async move {
+                let c = Credentials {
+                    totp: Some(&code),
+                    ..credentials(EMAIL)
+                };
+                a.login(c, &RequestContext::default()).await
+            })
+        })
+        .collect();
+    let mut sessions = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(s) => sessions.push(s),
+            Err(AuthError::InvalidCredentials) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(sessions.len(), 1, "a code is accepted once");
+    let s = sessions.pop().unwrap();
     assert_eq!(s.claims.amr, ["pwd", "otp"]);
     let refreshed = a.refresh(s.refresh_token.expose(), &ctx()).await.unwrap();
     assert_eq!(
@@ -537,31 +602,22 @@ pub async fn totp_enrollment_login_and_replay(backend: &dyn Backend) {
         ["pwd", "otp"],
         "kept through rotation"
     );
-    assert!(
-        matches!(
-            a.login(
-                Credentials {
-                    totp: Some(&code),
-                    ..credentials(EMAIL)
-                },
-                &ctx()
-            )
-            .await,
-            Err(AuthError::InvalidCredentials)
-        ),
-        "a code is accepted once"
-    );
-    let e = events(audit.as_ref()).await;
-    assert!(count(&e, Action::UserMfaUpdate) >= 2);
-    assert!(
-        e.iter().any(|e| e.action == Action::UserLoginFailed
-            && matches!(e.details.get("reason"), Some(DetailValue::Code(c)) if c.as_str() == "bad_otp"))
-    );
-    // Turning it off needs a fresh code too: the one just used is refused.
     assert!(matches!(
-        a.totp_disable(id, &code, &ctx()).await,
+        a.login(with_code(&current), &ctx()).await,
         Err(AuthError::InvalidCredentials)
     ));
+    let e = events(audit.as_ref()).await;
+    assert!(count(&e, Action::UserMfaUpdate) >= 2);
+    assert!(e.iter().any(|e| e.action == Action::UserLoginFailed
+        && matches!(e.details.get("reason"), Some(DetailValue::Code(c)) if c.as_str() == "bad_otp")));
+    // Turning it off needs a fresh code: the one just used is refused, the next step's works.
+    assert!(matches!(
+        a.totp_disable(id, &current, &ctx()).await,
+        Err(AuthError::InvalidCredentials)
+    ));
+    a.totp_disable(id, &next, &ctx()).await.unwrap();
+    assert!(!a.profile(id).await.unwrap().mfa_enabled);
+    assert!(a.login(credentials(EMAIL), &ctx()).await.is_ok());
 }
 
 fn decode_base32(s: &str) -> TotpSecret {
@@ -659,22 +715,52 @@ pub async fn keys_and_sessions_survive_a_restart(backend: &dyn Backend) {
     );
     let jwks = second.tokens().jwks();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
-    // The first process picks the rotation up when it reloads.
-    first.reload_signing_keys().await.unwrap();
+    // The first process has not seen the rotation: a token under the new kid makes it read
+    // the keys again, once, instead of refusing the token.
+    assert!(matches!(
+        first.tokens().verify(&after.access_token).await,
+        Err(TokenError::UnknownKey)
+    ));
+    assert!(first.verify(&after.access_token).await.is_ok());
     assert_eq!(first.tokens().current_kid().unwrap(), new_kid);
-    assert!(first.tokens().verify(&after.access_token).await.is_ok());
+    assert!(matches!(
+        first
+            .verify("eyJhbGciOiJSUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6Im5vcGUifQ.e30.c2ln")
+            .await,
+        Err(AuthError::Token(TokenError::UnknownKey))
+    ));
     let (third, _) = accounts(backend, Duration::ZERO).await;
     assert_eq!(third.tokens().jwks(), jwks);
+
+    // The old key leaked: dropped, its tokens stop verifying everywhere, also after a reload;
+    // the current key cannot be dropped.
+    assert!(matches!(
+        third.drop_signing_key(&new_kid).await,
+        Err(AuthError::Invalid { .. })
+    ));
+    third.drop_signing_key(&kid).await.unwrap();
+    assert!(matches!(
+        third.verify(&again.access_token).await,
+        Err(AuthError::Token(TokenError::UnknownKey))
+    ));
+    third.reload_signing_keys().await.unwrap();
+    assert_eq!(third.tokens().jwks()["keys"].as_array().unwrap().len(), 1);
+    let (fourth, _) = accounts(backend, Duration::ZERO).await;
+    assert!(matches!(
+        fourth.verify(&again.access_token).await,
+        Err(AuthError::Token(TokenError::UnknownKey))
+    ));
+    assert!(fourth.verify(&after.access_token).await.is_ok());
 }
 
 /// A raw scan of everything stored: no email (in any case), phone, tax id, password, refresh
-/// token, TOTP secret or signing key in the clear.
+/// token or TOTP secret in the clear.
 pub async fn raw_tables_hold_no_personal_data_or_secrets(backend: &dyn Backend) {
     let (a, _) = accounts(backend, Duration::ZERO).await;
     let id = a.register(registration(EMAIL), &ctx()).await.unwrap();
     let s = a.login(credentials(EMAIL), &ctx()).await.unwrap();
     let r = a.refresh(s.refresh_token.expose(), &ctx()).await.unwrap();
-    let enrollment = a.totp_enroll(id, &ctx()).await.unwrap();
+    let enrollment = a.totp_enroll(id, PASSWORD, &ctx()).await.unwrap();
     let secret = decode_base32(&enrollment.secret);
     let raw = backend.raw_dump().await;
     let lower = String::from_utf8_lossy(&raw).to_lowercase();
@@ -722,4 +808,11 @@ pub async fn ended_families_are_purged(backend: &dyn Backend) {
             .unwrap()
             .is_none()
     );
+}
+
+fn with_code(code: &str) -> Credentials<'_> {
+    Credentials {
+        totp: Some(code),
+        ..credentials(EMAIL)
+    }
 }

@@ -194,39 +194,10 @@ fn now_secs() -> u64 {
 const SWEEP_EVERY: u64 = 256;
 
 /// Expands to the user store `$store` and the revocation list `$revocation` for one database.
-/// Inserts one refresh token (both databases, inside the caller's transaction).
-macro_rules! insert_refresh_sql {
-    ($conn:expr, $r:expr) => {{
-        let r: &RefreshRecord = $r;
-        let user = Uuid::parse_str(&r.user).map_err(|_| corrupt("refresh token user"))?;
-        let amr =
-            serde_json::to_string(&r.amr).map_err(|e| UserStoreError::Storage(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO refresh_tokens (hash, family, user_id, client_id, amr, \
-             family_expires_at, spent_at, replaced_by, revoked, superseded) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(r.hash.0.to_vec())
-        .bind(r.family)
-        .bind(user)
-        .bind(&r.client_id)
-        .bind(amr)
-        .bind(i64_of(r.family_expires_at))
-        .bind(r.spent_at.map(i64_of))
-        .bind(r.replaced_by.map(|h| h.0.to_vec()))
-        .bind(r.revoked)
-        .bind(r.superseded)
-        .execute(&mut *$conn)
-        .await
-        .map_err(db_err)?;
-        Ok(())
-    }};
-}
-
 macro_rules! auth_stores {
     (
-        $store:ident, $revocation:ident, db_type = $Db:ty, pool = $Pool:ty, audit = $Audit:ty,
-        begin = $begin:literal, db = $db:literal
+        $store:ident, $revocation:ident, db_type = $Db:ty, conn = $Conn:ty, pool = $Pool:ty,
+        audit = $Audit:ty, begin = $begin:literal, db = $db:literal
     ) => {
         #[doc = concat!("The user store on ", $db, " (see the module documentation).")]
         #[derive(Clone)]
@@ -270,6 +241,63 @@ macro_rules! auth_stores {
                 .map(key_from)
                 .collect::<Result<Vec<_>, _>>()?;
                 Ok(Some(loaded(record, keys)))
+            }
+
+            /// Inserts one refresh token inside the caller's transaction.
+            async fn insert_refresh(
+                conn: &mut $Conn,
+                r: &RefreshRecord,
+            ) -> Result<(), UserStoreError> {
+                let user = Uuid::parse_str(&r.user).map_err(|_| corrupt("refresh token user"))?;
+                let amr = serde_json::to_string(&r.amr)
+                    .map_err(|e| UserStoreError::Storage(e.to_string()))?;
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (hash, family, user_id, client_id, amr, \
+                     family_expires_at, spent_at, replaced_by, revoked, superseded) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(r.hash.0.to_vec())
+                .bind(r.family)
+                .bind(user)
+                .bind(&r.client_id)
+                .bind(amr)
+                .bind(i64_of(r.family_expires_at))
+                .bind(r.spent_at.map(i64_of))
+                .bind(r.replaced_by.map(|h| h.0.to_vec()))
+                .bind(r.revoked)
+                .bind(r.superseded)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            }
+
+            /// Revokes the live refresh tokens `filter` selects (`$1` is `id`, if given), again
+            /// and again until none is left: on Postgres each statement sees what committed
+            /// before it began, so a rotation that committed while the previous statement
+            /// waited for its row is caught by the next one; a rotation needs a live token, so
+            /// the loop ends.
+            async fn revoke_live(
+                conn: &mut $Conn,
+                filter: &str,
+                id: Option<Uuid>,
+            ) -> Result<u64, UserStoreError> {
+                let sql = format!(
+                    "UPDATE refresh_tokens SET revoked = true WHERE revoked = false AND {filter}"
+                );
+                let mut total = 0;
+                loop {
+                    let q = sqlx::query(&sql);
+                    let q = match id {
+                        Some(id) => q.bind(id),
+                        None => q,
+                    };
+                    let n = q.execute(&mut *conn).await.map_err(db_err)?.rows_affected();
+                    if n == 0 {
+                        return Ok(total);
+                    }
+                    total += n;
+                }
             }
 
             /// Runs the update `q` and appends the audit record in one transaction; `None`
@@ -372,6 +400,7 @@ macro_rules! auth_stores {
                 &self,
                 id: UserId,
                 totp: Option<&TotpRecord>,
+                expect_confirmed: bool,
                 audit: &coffer_audit::AuditEvent,
             ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
                 let sealed = totp.map(|t| t.sealed.clone());
@@ -380,13 +409,14 @@ macro_rules! auth_stores {
                 let q = sqlx::query(
                     "UPDATE users SET totp = $2, totp_confirmed = $3, \
                      totp_last_step = CASE WHEN totp_last_step > $4 THEN totp_last_step ELSE $4 END, \
-                     updated_at = $5 WHERE id = $1",
+                     updated_at = $5 WHERE id = $1 AND totp_confirmed = $6",
                 )
                 .bind(*id.as_uuid())
                 .bind(sealed)
                 .bind(confirmed)
                 .bind(step)
-                .bind(now_micros());
+                .bind(now_micros())
+                .bind(expect_confirmed);
                 self.update_user(q, audit).await
             }
 
@@ -408,7 +438,7 @@ macro_rules! auth_stores {
                 audit: &coffer_audit::AuditEvent,
             ) -> Result<coffer_audit::Receipt, UserStoreError> {
                 let mut tx = self.pool.begin_with($begin).await.map_err(db_err)?;
-                insert_refresh(&mut tx, first).await?;
+                Self::insert_refresh(&mut tx, first).await?;
                 let receipt = self.audit.append_in(&mut tx, audit).await.map_err(audit_err)?;
                 tx.commit().await.map_err(db_err)?;
                 Ok(receipt)
@@ -461,7 +491,7 @@ macro_rules! auth_stores {
                         return Ok(false);
                     }
                 }
-                insert_refresh(&mut tx, r.next).await?;
+                Self::insert_refresh(&mut tx, r.next).await?;
                 tx.commit().await.map_err(db_err)?;
                 Ok(true)
             }
@@ -472,13 +502,7 @@ macro_rules! auth_stores {
                 audit: Option<&coffer_audit::AuditEvent>,
             ) -> Result<(u64, Option<coffer_audit::Receipt>), UserStoreError> {
                 let mut tx = self.pool.begin_with($begin).await.map_err(db_err)?;
-                let done = sqlx::query(
-                    "UPDATE refresh_tokens SET revoked = true WHERE family = $1 AND revoked = false",
-                )
-                .bind(family)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
+                let revoked = Self::revoke_live(&mut tx, "family = $1", Some(family)).await?;
                 let receipt = match audit {
                     Some(event) => {
                         Some(self.audit.append_in(&mut tx, event).await.map_err(audit_err)?)
@@ -486,7 +510,7 @@ macro_rules! auth_stores {
                     None => None,
                 };
                 tx.commit().await.map_err(db_err)?;
-                Ok((done.rows_affected(), receipt))
+                Ok((revoked, receipt))
             }
 
             async fn revoke_user_families(
@@ -495,13 +519,18 @@ macro_rules! auth_stores {
                 audit: &coffer_audit::AuditEvent,
             ) -> Result<coffer_audit::Receipt, UserStoreError> {
                 let mut tx = self.pool.begin_with($begin).await.map_err(db_err)?;
-                sqlx::query(
-                    "UPDATE refresh_tokens SET revoked = true WHERE user_id = $1 AND revoked = false",
-                )
-                .bind(*user.as_uuid())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
+                Self::revoke_live(&mut tx, "user_id = $1", Some(*user.as_uuid())).await?;
+                let receipt = self.audit.append_in(&mut tx, audit).await.map_err(audit_err)?;
+                tx.commit().await.map_err(db_err)?;
+                Ok(receipt)
+            }
+
+            async fn revoke_every_family(
+                &self,
+                audit: &coffer_audit::AuditEvent,
+            ) -> Result<coffer_audit::Receipt, UserStoreError> {
+                let mut tx = self.pool.begin_with($begin).await.map_err(db_err)?;
+                Self::revoke_live(&mut tx, "true", None).await?;
                 let receipt = self.audit.append_in(&mut tx, audit).await.map_err(audit_err)?;
                 tx.commit().await.map_err(db_err)?;
                 Ok(receipt)
@@ -519,7 +548,7 @@ macro_rules! auth_stores {
             async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, UserStoreError> {
                 sqlx::query(
                     "SELECT kid, wrapped_dek, kek_version, sealed, created_at, retired_at \
-                     FROM signing_keys ORDER BY created_at, kid",
+                     FROM signing_keys WHERE dropped_at IS NULL ORDER BY created_at, kid",
                 )
                 .fetch_all(&self.pool)
                 .await
@@ -549,7 +578,7 @@ macro_rules! auth_stores {
                     .execute(&mut *tx)
                     .await
                     .map_err(db_err)?;
-                sqlx::query(
+                let inserted = sqlx::query(
                     "INSERT INTO signing_keys (kid, wrapped_dek, kek_version, sealed, created_at) \
                      VALUES ($1, $2, $3, $4, $5)",
                 )
@@ -559,10 +588,31 @@ macro_rules! auth_stores {
                 .bind(&key.sealed)
                 .bind(i64_of(key.created_at))
                 .execute(&mut *tx)
+                .await;
+                match inserted {
+                    // Another process made a key current meanwhile.
+                    Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => {
+                        Ok(false)
+                    }
+                    Err(e) => Err(db_err(e)),
+                    Ok(_) => {
+                        tx.commit().await.map_err(db_err)?;
+                        Ok(true)
+                    }
+                }
+            }
+
+            async fn drop_signing_key(&self, kid: &str, at: u64) -> Result<bool, UserStoreError> {
+                let done = sqlx::query(
+                    "UPDATE signing_keys SET dropped_at = $2 \
+                     WHERE kid = $1 AND retired_at IS NOT NULL AND dropped_at IS NULL",
+                )
+                .bind(kid)
+                .bind(i64_of(at))
+                .execute(&self.pool)
                 .await
                 .map_err(db_err)?;
-                tx.commit().await.map_err(db_err)?;
-                Ok(true)
+                Ok(done.rows_affected() == 1)
             }
 
             async fn secret(&self, purpose: &str) -> Result<Option<Vec<u8>>, UserStoreError> {
@@ -742,17 +792,11 @@ mod pg {
     use crate::audit::PgAuditLog;
     use sqlx::postgres::PgPool;
 
-    pub(super) async fn insert_refresh(
-        conn: &mut sqlx::PgConnection,
-        r: &RefreshRecord,
-    ) -> Result<(), UserStoreError> {
-        insert_refresh_sql!(conn, r)
-    }
-
     auth_stores!(
         PgUserStore,
         PgRevocationList,
         db_type = sqlx::Postgres,
+        conn = sqlx::PgConnection,
         pool = PgPool,
         audit = PgAuditLog,
         begin = "BEGIN",
@@ -765,17 +809,11 @@ mod sqlite {
     use crate::audit::SqliteAuditLog;
     use sqlx::sqlite::SqlitePool;
 
-    pub(super) async fn insert_refresh(
-        conn: &mut sqlx::SqliteConnection,
-        r: &RefreshRecord,
-    ) -> Result<(), UserStoreError> {
-        insert_refresh_sql!(conn, r)
-    }
-
     auth_stores!(
         SqliteUserStore,
         SqliteRevocationList,
         db_type = sqlx::Sqlite,
+        conn = sqlx::SqliteConnection,
         pool = SqlitePool,
         audit = SqliteAuditLog,
         begin = "BEGIN IMMEDIATE",
