@@ -1,17 +1,19 @@
 //! Coffer's authentication and authorisation.
 //!
+//! - [`accounts`]: the accounts service (registration, login with TOTP, refresh rotation,
+//!   logout, revocation, roles, profile, signing keys) on the [`store`] port.
 //! - [`token`]: RS256 access tokens (RFC 9068 shape), issued and verified against a key ring
 //!   that rotates without breaking tokens in flight, with the JWKS document.
 //! - [`revocation`]: the revocation-list port (token denylist, per-user and global epochs) and
-//!   its in-memory adapter; [`testkit`] holds its contract suite.
+//!   its in-memory adapter.
 //! - [`rbac`]: roles to permissions, configurable, with the defaults of DESIGN.md §3.
-//! - [`email`]: normalised addresses and their blind index.
-//! - [`password`]: the password policy and Argon2id hashing off the runtime.
-//! - [`refresh`]: refresh tokens (opaque, stored hashed) and the rotation and reuse decision.
+//! - [`mfa`]: TOTP and the step-up rule for money-out.
+//! - [`email`], [`user`]: personal data newtypes; [`password`]: the policy and Argon2id off the
+//!   runtime; [`refresh`]: refresh tokens and the rotation and reuse decision.
+//! - `testkit` (feature): the contract suites of the revocation and user-store ports.
 //!
-//! The Redis revocation adapter is `coffer-auth-redis`. Status (issue "Authentication and
-//! RBAC"): the user service, the stores (users, refresh families, signing keys sealed under the
-//! KEK), OIDC issuers and TOTP are not written yet.
+//! Adapters: the SQL user store and revocation list in `coffer-store`, the Redis revocation
+//! list in `coffer-auth-redis`, external OIDC issuers in `coffer-auth-oidc`.
 
 pub mod accounts;
 pub mod email;
@@ -26,6 +28,7 @@ pub mod testkit;
 pub mod token;
 pub mod user;
 
+pub use mfa::MfaRule;
 pub use rbac::{Permission, Rbac, RbacError};
 pub use revocation::{InMemoryRevocationList, RevocationError, RevocationList, RevocationStatus};
 pub use token::{

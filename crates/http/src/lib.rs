@@ -1,8 +1,7 @@
 //! Coffer's HTTP layer (axum). The only crate that knows status codes and response shapes.
 //!
-//! Today it holds the parts the rate-limiting issue needs; the router, extractors and OpenAPI
-//! document join it with the REST API:
-//!
+//! - [`api`]: the REST API: the router, its middleware (request ids, tracing, body limit,
+//!   timeout, panics as problems), the principal and JSON extractors, every handler.
 //! - [`problem`]: RFC 9457 `application/problem+json` errors with a stable `code`.
 //! - [`client_ip`]: the client address from the socket, or from `X-Forwarded-For` only behind a
 //!   configured trusted proxy.
@@ -10,6 +9,7 @@
 //!   `RateLimit`; 503 when the shared limiter is down and configured to fail closed) and the admin
 //!   IP allowlist.
 
+pub mod api;
 pub mod client_ip;
 pub mod problem;
 pub mod ratelimit;

@@ -22,6 +22,9 @@ pub struct Problem {
     /// Human-readable detail of this occurrence (never secrets).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Extension members (RFC 9457 §3.2): `field`, `attempts_left`, `request_id`.
+    #[serde(flatten)]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {
@@ -34,7 +37,15 @@ impl Problem {
             status: status.as_u16(),
             code: code.to_owned(),
             detail: None,
+            extensions: serde_json::Map::new(),
         }
+    }
+
+    /// Adds an extension member.
+    #[must_use]
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extensions.insert(key.to_owned(), value.into());
+        self
     }
 
     /// Adds the detail.

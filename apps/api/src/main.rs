@@ -1,0 +1,127 @@
+//! `coffer-api`: the API server. Thin: configuration, logging and the command line; everything
+//! else is `coffer-app`.
+//!
+//! ```text
+//! coffer-api [--config FILE]                       serve (the default)
+//! coffer-api [--config FILE] config check          print the effective configuration, masked
+//! coffer-api [--config FILE] admin create --email E   create an administrator (password on stdin)
+//! ```
+
+use std::io::BufRead as _;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use coffer_app::{App, Config, LogFormat};
+use coffer_auth::accounts::{Registration, RequestContext};
+use coffer_auth::user::UserId;
+use zeroize::Zeroizing;
+
+enum Command {
+    Serve,
+    ConfigCheck,
+    AdminCreate { email: String },
+}
+
+fn parse_args() -> anyhow::Result<(Option<PathBuf>, Command)> {
+    let mut args = std::env::args().skip(1);
+    let mut config = None;
+    let mut words = Vec::new();
+    while let Some(a) = args.next() {
+        if a == "--config" {
+            config = Some(PathBuf::from(args.next().context("--config needs a file")?));
+        } else if let Some(path) = a.strip_prefix("--config=") {
+            config = Some(PathBuf::from(path));
+        } else {
+            words.push(a);
+        }
+    }
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let command = match words.as_slice() {
+        [] | ["serve"] => Command::Serve,
+        ["config", "check"] => Command::ConfigCheck,
+        ["admin", "create", "--email", email] => Command::AdminCreate {
+            email: (*email).to_owned(),
+        },
+        _ => bail!(
+            "usage: coffer-api [--config FILE] [serve | config check | admin create --email EMAIL]"
+        ),
+    };
+    Ok((config, command))
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let (file, command) = parse_args()?;
+    let config = Config::load(file.as_deref())?;
+    match command {
+        Command::ConfigCheck => {
+            #[allow(clippy::print_stdout)]
+            {
+                println!("# configuration is valid\n{}", config.masked_toml());
+            }
+            Ok(())
+        }
+        Command::AdminCreate { email } => {
+            init_logging(&config);
+            let mut password = Zeroizing::new(String::new());
+            std::io::stdin()
+                .lock()
+                .read_line(&mut password)
+                .context("read the password from stdin")?;
+            let app = App::build(config).await?;
+            let accounts = &app.state.accounts;
+            let ctx = RequestContext::default();
+            let id = accounts
+                .register(
+                    Registration {
+                        email: &email,
+                        password: password.trim_end_matches(['\r', '\n']),
+                        phone: None,
+                        tax_id: None,
+                    },
+                    &ctx,
+                )
+                .await?;
+            // The command line acts as the nil user in the audit record.
+            accounts
+                .set_roles(
+                    UserId::from_uuid(uuid::Uuid::nil()),
+                    id,
+                    &["admin".to_owned()],
+                    &ctx,
+                )
+                .await?;
+            tracing::info!(user_id = %id, "administrator created");
+            app.db.close().await;
+            Ok(())
+        }
+        Command::Serve => {
+            init_logging(&config);
+            let app = App::build(config).await?;
+            let listen = app.config.server.listen;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listen on {listen} (server.listen / COFFER_LISTEN)"))?;
+            tracing::info!(
+                address = %listener.local_addr()?,
+                database = %coffer_app::config::mask_url(&app.config.database.url),
+                key_file = %app.config.keys.key_file.display(),
+                "coffer-api listening"
+            );
+            coffer_app::serve(app.router(), listener, coffer_app::shutdown_signal()).await?;
+            app.db.close().await;
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,709 @@
+//! End to end over HTTP, against SQLite and against Postgres: a user's journey, the IDOR matrix,
+//! the permission matrix, idempotency, and every refusal a client can provoke, each a 4xx
+//! problem with its code and never a 5xx (the client helper asserts that on every call).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Database, PIN, Server, new_key};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+async fn journey(db: Database) {
+    let s = Server::start(db).await;
+    let (alice_id, alice, alice_refresh) = s.user("alice@example.com").await;
+    let (_, bob, _) = s.user("bob@example.com").await;
+
+    let (st, me) = s.get("/v1/me", &alice).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(me["user_id"], alice_id.as_str());
+    assert_eq!(me["email"], "alice@example.com");
+    assert_eq!(me["roles"], json!(["user"]));
+    assert!(
+        me["permissions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("wallet:transfer"))
+    );
+
+    let a = s.wallet(&alice, "USD").await;
+    let b = s.wallet(&bob, "USD").await;
+    let (st, w) = s.get(&format!("/v1/wallets/{a}"), &alice).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        (w["balance"].as_i64(), w["currency"].as_str()),
+        (Some(0), Some("USD"))
+    );
+    assert_eq!(w["owner_id"], alice_id.as_str());
+
+    // Deposit, replayed with the same key: the same status and body; another body: 409.
+    let key = new_key();
+    let body = json!({ "amount": 10_000, "currency": "USD", "reference": "payday" });
+    let first = s
+        .money(
+            &format!("/v1/wallets/{a}/deposits"),
+            &alice,
+            &key,
+            body.clone(),
+        )
+        .await;
+    assert_eq!(first.0, StatusCode::CREATED, "{}", first.1);
+    let replay = s
+        .money(&format!("/v1/wallets/{a}/deposits"), &alice, &key, body)
+        .await;
+    assert_eq!(replay, first, "a replay answers as the first time");
+    let (st, p) = s
+        .money(
+            &format!("/v1/wallets/{a}/deposits"),
+            &alice,
+            &key,
+            json!({ "amount": 1, "currency": "USD" }),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("idempotency_conflict"))
+    );
+
+    // Transfer, with the signature the history shows.
+    let (st, t) = s
+        .money(
+            &format!("/v1/wallets/{a}/transfers"),
+            &alice,
+            &new_key(),
+            json!({ "to_wallet_id": b, "amount": 2_500, "currency": "USD", "pin": PIN, "memo": "rent" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{t}");
+    assert_eq!(t["kind"], "transfer");
+    assert!(t["signature"].is_string() && t["public_key"].is_string());
+    let (st, w) = s.get(&format!("/v1/wallets/{b}"), &bob).await;
+    assert_eq!((st, w["balance"].as_i64()), (StatusCode::OK, Some(2_500)));
+
+    let (st, w) = s
+        .money(
+            &format!("/v1/wallets/{a}/withdrawals"),
+            &alice,
+            &new_key(),
+            json!({ "amount": 500, "currency": "USD", "pin": PIN }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{w}");
+
+    let (st, h) = s
+        .get(&format!("/v1/wallets/{a}/transactions?limit=2"), &alice)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let kinds: Vec<_> = h["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].clone())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![json!("withdrawal"), json!("transfer")],
+        "newest first"
+    );
+    let cursor = h["next_cursor"].as_str().unwrap();
+    let (_, older) = s
+        .get(
+            &format!("/v1/wallets/{a}/transactions?limit=2&cursor={cursor}"),
+            &alice,
+        )
+        .await;
+    assert_eq!(older["items"][0]["kind"], "deposit");
+    assert!(older["next_cursor"].is_null());
+    let tid = t["id"].as_str().unwrap();
+    let (st, one) = s.get(&format!("/v1/transactions/{tid}"), &bob).await;
+    assert_eq!(
+        (st, one["memo"].as_str()),
+        (StatusCode::OK, Some("rent")),
+        "the receiver sees it"
+    );
+
+    // Refusals with their codes.
+    let cases = [
+        (
+            json!({ "amount": 1_000_000, "currency": "USD", "pin": PIN }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "insufficient_funds",
+        ),
+        (
+            json!({ "amount": 100, "currency": "EUR", "pin": PIN }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "currency_mismatch",
+        ),
+        (
+            json!({ "amount": -5, "currency": "USD", "pin": PIN }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "amount_not_positive",
+        ),
+        (
+            json!({ "amount": 100, "currency": "XYZ", "pin": PIN }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_currency",
+        ),
+        (
+            json!({ "amount": 100, "currency": "USD", "pin": "12ab" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let (st, p) = s
+            .money(
+                &format!("/v1/wallets/{a}/withdrawals"),
+                &alice,
+                &new_key(),
+                body.clone(),
+            )
+            .await;
+        assert_eq!((st, p["code"].as_str()), (status, Some(code)), "{body}");
+    }
+    let (st, p) = s
+        .money(
+            &format!("/v1/wallets/{a}/withdrawals"),
+            &alice,
+            &new_key(),
+            json!({ "amount": 1, "currency": "USD", "pin": "000000" }),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("pin_wrong"))
+    );
+    assert!(p["attempts_left"].as_u64().is_some());
+
+    // Refresh; a retry with the same token inside the grace window (a lost response) rotates
+    // again, and the response that was "lost", turning up later, ends the whole session.
+    let (st, lost) = s
+        .post(
+            "/v1/auth/refresh",
+            None,
+            json!({ "refresh_token": alice_refresh }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{lost}");
+    let (st, tokens) = s
+        .post(
+            "/v1/auth/refresh",
+            None,
+            json!({ "refresh_token": alice_refresh }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{tokens}");
+    for t in [&lost, &tokens] {
+        let (st, p) = s
+            .post(
+                "/v1/auth/refresh",
+                None,
+                json!({ "refresh_token": t["refresh_token"] }),
+            )
+            .await;
+        assert_eq!(
+            (st, p["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_refresh_token"))
+        );
+    }
+    // Logout: the access token stops working.
+    let fresh = tokens["access_token"].as_str().unwrap();
+    let (st, _) = s
+        .call(Method::POST, "/v1/auth/logout", Some(fresh), None, &[])
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, p) = s.get("/v1/me", fresh).await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("revoked"))
+    );
+    let (st, jwks) = s
+        .call(Method::GET, "/.well-known/jwks.json", None, None, &[])
+        .await;
+    assert_eq!(
+        (st, jwks["keys"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(1))
+    );
+    s.stop().await;
+}
+
+/// User B on every route of user A's wallet and transactions: 404, never 403 or data.
+async fn idor(db: Database) {
+    let s = Server::start(db).await;
+    let (_, alice, _) = s.user("alice@example.com").await;
+    let (_, bob, _) = s.user("bob@example.com").await;
+    let a = s.wallet(&alice, "USD").await;
+    let b = s.wallet(&bob, "USD").await;
+    let (_, t) = s
+        .money(
+            &format!("/v1/wallets/{a}/deposits"),
+            &alice,
+            &new_key(),
+            json!({ "amount": 100, "currency": "USD" }),
+        )
+        .await;
+    let tid = t["id"].as_str().unwrap().to_owned();
+    let money = json!({ "amount": 1, "currency": "USD", "pin": PIN });
+    let attempts = [
+        (Method::GET, format!("/v1/wallets/{a}"), None),
+        (Method::GET, format!("/v1/wallets/{a}/transactions"), None),
+        (Method::GET, format!("/v1/transactions/{tid}"), None),
+        (
+            Method::POST,
+            format!("/v1/wallets/{a}/deposits"),
+            Some(json!({ "amount": 1, "currency": "USD" })),
+        ),
+        (
+            Method::POST,
+            format!("/v1/wallets/{a}/withdrawals"),
+            Some(money.clone()),
+        ),
+        (
+            Method::POST,
+            format!("/v1/wallets/{a}/transfers"),
+            Some(json!({ "to_wallet_id": b, "amount": 1, "currency": "USD", "pin": PIN })),
+        ),
+        (
+            Method::PUT,
+            format!("/v1/wallets/{a}/pin"),
+            Some(json!({ "old_pin": PIN, "new_pin": "111222" })),
+        ),
+    ];
+    for (method, path, body) in attempts {
+        let key = new_key();
+        let (st, p) = s
+            .call(
+                method.clone(),
+                &path,
+                Some(&bob),
+                body,
+                &[("idempotency-key", &key)],
+            )
+            .await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{method} {path}: {p}");
+    }
+    let (_, w) = s.get(&format!("/v1/wallets/{a}"), &alice).await;
+    assert_eq!(w["balance"], 100, "nothing moved");
+    let (_, list) = s.get("/v1/wallets", &bob).await;
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        1,
+        "bob lists only his own"
+    );
+    s.stop().await;
+}
+
+/// Admins administer and never move money; users never administer.
+async fn permissions(db: Database) {
+    let s = Server::start(db).await;
+    let (alice_id, alice, _) = s.user("alice@example.com").await;
+    let admin = s.admin("root@example.com").await;
+    let a = s.wallet(&alice, "USD").await;
+    let (_, t) = s
+        .money(
+            &format!("/v1/wallets/{a}/deposits"),
+            &alice,
+            &new_key(),
+            json!({ "amount": 100, "currency": "USD" }),
+        )
+        .await;
+    let tid = t["id"].as_str().unwrap().to_owned();
+
+    for (method, path, body) in [
+        (
+            Method::POST,
+            format!("/v1/wallets/{a}/deposits"),
+            json!({ "amount": 1, "currency": "USD" }),
+        ),
+        (
+            Method::POST,
+            format!("/v1/wallets/{a}/transfers"),
+            json!({ "to_wallet_id": a, "amount": 1, "currency": "USD", "pin": PIN }),
+        ),
+        (
+            Method::POST,
+            "/v1/wallets".to_owned(),
+            json!({ "currency": "USD", "pin": PIN }),
+        ),
+    ] {
+        let (st, p) = s
+            .call(
+                method,
+                &path,
+                Some(&admin),
+                Some(body),
+                &[("idempotency-key", &new_key())],
+            )
+            .await;
+        assert_eq!(
+            (st, p["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("forbidden")),
+            "admin {path}"
+        );
+    }
+    for (path, body) in [
+        (
+            format!("/v1/admin/wallets/{a}/freeze"),
+            json!({ "reason": "x" }),
+        ),
+        (
+            format!("/v1/admin/transactions/{tid}/reversal"),
+            json!({ "reason": "x" }),
+        ),
+        (
+            format!("/v1/admin/users/{alice_id}/roles"),
+            json!({ "roles": ["admin"] }),
+        ),
+    ] {
+        let (st, p) = s
+            .call(
+                Method::POST,
+                &path,
+                Some(&alice),
+                Some(body),
+                &[("idempotency-key", &new_key())],
+            )
+            .await;
+        assert_eq!(
+            (st, p["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("forbidden")),
+            "user {path}"
+        );
+    }
+    let (st, _) = s.get("/v1/admin/audit", &alice).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // What admins may do: read any wallet, freeze (money stops both ways... out), reverse, audit.
+    let (st, w) = s.get(&format!("/v1/wallets/{a}"), &admin).await;
+    assert_eq!((st, w["balance"].as_i64()), (StatusCode::OK, Some(100)));
+    let (st, w) = s
+        .post(
+            &format!("/v1/admin/wallets/{a}/freeze"),
+            Some(&admin),
+            json!({ "reason": "review" }),
+        )
+        .await;
+    assert_eq!((st, w["status"].as_str()), (StatusCode::OK, Some("frozen")));
+    let (st, p) = s
+        .money(
+            &format!("/v1/wallets/{a}/withdrawals"),
+            &alice,
+            &new_key(),
+            json!({ "amount": 1, "currency": "USD", "pin": PIN }),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("wallet_frozen"))
+    );
+    let (st, _) = s
+        .post(
+            &format!("/v1/admin/wallets/{a}/unfreeze"),
+            Some(&admin),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, r) = s
+        .money(
+            &format!("/v1/admin/transactions/{tid}/reversal"),
+            &admin,
+            &new_key(),
+            json!({ "reason": "chargeback" }),
+        )
+        .await;
+    assert_eq!(
+        (st, r["kind"].as_str()),
+        (StatusCode::CREATED, Some("reversal")),
+        "{r}"
+    );
+    let (st, p) = s
+        .money(
+            &format!("/v1/admin/transactions/{tid}/reversal"),
+            &admin,
+            &new_key(),
+            json!({ "reason": "chargeback" }),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("already_reversed"))
+    );
+    let (st, c) = s
+        .post(
+            &format!("/v1/admin/wallets/{a}/close"),
+            Some(&admin),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (st, c["status"].as_str()),
+        (StatusCode::OK, Some("closed")),
+        "{c}"
+    );
+    let (st, p) = s
+        .money(
+            &format!("/v1/wallets/{a}/deposits"),
+            &alice,
+            &new_key(),
+            json!({ "amount": 1, "currency": "USD" }),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("wallet_closed"))
+    );
+    let (st, audit) = s.get("/v1/admin/audit?limit=50", &admin).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(!audit["items"].as_array().unwrap().is_empty());
+    let (st, v) = s.get("/v1/admin/audit/verify", &admin).await;
+    assert_eq!((st, v["ok"].as_bool()), (StatusCode::OK, Some(true)), "{v}");
+    // Role changes take effect at once: alice, made admin, must refresh into the new roles.
+    let (st, _) = s
+        .post(
+            &format!("/v1/admin/users/{alice_id}/roles"),
+            Some(&admin),
+            json!({ "roles": ["user", "admin"] }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, p) = s.get("/v1/me", &alice).await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("user_revoked"))
+    );
+    s.stop().await;
+}
+
+/// Malformed requests: each a 4xx problem with its code.
+async fn bad_requests(db: Database) {
+    let s = Server::start(db).await;
+    let (_, alice, _) = s.user("alice@example.com").await;
+    let a = s.wallet(&alice, "USD").await;
+    let deposits = format!("/v1/wallets/{a}/deposits");
+    let raw = |body: &'static str, content_type: &'static str, key: bool| {
+        let mut req = s
+            .client
+            .post(format!("{}{deposits}", s.base))
+            .bearer_auth(&alice)
+            .header("content-type", content_type)
+            .body(body);
+        if key {
+            req = req.header("idempotency-key", new_key());
+        }
+        req
+    };
+    let cases: Vec<(reqwest::RequestBuilder, StatusCode, &str)> = vec![
+        (
+            raw("{\"amount\": 1,", "application/json", true),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            raw(
+                "{\"amount\": 1, \"currency\": \"USD\", \"extra\": 1}",
+                "application/json",
+                true,
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            raw(
+                "{\"amount\": 99999999999999999999, \"currency\": \"USD\"}",
+                "application/json",
+                true,
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            raw(
+                "{\"amount\": \"ten\", \"currency\": \"USD\"}",
+                "application/json",
+                true,
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            raw("{\"currency\": \"USD\"}", "application/json", true),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            raw("amount=1", "application/x-www-form-urlencoded", true),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            raw(
+                "{\"amount\": 1, \"currency\": \"USD\"}",
+                "application/json",
+                false,
+            ),
+            StatusCode::BAD_REQUEST,
+            "idempotency_key_required",
+        ),
+    ];
+    for (req, status, code) in cases {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), status, "{code}");
+        let p: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(p["code"], code);
+    }
+    let big = format!(
+        "{{\"amount\": 1, \"currency\": \"USD\", \"reference\": \"{}\"}}",
+        "x".repeat(20_000)
+    );
+    let resp = s
+        .client
+        .post(format!("{}{deposits}", s.base))
+        .bearer_auth(&alice)
+        .header("content-type", "application/json")
+        .header("idempotency-key", new_key())
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    for (token, code) in [(None, "missing_token"), (Some("not-a-jwt"), "malformed")] {
+        let (st, p) = s.call(Method::GET, "/v1/wallets", token, None, &[]).await;
+        assert_eq!(
+            (st, p["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some(code))
+        );
+    }
+    let (st, p) = s.get("/v1/nowhere", &alice).await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (st, p) = s
+        .call(Method::DELETE, "/v1/wallets", Some(&alice), None, &[])
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
+    );
+    let (st, p) = s.get("/v1/wallets/not-a-uuid", &alice).await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("wallet_not_found"))
+    );
+    let (st, p) = s
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({ "email": "alice@example.com", "password": "wrong password!" }),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_credentials"))
+    );
+    let (st, p) = s
+        .post(
+            "/v1/auth/register",
+            None,
+            json!({ "email": "ALICE@example.com", "password": common::PASSWORD }),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("email_taken"))
+    );
+    let (st, p) = s
+        .post(
+            "/v1/auth/register",
+            None,
+            json!({ "email": "carol@example.com", "password": "short" }),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str(), p["field"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("invalid_request"),
+            Some("password")
+        )
+    );
+
+    // The PIN locks after the configured number of wrong guesses.
+    let mut locked = false;
+    for _ in 0..10 {
+        let (st, p) = s
+            .money(
+                &format!("/v1/wallets/{a}/withdrawals"),
+                &alice,
+                &new_key(),
+                json!({ "amount": 1, "currency": "USD", "pin": "000000" }),
+            )
+            .await;
+        if p["code"] == "pin_locked" {
+            assert_eq!(st, StatusCode::LOCKED);
+            locked = true;
+            break;
+        }
+        assert_eq!(p["code"], "pin_wrong");
+    }
+    assert!(locked, "wrong PINs lock the wallet");
+    let (st, _) = s.call(Method::GET, "/healthz", None, None, &[]).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, r) = s.call(Method::GET, "/readyz", None, None, &[]).await;
+    assert_eq!(
+        (st, r["status"].as_str()),
+        (StatusCode::OK, Some("ready")),
+        "{r}"
+    );
+    s.stop().await;
+}
+
+mod sqlite {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_users_journey() {
+        journey(Database::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_users_wallet_is_not_found_on_every_route() {
+        idor(Database::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn admins_administer_and_users_do_not() {
+        permissions(Database::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_requests_are_problems_with_codes() {
+        bad_requests(Database::Sqlite).await;
+    }
+}
+
+mod postgres {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_users_journey() {
+        journey(Database::Postgres).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_users_wallet_is_not_found_on_every_route() {
+        idor(Database::Postgres).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn admins_administer_and_users_do_not() {
+        permissions(Database::Postgres).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_requests_are_problems_with_codes() {
+        bad_requests(Database::Postgres).await;
+    }
+}

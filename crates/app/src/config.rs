@@ -1,0 +1,514 @@
+//! Typed configuration: defaults for the embedded setup (SQLite and a key file under `./data`,
+//! listening on 127.0.0.1:8080), then a TOML file, then environment variables; validated once at
+//! start, each error naming the setting and how to fix it.
+//!
+//! Environment overrides: `COFFER_LISTEN`, `COFFER_DATABASE_URL`, `COFFER_KEY_FILE`,
+//! `COFFER_REDIS_URL`, `COFFER_REVOCATION` (`database`, `memory` or `redis`), `COFFER_LOG_FORMAT`
+//! (`pretty` or `json`). `COFFER_MASTER_KEY` (inline master keys, read by the key provider) takes
+//! the place of the key file when set.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A setting that is wrong, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {setting}: {problem} ({fix})")]
+pub struct ConfigError {
+    /// The setting, as `section.name` (or the environment variable).
+    pub setting: String,
+    /// What is wrong.
+    pub problem: String,
+    /// How to fix it.
+    pub fix: String,
+}
+
+fn error(setting: &str, problem: impl Into<String>, fix: &str) -> ConfigError {
+    ConfigError {
+        setting: setting.to_owned(),
+        problem: problem.into(),
+        fix: fix.to_owned(),
+    }
+}
+
+/// Everything Coffer is configured by.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The listener.
+    pub server: ServerConfig,
+    /// The database.
+    pub database: DatabaseConfig,
+    /// The master key provider.
+    pub keys: KeysConfig,
+    /// Accounts and tokens.
+    pub auth: AuthConfig,
+    /// The ledger.
+    pub ledger: LedgerSettings,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// The listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port.
+    pub listen: SocketAddr,
+    /// Largest request body, bytes.
+    pub body_limit_bytes: usize,
+    /// Longest a request may take, seconds.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit_bytes: 64 * 1024,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+/// The database.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path` (the embedded default) or `postgres://…`.
+    pub url: String,
+    /// Pool size (Postgres).
+    pub max_connections: u32,
+    /// Apply migrations at start (as the schema owner). Off when the API logs in as the
+    /// application role and migrations run separately.
+    pub migrate: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/coffer.db".to_owned(),
+            max_connections: 16,
+            migrate: true,
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &mask_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("migrate", &self.migrate)
+            .finish()
+    }
+}
+
+/// The master key provider.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// `local` (a key file, or `COFFER_MASTER_KEY`). Vault and AWS KMS arrive with their issue.
+    pub provider: String,
+    /// The key file.
+    pub key_file: PathBuf,
+    /// Create the key file on first start when it is absent.
+    pub create_key_file: bool,
+    /// The master key's id.
+    pub key_id: String,
+    /// Unwrapped data keys kept in memory.
+    pub cache_entries: usize,
+    /// How long an unwrapped data key is kept, seconds.
+    pub cache_ttl_secs: u64,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            provider: "local".to_owned(),
+            key_file: PathBuf::from("data/master.json"),
+            create_key_file: true,
+            key_id: "coffer-master".to_owned(),
+            cache_entries: 10_000,
+            cache_ttl_secs: 300,
+        }
+    }
+}
+
+/// Where revocations are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationBackend {
+    /// The database (survives restarts, shared by processes on it): the default.
+    Database,
+    /// Process memory (one process; forgets on restart, which then refuses every token).
+    Memory,
+    /// Redis (several replicas).
+    Redis,
+}
+
+/// Accounts and tokens.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `iss` of access tokens.
+    pub issuer: String,
+    /// `aud` of access tokens.
+    pub audience: String,
+    /// Access token lifetime, seconds.
+    pub access_ttl_secs: u64,
+    /// Grace window for a refresh retry, seconds (0: none).
+    pub refresh_grace_secs: u64,
+    /// Where revocations are kept.
+    pub revocation: RevocationBackend,
+    /// Redis, for `revocation = "redis"`.
+    pub redis_url: Option<String>,
+    /// Money-out above this many major units needs a second factor.
+    pub mfa_above_major_units: Option<u64>,
+    /// Password hashes at once.
+    pub password_hash_concurrency: usize,
+    /// Argon2id memory, KiB (OWASP: 19456).
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes (OWASP: 2).
+    pub argon2_iterations: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "http://127.0.0.1:8080".to_owned(),
+            audience: "coffer-api".to_owned(),
+            access_ttl_secs: 3600,
+            refresh_grace_secs: 10,
+            revocation: RevocationBackend::Database,
+            redis_url: None,
+            mfa_above_major_units: None,
+            password_hash_concurrency: 4,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+        }
+    }
+}
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("revocation", &self.revocation)
+            .field("redis_url", &self.redis_url.as_deref().map(mask_url))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The ledger.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSettings {
+    /// PBKDF2 iterations for new PINs.
+    pub kdf_iterations: u32,
+    /// Largest amount per operation, minor units.
+    pub max_amount_minor: i64,
+    /// Transactions above this many major units are flagged `large` in the audit log.
+    pub large_transaction_major_units: i64,
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        let d = coffer_ledger::LedgerConfig::default();
+        Self {
+            kdf_iterations: d.kdf_iterations,
+            max_amount_minor: d.max_amount_minor,
+            large_transaction_major_units: d.large_transaction_major_units,
+        }
+    }
+}
+
+/// Log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable (development).
+    Pretty,
+    /// One JSON object per line (production).
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Format.
+    pub format: LogFormat,
+    /// `tracing` filter (`info`, `coffer=debug,info`…).
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+/// A URL with its password replaced by `***`.
+#[must_use]
+pub fn mask_url(url: &str) -> String {
+    // scheme://user:password@host… → scheme://user:***@host…
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` (if given), then the environment; validated.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the setting.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    error(
+                        "--config",
+                        format!("cannot read {}: {e}", path.display()),
+                        "pass an existing TOML file, or none for the defaults",
+                    )
+                })?;
+                Self::from_toml(&text)?
+            }
+            None => Self::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML (no environment, not validated).
+    ///
+    /// # Errors
+    /// [`ConfigError`] with the parser's message (it names the key and line).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            error(
+                "config file",
+                e.message().to_owned(),
+                "see docs/CONFIGURATION in README for the settings",
+            )
+        })
+    }
+
+    /// Applies environment overrides read through `get`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a value that does not parse.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = get("COFFER_LISTEN") {
+            self.server.listen = v.parse().map_err(|_| {
+                error(
+                    "COFFER_LISTEN",
+                    format!("{v:?} is not an address"),
+                    "use host:port, e.g. 0.0.0.0:8080",
+                )
+            })?;
+        }
+        if let Some(v) = get("COFFER_DATABASE_URL") {
+            self.database.url = v;
+        }
+        if let Some(v) = get("COFFER_KEY_FILE") {
+            self.keys.key_file = PathBuf::from(v);
+        }
+        if let Some(v) = get("COFFER_REDIS_URL") {
+            self.auth.redis_url = Some(v);
+        }
+        if let Some(v) = get("COFFER_REVOCATION") {
+            self.auth.revocation = match v.as_str() {
+                "database" => RevocationBackend::Database,
+                "memory" => RevocationBackend::Memory,
+                "redis" => RevocationBackend::Redis,
+                _ => {
+                    return Err(error(
+                        "COFFER_REVOCATION",
+                        format!("{v:?} is not a revocation backend"),
+                        "use database, memory or redis",
+                    ));
+                }
+            };
+        }
+        if let Some(v) = get("COFFER_LOG_FORMAT") {
+            self.log.format = match v.as_str() {
+                "pretty" => LogFormat::Pretty,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(error(
+                        "COFFER_LOG_FORMAT",
+                        format!("{v:?} is not a log format"),
+                        "use pretty or json",
+                    ));
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// Checks every setting.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(error(
+                "database.url",
+                format!("{} is neither SQLite nor Postgres", mask_url(url)),
+                "use sqlite://data/coffer.db or postgres://user@host/db",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(error("database.max_connections", "0", "use 1 or more"));
+        }
+        if self.keys.provider != "local" {
+            return Err(error(
+                "keys.provider",
+                format!("{:?} is not available in this build", self.keys.provider),
+                "use local (Vault and AWS KMS arrive with their providers)",
+            ));
+        }
+        if self.keys.cache_entries == 0 {
+            return Err(error(
+                "keys.cache_entries",
+                "0",
+                "use 1 or more (10000 is the default)",
+            ));
+        }
+        if self.server.body_limit_bytes < 1024 {
+            return Err(error("server.body_limit_bytes", "below 1 KiB", "use 65536"));
+        }
+        if self.server.request_timeout_secs == 0 {
+            return Err(error("server.request_timeout_secs", "0", "use 30"));
+        }
+        if self.auth.revocation == RevocationBackend::Redis && self.auth.redis_url.is_none() {
+            return Err(error(
+                "auth.redis_url",
+                "revocation = \"redis\" without a Redis URL",
+                "set auth.redis_url or COFFER_REDIS_URL",
+            ));
+        }
+        if self.auth.access_ttl_secs < 60 || self.auth.access_ttl_secs > 24 * 3600 {
+            return Err(error(
+                "auth.access_ttl_secs",
+                "outside 60..=86400",
+                "use 3600",
+            ));
+        }
+        if self.auth.password_hash_concurrency == 0 {
+            return Err(error(
+                "auth.password_hash_concurrency",
+                "0",
+                "use the number of cores",
+            ));
+        }
+        if self.ledger.kdf_iterations < coffer_crypto::pin::MIN_ITERATIONS {
+            return Err(error(
+                "ledger.kdf_iterations",
+                format!(
+                    "below the minimum of {}",
+                    coffer_crypto::pin::MIN_ITERATIONS
+                ),
+                "use 600000",
+            ));
+        }
+        if self.ledger.max_amount_minor <= 0 {
+            return Err(error(
+                "ledger.max_amount_minor",
+                "not positive",
+                "use a positive amount",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, with every secret masked (for `config check`).
+    #[must_use]
+    pub fn masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database.url = mask_url(&shown.database.url);
+        shown.auth.redis_url = shown.auth.redis_url.as_deref().map(mask_url);
+        let mut out = toml::to_string_pretty(&shown).unwrap_or_default();
+        if std::env::var_os("COFFER_MASTER_KEY").is_some() {
+            out.push_str("\n# COFFER_MASTER_KEY is set (***): it replaces keys.key_file\n");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_setup_and_valid() {
+        let c = Config::default();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database.url, "sqlite://data/coffer.db");
+        assert_eq!(c.keys.key_file, PathBuf::from("data/master.json"));
+        assert_eq!(c.auth.revocation, RevocationBackend::Database);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn file_then_environment_and_errors_name_the_setting() {
+        let mut c = Config::from_toml(
+            "[server]\nlisten = \"0.0.0.0:9000\"\n[database]\nurl = \"postgres://coffer:s3cret@db/coffer\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.listen.port(), 9000);
+        c.apply_env(|k| (k == "COFFER_LISTEN").then(|| "127.0.0.1:7000".to_owned()))
+            .unwrap();
+        assert_eq!(c.server.listen.port(), 7000);
+        let shown = c.masked_toml();
+        assert!(shown.contains("postgres://coffer:***@db/coffer"), "{shown}");
+        assert!(!shown.contains("s3cret"));
+        assert!(!format!("{c:?}").contains("s3cret"));
+
+        let e = Config::from_toml("[server]\nlisen = \"x\"\n").unwrap_err();
+        assert!(e.problem.contains("lisen"), "{e}");
+        let e = c
+            .apply_env(|k| (k == "COFFER_REVOCATION").then(|| "etcd".to_owned()))
+            .unwrap_err();
+        assert_eq!(e.setting, "COFFER_REVOCATION");
+        let bad = Config {
+            database: DatabaseConfig {
+                url: "mysql://x".into(),
+                ..DatabaseConfig::default()
+            },
+            ..Config::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().setting, "database.url");
+        let redis_without_url = Config {
+            auth: AuthConfig {
+                revocation: RevocationBackend::Redis,
+                ..AuthConfig::default()
+            },
+            ..Config::default()
+        };
+        assert_eq!(
+            redis_without_url.validate().unwrap_err().setting,
+            "auth.redis_url"
+        );
+    }
+}

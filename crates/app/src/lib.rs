@@ -1,0 +1,358 @@
+//! Coffer's composition root, shared by the binaries: [`config`] (typed, validated
+//! configuration) and [`App::build`], which picks the adapters the configuration names (SQLite or
+//! Postgres; the local key provider behind its cache; the database, in-process or Redis
+//! revocation list), opens the services and the HTTP router; [`serve`] runs it until a shutdown
+//! signal, letting requests in flight finish.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use coffer_audit::{AlertConfig, AuditLog, EntityId, ObservedAuditLog};
+use coffer_auth::accounts::{Accounts, AccountsConfig, AccountsDeps};
+use coffer_auth::password::PasswordHasher;
+use coffer_auth::store::UserStore;
+use coffer_auth::{InMemoryRevocationList, MfaRule, Rbac, RevocationList, TokenConfig};
+use coffer_http::api::{ApiState, Limits, Readiness};
+use coffer_keys::{CacheConfig, CachingKeyProvider, KeyProvider};
+use coffer_keys_local::{LocalKeyProvider, LocalKeySource};
+use coffer_ledger::{Ledger, LedgerConfig, LedgerStore};
+use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
+use coffer_store::auth::{PgRevocationList, PgUserStore, SqliteRevocationList, SqliteUserStore};
+use coffer_store::ledger::{PgLedgerStore, SqliteLedgerStore};
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::sqlite::SqlitePool;
+
+pub mod config;
+
+pub use config::{Config, ConfigError, LogFormat, RevocationBackend};
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    /// A setting is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Database(String),
+    /// The master key could not be loaded.
+    #[error("master key: {0}")]
+    Keys(String),
+    /// A service could not open (its keys, its stored state).
+    #[error("{0}")]
+    Service(String),
+}
+
+/// The database, whichever it is.
+#[derive(Debug, Clone)]
+pub enum Db {
+    /// SQLite.
+    Sqlite(SqlitePool),
+    /// Postgres.
+    Postgres(PgPool),
+}
+
+impl Db {
+    async fn ping(&self) -> Result<(), String> {
+        let r = match self {
+            Self::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
+            Self::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
+        };
+        r.map_err(|e| e.to_string())
+    }
+
+    /// Closes the pool (after the server stopped: in-flight transactions have finished).
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(p) => p.close().await,
+            Self::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// The composed application.
+#[derive(Debug)]
+pub struct App {
+    /// The configuration it was built from.
+    pub config: Config,
+    /// The services, as the router sees them.
+    pub state: ApiState,
+    /// The database.
+    pub db: Db,
+}
+
+struct Ready {
+    db: Db,
+    keys: Arc<dyn KeyProvider>,
+    revocation: Option<Arc<dyn RevocationList>>,
+}
+
+#[async_trait]
+impl Readiness for Ready {
+    async fn check(&self) -> Vec<(&'static str, Result<(), String>)> {
+        let mut out = vec![
+            ("database", self.db.ping().await),
+            (
+                "key_provider",
+                self.keys.health().await.map_err(|e| e.to_string()),
+            ),
+        ];
+        if let Some(r) = &self.revocation {
+            out.push((
+                "redis",
+                r.epochs("readyz")
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+            ));
+        }
+        out
+    }
+}
+
+fn sqlite_path(url: &str) -> Option<&Path> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then(|| Path::new(path))
+}
+
+fn create_parent(path: &Path) -> Result<(), String> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display())),
+        _ => Ok(()),
+    }
+}
+
+impl App {
+    /// Opens everything `config` names: the database (created and migrated when configured),
+    /// the master key (the key file is created on first start when allowed), the audit log, the
+    /// ledger and accounts.
+    ///
+    /// # Errors
+    /// [`AppError`] naming what failed.
+    pub async fn build(config: Config) -> Result<Self, AppError> {
+        config.validate()?;
+        let keys = open_keys(&config)?;
+        let audit_service =
+            EntityId::parse("coffer-api").map_err(|e| AppError::Service(e.to_string()))?;
+        let Stores {
+            db,
+            ledger_store,
+            user_store,
+            audit,
+            sql_revocation,
+        } = open_stores(&config, keys.as_ref()).await?;
+        let audit = Arc::new(ObservedAuditLog::new(
+            audit,
+            AlertConfig::default(),
+            audit_service,
+        ));
+        let (revocation, redis): (Arc<dyn RevocationList>, Option<Arc<dyn RevocationList>>) =
+            match config.auth.revocation {
+                RevocationBackend::Database => (sql_revocation, None),
+                RevocationBackend::Memory => (Arc::new(InMemoryRevocationList::new()), None),
+                RevocationBackend::Redis => {
+                    let url = config.auth.redis_url.as_deref().unwrap_or_default();
+                    let list: Arc<dyn RevocationList> = Arc::new(
+                        coffer_auth_redis::RedisRevocationList::new(
+                            url,
+                            "coffer:revocation",
+                            coffer_auth_redis::RedisRevocationConfig::default(),
+                        )
+                        .map_err(|e| AppError::Service(e.to_string()))?,
+                    );
+                    (list.clone(), Some(list))
+                }
+            };
+        let ledger = Ledger::new(
+            ledger_store,
+            keys.clone(),
+            audit.clone(),
+            LedgerConfig {
+                kdf_iterations: config.ledger.kdf_iterations,
+                max_amount_minor: config.ledger.max_amount_minor,
+                large_transaction_major_units: config.ledger.large_transaction_major_units,
+                ..LedgerConfig::default()
+            },
+        );
+        let hasher = PasswordHasher::with_params(
+            config.auth.argon2_memory_kib,
+            config.auth.argon2_iterations,
+            config.auth.password_hash_concurrency,
+        )
+        .map_err(|e| AppError::Service(format!("password hashing: {e}")))?;
+        let accounts = Accounts::open(
+            AccountsDeps {
+                store: user_store,
+                keys: keys.clone(),
+                hasher,
+                revocation,
+                audit: audit.clone(),
+                rbac: Rbac::default(),
+            },
+            AccountsConfig {
+                token: TokenConfig {
+                    issuer: config.auth.issuer.clone(),
+                    audience: config.auth.audience.clone(),
+                    access_ttl: Duration::from_secs(config.auth.access_ttl_secs),
+                    ..TokenConfig::default()
+                },
+                refresh_grace: Duration::from_secs(config.auth.refresh_grace_secs),
+                ..AccountsConfig::default()
+            },
+        )
+        .await
+        .map_err(|e| AppError::Service(format!("accounts: {e}")))?;
+        let state = ApiState {
+            ledger: Arc::new(ledger),
+            accounts: Arc::new(accounts),
+            audit,
+            mfa: MfaRule {
+                above_major_units: config.auth.mfa_above_major_units,
+            },
+            readiness: Arc::new(Ready {
+                db: db.clone(),
+                keys,
+                revocation: redis,
+            }),
+        };
+        Ok(Self { config, state, db })
+    }
+
+    /// The HTTP router with the configured limits.
+    pub fn router(&self) -> axum::Router {
+        coffer_http::api::router(
+            self.state.clone(),
+            Limits {
+                body_bytes: self.config.server.body_limit_bytes,
+                request_timeout: Duration::from_secs(self.config.server.request_timeout_secs),
+            },
+        )
+    }
+}
+
+/// The database's adapters.
+struct Stores {
+    db: Db,
+    ledger_store: Arc<dyn LedgerStore>,
+    user_store: Arc<dyn UserStore>,
+    audit: Arc<dyn AuditLog>,
+    sql_revocation: Arc<dyn RevocationList>,
+}
+
+/// Opens (creating and migrating, as configured) the database and its adapters.
+async fn open_stores(config: &Config, keys: &dyn KeyProvider) -> Result<Stores, AppError> {
+    Ok(if let Some(path) = sqlite_path(&config.database.url) {
+        create_parent(path).map_err(AppError::Database)?;
+        let pool = coffer_store::connect_sqlite(&config.database.url)
+            .await
+            .map_err(|e| AppError::Database(e.to_string()))?;
+        let audit = SqliteAuditLog::open(pool.clone(), keys)
+            .await
+            .map_err(|e| AppError::Service(format!("audit log: {e}")))?;
+        Stores {
+            db: Db::Sqlite(pool.clone()),
+            ledger_store: Arc::new(SqliteLedgerStore::new(pool.clone(), audit.clone())),
+            user_store: Arc::new(SqliteUserStore::new(pool.clone(), audit.clone())),
+            audit: Arc::new(audit),
+            sql_revocation: Arc::new(SqliteRevocationList::new(pool)),
+        }
+    } else {
+        let options = PgConnectOptions::from_str(&config.database.url).map_err(|_| {
+            AppError::Database(format!(
+                "{} is not a Postgres URL",
+                config::mask_url(&config.database.url)
+            ))
+        })?;
+        let pool = coffer_store::connect_postgres(options, config.database.max_connections)
+            .await
+            .map_err(|e| AppError::Database(e.to_string()))?;
+        if config.database.migrate {
+            coffer_store::migrate_postgres(&pool)
+                .await
+                .map_err(|e| AppError::Database(e.to_string()))?;
+        }
+        let audit = PgAuditLog::open(pool.clone(), keys)
+            .await
+            .map_err(|e| AppError::Service(format!("audit log: {e}")))?;
+        Stores {
+            db: Db::Postgres(pool.clone()),
+            ledger_store: Arc::new(PgLedgerStore::new(pool.clone(), audit.clone())),
+            user_store: Arc::new(PgUserStore::new(pool.clone(), audit.clone())),
+            audit: Arc::new(audit),
+            sql_revocation: Arc::new(PgRevocationList::new(pool)),
+        }
+    })
+}
+
+fn open_keys(config: &Config) -> Result<Arc<dyn KeyProvider>, AppError> {
+    let source = match std::env::var("COFFER_MASTER_KEY") {
+        Ok(inline) => LocalKeySource::Inline(zeroize::Zeroizing::new(inline)),
+        Err(_) => {
+            create_parent(&config.keys.key_file).map_err(AppError::Keys)?;
+            LocalKeySource::File {
+                path: config.keys.key_file.clone(),
+                create_if_missing: config.keys.create_key_file,
+            }
+        }
+    };
+    let local = LocalKeyProvider::open(source, &config.keys.key_id)
+        .map_err(|e| AppError::Keys(e.to_string()))?;
+    let cache = CacheConfig {
+        max_entries: std::num::NonZeroUsize::new(config.keys.cache_entries)
+            .unwrap_or(std::num::NonZeroUsize::MIN),
+        max_age: Duration::from_secs(config.keys.cache_ttl_secs),
+    };
+    Ok(Arc::new(CachingKeyProvider::new(Arc::new(local), cache)))
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves; requests in flight finish first.
+///
+/// # Errors
+/// The listener's I/O errors.
+pub async fn serve(
+    router: axum::Router,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

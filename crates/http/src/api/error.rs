@@ -1,0 +1,205 @@
+//! Every error a handler can meet, as a problem with its status and stable code. 4xx problems
+//! say what is wrong; 5xx problems say nothing of the cause, which is logged with the request
+//! id instead.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use coffer_auth::TokenError;
+use coffer_auth::accounts::AuthError;
+use coffer_ledger::{Error as LedgerServiceError, LedgerError};
+
+use crate::problem::Problem;
+
+/// A handler's error: the problem to answer with.
+#[derive(Debug)]
+pub struct ApiError {
+    problem: Box<Problem>,
+    /// `WWW-Authenticate` for 401s.
+    challenge: Option<&'static str>,
+    /// `Retry-After` seconds for 503s.
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// A problem with `status`, `code` and `title`.
+    #[must_use]
+    pub fn new(status: StatusCode, code: &str, title: &str) -> Self {
+        Self {
+            problem: Box::new(Problem::new(status, code, title)),
+            challenge: None,
+            retry_after: None,
+        }
+    }
+
+    /// Adds a detail.
+    #[must_use]
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.problem.detail = Some(detail.into());
+        self
+    }
+
+    /// Adds an extension member.
+    #[must_use]
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.problem.extensions.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// The problem's code.
+    #[must_use]
+    pub fn code(&self) -> &str {
+        &self.problem.code
+    }
+
+    /// The status.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// 400 `invalid_request` naming a field.
+    #[must_use]
+    pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "Invalid request",
+        )
+        .detail(reason)
+        .with("field", field)
+    }
+
+    /// 403: the caller's roles do not grant this.
+    #[must_use]
+    pub fn forbidden(permission: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed")
+            .detail(format!("this needs the {permission} permission"))
+    }
+
+    /// 401: no usable bearer token.
+    #[must_use]
+    pub fn unauthenticated(code: &str, detail: &str) -> Self {
+        let mut e =
+            Self::new(StatusCode::UNAUTHORIZED, code, "Authentication required").detail(detail);
+        e.challenge = Some("Bearer error=\"invalid_token\"");
+        e
+    }
+
+    /// 503 with `Retry-After`; the cause is logged, not returned.
+    #[must_use]
+    pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "dependency unavailable");
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Temporarily unavailable",
+        )
+        .detail("a dependency did not answer: retry shortly");
+        e.retry_after = Some(2);
+        e
+    }
+
+    /// An opaque 500; the cause is logged (with the request id, from the span).
+    #[must_use]
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+        )
+        .detail("the error was logged; quote the request id when reporting it")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (*self.problem).into_response();
+        if let Some(challenge) = self.challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<LedgerServiceError> for ApiError {
+    fn from(e: LedgerServiceError) -> Self {
+        use StatusCode as S;
+        match e {
+            LedgerServiceError::Rejected(r) => {
+                let code = coffer_ledger::service::domain_code(&r);
+                let status = match r {
+                    LedgerError::WalletFrozen
+                    | LedgerError::WalletClosed
+                    | LedgerError::WalletNotEmpty
+                    | LedgerError::AlreadyReversed
+                    | LedgerError::ReversalOfReversal => S::CONFLICT,
+                    LedgerError::PinLocked => S::LOCKED,
+                    LedgerError::WalletNotLoaded(_) => return Self::internal(&r),
+                    _ => S::UNPROCESSABLE_ENTITY,
+                };
+                Self::new(status, code, "Refused").detail(r.to_string())
+            }
+            LedgerServiceError::WrongPin { attempts_left } => {
+                Self::new(S::FORBIDDEN, "pin_wrong", "Wrong PIN")
+                    .with("attempts_left", attempts_left)
+            }
+            LedgerServiceError::WalletNotFound(_) => {
+                Self::new(S::NOT_FOUND, "wallet_not_found", "No such wallet")
+            }
+            LedgerServiceError::TransactionNotFound(_) => {
+                Self::new(S::NOT_FOUND, "transaction_not_found", "No such transaction")
+            }
+            LedgerServiceError::IdempotencyConflict => Self::new(
+                S::CONFLICT,
+                "idempotency_conflict",
+                "Idempotency key reused",
+            )
+            .detail("this Idempotency-Key was used with another request"),
+            LedgerServiceError::Invalid { field, reason } => Self::invalid(field, reason),
+            e if e.is_retryable() => Self::unavailable(&e),
+            other => Self::internal(&other),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        use StatusCode as S;
+        let code = e.code();
+        match e {
+            AuthError::InvalidCredentials | AuthError::MfaRequired => {
+                Self::new(S::UNAUTHORIZED, code, "Login failed").detail(e.to_string())
+            }
+            AuthError::InvalidRefreshToken => {
+                Self::new(S::UNAUTHORIZED, code, "Invalid refresh token")
+            }
+            AuthError::EmailTaken => Self::new(S::CONFLICT, code, "Email taken"),
+            AuthError::Invalid { field, reason } => Self::invalid(field, reason),
+            AuthError::UnknownRole(role) => Self::invalid("roles", format!("unknown role {role}")),
+            AuthError::UserNotFound => Self::new(S::NOT_FOUND, code, "No such user"),
+            AuthError::MfaState(m) => Self::new(S::CONFLICT, code, "Second factor").detail(m),
+            AuthError::Token(t) => t.into(),
+            AuthError::Unavailable(_) => Self::unavailable(&e),
+            other => Self::internal(&other),
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Unavailable(_) => Self::unavailable(&e),
+            TokenError::Signing(_) => Self::internal(&e),
+            other => Self::unauthenticated(other.reason(), &other.to_string()),
+        }
+    }
+}

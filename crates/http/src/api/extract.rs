@@ -1,0 +1,234 @@
+//! Extractors: the signed-in caller, JSON bodies that refuse unknown fields with a problem, path
+//! ids, and the `Idempotency-Key` header.
+
+use axum::body::Bytes;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use coffer_auth::Permission;
+use coffer_auth::accounts::RequestContext;
+use coffer_auth::token::AccessClaims;
+use coffer_auth::user::UserId;
+use serde::de::DeserializeOwned;
+
+use super::ApiState;
+use super::error::ApiError;
+
+/// The caller of a route that needs a bearer token: verified (signature, claims, revocation).
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The user.
+    pub user: UserId,
+    /// The token's claims.
+    pub claims: AccessClaims,
+}
+
+impl Principal {
+    /// The ledger's id for this user.
+    #[must_use]
+    pub fn ledger_user(&self) -> coffer_ledger::UserId {
+        coffer_ledger::UserId::from_uuid(*self.user.as_uuid())
+    }
+
+    /// Refuses (403) unless the caller's roles grant `permission`.
+    ///
+    /// # Errors
+    /// [`ApiError::forbidden`].
+    pub fn require(&self, state: &ApiState, permission: Permission) -> Result<(), ApiError> {
+        if state.accounts.rbac().allows(&self.claims.roles, permission) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(permission.as_str()))
+        }
+    }
+}
+
+impl FromRequestParts<ApiState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            ApiError::unauthenticated("missing_token", "send Authorization: Bearer <access token>")
+        })?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthenticated(
+                    "malformed",
+                    "the Authorization header is not a bearer token",
+                )
+            })?;
+        let verified = state.accounts.verify(token).await?;
+        let user = UserId::parse(&verified.claims.sub).map_err(|_| {
+            ApiError::unauthenticated("malformed", "the token's subject is not a user")
+        })?;
+        Ok(Self {
+            user,
+            claims: verified.claims,
+        })
+    }
+}
+
+/// A JSON body: `Content-Type: application/json`, within the body limit, every field known.
+/// Refusals are problems: 415, 413, 400 `malformed_json` (not JSON), 422 `invalid_request`
+/// (unknown field, wrong type, missing field). A type error's message is not echoed: it could
+/// quote a PIN or password.
+#[derive(Debug, Clone)]
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "JSON expected",
+            )
+            .detail("send Content-Type: application/json"));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "Body too large",
+                )
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", "Unreadable body")
+            }
+        })?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// Parses a body (shared with handlers whose body is optional).
+///
+/// # Errors
+/// 400 `malformed_json` or 422 `invalid_request`.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => {
+                let message = e.to_string();
+                let detail = if message.starts_with("unknown field")
+                    || message.starts_with("missing field")
+                {
+                    // Field names only: safe to echo.
+                    message
+                } else {
+                    format!(
+                        "a field has the wrong type or an out-of-range value (line {}, column {})",
+                        e.line(),
+                        e.column()
+                    )
+                };
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_request",
+                    "Invalid request",
+                )
+                .detail(detail)
+            }
+            Category::Syntax | Category::Eof | Category::Io => {
+                ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", "Malformed JSON").detail(
+                    format!("not valid JSON at line {}, column {}", e.line(), e.column()),
+                )
+            }
+        }
+    })
+}
+
+/// Where a request came from, for the audit log: the client address the rate-limit layer
+/// decided on (trusting `X-Forwarded-For` only from configured proxies), else the socket peer;
+/// and the request id.
+#[derive(Debug, Clone)]
+pub struct Ctx(pub RequestContext);
+
+impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let client_ip = parts
+            .extensions
+            .get::<crate::ratelimit::ClientIp>()
+            .map(|c| c.0)
+            .or_else(|| {
+                parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0.ip())
+            });
+        let request_id = parts
+            .headers
+            .get(super::REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(Self(RequestContext {
+            client_ip,
+            request_id,
+        }))
+    }
+}
+
+/// The `Idempotency-Key` header, required on money-moving POSTs.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let value = parts.headers.get("idempotency-key").ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "idempotency_key_required",
+                "Idempotency-Key required",
+            )
+            .detail("money-moving requests carry an Idempotency-Key header (a UUID, say)")
+        })?;
+        let key = value
+            .to_str()
+            .map_err(|_| ApiError::invalid("Idempotency-Key", "visible ASCII only"))?;
+        Ok(Self(key.to_owned()))
+    }
+}
+
+/// Parses a path id, answering 404 for anything that is not one (no such resource).
+pub fn wallet_id(raw: &str) -> Result<coffer_ledger::WalletId, ApiError> {
+    coffer_ledger::WalletId::parse(raw)
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "wallet_not_found", "No such wallet"))
+}
+
+/// As [`wallet_id`], for transactions.
+pub fn transaction_id(raw: &str) -> Result<coffer_ledger::TransactionId, ApiError> {
+    coffer_ledger::TransactionId::parse(raw).map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "transaction_not_found",
+            "No such transaction",
+        )
+    })
+}
+
+/// As [`wallet_id`], for users.
+pub fn user_id(raw: &str) -> Result<UserId, ApiError> {
+    UserId::parse(raw)
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "user_not_found", "No such user"))
+}

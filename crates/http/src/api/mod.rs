@@ -1,0 +1,173 @@
+//! The REST API (DESIGN.md §3): the router, its state and its middleware.
+//!
+//! Every response to a request that went wrong is a problem (`application/problem+json`) with a
+//! stable `code`: the handlers' errors ([`error::ApiError`]), unknown routes and methods, bodies
+//! over the limit, requests over the time limit and panics alike. Every request carries an id
+//! (`x-request-id`, accepted from the client or generated), echoed in the response and recorded
+//! in its log span.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use coffer_audit::ObservedAuditLog;
+use coffer_auth::MfaRule;
+use coffer_auth::accounts::Accounts;
+use coffer_ledger::Ledger;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub mod error;
+pub mod extract;
+mod routes;
+mod views;
+
+use error::ApiError;
+
+/// The request id header.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What `/readyz` asks: each dependency's name and whether it answers.
+#[async_trait]
+pub trait Readiness: Send + Sync {
+    /// One entry per dependency (database, key provider, Redis when configured).
+    async fn check(&self) -> Vec<(&'static str, Result<(), String>)>;
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The ledger.
+    pub ledger: Arc<Ledger>,
+    /// Accounts and tokens.
+    pub accounts: Arc<Accounts>,
+    /// The audit log (admin reads and verification).
+    pub audit: Arc<ObservedAuditLog>,
+    /// The step-up rule for money-out.
+    pub mfa: MfaRule,
+    /// Readiness checks.
+    pub readiness: Arc<dyn Readiness>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState").finish_non_exhaustive()
+    }
+}
+
+/// Limits the router enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body.
+    pub body_bytes: usize,
+    /// Longest a request may take (then 503 `timeout`).
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            body_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The API's routes with their middleware.
+pub fn router(state: ApiState, limits: Limits) -> Router {
+    use routes as r;
+    let api = Router::new()
+        .route("/v1/auth/register", post(r::register))
+        .route("/v1/auth/login", post(r::login))
+        .route("/v1/auth/refresh", post(r::refresh))
+        .route("/v1/auth/logout", post(r::logout))
+        .route("/v1/auth/sessions/revoke-all", post(r::revoke_all))
+        .route("/v1/auth/totp/enroll", post(r::totp_enroll))
+        .route("/v1/auth/totp/confirm", post(r::totp_confirm))
+        .route("/v1/auth/totp/disable", post(r::totp_disable))
+        .route("/.well-known/jwks.json", get(r::jwks))
+        .route("/v1/me", get(r::me))
+        .route("/v1/wallets", post(r::open_wallet).get(r::list_wallets))
+        .route("/v1/wallets/{id}", get(r::get_wallet))
+        .route("/v1/wallets/{id}/deposits", post(r::deposit))
+        .route("/v1/wallets/{id}/withdrawals", post(r::withdraw))
+        .route("/v1/wallets/{id}/transfers", post(r::transfer))
+        .route("/v1/wallets/{id}/transactions", get(r::history))
+        .route("/v1/wallets/{id}/pin", put(r::change_pin))
+        .route("/v1/transactions/{id}", get(r::get_transaction))
+        .route("/v1/admin/wallets/{id}/freeze", post(r::freeze))
+        .route("/v1/admin/wallets/{id}/unfreeze", post(r::unfreeze))
+        .route("/v1/admin/wallets/{id}/close", post(r::close))
+        .route("/v1/admin/wallets/{id}/pin/unlock", post(r::unlock_pin))
+        .route("/v1/admin/wallets/{id}/pin/reset", post(r::reset_pin))
+        .route("/v1/admin/transactions/{id}/reversal", post(r::reverse))
+        .route("/v1/admin/users/{id}/roles", post(r::set_roles))
+        .route(
+            "/v1/admin/users/{id}/sessions/revoke",
+            post(r::revoke_user_sessions),
+        )
+        .route("/v1/admin/audit", get(r::audit_events))
+        .route("/v1/admin/audit/verify", get(r::audit_verify))
+        .route("/healthz", get(r::healthz))
+        .route("/readyz", get(r::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
+    api.layer(middleware::from_fn_with_state(
+        limits.request_timeout,
+        timeout,
+    ))
+    .layer(DefaultBodyLimit::max(limits.body_bytes))
+    .layer(CatchPanicLayer::custom(|_| {
+        ApiError::internal(&"a handler panicked").into_response()
+    }))
+    .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str)
+            .to_owned();
+        let id = req
+            .headers()
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned();
+        // The path template, never the path: ids, not values, and no query strings.
+        tracing::info_span!("request", method = %req.method(), route, request_id = id)
+    }))
+    .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+    .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "Request timed out",
+        )
+        .detail("the request took too long and was abandoned; retry with the same Idempotency-Key")
+        .into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Method not allowed",
+    )
+}

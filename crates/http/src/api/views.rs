@@ -1,0 +1,142 @@
+//! Response bodies: what the API promises clients (DESIGN.md §3). Money is integer minor units
+//! with its ISO 4217 code; times are RFC 3339; keys and signatures base64url.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use coffer_ledger::{HistoryPageView, TransactionView, WalletView};
+use serde::Serialize;
+
+fn rfc3339(micros: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_micros(u64::try_from(micros).unwrap_or(0));
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A wallet.
+#[derive(Debug, Serialize)]
+pub struct Wallet {
+    id: String,
+    owner_id: String,
+    currency: &'static str,
+    status: &'static str,
+    balance: i64,
+    public_key: String,
+    failed_pins: u32,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<&WalletView> for Wallet {
+    fn from(w: &WalletView) -> Self {
+        Self {
+            id: w.id.to_string(),
+            owner_id: w.owner.to_string(),
+            currency: w.currency.code(),
+            status: w.status.as_str(),
+            balance: w.balance.minor(),
+            public_key: b64(&w.public_key),
+            failed_pins: w.failed_pins,
+            created_at: rfc3339(w.created_at),
+            updated_at: rfc3339(w.updated_at),
+        }
+    }
+}
+
+/// A list of wallets.
+#[derive(Debug, Serialize)]
+pub struct Wallets {
+    items: Vec<Wallet>,
+}
+
+impl From<&[WalletView]> for Wallets {
+    fn from(ws: &[WalletView]) -> Self {
+        Self {
+            items: ws.iter().map(Wallet::from).collect(),
+        }
+    }
+}
+
+/// A transaction, with its signature and the signer's public key for money-out.
+#[derive(Debug, Serialize)]
+pub struct Transaction {
+    id: String,
+    kind: &'static str,
+    amount: i64,
+    currency: &'static str,
+    from_wallet_id: Option<String>,
+    to_wallet_id: Option<String>,
+    memo: Option<String>,
+    created_at: String,
+    idempotency_key: String,
+    reverses: Option<String>,
+    reversed_by: Option<String>,
+    signature: Option<String>,
+    public_key: Option<String>,
+}
+
+impl From<&TransactionView> for Transaction {
+    fn from(t: &TransactionView) -> Self {
+        Self {
+            id: t.id.to_string(),
+            kind: t.kind.as_str(),
+            amount: t.money.amount.minor(),
+            currency: t.money.currency.code(),
+            from_wallet_id: t.from_wallet.map(|w| w.to_string()),
+            to_wallet_id: t.to_wallet.map(|w| w.to_string()),
+            memo: t.memo.clone(),
+            created_at: rfc3339(t.at_micros),
+            idempotency_key: t.idempotency_key.clone(),
+            reverses: t.reverses.map(|r| r.to_string()),
+            reversed_by: t.reversed_by.map(|r| r.to_string()),
+            signature: t.signature.map(|s| b64(&s)),
+            public_key: t.public_key.map(|k| b64(&k)),
+        }
+    }
+}
+
+/// A page of history, newest first.
+#[derive(Debug, Serialize)]
+pub struct History {
+    items: Vec<Transaction>,
+    next_cursor: Option<String>,
+}
+
+impl From<&HistoryPageView> for History {
+    fn from(p: &HistoryPageView) -> Self {
+        Self {
+            items: p.items.iter().map(Transaction::from).collect(),
+            next_cursor: p.next_cursor.clone(),
+        }
+    }
+}
+
+/// Tokens after a login or refresh.
+#[derive(Serialize)]
+pub struct Tokens {
+    pub(super) access_token: String,
+    pub(super) token_type: &'static str,
+    pub(super) expires_in: u64,
+    pub(super) refresh_token: String,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tokens([REDACTED])")
+    }
+}
+
+impl From<&coffer_auth::accounts::Session> for Tokens {
+    fn from(s: &coffer_auth::accounts::Session) -> Self {
+        Self {
+            access_token: s.access_token.to_string(),
+            token_type: "Bearer",
+            expires_in: s.expires_in,
+            refresh_token: s.refresh_token.expose().to_owned(),
+        }
+    }
+}
