@@ -1,0 +1,162 @@
+//! The `coffer-api` binary itself: on an empty directory it creates its database and key file,
+//! serves, creates an administrator from the command line (password on stdin), and on SIGTERM
+//! finishes and exits cleanly; `config check` prints the configuration with secrets masked.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn coffer(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_coffer-api"));
+    c.current_dir(dir)
+        .env_remove("COFFER_MASTER_KEY")
+        .env_remove("COFFER_DATABASE_URL")
+        .env("RUST_LOG", "info");
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_starts_on_an_empty_directory_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+
+    // Administrator first (the command opens, creates and migrates the same database).
+    let mut admin = coffer(dir.path())
+        .args(["admin", "create", "--email", "root@example.com"])
+        .env("COFFER_LISTEN", &listen)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    admin
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct plum tart at noon\n")
+        .unwrap();
+    let out = admin.wait_with_output().unwrap();
+    let logged =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{logged}");
+    assert!(
+        !logged.contains("correct plum tart"),
+        "the password is never logged"
+    );
+    assert!(dir.path().join("data/coffer.db").exists());
+    assert!(dir.path().join("data/master.json").exists());
+
+    let mut server = coffer(dir.path())
+        .env("COFFER_LISTEN", &listen)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://{listen}");
+    let mut up = false;
+    for _ in 0..100 {
+        if client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the server answers /healthz");
+    let login: serde_json::Value = client
+        .post(format!("{base}/v1/auth/login"))
+        .json(&serde_json::json!({ "email": "root@example.com", "password": "correct plum tart at noon" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap();
+    let me: serde_json::Value = client
+        .get(format!("{base}/v1/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["roles"], serde_json::json!(["admin"]));
+
+    // SIGTERM: a clean exit.
+    let pid = server.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(status) = server.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = exited.unwrap_or_else(|| {
+        server.kill().unwrap();
+        panic!("no exit within 10 s of SIGTERM")
+    });
+    let out = server.wait_with_output().unwrap();
+    let logged =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(status.success(), "{status}: {logged}");
+    assert!(logged.contains("coffer-api listening"), "{logged}");
+    assert!(logged.contains("stopped"), "{logged}");
+    assert!(!logged.contains(token), "tokens are never logged");
+}
+
+#[test]
+fn config_check_masks_secrets_and_names_bad_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = coffer(dir.path())
+        .args(["config", "check"])
+        .env(
+            "COFFER_DATABASE_URL",
+            "postgres://coffer:s3cret@db.internal/coffer",
+        )
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains("postgres://coffer:***@db.internal/coffer"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"));
+
+    let out = coffer(dir.path())
+        .args(["config", "check"])
+        .env("COFFER_REVOCATION", "etcd")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("COFFER_REVOCATION") && err.contains("database, memory or redis"),
+        "{err}"
+    );
+}
