@@ -657,6 +657,19 @@ async fn bad_requests(db: Database) {
         (StatusCode::OK, Some("ready")),
         "{r}"
     );
+    let (st, doc) = s.call(Method::GET, "/openapi.json", None, None, &[]).await;
+    assert_eq!(
+        (st, doc["openapi"].as_str()),
+        (StatusCode::OK, Some("3.1.0"))
+    );
+    let page = s
+        .client
+        .get(format!("{}/docs", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(page.status().is_success());
+    assert!(page.text().await.unwrap().contains("/openapi.json"));
     s.stop().await;
 }
 

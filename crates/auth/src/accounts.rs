@@ -687,6 +687,13 @@ impl Accounts {
                 Some(next) => self.store.refresh_token(&next).await?,
                 None => None,
             };
+            // The two reads are not one snapshot: a concurrent retry may have superseded the
+            // replacement between them, which would look like reuse. The presented token
+            // changes in the same transaction, so reading it unchanged makes the pair
+            // consistent; otherwise decide again.
+            if replacement.is_some() && self.store.refresh_token(&hash).await? != record {
+                continue;
+            }
             let now = now_secs();
             match refresh::decide(
                 record.as_ref(),

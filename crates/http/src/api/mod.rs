@@ -26,6 +26,7 @@ use tower_http::trace::TraceLayer;
 
 pub mod error;
 pub mod extract;
+pub mod openapi;
 mod routes;
 mod views;
 
@@ -115,6 +116,19 @@ pub fn router(state: ApiState, limits: Limits) -> Router {
         )
         .route("/v1/admin/audit", get(r::audit_events))
         .route("/v1/admin/audit/verify", get(r::audit_verify))
+        .route(
+            "/openapi.json",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    openapi::openapi_json(),
+                )
+            }),
+        )
+        .route(
+            "/docs",
+            get(|| async { axum::response::Html(openapi::DOCS_PAGE) }),
+        )
         .route("/healthz", get(r::healthz))
         .route("/readyz", get(r::readyz))
         .fallback(not_found)

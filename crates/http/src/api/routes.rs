@@ -19,6 +19,9 @@ use super::error::ApiError;
 use super::extract::{
     Ctx, IdempotencyKey, Json, Principal, parse_json, transaction_id, user_id, wallet_id,
 };
+use super::openapi::{
+    AuditPageDoc, AuditVerifyDoc, MeDoc, ProblemDoc, RolesDoc, TotpEnrollmentDoc, UserCreated,
+};
 use super::views;
 
 type ApiResult = Result<Response, ApiError>;
@@ -37,7 +40,7 @@ fn no_content() -> ApiResult {
 
 // ---- auth ----
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RegisterBody {
     email: String,
@@ -46,6 +49,7 @@ pub(super) struct RegisterBody {
     tax_id: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterBody, responses((status = 201, description = "registered", body = UserCreated), (status = 409, description = "email taken", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")))]
 pub(super) async fn register(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -66,7 +70,7 @@ pub(super) async fn register(
     created(json!({ "user_id": id.to_string() }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct LoginBody {
     email: String,
@@ -75,6 +79,7 @@ pub(super) struct LoginBody {
     client_id: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginBody, responses((status = 200, description = "signed in", body = views::Tokens), (status = 401, description = "invalid credentials, or mfa_required", body = ProblemDoc, content_type = "application/problem+json")))]
 pub(super) async fn login(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -95,12 +100,13 @@ pub(super) async fn login(
     ok(views::Tokens::from(&session))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RefreshBody {
     refresh_token: String,
 }
 
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshBody, responses((status = 200, description = "rotated", body = views::Tokens), (status = 401, description = "invalid refresh token", body = ProblemDoc, content_type = "application/problem+json")))]
 pub(super) async fn refresh(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -110,7 +116,7 @@ pub(super) async fn refresh(
     ok(views::Tokens::from(&session))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct LogoutBody {
     /// Accepted for clients that send it; the session is the access token's own.
@@ -118,6 +124,7 @@ pub(super) struct LogoutBody {
     _refresh_token: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", responses((status = 204, description = "this token and its session stop working"), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn logout(
     State(state): State<ApiState>,
     principal: Principal,
@@ -131,6 +138,7 @@ pub(super) async fn logout(
     no_content()
 }
 
+#[utoipa::path(post, path = "/v1/auth/sessions/revoke-all", tag = "auth", responses((status = 204, description = "every session of the caller stops working"), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn revoke_all(
     State(state): State<ApiState>,
     principal: Principal,
@@ -147,12 +155,13 @@ pub(super) async fn revoke_all(
     no_content()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PasswordBody {
     password: String,
 }
 
+#[utoipa::path(post, path = "/v1/auth/totp/enroll", tag = "auth", request_body = PasswordBody, responses((status = 200, description = "the secret, shown once", body = TotpEnrollmentDoc), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "a factor is already on", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn totp_enroll(
     State(state): State<ApiState>,
     principal: Principal,
@@ -166,12 +175,13 @@ pub(super) async fn totp_enroll(
     ok(json!({ "secret": e.secret.as_str(), "otpauth_uri": e.otpauth_uri.as_str() }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CodeBody {
     code: String,
 }
 
+#[utoipa::path(post, path = "/v1/auth/totp/confirm", tag = "auth", request_body = CodeBody, responses((status = 204, description = "logins now need a code"), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "no enrollment to confirm", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn totp_confirm(
     State(state): State<ApiState>,
     principal: Principal,
@@ -185,6 +195,7 @@ pub(super) async fn totp_confirm(
     no_content()
 }
 
+#[utoipa::path(post, path = "/v1/auth/totp/disable", tag = "auth", request_body = CodeBody, responses((status = 204, description = "the factor is off"), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn totp_disable(
     State(state): State<ApiState>,
     principal: Principal,
@@ -198,10 +209,12 @@ pub(super) async fn totp_disable(
     no_content()
 }
 
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth", responses((status = 200, description = "current and still-valid public signing keys", body = Object)))]
 pub(super) async fn jwks(State(state): State<ApiState>) -> ApiResult {
     ok(state.accounts.tokens().jwks())
 }
 
+#[utoipa::path(get, path = "/v1/me", tag = "auth", responses((status = 200, description = "the caller", body = MeDoc), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn me(State(state): State<ApiState>, principal: Principal) -> ApiResult {
     let profile = state.accounts.profile(principal.user).await?;
     let permissions: Vec<&str> = state
@@ -222,13 +235,14 @@ pub(super) async fn me(State(state): State<ApiState>, principal: Principal) -> A
 
 // ---- wallets ----
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OpenWalletBody {
     currency: String,
     pin: String,
 }
 
+#[utoipa::path(post, path = "/v1/wallets", tag = "wallets", request_body = OpenWalletBody, responses((status = 201, description = "opened", body = views::Wallet), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn open_wallet(
     State(state): State<ApiState>,
     principal: Principal,
@@ -242,6 +256,7 @@ pub(super) async fn open_wallet(
     created(views::Wallet::from(&w))
 }
 
+#[utoipa::path(get, path = "/v1/wallets", tag = "wallets", responses((status = 200, description = "the caller's wallets", body = views::Wallets), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn list_wallets(State(state): State<ApiState>, principal: Principal) -> ApiResult {
     principal.require(&state, Permission::WalletRead)?;
     let ws = state.ledger.wallets_of(principal.ledger_user()).await?;
@@ -261,6 +276,7 @@ fn caller(state: &ApiState, principal: &Principal) -> Caller {
     }
 }
 
+#[utoipa::path(get, path = "/v1/wallets/{id}", tag = "wallets", params(("id" = String, Path, description = "the resource id")), responses((status = 200, description = "the wallet", body = views::Wallet), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn get_wallet(
     State(state): State<ApiState>,
     principal: Principal,
@@ -274,7 +290,7 @@ pub(super) async fn get_wallet(
     ok(views::Wallet::from(&w))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct DepositBody {
     amount: i64,
@@ -282,6 +298,7 @@ pub(super) struct DepositBody {
     reference: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/wallets/{id}/deposits", tag = "money", request_body = DepositBody, params(("id" = String, Path, description = "the resource id"), ("Idempotency-Key" = String, Header, description = "replays the first answer for the same body")), responses((status = 201, description = "deposited (or the replay of the first answer)", body = views::Transaction), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "frozen, closed, or idempotency conflict", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn deposit(
     State(state): State<ApiState>,
     principal: Principal,
@@ -306,7 +323,7 @@ pub(super) async fn deposit(
     created(views::Transaction::from(&t))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct WithdrawBody {
     amount: i64,
@@ -339,6 +356,7 @@ fn check_mfa(
         })
 }
 
+#[utoipa::path(post, path = "/v1/wallets/{id}/withdrawals", tag = "money", request_body = WithdrawBody, params(("id" = String, Path, description = "the resource id"), ("Idempotency-Key" = String, Header, description = "replays the first answer for the same body")), responses((status = 201, description = "withdrawn (or the replay)", body = views::Transaction), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "forbidden, pin_wrong or mfa_required", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "frozen, closed, or idempotency conflict", body = ProblemDoc, content_type = "application/problem+json"), (status = 423, description = "pin_locked", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn withdraw(
     State(state): State<ApiState>,
     principal: Principal,
@@ -365,7 +383,7 @@ pub(super) async fn withdraw(
     created(views::Transaction::from(&t))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TransferBody {
     to_wallet_id: String,
@@ -375,6 +393,7 @@ pub(super) struct TransferBody {
     memo: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/wallets/{id}/transfers", tag = "money", request_body = TransferBody, params(("id" = String, Path, description = "the resource id"), ("Idempotency-Key" = String, Header, description = "replays the first answer for the same body")), responses((status = 201, description = "transferred (or the replay)", body = views::Transaction), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "forbidden, pin_wrong or mfa_required", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "frozen, closed, or idempotency conflict", body = ProblemDoc, content_type = "application/problem+json"), (status = 423, description = "pin_locked", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn transfer(
     State(state): State<ApiState>,
     principal: Principal,
@@ -404,13 +423,14 @@ pub(super) async fn transfer(
     created(views::Transaction::from(&t))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct HistoryQuery {
     limit: Option<u32>,
     cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/wallets/{id}/transactions", tag = "wallets", params(("id" = String, Path, description = "the resource id"), ("limit" = Option<u32>, Query, description = "1 to 100, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, description = "newest first", body = views::History), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn history(
     State(state): State<ApiState>,
     principal: Principal,
@@ -432,6 +452,7 @@ pub(super) async fn history(
     ok(views::History::from(&page))
 }
 
+#[utoipa::path(get, path = "/v1/transactions/{id}", tag = "wallets", params(("id" = String, Path, description = "the resource id")), responses((status = 200, description = "with signature and signer key", body = views::Transaction), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such transaction", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn get_transaction(
     State(state): State<ApiState>,
     principal: Principal,
@@ -445,13 +466,14 @@ pub(super) async fn get_transaction(
     ok(views::Transaction::from(&t))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ChangePinBody {
     old_pin: String,
     new_pin: String,
 }
 
+#[utoipa::path(put, path = "/v1/wallets/{id}/pin", tag = "wallets", request_body = ChangePinBody, params(("id" = String, Path, description = "the resource id")), responses((status = 204, description = "changed"), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "forbidden or pin_wrong", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn change_pin(
     State(state): State<ApiState>,
     principal: Principal,
@@ -473,7 +495,7 @@ pub(super) async fn change_pin(
 
 // ---- admin ----
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ReasonBody {
     /// Accepted (DESIGN.md §3); the ledger's audit record names the action and the admin.
@@ -489,6 +511,7 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Resu
     }
 }
 
+#[utoipa::path(post, path = "/v1/admin/wallets/{id}/freeze", tag = "admin", request_body = ReasonBody, params(("id" = String, Path, description = "the resource id")), responses((status = 200, description = "frozen", body = views::Wallet), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn freeze(
     State(state): State<ApiState>,
     principal: Principal,
@@ -504,6 +527,7 @@ pub(super) async fn freeze(
     ok(views::Wallet::from(&w))
 }
 
+#[utoipa::path(post, path = "/v1/admin/wallets/{id}/unfreeze", tag = "admin", request_body = ReasonBody, params(("id" = String, Path, description = "the resource id")), responses((status = 200, description = "active again", body = views::Wallet), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn unfreeze(
     State(state): State<ApiState>,
     principal: Principal,
@@ -519,6 +543,7 @@ pub(super) async fn unfreeze(
     ok(views::Wallet::from(&w))
 }
 
+#[utoipa::path(post, path = "/v1/admin/wallets/{id}/close", tag = "admin", request_body = ReasonBody, params(("id" = String, Path, description = "the resource id")), responses((status = 200, description = "closed", body = views::Wallet), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "not empty", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn close(
     State(state): State<ApiState>,
     principal: Principal,
@@ -534,6 +559,7 @@ pub(super) async fn close(
     ok(views::Wallet::from(&w))
 }
 
+#[utoipa::path(post, path = "/v1/admin/wallets/{id}/pin/unlock", tag = "admin", params(("id" = String, Path, description = "the resource id")), responses((status = 200, description = "PIN attempts reset", body = views::Wallet), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn unlock_pin(
     State(state): State<ApiState>,
     principal: Principal,
@@ -547,12 +573,13 @@ pub(super) async fn unlock_pin(
     ok(views::Wallet::from(&w))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ResetPinBody {
     new_pin: String,
 }
 
+#[utoipa::path(post, path = "/v1/admin/wallets/{id}/pin/reset", tag = "admin", request_body = ResetPinBody, params(("id" = String, Path, description = "the resource id")), responses((status = 200, description = "a new PIN and signing key", body = views::Wallet), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn reset_pin(
     State(state): State<ApiState>,
     principal: Principal,
@@ -567,12 +594,13 @@ pub(super) async fn reset_pin(
     ok(views::Wallet::from(&w))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ReversalBody {
     reason: String,
 }
 
+#[utoipa::path(post, path = "/v1/admin/transactions/{id}/reversal", tag = "admin", request_body = ReversalBody, params(("id" = String, Path, description = "the resource id"), ("Idempotency-Key" = String, Header, description = "replays the first answer for the same body")), responses((status = 201, description = "reversed", body = views::Transaction), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such transaction", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "already reversed", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn reverse(
     State(state): State<ApiState>,
     principal: Principal,
@@ -593,12 +621,13 @@ pub(super) async fn reverse(
     created(views::Transaction::from(&t))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RolesBody {
     roles: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/v1/admin/users/{id}/roles", tag = "admin", request_body = RolesBody, params(("id" = String, Path, description = "the resource id")), responses((status = 200, description = "the user's roles", body = RolesDoc), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such user", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn set_roles(
     State(state): State<ApiState>,
     principal: Principal,
@@ -616,6 +645,7 @@ pub(super) async fn set_roles(
     ok(json!({ "user_id": user.to_string(), "roles": profile.roles }))
 }
 
+#[utoipa::path(post, path = "/v1/admin/users/{id}/sessions/revoke", tag = "admin", params(("id" = String, Path, description = "the resource id")), responses((status = 204, description = "every session of the user stops working"), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such user", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn revoke_user_sessions(
     State(state): State<ApiState>,
     principal: Principal,
@@ -637,13 +667,14 @@ pub(super) async fn revoke_user_sessions(
     no_content()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AuditPageQuery {
     before: Option<i64>,
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/v1/admin/audit", tag = "admin", params(("before" = Option<i64>, Query, description = "next_before of the previous page"), ("limit" = Option<u32>, Query, description = "1 to 1000, default 100")), responses((status = 200, description = "newest first", body = AuditPageDoc), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn audit_events(
     State(state): State<ApiState>,
     principal: Principal,
@@ -683,6 +714,7 @@ pub(super) async fn audit_events(
     ok(json!({ "items": items, "next_before": next }))
 }
 
+#[utoipa::path(get, path = "/v1/admin/audit/verify", tag = "admin", responses((status = 200, description = "the verification report", body = AuditVerifyDoc), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn audit_verify(State(state): State<ApiState>, principal: Principal) -> ApiResult {
     principal.require(&state, Permission::AuditRead)?;
     let report = coffer_audit::AuditLog::verify(state.audit.as_ref(), None, &|_| {})
@@ -700,10 +732,12 @@ pub(super) async fn audit_verify(State(state): State<ApiState>, principal: Princ
 
 // ---- health ----
 
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "alive", body = Object)))]
 pub(super) async fn healthz() -> ApiResult {
     ok(json!({ "status": "ok" }))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "ready", body = Object), (status = 503, description = "a dependency does not answer", body = Object)))]
 pub(super) async fn readyz(State(state): State<ApiState>) -> ApiResult {
     let checks = state.readiness.check().await;
     let ready = checks.iter().all(|(_, r)| r.is_ok());

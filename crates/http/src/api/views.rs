@@ -18,7 +18,7 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 /// A wallet.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Wallet {
     id: String,
     owner_id: String,
@@ -48,7 +48,7 @@ impl From<&WalletView> for Wallet {
 }
 
 /// A list of wallets.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Wallets {
     items: Vec<Wallet>,
 }
@@ -62,7 +62,7 @@ impl From<&[WalletView]> for Wallets {
 }
 
 /// A transaction, with its signature and the signer's public key for money-out.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Transaction {
     id: String,
     kind: &'static str,
@@ -100,7 +100,7 @@ impl From<&TransactionView> for Transaction {
 }
 
 /// A page of history, newest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct History {
     items: Vec<Transaction>,
     next_cursor: Option<String>,
@@ -116,7 +116,7 @@ impl From<&HistoryPageView> for History {
 }
 
 /// Tokens after a login or refresh.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Tokens {
     pub(super) access_token: String,
     pub(super) token_type: &'static str,
