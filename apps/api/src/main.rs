@@ -4,7 +4,8 @@
 //! ```text
 //! coffer-api [--config FILE]                       serve (the default)
 //! coffer-api [--config FILE] config check          print the effective configuration, masked
-//! coffer-api [--config FILE] admin create --email E   create an administrator (password on stdin)
+//! coffer-api [--config FILE] admin create --email E --password-stdin
+//!                                                  create an administrator (password on stdin)
 //! ```
 
 use std::io::BufRead as _;
@@ -39,11 +40,13 @@ fn parse_args() -> anyhow::Result<(Option<PathBuf>, Command)> {
     let command = match words.as_slice() {
         [] | ["serve"] => Command::Serve,
         ["config", "check"] => Command::ConfigCheck,
-        ["admin", "create", "--email", email] => Command::AdminCreate {
+        ["admin", "create", "--email", email]
+        | ["admin", "create", "--email", email, "--password-stdin"]
+        | ["admin", "create", "--password-stdin", "--email", email] => Command::AdminCreate {
             email: (*email).to_owned(),
         },
         _ => bail!(
-            "usage: coffer-api [--config FILE] [serve | config check | admin create --email EMAIL]"
+            "usage: coffer-api [--config FILE] [serve | config check | admin create --email EMAIL --password-stdin]"
         ),
     };
     Ok((config, command))
@@ -118,8 +121,12 @@ async fn main() -> anyhow::Result<()> {
                 key_file = %app.config.keys.key_file.display(),
                 "coffer-api listening"
             );
+            let background = app.spawn_background();
             coffer_app::serve(app.router(), listener, coffer_app::shutdown_signal()).await?;
-            app.db.close().await;
+            if let Some(task) = background {
+                task.abort();
+            }
+            app.shutdown().await;
             tracing::info!("stopped");
             Ok(())
         }

@@ -243,7 +243,7 @@ async fn idor(db: Database) {
         )
         .await;
     let tid = t["id"].as_str().unwrap().to_owned();
-    let money = json!({ "amount": 1, "currency": "USD", "pin": PIN });
+    let money = json!({ "amount": 1, "currency": "USD", "pin": "111222" });
     let attempts = [
         (Method::GET, format!("/v1/wallets/{a}"), None),
         (Method::GET, format!("/v1/wallets/{a}/transactions"), None),
@@ -261,12 +261,12 @@ async fn idor(db: Database) {
         (
             Method::POST,
             format!("/v1/wallets/{a}/transfers"),
-            Some(json!({ "to_wallet_id": b, "amount": 1, "currency": "USD", "pin": PIN })),
+            Some(json!({ "to_wallet_id": b, "amount": 1, "currency": "USD", "pin": "111222" })),
         ),
         (
             Method::PUT,
             format!("/v1/wallets/{a}/pin"),
-            Some(json!({ "old_pin": PIN, "new_pin": "111222" })),
+            Some(json!({ "old_pin": "111222", "new_pin": "333444" })),
         ),
     ];
     for (method, path, body) in attempts {
@@ -284,6 +284,10 @@ async fn idor(db: Database) {
     }
     let (_, w) = s.get(&format!("/v1/wallets/{a}"), &alice).await;
     assert_eq!(w["balance"], 100, "nothing moved");
+    assert_eq!(
+        w["failed_pins"], 0,
+        "bob's guesses did not count against alice's PIN"
+    );
     let (_, list) = s.get("/v1/wallets", &bob).await;
     assert_eq!(
         list["items"].as_array().unwrap().len(),
@@ -549,6 +553,11 @@ async fn bad_requests(db: Database) {
     for (req, status, code) in cases {
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status(), status, "{code}");
+        assert_eq!(
+            resp.headers()["content-type"],
+            "application/problem+json",
+            "{code}"
+        );
         let p: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(p["code"], code);
     }
@@ -649,6 +658,43 @@ async fn bad_requests(db: Database) {
         assert_eq!(p["code"], "pin_wrong");
     }
     assert!(locked, "wrong PINs lock the wallet");
+    let (st, p) = s
+        .money(
+            &format!("/v1/wallets/{a}/withdrawals"),
+            &alice,
+            &new_key(),
+            json!({ "amount": 1, "currency": "USD", "pin": PIN }),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::LOCKED, Some("pin_locked")),
+        "a locked wallet refuses the right PIN too"
+    );
+    // Request ids: a well-formed one is echoed, anything else replaced by a generated one.
+    for (sent, echoed) in [("req-123.abc", true), ("bad id\twith tab", false)] {
+        let resp = s
+            .client
+            .get(format!("{}/healthz", s.base))
+            .header("x-request-id", sent)
+            .send()
+            .await
+            .unwrap();
+        let got = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_eq!(got == sent, echoed, "{sent:?} -> {got:?}");
+    }
+    // An optional body over the limit is a problem too.
+    let resp = s
+        .client
+        .post(format!("{}/v1/auth/logout", s.base))
+        .bearer_auth(&alice)
+        .header("content-type", "application/json")
+        .body(format!("{{\"refresh_token\": \"{}\"}}", "x".repeat(20_000)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
     let (st, _) = s.call(Method::GET, "/healthz", None, None, &[]).await;
     assert_eq!(st, StatusCode::OK);
     let (st, r) = s.call(Method::GET, "/readyz", None, None, &[]).await;
@@ -719,4 +765,91 @@ mod postgres {
     async fn bad_requests_are_problems_with_codes() {
         bad_requests(Database::Postgres).await;
     }
+}
+
+/// With rate limiting on (the default), a burst of logins from one address is cut off with a
+/// 429 problem carrying `Retry-After` and the RateLimit fields; other routes keep answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_burst_is_rate_limited() {
+    let s = Server::start_with(Database::Sqlite, |c| c.rate_limit.enabled = true).await;
+    let mut limited = None;
+    for i in 0..20 {
+        let resp = s
+            .client
+            .post(format!("{}/v1/auth/login", s.base))
+            .json(&json!({ "email": "nobody@example.com", "password": "not the password" }))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some((i, resp));
+            break;
+        }
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert!(resp.headers().contains_key("ratelimit-policy"));
+    }
+    let (i, resp) = limited.expect("the burst is limited");
+    assert_eq!(i, 10, "the login policy allows 10 a minute per address");
+    assert!(resp.headers().contains_key("retry-after"));
+    assert!(resp.headers().contains_key("ratelimit"));
+    let p: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(p["code"], "rate_limited");
+    let (st, _) = s.call(Method::GET, "/healthz", None, None, &[]).await;
+    assert_eq!(st, StatusCode::OK);
+    s.stop().await;
+}
+
+/// With the step-up rule on, money-out above the threshold needs a token with a second factor;
+/// a wallet that is not the caller's is still a 404, not a hint that it exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_money_out_needs_a_second_factor() {
+    let s = Server::start_with(Database::Sqlite, |c| {
+        c.auth.mfa_above_major_units = Some(100);
+    })
+    .await;
+    let (_, alice, _) = s.user("alice@example.com").await;
+    let (_, bob, _) = s.user("bob@example.com").await;
+    let a = s.wallet(&alice, "USD").await;
+    s.money(
+        &format!("/v1/wallets/{a}/deposits"),
+        &alice,
+        &new_key(),
+        json!({ "amount": 50_000, "currency": "USD" }),
+    )
+    .await;
+    let out = |amount: i64| json!({ "amount": amount, "currency": "USD", "pin": PIN });
+    let (st, _) = s
+        .money(
+            &format!("/v1/wallets/{a}/withdrawals"),
+            &alice,
+            &new_key(),
+            out(10_000),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "100.00 is at the threshold");
+    let (st, p) = s
+        .money(
+            &format!("/v1/wallets/{a}/withdrawals"),
+            &alice,
+            &new_key(),
+            out(10_001),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("mfa_required"))
+    );
+    let (st, p) = s
+        .money(
+            &format!("/v1/wallets/{a}/withdrawals"),
+            &bob,
+            &new_key(),
+            out(10_001),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("wallet_not_found"))
+    );
+    s.stop().await;
 }

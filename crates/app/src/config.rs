@@ -2,9 +2,11 @@
 //! listening on 127.0.0.1:8080), then a TOML file, then environment variables; validated once at
 //! start, each error naming the setting and how to fix it.
 //!
-//! Environment overrides: `COFFER_LISTEN`, `COFFER_DATABASE_URL`, `COFFER_KEY_FILE`,
-//! `COFFER_REDIS_URL`, `COFFER_REVOCATION` (`database`, `memory` or `redis`), `COFFER_LOG_FORMAT`
-//! (`pretty` or `json`). `COFFER_MASTER_KEY` (inline master keys, read by the key provider) takes
+//! Environment overrides: `COFFER_LISTEN`, `COFFER_DATA_DIR` (where the embedded database and
+//! key file live), `COFFER_DATABASE_URL`, `COFFER_KEY_FILE`, `COFFER_REDIS_URL` (set: the
+//! revocation list and the rate limiter go to Redis), `COFFER_REVOCATION` (`database`, `memory` or `redis`), `COFFER_LOG_FORMAT`
+//! (`pretty` or `json`), and `COFFER_<SECTION>__<KEY>` for every other setting.
+//! `COFFER_MASTER_KEY` (inline master keys, read by the key provider) takes
 //! the place of the key file when set.
 
 use std::fmt;
@@ -34,9 +36,11 @@ fn error(setting: &str, problem: impl Into<String>, fix: &str) -> ConfigError {
 }
 
 /// Everything Coffer is configured by.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Where the embedded setup keeps its database and key file (`COFFER_DATA_DIR`).
+    pub data_dir: PathBuf,
     /// The listener.
     pub server: ServerConfig,
     /// The database.
@@ -47,8 +51,61 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The ledger.
     pub ledger: LedgerSettings,
+    /// Rate limiting.
+    pub rate_limit: RateLimitConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// Rate limiting (the policies are the defaults of `coffer_ratelimit::policy::Policies`).
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// On unless turned off (load tests, or a gateway that limits instead).
+    pub enabled: bool,
+    /// Shared across replicas through Redis when set; in-process otherwise.
+    pub redis_url: Option<String>,
+    /// With Redis down: keep limiting in-process (`true`), or answer 503 (`false`).
+    pub fail_open: bool,
+    /// Proxies whose `X-Forwarded-For` is believed (CIDRs).
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            redis_url: None,
+            fail_open: true,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for RateLimitConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitConfig")
+            .field("enabled", &self.enabled)
+            .field("redis_url", &self.redis_url.as_deref().map(mask_url))
+            .field("fail_open", &self.fail_open)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .finish()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            keys: KeysConfig::default(),
+            auth: AuthConfig::default(),
+            ledger: LedgerSettings::default(),
+            rate_limit: RateLimitConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
 }
 
 /// The listener.
@@ -255,20 +312,39 @@ impl Default for LogConfig {
     }
 }
 
-/// A URL with its password replaced by `***`.
+/// A URL with its password replaced by `***`, in the userinfo (up to the last `@` before the
+/// query, so a password holding `@` or `/` is masked whole) and in a `password=` query pair.
 #[must_use]
 pub fn mask_url(url: &str) -> String {
-    // scheme://user:password@host… → scheme://user:***@host…
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
+    let query_at = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (before_query, query) = rest.split_at(query_at);
+    let authority = match before_query.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => before_query.to_owned(),
     };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+    let mut masked_query = String::with_capacity(query.len());
+    let mut rest = query;
+    while let Some(sep) = rest.chars().next() {
+        let body = &rest[sep.len_utf8()..];
+        let end = body.find(['&', '#']).unwrap_or(body.len());
+        let (pair, after) = body.split_at(end);
+        masked_query.push(sep);
+        match pair.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => {
+                masked_query.push_str(k);
+                masked_query.push_str("=***");
+            }
+            _ => masked_query.push_str(pair),
+        }
+        rest = after;
     }
+    format!("{scheme}://{authority}{masked_query}")
 }
 
 impl Config {
@@ -290,7 +366,10 @@ impl Config {
             }
             None => Self::default(),
         };
-        config.apply_env(|k| std::env::var(k).ok())?;
+        let vars: std::collections::BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("COFFER_"))
+            .collect();
+        config.apply_env(&vars)?;
         config.validate()?;
         Ok(config)
     }
@@ -309,11 +388,61 @@ impl Config {
         })
     }
 
-    /// Applies environment overrides read through `get`.
+    /// Applies environment overrides: the named variables of the module documentation, then
+    /// `COFFER_<SECTION>__<KEY>` for every other setting (`COFFER_AUTH__ACCESS_TTL_SECS=900`,
+    /// `COFFER_RATE_LIMIT__ENABLED=false`; values in TOML syntax, bare words as strings).
     ///
     /// # Errors
-    /// [`ConfigError`] for a value that does not parse.
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    /// [`ConfigError`] naming the variable.
+    pub fn apply_env(
+        &mut self,
+        vars: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), ConfigError> {
+        let get = |k: &str| vars.get(k).cloned();
+        // Generic settings first, so the named variables below win over them.
+        let mut tree = toml::Table::try_from(&*self)
+            .map_err(|e| error("configuration", e.to_string(), "report this as a bug"))?;
+        let mut generic = false;
+        for (name, value) in vars {
+            let Some((section, key)) = name
+                .strip_prefix("COFFER_")
+                .and_then(|rest| rest.split_once("__"))
+            else {
+                continue;
+            };
+            let (section, key) = (section.to_lowercase(), key.to_lowercase());
+            let unknown = || {
+                error(
+                    name,
+                    format!("no setting {section}.{key}"),
+                    "see the configuration sections in README",
+                )
+            };
+            let table = tree
+                .get_mut(&section)
+                .and_then(toml::Value::as_table_mut)
+                .ok_or_else(unknown)?;
+            if !table.contains_key(&key)
+                && !matches!(key.as_str(), "redis_url" | "mfa_above_major_units")
+            {
+                return Err(unknown());
+            }
+            let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.clone()));
+            table.insert(key, parsed);
+            generic = true;
+        }
+        if generic {
+            *self = tree.try_into().map_err(|e: toml::de::Error| {
+                error(
+                    "COFFER_<SECTION>__<KEY>",
+                    e.message().to_owned(),
+                    "give each setting a value of its type",
+                )
+            })?;
+        }
         if let Some(v) = get("COFFER_LISTEN") {
             self.server.listen = v.parse().map_err(|_| {
                 error(
@@ -323,14 +452,28 @@ impl Config {
                 )
             })?;
         }
+        if let Some(v) = get("COFFER_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        // The data directory holds the embedded database and key file unless they are set.
+        let defaults = Self::default();
+        if self.database.url == defaults.database.url {
+            self.database.url = format!("sqlite://{}", self.data_dir.join("coffer.db").display());
+        }
+        if self.keys.key_file == defaults.keys.key_file {
+            self.keys.key_file = self.data_dir.join("master.json");
+        }
         if let Some(v) = get("COFFER_DATABASE_URL") {
             self.database.url = v;
         }
         if let Some(v) = get("COFFER_KEY_FILE") {
             self.keys.key_file = PathBuf::from(v);
         }
+        // Redis, when given, shares revocations and rate limits across replicas.
         if let Some(v) = get("COFFER_REDIS_URL") {
-            self.auth.redis_url = Some(v);
+            self.auth.redis_url = Some(v.clone());
+            self.auth.revocation = RevocationBackend::Redis;
+            self.rate_limit.redis_url = Some(v);
         }
         if let Some(v) = get("COFFER_REVOCATION") {
             self.auth.revocation = match v.as_str() {
@@ -432,6 +575,15 @@ impl Config {
                 "use 600000",
             ));
         }
+        for cidr in &self.rate_limit.trusted_proxies {
+            if coffer_http::client_ip::parse_cidrs(cidr).is_err() {
+                return Err(error(
+                    "rate_limit.trusted_proxies",
+                    format!("{cidr:?} is not a CIDR"),
+                    "use entries such as 10.0.0.0/8 or 192.0.2.7/32",
+                ));
+            }
+        }
         if self.ledger.max_amount_minor <= 0 {
             return Err(error(
                 "ledger.max_amount_minor",
@@ -448,6 +600,7 @@ impl Config {
         let mut shown = self.clone();
         shown.database.url = mask_url(&shown.database.url);
         shown.auth.redis_url = shown.auth.redis_url.as_deref().map(mask_url);
+        shown.rate_limit.redis_url = shown.rate_limit.redis_url.as_deref().map(mask_url);
         let mut out = toml::to_string_pretty(&shown).unwrap_or_default();
         if std::env::var_os("COFFER_MASTER_KEY").is_some() {
             out.push_str("\n# COFFER_MASTER_KEY is set (***): it replaces keys.key_file\n");
@@ -477,18 +630,64 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.server.listen.port(), 9000);
-        c.apply_env(|k| (k == "COFFER_LISTEN").then(|| "127.0.0.1:7000".to_owned()))
-            .unwrap();
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        c.apply_env(&env(&[
+            ("COFFER_LISTEN", "127.0.0.1:7000"),
+            ("COFFER_AUTH__ACCESS_TTL_SECS", "900"),
+            ("COFFER_RATE_LIMIT__ENABLED", "false"),
+            ("COFFER_AUTH__ISSUER", "https://wallet.example"),
+        ]))
+        .unwrap();
         assert_eq!(c.server.listen.port(), 7000);
+        assert_eq!(c.auth.access_ttl_secs, 900);
+        assert!(!c.rate_limit.enabled);
+        assert_eq!(c.auth.issuer, "https://wallet.example");
+        let mut d = Config::default();
+        d.apply_env(&env(&[
+            ("COFFER_DATA_DIR", "/var/lib/coffer"),
+            ("COFFER_REDIS_URL", "redis://r:6379"),
+        ]))
+        .unwrap();
+        assert_eq!(d.database.url, "sqlite:///var/lib/coffer/coffer.db");
+        assert_eq!(
+            d.keys.key_file,
+            PathBuf::from("/var/lib/coffer/master.json")
+        );
+        assert_eq!(d.auth.revocation, RevocationBackend::Redis);
+        assert_eq!(d.rate_limit.redis_url.as_deref(), Some("redis://r:6379"));
+        for bad in [
+            ("COFFER_AUTH__NOPE", "1"),
+            ("COFFER_NOPE__X", "1"),
+            ("COFFER_AUTH__ACCESS_TTL_SECS", "soon"),
+        ] {
+            let e = Config::default().apply_env(&env(&[bad])).unwrap_err();
+            assert!(e.setting.starts_with("COFFER_"), "{e}");
+        }
         let shown = c.masked_toml();
         assert!(shown.contains("postgres://coffer:***@db/coffer"), "{shown}");
         assert!(!shown.contains("s3cret"));
         assert!(!format!("{c:?}").contains("s3cret"));
+        for (url, shown) in [
+            ("postgres://u:p@ss/w@rd@db/x", "postgres://u:***@db/x"),
+            (
+                "postgres://db/x?user=u&password=s3cret&sslmode=require",
+                "postgres://db/x?user=u&password=***&sslmode=require",
+            ),
+            ("redis://r:6379", "redis://r:6379"),
+            ("sqlite://data/coffer.db", "sqlite://data/coffer.db"),
+        ] {
+            assert_eq!(mask_url(url), shown);
+        }
 
         let e = Config::from_toml("[server]\nlisen = \"x\"\n").unwrap_err();
         assert!(e.problem.contains("lisen"), "{e}");
         let e = c
-            .apply_env(|k| (k == "COFFER_REVOCATION").then(|| "etcd".to_owned()))
+            .apply_env(&env(&[("COFFER_REVOCATION", "etcd")]))
             .unwrap_err();
         assert_eq!(e.setting, "COFFER_REVOCATION");
         let bad = Config {

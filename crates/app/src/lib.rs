@@ -18,9 +18,14 @@ use coffer_auth::password::PasswordHasher;
 use coffer_auth::store::UserStore;
 use coffer_auth::{InMemoryRevocationList, MfaRule, Rbac, RevocationList, TokenConfig};
 use coffer_http::api::{ApiState, Limits, Readiness};
+use coffer_http::client_ip::TrustedProxies;
+use coffer_http::ratelimit::RateLimits;
 use coffer_keys::{CacheConfig, CachingKeyProvider, KeyProvider};
 use coffer_keys_local::{LocalKeyProvider, LocalKeySource};
 use coffer_ledger::{Ledger, LedgerConfig, LedgerStore};
+use coffer_ratelimit::audit::LimitedRequests;
+use coffer_ratelimit::policy::Policies;
+use coffer_ratelimit::{Failover, InProcessLimiter, RateLimiter, RedisDownMode};
 use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
 use coffer_store::auth::{PgRevocationList, PgUserStore, SqliteRevocationList, SqliteUserStore};
 use coffer_store::ledger::{PgLedgerStore, SqliteLedgerStore};
@@ -85,6 +90,8 @@ pub struct App {
     pub state: ApiState,
     /// The database.
     pub db: Db,
+    /// The rate-limit layer's state, when enabled.
+    pub rate: Option<RateLimits>,
 }
 
 struct Ready {
@@ -225,7 +232,30 @@ impl App {
                 revocation: redis,
             }),
         };
-        Ok(Self { config, state, db })
+        let rate = rate_limits(&config)?;
+        Ok(Self {
+            config,
+            state,
+            db,
+            rate,
+        })
+    }
+
+    /// Records refused requests in the audit log every minute (`security.rate_limited`, one
+    /// event per key and minute); abort the task and call [`App::shutdown`] at the end.
+    #[must_use]
+    pub fn spawn_background(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let rate = self.rate.as_ref()?;
+        let log: Arc<dyn AuditLog> = self.state.audit.clone();
+        Some(rate.limited.spawn_flusher(log, Duration::from_secs(60)))
+    }
+
+    /// After the server stopped: writes what is still counted and closes the database.
+    pub async fn shutdown(&self) {
+        if let Some(rate) = &self.rate {
+            rate.limited.flush(self.state.audit.as_ref(), true).await;
+        }
+        self.db.close().await;
     }
 
     /// The HTTP router with the configured limits.
@@ -236,6 +266,7 @@ impl App {
                 body_bytes: self.config.server.body_limit_bytes,
                 request_timeout: Duration::from_secs(self.config.server.request_timeout_secs),
             },
+            self.rate.clone(),
         )
     }
 }
@@ -292,6 +323,47 @@ async fn open_stores(config: &Config, keys: &dyn KeyProvider) -> Result<Stores, 
             sql_revocation: Arc::new(PgRevocationList::new(pool)),
         }
     })
+}
+
+fn rate_limits(config: &Config) -> Result<Option<RateLimits>, AppError> {
+    let c = &config.rate_limit;
+    if !c.enabled {
+        return Ok(None);
+    }
+    let in_process: Arc<dyn RateLimiter> = Arc::new(InProcessLimiter::new());
+    let limiter: Arc<dyn RateLimiter> = match &c.redis_url {
+        Some(url) => {
+            let redis = coffer_ratelimit_redis::RedisLimiter::new(
+                url,
+                "coffer:ratelimit",
+                coffer_ratelimit_redis::RedisLimiterConfig::default(),
+            )
+            .map_err(|e| AppError::Service(format!("rate limiter: {e}")))?;
+            let mode = if c.fail_open {
+                RedisDownMode::FailOpen
+            } else {
+                RedisDownMode::FailClosed
+            };
+            Arc::new(Failover::new(Arc::new(redis), in_process, mode))
+        }
+        None => in_process,
+    };
+    let mut nets = Vec::new();
+    for cidr in &c.trusted_proxies {
+        nets.extend(
+            coffer_http::client_ip::parse_cidrs(cidr)
+                .map_err(|e| AppError::Service(format!("rate_limit.trusted_proxies: {e}")))?,
+        );
+    }
+    Ok(Some(RateLimits {
+        limiter,
+        policies: Arc::new(
+            Policies::defaults().map_err(|e| AppError::Service(format!("rate limits: {e}")))?,
+        ),
+        proxies: Arc::new(TrustedProxies::new(nets)),
+        limited: Arc::new(LimitedRequests::new()),
+        classify: Arc::new(coffer_http::api::classify),
+    }))
 }
 
 fn open_keys(config: &Config) -> Result<Arc<dyn KeyProvider>, AppError> {

@@ -39,6 +39,8 @@ fn test_config(dir: &std::path::Path) -> Config {
     c.auth.argon2_memory_kib = 1024;
     c.auth.argon2_iterations = 1;
     c.server.body_limit_bytes = 16 * 1024;
+    // Tests register and log in many users from one address; the rate-limit test turns it on.
+    c.rate_limit.enabled = false;
     c
 }
 
@@ -80,7 +82,7 @@ impl Server {
             })
             .await
             .unwrap();
-            app.db.close().await;
+            app.shutdown().await;
         });
         Self {
             base: format!("http://{addr}"),

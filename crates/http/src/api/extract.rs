@@ -49,23 +49,28 @@ impl FromRequestParts<ApiState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::unauthenticated("missing_token", "send Authorization: Bearer <access token>")
-        })?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthenticated(
-                    "malformed",
-                    "the Authorization header is not a bearer token",
-                )
+        if let Some(super::Authenticated(verified)) = parts.extensions.get::<super::Authenticated>()
+        {
+            let user = UserId::parse(&verified.claims.sub).map_err(|_| {
+                ApiError::unauthenticated("malformed", "the token's subject is not a user")
             })?;
+            return Ok(Self {
+                user,
+                claims: verified.claims.clone(),
+            });
+        }
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            return Err(ApiError::unauthenticated(
+                "missing_token",
+                "send Authorization: Bearer <access token>",
+            ));
+        }
+        let token = bearer(&parts.headers).ok_or_else(|| {
+            ApiError::unauthenticated(
+                "malformed",
+                "the Authorization header is not a bearer token",
+            )
+        })?;
         let verified = state.accounts.verify(token).await?;
         let user = UserId::parse(&verified.claims.sub).map_err(|_| {
             ApiError::unauthenticated("malformed", "the token's subject is not a user")
@@ -75,6 +80,18 @@ impl FromRequestParts<ApiState> for Principal {
             claims: verified.claims,
         })
     }
+}
+
+/// The bearer token of an `Authorization` header, if it carries one.
+#[must_use]
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let (scheme, token) = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// A JSON body: `Content-Type: application/json`, within the body limit, every field known.
@@ -117,7 +134,46 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     }
 }
 
-/// Parses a body (shared with handlers whose body is optional).
+/// A JSON body that may be absent (no body is `T::default()`); when present, checked as
+/// [`Json`] checks it.
+#[derive(Debug, Clone)]
+pub struct OptionalJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let h = req.headers();
+        let empty = h
+            .get(header::CONTENT_LENGTH)
+            .map_or(!h.contains_key(header::TRANSFER_ENCODING), |v| {
+                v.as_bytes() == b"0"
+            });
+        if empty {
+            return Ok(Self(T::default()));
+        }
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(t)| Self(t))
+    }
+}
+
+/// A path id: a segment that is not valid text is a 404, like any unknown id.
+#[derive(Debug, Clone)]
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(id)| Self(id))
+            .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such resource"))
+    }
+}
+
+/// Parses a body.
 ///
 /// # Errors
 /// 400 `malformed_json` or 422 `invalid_request`.

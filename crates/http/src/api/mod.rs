@@ -81,8 +81,57 @@ impl Default for Limits {
     }
 }
 
-/// The API's routes with their middleware.
-pub fn router(state: ApiState, limits: Limits) -> Router {
+/// The access token a request carried, verified once by [`authenticate`] (the rate limiter keys
+/// by its user; the `Principal` extractor reuses it).
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub coffer_auth::VerifiedToken);
+
+/// Verifies a bearer token if the request has one, before rate limiting, so per-user limits
+/// count verified users only (a forged `sub` cannot spend another user's budget). A request
+/// whose token fails is limited as anonymous and refused by the handler's extractor.
+async fn authenticate(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
+    let token = extract::bearer(req.headers()).map(str::to_owned);
+    if let Some(token) = token
+        && let Ok(verified) = state.accounts.verify(&token).await
+    {
+        req.extensions_mut()
+            .insert(coffer_ratelimit::policy::Caller::User(
+                verified.claims.sub.clone(),
+            ));
+        req.extensions_mut().insert(Authenticated(verified));
+    }
+    next.run(req).await
+}
+
+/// The rate-limit class of a request: logins, registrations and refreshes have their own
+/// budgets, anything that takes a PIN is money-out, admin routes are admin.
+#[must_use]
+pub fn classify(req: &Request) -> coffer_ratelimit::policy::RouteClass {
+    use coffer_ratelimit::policy::RouteClass as C;
+    let path = req.uri().path();
+    let method = req.method();
+    match path {
+        "/v1/auth/login" => C::Login,
+        "/v1/auth/register" => C::Register,
+        "/v1/auth/refresh" => C::Refresh,
+        _ if path.starts_with("/v1/admin/") => C::Admin,
+        _ if path.ends_with("/withdrawals")
+            || path.ends_with("/transfers")
+            || path.ends_with("/pin") =>
+        {
+            C::MoneyOut
+        }
+        _ if method == axum::http::Method::GET || method == axum::http::Method::HEAD => C::Read,
+        _ => C::Write,
+    }
+}
+
+/// The API's routes with their middleware; `rate` adds the rate-limit layer.
+pub fn router(
+    state: ApiState,
+    limits: Limits,
+    rate: Option<crate::ratelimit::RateLimits>,
+) -> Router {
     use routes as r;
     let api = Router::new()
         .route("/v1/auth/register", post(r::register))
@@ -133,45 +182,81 @@ pub fn router(state: ApiState, limits: Limits) -> Router {
         .route("/readyz", get(r::readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state);
-    api.layer(middleware::from_fn_with_state(
-        limits.request_timeout,
-        timeout,
-    ))
-    .layer(DefaultBodyLimit::max(limits.body_bytes))
-    .layer(CatchPanicLayer::custom(|_| {
-        ApiError::internal(&"a handler panicked").into_response()
-    }))
-    .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-        let route = req
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or("unmatched", MatchedPath::as_str)
-            .to_owned();
-        let id = req
-            .headers()
-            .get(&REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_owned();
-        // The path template, never the path: ids, not values, and no query strings.
-        tracing::info_span!("request", method = %req.method(), route, request_id = id)
-    }))
-    .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-    .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state.clone());
+    // Layers run outside-in in the reverse order of these calls: request id, tracing, panics,
+    // body limit, timeout, authentication, then rate limiting (which keys by the verified
+    // user), then the handler.
+    let api = match rate {
+        Some(rate) => api.layer(middleware::from_fn_with_state(
+            rate,
+            crate::ratelimit::enforce,
+        )),
+        None => api,
+    };
+    api.layer(middleware::from_fn_with_state(state, authenticate))
+        .layer(middleware::from_fn_with_state(
+            limits.request_timeout,
+            timeout,
+        ))
+        .layer(DefaultBodyLimit::max(limits.body_bytes))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal(&"a handler panicked").into_response()
+        }))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", MatchedPath::as_str)
+                .to_owned();
+            let id = req
+                .headers()
+                .get(&REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned();
+            // The path template, never the path: ids, not values, and no query strings.
+            tracing::info_span!("request", method = %req.method(), route, request_id = id)
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::from_fn(sanitize_request_id))
 }
 
+/// Answers 503 `timeout` when a request takes longer than `limit`. The handler runs in a task of
+/// its own and is left to finish: dropping it mid-way could stop a write between two steps (a
+/// counted PIN attempt not yet released, a wallet opened but not answered), so only the wait
+/// is abandoned, never the work.
 async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(response) => response,
+    let handler = tokio::spawn(next.run(req));
+    match tokio::time::timeout(limit, handler).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => ApiError::internal(&e).into_response(),
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "timeout",
             "Request timed out",
         )
-        .detail("the request took too long and was abandoned; retry with the same Idempotency-Key")
+        .detail(
+            "the request took too long; it may still complete: retry money requests with the \
+             same Idempotency-Key, and read before repeating anything else",
+        )
         .into_response(),
     }
+}
+
+/// Drops a client's `x-request-id` unless it is 1 to 64 characters of `[A-Za-z0-9._-]`, so one
+/// is generated instead: ids in logs are short and unambiguous.
+async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
+    let acceptable = req.headers().get(&REQUEST_ID).is_none_or(|v| {
+        let b = v.as_bytes();
+        (1..=64).contains(&b.len())
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c))
+    });
+    if !acceptable {
+        req.headers_mut().remove(&REQUEST_ID);
+    }
+    next.run(req).await
 }
 
 async fn not_found() -> ApiError {

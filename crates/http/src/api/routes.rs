@@ -3,8 +3,7 @@
 //! rule, not a route's.
 
 use axum::Json as JsonResponse;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use coffer_audit::{Actor, AuditQuery, EntityId};
@@ -17,7 +16,7 @@ use serde_json::json;
 use super::ApiState;
 use super::error::ApiError;
 use super::extract::{
-    Ctx, IdempotencyKey, Json, Principal, parse_json, transaction_id, user_id, wallet_id,
+    Ctx, IdempotencyKey, Json, OptionalJson, PathId, Principal, transaction_id, user_id, wallet_id,
 };
 use super::openapi::{
     AuditPageDoc, AuditVerifyDoc, MeDoc, ProblemDoc, RolesDoc, TotpEnrollmentDoc, UserCreated,
@@ -129,11 +128,8 @@ pub(super) async fn logout(
     State(state): State<ApiState>,
     principal: Principal,
     Ctx(ctx): Ctx,
-    body: Bytes,
+    OptionalJson(_): OptionalJson<LogoutBody>,
 ) -> ApiResult {
-    if !body.is_empty() {
-        let _: LogoutBody = parse_json(&body)?;
-    }
     state.accounts.logout(&principal.claims, &ctx).await?;
     no_content()
 }
@@ -280,7 +276,7 @@ fn caller(state: &ApiState, principal: &Principal) -> Caller {
 pub(super) async fn get_wallet(
     State(state): State<ApiState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult {
     principal.require(&state, Permission::WalletRead)?;
     let w = state
@@ -302,7 +298,7 @@ pub(super) struct DepositBody {
 pub(super) async fn deposit(
     State(state): State<ApiState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     IdempotencyKey(key): IdempotencyKey,
     Json(b): Json<DepositBody>,
 ) -> ApiResult {
@@ -332,10 +328,12 @@ pub(super) struct WithdrawBody {
     reference: Option<String>,
 }
 
-/// Money-out above the configured threshold needs a second factor in the token's `amr`.
-fn check_mfa(
+/// Money-out above the configured threshold needs a second factor in the token's `amr`. A
+/// wallet that is not the caller's is a 404 first, as everywhere.
+async fn check_mfa(
     state: &ApiState,
     principal: &Principal,
+    wallet: coffer_ledger::WalletId,
     amount: i64,
     currency: &str,
 ) -> Result<(), ApiError> {
@@ -343,29 +341,34 @@ fn check_mfa(
         // The ledger names the bad currency.
         return Ok(());
     };
-    state
+    let Err(e) = state
         .mfa
         .check(&principal.claims.amr, amount, u32::from(c.exponent()))
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "mfa_required",
-                "Second factor required",
-            )
-            .detail(e.to_string())
-        })
+    else {
+        return Ok(());
+    };
+    state
+        .ledger
+        .wallet(Caller::User(principal.ledger_user()), wallet)
+        .await?;
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "mfa_required",
+        "Second factor required",
+    )
+    .detail(e.to_string()))
 }
 
 #[utoipa::path(post, path = "/v1/wallets/{id}/withdrawals", tag = "money", request_body = WithdrawBody, params(("id" = String, Path, description = "the resource id"), ("Idempotency-Key" = String, Header, description = "replays the first answer for the same body")), responses((status = 201, description = "withdrawn (or the replay)", body = views::Transaction), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "forbidden, pin_wrong or mfa_required", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "frozen, closed, or idempotency conflict", body = ProblemDoc, content_type = "application/problem+json"), (status = 423, description = "pin_locked", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn withdraw(
     State(state): State<ApiState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     IdempotencyKey(key): IdempotencyKey,
     Json(b): Json<WithdrawBody>,
 ) -> ApiResult {
     principal.require(&state, Permission::WalletWithdraw)?;
-    check_mfa(&state, &principal, b.amount, &b.currency)?;
+    check_mfa(&state, &principal, wallet_id(&id)?, b.amount, &b.currency).await?;
     let t = state
         .ledger
         .withdraw(
@@ -397,12 +400,12 @@ pub(super) struct TransferBody {
 pub(super) async fn transfer(
     State(state): State<ApiState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     IdempotencyKey(key): IdempotencyKey,
     Json(b): Json<TransferBody>,
 ) -> ApiResult {
     principal.require(&state, Permission::WalletTransfer)?;
-    check_mfa(&state, &principal, b.amount, &b.currency)?;
+    check_mfa(&state, &principal, wallet_id(&id)?, b.amount, &b.currency).await?;
     let to = coffer_ledger::WalletId::parse(&b.to_wallet_id)
         .map_err(|_| ApiError::invalid("to_wallet_id", "not a wallet id"))?;
     let t = state
@@ -430,11 +433,11 @@ pub(super) struct HistoryQuery {
     cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/wallets/{id}/transactions", tag = "wallets", params(("id" = String, Path, description = "the resource id"), ("limit" = Option<u32>, Query, description = "1 to 100, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, description = "newest first", body = views::History), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/wallets/{id}/transactions", tag = "wallets", params(("id" = String, Path, description = "the resource id"), ("limit" = Option<u32>, Query, description = "1 to 200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, description = "newest first", body = views::History), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn history(
     State(state): State<ApiState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     principal.require(&state, Permission::WalletRead)?;
@@ -456,7 +459,7 @@ pub(super) async fn history(
 pub(super) async fn get_transaction(
     State(state): State<ApiState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult {
     principal.require(&state, Permission::WalletRead)?;
     let t = state
@@ -477,7 +480,7 @@ pub(super) struct ChangePinBody {
 pub(super) async fn change_pin(
     State(state): State<ApiState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     Json(b): Json<ChangePinBody>,
 ) -> ApiResult {
     principal.require(&state, Permission::WalletManage)?;
@@ -503,23 +506,14 @@ pub(super) struct ReasonBody {
     _reason: Option<String>,
 }
 
-fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
-    if body.is_empty() {
-        Ok(T::default())
-    } else {
-        parse_json(body)
-    }
-}
-
 #[utoipa::path(post, path = "/v1/admin/wallets/{id}/freeze", tag = "admin", request_body = ReasonBody, params(("id" = String, Path, description = "the resource id")), responses((status = 200, description = "frozen", body = views::Wallet), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn freeze(
     State(state): State<ApiState>,
     principal: Principal,
-    Path(id): Path<String>,
-    body: Bytes,
+    PathId(id): PathId,
+    OptionalJson(_): OptionalJson<ReasonBody>,
 ) -> ApiResult {
     principal.require(&state, Permission::WalletFreeze)?;
-    let _: ReasonBody = optional_body(&body)?;
     let w = state
         .ledger
         .freeze(principal.ledger_user(), wallet_id(&id)?)
@@ -531,11 +525,10 @@ pub(super) async fn freeze(
 pub(super) async fn unfreeze(
     State(state): State<ApiState>,
     principal: Principal,
-    Path(id): Path<String>,
-    body: Bytes,
+    PathId(id): PathId,
+    OptionalJson(_): OptionalJson<ReasonBody>,
 ) -> ApiResult {
     principal.require(&state, Permission::WalletFreeze)?;
-    let _: ReasonBody = optional_body(&body)?;
     let w = state
         .ledger
         .unfreeze(principal.ledger_user(), wallet_id(&id)?)
@@ -547,11 +540,10 @@ pub(super) async fn unfreeze(
 pub(super) async fn close(
     State(state): State<ApiState>,
     principal: Principal,
-    Path(id): Path<String>,
-    body: Bytes,
+    PathId(id): PathId,
+    OptionalJson(_): OptionalJson<ReasonBody>,
 ) -> ApiResult {
     principal.require(&state, Permission::WalletClose)?;
-    let _: ReasonBody = optional_body(&body)?;
     let w = state
         .ledger
         .close(principal.ledger_user(), wallet_id(&id)?)
@@ -563,7 +555,7 @@ pub(super) async fn close(
 pub(super) async fn unlock_pin(
     State(state): State<ApiState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult {
     principal.require(&state, Permission::WalletWrite)?;
     let w = state
@@ -583,7 +575,7 @@ pub(super) struct ResetPinBody {
 pub(super) async fn reset_pin(
     State(state): State<ApiState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     Json(b): Json<ResetPinBody>,
 ) -> ApiResult {
     principal.require(&state, Permission::WalletWrite)?;
@@ -604,7 +596,7 @@ pub(super) struct ReversalBody {
 pub(super) async fn reverse(
     State(state): State<ApiState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     IdempotencyKey(key): IdempotencyKey,
     Json(b): Json<ReversalBody>,
 ) -> ApiResult {
@@ -632,7 +624,7 @@ pub(super) async fn set_roles(
     State(state): State<ApiState>,
     principal: Principal,
     Ctx(ctx): Ctx,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     Json(b): Json<RolesBody>,
 ) -> ApiResult {
     principal.require(&state, Permission::UserAdmin)?;
@@ -650,7 +642,7 @@ pub(super) async fn revoke_user_sessions(
     State(state): State<ApiState>,
     principal: Principal,
     Ctx(ctx): Ctx,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult {
     principal.require(&state, Permission::UserAdmin)?;
     let user = user_id(&id)?;
