@@ -460,6 +460,28 @@ async fn permissions(db: Database) {
     let (st, audit) = s.get("/v1/admin/audit?limit=50", &admin).await;
     assert_eq!(st, StatusCode::OK);
     assert!(!audit["items"].as_array().unwrap().is_empty());
+    // Metrics: admins only; requests, money operations, key provider and cache figures.
+    let scrape = |token: &str| {
+        s.client
+            .get(format!("{}/metrics", s.base))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(
+        scrape(&alice).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let text = scrape(&admin).await.unwrap().text().await.unwrap();
+    for line in [
+        "coffer_http_requests_total{route=\"/v1/wallets/{id}/deposits\",method=\"POST\",status=\"201\"}",
+        "coffer_ledger_operations_total{kind=\"deposit\",outcome=\"ok\"}",
+        "coffer_key_provider_calls{operation=\"generate_data_key\"}",
+        "coffer_data_key_cache_hit_ratio",
+        "coffer_pin_kdf_queue_depth",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    assert!(!text.contains(&a), "paths (ids) never become labels");
     let (st, v) = s.get("/v1/admin/audit/verify", &admin).await;
     assert_eq!((st, v["ok"].as_bool()), (StatusCode::OK, Some(true)), "{v}");
     // Role changes take effect at once: alice, made admin, must refresh into the new roles.

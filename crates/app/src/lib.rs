@@ -20,7 +20,7 @@ use coffer_auth::{InMemoryRevocationList, MfaRule, Rbac, RevocationList, TokenCo
 use coffer_http::api::{ApiState, Limits, Readiness};
 use coffer_http::client_ip::TrustedProxies;
 use coffer_http::ratelimit::RateLimits;
-use coffer_keys::{CacheConfig, CachingKeyProvider, KeyProvider};
+use coffer_keys::{CacheConfig, CachingKeyProvider, KeyProvider, MeteredKeyProvider};
 use coffer_keys_local::{LocalKeyProvider, LocalKeySource};
 use coffer_ledger::{Ledger, LedgerConfig, LedgerStore};
 use coffer_ratelimit::audit::LimitedRequests;
@@ -148,7 +148,11 @@ impl App {
     /// [`AppError`] naming what failed.
     pub async fn build(config: Config) -> Result<Self, AppError> {
         config.validate()?;
-        let keys = open_keys(&config)?;
+        let Keys {
+            provider: keys,
+            metered,
+            cache,
+        } = open_keys(&config)?;
         let audit_service =
             EntityId::parse("coffer-api").map_err(|e| AppError::Service(e.to_string()))?;
         let Stores {
@@ -226,6 +230,12 @@ impl App {
             mfa: MfaRule {
                 above_major_units: config.auth.mfa_above_major_units,
             },
+            metrics: Arc::new(coffer_http::api::metrics::Metrics::new(
+                coffer_http::api::metrics::Sources {
+                    key_provider: Some(metered),
+                    cache: Some(cache),
+                },
+            )),
             readiness: Arc::new(Ready {
                 db: db.clone(),
                 keys,
@@ -366,7 +376,15 @@ fn rate_limits(config: &Config) -> Result<Option<RateLimits>, AppError> {
     }))
 }
 
-fn open_keys(config: &Config) -> Result<Arc<dyn KeyProvider>, AppError> {
+/// The master key provider as the services use it: the configured provider, metered, behind
+/// the unwrap cache (so the meter counts what reaches the key manager).
+struct Keys {
+    provider: Arc<dyn KeyProvider>,
+    metered: Arc<MeteredKeyProvider>,
+    cache: Arc<CachingKeyProvider>,
+}
+
+fn open_keys(config: &Config) -> Result<Keys, AppError> {
     let source = match std::env::var("COFFER_MASTER_KEY") {
         Ok(inline) => LocalKeySource::Inline(zeroize::Zeroizing::new(inline)),
         Err(_) => {
@@ -379,12 +397,18 @@ fn open_keys(config: &Config) -> Result<Arc<dyn KeyProvider>, AppError> {
     };
     let local = LocalKeyProvider::open(source, &config.keys.key_id)
         .map_err(|e| AppError::Keys(e.to_string()))?;
+    let metered = Arc::new(MeteredKeyProvider::new(Arc::new(local)));
     let cache = CacheConfig {
         max_entries: std::num::NonZeroUsize::new(config.keys.cache_entries)
             .unwrap_or(std::num::NonZeroUsize::MIN),
         max_age: Duration::from_secs(config.keys.cache_ttl_secs),
     };
-    Ok(Arc::new(CachingKeyProvider::new(Arc::new(local), cache)))
+    let cache = Arc::new(CachingKeyProvider::new(metered.clone(), cache));
+    Ok(Keys {
+        provider: cache.clone(),
+        metered,
+        cache,
+    })
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves; requests in flight finish first.

@@ -48,3 +48,46 @@ mod inline_material {
         Subject::new(Arc::new(p) as Arc<dyn KeyProvider>, ())
     });
 }
+
+mod key_file_metered {
+    use super::*;
+    coffer_keys::key_provider_contract_tests!(|| async {
+        let (p, dir) = file_provider();
+        let metered = coffer_keys::MeteredKeyProvider::new(Arc::new(p));
+        Subject::new(Arc::new(metered) as Arc<dyn KeyProvider>, dir)
+    });
+}
+
+/// The decorator counts what reaches the provider: calls, errors, time.
+#[tokio::test]
+async fn the_metered_decorator_counts_calls_and_errors() {
+    let (p, _dir) = file_provider();
+    let metered = coffer_keys::MeteredKeyProvider::new(Arc::new(p));
+    let ctx = coffer_keys::KeyContext::new().with("purpose", "test");
+    let generated = metered.generate_data_key(&ctx).await.unwrap();
+    metered
+        .unwrap_data_key(&generated.wrapped, &ctx)
+        .await
+        .unwrap();
+    let other = coffer_keys::KeyContext::new().with("purpose", "other");
+    assert!(
+        metered
+            .unwrap_data_key(&generated.wrapped, &other)
+            .await
+            .is_err()
+    );
+    let stats = metered.stats();
+    let of = |op: &str| *stats.iter().find(|s| s.operation == op).unwrap();
+    assert_eq!(
+        (
+            of("generate_data_key").calls,
+            of("generate_data_key").errors
+        ),
+        (1, 0)
+    );
+    assert_eq!(
+        (of("unwrap_data_key").calls, of("unwrap_data_key").errors),
+        (2, 1)
+    );
+    assert_eq!(of("rotate").calls, 0);
+}

@@ -25,10 +25,12 @@ use async_trait::async_trait;
 use coffer_crypto::DataKey;
 
 pub mod cache;
+pub mod metered;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use cache::{CacheConfig, CacheStats, CachingKeyProvider};
+pub use metered::{MeteredKeyProvider, OperationStats};
 
 /// What a wrapped key is bound to: ordered string pairs such as `purpose=wallet-dek`,
 /// `wallet_id=…`. Not secret (it is sent to remote key services as their context).

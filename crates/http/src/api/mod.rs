@@ -26,6 +26,7 @@ use tower_http::trace::TraceLayer;
 
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod openapi;
 mod routes;
 mod views;
@@ -55,6 +56,8 @@ pub struct ApiState {
     pub mfa: MfaRule,
     /// Readiness checks.
     pub readiness: Arc<dyn Readiness>,
+    /// The metrics registry.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -178,6 +181,7 @@ pub fn router(
             "/docs",
             get(|| async { axum::response::Html(openapi::DOCS_PAGE) }),
         )
+        .route("/metrics", get(r::metrics))
         .route("/healthz", get(r::healthz))
         .route("/readyz", get(r::readyz))
         .fallback(not_found)
@@ -193,7 +197,9 @@ pub fn router(
         )),
         None => api,
     };
+    let recorder = state.metrics.clone();
     api.layer(middleware::from_fn_with_state(state, authenticate))
+        .layer(middleware::from_fn_with_state(recorder, metrics::record))
         .layer(middleware::from_fn_with_state(
             limits.request_timeout,
             timeout,

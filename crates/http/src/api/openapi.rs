@@ -135,6 +135,7 @@ impl Modify for Bearer {
         routes::revoke_user_sessions,
         routes::audit_events,
         routes::audit_verify,
+        routes::metrics,
         routes::healthz,
         routes::readyz,
     ),
@@ -191,6 +192,6 @@ mod tests {
         );
         let doc: serde_json::Value = serde_json::from_str(&generated).unwrap_or_default();
         assert_eq!(doc["openapi"], "3.1.0");
-        assert_eq!(doc["paths"].as_object().map(serde_json::Map::len), Some(30));
+        assert_eq!(doc["paths"].as_object().map(serde_json::Map::len), Some(31));
     }
 }

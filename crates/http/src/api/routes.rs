@@ -722,6 +722,22 @@ pub(super) async fn audit_verify(State(state): State<ApiState>, principal: Princ
     }))
 }
 
+// ---- operations ----
+
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(super) async fn metrics(State(state): State<ApiState>, principal: Principal) -> ApiResult {
+    principal.require(&state, Permission::SystemMetrics)?;
+    let text = state.metrics.render(state.ledger.pins().queue_depth());
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
 // ---- health ----
 
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "alive", body = Object)))]

@@ -1,0 +1,245 @@
+//! `/metrics` in the Prometheus text format (prometheus-client), behind the `system:metrics`
+//! permission: requests and latency per route template, method and status; ledger operations
+//! by kind and outcome; rate-limited requests; and, read at scrape time, the key provider's
+//! calls, errors and time per operation (what reaches the key manager), the data-key cache's
+//! hit ratio and size, and the PIN KDF's queue depth.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use coffer_keys::{CachingKeyProvider, MeteredKeyProvider};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LedgerLabels {
+    kind: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    operation: &'static str,
+}
+
+/// Where the scrape-time figures come from.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// The key provider as called under the cache.
+    pub key_provider: Option<Arc<MeteredKeyProvider>>,
+    /// The data-key cache.
+    pub cache: Option<Arc<CachingKeyProvider>>,
+}
+
+/// The registry and its metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<HttpLabels, Counter>,
+    latency: Family<HttpLabels, Histogram>,
+    ledger: Family<LedgerLabels, Counter>,
+    rate_limited: Counter,
+    key_calls: Family<KeyLabels, Gauge>,
+    key_errors: Family<KeyLabels, Gauge>,
+    key_seconds: Family<KeyLabels, Gauge<f64, AtomicU64>>,
+    cache_hit_ratio: Gauge<f64, AtomicU64>,
+    cache_entries: Gauge,
+    kdf_queue: Gauge,
+    sources: Sources,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// A registry reading its scrape-time figures from `sources`.
+    #[must_use]
+    pub fn new(sources: Sources) -> Self {
+        let mut registry = Registry::with_prefix("coffer");
+        let requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route template, method and status",
+            requests.clone(),
+        );
+        let latency = Family::<HttpLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            latency.clone(),
+        );
+        let ledger = Family::<LedgerLabels, Counter>::default();
+        registry.register(
+            "ledger_operations",
+            "Money operations by kind and outcome (ok, refused, failed)",
+            ledger.clone(),
+        );
+        let rate_limited = Counter::default();
+        registry.register(
+            "rate_limited_requests",
+            "Requests refused by the rate limiter",
+            rate_limited.clone(),
+        );
+        let key_calls = Family::<KeyLabels, Gauge>::default();
+        registry.register(
+            "key_provider_calls",
+            "Calls that reached the key provider since start, by operation",
+            key_calls.clone(),
+        );
+        let key_errors = Family::<KeyLabels, Gauge>::default();
+        registry.register(
+            "key_provider_errors",
+            "Failed key provider calls since start, by operation",
+            key_errors.clone(),
+        );
+        let key_seconds = Family::<KeyLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "key_provider_seconds",
+            "Time spent in the key provider since start, by operation",
+            key_seconds.clone(),
+        );
+        let cache_hit_ratio = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "data_key_cache_hit_ratio",
+            "Data-key unwraps answered from the cache",
+            cache_hit_ratio.clone(),
+        );
+        let cache_entries = Gauge::default();
+        registry.register(
+            "data_key_cache_entries",
+            "Unwrapped data keys held",
+            cache_entries.clone(),
+        );
+        let kdf_queue = Gauge::default();
+        registry.register(
+            "pin_kdf_queue_depth",
+            "PIN derivations waiting for a slot",
+            kdf_queue.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            ledger,
+            rate_limited,
+            key_calls,
+            key_errors,
+            key_seconds,
+            cache_hit_ratio,
+            cache_entries,
+            kdf_queue,
+            sources,
+        }
+    }
+
+    fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let labels = HttpLabels {
+            route: route.to_owned(),
+            method: method.to_owned(),
+            status,
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.latency.get_or_create(&labels).observe(seconds);
+        if status == 429 {
+            self.rate_limited.inc();
+        }
+        let kind = if method != "POST" {
+            None
+        } else if route.ends_with("/deposits") {
+            Some("deposit")
+        } else if route.ends_with("/withdrawals") {
+            Some("withdrawal")
+        } else if route.ends_with("/transfers") {
+            Some("transfer")
+        } else if route.ends_with("/reversal") {
+            Some("reversal")
+        } else {
+            None
+        };
+        if let Some(kind) = kind {
+            let outcome = match status {
+                200..=299 => "ok",
+                500..=599 => "failed",
+                _ => "refused",
+            };
+            self.ledger
+                .get_or_create(&LedgerLabels { kind, outcome })
+                .inc();
+        }
+    }
+
+    /// The text exposition, with the scrape-time figures read now.
+    #[must_use]
+    pub fn render(&self, kdf_queue_depth: u64) -> String {
+        if let Some(p) = &self.sources.key_provider {
+            for s in p.stats() {
+                let l = KeyLabels {
+                    operation: s.operation,
+                };
+                self.key_calls
+                    .get_or_create(&l)
+                    .set(i64::try_from(s.calls).unwrap_or(i64::MAX));
+                self.key_errors
+                    .get_or_create(&l)
+                    .set(i64::try_from(s.errors).unwrap_or(i64::MAX));
+                #[allow(clippy::cast_precision_loss)]
+                self.key_seconds
+                    .get_or_create(&l)
+                    .set(s.micros as f64 / 1e6);
+            }
+        }
+        if let Some(c) = &self.sources.cache {
+            let stats = c.stats();
+            self.cache_hit_ratio.set(stats.hit_ratio());
+            self.cache_entries
+                .set(i64::try_from(stats.entries).unwrap_or(i64::MAX));
+        }
+        self.kdf_queue
+            .set(i64::try_from(kdf_queue_depth).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            tracing::error!("metrics could not be encoded");
+        }
+        out
+    }
+}
+
+/// Records every request (route template, never the path).
+pub(super) async fn record(
+    State(metrics): State<Arc<Metrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    metrics.observe(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
