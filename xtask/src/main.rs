@@ -23,9 +23,10 @@ commands:
         each fuzz target (installs cargo-fuzz when missing). Makes sure the Postgres and Redis
         the tests use answer (COFFER_TEST_DATABASE_URL, default 127.0.0.1:5432;
         COFFER_TEST_REDIS_URL, default 127.0.0.1:6379), starting them if installed but down (and stopping what it started when done)
-  bench [crypto|keys|auth|audit|ledger|ratelimit]...
-        benchmarks (all when none named); figures go to docs/BENCHMARKS.md. `audit` and
-        `ledger` need Postgres (`ledger` also its pgbench), `ratelimit` Redis, like the tests
+  bench [crypto|keys|auth|audit|ledger|api|ratelimit]...
+        benchmarks (all when none named); figures go to docs/BENCHMARKS.md. `audit`, `ledger`
+        and `api` need Postgres (`ledger` and `api` also its pgbench), `ratelimit` Redis, like
+        the tests
   fuzz [TARGET] [--seconds N]
         run a fuzz target (default: all targets, 60 s each) with cargo-fuzz on the stable
         toolchain (RUSTC_BOOTSTRAP=1)
@@ -157,6 +158,7 @@ fn bench(names: &[String]) -> Result<()> {
             "ledger",
             &["bench", "-p", "coffer-store", "--bench", "ledger"],
         ),
+        ("api", &["bench", "-p", "coffer-api", "--bench", "api"]),
         (
             "ratelimit",
             &[
@@ -177,7 +179,7 @@ fn bench(names: &[String]) -> Result<()> {
     for (group, args) in GROUPS {
         if names.is_empty() || names.iter().any(|n| n == group) {
             let _service = match *group {
-                "audit" | "ledger" => services::ensure_postgres()?,
+                "audit" | "ledger" | "api" => services::ensure_postgres()?,
                 "ratelimit" => services::ensure_redis()?,
                 _ => None,
             };

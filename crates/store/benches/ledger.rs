@@ -21,7 +21,6 @@
     missing_docs
 )]
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -146,58 +145,6 @@ async fn transfers(s: &Setup, duration: Duration, round: usize) -> Run {
     }
 }
 
-/// The URL of a pgbench database on the test server, created when missing.
-async fn pgbench_url(database: &str) -> String {
-    let url = testing::pg_test_url();
-    let pool = testing::pg_pool_with_connections(1).await;
-    // Another run may have created it: either way it exists next.
-    let _ = sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&pool)
-        .await;
-    let base = url.split('?').next().unwrap_or(&url);
-    let (server, _) = base.rsplit_once('/').expect("a database URL");
-    format!("{server}/{database}")
-}
-
-fn pgbench(args: &[&str]) -> String {
-    let out = Command::new("pgbench")
-        .args(args)
-        .output()
-        .expect("pgbench runs (it ships with the PostgreSQL server packages)");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "pgbench {args:?} failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn pgbench_run(url: &str, seconds: u64) -> (f64, f64) {
-    let secs = seconds.to_string();
-    let out = pgbench(&[
-        "-b",
-        "tpcb-like",
-        "-c",
-        "16",
-        "-j",
-        "2",
-        "-M",
-        "prepared",
-        "-T",
-        &secs,
-        url,
-    ]);
-    let field = |prefix: &str| -> f64 {
-        out.lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {prefix:?} in pgbench output:\n{out}"))
-    };
-    (field("tps = "), field("latency average = "))
-}
-
 async fn pin_verifications(duration: Duration, iterations: u32) -> f64 {
     use coffer_crypto::{Aad, DataKey, KdfParams, KeyRef, Pin, WalletSigningKey, derive_pin_key};
     let verifier = Arc::new(PinVerifier::new(PinVerifierConfig {
@@ -302,8 +249,8 @@ fn main() {
         // documentation advises for 16 clients (16: a branch each).
         let mut scales = Vec::new();
         for scale in if full { &["1", "16"][..] } else { &["1"][..] } {
-            let url = pgbench_url(&format!("coffer_pgbench_s{scale}")).await;
-            pgbench(&["-i", "-q", "-s", scale, &url]);
+            let url = testing::pgbench_url(&format!("coffer_pgbench_s{scale}")).await;
+            testing::pgbench(&["-i", "-q", "-s", scale, &url]);
             scales.push((*scale, url));
         }
         let setup = setup(wallets, kdf).await;
@@ -327,7 +274,7 @@ fn main() {
             ours.push(run.tps);
             for (i, (scale, url)) in scales.iter().enumerate() {
                 let (_, server0) = cpu_seconds();
-                let (tps, latency) = pgbench_run(url, seconds);
+                let (tps, latency) = testing::pgbench_tpcb(url, seconds);
                 let (_, server1) = cpu_seconds();
                 println!(
                     "round {round}: pgbench tpcb-like s{scale:<2} {tps:>8.1}/s  average {latency:>6.2} ms  \

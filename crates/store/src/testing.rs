@@ -115,3 +115,58 @@ pub async fn pg_app_pool(owner: &PgPool) -> PgPool {
         .await
         .expect("connect as the application role")
 }
+
+/// The URL of a pgbench database on the test server, created when missing (benchmarks compare
+/// against `pgbench` on the same server).
+pub async fn pgbench_url(database: &str) -> String {
+    let url = pg_test_url();
+    let pool = pg_pool_with_connections(1).await;
+    // Another run may have created it: either way it exists next.
+    let _ = sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&pool)
+        .await;
+    let base = url.split('?').next().unwrap_or(&url);
+    let (server, _) = base.rsplit_once('/').expect("a database URL");
+    format!("{server}/{database}")
+}
+
+/// Runs `pgbench` with `args`; its standard output.
+pub fn pgbench(args: &[&str]) -> String {
+    let out = std::process::Command::new("pgbench")
+        .args(args)
+        .output()
+        .expect("pgbench runs (it ships with the PostgreSQL server packages)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "pgbench {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// `pgbench -b tpcb-like -c 16 -j 2 -M prepared -T seconds url`: (tps, average latency in ms).
+pub fn pgbench_tpcb(url: &str, seconds: u64) -> (f64, f64) {
+    let secs = seconds.to_string();
+    let out = pgbench(&[
+        "-b",
+        "tpcb-like",
+        "-c",
+        "16",
+        "-j",
+        "2",
+        "-M",
+        "prepared",
+        "-T",
+        &secs,
+        url,
+    ]);
+    let field = |prefix: &str| -> f64 {
+        out.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix:?} in pgbench output:\n{out}"))
+    };
+    (field("tps = "), field("latency average = "))
+}
