@@ -122,7 +122,19 @@ async fn main() -> anyhow::Result<()> {
                 "coffer-api listening"
             );
             let background = app.spawn_background();
-            coffer_app::serve(app.router(), listener, coffer_app::shutdown_signal()).await?;
+            let router = app.router();
+            match (
+                &app.config.server.tls_cert_file,
+                &app.config.server.tls_key_file,
+            ) {
+                (Some(cert), Some(key)) => {
+                    let tls = coffer_app::tls::server_config(cert, key)?;
+                    let listener = coffer_app::tls::TlsListener::new(listener, tls)?;
+                    tracing::info!("TLS 1.3 on");
+                    coffer_app::serve_tls(router, listener, coffer_app::shutdown_signal()).await?;
+                }
+                _ => coffer_app::serve(router, listener, coffer_app::shutdown_signal()).await?,
+            }
             if let Some(task) = background {
                 task.abort();
             }

@@ -118,6 +118,10 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// Longest a request may take, seconds.
     pub request_timeout_secs: u64,
+    /// TLS (1.3 only) with this PEM certificate chain; off when unset (local use).
+    pub tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -126,6 +130,8 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             body_limit_bytes: 64 * 1024,
             request_timeout_secs: 30,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -422,9 +428,13 @@ impl Config {
                 .get_mut(&section)
                 .and_then(toml::Value::as_table_mut)
                 .ok_or_else(unknown)?;
-            if !table.contains_key(&key)
-                && !matches!(key.as_str(), "redis_url" | "mfa_above_major_units")
-            {
+            let optional = [
+                "redis_url",
+                "mfa_above_major_units",
+                "tls_cert_file",
+                "tls_key_file",
+            ];
+            if !table.contains_key(&key) && !optional.contains(&key.as_str()) {
                 return Err(unknown());
             }
             let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
@@ -540,6 +550,13 @@ impl Config {
         }
         if self.server.body_limit_bytes < 1024 {
             return Err(error("server.body_limit_bytes", "below 1 KiB", "use 65536"));
+        }
+        if self.server.tls_cert_file.is_some() != self.server.tls_key_file.is_some() {
+            return Err(error(
+                "server.tls_cert_file",
+                "a certificate without a key, or a key without a certificate",
+                "set both server.tls_cert_file and server.tls_key_file, or neither",
+            ));
         }
         if self.server.request_timeout_secs == 0 {
             return Err(error("server.request_timeout_secs", "0", "use 30"));

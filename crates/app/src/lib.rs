@@ -33,6 +33,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::sqlite::SqlitePool;
 
 pub mod config;
+pub mod tls;
 
 pub use config::{Config, ConfigError, LogFormat, RevocationBackend};
 
@@ -422,6 +423,24 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     axum::serve(
         listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// As [`serve`], over TLS (see [`tls`]).
+///
+/// # Errors
+/// The listener's I/O errors.
+pub async fn serve_tls(
+    router: axum::Router,
+    listener: tls::TlsListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
+    axum::serve(
+        listener.tap_io(|_| {}),
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
