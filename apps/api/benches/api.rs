@@ -77,18 +77,9 @@ fn main() {
         let pg = coffer_store::testing::pgbench_url("coffer_pgbench_s1").await;
         coffer_store::testing::pgbench(&["-i", "-q", "-s", "1", &pg]);
 
-        let pool = coffer_store::testing::pg_pool().await;
-        let schema: String = sqlx::query_scalar("SELECT current_schema()")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
-        config.database.url = format!(
-            "{}?options=-c%20search_path%3D{schema}",
-            coffer_store::testing::pg_test_url()
-        );
+        config.database.url = coffer_store::testing::pg_schema_url().await;
         config.database.max_connections = 32;
         config.keys.key_file = dir.path().join("master.json");
         if !full {

@@ -85,6 +85,18 @@ pub async fn pg_pool_with_connections(max: u32) -> PgPool {
     pool
 }
 
+/// A fresh schema in the test database (migrated), as a URL whose connections use it: for code
+/// that opens its own pool from configuration (the app, its end-to-end tests and benchmark).
+pub async fn pg_schema_url() -> String {
+    let pool = pg_pool_with_connections(1).await;
+    let schema: String = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(&pool)
+        .await
+        .expect("current schema");
+    pool.close().await;
+    format!("{}?options=-c%20search_path%3D{schema}", pg_test_url())
+}
+
 /// A fresh SQLite database in a temporary directory (kept alive by the returned guard).
 pub async fn sqlite_pool() -> (SqlitePool, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -2,6 +2,8 @@
 //! test its own database or schema), and the revocation list surviving a restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -11,19 +13,11 @@ use coffer_auth::RevocationList;
 use coffer_auth::store::UserStore;
 use coffer_auth::testkit::accounts::Backend;
 use coffer_keys::KeyProvider;
-use coffer_keys_local::{LocalKeyProvider, LocalKeySource, generate_inline_key};
 use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
 use coffer_store::auth::{PgRevocationList, PgUserStore, SqliteRevocationList, SqliteUserStore};
 use coffer_store::testing;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
-
-fn provider() -> Arc<dyn KeyProvider> {
-    Arc::new(
-        LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "test-master")
-            .expect("inline key"),
-    )
-}
 
 struct Sqlite {
     pool: SqlitePool,
@@ -50,15 +44,7 @@ impl Backend for Sqlite {
     }
 
     async fn raw_dump(&self) -> Vec<u8> {
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.pool)
-            .await
-            .expect("checkpoint");
-        let mut raw = Vec::new();
-        for entry in std::fs::read_dir(self.dir.path()).expect("list the database directory") {
-            raw.extend(std::fs::read(entry.expect("entry").path()).expect("read a database file"));
-        }
-        raw
+        common::sqlite_raw_dump(&self.pool, self.dir.path()).await
     }
 
     fn keys(&self) -> Arc<dyn KeyProvider> {
@@ -90,27 +76,7 @@ impl Backend for Postgres {
     }
 
     async fn raw_dump(&self) -> Vec<u8> {
-        // Every row of every table in the test's schema, in Postgres's text form (bytea as hex).
-        let tables: Vec<String> = sqlx::query_scalar(
-            "SELECT table_name::text FROM information_schema.tables \
-             WHERE table_schema = current_schema() ORDER BY 1",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .expect("list tables");
-        assert!(tables.iter().any(|t| t == "users"), "{tables:?}");
-        let mut raw = Vec::new();
-        for table in tables {
-            let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT t::text FROM {table} t"))
-                .fetch_all(&self.pool)
-                .await
-                .expect("dump a table");
-            for row in rows {
-                raw.extend(row.into_bytes());
-                raw.push(b'\n');
-            }
-        }
-        raw
+        common::pg_raw_dump(&self.pool, "users").await
     }
 
     fn keys(&self) -> Arc<dyn KeyProvider> {
@@ -125,7 +91,7 @@ mod sqlite_users {
         Sqlite {
             pool,
             dir,
-            keys: provider(),
+            keys: common::provider(),
         }
     });
 }
@@ -135,7 +101,7 @@ mod postgres_users {
     coffer_auth::user_store_contract_tests!(|| async {
         Postgres {
             pool: testing::pg_pool_with_connections(12).await,
-            keys: provider(),
+            keys: common::provider(),
         }
     });
 }

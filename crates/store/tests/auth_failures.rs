@@ -2,9 +2,10 @@
 //! application role's limits on Postgres. Each must end in a typed error and write nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use coffer_audit::{Action, AlertConfig, AuditLog, AuditQuery, EntityId, ObservedAuditLog};
 use coffer_auth::accounts::{
     Accounts, AccountsConfig, AccountsDeps, AuthError, Credentials, Registration, RequestContext,
@@ -12,43 +13,16 @@ use coffer_auth::accounts::{
 use coffer_auth::password::PasswordHasher;
 use coffer_auth::store::UserStore;
 use coffer_auth::{Rbac, RevocationList};
-use coffer_crypto::DataKey;
-use coffer_keys::{
-    Capabilities, GeneratedDataKey, KeyContext, KeyError, KeyProvider, KeyStatus, RewrapRequest,
-    WrappedKey,
-};
+use coffer_keys::KeyProvider;
 use coffer_keys_local::{LocalKeyProvider, LocalKeySource, generate_inline_key};
 use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
 use coffer_store::auth::{PgRevocationList, PgUserStore, SqliteRevocationList, SqliteUserStore};
 use coffer_store::testing;
 
-mockall::mock! {
-    #[derive(Debug)]
-    pub Provider {}
-    #[async_trait]
-    impl KeyProvider for Provider {
-        fn name(&self) -> &str;
-        fn key_id(&self) -> &str;
-        fn capabilities(&self) -> Capabilities;
-        async fn generate_data_key(&self, context: &KeyContext) -> Result<GeneratedDataKey, KeyError>;
-        async fn unwrap_data_key(&self, wrapped: &WrappedKey, context: &KeyContext) -> Result<DataKey, KeyError>;
-        async fn rewrap_data_keys(&self, batch: &[RewrapRequest]) -> Result<Vec<Result<WrappedKey, KeyError>>, KeyError>;
-        async fn status(&self) -> Result<KeyStatus, KeyError>;
-        async fn rotate(&self) -> Result<u32, KeyError>;
-        async fn retire_versions_below(&self, min_version: u32) -> Result<(), KeyError>;
-        async fn health(&self) -> Result<(), KeyError>;
-    }
-}
+use common::{MockProvider, timed_out};
 
 fn local_keys() -> Arc<dyn KeyProvider> {
     Arc::new(LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "test").unwrap())
-}
-
-fn timed_out() -> KeyError {
-    KeyError::Unavailable {
-        provider: "mock".into(),
-        reason: "timed out after 2s".into(),
-    }
 }
 
 async fn accounts(

@@ -2,12 +2,13 @@
 //! schema).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use coffer_audit::AuditLog;
 use coffer_keys::KeyProvider;
-use coffer_keys_local::{LocalKeyProvider, LocalKeySource, generate_inline_key};
 use coffer_ledger::LedgerStore;
 use coffer_ledger::testkit::Backend;
 use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
@@ -15,13 +16,6 @@ use coffer_store::ledger::{PgLedgerStore, SqliteLedgerStore};
 use coffer_store::testing;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
-
-fn provider() -> Arc<dyn KeyProvider> {
-    Arc::new(
-        LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "test-master")
-            .expect("inline key"),
-    )
-}
 
 struct Sqlite {
     pool: SqlitePool,
@@ -40,16 +34,7 @@ impl Backend for Sqlite {
     }
 
     async fn raw_dump(&self) -> Vec<u8> {
-        // Everything in the database file and its write-ahead log, byte for byte.
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.pool)
-            .await
-            .expect("checkpoint");
-        let mut raw = Vec::new();
-        for entry in std::fs::read_dir(self.dir.path()).expect("list the database directory") {
-            raw.extend(std::fs::read(entry.expect("entry").path()).expect("read a database file"));
-        }
-        raw
+        common::sqlite_raw_dump(&self.pool, self.dir.path()).await
     }
 
     async fn tamper(&self, sql: &str) {
@@ -77,27 +62,7 @@ impl Backend for Postgres {
     }
 
     async fn raw_dump(&self) -> Vec<u8> {
-        // Every row of every table in the test's schema, in Postgres's text form (bytea as hex).
-        let tables: Vec<String> = sqlx::query_scalar(
-            "SELECT table_name::text FROM information_schema.tables \
-             WHERE table_schema = current_schema() ORDER BY 1",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .expect("list tables");
-        assert!(tables.iter().any(|t| t == "postings"), "{tables:?}");
-        let mut raw = Vec::new();
-        for table in tables {
-            let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT t::text FROM {table} t"))
-                .fetch_all(&self.pool)
-                .await
-                .expect("dump a table");
-            for row in rows {
-                raw.extend(row.into_bytes());
-                raw.push(b'\n');
-            }
-        }
-        raw
+        common::pg_raw_dump(&self.pool, "postings").await
     }
 
     async fn tamper(&self, sql: &str) {
@@ -116,7 +81,7 @@ mod sqlite {
         Sqlite {
             pool,
             dir,
-            keys: provider(),
+            keys: common::provider(),
         }
     });
 }
@@ -126,7 +91,7 @@ mod postgres {
     coffer_ledger::ledger_store_contract_tests!(|| async {
         Postgres {
             pool: testing::pg_pool_with_connections(20).await,
-            keys: provider(),
+            keys: common::provider(),
         }
     });
 }

@@ -3,15 +3,12 @@
 //! books as they were.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use coffer_audit::{AlertConfig, AuditLog, EntityId, ObservedAuditLog};
-use coffer_crypto::DataKey;
-use coffer_keys::{
-    Capabilities, GeneratedDataKey, KeyContext, KeyError, KeyProvider, KeyStatus, RewrapRequest,
-    WrappedKey,
-};
+use coffer_keys::{KeyError, KeyProvider};
 use coffer_keys_local::{LocalKeyProvider, LocalKeySource, generate_inline_key};
 use coffer_ledger::testkit::config;
 use coffer_ledger::{Caller, Error, Ledger, LedgerStore, MoneyRequest, UserId};
@@ -19,23 +16,7 @@ use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
 use coffer_store::ledger::{PgLedgerStore, SqliteLedgerStore};
 use coffer_store::testing;
 
-mockall::mock! {
-    #[derive(Debug)]
-    pub Provider {}
-    #[async_trait]
-    impl KeyProvider for Provider {
-        fn name(&self) -> &str;
-        fn key_id(&self) -> &str;
-        fn capabilities(&self) -> Capabilities;
-        async fn generate_data_key(&self, context: &KeyContext) -> Result<GeneratedDataKey, KeyError>;
-        async fn unwrap_data_key(&self, wrapped: &WrappedKey, context: &KeyContext) -> Result<DataKey, KeyError>;
-        async fn rewrap_data_keys(&self, batch: &[RewrapRequest]) -> Result<Vec<Result<WrappedKey, KeyError>>, KeyError>;
-        async fn status(&self) -> Result<KeyStatus, KeyError>;
-        async fn rotate(&self) -> Result<u32, KeyError>;
-        async fn retire_versions_below(&self, min_version: u32) -> Result<(), KeyError>;
-        async fn health(&self) -> Result<(), KeyError>;
-    }
-}
+use common::MockProvider;
 
 fn ledger(
     store: Arc<dyn LedgerStore>,

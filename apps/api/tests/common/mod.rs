@@ -44,20 +44,6 @@ fn test_config(dir: &std::path::Path) -> Config {
     c
 }
 
-/// A fresh Postgres schema in the test database, as a URL whose connections use it.
-async fn pg_url() -> String {
-    let pool = coffer_store::testing::pg_pool().await;
-    let schema: String = sqlx::query_scalar("SELECT current_schema()")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    format!(
-        "{}?options=-c%20search_path%3D{schema}",
-        coffer_store::testing::pg_test_url()
-    )
-}
-
 impl Server {
     pub async fn start(db: Database) -> Self {
         Self::start_with(db, |_| {}).await
@@ -67,7 +53,7 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
         if let Database::Postgres = db {
-            config.database.url = pg_url().await;
+            config.database.url = coffer_store::testing::pg_schema_url().await;
         }
         edit(&mut config);
         let app = App::build(config).await.expect("the app builds");

@@ -1,0 +1,87 @@
+//! What the store's integration tests share: a master key provider, raw dumps of a test
+//! database for the plaintext scans, and a mockall key provider for failure injection.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use coffer_crypto::DataKey;
+use coffer_keys::{
+    Capabilities, GeneratedDataKey, KeyContext, KeyError, KeyProvider, KeyStatus, RewrapRequest,
+    WrappedKey,
+};
+use coffer_keys_local::{LocalKeyProvider, LocalKeySource, generate_inline_key};
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
+
+/// A fresh in-memory master key.
+pub fn provider() -> Arc<dyn KeyProvider> {
+    Arc::new(
+        LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "test-master")
+            .expect("inline key"),
+    )
+}
+
+/// Everything in an SQLite database's file and its write-ahead log, byte for byte.
+pub async fn sqlite_raw_dump(pool: &SqlitePool, dir: &std::path::Path) -> Vec<u8> {
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(pool)
+        .await
+        .expect("checkpoint");
+    let mut raw = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("list the database directory") {
+        raw.extend(std::fs::read(entry.expect("entry").path()).expect("read a database file"));
+    }
+    raw
+}
+
+/// Every row of every table in the test's schema, in Postgres's text form (bytea as hex);
+/// `expected` must be among the tables (the scan sees the right schema).
+pub async fn pg_raw_dump(pool: &PgPool, expected: &str) -> Vec<u8> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = current_schema() ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("list tables");
+    assert!(tables.iter().any(|t| t == expected), "{tables:?}");
+    let mut raw = Vec::new();
+    for table in tables {
+        let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT t::text FROM {table} t"))
+            .fetch_all(pool)
+            .await
+            .expect("dump a table");
+        for row in rows {
+            raw.extend(row.into_bytes());
+            raw.push(b'\n');
+        }
+    }
+    raw
+}
+
+/// A key provider that times out.
+pub fn timed_out() -> KeyError {
+    KeyError::Unavailable {
+        provider: "mock".into(),
+        reason: "timed out after 2s".into(),
+    }
+}
+
+mockall::mock! {
+    #[derive(Debug)]
+    pub Provider {}
+    #[async_trait]
+    impl KeyProvider for Provider {
+        fn name(&self) -> &str;
+        fn key_id(&self) -> &str;
+        fn capabilities(&self) -> Capabilities;
+        async fn generate_data_key(&self, context: &KeyContext) -> Result<GeneratedDataKey, KeyError>;
+        async fn unwrap_data_key(&self, wrapped: &WrappedKey, context: &KeyContext) -> Result<DataKey, KeyError>;
+        async fn rewrap_data_keys(&self, batch: &[RewrapRequest]) -> Result<Vec<Result<WrappedKey, KeyError>>, KeyError>;
+        async fn status(&self) -> Result<KeyStatus, KeyError>;
+        async fn rotate(&self) -> Result<u32, KeyError>;
+        async fn retire_versions_below(&self, min_version: u32) -> Result<(), KeyError>;
+        async fn health(&self) -> Result<(), KeyError>;
+    }
+}
