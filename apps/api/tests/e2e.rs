@@ -875,3 +875,88 @@ async fn large_money_out_needs_a_second_factor() {
     );
     s.stop().await;
 }
+
+/// A configured external issuer (JWKS from a file): its tokens are accepted next to Coffer's own,
+/// roles mapped from its claim; its subject owns wallets like any user; logout denylists the
+/// token; its sessions are the issuer's business.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_issuers_tokens_are_accepted_next_to_coffers_own() {
+    let idp = coffer_auth::SigningKey::generate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, json!({ "keys": [idp.jwk()] }).to_string()).unwrap();
+    let issuer_config: toml::Table = toml::from_str(&format!(
+        "issuer = \"https://idp.example\"\naudience = \"coffer-api\"\n\
+         jwks = {{ file = \"{}\" }}\nroles_claim = \"realm_access.roles\"\n\
+         [role_map]\ncustomer = [\"user\"]\n",
+        jwks.display()
+    ))
+    .unwrap();
+    let s = Server::start_with(Database::Sqlite, |c| c.auth.oidc = vec![issuer_config]).await;
+    let token = |sub: &str| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(idp.kid().to_owned());
+        jsonwebtoken::encode(
+            &header,
+            &json!({
+                "iss": "https://idp.example", "aud": "coffer-api", "sub": sub,
+                "exp": now + 600, "iat": now, "jti": new_key(),
+                "realm_access": { "roles": ["customer", "unmapped"] },
+            }),
+            &jsonwebtoken::EncodingKey::from_rsa_der(idp.expose_pkcs1_der()),
+        )
+        .unwrap()
+    };
+    let (carol, dave) = (token("carol"), token("dave"));
+    let (st, me) = s.get("/v1/me", &carol).await;
+    assert_eq!(st, StatusCode::OK, "{me}");
+    assert_eq!(
+        (me["issuer"].as_str(), me["subject"].as_str()),
+        (Some("https://idp.example"), Some("carol"))
+    );
+    assert_eq!(me["roles"], json!(["user"]));
+    let w = s.wallet(&carol, "EUR").await;
+    let (st, list) = s.get("/v1/wallets", &token("carol")).await;
+    assert_eq!(
+        (st, list["items"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(1)),
+        "the same subject, the same owner"
+    );
+    let (st, _) = s.get(&format!("/v1/wallets/{w}"), &dave).await;
+    assert_eq!(
+        st,
+        StatusCode::NOT_FOUND,
+        "another subject is another owner"
+    );
+    let (st, p) = s
+        .call(
+            Method::POST,
+            "/v1/auth/sessions/revoke-all",
+            Some(&carol),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("external_identity"))
+    );
+    let (st, _) = s
+        .call(Method::POST, "/v1/auth/logout", Some(&carol), None, &[])
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, p) = s.get("/v1/me", &carol).await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("revoked"))
+    );
+    // Coffer's own tokens still work beside them.
+    let (_, alice, _) = s.user("alice@example.com").await;
+    let (st, _) = s.get("/v1/me", &alice).await;
+    assert_eq!(st, StatusCode::OK);
+    s.stop().await;
+}

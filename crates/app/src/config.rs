@@ -236,6 +236,10 @@ pub struct AuthConfig {
     pub argon2_memory_kib: u32,
     /// Argon2id passes (OWASP: 2).
     pub argon2_iterations: u32,
+    /// External OIDC issuers whose access tokens are accepted next to Coffer's own, each a
+    /// `coffer_auth_oidc::IssuerConfig` (`[[auth.oidc]]`: issuer, audience, jwks = { url = … }
+    /// or { file = … }, roles_claim, role_map, …).
+    pub oidc: Vec<toml::Table>,
 }
 
 impl Default for AuthConfig {
@@ -251,6 +255,7 @@ impl Default for AuthConfig {
             password_hash_concurrency: 4,
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
+            oidc: Vec::new(),
         }
     }
 }
@@ -582,6 +587,7 @@ impl Config {
                 "use the number of cores",
             ));
         }
+        self.oidc_issuers()?;
         if self.ledger.kdf_iterations < coffer_crypto::pin::MIN_ITERATIONS {
             return Err(error(
                 "ledger.kdf_iterations",
@@ -609,6 +615,32 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The configured external issuers, parsed and checked.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the entry.
+    pub fn oidc_issuers(&self) -> Result<Vec<coffer_auth_oidc::IssuerConfig>, ConfigError> {
+        self.auth
+            .oidc
+            .iter()
+            .enumerate()
+            .map(|(i, table)| {
+                let setting = format!("auth.oidc[{i}]");
+                let c: coffer_auth_oidc::IssuerConfig =
+                    table.clone().try_into().map_err(|e: toml::de::Error| {
+                        error(
+                            &setting,
+                            e.message().to_owned(),
+                            "see coffer-auth-oidc's IssuerConfig",
+                        )
+                    })?;
+                c.validate()
+                    .map_err(|e| error(&setting, e.to_string(), "fix the issuer entry"))?;
+                Ok(c)
+            })
+            .collect()
     }
 
     /// The effective configuration as TOML, with every secret masked (for `config check`).

@@ -185,6 +185,21 @@ impl App {
                     (list.clone(), Some(list))
                 }
             };
+        let issuers = config.oidc_issuers()?;
+        let rbac = Rbac::default();
+        for issuer in &issuers {
+            issuer
+                .check_roles(&rbac)
+                .map_err(|e| AppError::Service(format!("auth.oidc: {e}")))?;
+        }
+        let oidc = if issuers.is_empty() {
+            None
+        } else {
+            Some(Arc::new(
+                coffer_auth_oidc::OidcIssuers::from_configs(issuers, &revocation)
+                    .map_err(|e| AppError::Service(format!("auth.oidc: {e}")))?,
+            ))
+        };
         let ledger = Ledger::new(
             ledger_store,
             keys.clone(),
@@ -209,7 +224,7 @@ impl App {
                 hasher,
                 revocation,
                 audit: audit.clone(),
-                rbac: Rbac::default(),
+                rbac,
             },
             AccountsConfig {
                 token: TokenConfig {
@@ -227,6 +242,7 @@ impl App {
         let state = ApiState {
             ledger: Arc::new(ledger),
             accounts: Arc::new(accounts),
+            oidc,
             audit,
             mfa: MfaRule {
                 above_major_units: config.auth.mfa_above_major_units,

@@ -16,16 +16,73 @@ use serde::de::DeserializeOwned;
 use super::ApiState;
 use super::error::ApiError;
 
-/// The caller of a route that needs a bearer token: verified (signature, claims, revocation).
+/// The caller of a route that needs a bearer token: verified (signature, claims, revocation),
+/// Coffer's own or a configured external issuer's.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    /// The user.
+    /// The user: Coffer's own, or for an external subject a stable id derived from its issuer
+    /// and subject (UUIDv5), which owns its wallets like any user.
     pub user: UserId,
-    /// The token's claims.
+    /// The token's claims (for an external token: its roles, `amr`, `jti` and expiry mapped
+    /// into Coffer's shape).
     pub claims: AccessClaims,
+    /// The external identity, when the token came from a configured OIDC issuer.
+    pub external: Option<coffer_auth_oidc::ExternalPrincipal>,
 }
 
+/// The namespace of the user ids derived for external subjects.
+const EXTERNAL_SUBJECTS: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6f1c_3a52_8e0d_4b7a_9c21_5d4e_0f7b_2a19);
+
 impl Principal {
+    /// Verifies `token`: Coffer's own unless its (unverified) issuer is a configured external
+    /// one, which then verifies it against its own keys.
+    ///
+    /// # Errors
+    /// 401 with the token's reason; 503 when a dependency cannot be asked.
+    pub async fn verify(state: &ApiState, token: &str) -> Result<Self, ApiError> {
+        if let Some(oidc) = &state.oidc
+            && let Some(issuer) = coffer_auth_oidc::unverified_issuer(token)
+            && issuer != state.accounts.tokens().config().issuer
+            && oidc.contains(&issuer)
+        {
+            let external = oidc.verify(token).await?;
+            let id = uuid::Uuid::new_v5(
+                &EXTERNAL_SUBJECTS,
+                format!("{}\u{0}{}", external.issuer, external.subject).as_bytes(),
+            );
+            let user = UserId::from_uuid(id);
+            let claims = AccessClaims {
+                iss: external.issuer.clone(),
+                sub: user.to_string(),
+                aud: state.accounts.tokens().config().audience.clone(),
+                exp: external.expires_at,
+                iat: 0,
+                jti: external.jti.clone().unwrap_or_default(),
+                client_id: external.client_id.clone().unwrap_or_default(),
+                roles: external.roles.clone(),
+                amr: external.amr.clone(),
+                uep: 0,
+                gep: 0,
+                sid: None,
+            };
+            return Ok(Self {
+                user,
+                claims,
+                external: Some(external),
+            });
+        }
+        let verified = state.accounts.verify(token).await?;
+        let user = UserId::parse(&verified.claims.sub).map_err(|_| {
+            ApiError::unauthenticated("malformed", "the token's subject is not a user")
+        })?;
+        Ok(Self {
+            user,
+            claims: verified.claims,
+            external: None,
+        })
+    }
+
     /// The ledger's id for this user.
     #[must_use]
     pub fn ledger_user(&self) -> coffer_ledger::UserId {
@@ -49,15 +106,10 @@ impl FromRequestParts<ApiState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        if let Some(super::Authenticated(verified)) = parts.extensions.get::<super::Authenticated>()
+        if let Some(super::Authenticated(principal)) =
+            parts.extensions.get::<super::Authenticated>()
         {
-            let user = UserId::parse(&verified.claims.sub).map_err(|_| {
-                ApiError::unauthenticated("malformed", "the token's subject is not a user")
-            })?;
-            return Ok(Self {
-                user,
-                claims: verified.claims.clone(),
-            });
+            return Ok(principal.clone());
         }
         if !parts.headers.contains_key(header::AUTHORIZATION) {
             return Err(ApiError::unauthenticated(
@@ -71,14 +123,7 @@ impl FromRequestParts<ApiState> for Principal {
                 "the Authorization header is not a bearer token",
             )
         })?;
-        let verified = state.accounts.verify(token).await?;
-        let user = UserId::parse(&verified.claims.sub).map_err(|_| {
-            ApiError::unauthenticated("malformed", "the token's subject is not a user")
-        })?;
-        Ok(Self {
-            user,
-            claims: verified.claims,
-        })
+        Self::verify(state, token).await
     }
 }
 

@@ -50,6 +50,8 @@ pub struct ApiState {
     pub ledger: Arc<Ledger>,
     /// Accounts and tokens.
     pub accounts: Arc<Accounts>,
+    /// Configured external OIDC issuers, whose tokens are accepted next to Coffer's own.
+    pub oidc: Option<Arc<coffer_auth_oidc::OidcIssuers>>,
     /// The audit log (admin reads and verification).
     pub audit: Arc<ObservedAuditLog>,
     /// The step-up rule for money-out.
@@ -84,10 +86,10 @@ impl Default for Limits {
     }
 }
 
-/// The access token a request carried, verified once by [`authenticate`] (the rate limiter keys
+/// The caller a request's token proved, verified once by [`authenticate`] (the rate limiter keys
 /// by its user; the `Principal` extractor reuses it).
 #[derive(Debug, Clone)]
-pub struct Authenticated(pub coffer_auth::VerifiedToken);
+pub struct Authenticated(pub extract::Principal);
 
 /// Verifies a bearer token if the request has one, before rate limiting, so per-user limits
 /// count verified users only (a forged `sub` cannot spend another user's budget). A request
@@ -95,13 +97,13 @@ pub struct Authenticated(pub coffer_auth::VerifiedToken);
 async fn authenticate(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
     let token = extract::bearer(req.headers()).map(str::to_owned);
     if let Some(token) = token
-        && let Ok(verified) = state.accounts.verify(&token).await
+        && let Ok(principal) = extract::Principal::verify(&state, &token).await
     {
         req.extensions_mut()
             .insert(coffer_ratelimit::policy::Caller::User(
-                verified.claims.sub.clone(),
+                principal.user.to_string(),
             ));
-        req.extensions_mut().insert(Authenticated(verified));
+        req.extensions_mut().insert(Authenticated(principal));
     }
     next.run(req).await
 }

@@ -130,8 +130,25 @@ pub(super) async fn logout(
     Ctx(ctx): Ctx,
     OptionalJson(_): OptionalJson<LogoutBody>,
 ) -> ApiResult {
-    state.accounts.logout(&principal.claims, &ctx).await?;
+    match (&principal.external, &state.oidc) {
+        // An external token: denylisted under its issuer's key until it expires.
+        (Some(external), Some(oidc)) => oidc.revoke(external).await?,
+        _ => state.accounts.logout(&principal.claims, &ctx).await?,
+    }
     no_content()
+}
+
+/// Sessions of an external identity live at its issuer.
+fn not_for_external(principal: &Principal) -> Result<(), ApiError> {
+    if principal.external.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "external_identity",
+            "Managed by your identity provider",
+        )
+        .detail("this token comes from an external issuer: manage its sessions there"));
+    }
+    Ok(())
 }
 
 #[utoipa::path(post, path = "/v1/auth/sessions/revoke-all", tag = "auth", responses((status = 204, description = "every session of the caller stops working"), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
@@ -140,6 +157,7 @@ pub(super) async fn revoke_all(
     principal: Principal,
     Ctx(ctx): Ctx,
 ) -> ApiResult {
+    not_for_external(&principal)?;
     state
         .accounts
         .revoke_sessions(
@@ -164,6 +182,7 @@ pub(super) async fn totp_enroll(
     Ctx(ctx): Ctx,
     Json(b): Json<PasswordBody>,
 ) -> ApiResult {
+    not_for_external(&principal)?;
     let e = state
         .accounts
         .totp_enroll(principal.user, &b.password, &ctx)
@@ -184,6 +203,7 @@ pub(super) async fn totp_confirm(
     Ctx(ctx): Ctx,
     Json(b): Json<CodeBody>,
 ) -> ApiResult {
+    not_for_external(&principal)?;
     state
         .accounts
         .totp_confirm(principal.user, &b.code, &ctx)
@@ -198,6 +218,7 @@ pub(super) async fn totp_disable(
     Ctx(ctx): Ctx,
     Json(b): Json<CodeBody>,
 ) -> ApiResult {
+    not_for_external(&principal)?;
     state
         .accounts
         .totp_disable(principal.user, &b.code, &ctx)
@@ -212,7 +233,6 @@ pub(super) async fn jwks(State(state): State<ApiState>) -> ApiResult {
 
 #[utoipa::path(get, path = "/v1/me", tag = "auth", responses((status = 200, description = "the caller", body = MeDoc), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(super) async fn me(State(state): State<ApiState>, principal: Principal) -> ApiResult {
-    let profile = state.accounts.profile(principal.user).await?;
     let permissions: Vec<&str> = state
         .accounts
         .rbac()
@@ -220,6 +240,16 @@ pub(super) async fn me(State(state): State<ApiState>, principal: Principal) -> A
         .into_iter()
         .map(Permission::as_str)
         .collect();
+    if let Some(external) = &principal.external {
+        return ok(json!({
+            "user_id": principal.user.to_string(),
+            "issuer": external.issuer,
+            "subject": external.subject,
+            "roles": principal.claims.roles,
+            "permissions": permissions,
+        }));
+    }
+    let profile = state.accounts.profile(principal.user).await?;
     ok(json!({
         "user_id": profile.id.to_string(),
         "email": profile.email.expose(),
