@@ -85,10 +85,17 @@ fn main() {
         if !full {
             config.ledger.kdf_iterations = coffer_crypto::pin::MIN_ITERATIONS;
         }
-        // The default policies allow a user 20 money-out requests a minute, which would be
-        // the only thing measured: the bench runs without the rate-limit layer (see
-        // docs/BENCHMARKS.md).
-        config.rate_limit.enabled = false;
+        // Rate limiting on, with budgets no bench client reaches: the default policies allow
+        // a user 20 money-out requests a minute, which would be the only thing measured.
+        for name in ["per_ip", "per_user", "money_out", "write", "read", "register", "login"] {
+            config.rate_limit.policies.insert(
+                name.to_owned(),
+                coffer_app::config::PolicySetting {
+                    limit: 1_000_000,
+                    period_secs: 60,
+                },
+            );
+        }
         let app = App::build(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -960,3 +960,32 @@ async fn an_external_issuers_tokens_are_accepted_next_to_coffers_own() {
     assert_eq!(st, StatusCode::OK);
     s.stop().await;
 }
+
+/// A policy set in the configuration replaces the default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_rate_limit_policies_apply() {
+    let s = Server::start_with(Database::Sqlite, |c| {
+        c.rate_limit.enabled = true;
+        c.rate_limit.policies.insert(
+            "login".to_owned(),
+            coffer_app::config::PolicySetting {
+                limit: 3,
+                period_secs: 60,
+            },
+        );
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let resp = s
+            .client
+            .post(format!("{}/v1/auth/login", s.base))
+            .json(&json!({ "email": "nobody@example.com", "password": "not the password" }))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 429]);
+    s.stop().await;
+}

@@ -69,7 +69,34 @@ pub struct RateLimitConfig {
     pub fail_open: bool,
     /// Proxies whose `X-Forwarded-For` is believed (CIDRs).
     pub trusted_proxies: Vec<String>,
+    /// Overrides of the default policies, by name: `per_ip`, `per_user`, `per_api_key`,
+    /// `login`, `register`, `refresh`, `money_out`, `write`, `read`, `admin`.
+    pub policies: std::collections::BTreeMap<String, PolicySetting>,
 }
+
+/// One rate-limit policy: `limit` requests per `period_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySetting {
+    /// Requests allowed per period.
+    pub limit: u32,
+    /// The period, seconds.
+    pub period_secs: u64,
+}
+
+/// The names of the rate-limit policies.
+pub const POLICY_NAMES: [&str; 10] = [
+    "per_ip",
+    "per_user",
+    "per_api_key",
+    "login",
+    "register",
+    "refresh",
+    "money_out",
+    "write",
+    "read",
+    "admin",
+];
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
@@ -78,6 +105,7 @@ impl Default for RateLimitConfig {
             redis_url: None,
             fail_open: true,
             trusted_proxies: Vec::new(),
+            policies: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -89,6 +117,7 @@ impl fmt::Debug for RateLimitConfig {
             .field("redis_url", &self.redis_url.as_deref().map(mask_url))
             .field("fail_open", &self.fail_open)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("policies", &self.policies)
             .finish()
     }
 }
@@ -598,6 +627,22 @@ impl Config {
                 "use 600000",
             ));
         }
+        for (name, p) in &self.rate_limit.policies {
+            if !POLICY_NAMES.contains(&name.as_str()) {
+                return Err(error(
+                    "rate_limit.policies",
+                    format!("no policy {name:?}"),
+                    "use per_ip, per_user, per_api_key, login, register, refresh, money_out, write, read or admin",
+                ));
+            }
+            if p.limit == 0 || p.period_secs == 0 {
+                return Err(error(
+                    &format!("rate_limit.policies.{name}"),
+                    "a zero limit or period",
+                    "give both a positive value (turn rate limiting off with rate_limit.enabled)",
+                ));
+            }
+        }
         for cidr in &self.rate_limit.trusted_proxies {
             if coffer_http::client_ip::parse_cidrs(cidr).is_err() {
                 return Err(error(
@@ -757,6 +802,28 @@ mod tests {
         assert_eq!(
             redis_without_url.validate().unwrap_err().setting,
             "auth.redis_url"
+        );
+    }
+
+    #[test]
+    fn rate_limit_policies_can_be_overridden_by_name() {
+        let policies =
+            Config::from_toml("[rate_limit.policies.money_out]\nlimit = 600\nperiod_secs = 60\n")
+                .unwrap();
+        policies.validate().unwrap();
+        assert_eq!(policies.rate_limit.policies["money_out"].limit, 600);
+        let unknown =
+            Config::from_toml("[rate_limit.policies.transfers]\nlimit = 1\nperiod_secs = 60\n")
+                .unwrap();
+        assert_eq!(
+            unknown.validate().unwrap_err().setting,
+            "rate_limit.policies"
+        );
+        let zero = Config::from_toml("[rate_limit.policies.login]\nlimit = 0\nperiod_secs = 60\n")
+            .unwrap();
+        assert_eq!(
+            zero.validate().unwrap_err().setting,
+            "rate_limit.policies.login"
         );
     }
 }

@@ -382,11 +382,32 @@ fn rate_limits(config: &Config) -> Result<Option<RateLimits>, AppError> {
                 .map_err(|e| AppError::Service(format!("rate_limit.trusted_proxies: {e}")))?,
         );
     }
+    let mut policies =
+        Policies::defaults().map_err(|e| AppError::Service(format!("rate limits: {e}")))?;
+    for (name, setting) in &c.policies {
+        let policy = coffer_ratelimit::Policy::new(
+            name,
+            setting.limit,
+            Duration::from_secs(setting.period_secs),
+        )
+        .map_err(|e| AppError::Service(format!("rate_limit.policies.{name}: {e}")))?;
+        let slot = match name.as_str() {
+            "per_ip" => &mut policies.per_ip,
+            "per_user" => &mut policies.per_user,
+            "per_api_key" => &mut policies.per_api_key,
+            "login" => &mut policies.login,
+            "register" => &mut policies.register,
+            "refresh" => &mut policies.refresh,
+            "money_out" => &mut policies.money_out,
+            "write" => &mut policies.write,
+            "read" => &mut policies.read,
+            _ => &mut policies.admin,
+        };
+        *slot = policy;
+    }
     Ok(Some(RateLimits {
         limiter,
-        policies: Arc::new(
-            Policies::defaults().map_err(|e| AppError::Service(format!("rate limits: {e}")))?,
-        ),
+        policies: Arc::new(policies),
         proxies: Arc::new(TrustedProxies::new(nets)),
         limited: Arc::new(LimitedRequests::new()),
         classify: Arc::new(coffer_http::api::classify),
