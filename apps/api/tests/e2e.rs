@@ -741,53 +741,37 @@ async fn bad_requests(db: Database) {
     s.stop().await;
 }
 
-mod sqlite {
-    use super::*;
+/// The scenarios above, once per database.
+macro_rules! on_database {
+    ($module:ident, $db:expr) => {
+        mod $module {
+            use super::*;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_users_journey() {
-        journey(Database::Sqlite).await;
-    }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_users_journey() {
+                journey($db).await;
+            }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn another_users_wallet_is_not_found_on_every_route() {
-        idor(Database::Sqlite).await;
-    }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn another_users_wallet_is_not_found_on_every_route() {
+                idor($db).await;
+            }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn admins_administer_and_users_do_not() {
-        permissions(Database::Sqlite).await;
-    }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn admins_administer_and_users_do_not() {
+                permissions($db).await;
+            }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn bad_requests_are_problems_with_codes() {
-        bad_requests(Database::Sqlite).await;
-    }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn bad_requests_are_problems_with_codes() {
+                bad_requests($db).await;
+            }
+        }
+    };
 }
 
-mod postgres {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_users_journey() {
-        journey(Database::Postgres).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn another_users_wallet_is_not_found_on_every_route() {
-        idor(Database::Postgres).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn admins_administer_and_users_do_not() {
-        permissions(Database::Postgres).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn bad_requests_are_problems_with_codes() {
-        bad_requests(Database::Postgres).await;
-    }
-}
+on_database!(sqlite, Database::Sqlite);
+on_database!(postgres, Database::Postgres);
 
 /// With rate limiting on (the default), a burst of logins from one address is cut off with a
 /// 429 problem carrying `Retry-After` and the RateLimit fields; other routes keep answering.

@@ -811,6 +811,8 @@ impl Accounts {
         user: UserId,
         ctx: &RequestContext,
     ) -> Result<(), AuthError> {
+        // No sessions to end for a user that does not exist: say so (no record is written).
+        self.load_user(user).await?;
         // Sessions first (with the record), then the epoch: a failure in between leaves the
         // user's access tokens working until the retry, never sessions minting new ones.
         let event = self.event(
@@ -902,7 +904,7 @@ impl Accounts {
         user: UserId,
         roles: &[String],
         ctx: &RequestContext,
-    ) -> Result<(), AuthError> {
+    ) -> Result<Vec<String>, AuthError> {
         if let Some(unknown) = roles.iter().find(|r| !self.rbac.knows(r)) {
             return Err(AuthError::UnknownRole(unknown.clone()));
         }
@@ -927,7 +929,7 @@ impl Accounts {
             .revoke_user(&user.to_string())
             .await
             .map_err(TokenError::from)?;
-        Ok(())
+        Ok(roles)
     }
 
     // ---- TOTP ----

@@ -251,19 +251,16 @@ async fn the_application_role_runs_accounts_but_cannot_rewrite_secrets() {
         + 1;
     assert_eq!(store.purge_families(later).await.unwrap(), 2);
     assert!(a.profile(id).await.is_ok());
-    for sql in [
-        "UPDATE service_secrets SET wrapped = wrapped",
-        "DELETE FROM service_secrets",
-        "DELETE FROM users",
-        "DELETE FROM user_keys",
-        "DELETE FROM signing_keys",
-        "TRUNCATE users CASCADE",
-    ] {
-        let e = sqlx::query(sql).execute(&app).await.unwrap_err();
-        let code = e
-            .as_database_error()
-            .and_then(|d| d.code())
-            .map(|c| c.into_owned());
-        assert_eq!(code.as_deref(), Some("42501"), "{sql}: {e}");
-    }
+    common::assert_refused_to_app_role(
+        &app,
+        &[
+            "UPDATE service_secrets SET wrapped = wrapped",
+            "DELETE FROM service_secrets",
+            "DELETE FROM users",
+            "DELETE FROM user_keys",
+            "DELETE FROM signing_keys",
+            "TRUNCATE users CASCADE",
+        ],
+    )
+    .await;
 }

@@ -421,7 +421,11 @@ pub async fn revoke_all_ends_every_session(backend: &dyn Backend) {
         .await
         .unwrap();
     let me = Actor::User(EntityId::parse(&id.to_string()).unwrap());
-    a.revoke_sessions(me, id, &ctx()).await.unwrap();
+    a.revoke_sessions(me.clone(), id, &ctx()).await.unwrap();
+    assert!(matches!(
+        a.revoke_sessions(me, UserId::new(), &ctx()).await,
+        Err(AuthError::UserNotFound)
+    ));
     for s in [&s1, &s2] {
         assert!(matches!(
             a.tokens().verify(&s.access_token).await,

@@ -659,12 +659,11 @@ pub(super) async fn set_roles(
 ) -> ApiResult {
     principal.require(&state, Permission::UserAdmin)?;
     let user = user_id(&id)?;
-    state
+    let roles = state
         .accounts
         .set_roles(principal.user, user, &b.roles, &ctx)
         .await?;
-    let profile = state.accounts.profile(user).await?;
-    ok(json!({ "user_id": user.to_string(), "roles": profile.roles }))
+    ok(json!({ "user_id": user.to_string(), "roles": roles }))
 }
 
 #[utoipa::path(post, path = "/v1/admin/users/{id}/sessions/revoke", tag = "admin", params(("id" = String, Path, description = "the resource id")), responses((status = 204, description = "every session of the user stops working"), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such user", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
@@ -676,8 +675,6 @@ pub(super) async fn revoke_user_sessions(
 ) -> ApiResult {
     principal.require(&state, Permission::UserAdmin)?;
     let user = user_id(&id)?;
-    // A user that does not exist has no sessions; say so rather than succeed quietly.
-    state.accounts.profile(user).await?;
     state
         .accounts
         .revoke_sessions(

@@ -60,6 +60,18 @@ pub async fn pg_raw_dump(pool: &PgPool, expected: &str) -> Vec<u8> {
     raw
 }
 
+/// Each statement, run as the application role on `pool`, is refused for lack of privilege.
+pub async fn assert_refused_to_app_role(pool: &PgPool, statements: &[&str]) {
+    for sql in statements {
+        let e = sqlx::query(sql).execute(pool).await.unwrap_err();
+        let code = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned());
+        assert_eq!(code.as_deref(), Some("42501"), "{sql}: {e}");
+    }
+}
+
 /// A key provider that times out.
 pub fn timed_out() -> KeyError {
     KeyError::Unavailable {
