@@ -22,7 +22,10 @@ commands:
         (unit, integration, contract suites, doc tests, benches in test mode), and a short run of
         each fuzz target (installs cargo-fuzz when missing). Makes sure the Postgres and Redis
         the tests use answer (COFFER_TEST_DATABASE_URL, default 127.0.0.1:5432;
-        COFFER_TEST_REDIS_URL, default 127.0.0.1:6379), starting them if installed but down (and stopping what it started when done)
+        COFFER_TEST_REDIS_URL, default 127.0.0.1:6379), starting them if installed but down (and stopping what it started when done);
+        runs the key-provider suites against OpenBao and moto (COFFER_TEST_VAULT_ADDR and
+        _TOKEN, COFFER_TEST_KMS_URL and _AUTH_URL; otherwise it starts them on free ports,
+        installing them with pip into target/services-venv when missing)
   bench [crypto|keys|auth|audit|ledger|api|ratelimit]...
         benchmarks (all when none named); figures go to docs/BENCHMARKS.md. `audit`, `ledger`
         and `api` need Postgres (`ledger` and `api` also its pgbench), `ratelimit` Redis, like
@@ -33,6 +36,13 @@ commands:
   keygen [--out PATH] [--key-id ID]
         print a fresh master key in base64 (for COFFER_MASTER_KEY), or create a key file with
         mode 0600 at PATH (never overwrites)
+  vault-setup [--key NAME]
+        set a fresh Vault/OpenBao up for Coffer with an operator token (VAULT_ADDR, default
+        http://127.0.0.1:8200, and VAULT_TOKEN): the transit/ and kv/ mounts, the derived Transit
+        key and the KV master key NAME (default coffer-master), the policies of deploy/vault/
+        (coffer-api, coffer-worker) and userpass users of those names, whose passwords come from
+        COFFER_VAULT_API_PASSWORD / COFFER_VAULT_WORKER_PASSWORD or are generated and printed once.
+        Repeatable: what exists is kept (passwords and policies are written again)
   help  this text
 ";
 
@@ -75,6 +85,11 @@ fn run() -> Result<()> {
             args.finish()?;
             keygen(out.as_deref(), key_id.as_deref())
         }
+        "vault-setup" => {
+            let key: Option<String> = args.value("--key")?;
+            args.finish()?;
+            vault_setup(key.as_deref().unwrap_or(coffer_keys_local::DEFAULT_KEY_ID))
+        }
         "help" | "--help" | "-h" => {
             print!("{HELP}");
             Ok(())
@@ -113,6 +128,8 @@ fn test(no_fuzz: bool, fuzz_seconds: u64) -> Result<()> {
     // Stopped again when this function returns, if this run started them.
     let _postgres = services::ensure_postgres()?;
     let _redis = services::ensure_redis()?;
+    // The key-provider suites run against real servers: OpenBao for Vault, moto for KMS.
+    let key_servers = services::ensure_key_servers()?;
     step(
         "clippy",
         cargo().args([
@@ -127,7 +144,9 @@ fn test(no_fuzz: bool, fuzz_seconds: u64) -> Result<()> {
     )?;
     step(
         "tests",
-        cargo().args(["test", "--workspace", "--all-targets", "--all-features"]),
+        cargo()
+            .args(["test", "--workspace", "--all-targets", "--all-features"])
+            .envs(key_servers.vars.iter().map(|(k, v)| (k, v))),
     )?;
     step(
         "doc tests",
@@ -225,6 +244,68 @@ fn fuzz(targets: &[String], seconds: u64) -> Result<()> {
                 .arg("-rss_limit_mb=2048"),
         )?;
     }
+    Ok(())
+}
+
+fn vault_setup(key: &str) -> Result<()> {
+    use coffer_keys_vault::provision::{
+        API_POLICY, Admin, Plan, UserSpec, WORKER_POLICY, policy_for_key, setup,
+    };
+    use coffer_keys_vault::{KvSettings, TransitSettings, VaultAuth, VaultConnection};
+
+    let addr = std::env::var("VAULT_ADDR").unwrap_or_else(|_| "http://127.0.0.1:8200".into());
+    let token = std::env::var("VAULT_TOKEN")
+        .context("set VAULT_TOKEN to an operator token (one that may write sys/ and auth/)")?;
+    let mut generated = Vec::new();
+    let mut password = |var: &str, user: &str| {
+        std::env::var(var).unwrap_or_else(|_| {
+            let p = coffer_keys_local::generate_inline_key().to_string();
+            generated.push(format!("{user}: {p}"));
+            p
+        })
+    };
+    let users = vec![
+        UserSpec {
+            name: "coffer-api".into(),
+            password: password("COFFER_VAULT_API_PASSWORD", "coffer-api").into(),
+            policies: vec!["coffer-api".into()],
+        },
+        UserSpec {
+            name: "coffer-worker".into(),
+            password: password("COFFER_VAULT_WORKER_PASSWORD", "coffer-worker").into(),
+            policies: vec!["coffer-worker".into()],
+        },
+    ];
+    let plan = Plan {
+        transit: TransitSettings::new(key),
+        kv: KvSettings::new(key),
+        policies: vec![
+            ("coffer-api".into(), policy_for_key(API_POLICY, key)),
+            ("coffer-worker".into(), policy_for_key(WORKER_POLICY, key)),
+        ],
+        users,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let done = runtime.block_on(async {
+        let admin = Admin::connect(VaultConnection::new(
+            addr.clone(),
+            VaultAuth::Token(token.into()),
+        ))
+        .await?;
+        anyhow::Ok(setup(&admin, &plan).await?)
+    })?;
+    for line in done {
+        eprintln!("vault-setup: {line}");
+    }
+    if !generated.is_empty() {
+        println!("# generated passwords, shown once: store them in your secret manager");
+        for line in generated {
+            println!("{line}");
+        }
+    }
+    eprintln!(
+        "vault-setup: done. Point Coffer at it with [keys] provider = \"vault-transit\" (or \"vault-kv\"), key_id = {key:?}, and [vault] address = {addr:?}, auth = \"userpass\", username = \"coffer-api\" plus COFFER_VAULT__PASSWORD"
+    );
     Ok(())
 }
 

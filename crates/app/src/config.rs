@@ -47,6 +47,10 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// The master key provider.
     pub keys: KeysConfig,
+    /// Vault or OpenBao, for `keys.provider = "vault-kv"` or `"vault-transit"`.
+    pub vault: VaultSettings,
+    /// AWS KMS, for `keys.provider = "aws-kms"`.
+    pub aws_kms: AwsKmsSettings,
     /// Accounts and tokens.
     pub auth: AuthConfig,
     /// The ledger.
@@ -129,6 +133,8 @@ impl Default for Config {
             server: ServerConfig::default(),
             database: DatabaseConfig::default(),
             keys: KeysConfig::default(),
+            vault: VaultSettings::default(),
+            aws_kms: AwsKmsSettings::default(),
             auth: AuthConfig::default(),
             ledger: LedgerSettings::default(),
             rate_limit: RateLimitConfig::default(),
@@ -202,13 +208,15 @@ impl fmt::Debug for DatabaseConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeysConfig {
-    /// `local` (a key file, or `COFFER_MASTER_KEY`). Vault and AWS KMS arrive with their issue.
+    /// `local` (a key file, or `COFFER_MASTER_KEY`), `vault-kv`, `vault-transit` ([vault]) or
+    /// `aws-kms` ([aws_kms]).
     pub provider: String,
     /// The key file.
     pub key_file: PathBuf,
     /// Create the key file on first start when it is absent.
     pub create_key_file: bool,
-    /// The master key's id.
+    /// The master key's id: the key file's id, the KV secret's name, the Transit key's name, or
+    /// the KMS key id, ARN or alias.
     pub key_id: String,
     /// Unwrapped data keys kept in memory.
     pub cache_entries: usize,
@@ -228,6 +236,156 @@ impl Default for KeysConfig {
         }
     }
 }
+
+/// A secret setting (a token, a password): redacted in `Debug`, zeroized on drop, masked by
+/// [`Config::masked_toml`].
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct SecretSetting(secrecy::SecretString);
+
+impl SecretSetting {
+    /// The value, for the one place that hands it on.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        secrecy::ExposeSecret::expose_secret(&self.0)
+    }
+
+    /// The value as the secret type the adapters take.
+    #[must_use]
+    pub fn secret(&self) -> secrecy::SecretString {
+        self.0.clone()
+    }
+
+    fn masked() -> Self {
+        Self(secrecy::SecretString::from("***"))
+    }
+}
+
+impl From<&str> for SecretSetting {
+    fn from(s: &str) -> Self {
+        Self(secrecy::SecretString::from(s))
+    }
+}
+
+impl fmt::Debug for SecretSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Serialized as its value: only [`Config::apply_env`] round-trips the configuration through
+/// TOML; what is shown goes through [`Config::masked_toml`], which masks it first.
+impl Serialize for SecretSetting {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.expose())
+    }
+}
+
+/// How Coffer logs in to Vault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VaultAuthMethod {
+    /// `vault.token`.
+    Token,
+    /// `vault.username` and `vault.password` (seeds/000).
+    Userpass,
+    /// `vault.role_id` and `vault.secret_id`.
+    Approle,
+}
+
+/// Vault or OpenBao (`[vault]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VaultSettings {
+    /// `http(s)://host:port`.
+    pub address: String,
+    /// `token`, `userpass` or `approle`.
+    pub auth: VaultAuthMethod,
+    /// The auth method's mount; empty: `userpass` or `approle`.
+    pub auth_mount: String,
+    /// For `auth = "token"` (`COFFER_VAULT__TOKEN`).
+    pub token: Option<SecretSetting>,
+    /// For `auth = "userpass"`.
+    pub username: Option<String>,
+    /// For `auth = "userpass"` (`COFFER_VAULT__PASSWORD`).
+    pub password: Option<SecretSetting>,
+    /// For `auth = "approle"`.
+    pub role_id: Option<String>,
+    /// For `auth = "approle"` (`COFFER_VAULT__SECRET_ID`).
+    pub secret_id: Option<SecretSetting>,
+    /// Vault Enterprise / OpenBao namespace.
+    pub namespace: Option<String>,
+    /// CA certificates (PEM) for an https address.
+    pub ca_file: Option<PathBuf>,
+    /// Each request's timeout, milliseconds.
+    pub timeout_ms: u64,
+    /// The Transit mount (`vault-transit`).
+    pub transit_mount: String,
+    /// The KV v2 mount (`vault-kv`).
+    pub kv_mount: String,
+    /// The folder of master keys in the KV mount.
+    pub kv_prefix: String,
+    /// How often `vault-kv` re-reads the master key versions, seconds.
+    pub kv_refresh_secs: u64,
+    /// Create the Transit key or KV secret when missing (development; production runs
+    /// `cargo xtask vault-setup`).
+    pub create_key: bool,
+}
+
+impl Default for VaultSettings {
+    fn default() -> Self {
+        Self {
+            address: "http://127.0.0.1:8200".into(),
+            auth: VaultAuthMethod::Token,
+            auth_mount: String::new(),
+            token: None,
+            username: None,
+            password: None,
+            role_id: None,
+            secret_id: None,
+            namespace: None,
+            ca_file: None,
+            timeout_ms: 5_000,
+            transit_mount: "transit".into(),
+            kv_mount: "kv".into(),
+            kv_prefix: "crypto/master_keys".into(),
+            kv_refresh_secs: 30,
+            create_key: false,
+        }
+    }
+}
+
+/// AWS KMS (`[aws_kms]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsKmsSettings {
+    /// The region.
+    pub region: String,
+    /// Another endpoint (moto, LocalStack, a VPC endpoint).
+    pub endpoint_url: Option<String>,
+    /// With `secret_access_key`: fixed credentials. Neither: the AWS default chain
+    /// (environment, profile, web identity, ECS, instance metadata).
+    pub access_key_id: Option<String>,
+    /// `COFFER_AWS_KMS__SECRET_ACCESS_KEY`.
+    pub secret_access_key: Option<SecretSetting>,
+    /// Each call's whole time, milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for AwsKmsSettings {
+    fn default() -> Self {
+        Self {
+            region: "us-east-1".into(),
+            endpoint_url: None,
+            access_key_id: None,
+            secret_access_key: None,
+            timeout_ms: 5_000,
+        }
+    }
+}
+
+/// The key providers `keys.provider` may name.
+pub const KEY_PROVIDERS: &[&str] = &["local", "vault-kv", "vault-transit", "aws-kms"];
 
 /// Where revocations are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -467,6 +625,16 @@ impl Config {
                 "mfa_above_major_units",
                 "tls_cert_file",
                 "tls_key_file",
+                "token",
+                "username",
+                "password",
+                "role_id",
+                "secret_id",
+                "namespace",
+                "ca_file",
+                "endpoint_url",
+                "access_key_id",
+                "secret_access_key",
             ];
             if !table.contains_key(&key) && !optional.contains(&key.as_str()) {
                 return Err(unknown());
@@ -568,12 +736,31 @@ impl Config {
         if self.database.max_connections == 0 {
             return Err(error("database.max_connections", "0", "use 1 or more"));
         }
-        if self.keys.provider != "local" {
+        if !KEY_PROVIDERS.contains(&self.keys.provider.as_str()) {
             return Err(error(
                 "keys.provider",
-                format!("{:?} is not available in this build", self.keys.provider),
-                "use local (Vault and AWS KMS arrive with their providers)",
+                format!("{:?} is not a key provider", self.keys.provider),
+                "use local, vault-kv, vault-transit or aws-kms",
             ));
+        }
+        if self.keys.provider.starts_with("vault-") {
+            self.validate_vault()?;
+        }
+        if self.keys.provider == "aws-kms" {
+            let kms = &self.aws_kms;
+            if kms.region.is_empty() {
+                return Err(error("aws_kms.region", "empty", "set the key's region"));
+            }
+            if kms.access_key_id.is_some() != kms.secret_access_key.is_some() {
+                return Err(error(
+                    "aws_kms.access_key_id",
+                    "an access key id without a secret key, or the other way round",
+                    "set both (COFFER_AWS_KMS__SECRET_ACCESS_KEY for the secret), or neither for the AWS default chain",
+                ));
+            }
+            if kms.timeout_ms == 0 {
+                return Err(error("aws_kms.timeout_ms", "0", "use 5000"));
+            }
         }
         if self.keys.cache_entries == 0 {
             return Err(error(
@@ -662,6 +849,46 @@ impl Config {
         Ok(())
     }
 
+    fn validate_vault(&self) -> Result<(), ConfigError> {
+        let v = &self.vault;
+        if !(v.address.starts_with("http://") || v.address.starts_with("https://")) {
+            return Err(error(
+                "vault.address",
+                format!("{:?} is not an http(s) URL", v.address),
+                "use https://vault.example:8200",
+            ));
+        }
+        let missing = |setting: &str, fix: &str| error(setting, "missing", fix);
+        match v.auth {
+            VaultAuthMethod::Token if v.token.is_none() => {
+                return Err(missing(
+                    "vault.token",
+                    "set COFFER_VAULT__TOKEN, or use auth = \"userpass\" or \"approle\"",
+                ));
+            }
+            VaultAuthMethod::Userpass if v.username.is_none() || v.password.is_none() => {
+                return Err(missing(
+                    "vault.username",
+                    "set vault.username and COFFER_VAULT__PASSWORD",
+                ));
+            }
+            VaultAuthMethod::Approle if v.role_id.is_none() || v.secret_id.is_none() => {
+                return Err(missing(
+                    "vault.role_id",
+                    "set vault.role_id and COFFER_VAULT__SECRET_ID",
+                ));
+            }
+            _ => {}
+        }
+        if v.timeout_ms == 0 {
+            return Err(error("vault.timeout_ms", "0", "use 5000"));
+        }
+        if v.kv_refresh_secs == 0 {
+            return Err(error("vault.kv_refresh_secs", "0", "use 30"));
+        }
+        Ok(())
+    }
+
     /// The configured external issuers, parsed and checked.
     ///
     /// # Errors
@@ -695,6 +922,16 @@ impl Config {
         shown.database.url = mask_url(&shown.database.url);
         shown.auth.redis_url = shown.auth.redis_url.as_deref().map(mask_url);
         shown.rate_limit.redis_url = shown.rate_limit.redis_url.as_deref().map(mask_url);
+        for secret in [
+            &mut shown.vault.token,
+            &mut shown.vault.password,
+            &mut shown.vault.secret_id,
+            &mut shown.aws_kms.secret_access_key,
+        ] {
+            if secret.is_some() {
+                *secret = Some(SecretSetting::masked());
+            }
+        }
         let mut out = toml::to_string_pretty(&shown).unwrap_or_default();
         if std::env::var_os("COFFER_MASTER_KEY").is_some() {
             out.push_str("\n# COFFER_MASTER_KEY is set (***): it replaces keys.key_file\n");
@@ -825,5 +1062,55 @@ mod tests {
             zero.validate().unwrap_err().setting,
             "rate_limit.policies.login"
         );
+    }
+
+    #[test]
+    fn key_manager_secrets_come_from_the_environment_and_never_show() {
+        let vars: std::collections::BTreeMap<String, String> = [
+            ("COFFER_KEYS__PROVIDER", "vault-transit"),
+            ("COFFER_VAULT__ADDRESS", "https://vault.internal:8200"),
+            ("COFFER_VAULT__TOKEN", "hvs.s3cret-token"),
+            ("COFFER_AWS_KMS__ACCESS_KEY_ID", "AKIAEXAMPLE"),
+            ("COFFER_AWS_KMS__SECRET_ACCESS_KEY", "aws-s3cret-key"),
+            // Another generic setting after the secrets: the round trip keeps them.
+            ("COFFER_LEDGER__MAX_AMOUNT_MINOR", "1000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let mut c = Config::default();
+        c.apply_env(&vars).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.keys.provider, "vault-transit");
+        assert_eq!(c.vault.token.as_ref().unwrap().expose(), "hvs.s3cret-token");
+        assert_eq!(
+            c.aws_kms.secret_access_key.as_ref().unwrap().expose(),
+            "aws-s3cret-key"
+        );
+        let shown = c.masked_toml();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("token = \"***\""), "{shown}");
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_key_manager_without_its_credentials_is_refused_by_name() {
+        let mut c = Config::default();
+        c.keys.provider = "hsm".into();
+        assert_eq!(c.validate().unwrap_err().setting, "keys.provider");
+        c.keys.provider = "vault-kv".into();
+        assert_eq!(c.validate().unwrap_err().setting, "vault.token");
+        c.vault.auth = VaultAuthMethod::Userpass;
+        c.vault.username = Some("coffer-api".into());
+        assert_eq!(c.validate().unwrap_err().setting, "vault.username");
+        c.vault.password = Some("pw".into());
+        c.validate().unwrap();
+        c.vault.address = "vault:8200".into();
+        assert_eq!(c.validate().unwrap_err().setting, "vault.address");
+        let mut k = Config::default();
+        k.keys.provider = "aws-kms".into();
+        k.validate().unwrap(); // the AWS default chain
+        k.aws_kms.access_key_id = Some("AKIAEXAMPLE".into());
+        assert_eq!(k.validate().unwrap_err().setting, "aws_kms.access_key_id");
     }
 }

@@ -21,7 +21,11 @@ use coffer_http::api::{ApiState, Limits, Readiness};
 use coffer_http::client_ip::TrustedProxies;
 use coffer_http::ratelimit::RateLimits;
 use coffer_keys::{CacheConfig, CachingKeyProvider, KeyProvider, MeteredKeyProvider};
+use coffer_keys_aws::{AwsKmsProvider, KmsCredentials, KmsSettings};
 use coffer_keys_local::{LocalKeyProvider, LocalKeySource};
+use coffer_keys_vault::{
+    KvSettings, TransitSettings, VaultAuth, VaultConnection, VaultKvProvider, VaultTransitProvider,
+};
 use coffer_ledger::{Ledger, LedgerConfig, LedgerStore};
 use coffer_ratelimit::audit::LimitedRequests;
 use coffer_ratelimit::policy::Policies;
@@ -35,7 +39,7 @@ use sqlx::sqlite::SqlitePool;
 pub mod config;
 pub mod tls;
 
-pub use config::{Config, ConfigError, LogFormat, RevocationBackend};
+pub use config::{Config, ConfigError, LogFormat, RevocationBackend, VaultAuthMethod};
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +157,7 @@ impl App {
             provider: keys,
             metered,
             cache,
-        } = open_keys(&config)?;
+        } = open_keys(&config).await?;
         let audit_service =
             EntityId::parse("coffer-api").map_err(|e| AppError::Service(e.to_string()))?;
         let Stores {
@@ -422,20 +426,98 @@ struct Keys {
     cache: Arc<CachingKeyProvider>,
 }
 
-fn open_keys(config: &Config) -> Result<Keys, AppError> {
-    let source = match std::env::var("COFFER_MASTER_KEY") {
-        Ok(inline) => LocalKeySource::Inline(zeroize::Zeroizing::new(inline)),
-        Err(_) => {
-            create_parent(&config.keys.key_file).map_err(AppError::Keys)?;
-            LocalKeySource::File {
-                path: config.keys.key_file.clone(),
-                create_if_missing: config.keys.create_key_file,
+/// The configured master key provider, connected and checked.
+async fn open_provider(config: &Config) -> Result<Arc<dyn KeyProvider>, AppError> {
+    let keys = &config.keys;
+    let failed =
+        |e: coffer_keys::KeyError| AppError::Keys(format!("key provider {}: {e}", keys.provider));
+    match keys.provider.as_str() {
+        "vault-kv" | "vault-transit" => {
+            let v = &config.vault;
+            let mount = |default: &str| {
+                if v.auth_mount.is_empty() {
+                    default.to_owned()
+                } else {
+                    v.auth_mount.clone()
+                }
+            };
+            // validate() made sure the method's settings are there.
+            let secret = |s: &Option<crate::config::SecretSetting>| {
+                s.as_ref()
+                    .map(crate::config::SecretSetting::secret)
+                    .unwrap_or_default()
+            };
+            let auth = match v.auth {
+                VaultAuthMethod::Token => VaultAuth::Token(secret(&v.token)),
+                VaultAuthMethod::Userpass => VaultAuth::Userpass {
+                    mount: mount("userpass"),
+                    username: v.username.clone().unwrap_or_default(),
+                    password: secret(&v.password),
+                },
+                VaultAuthMethod::Approle => VaultAuth::AppRole {
+                    mount: mount("approle"),
+                    role_id: v.role_id.clone().unwrap_or_default(),
+                    secret_id: secret(&v.secret_id),
+                },
+            };
+            let mut conn = VaultConnection::new(v.address.clone(), auth);
+            conn.namespace.clone_from(&v.namespace);
+            conn.ca_file.clone_from(&v.ca_file);
+            conn.timeout = Duration::from_millis(v.timeout_ms);
+            if keys.provider == "vault-kv" {
+                let mut s = KvSettings::new(&keys.key_id);
+                s.mount.clone_from(&v.kv_mount);
+                s.prefix.clone_from(&v.kv_prefix);
+                s.create_if_missing = v.create_key;
+                s.refresh = Duration::from_secs(v.kv_refresh_secs);
+                Ok(Arc::new(
+                    VaultKvProvider::connect(conn, s).await.map_err(failed)?,
+                ))
+            } else {
+                let mut s = TransitSettings::new(&keys.key_id);
+                s.mount.clone_from(&v.transit_mount);
+                s.create_if_missing = v.create_key;
+                Ok(Arc::new(
+                    VaultTransitProvider::connect(conn, s)
+                        .await
+                        .map_err(failed)?,
+                ))
             }
         }
-    };
-    let local = LocalKeyProvider::open(source, &config.keys.key_id)
-        .map_err(|e| AppError::Keys(e.to_string()))?;
-    let metered = Arc::new(MeteredKeyProvider::new(Arc::new(local)));
+        "aws-kms" => {
+            let k = &config.aws_kms;
+            let mut s = KmsSettings::new(&keys.key_id, &k.region);
+            s.endpoint_url.clone_from(&k.endpoint_url);
+            s.timeout = Duration::from_millis(k.timeout_ms);
+            if let (Some(id), Some(secret)) = (&k.access_key_id, &k.secret_access_key) {
+                s.credentials = KmsCredentials::Static {
+                    access_key_id: id.clone(),
+                    secret_access_key: secret.secret(),
+                };
+            }
+            Ok(Arc::new(AwsKmsProvider::connect(s).await.map_err(failed)?))
+        }
+        _ => {
+            let source = match std::env::var("COFFER_MASTER_KEY") {
+                Ok(inline) => LocalKeySource::Inline(zeroize::Zeroizing::new(inline)),
+                Err(_) => {
+                    create_parent(&keys.key_file).map_err(AppError::Keys)?;
+                    LocalKeySource::File {
+                        path: keys.key_file.clone(),
+                        create_if_missing: keys.create_key_file,
+                    }
+                }
+            };
+            let local = LocalKeyProvider::open(source, &keys.key_id)
+                .map_err(|e| AppError::Keys(e.to_string()))?;
+            Ok(Arc::new(local))
+        }
+    }
+}
+
+async fn open_keys(config: &Config) -> Result<Keys, AppError> {
+    let provider = open_provider(config).await?;
+    let metered = Arc::new(MeteredKeyProvider::new(provider));
     let cache = CacheConfig {
         max_entries: std::num::NonZeroUsize::new(config.keys.cache_entries)
             .unwrap_or(std::num::NonZeroUsize::MIN),

@@ -21,10 +21,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use coffer_crypto::{Aad, DataKey, Envelope, KeyRef, MasterKey, OpenError};
+use coffer_crypto::{DataKey, KeyRef, MasterKey};
+use coffer_keys::keyring::{Keyring, RingVersion};
 use coffer_keys::{
     Capabilities, GeneratedDataKey, KeyContext, KeyError, KeyProvider, KeyStatus, RewrapRequest,
-    VersionInfo, VersionState, WrappedKey,
+    VersionState, WrappedKey,
 };
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
@@ -37,7 +38,6 @@ pub const DEFAULT_KEY_ID: &str = "coffer-master";
 pub const ENV_ORIGIN: &str = "COFFER_MASTER_KEY";
 
 const FILE_FORMAT: u32 = 1;
-const WRAP_PURPOSE: &str = "coffer.local.dek-wrap";
 
 /// Where the master keys come from.
 pub enum LocalKeySource {
@@ -191,12 +191,6 @@ impl From<StoredState> for VersionState {
     }
 }
 
-struct Version {
-    key: MasterKey,
-    state: StoredState,
-    created_at: Option<SystemTime>,
-}
-
 /// What identifies one content of the key file, to notice when another process changed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct FileStamp {
@@ -207,8 +201,7 @@ struct FileStamp {
 }
 
 struct Loaded {
-    versions: BTreeMap<u32, Version>,
-    active: u32,
+    ring: Keyring,
     stamp: Option<FileStamp>,
 }
 
@@ -283,17 +276,13 @@ fn build(file: &KeyFile, origin: &str) -> Result<Loaded, LocalKeyError> {
         ));
     }
     let mut versions = BTreeMap::new();
-    let mut active = Vec::new();
     for v in &file.versions {
         if v.version == 0 {
             return Err(malformed(origin, "versions start at 1"));
         }
-        if v.state == StoredState::Active {
-            active.push(v.version);
-        }
-        let version = Version {
+        let version = RingVersion {
             key: decode_material(&v.key, origin, v.version)?,
-            state: v.state,
+            state: v.state.into(),
             created_at: Some(UNIX_EPOCH + Duration::from_secs(v.created_at)),
         };
         if versions.insert(v.version, version).is_some() {
@@ -303,15 +292,9 @@ fn build(file: &KeyFile, origin: &str) -> Result<Loaded, LocalKeyError> {
             ));
         }
     }
-    match active.as_slice() {
-        [one] => Ok(Loaded {
-            versions,
-            active: *one,
-            stamp: None,
-        }),
-        [] => Err(malformed(origin, "no version is active")),
-        _ => Err(malformed(origin, "more than one version is active")),
-    }
+    let ring = Keyring::new(PROVIDER_NAME, &file.key_id, versions)
+        .map_err(|e| malformed(origin, e.to_string()))?;
+    Ok(Loaded { ring, stamp: None })
 }
 
 fn check_key_id(key_id: &str) -> Result<(), LocalKeyError> {
@@ -472,7 +455,7 @@ pub fn generate_inline_key() -> Zeroizing<String> {
     Zeroizing::new(STANDARD.encode(MasterKey::generate().expose_secret()))
 }
 
-fn parse_inline(value: &str) -> Result<Loaded, LocalKeyError> {
+fn parse_inline(value: &str, key_id: &str) -> Result<Loaded, LocalKeyError> {
     let value = value.trim();
     if value.is_empty() {
         return Err(malformed(ENV_ORIGIN, "it is empty"));
@@ -481,9 +464,9 @@ fn parse_inline(value: &str) -> Result<Loaded, LocalKeyError> {
     if !value.contains(':') {
         versions.insert(
             1,
-            Version {
+            RingVersion {
                 key: decode_material(value, ENV_ORIGIN, 1)?,
-                state: StoredState::Active,
+                state: VersionState::Active,
                 created_at: None,
             },
         );
@@ -501,9 +484,9 @@ fn parse_inline(value: &str) -> Result<Loaded, LocalKeyError> {
                 .ok()
                 .filter(|v| *v > 0)
                 .ok_or_else(|| malformed(ENV_ORIGIN, "versions are whole numbers from 1"))?;
-            let version = Version {
+            let version = RingVersion {
                 key: decode_material(material, ENV_ORIGIN, v)?,
-                state: StoredState::DecryptOnly,
+                state: VersionState::DecryptOnly,
                 created_at: None,
             };
             if versions.insert(v, version).is_some() {
@@ -513,13 +496,11 @@ fn parse_inline(value: &str) -> Result<Loaded, LocalKeyError> {
     }
     let active = versions.keys().next_back().copied().unwrap_or(1);
     if let Some(v) = versions.get_mut(&active) {
-        v.state = StoredState::Active;
+        v.state = VersionState::Active;
     }
-    Ok(Loaded {
-        versions,
-        active,
-        stamp: None,
-    })
+    let ring = Keyring::new(PROVIDER_NAME, key_id, versions)
+        .map_err(|e| malformed(ENV_ORIGIN, e.to_string()))?;
+    Ok(Loaded { ring, stamp: None })
 }
 
 impl LocalKeyProvider {
@@ -534,7 +515,7 @@ impl LocalKeyProvider {
             LocalKeySource::Inline(value) => Ok(Self {
                 key_id: key_id.to_owned(),
                 path: None,
-                loaded: RwLock::new(parse_inline(&value)?),
+                loaded: RwLock::new(parse_inline(&value, key_id)?),
             }),
             LocalKeySource::File {
                 path,
@@ -620,87 +601,6 @@ impl LocalKeyProvider {
         self.loaded.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn aad(context: &KeyContext) -> Aad {
-        Aad::new(WRAP_PURPOSE).with(context.canonical_bytes())
-    }
-
-    fn key_ref(&self, version: u32) -> Result<KeyRef, KeyError> {
-        KeyRef::new(&self.key_id, version).map_err(|e| KeyError::Other(Box::new(e)))
-    }
-
-    fn wrap(
-        &self,
-        loaded: &Loaded,
-        dek: &DataKey,
-        context: &KeyContext,
-    ) -> Result<WrappedKey, KeyError> {
-        let version = loaded.active;
-        let kek = loaded
-            .versions
-            .get(&version)
-            .ok_or_else(|| KeyError::NotFound {
-                key_id: self.key_id.clone(),
-                version: Some(version),
-            })?;
-        let env = coffer_crypto::seal(
-            &kek.key,
-            &self.key_ref(version)?,
-            &Self::aad(context),
-            dek.expose_secret(),
-        )
-        .map_err(|e| KeyError::Other(Box::new(e)))?;
-        Ok(WrappedKey {
-            provider: PROVIDER_NAME.into(),
-            key_id: self.key_id.clone(),
-            version,
-            ciphertext: env.into_bytes(),
-        })
-    }
-
-    fn unwrap_with(
-        &self,
-        loaded: &Loaded,
-        wrapped: &WrappedKey,
-        context: &KeyContext,
-    ) -> Result<DataKey, KeyError> {
-        if wrapped.provider != PROVIDER_NAME || wrapped.key_id != self.key_id {
-            return Err(KeyError::NotFound {
-                key_id: wrapped.key_id.clone(),
-                version: Some(wrapped.version),
-            });
-        }
-        let env = Envelope::from_bytes(&wrapped.ciphertext)
-            .map_err(|e| KeyError::Corrupt(format!("not an envelope: {e}")))?;
-        if env.key_ref().key_id() != self.key_id || env.key_ref().version() != wrapped.version {
-            return Err(KeyError::Corrupt(format!(
-                "envelope names {} but the record says version {}",
-                env.key_ref(),
-                wrapped.version
-            )));
-        }
-        let kek = loaded
-            .versions
-            .get(&wrapped.version)
-            .ok_or_else(|| KeyError::NotFound {
-                key_id: self.key_id.clone(),
-                version: Some(wrapped.version),
-            })?;
-        if kek.state == StoredState::Retired {
-            return Err(KeyError::Retired {
-                key_id: self.key_id.clone(),
-                version: wrapped.version,
-            });
-        }
-        let plain =
-            coffer_crypto::open(&kek.key, &Self::aad(context), &env).map_err(|e| match e {
-                OpenError::Authentication => KeyError::Corrupt(
-                    "does not authenticate under its master key and context".into(),
-                ),
-                other => KeyError::Corrupt(other.to_string()),
-            })?;
-        DataKey::from_slice(plain.expose_secret()).map_err(|e| KeyError::Corrupt(e.to_string()))
-    }
-
     fn read_only(&self, operation: &'static str) -> KeyError {
         KeyError::Unsupported {
             provider: PROVIDER_NAME.into(),
@@ -763,7 +663,7 @@ impl KeyProvider for LocalKeyProvider {
     async fn generate_data_key(&self, context: &KeyContext) -> Result<GeneratedDataKey, KeyError> {
         self.refresh_or_warn();
         let plaintext = DataKey::generate();
-        let wrapped = self.wrap(&self.read(), &plaintext, context)?;
+        let wrapped = self.read().ring.wrap(&plaintext, context)?;
         Ok(GeneratedDataKey { plaintext, wrapped })
     }
 
@@ -773,7 +673,7 @@ impl KeyProvider for LocalKeyProvider {
         context: &KeyContext,
     ) -> Result<DataKey, KeyError> {
         self.refresh_or_warn();
-        self.unwrap_with(&self.read(), wrapped, context)
+        self.read().ring.unwrap(wrapped, context)
     }
 
     async fn rewrap_data_keys(
@@ -781,33 +681,12 @@ impl KeyProvider for LocalKeyProvider {
         batch: &[RewrapRequest],
     ) -> Result<Vec<Result<WrappedKey, KeyError>>, KeyError> {
         self.refresh_or_warn();
-        let loaded = self.read();
-        Ok(batch
-            .iter()
-            .map(|r| {
-                let dek = self.unwrap_with(&loaded, &r.wrapped, &r.context)?;
-                self.wrap(&loaded, &dek, &r.context)
-            })
-            .collect())
+        Ok(self.read().ring.rewrap(batch))
     }
 
     async fn status(&self) -> Result<KeyStatus, KeyError> {
         self.refresh_or_warn();
-        let loaded = self.read();
-        Ok(KeyStatus {
-            provider: PROVIDER_NAME.into(),
-            key_id: self.key_id.clone(),
-            active_version: loaded.active,
-            versions: loaded
-                .versions
-                .iter()
-                .map(|(v, info)| VersionInfo {
-                    version: *v,
-                    state: info.state.into(),
-                    created_at: info.created_at,
-                })
-                .collect(),
-        })
+        Ok(self.read().ring.status())
     }
 
     async fn rotate(&self) -> Result<u32, KeyError> {
@@ -867,15 +746,7 @@ impl KeyProvider for LocalKeyProvider {
     }
 
     async fn health(&self) -> Result<(), KeyError> {
-        self.refresh()?;
-        let loaded = self.read();
-        if loaded.versions.contains_key(&loaded.active) {
-            Ok(())
-        } else {
-            Err(KeyError::NotFound {
-                key_id: self.key_id.clone(),
-                version: Some(loaded.active),
-            })
-        }
+        // The keyring always has its active version; what can fail is re-reading the file.
+        self.refresh()
     }
 }

@@ -25,6 +25,7 @@ use async_trait::async_trait;
 use coffer_crypto::DataKey;
 
 pub mod cache;
+pub mod keyring;
 pub mod metered;
 #[cfg(feature = "testkit")]
 pub mod testkit;

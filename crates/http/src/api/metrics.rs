@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicU64;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use coffer_keys::{CachingKeyProvider, MeteredKeyProvider};
+use coffer_keys::{CachingKeyProvider, KeyProvider as _, MeteredKeyProvider};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -33,6 +33,7 @@ struct LedgerLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KeyLabels {
+    provider: String,
     operation: &'static str,
 }
 
@@ -101,19 +102,19 @@ impl Metrics {
         let key_calls = Family::<KeyLabels, Gauge>::default();
         registry.register(
             "key_provider_calls",
-            "Calls that reached the key provider since start, by operation",
+            "Calls that reached the key provider since start, by provider and operation",
             key_calls.clone(),
         );
         let key_errors = Family::<KeyLabels, Gauge>::default();
         registry.register(
             "key_provider_errors",
-            "Failed key provider calls since start, by operation",
+            "Failed key provider calls since start, by provider and operation (the rest succeeded)",
             key_errors.clone(),
         );
         let key_seconds = Family::<KeyLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "key_provider_seconds",
-            "Time spent in the key provider since start, by operation",
+            "Time spent in the key provider since start, by provider and operation",
             key_seconds.clone(),
         );
         let cache_hit_ratio = Gauge::<f64, AtomicU64>::default();
@@ -190,8 +191,10 @@ impl Metrics {
     #[must_use]
     pub fn render(&self, kdf_queue_depth: u64) -> String {
         if let Some(p) = &self.sources.key_provider {
+            let provider = p.name().to_owned();
             for s in p.stats() {
                 let l = KeyLabels {
+                    provider: provider.clone(),
                     operation: s.operation,
                 };
                 self.key_calls
