@@ -8,6 +8,8 @@
 //! - [`ledger`]: the ledger store ([`ledger::PgLedgerStore`], [`ledger::SqliteLedgerStore`]).
 //! - [`auth`]: the user store ([`auth::PgUserStore`], [`auth::SqliteUserStore`]) and the
 //!   persistent revocation list ([`auth::PgRevocationList`], [`auth::SqliteRevocationList`]).
+//! - [`secrets`]: the secrets manager's store ([`secrets::PgSecretStore`],
+//!   [`secrets::SqliteSecretStore`]).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -21,6 +23,7 @@ use sqlx::sqlite::{
 pub mod audit;
 pub mod auth;
 pub mod ledger;
+pub mod secrets;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -78,6 +81,8 @@ BEGIN
         REVOKE UPDATE, DELETE, TRUNCATE ON wallet_public_keys, transactions, postings FROM coffer_app;
         GRANT SELECT, INSERT, UPDATE ON users, user_keys, signing_keys, revocation_epochs TO coffer_app;
         GRANT SELECT, INSERT ON service_secrets TO coffer_app;
+        GRANT SELECT, INSERT, UPDATE ON secrets TO coffer_app;
+        REVOKE DELETE, TRUNCATE ON secrets FROM coffer_app;
         GRANT SELECT, INSERT, UPDATE, DELETE ON refresh_tokens, revoked_tokens TO coffer_app;
         EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA %I TO coffer_app', current_schema());
     END IF;

@@ -1,0 +1,595 @@
+//! [`SecretsManager`]: the operations of seeds/004 on top of a [`SecretStore`] and a
+//! [`KeyProvider`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use coffer_crypto::{Aad, KeyRef, SecretBytes};
+use coffer_keys::{KeyContext, KeyError, KeyProvider, WrappedKey, rewrap_one};
+use serde::{Deserialize, Serialize};
+
+use crate::{RotationPolicy, SecretMeta, SecretName, SecretRecord, SecretStore, SecretStoreError};
+
+/// The backup bundle's format number.
+pub const BACKUP_FORMAT: u32 = 1;
+
+/// Why a secrets operation failed. Never carries a value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecretError {
+    /// No such secret, or no such version of it.
+    #[error("no secret {name}{}", version.map(|v| format!(" version {v}")).unwrap_or_default())]
+    NotFound {
+        /// The name asked for.
+        name: SecretName,
+        /// The version asked for, if any.
+        version: Option<u32>,
+    },
+    /// `set` of a name that exists: use `rotate`.
+    #[error("secret {0} exists: rotate it instead")]
+    Exists(SecretName),
+    /// The version's expiry has passed; it is no longer handed out.
+    #[error("secret {name} version {version} expired at {expired_at} (unix seconds): rotate it")]
+    Expired {
+        /// The secret.
+        name: SecretName,
+        /// The expired version.
+        version: u32,
+        /// When.
+        expired_at: u64,
+    },
+    /// Another rotation of the same secret won; read it again.
+    #[error("secret {0} was rotated concurrently")]
+    Conflict(SecretName),
+    /// The key provider failed (unavailable, denied, corrupt wrapped key…).
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(SecretStoreError),
+    /// A stored value does not open under its data key, name and version.
+    #[error("secret {name} version {version} is corrupt or was moved")]
+    Corrupt {
+        /// The secret.
+        name: SecretName,
+        /// The version.
+        version: u32,
+    },
+    /// A backup that is not one, or was changed.
+    #[error("not a valid secrets backup: {0}")]
+    BadBackup(String),
+}
+
+impl From<SecretStoreError> for SecretError {
+    fn from(e: SecretStoreError) -> Self {
+        match e {
+            SecretStoreError::Exists(name) => Self::Exists(name),
+            SecretStoreError::Conflict { name, .. } => Self::Conflict(name),
+            SecretStoreError::NotFound(name) => Self::NotFound {
+                name,
+                version: None,
+            },
+            other => Self::Store(other),
+        }
+    }
+}
+
+/// What `set` records next to the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetOptions {
+    /// How long the version is handed out; `None`: until rotated.
+    pub expires_in: Option<Duration>,
+    /// When it is due for rotation.
+    pub rotation: RotationPolicy,
+    /// Labels.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Default for SetOptions {
+    fn default() -> Self {
+        Self {
+            expires_in: None,
+            rotation: RotationPolicy::Manual,
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+/// One secret in a listing: its active version's metadata and how many versions it has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretInfo {
+    /// The active version.
+    pub active: SecretMeta,
+    /// Versions kept, the active one included.
+    pub versions: u32,
+    /// Whether the active version has expired.
+    pub expired: bool,
+    /// Whether its rotation policy says it is due.
+    pub rotation_due: bool,
+}
+
+/// `status()`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SecretsStatus {
+    /// Values held in the cache.
+    pub cache_entries: usize,
+    /// Reads answered from the cache since start.
+    pub cache_hit_ratio: f64,
+    /// Secrets (names).
+    pub secrets: usize,
+    /// Versions of all of them.
+    pub versions: usize,
+    /// Secrets whose active version has expired.
+    pub expired: usize,
+    /// Secrets due for rotation.
+    pub rotation_due: usize,
+    /// The key provider behind them.
+    pub provider: String,
+}
+
+/// What `restore` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct RestoreReport {
+    /// Versions stored.
+    pub restored: usize,
+    /// Versions that were there already.
+    pub skipped: usize,
+}
+
+struct Cached {
+    value: SecretBytes,
+    meta: SecretMeta,
+    at: Instant,
+}
+
+/// Clock of unix seconds (injected by tests of expiry).
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+fn system_clock() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// See the [crate documentation](crate).
+pub struct SecretsManager {
+    store: Arc<dyn SecretStore>,
+    keys: Arc<dyn KeyProvider>,
+    ttl: Duration,
+    clock: Clock,
+    /// `(name, None)` is the active version, `(name, Some(v))` a version asked for by number.
+    cache: Mutex<HashMap<(SecretName, Option<u32>), Cached>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl std::fmt::Debug for SecretsManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsManager")
+            .field("store", &self.store)
+            .field("keys", &self.keys)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+fn key_context(name: &SecretName, version: u32) -> KeyContext {
+    KeyContext::new()
+        .with("purpose", "secret")
+        .with("secret", name.as_str())
+        .with("version", version.to_string())
+}
+
+fn aad(name: &SecretName, version: u32) -> Aad {
+    Aad::new("coffer.secret")
+        .with(name.as_str())
+        .with(version.to_be_bytes())
+}
+
+fn backup_context(created_at: u64) -> KeyContext {
+    KeyContext::new()
+        .with("purpose", "secrets-backup")
+        .with("created_at", created_at.to_string())
+}
+
+#[derive(Serialize, Deserialize)]
+struct Bundle {
+    format: u32,
+    created_at: u64,
+    count: usize,
+    /// The bundle's own data key, wrapped.
+    wrapped_key: String,
+    /// The records (each already sealed), sealed again under the bundle's key.
+    sealed: String,
+}
+
+impl SecretsManager {
+    /// A manager whose cache keeps values `ttl` (seeds/004: 5 minutes).
+    #[must_use]
+    pub fn new(store: Arc<dyn SecretStore>, keys: Arc<dyn KeyProvider>, ttl: Duration) -> Self {
+        Self {
+            store,
+            keys,
+            ttl,
+            clock: Arc::new(system_clock),
+            cache: Mutex::new(HashMap::new()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The same with another clock (tests of expiry and rotation due dates).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<(SecretName, Option<u32>), Cached>> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn check_expiry(&self, meta: &SecretMeta) -> Result<(), SecretError> {
+        match meta.expires_at {
+            Some(at) if self.now() >= at => Err(SecretError::Expired {
+                name: meta.name.clone(),
+                version: meta.version,
+                expired_at: at,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn rotation_due(&self, meta: &SecretMeta) -> bool {
+        match meta.rotation {
+            RotationPolicy::Manual => false,
+            RotationPolicy::EveryDays(days) => {
+                self.now() >= meta.created_at.saturating_add(u64::from(days) * 86_400)
+            }
+        }
+    }
+
+    /// The active version's value.
+    ///
+    /// # Errors
+    /// `NotFound`, `Expired`, `Keys` (the provider is down and the value is not cached),
+    /// `Corrupt`, `Store`.
+    pub async fn get(&self, name: &SecretName) -> Result<SecretBytes, SecretError> {
+        self.read(name, None).await
+    }
+
+    /// A version's value, active or not (an expired one is still refused).
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub async fn get_version(
+        &self,
+        name: &SecretName,
+        version: u32,
+    ) -> Result<SecretBytes, SecretError> {
+        self.read(name, Some(version)).await
+    }
+
+    async fn read(
+        &self,
+        name: &SecretName,
+        version: Option<u32>,
+    ) -> Result<SecretBytes, SecretError> {
+        let key = (name.clone(), version);
+        if let Some(c) = self.cache().get(&key)
+            && c.at.elapsed() < self.ttl
+        {
+            self.check_expiry(&c.meta)?;
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(c.value.clone());
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let record = self
+            .store
+            .get(name, version)
+            .await?
+            .ok_or_else(|| SecretError::NotFound {
+                name: name.clone(),
+                version,
+            })?;
+        self.check_expiry(&record.meta)?;
+        let value = self.open(&record).await?;
+        self.cache().insert(
+            key,
+            Cached {
+                value: value.clone(),
+                meta: record.meta,
+                at: Instant::now(),
+            },
+        );
+        Ok(value)
+    }
+
+    async fn open(&self, record: &SecretRecord) -> Result<SecretBytes, SecretError> {
+        let meta = &record.meta;
+        let corrupt = || SecretError::Corrupt {
+            name: meta.name.clone(),
+            version: meta.version,
+        };
+        let wrapped = WrappedKey::from_bytes(&record.wrapped_key).map_err(|_| corrupt())?;
+        let dek = self
+            .keys
+            .unwrap_data_key(&wrapped, &key_context(&meta.name, meta.version))
+            .await?;
+        coffer_crypto::open_bytes(&dek, &aad(&meta.name, meta.version), &record.sealed)
+            .map_err(|_| corrupt())
+    }
+
+    async fn seal(&self, meta: SecretMeta, value: &[u8]) -> Result<SecretRecord, SecretError> {
+        let generated = self
+            .keys
+            .generate_data_key(&key_context(&meta.name, meta.version))
+            .await?;
+        let key_ref = KeyRef::new("secret", meta.version)
+            .map_err(|e| SecretError::Keys(KeyError::Other(Box::new(e))))?;
+        let envelope = coffer_crypto::seal(
+            &generated.plaintext,
+            &key_ref,
+            &aad(&meta.name, meta.version),
+            value,
+        )
+        .map_err(|e| SecretError::Keys(KeyError::Other(Box::new(e))))?;
+        Ok(SecretRecord {
+            kek_version: generated.wrapped.version,
+            wrapped_key: generated.wrapped.to_bytes(),
+            sealed: envelope.into_bytes(),
+            meta,
+        })
+    }
+
+    fn meta_for(&self, name: &SecretName, version: u32, options: &SetOptions) -> SecretMeta {
+        let now = self.now();
+        SecretMeta {
+            name: name.clone(),
+            version,
+            active: true,
+            created_at: now,
+            expires_at: options.expires_in.map(|d| now.saturating_add(d.as_secs())),
+            rotation: options.rotation,
+            tags: options.tags.clone(),
+        }
+    }
+
+    /// Stores a new secret as version 1.
+    ///
+    /// # Errors
+    /// `Exists` when the name is taken (rotate it instead); `Keys`, `Store`.
+    pub async fn set(
+        &self,
+        name: &SecretName,
+        value: &[u8],
+        options: &SetOptions,
+    ) -> Result<SecretMeta, SecretError> {
+        let record = self.seal(self.meta_for(name, 1, options), value).await?;
+        self.store.insert_first(&record).await?;
+        tracing::info!(secret = %name, version = 1, "secret stored");
+        Ok(record.meta)
+    }
+
+    /// Stores `value` as the next version, active; the previous one stays readable by number,
+    /// inactive. Tags and rotation policy carry over; an expiry starts again with its length.
+    /// Every cached value of the secret is dropped.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict` (another rotation won), `Keys`, `Store`.
+    pub async fn rotate(&self, name: &SecretName, value: &[u8]) -> Result<SecretMeta, SecretError> {
+        let current = self
+            .store
+            .get(name, None)
+            .await?
+            .ok_or_else(|| SecretError::NotFound {
+                name: name.clone(),
+                version: None,
+            })?
+            .meta;
+        let options = SetOptions {
+            expires_in: current
+                .expires_at
+                .map(|at| Duration::from_secs(at.saturating_sub(current.created_at))),
+            rotation: current.rotation,
+            tags: current.tags.clone(),
+        };
+        let next = current.version.saturating_add(1);
+        let record = self
+            .seal(self.meta_for(name, next, &options), value)
+            .await?;
+        self.store.rotate(current.version, &record).await?;
+        self.cache().retain(|(n, _), _| n != name);
+        tracing::info!(secret = %name, version = next, "secret rotated");
+        Ok(record.meta)
+    }
+
+    /// Forgets every cached value (the next reads go to the store and the key provider).
+    pub fn clear_cache(&self) {
+        self.cache().clear();
+    }
+
+    /// The secrets, by their active version's metadata (never values); with `tag`, only those
+    /// carrying that label and value.
+    ///
+    /// # Errors
+    /// `Store`.
+    pub async fn list(&self, tag: Option<(&str, &str)>) -> Result<Vec<SecretInfo>, SecretError> {
+        let mut by_name: BTreeMap<SecretName, (Option<SecretMeta>, u32)> = BTreeMap::new();
+        for meta in self.store.list().await? {
+            let entry = by_name.entry(meta.name.clone()).or_default();
+            entry.1 += 1;
+            if meta.active {
+                entry.0 = Some(meta);
+            }
+        }
+        Ok(by_name
+            .into_values()
+            .filter_map(|(active, versions)| {
+                let active = active?;
+                if let Some((k, v)) = tag
+                    && active.tags.get(k).map(String::as_str) != Some(v)
+                {
+                    return None;
+                }
+                Some(SecretInfo {
+                    expired: self.check_expiry(&active).is_err(),
+                    rotation_due: self.rotation_due(&active),
+                    active,
+                    versions,
+                })
+            })
+            .collect())
+    }
+
+    /// Cache and store figures.
+    ///
+    /// # Errors
+    /// `Store`.
+    pub async fn status(&self) -> Result<SecretsStatus, SecretError> {
+        let all = self.store.list().await?;
+        let listed = self.list(None).await?;
+        let hits = self.hits.load(Ordering::Relaxed);
+        let misses = self.misses.load(Ordering::Relaxed);
+        #[allow(clippy::cast_precision_loss)]
+        let ratio = if hits + misses == 0 {
+            0.0
+        } else {
+            hits as f64 / (hits + misses) as f64
+        };
+        Ok(SecretsStatus {
+            cache_entries: self.cache().len(),
+            cache_hit_ratio: ratio,
+            secrets: listed.len(),
+            versions: all.len(),
+            expired: listed.iter().filter(|s| s.expired).count(),
+            rotation_due: listed.iter().filter(|s| s.rotation_due).count(),
+            provider: self.keys.name().to_owned(),
+        })
+    }
+
+    /// Every version of every secret as one bundle, sealed under a data key of its own that the
+    /// key provider wraps: it opens only where that master key is (and so do the secrets in it).
+    ///
+    /// # Errors
+    /// `Keys`, `Store`.
+    pub async fn backup(&self) -> Result<Vec<u8>, SecretError> {
+        let records = self.store.export().await?;
+        let created_at = self.now();
+        let generated = self
+            .keys
+            .generate_data_key(&backup_context(created_at))
+            .await?;
+        let inner = serde_json::to_vec(&records)
+            .map_err(|e| SecretError::Keys(KeyError::Other(Box::new(e))))?;
+        let key_ref = KeyRef::new("secrets-backup", 1)
+            .map_err(|e| SecretError::Keys(KeyError::Other(Box::new(e))))?;
+        let envelope = coffer_crypto::seal(
+            &generated.plaintext,
+            &key_ref,
+            &Aad::new("coffer.secrets-backup").with(created_at.to_be_bytes()),
+            &inner,
+        )
+        .map_err(|e| SecretError::Keys(KeyError::Other(Box::new(e))))?;
+        let bundle = Bundle {
+            format: BACKUP_FORMAT,
+            created_at,
+            count: records.len(),
+            wrapped_key: STANDARD.encode(generated.wrapped.to_bytes()),
+            sealed: STANDARD.encode(envelope.into_bytes()),
+        };
+        tracing::info!(versions = records.len(), "secrets backed up");
+        serde_json::to_vec_pretty(&bundle).map_err(|e| SecretError::BadBackup(e.to_string()))
+    }
+
+    /// Stores every version of a backup that is not here yet. Repeating it changes nothing.
+    ///
+    /// # Errors
+    /// `BadBackup` for anything that is not an intact bundle; `Keys`, `Store`.
+    pub async fn restore(&self, bundle: &[u8]) -> Result<RestoreReport, SecretError> {
+        let bad = |what: &str| SecretError::BadBackup(what.to_owned());
+        let bundle: Bundle = serde_json::from_slice(bundle).map_err(|_| bad("not JSON"))?;
+        if bundle.format != BACKUP_FORMAT {
+            return Err(bad("unknown format"));
+        }
+        let wrapped = STANDARD
+            .decode(&bundle.wrapped_key)
+            .ok()
+            .and_then(|b| WrappedKey::from_bytes(&b).ok())
+            .ok_or_else(|| bad("the bundle key is malformed"))?;
+        let dek = self
+            .keys
+            .unwrap_data_key(&wrapped, &backup_context(bundle.created_at))
+            .await
+            .map_err(|e| match e {
+                KeyError::Corrupt(_) => bad("the bundle key does not open (changed?)"),
+                other => SecretError::Keys(other),
+            })?;
+        let sealed = STANDARD
+            .decode(&bundle.sealed)
+            .map_err(|_| bad("the sealed part is not base64"))?;
+        let inner = coffer_crypto::open_bytes(
+            &dek,
+            &Aad::new("coffer.secrets-backup").with(bundle.created_at.to_be_bytes()),
+            &sealed,
+        )
+        .map_err(|_| bad("the sealed part does not open (changed?)"))?;
+        let records: Vec<SecretRecord> = serde_json::from_slice(inner.expose_secret())
+            .map_err(|_| bad("the records do not parse"))?;
+        let mut report = RestoreReport::default();
+        for record in &records {
+            if self.store.restore(record).await? {
+                report.restored += 1;
+            } else {
+                report.skipped += 1;
+            }
+        }
+        self.clear_cache();
+        tracing::info!(
+            restored = report.restored,
+            skipped = report.skipped,
+            "secrets restored"
+        );
+        Ok(report)
+    }
+
+    /// Re-wraps the data key of every version wrapped under an older master key version than
+    /// the active one; answers how many. Values are not touched.
+    ///
+    /// # Errors
+    /// `Keys`, `Store`; per-version refusals stop the run (it resumes where it stopped).
+    pub async fn rewrap_stale(&self) -> Result<usize, SecretError> {
+        let active = self.keys.status().await?.active_version;
+        let mut done = 0;
+        for record in self.store.export().await? {
+            if record.kek_version >= active {
+                continue;
+            }
+            let meta = &record.meta;
+            let wrapped =
+                WrappedKey::from_bytes(&record.wrapped_key).map_err(|_| SecretError::Corrupt {
+                    name: meta.name.clone(),
+                    version: meta.version,
+                })?;
+            let moved = rewrap_one(
+                self.keys.as_ref(),
+                &wrapped,
+                &key_context(&meta.name, meta.version),
+            )
+            .await?;
+            self.store
+                .rewrap(&meta.name, meta.version, &moved.to_bytes(), moved.version)
+                .await?;
+            done += 1;
+        }
+        Ok(done)
+    }
+}

@@ -1,0 +1,363 @@
+//! The secrets manager's store on Postgres and SQLite: one body of SQL, expanded per database by
+//! [`secret_stores!`]. A rotation deactivates the version the caller saw active and inserts the
+//! next in one transaction; the unique index on the active version makes two rotations from the
+//! same version impossible to both commit.
+
+use std::collections::BTreeMap;
+
+use coffer_secrets::{
+    RotationPolicy, SecretMeta, SecretName, SecretRecord, SecretStore, SecretStoreError,
+};
+use sqlx::Row;
+
+fn db_err(e: sqlx::Error) -> SecretStoreError {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => SecretStoreError::Unavailable(e.to_string()),
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+            SecretStoreError::Corrupt(e.to_string())
+        }
+        other => SecretStoreError::Storage(other.to_string()),
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+fn corrupt(what: &str) -> SecretStoreError {
+    SecretStoreError::Corrupt(what.to_owned())
+}
+
+const COLUMNS: &str = "name, version, active, created_at, expires_at, rotation_days, tags, \
+     wrapped_key, kek_version, sealed";
+
+/// The row's values in `COLUMNS` order, for binding.
+struct Values {
+    name: String,
+    version: i64,
+    active: bool,
+    created_at: i64,
+    expires_at: Option<i64>,
+    rotation_days: Option<i64>,
+    tags: String,
+    wrapped_key: Vec<u8>,
+    kek_version: i64,
+    sealed: Vec<u8>,
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn values(r: &SecretRecord, active: bool) -> Result<Values, SecretStoreError> {
+    let m = &r.meta;
+    Ok(Values {
+        name: m.name.as_str().to_owned(),
+        version: i64::from(m.version),
+        active,
+        created_at: i64_of(m.created_at),
+        expires_at: m.expires_at.map(i64_of),
+        rotation_days: match m.rotation {
+            RotationPolicy::Manual => None,
+            RotationPolicy::EveryDays(d) => Some(i64::from(d)),
+        },
+        tags: serde_json::to_string(&m.tags)
+            .map_err(|e| SecretStoreError::Storage(e.to_string()))?,
+        wrapped_key: r.wrapped_key.clone(),
+        kek_version: i64::from(r.kek_version),
+        sealed: r.sealed.clone(),
+    })
+}
+
+fn meta_from<R: Row>(row: &R) -> Result<SecretMeta, SecretStoreError>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'c> String: sqlx::Decode<'c, R::Database> + sqlx::Type<R::Database>,
+    for<'c> i64: sqlx::Decode<'c, R::Database> + sqlx::Type<R::Database>,
+    for<'c> bool: sqlx::Decode<'c, R::Database> + sqlx::Type<R::Database>,
+{
+    let get_u32 = |col: &str| -> Result<u32, SecretStoreError> {
+        let v: i64 = row.try_get(col).map_err(db_err)?;
+        u32::try_from(v).map_err(|_| corrupt(col))
+    };
+    let get_u64 = |v: i64, col: &str| u64::try_from(v).map_err(|_| corrupt(col));
+    let name: String = row.try_get("name").map_err(db_err)?;
+    let tags: String = row.try_get("tags").map_err(db_err)?;
+    let expires_at: Option<i64> = row.try_get("expires_at").map_err(db_err)?;
+    let rotation_days: Option<i64> = row.try_get("rotation_days").map_err(db_err)?;
+    Ok(SecretMeta {
+        name: SecretName::parse(&name).map_err(|_| corrupt("name"))?,
+        version: get_u32("version")?,
+        active: row.try_get("active").map_err(db_err)?,
+        created_at: get_u64(row.try_get("created_at").map_err(db_err)?, "created_at")?,
+        expires_at: expires_at.map(|v| get_u64(v, "expires_at")).transpose()?,
+        rotation: match rotation_days {
+            None => RotationPolicy::Manual,
+            Some(d) => {
+                RotationPolicy::EveryDays(u32::try_from(d).map_err(|_| corrupt("rotation_days"))?)
+            }
+        },
+        tags: serde_json::from_str::<BTreeMap<String, String>>(&tags)
+            .map_err(|_| corrupt("tags"))?,
+    })
+}
+
+fn record_from<R: Row>(row: &R) -> Result<SecretRecord, SecretStoreError>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'c> String: sqlx::Decode<'c, R::Database> + sqlx::Type<R::Database>,
+    for<'c> i64: sqlx::Decode<'c, R::Database> + sqlx::Type<R::Database>,
+    for<'c> bool: sqlx::Decode<'c, R::Database> + sqlx::Type<R::Database>,
+    for<'c> Vec<u8>: sqlx::Decode<'c, R::Database> + sqlx::Type<R::Database>,
+{
+    let kek: i64 = row.try_get("kek_version").map_err(db_err)?;
+    Ok(SecretRecord {
+        meta: meta_from(row)?,
+        wrapped_key: row.try_get("wrapped_key").map_err(db_err)?,
+        kek_version: u32::try_from(kek).map_err(|_| corrupt("kek_version"))?,
+        sealed: row.try_get("sealed").map_err(db_err)?,
+    })
+}
+
+/// Expands to the secret store `$store` for one database.
+macro_rules! secret_stores {
+    ($store:ident, pool = $Pool:ty, conn = $Conn:ty, begin = $begin:literal, db = $db:literal) => {
+        #[doc = concat!("The secrets manager's store on ", $db, " (see the module documentation).")]
+        #[derive(Clone)]
+        pub struct $store {
+            pool: $Pool,
+        }
+
+        impl std::fmt::Debug for $store {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($store)).finish_non_exhaustive()
+            }
+        }
+
+        impl $store {
+            /// A store on `pool` (migrated).
+            #[must_use]
+            pub fn new(pool: $Pool) -> Self {
+                Self { pool }
+            }
+
+            async fn insert(
+                conn: &mut $Conn,
+                v: &Values,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query(&format!(
+                    "INSERT INTO secrets ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                ))
+                .bind(&v.name)
+                .bind(v.version)
+                .bind(v.active)
+                .bind(v.created_at)
+                .bind(v.expires_at)
+                .bind(v.rotation_days)
+                .bind(&v.tags)
+                .bind(&v.wrapped_key)
+                .bind(v.kek_version)
+                .bind(&v.sealed)
+                .execute(conn)
+                .await
+                .map(drop)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl SecretStore for $store {
+            async fn insert_first(&self, record: &SecretRecord) -> Result<(), SecretStoreError> {
+                let v = values(record, true)?;
+                let mut conn = self.pool.acquire().await.map_err(db_err)?;
+                match Self::insert(&mut conn, &v).await {
+                    Err(e) if is_unique_violation(&e) => {
+                        Err(SecretStoreError::Exists(record.meta.name.clone()))
+                    }
+                    other => other.map_err(db_err),
+                }
+            }
+
+            async fn rotate(
+                &self,
+                expected_active: u32,
+                record: &SecretRecord,
+            ) -> Result<(), SecretStoreError> {
+                let name = &record.meta.name;
+                let v = values(record, true)?;
+                let mut tx = self.pool.begin_with($begin).await.map_err(db_err)?;
+                let moved = sqlx::query(
+                    "UPDATE secrets SET active = $3 WHERE name = $1 AND version = $2 AND active",
+                )
+                .bind(name.as_str())
+                .bind(i64::from(expected_active))
+                .bind(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                if moved.rows_affected() != 1 {
+                    let exists: i64 =
+                        sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE name = $1")
+                            .bind(name.as_str())
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(db_err)?;
+                    return Err(if exists == 0 {
+                        SecretStoreError::NotFound(name.clone())
+                    } else {
+                        SecretStoreError::Conflict {
+                            name: name.clone(),
+                            expected: expected_active,
+                        }
+                    });
+                }
+                match Self::insert(&mut tx, &v).await {
+                    // The version exists (restored, or inserted by a rotation that won).
+                    Err(e) if is_unique_violation(&e) => {
+                        return Err(SecretStoreError::Conflict {
+                            name: name.clone(),
+                            expected: expected_active,
+                        });
+                    }
+                    other => other.map_err(db_err)?,
+                }
+                tx.commit().await.map_err(db_err)
+            }
+
+            async fn get(
+                &self,
+                name: &SecretName,
+                version: Option<u32>,
+            ) -> Result<Option<SecretRecord>, SecretStoreError> {
+                let row = match version {
+                    None => sqlx::query(&format!(
+                        "SELECT {COLUMNS} FROM secrets WHERE name = $1 AND active"
+                    ))
+                    .bind(name.as_str())
+                    .fetch_optional(&self.pool)
+                    .await,
+                    Some(v) => sqlx::query(&format!(
+                        "SELECT {COLUMNS} FROM secrets WHERE name = $1 AND version = $2"
+                    ))
+                    .bind(name.as_str())
+                    .bind(i64::from(v))
+                    .fetch_optional(&self.pool)
+                    .await,
+                }
+                .map_err(db_err)?;
+                row.as_ref().map(record_from).transpose()
+            }
+
+            async fn list(&self) -> Result<Vec<SecretMeta>, SecretStoreError> {
+                sqlx::query(
+                    "SELECT name, version, active, created_at, expires_at, rotation_days, tags \
+                     FROM secrets ORDER BY name, version",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?
+                .iter()
+                .map(meta_from)
+                .collect()
+            }
+
+            async fn export(&self) -> Result<Vec<SecretRecord>, SecretStoreError> {
+                sqlx::query(&format!("SELECT {COLUMNS} FROM secrets ORDER BY name, version"))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_err)?
+                    .iter()
+                    .map(record_from)
+                    .collect()
+            }
+
+            async fn restore(&self, record: &SecretRecord) -> Result<bool, SecretStoreError> {
+                let mut tx = self.pool.begin_with($begin).await.map_err(db_err)?;
+                let present: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM secrets WHERE name = $1 AND version = $2",
+                )
+                .bind(record.meta.name.as_str())
+                .bind(i64::from(record.meta.version))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                if present > 0 {
+                    return Ok(false);
+                }
+                let other_active: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM secrets WHERE name = $1 AND active",
+                )
+                .bind(record.meta.name.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let v = values(record, record.meta.active && other_active == 0)?;
+                match Self::insert(&mut tx, &v).await {
+                    // Restored concurrently by another process.
+                    Err(e) if is_unique_violation(&e) => return Ok(false),
+                    other => other.map_err(db_err)?,
+                }
+                tx.commit().await.map_err(db_err)?;
+                Ok(true)
+            }
+
+            async fn rewrap(
+                &self,
+                name: &SecretName,
+                version: u32,
+                wrapped_key: &[u8],
+                kek_version: u32,
+            ) -> Result<(), SecretStoreError> {
+                let done = sqlx::query(
+                    "UPDATE secrets SET wrapped_key = $3, kek_version = $4 \
+                     WHERE name = $1 AND version = $2",
+                )
+                .bind(name.as_str())
+                .bind(i64::from(version))
+                .bind(wrapped_key)
+                .bind(i64::from(kek_version))
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                if done.rows_affected() == 1 {
+                    Ok(())
+                } else {
+                    Err(SecretStoreError::NotFound(name.clone()))
+                }
+            }
+        }
+    };
+}
+
+mod pg {
+    use super::*;
+    use sqlx::postgres::PgPool;
+
+    secret_stores!(
+        PgSecretStore,
+        pool = PgPool,
+        conn = sqlx::PgConnection,
+        begin = "BEGIN",
+        db = "Postgres"
+    );
+}
+
+mod sqlite {
+    use super::*;
+    use sqlx::sqlite::SqlitePool;
+
+    secret_stores!(
+        SqliteSecretStore,
+        pool = SqlitePool,
+        conn = sqlx::SqliteConnection,
+        begin = "BEGIN IMMEDIATE",
+        db = "SQLite"
+    );
+}
+
+pub use pg::PgSecretStore;
+pub use sqlite::SqliteSecretStore;
