@@ -6,6 +6,13 @@
 //! coffer-api [--config FILE] config check          print the effective configuration, masked
 //! coffer-api [--config FILE] admin create --email E --password-stdin
 //!                                                  create an administrator (password on stdin)
+//! coffer-api [--config FILE] secrets list [--tag K=V] | status
+//!                                                  the secrets manager's metadata (never values)
+//! coffer-api [--config FILE] secrets set NAME [--expires-in-days N] [--rotate-every-days N]
+//!            [--tag K=V]...                        store a new secret (value on stdin)
+//! coffer-api [--config FILE] secrets rotate NAME   its next version (value on stdin)
+//! coffer-api [--config FILE] secrets backup FILE | restore FILE
+//!                                                  an encrypted bundle of every version
 //! ```
 
 use std::io::BufRead as _;
@@ -15,13 +22,17 @@ use anyhow::{Context as _, bail};
 use coffer_app::{App, Config, LogFormat};
 use coffer_auth::accounts::{Registration, RequestContext};
 use coffer_auth::user::UserId;
+use coffer_secrets::{RotationPolicy, SecretName, SecretsManager, SetOptions};
 use zeroize::Zeroizing;
 
 enum Command {
     Serve,
     ConfigCheck,
     AdminCreate { email: String },
+    Secrets(Vec<String>),
 }
+
+const USAGE: &str = "usage: coffer-api [--config FILE] [serve | config check | admin create --email EMAIL --password-stdin | secrets list [--tag K=V] | secrets status | secrets set NAME [--expires-in-days N] [--rotate-every-days N] [--tag K=V]... | secrets rotate NAME | secrets backup FILE | secrets restore FILE]";
 
 fn parse_args() -> anyhow::Result<(Option<PathBuf>, Command)> {
     let mut args = std::env::args().skip(1);
@@ -45,9 +56,8 @@ fn parse_args() -> anyhow::Result<(Option<PathBuf>, Command)> {
         | ["admin", "create", "--password-stdin", "--email", email] => Command::AdminCreate {
             email: (*email).to_owned(),
         },
-        _ => bail!(
-            "usage: coffer-api [--config FILE] [serve | config check | admin create --email EMAIL --password-stdin]"
-        ),
+        ["secrets", rest @ ..] => Command::Secrets(rest.iter().map(|w| (*w).to_owned()).collect()),
+        _ => bail!("{USAGE}"),
     };
     Ok((config, command))
 }
@@ -108,6 +118,13 @@ async fn main() -> anyhow::Result<()> {
             app.db.close().await;
             Ok(())
         }
+        Command::Secrets(words) => {
+            init_logging(&config);
+            let app = App::build(config).await?;
+            let outcome = secrets(&app.secrets, &words).await;
+            app.db.close().await;
+            outcome
+        }
         Command::Serve => {
             init_logging(&config);
             let app = App::build(config).await?;
@@ -143,4 +160,90 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A value from stdin, without its final line break.
+fn value_from_stdin() -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    let mut value = Zeroizing::new(Vec::new());
+    std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut value)
+        .context("read the value from stdin")?;
+    while value.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
+        value.pop();
+    }
+    if value.is_empty() {
+        bail!("no value on stdin");
+    }
+    Ok(value)
+}
+
+fn tag(word: &str) -> anyhow::Result<(String, String)> {
+    word.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .with_context(|| format!("--tag takes KEY=VALUE, not {word:?}"))
+}
+
+/// The `secrets` commands: metadata and status as JSON on stdout; values only ever on stdin.
+#[allow(clippy::print_stdout)]
+async fn secrets(manager: &SecretsManager, words: &[String]) -> anyhow::Result<()> {
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let name = |n: &str| SecretName::parse(n).with_context(|| format!("secret name {n:?}"));
+    match words.as_slice() {
+        ["list"] | ["list", "--tag", _] => {
+            let filter = words.get(2).map(|w| tag(w)).transpose()?;
+            let listed = manager
+                .list(filter.as_ref().map(|(k, v)| (k.as_str(), v.as_str())))
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&listed)?);
+        }
+        ["status"] => println!(
+            "{}",
+            serde_json::to_string_pretty(&manager.status().await?)?
+        ),
+        ["set", n, options @ ..] => {
+            let mut set = SetOptions::default();
+            let mut rest = options.iter();
+            while let Some(flag) = rest.next() {
+                let value = rest
+                    .next()
+                    .with_context(|| format!("{flag} needs a value"))?;
+                match *flag {
+                    "--expires-in-days" => {
+                        let days: u64 =
+                            value.parse().context("--expires-in-days takes a number")?;
+                        set.expires_in = Some(std::time::Duration::from_secs(days * 86_400));
+                    }
+                    "--rotate-every-days" => {
+                        set.rotation = RotationPolicy::EveryDays(
+                            value
+                                .parse()
+                                .context("--rotate-every-days takes a number")?,
+                        );
+                    }
+                    "--tag" => {
+                        let (k, v) = tag(value)?;
+                        set.tags.insert(k, v);
+                    }
+                    other => bail!("unknown option {other}\n{USAGE}"),
+                }
+            }
+            let meta = manager.set(&name(n)?, &value_from_stdin()?, &set).await?;
+            println!("{}", serde_json::to_string_pretty(&meta)?);
+        }
+        ["rotate", n] => {
+            let meta = manager.rotate(&name(n)?, &value_from_stdin()?).await?;
+            println!("{}", serde_json::to_string_pretty(&meta)?);
+        }
+        ["backup", file] => {
+            let bundle = manager.backup().await?;
+            std::fs::write(file, bundle).with_context(|| format!("write {file}"))?;
+            eprintln!("backup written to {file}: it opens only with this master key");
+        }
+        ["restore", file] => {
+            let bundle = std::fs::read(file).with_context(|| format!("read {file}"))?;
+            let report = manager.restore(&bundle).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        _ => bail!("{USAGE}"),
+    }
+    Ok(())
 }

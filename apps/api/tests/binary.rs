@@ -167,3 +167,77 @@ fn config_check_masks_secrets_and_names_bad_settings() {
         "{err}"
     );
 }
+
+/// Runs `coffer-api secrets …` in `dir` with `stdin`; answers stdout, or panics with stderr.
+fn secrets(dir: &std::path::Path, args: &[&str], stdin: &[u8]) -> String {
+    let mut child = coffer(dir)
+        .arg("secrets")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "secrets {args:?}: {stderr}");
+    assert!(
+        !stderr.contains("hunter2") && !stderr.contains("correct-horse"),
+        "a value reached the log: {stderr}"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_secrets_commands_store_rotate_list_and_back_up_without_showing_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = secrets(
+        dir.path(),
+        &[
+            "set",
+            "smtp/password",
+            "--tag",
+            "service=mail",
+            "--rotate-every-days",
+            "90",
+        ],
+        b"hunter2\n",
+    );
+    assert!(set.contains("\"version\": 1"), "{set}");
+    let rotated = secrets(dir.path(), &["rotate", "smtp/password"], b"correct-horse\n");
+    assert!(rotated.contains("\"version\": 2"), "{rotated}");
+    let listed = secrets(dir.path(), &["list", "--tag", "service=mail"], b"");
+    assert!(
+        listed.contains("smtp/password") && listed.contains("\"versions\": 2"),
+        "{listed}"
+    );
+    let status = secrets(dir.path(), &["status"], b"");
+    assert!(status.contains("\"provider\": \"local\""), "{status}");
+    for shown in [&set, &rotated, &listed, &status] {
+        assert!(!shown.contains("hunter2") && !shown.contains("correct-horse"));
+    }
+
+    // A backup restores into a fresh database next to the same key file.
+    secrets(dir.path(), &["backup", "secrets.bundle"], b"");
+    let bundle = std::fs::read(dir.path().join("secrets.bundle")).unwrap();
+    assert!(!String::from_utf8_lossy(&bundle).contains("smtp"));
+    std::fs::remove_file(dir.path().join("data/coffer.db")).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("data/coffer.db-wal"));
+    let _ = std::fs::remove_file(dir.path().join("data/coffer.db-shm"));
+    let restored = secrets(dir.path(), &["restore", "secrets.bundle"], b"");
+    assert!(restored.contains("\"restored\": 2"), "{restored}");
+    let listed = secrets(dir.path(), &["list"], b"");
+    assert!(
+        listed.contains("smtp/password") && listed.contains("\"version\": 2"),
+        "{listed}"
+    );
+
+    let out = coffer(dir.path())
+        .args(["secrets", "set", "bad name"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("secret name"));
+}

@@ -222,6 +222,8 @@ pub struct KeysConfig {
     pub cache_entries: usize,
     /// How long an unwrapped data key is kept, seconds.
     pub cache_ttl_secs: u64,
+    /// How long the secrets manager keeps a secret's value, seconds.
+    pub secrets_cache_ttl_secs: u64,
 }
 
 impl Default for KeysConfig {
@@ -233,6 +235,7 @@ impl Default for KeysConfig {
             key_id: "coffer-master".to_owned(),
             cache_entries: 10_000,
             cache_ttl_secs: 300,
+            secrets_cache_ttl_secs: 300,
         }
     }
 }

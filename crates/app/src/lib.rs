@@ -30,9 +30,11 @@ use coffer_ledger::{Ledger, LedgerConfig, LedgerStore};
 use coffer_ratelimit::audit::LimitedRequests;
 use coffer_ratelimit::policy::Policies;
 use coffer_ratelimit::{Failover, InProcessLimiter, RateLimiter, RedisDownMode};
+use coffer_secrets::{SecretStore, SecretsManager};
 use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
 use coffer_store::auth::{PgRevocationList, PgUserStore, SqliteRevocationList, SqliteUserStore};
 use coffer_store::ledger::{PgLedgerStore, SqliteLedgerStore};
+use coffer_store::secrets::{PgSecretStore, SqliteSecretStore};
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::sqlite::SqlitePool;
 
@@ -97,6 +99,8 @@ pub struct App {
     pub db: Db,
     /// The rate-limit layer's state, when enabled.
     pub rate: Option<RateLimits>,
+    /// The secrets manager, on the same database and key provider.
+    pub secrets: Arc<SecretsManager>,
 }
 
 struct Ready {
@@ -166,7 +170,13 @@ impl App {
             user_store,
             audit,
             sql_revocation,
+            secret_store,
         } = open_stores(&config, keys.as_ref()).await?;
+        let secrets = Arc::new(SecretsManager::new(
+            secret_store,
+            keys.clone(),
+            Duration::from_secs(config.keys.secrets_cache_ttl_secs),
+        ));
         let audit = Arc::new(ObservedAuditLog::new(
             audit,
             AlertConfig::default(),
@@ -269,6 +279,7 @@ impl App {
             state,
             db,
             rate,
+            secrets,
         })
     }
 
@@ -309,6 +320,7 @@ struct Stores {
     user_store: Arc<dyn UserStore>,
     audit: Arc<dyn AuditLog>,
     sql_revocation: Arc<dyn RevocationList>,
+    secret_store: Arc<dyn SecretStore>,
 }
 
 /// Opens (creating and migrating, as configured) the database and its adapters.
@@ -326,6 +338,7 @@ async fn open_stores(config: &Config, keys: &dyn KeyProvider) -> Result<Stores, 
             ledger_store: Arc::new(SqliteLedgerStore::new(pool.clone(), audit.clone())),
             user_store: Arc::new(SqliteUserStore::new(pool.clone(), audit.clone())),
             audit: Arc::new(audit),
+            secret_store: Arc::new(SqliteSecretStore::new(pool.clone())),
             sql_revocation: Arc::new(SqliteRevocationList::new(pool)),
         }
     } else {
@@ -351,6 +364,7 @@ async fn open_stores(config: &Config, keys: &dyn KeyProvider) -> Result<Stores, 
             ledger_store: Arc::new(PgLedgerStore::new(pool.clone(), audit.clone())),
             user_store: Arc::new(PgUserStore::new(pool.clone(), audit.clone())),
             audit: Arc::new(audit),
+            secret_store: Arc::new(PgSecretStore::new(pool.clone())),
             sql_revocation: Arc::new(PgRevocationList::new(pool)),
         }
     })
