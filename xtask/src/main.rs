@@ -26,10 +26,10 @@ commands:
         runs the key-provider suites against OpenBao and moto (COFFER_TEST_VAULT_ADDR and
         _TOKEN, COFFER_TEST_KMS_URL and _AUTH_URL; otherwise it starts them on free ports,
         installing them with pip into target/services-venv when missing)
-  bench [crypto|keys|auth|audit|ledger|api|ratelimit]...
+  bench [crypto|keys|auth|audit|ledger|api|ratelimit|key-providers]...
         benchmarks (all when none named); figures go to docs/BENCHMARKS.md. `audit`, `ledger`
         and `api` need Postgres (`ledger` and `api` also its pgbench), `ratelimit` Redis, like
-        the tests
+        the tests; `key-providers` starts OpenBao and moto as `test` does
   fuzz [TARGET] [--seconds N]
         run a fuzz target (default: all targets, 60 s each) with cargo-fuzz on the stable
         toolchain (RUSTC_BOOTSTRAP=1)
@@ -179,6 +179,10 @@ fn bench(names: &[String]) -> Result<()> {
         ),
         ("api", &["bench", "-p", "coffer-api", "--bench", "api"]),
         (
+            "key-providers",
+            &["bench", "-p", "coffer-app", "--bench", "key_providers"],
+        ),
+        (
             "ratelimit",
             &[
                 "bench",
@@ -202,7 +206,17 @@ fn bench(names: &[String]) -> Result<()> {
                 "ratelimit" => services::ensure_redis()?,
                 _ => None,
             };
-            step(&format!("bench {group}"), cargo().args(*args))?;
+            let key_servers = if *group == "key-providers" {
+                services::ensure_key_servers()?
+            } else {
+                services::KeyServers::default()
+            };
+            step(
+                &format!("bench {group}"),
+                cargo()
+                    .args(*args)
+                    .envs(key_servers.vars.iter().map(|(k, v)| (k, v))),
+            )?;
         }
     }
     Ok(())

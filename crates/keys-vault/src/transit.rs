@@ -50,20 +50,20 @@ pub struct TransitSettings {
     /// Create the key (derived, `aes256-gcm96`) when it does not exist: for development. In
     /// production the setup (`cargo xtask vault-setup`) creates it and the API may not.
     pub create_if_missing: bool,
-    /// Items per `rewrap` request. OpenBao refuses very large JSON bodies; 250 items stay far
-    /// below its limits.
+    /// Items per `rewrap` request. OpenBao refuses a JSON body of more than 1,000 strings
+    /// (keys included): an item costs four, so 200 items (801 strings) stay under it.
     pub rewrap_batch: usize,
 }
 
 impl TransitSettings {
-    /// The key `key` on the `transit` mount, not created, 250 items per rewrap.
+    /// The key `key` on the `transit` mount, not created, 200 items per rewrap.
     #[must_use]
     pub fn new(key: impl Into<String>) -> Self {
         Self {
             mount: "transit".into(),
             key: key.into(),
             create_if_missing: false,
-            rewrap_batch: 250,
+            rewrap_batch: 200,
         }
     }
 }
