@@ -122,6 +122,7 @@ async fn main() -> anyhow::Result<()> {
             init_logging(&config);
             let app = App::build(config).await?;
             let outcome = secrets(&app.secrets, &words).await;
+            app.flush_key_use().await;
             app.db.close().await;
             outcome
         }
@@ -152,7 +153,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 _ => coffer_app::serve(router, listener, coffer_app::shutdown_signal()).await?,
             }
-            if let Some(task) = background {
+            for task in background {
                 task.abort();
             }
             app.shutdown().await;

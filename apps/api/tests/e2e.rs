@@ -475,7 +475,9 @@ async fn permissions(db: Database) {
     for line in [
         "coffer_http_requests_total{route=\"/v1/wallets/{id}/deposits\",method=\"POST\",status=\"201\"}",
         "coffer_ledger_operations_total{kind=\"deposit\",outcome=\"ok\"}",
-        "coffer_key_provider_calls{operation=\"generate_data_key\"}",
+        "coffer_key_provider_calls{provider=\"local\",operation=\"generate_data_key\"}",
+        "coffer_key_provider_errors{provider=\"local\",operation=\"unwrap_data_key\",kind=\"corrupt\"} 0",
+        "coffer_decryption_failures 0",
         "coffer_data_key_cache_hit_ratio",
         "coffer_pin_kdf_queue_depth",
     ] {

@@ -2,7 +2,7 @@
 //! Figures: docs/BENCHMARKS.md. One data-key unwrap through each remote provider on a cache
 //! miss (a round trip to OpenBao Transit or moto's KMS; Vault KV opens locally with the master
 //! key it read), the same unwrap answered by the cache, and Transit batch re-wrap throughput.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use coffer_audit::{AlertConfig, AuditLog, EntityId, ObservedAuditLog};
+use coffer_audit::{Actor, AlertConfig, AuditLog, EntityId, ObservedAuditLog};
 use coffer_auth::accounts::{Accounts, AccountsConfig, AccountsDeps};
 use coffer_auth::password::PasswordHasher;
 use coffer_auth::store::UserStore;
@@ -40,6 +40,7 @@ use sqlx::sqlite::SqlitePool;
 
 pub mod config;
 pub mod tls;
+pub mod usage;
 
 pub use config::{Config, ConfigError, LogFormat, RevocationBackend, VaultAuthMethod};
 
@@ -101,6 +102,14 @@ pub struct App {
     pub rate: Option<RateLimits>,
     /// The secrets manager, on the same database and key provider.
     pub secrets: Arc<SecretsManager>,
+    /// The key provider as called under the cache (its use is audited in aggregate).
+    metered: Arc<MeteredKeyProvider>,
+    /// Who the aggregate records name.
+    actor: Actor,
+}
+
+fn audit_service_actor() -> Result<EntityId, AppError> {
+    EntityId::parse("coffer-api").map_err(|e| AppError::Service(e.to_string()))
 }
 
 struct Ready {
@@ -162,8 +171,7 @@ impl App {
             metered,
             cache,
         } = open_keys(&config).await?;
-        let audit_service =
-            EntityId::parse("coffer-api").map_err(|e| AppError::Service(e.to_string()))?;
+        let audit_service = audit_service_actor()?;
         let Stores {
             db,
             ledger_store,
@@ -263,7 +271,7 @@ impl App {
             },
             metrics: Arc::new(coffer_http::api::metrics::Metrics::new(
                 coffer_http::api::metrics::Sources {
-                    key_provider: Some(metered),
+                    key_provider: Some(metered.clone()),
                     cache: Some(cache),
                 },
             )),
@@ -280,16 +288,41 @@ impl App {
             db,
             rate,
             secrets,
+            metered,
+            actor: Actor::Service(audit_service_actor()?),
         })
     }
 
-    /// Records refused requests in the audit log every minute (`security.rate_limited`, one
-    /// event per key and minute); abort the task and call [`App::shutdown`] at the end.
+    /// Records in the audit log every minute, in aggregate: refused requests
+    /// (`security.rate_limited`, one event per key and minute) and key use
+    /// (`key.access_summary`, `key.secret_read`, see [`usage`]). Abort the tasks and call
+    /// [`App::shutdown`] at the end.
     #[must_use]
-    pub fn spawn_background(&self) -> Option<tokio::task::JoinHandle<()>> {
-        let rate = self.rate.as_ref()?;
+    pub fn spawn_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
         let log: Arc<dyn AuditLog> = self.state.audit.clone();
-        Some(rate.limited.spawn_flusher(log, Duration::from_secs(60)))
+        let mut tasks = vec![usage::spawn_flusher(
+            self.metered.clone(),
+            self.secrets.clone(),
+            log.clone(),
+            self.actor.clone(),
+            Duration::from_secs(60),
+        )];
+        if let Some(rate) = &self.rate {
+            tasks.push(rate.limited.spawn_flusher(log, Duration::from_secs(60)));
+        }
+        tasks
+    }
+
+    /// Writes the key-use counts still held (all minutes, the current one included).
+    pub async fn flush_key_use(&self) {
+        usage::flush(
+            &self.metered,
+            &self.secrets,
+            self.state.audit.as_ref(),
+            &self.actor,
+            true,
+        )
+        .await;
     }
 
     /// After the server stopped: writes what is still counted and closes the database.
@@ -297,6 +330,7 @@ impl App {
         if let Some(rate) = &self.rate {
             rate.limited.flush(self.state.audit.as_ref(), true).await;
         }
+        self.flush_key_use().await;
         self.db.close().await;
     }
 

@@ -81,12 +81,15 @@ async fn the_metered_decorator_counts_calls_and_errors() {
     assert_eq!(
         (
             of("generate_data_key").calls,
-            of("generate_data_key").errors
+            of("generate_data_key").error_count()
         ),
         (1, 0)
     );
     assert_eq!(
-        (of("unwrap_data_key").calls, of("unwrap_data_key").errors),
+        (
+            of("unwrap_data_key").calls,
+            of("unwrap_data_key").error_count()
+        ),
         (2, 1)
     );
     assert_eq!(of("rotate").calls, 0);

@@ -29,9 +29,11 @@ pub mod keyring;
 pub mod metered;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod usage;
 
 pub use cache::{CacheConfig, CacheStats, CachingKeyProvider};
 pub use metered::{MeteredKeyProvider, OperationStats};
+pub use usage::{UsageCounter, UsageRow, outcome_of};
 
 /// What a wrapped key is bound to: ordered string pairs such as `purpose=wallet-dek`,
 /// `wallet_id=…`. Not secret (it is sent to remote key services as their context).

@@ -1,6 +1,7 @@
 //! `MeteredKeyProvider`: a decorator implementing the same port that counts every call to the
-//! provider it wraps, by operation: calls, errors and time spent. Placed under the cache, it
-//! counts what reaches the key manager (the misses); the metrics endpoint reads [`stats`].
+//! provider it wraps, by operation: calls, errors by kind and time spent, and per minute in a
+//! [`UsageCounter`] for the audit log's aggregate records. Placed under the cache, it counts what
+//! reaches the key manager (the misses); the metrics endpoint reads [`stats`].
 //!
 //! [`stats`]: MeteredKeyProvider::stats
 
@@ -12,10 +13,22 @@ use std::time::Instant;
 use async_trait::async_trait;
 use coffer_crypto::DataKey;
 
+use crate::usage::{UsageCounter, outcome_of};
 use crate::{
     Capabilities, GeneratedDataKey, KeyContext, KeyError, KeyProvider, KeyStatus, RewrapRequest,
     WrappedKey,
 };
+
+/// The error kinds counted apart (see [`outcome_of`]).
+pub const ERROR_KINDS: [&str; 7] = [
+    "unavailable",
+    "denied",
+    "not_found",
+    "retired",
+    "corrupt",
+    "unsupported",
+    "other",
+];
 
 /// The operations counted.
 pub const OPERATIONS: [&str; 7] = [
@@ -31,7 +44,7 @@ pub const OPERATIONS: [&str; 7] = [
 #[derive(Default)]
 struct Counters {
     calls: AtomicU64,
-    errors: AtomicU64,
+    errors: [AtomicU64; 7],
     micros: AtomicU64,
 }
 
@@ -42,16 +55,26 @@ pub struct OperationStats {
     pub operation: &'static str,
     /// Calls.
     pub calls: u64,
-    /// Calls that failed.
-    pub errors: u64,
+    /// Calls that failed, by kind (in [`ERROR_KINDS`] order).
+    pub errors: [(&'static str, u64); 7],
     /// Time spent, microseconds.
     pub micros: u64,
+}
+
+impl OperationStats {
+    /// Failed calls of every kind.
+    #[must_use]
+    pub fn error_count(&self) -> u64 {
+        self.errors.iter().map(|(_, n)| n).sum()
+    }
 }
 
 /// See the [module documentation](self).
 pub struct MeteredKeyProvider {
     inner: Arc<dyn KeyProvider>,
     counters: [Counters; 7],
+    subject: String,
+    usage: UsageCounter,
 }
 
 impl fmt::Debug for MeteredKeyProvider {
@@ -67,9 +90,17 @@ impl MeteredKeyProvider {
     #[must_use]
     pub fn new(inner: Arc<dyn KeyProvider>) -> Self {
         Self {
+            subject: format!("{}:{}", inner.name(), inner.key_id()),
             inner,
             counters: Default::default(),
+            usage: UsageCounter::default(),
         }
+    }
+
+    /// The per-minute counts not yet written to the audit log.
+    #[must_use]
+    pub fn usage(&self) -> &UsageCounter {
+        &self.usage
     }
 
     /// The figures of every operation.
@@ -81,7 +112,12 @@ impl MeteredKeyProvider {
             .map(|(operation, c)| OperationStats {
                 operation,
                 calls: c.calls.load(Ordering::Relaxed),
-                errors: c.errors.load(Ordering::Relaxed),
+                errors: std::array::from_fn(|i| {
+                    (
+                        ERROR_KINDS.get(i).copied().unwrap_or("other"),
+                        c.errors.get(i).map_or(0, |n| n.load(Ordering::Relaxed)),
+                    )
+                }),
                 micros: c.micros.load(Ordering::Relaxed),
             })
             .collect()
@@ -96,8 +132,19 @@ impl MeteredKeyProvider {
         let result = call.await;
         if let Some(c) = self.counters.get(op) {
             c.calls.fetch_add(1, Ordering::Relaxed);
-            if result.is_err() {
-                c.errors.fetch_add(1, Ordering::Relaxed);
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(e) => {
+                    let kind = outcome_of(e);
+                    let i = ERROR_KINDS.iter().position(|k| *k == kind).unwrap_or(6);
+                    if let Some(n) = c.errors.get(i) {
+                        n.fetch_add(1, Ordering::Relaxed);
+                    }
+                    kind
+                }
+            };
+            if let Some(name) = OPERATIONS.get(op) {
+                self.usage.record(&self.subject, name, outcome);
             }
             let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             c.micros.fetch_add(micros, Ordering::Relaxed);

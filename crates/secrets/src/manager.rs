@@ -9,7 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use coffer_crypto::{Aad, KeyRef, SecretBytes};
-use coffer_keys::{KeyContext, KeyError, KeyProvider, WrappedKey, rewrap_one};
+use coffer_keys::{
+    KeyContext, KeyError, KeyProvider, UsageCounter, WrappedKey, outcome_of, rewrap_one,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{RotationPolicy, SecretMeta, SecretName, SecretRecord, SecretStore, SecretStoreError};
@@ -165,6 +167,25 @@ pub struct SecretsManager {
     cache: Mutex<HashMap<(SecretName, Option<u32>), Cached>>,
     hits: AtomicU64,
     misses: AtomicU64,
+    usage: UsageCounter,
+}
+
+impl SecretError {
+    /// The stable name of its kind, as the audit's read summaries carry it.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NotFound { .. } => "not_found",
+            Self::Exists(_) => "exists",
+            Self::Expired { .. } => "expired",
+            Self::Conflict(_) => "conflict",
+            Self::Keys(e) => outcome_of(e),
+            Self::Store(SecretStoreError::Unavailable(_)) => "unavailable",
+            Self::Store(_) => "store",
+            Self::Corrupt { .. } => "corrupt",
+            Self::BadBackup(_) => "bad_backup",
+        }
+    }
 }
 
 impl std::fmt::Debug for SecretsManager {
@@ -219,7 +240,15 @@ impl SecretsManager {
             cache: Mutex::new(HashMap::new()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            usage: UsageCounter::default(),
         }
+    }
+
+    /// Reads per secret, outcome (`ok`, `cached`, an error kind) and minute, not yet written to
+    /// the audit log.
+    #[must_use]
+    pub fn usage(&self) -> &UsageCounter {
+        &self.usage
     }
 
     /// The same with another clock (tests of expiry and rotation due dates).
@@ -283,12 +312,30 @@ impl SecretsManager {
         name: &SecretName,
         version: Option<u32>,
     ) -> Result<SecretBytes, SecretError> {
+        let mut cached = false;
+        let result = self.read_counted(name, version, &mut cached).await;
+        let outcome = match &result {
+            Ok(_) if cached => "cached",
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        };
+        self.usage.record(name.as_str(), "read", outcome);
+        result
+    }
+
+    async fn read_counted(
+        &self,
+        name: &SecretName,
+        version: Option<u32>,
+        cached: &mut bool,
+    ) -> Result<SecretBytes, SecretError> {
         let key = (name.clone(), version);
         if let Some(c) = self.cache().get(&key)
             && c.at.elapsed() < self.ttl
         {
             self.check_expiry(&c.meta)?;
             self.hits.fetch_add(1, Ordering::Relaxed);
+            *cached = true;
             return Ok(c.value.clone());
         }
         self.misses.fetch_add(1, Ordering::Relaxed);

@@ -37,6 +37,13 @@ struct KeyLabels {
     operation: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyErrorLabels {
+    provider: String,
+    operation: &'static str,
+    kind: &'static str,
+}
+
 /// Where the scrape-time figures come from.
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
@@ -54,7 +61,8 @@ pub struct Metrics {
     ledger: Family<LedgerLabels, Counter>,
     rate_limited: Counter,
     key_calls: Family<KeyLabels, Gauge>,
-    key_errors: Family<KeyLabels, Gauge>,
+    key_errors: Family<KeyErrorLabels, Gauge>,
+    decryption_failures: Gauge,
     key_seconds: Family<KeyLabels, Gauge<f64, AtomicU64>>,
     cache_hit_ratio: Gauge<f64, AtomicU64>,
     cache_entries: Gauge,
@@ -105,11 +113,18 @@ impl Metrics {
             "Calls that reached the key provider since start, by provider and operation",
             key_calls.clone(),
         );
-        let key_errors = Family::<KeyLabels, Gauge>::default();
+        let key_errors = Family::<KeyErrorLabels, Gauge>::default();
         registry.register(
             "key_provider_errors",
-            "Failed key provider calls since start, by provider and operation (the rest succeeded)",
+            "Failed key provider calls since start, by provider, operation and kind (unavailable, denied, not_found, retired, corrupt, unsupported, other)",
             key_errors.clone(),
+        );
+        let decryption_failures = Gauge::default();
+        registry.register(
+            "decryption_failures",
+            "Wrapped data keys that did not open under their master key and context since start \
+             (damaged, or copied from another row): the key provider's corrupt answers",
+            decryption_failures.clone(),
         );
         let key_seconds = Family::<KeyLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
@@ -143,6 +158,7 @@ impl Metrics {
             rate_limited,
             key_calls,
             key_errors,
+            decryption_failures,
             key_seconds,
             cache_hit_ratio,
             cache_entries,
@@ -192,6 +208,7 @@ impl Metrics {
     pub fn render(&self, kdf_queue_depth: u64) -> String {
         if let Some(p) = &self.sources.key_provider {
             let provider = p.name().to_owned();
+            let mut failures = 0u64;
             for s in p.stats() {
                 let l = KeyLabels {
                     provider: provider.clone(),
@@ -200,14 +217,25 @@ impl Metrics {
                 self.key_calls
                     .get_or_create(&l)
                     .set(i64::try_from(s.calls).unwrap_or(i64::MAX));
-                self.key_errors
-                    .get_or_create(&l)
-                    .set(i64::try_from(s.errors).unwrap_or(i64::MAX));
+                for (kind, n) in s.errors {
+                    self.key_errors
+                        .get_or_create(&KeyErrorLabels {
+                            provider: provider.clone(),
+                            operation: s.operation,
+                            kind,
+                        })
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
+                    if kind == "corrupt" {
+                        failures = failures.saturating_add(n);
+                    }
+                }
                 #[allow(clippy::cast_precision_loss)]
                 self.key_seconds
                     .get_or_create(&l)
                     .set(s.micros as f64 / 1e6);
             }
+            self.decryption_failures
+                .set(i64::try_from(failures).unwrap_or(i64::MAX));
         }
         if let Some(c) = &self.sources.cache {
             let stats = c.stats();
