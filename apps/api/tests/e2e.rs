@@ -975,3 +975,40 @@ async fn configured_rate_limit_policies_apply() {
     assert_eq!(statuses, [401, 401, 401, 429]);
     s.stop().await;
 }
+
+/// The request id (the client's, or the generated one) is in the audit records the request's
+/// ledger and account operations write.
+#[tokio::test]
+async fn audit_records_carry_the_request_id() {
+    let s = Server::start(Database::Sqlite).await;
+    let (_, alice, _) = s.user("alice@example.com").await;
+    let a = s.wallet(&alice, "USD").await;
+    let (st, d) = s
+        .call(
+            Method::POST,
+            &format!("/v1/wallets/{a}/deposits"),
+            Some(&alice),
+            Some(json!({ "amount": 700, "currency": "USD" })),
+            &[
+                ("idempotency-key", &new_key()),
+                ("x-request-id", "deposit-req-42"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{d}");
+    let admin = s.admin("ops@example.com").await;
+    let (st, audit) = s.get("/v1/admin/audit?limit=200", &admin).await;
+    assert_eq!(st, StatusCode::OK);
+    let items = audit["items"].as_array().unwrap();
+    let deposit = items
+        .iter()
+        .find(|e| e["action"] == "transaction.deposit")
+        .unwrap_or_else(|| panic!("no deposit record: {audit}"));
+    assert_eq!(deposit["request_id"], "deposit-req-42", "{deposit}");
+    // Every record written inside a request has one (generated when the client sent none).
+    let wallet_opened = items
+        .iter()
+        .find(|e| e["action"] == "wallet.create")
+        .unwrap_or_else(|| panic!("no wallet record: {audit}"));
+    assert!(wallet_opened["request_id"].is_string(), "{wallet_opened}");
+}

@@ -507,8 +507,25 @@ pub struct AuditEvent {
     pub details: Details,
 }
 
+tokio::task_local! {
+    static REQUEST_ID: Code;
+}
+
+/// Runs `work` as part of request `id`: every [`AuditEvent::new`] inside it (in this task)
+/// records the id, whichever service builds the event. The HTTP layer wraps each handler in it.
+pub async fn in_request<F: std::future::Future>(id: Code, work: F) -> F::Output {
+    REQUEST_ID.scope(id, work).await
+}
+
+/// The request id of the [`in_request`] scope this task runs in, if any.
+#[must_use]
+pub fn current_request_id() -> Option<Code> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
 impl AuditEvent {
-    /// An event happening now, on the subject's default stream, with no details.
+    /// An event happening now, on the subject's default stream, with no details, carrying the
+    /// current request's id when built inside [`in_request`].
     #[must_use]
     pub fn new(actor: Actor, action: Action, subject: Subject, outcome: Outcome) -> Self {
         Self {
@@ -518,7 +535,7 @@ impl AuditEvent {
             action,
             subject,
             outcome,
-            request_id: None,
+            request_id: current_request_id(),
             details: Details::new(),
         }
     }

@@ -251,16 +251,7 @@ impl AwsKmsProvider {
     }
 
     fn check_ours(&self, wrapped: &WrappedKey) -> Result<(), KeyError> {
-        if wrapped.provider != PROVIDER_NAME || wrapped.key_id != self.settings.key_id {
-            return Err(KeyError::NotFound {
-                key_id: wrapped.key_id.clone(),
-                version: Some(wrapped.version),
-            });
-        }
-        if wrapped.ciphertext.is_empty() {
-            return Err(KeyError::Corrupt("empty ciphertext".into()));
-        }
-        Ok(())
+        wrapped.ensure_made_by(PROVIDER_NAME, &self.settings.key_id)
     }
 
     /// The key's rotations, oldest first (dates).

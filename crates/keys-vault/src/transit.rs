@@ -175,16 +175,9 @@ impl VaultTransitProvider {
         })
     }
 
+    /// The `vault:vN:…` ciphertext of a key this provider made.
     fn check_ours(&self, wrapped: &WrappedKey) -> Result<String, KeyError> {
-        if wrapped.provider != PROVIDER_NAME || wrapped.key_id != self.settings.key {
-            return Err(KeyError::NotFound {
-                key_id: wrapped.key_id.clone(),
-                version: Some(wrapped.version),
-            });
-        }
-        if wrapped.ciphertext.is_empty() {
-            return Err(KeyError::Corrupt("empty ciphertext".into()));
-        }
+        wrapped.ensure_made_by(PROVIDER_NAME, &self.settings.key)?;
         Ok(format!(
             "vault:v{}:{}",
             wrapped.version,

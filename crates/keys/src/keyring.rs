@@ -146,12 +146,7 @@ impl Keyring {
     /// # Errors
     /// As above.
     pub fn unwrap(&self, wrapped: &WrappedKey, context: &KeyContext) -> Result<DataKey, KeyError> {
-        if wrapped.provider != self.provider || wrapped.key_id != self.key_id {
-            return Err(KeyError::NotFound {
-                key_id: wrapped.key_id.clone(),
-                version: Some(wrapped.version),
-            });
-        }
+        wrapped.ensure_made_by(&self.provider, &self.key_id)?;
         let env = Envelope::from_bytes(&wrapped.ciphertext)
             .map_err(|e| KeyError::Corrupt(format!("not an envelope: {e}")))?;
         if env.key_ref().key_id() != self.key_id || env.key_ref().version() != wrapped.version {

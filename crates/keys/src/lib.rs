@@ -186,6 +186,26 @@ impl<'a> Reader<'a> {
     }
 }
 
+impl WrappedKey {
+    /// Whether this provider and master key made it, before any call is spent on it: one of
+    /// another provider or key is `NotFound` (naming it), an empty ciphertext `Corrupt`.
+    ///
+    /// # Errors
+    /// As above.
+    pub fn ensure_made_by(&self, provider: &str, key_id: &str) -> Result<(), KeyError> {
+        if self.provider != provider || self.key_id != key_id {
+            return Err(KeyError::NotFound {
+                key_id: self.key_id.clone(),
+                version: Some(self.version),
+            });
+        }
+        if self.ciphertext.is_empty() {
+            return Err(KeyError::Corrupt("empty ciphertext".into()));
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Debug for WrappedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WrappedKey")
