@@ -168,8 +168,12 @@ fn value_from_stdin() -> anyhow::Result<Zeroizing<Vec<u8>>> {
     let mut value = Zeroizing::new(Vec::new());
     std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut value)
         .context("read the value from stdin")?;
-    while value.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
+    // One final line break (`\n` or `\r\n`) is the terminal's, not the value's.
+    if value.last() == Some(&b'\n') {
         value.pop();
+        if value.last() == Some(&b'\r') {
+            value.pop();
+        }
     }
     if value.is_empty() {
         bail!("no value on stdin");
@@ -211,7 +215,10 @@ async fn secrets(manager: &SecretsManager, words: &[String]) -> anyhow::Result<(
                     "--expires-in-days" => {
                         let days: u64 =
                             value.parse().context("--expires-in-days takes a number")?;
-                        set.expires_in = Some(std::time::Duration::from_secs(days * 86_400));
+                        let secs = days
+                            .checked_mul(86_400)
+                            .context("--expires-in-days is too large")?;
+                        set.expires_in = Some(std::time::Duration::from_secs(secs));
                     }
                     "--rotate-every-days" => {
                         set.rotation = RotationPolicy::EveryDays(

@@ -387,6 +387,9 @@ impl Default for AwsKmsSettings {
     }
 }
 
+/// The settings holding secrets: taken verbatim from the environment, masked when shown.
+const SECRET_KEYS: &[&str] = &["token", "password", "secret_id", "secret_access_key"];
+
 /// The key providers `keys.provider` may name.
 pub const KEY_PROVIDERS: &[&str] = &["local", "vault-kv", "vault-transit", "aws-kms"];
 
@@ -642,10 +645,16 @@ impl Config {
             if !table.contains_key(&key) && !optional.contains(&key.as_str()) {
                 return Err(unknown());
             }
-            let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
-                .ok()
-                .and_then(|mut t| t.remove("v"))
-                .unwrap_or_else(|| toml::Value::String(value.clone()));
+            // Secrets are taken as they are: parsed as TOML, `123456` would be a number whose
+            // type error quotes it, and `'x'` would quietly lose its quotes.
+            let parsed = if SECRET_KEYS.contains(&key.as_str()) {
+                toml::Value::String(value.clone())
+            } else {
+                toml::from_str::<toml::Table>(&format!("v = {value}"))
+                    .ok()
+                    .and_then(|mut t| t.remove("v"))
+                    .unwrap_or_else(|| toml::Value::String(value.clone()))
+            };
             table.insert(key, parsed);
             generic = true;
         }
@@ -1073,6 +1082,8 @@ mod tests {
             ("COFFER_KEYS__PROVIDER", "vault-transit"),
             ("COFFER_VAULT__ADDRESS", "https://vault.internal:8200"),
             ("COFFER_VAULT__TOKEN", "hvs.s3cret-token"),
+            ("COFFER_VAULT__PASSWORD", "123456"),
+            ("COFFER_VAULT__SECRET_ID", "'quoted'"),
             ("COFFER_AWS_KMS__ACCESS_KEY_ID", "AKIAEXAMPLE"),
             ("COFFER_AWS_KMS__SECRET_ACCESS_KEY", "aws-s3cret-key"),
             // Another generic setting after the secrets: the round trip keeps them.
@@ -1086,12 +1097,18 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.keys.provider, "vault-transit");
         assert_eq!(c.vault.token.as_ref().unwrap().expose(), "hvs.s3cret-token");
+        // Taken verbatim: a number stays a string, quotes stay.
+        assert_eq!(c.vault.password.as_ref().unwrap().expose(), "123456");
+        assert_eq!(c.vault.secret_id.as_ref().unwrap().expose(), "'quoted'");
         assert_eq!(
             c.aws_kms.secret_access_key.as_ref().unwrap().expose(),
             "aws-s3cret-key"
         );
         let shown = c.masked_toml();
-        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("123456"),
+            "{shown}"
+        );
         assert!(shown.contains("token = \"***\""), "{shown}");
         assert!(!format!("{c:?}").contains("s3cret"));
     }

@@ -416,11 +416,19 @@ impl KeyProvider for AwsKmsProvider {
             .key_metadata()
             .and_then(|m| m.creation_date())
             .and_then(|d| SystemTime::try_from(*d).ok());
-        let latest = u32::try_from(rotations.len())
+        let listed = u32::try_from(rotations.len())
             .unwrap_or(u32::MAX - 1)
             .saturating_add(1);
-        *self.active.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((latest, Instant::now()));
+        // A rotation this process started may not be listed yet (see `rotate`).
+        let latest = {
+            let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+            let known = active
+                .filter(|(_, at)| at.elapsed() < self.settings.version_refresh)
+                .map_or(0, |(v, _)| v);
+            let latest = listed.max(known);
+            *active = Some((latest, Instant::now()));
+            latest
+        };
         let dates = std::iter::once(created).chain(rotations);
         Ok(KeyStatus {
             provider: PROVIDER_NAME.into(),
@@ -442,13 +450,20 @@ impl KeyProvider for AwsKmsProvider {
     }
 
     async fn rotate(&self) -> Result<u32, KeyError> {
+        let before = self.current_version(true).await?;
         self.client
             .rotate_key_on_demand()
             .key_id(&self.arn)
             .send()
             .await
             .map_err(|e| self.err(e))?;
-        let v = self.current_version(true).await?;
+        // KMS may finish an on-demand rotation after answering, and lists it only then: the
+        // new material is at least the next number.
+        let v = self
+            .current_version(true)
+            .await?
+            .max(before.saturating_add(1));
+        *self.active.lock().unwrap_or_else(PoisonError::into_inner) = Some((v, Instant::now()));
         tracing::info!(key_id = %self.settings.key_id, version = v, "rotated the KMS key on demand");
         Ok(v)
     }

@@ -14,7 +14,7 @@
 //! retired by another process still opens here until then.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -90,9 +90,13 @@ struct Loaded {
 /// See the [module documentation](self).
 #[derive(Debug)]
 pub struct VaultKvProvider {
-    session: Session,
+    session: Arc<Session>,
     settings: KvSettings,
     loaded: RwLock<Option<Loaded>>,
+    reloading: tokio::sync::Mutex<()>,
+    last_attempt: std::sync::Mutex<Option<Instant>>,
+    /// The secret's `max_versions` as last read.
+    max_versions: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Loaded {
@@ -117,6 +121,9 @@ impl VaultKvProvider {
             session,
             settings,
             loaded: RwLock::new(None),
+            reloading: tokio::sync::Mutex::new(()),
+            last_attempt: std::sync::Mutex::new(None),
+            max_versions: std::sync::atomic::AtomicU64::new(0),
         };
         match provider.reload().await {
             Err(KeyError::NotFound { .. }) if provider.settings.create_if_missing => {
@@ -126,6 +133,17 @@ impl VaultKvProvider {
                 provider.reload().await?;
             }
             other => other?,
+        }
+        // Allowed to create it, so allowed to keep every version of it (a secret made by hand
+        // keeps KV's default of 10).
+        if provider.settings.create_if_missing
+            && provider
+                .max_versions
+                .load(std::sync::atomic::Ordering::Relaxed)
+                < u64::from(MAX_VERSIONS)
+        {
+            provider.set_max_versions().await?;
+            provider.reload().await?;
         }
         Ok(provider)
     }
@@ -180,6 +198,18 @@ impl VaultKvProvider {
             c, &s.mount, &path
         ))
         .map_err(|e| self.err(e))?;
+        if meta.max_versions == 0 || meta.max_versions < u64::from(MAX_VERSIONS) {
+            // KV destroys the oldest version beyond it: with it, every data key it wraps.
+            tracing::warn!(
+                path = %path,
+                max_versions = meta.max_versions,
+                "the KV master key keeps few versions (0 is the mount's default, 10): a rotation \
+                 beyond it destroys the oldest master key version; run cargo xtask vault-setup or \
+                 set max_versions on its metadata"
+            );
+        }
+        self.max_versions
+            .store(meta.max_versions, std::sync::atomic::Ordering::Relaxed);
         let current = u32::try_from(meta.current_version).unwrap_or(0);
         let mut versions = BTreeMap::new();
         let mut retired = BTreeSet::new();
@@ -237,7 +267,35 @@ impl VaultKvProvider {
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
             .is_none_or(|l| l.at.elapsed() >= self.settings.refresh);
-        if stale && let Err(e) = self.reload().await {
+        if stale {
+            self.reload_at_most_every(self.settings.refresh, false)
+                .await;
+        }
+    }
+
+    /// One re-read at a time, and none if the last attempt (failed or not) is younger than
+    /// `gap`: during a Vault outage callers keep the versions they have instead of each waiting
+    /// for timeouts. With `wait`, a caller waits for a re-read under way and then decides.
+    async fn reload_at_most_every(&self, gap: Duration, wait: bool) {
+        let _one = if wait {
+            self.reloading.lock().await
+        } else {
+            match self.reloading.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => return, // somebody is re-reading right now
+            }
+        };
+        {
+            let mut last = self
+                .last_attempt
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|t| t.elapsed() < gap) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        if let Err(e) = self.reload().await {
             tracing::warn!(error = %e, "KV master keys could not be re-read; using those read before");
         }
     }
@@ -273,8 +331,11 @@ impl VaultKvProvider {
                 .as_ref()
                 .is_none_or(|l| wanted.any(|v| !l.ring.has_version(v) && !l.retired.contains(&v)))
         };
-        if unknown && let Err(e) = self.reload().await {
-            tracing::warn!(error = %e, "KV master keys could not be re-read");
+        if unknown {
+            // A version written by another process: read it now, but a key naming a version
+            // that does not exist (damaged, or destroyed in KV) costs one re-read a second at most.
+            self.reload_at_most_every(Duration::from_secs(1), true)
+                .await;
         }
     }
 }

@@ -26,6 +26,15 @@ pub use transit::{TransitSettings, VaultTransitProvider};
 
 use session::CallError;
 
+/// Whether a 400's messages are a refused login (userpass, AppRole).
+fn is_login_refusal(errors: &[String]) -> bool {
+    errors.iter().any(|m| {
+        m.contains("invalid username or password")
+            || m.contains("invalid role or secret ID")
+            || m.contains("invalid secret id")
+    })
+}
+
 /// Names a failed call in the key port's terms.
 fn key_error(provider: &str, key_id: &str, e: CallError) -> KeyError {
     let reason = e.message();

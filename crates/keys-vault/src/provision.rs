@@ -2,6 +2,8 @@
 //! `cargo xtask vault-setup` runs, and what the tests use to make their own mounts, users and
 //! roles. Every step may be repeated: what exists already is left as it is.
 
+use std::sync::Arc;
+
 use reqwest::Method;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
@@ -24,7 +26,7 @@ pub fn policy_for_key(hcl: &str, key: &str) -> String {
 /// An operator's session (a token with rights on `sys/`).
 #[derive(Debug)]
 pub struct Admin {
-    session: Session,
+    session: Arc<Session>,
 }
 
 /// Why a provisioning step failed.

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret as _, SecretString};
@@ -218,10 +218,14 @@ macro_rules! vault_call {
             };
             match first {
                 Err(e) if session.should_login_again(&e) => {
-                    session.login_again(generation).await?;
-                    let guard = session.client().await;
-                    let $c = &*guard;
-                    $body.await.map_err($crate::session::CallError::from)
+                    if session.token_is_dead(generation).await {
+                        session.login_again(generation).await?;
+                        let guard = session.client().await;
+                        let $c = &*guard;
+                        $body.await.map_err($crate::session::CallError::from)
+                    } else {
+                        Err(e) // the policy refuses it: a new token would not help
+                    }
                 }
                 other => other,
             }
@@ -233,8 +237,9 @@ pub(crate) use vault_call;
 
 impl Session {
     /// Builds the client and logs in (or looks the given token up), so bad credentials and an
-    /// unreachable server are reported at start.
-    pub(crate) async fn connect(conn: VaultConnection) -> Result<Self, CallError> {
+    /// unreachable server are reported at start; then renews the token in the background, so an
+    /// idle process keeps a valid one.
+    pub(crate) async fn connect(conn: VaultConnection) -> Result<Arc<Self>, CallError> {
         let client = build_client(&conn, "")?;
         let session = Self {
             conn,
@@ -247,7 +252,27 @@ impl Session {
             login: tokio::sync::Mutex::new(()),
         };
         session.login_again(0).await?;
+        let session = Arc::new(session);
+        tokio::spawn(renew_in_background(Arc::downgrade(&session)));
         Ok(session)
+    }
+
+    /// When the token is next due for renewal, if it ever is.
+    fn renew_at(&self) -> Option<Instant> {
+        self.lease_now().renew_at
+    }
+
+    /// After a 401/403 under `seen_generation`: whether the token itself is gone (revoked,
+    /// expired), rather than the policy refusing the call. Somebody else's login since counts
+    /// as gone (retry with the new token).
+    pub(crate) async fn token_is_dead(&self, seen_generation: u64) -> bool {
+        if self.generation() != seen_generation {
+            return true;
+        }
+        match self.client.read().await.lookup().await {
+            Ok(_) => false,
+            Err(e) => CallError::from(e).is_auth_failure(),
+        }
     }
 
     pub(crate) fn connection(&self) -> &VaultConnection {
@@ -297,8 +322,9 @@ impl Session {
         if lease.renewable {
             let renewed = self.client.read().await.renew(None).await;
             match renewed {
-                // A renewal that no longer extends much (the max TTL is near) is not worth it.
-                Ok(auth) if auth.lease_duration >= 10 => {
+                // Renewed (near the max TTL, for less each time; when that runs out the
+                // renewal fails and the method logs in again).
+                Ok(auth) if auth.lease_duration > 0 => {
                     tracing::debug!(ttl = auth.lease_duration, "renewed the Vault token");
                     self.set_lease(auth.lease_duration, auth.renewable, false);
                     return Ok(());
@@ -388,6 +414,7 @@ impl Session {
                 code: first.0,
                 errors: Vec::new(),
             })
+            && self.token_is_dead(generation).await
         {
             self.login_again(generation).await?;
             return self.raw_once(method, path, body).await;
@@ -430,6 +457,24 @@ impl Session {
             .map_err(|e| CallError::Unreachable(format!("answer cut off: {}", chain(&e))))?;
         let value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         Ok((status, value))
+    }
+}
+
+/// Renews the session's token when due until the session is dropped.
+async fn renew_in_background(session: Weak<Session>) {
+    loop {
+        let wait = {
+            let Some(s) = session.upgrade() else { return };
+            s.renew_at().map_or(Duration::from_secs(60), |at| {
+                at.saturating_duration_since(Instant::now())
+                    .clamp(Duration::from_millis(200), Duration::from_secs(300))
+            })
+        };
+        tokio::time::sleep(wait).await;
+        let Some(s) = session.upgrade() else { return };
+        if let Err(e) = s.renew_if_due().await {
+            tracing::warn!(error = %e.message(), "Vault token renewal failed; retrying");
+        }
     }
 }
 

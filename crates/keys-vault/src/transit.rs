@@ -19,6 +19,8 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -71,7 +73,7 @@ impl TransitSettings {
 /// See the [module documentation](self).
 #[derive(Debug)]
 pub struct VaultTransitProvider {
-    session: Session,
+    session: Arc<Session>,
     settings: TransitSettings,
 }
 
@@ -189,7 +191,10 @@ impl VaultTransitProvider {
     /// not open under its context.
     fn item_error(&self, version: u32, e: CallError) -> KeyError {
         match e {
-            CallError::Status { code: 400, errors } => self.refusal(version, &errors.join("; ")),
+            // A refused login on the way (renewal, re-login) is not about the ciphertext.
+            CallError::Status { code: 400, errors } if !crate::is_login_refusal(&errors) => {
+                self.refusal(version, &errors.join("; "))
+            }
             other => self.err(other),
         }
     }

@@ -117,15 +117,15 @@ async fn a_revoked_token_is_replaced_by_a_new_login() {
 }
 
 #[tokio::test]
-async fn a_token_is_renewed_before_it_expires() {
+async fn a_token_is_renewed_before_it_expires_even_when_idle() {
     let (admin, plan) = common::provisioned().await;
-    // A renewable token of the API's policy living 4 s.
+    // A renewable token of the API's policy living 6 s.
     let token = admin
         .request(
             "create a short token",
             Method::POST,
             "auth/token/create",
-            &json!({ "ttl": "4s", "explicit_max_ttl": "1h", "policies": [plan.users[0].policies[0]], "renewable": true }),
+            &json!({ "ttl": "6s", "explicit_max_ttl": "1h", "policies": [plan.users[0].policies[0]], "renewable": true }),
         )
         .await
         .unwrap()["auth"]["client_token"]
@@ -137,13 +137,30 @@ async fn a_token_is_renewed_before_it_expires() {
         .await
         .unwrap();
     let g = p.generate_data_key(&ctx()).await.unwrap();
-    // Past two thirds of its life the next call renews it; without renewal it would be gone by
-    // the second call. A token given to the process cannot be logged in again.
+    // No call for more than twice the token's life: only the background renewal (at two thirds
+    // of each lease) keeps it. A token given to the process cannot be logged in again.
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    let k = p.unwrap_data_key(&g.wrapped, &ctx()).await.unwrap();
+    assert_eq!(k.expose_secret(), g.plaintext.expose_secret());
+}
+
+#[tokio::test]
+async fn a_policy_refusal_does_not_log_in_again() {
+    let (admin, plan) = common::provisioned().await;
+    let api = &plan.users[0];
+    let p = VaultTransitProvider::connect(common::userpass(api), plan.transit.clone())
+        .await
+        .unwrap();
     for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(2_900)).await;
-        let k = p.unwrap_data_key(&g.wrapped, &ctx()).await.unwrap();
-        assert_eq!(k.expose_secret(), g.plaintext.expose_secret());
+        let err = p.rotate().await.unwrap_err();
+        assert!(matches!(err, KeyError::Denied { .. }), "{err:?}");
     }
+    // Still the one login's token: the refusals were the policy's, not a dead token's.
+    let revoked = admin
+        .revoke_tokens_of(&format!("userpass-{}", api.name))
+        .await
+        .unwrap();
+    assert_eq!(revoked, 1);
 }
 
 #[tokio::test]
@@ -287,4 +304,55 @@ async fn large_rewrap_batches_are_split_and_keep_their_order() {
         let k = p.unwrap_data_key(&w, &batch[i].context).await.unwrap();
         assert_eq!(k.expose_secret(), keys[i].expose_secret(), "item {i}");
     }
+}
+
+#[tokio::test]
+async fn creating_or_setting_up_a_kv_key_keeps_every_version() {
+    use base64::Engine as _;
+    let admin = common::admin().await;
+    admin
+        .enable_secrets("kv", "kv", json!({ "version": "2" }))
+        .await
+        .unwrap();
+    // A master key written by hand keeps KV's default of 10 versions: the 11th rotation would
+    // destroy the first, and every data key under it.
+    let key = common::unique("by-hand");
+    let path = format!("crypto/master_keys/{key}");
+    let material = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    admin
+        .request(
+            "write a key by hand",
+            Method::POST,
+            &format!("kv/data/{path}"),
+            &json!({ "data": { "key": material } }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(max_versions(&admin, &path).await, Some(0));
+    // Read only (the API): left alone, with a warning in the log.
+    VaultKvProvider::connect(common::root(), KvSettings::new(&key))
+        .await
+        .unwrap();
+    assert_eq!(max_versions(&admin, &path).await, Some(0));
+    // Allowed to create (the setup): every version kept.
+    let mut settings = KvSettings::new(&key);
+    settings.create_if_missing = true;
+    let p = VaultKvProvider::connect(common::root(), settings)
+        .await
+        .unwrap();
+    assert_eq!(max_versions(&admin, &path).await, Some(100_000));
+    assert_eq!(p.status().await.unwrap().active_version, 1);
+}
+
+async fn max_versions(admin: &coffer_keys_vault::provision::Admin, path: &str) -> Option<u64> {
+    admin
+        .request(
+            "read metadata",
+            Method::GET,
+            &format!("kv/metadata/{path}"),
+            &serde_json::Value::Null,
+        )
+        .await
+        .unwrap()["data"]["max_versions"]
+        .as_u64()
 }

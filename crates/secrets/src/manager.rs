@@ -165,6 +165,8 @@ pub struct SecretsManager {
     clock: Clock,
     /// `(name, None)` is the active version, `(name, Some(v))` a version asked for by number.
     cache: Mutex<HashMap<(SecretName, Option<u32>), Cached>>,
+    /// Bumped by every rotation: a read that began before one does not cache what it read.
+    rotations: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
     usage: UsageCounter,
@@ -238,6 +240,7 @@ impl SecretsManager {
             ttl,
             clock: Arc::new(system_clock),
             cache: Mutex::new(HashMap::new()),
+            rotations: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             usage: UsageCounter::default(),
@@ -339,6 +342,7 @@ impl SecretsManager {
             return Ok(c.value.clone());
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
+        let rotations = self.rotations.load(Ordering::SeqCst);
         let record = self
             .store
             .get(name, version)
@@ -349,14 +353,18 @@ impl SecretsManager {
             })?;
         self.check_expiry(&record.meta)?;
         let value = self.open(&record).await?;
-        self.cache().insert(
-            key,
-            Cached {
-                value: value.clone(),
-                meta: record.meta,
-                at: Instant::now(),
-            },
-        );
+        let mut cache = self.cache();
+        // Checked under the cache's lock, which `rotate` takes to clear it.
+        if self.rotations.load(Ordering::SeqCst) == rotations {
+            cache.insert(
+                key,
+                Cached {
+                    value: value.clone(),
+                    meta: record.meta,
+                    at: Instant::now(),
+                },
+            );
+        }
         Ok(value)
     }
 
@@ -449,19 +457,36 @@ impl SecretsManager {
             rotation: current.rotation,
             tags: current.tags.clone(),
         };
-        let next = current.version.saturating_add(1);
+        // After the highest version kept, not the active one: a restore may have added a newer
+        // inactive version.
+        let highest = self
+            .store
+            .list()
+            .await?
+            .iter()
+            .filter(|m| m.name == *name)
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(current.version);
+        let next = highest.saturating_add(1);
         let record = self
             .seal(self.meta_for(name, next, &options), value)
             .await?;
         self.store.rotate(current.version, &record).await?;
-        self.cache().retain(|(n, _), _| n != name);
+        {
+            let mut cache = self.cache();
+            self.rotations.fetch_add(1, Ordering::SeqCst);
+            cache.retain(|(n, _), _| n != name);
+        }
         tracing::info!(secret = %name, version = next, "secret rotated");
         Ok(record.meta)
     }
 
     /// Forgets every cached value (the next reads go to the store and the key provider).
     pub fn clear_cache(&self) {
-        self.cache().clear();
+        let mut cache = self.cache();
+        self.rotations.fetch_add(1, Ordering::SeqCst);
+        cache.clear();
     }
 
     /// The secrets, by their active version's metadata (never values); with `tag`, only those

@@ -81,8 +81,9 @@ BEGIN
         REVOKE UPDATE, DELETE, TRUNCATE ON wallet_public_keys, transactions, postings FROM coffer_app;
         GRANT SELECT, INSERT, UPDATE ON users, user_keys, signing_keys, revocation_epochs TO coffer_app;
         GRANT SELECT, INSERT ON service_secrets TO coffer_app;
-        GRANT SELECT, INSERT, UPDATE ON secrets TO coffer_app;
-        REVOKE DELETE, TRUNCATE ON secrets FROM coffer_app;
+        GRANT SELECT, INSERT ON secrets TO coffer_app;
+        REVOKE UPDATE, DELETE, TRUNCATE ON secrets FROM coffer_app;
+        GRANT UPDATE (active, wrapped_key, kek_version) ON secrets TO coffer_app;
         GRANT SELECT, INSERT, UPDATE, DELETE ON refresh_tokens, revoked_tokens TO coffer_app;
         EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA %I TO coffer_app', current_schema());
     END IF;

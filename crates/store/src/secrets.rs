@@ -297,8 +297,15 @@ macro_rules! secret_stores {
                 .map_err(db_err)?;
                 let v = values(record, record.meta.active && other_active == 0)?;
                 match Self::insert(&mut tx, &v).await {
-                    // Restored concurrently by another process.
-                    Err(e) if is_unique_violation(&e) => return Ok(false),
+                    // Another process restored or activated a version meanwhile (Postgres; SQLite's
+                    // write transactions do not interleave): say so rather than count it skipped.
+                    // Restoring again is harmless.
+                    Err(e) if is_unique_violation(&e) => {
+                        return Err(SecretStoreError::Conflict {
+                            name: record.meta.name.clone(),
+                            expected: record.meta.version,
+                        });
+                    }
                     other => other.map_err(db_err)?,
                 }
                 tx.commit().await.map_err(db_err)?;

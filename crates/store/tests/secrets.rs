@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use coffer_keys::KeyProvider;
 use coffer_secrets::testkit::Subject;
 use coffer_secrets::{
@@ -192,7 +194,9 @@ async fn backup_restores_into_an_empty_database_and_refuses_a_changed_bundle() {
     let bundle = m.backup().await.unwrap();
     let text = String::from_utf8_lossy(&bundle);
     assert!(
-        !text.contains("x1") && !text.contains("\"x\""),
+        // The records (their metadata, names, tags) are inside the sealed part, which is base64
+        // and so holds no quote: no record field appears outside it.
+        !text.contains("\"meta\"") && !text.contains("\"name\"") && !text.contains("\"tags\""),
         "names and values are sealed: {text}"
     );
 
@@ -219,10 +223,14 @@ async fn backup_restores_into_an_empty_database_and_refuses_a_changed_bundle() {
     let again = restored.restore(&bundle).await.unwrap();
     assert_eq!((again.restored, again.skipped), (0, 3));
 
+    // One byte in the middle of the sealed records flipped (re-encoded, so only the MAC can tell).
     let mut changed: serde_json::Value = serde_json::from_slice(&bundle).unwrap();
-    let sealed = changed["sealed"].as_str().unwrap().to_owned();
-    let flipped = if sealed.ends_with('A') { "B" } else { "A" };
-    changed["sealed"] = format!("{}{flipped}", &sealed[..sealed.len() - 1]).into();
+    let mut sealed = STANDARD
+        .decode(changed["sealed"].as_str().unwrap())
+        .unwrap();
+    let mid = sealed.len() / 2;
+    sealed[mid] ^= 0x01;
+    changed["sealed"] = STANDARD.encode(&sealed).into();
     let err = restored
         .restore(&serde_json::to_vec(&changed).unwrap())
         .await
@@ -232,6 +240,44 @@ async fn backup_restores_into_an_empty_database_and_refuses_a_changed_bundle() {
         restored.restore(b"not a bundle").await.unwrap_err(),
         SecretError::BadBackup(_)
     ));
+}
+
+#[tokio::test]
+async fn a_rotation_after_restoring_a_newer_inactive_version_goes_past_it() {
+    let keys = common::provider();
+    let (a, _d1) = sqlite_store().await;
+    let first = SecretsManager::new(a, keys.clone(), Duration::from_secs(300));
+    first
+        .set(&name("n"), b"v1", &SetOptions::default())
+        .await
+        .unwrap();
+    first.rotate(&name("n"), b"v2").await.unwrap();
+    first.rotate(&name("n"), b"v3").await.unwrap();
+    let bundle = first.backup().await.unwrap();
+
+    // Another database where the secret is at version 2: the backup's version 3 arrives
+    // inactive, and the next rotation becomes version 4.
+    let (b, _d2) = sqlite_store().await;
+    let second = SecretsManager::new(b, keys, Duration::from_secs(300));
+    second
+        .set(&name("n"), b"w1", &SetOptions::default())
+        .await
+        .unwrap();
+    second.rotate(&name("n"), b"w2").await.unwrap();
+    let report = second.restore(&bundle).await.unwrap();
+    assert_eq!((report.restored, report.skipped), (1, 2));
+    assert_eq!(second.get(&name("n")).await.unwrap().expose_secret(), b"w2");
+    let v4 = second.rotate(&name("n"), b"w4").await.unwrap();
+    assert_eq!(v4.version, 4);
+    assert_eq!(second.get(&name("n")).await.unwrap().expose_secret(), b"w4");
+    assert_eq!(
+        second
+            .get_version(&name("n"), 3)
+            .await
+            .unwrap()
+            .expose_secret(),
+        b"v3"
+    );
 }
 
 #[tokio::test]
@@ -334,7 +380,7 @@ async fn after_a_master_key_rotation_rewrap_moves_every_version_and_values_stay(
 }
 
 #[tokio::test]
-async fn the_application_role_cannot_delete_secrets() {
+async fn the_application_role_cannot_delete_or_rewrite_secrets() {
     let owner = testing::pg_pool().await;
     let app = testing::pg_app_pool(&owner).await;
     let m = SecretsManager::new(
@@ -345,5 +391,19 @@ async fn the_application_role_cannot_delete_secrets() {
     m.set(&name("keep"), b"v", &SetOptions::default())
         .await
         .unwrap();
-    common::assert_refused_to_app_role(&app, &["DELETE FROM secrets", "TRUNCATE secrets"]).await;
+    common::assert_refused_to_app_role(
+        &app,
+        &[
+            "DELETE FROM secrets",
+            "TRUNCATE secrets",
+            "UPDATE secrets SET sealed = sealed",
+            "UPDATE secrets SET expires_at = NULL",
+        ],
+    )
+    .await;
+    // What rotation and re-wrapping change stays allowed.
+    sqlx::query("UPDATE secrets SET kek_version = kek_version")
+        .execute(&app)
+        .await
+        .unwrap();
 }

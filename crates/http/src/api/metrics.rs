@@ -225,7 +225,7 @@ impl Metrics {
                             kind,
                         })
                         .set(i64::try_from(n).unwrap_or(i64::MAX));
-                    if kind == "corrupt" {
+                    if kind == "corrupt" && s.operation == "unwrap_data_key" {
                         failures = failures.saturating_add(n);
                     }
                 }
