@@ -270,35 +270,16 @@ fn vault_setup(key: &str) -> Result<()> {
     let addr = std::env::var("VAULT_ADDR").unwrap_or_else(|_| "http://127.0.0.1:8200".into());
     let token = std::env::var("VAULT_TOKEN")
         .context("set VAULT_TOKEN to an operator token (one that may write sys/ and auth/)")?;
-    let mut generated = Vec::new();
-    let mut password = |var: &str, user: &str| {
-        std::env::var(var).unwrap_or_else(|_| {
-            let p = coffer_keys_local::generate_inline_key().to_string();
-            generated.push(format!("{user}: {p}"));
-            p
-        })
-    };
-    let users = vec![
-        UserSpec {
-            name: "coffer-api".into(),
-            password: password("COFFER_VAULT_API_PASSWORD", "coffer-api").into(),
-            policies: vec!["coffer-api".into()],
-        },
-        UserSpec {
-            name: "coffer-worker".into(),
-            password: password("COFFER_VAULT_WORKER_PASSWORD", "coffer-worker").into(),
-            policies: vec!["coffer-worker".into()],
-        },
-    ];
-    let plan = Plan {
+    let mut plan = Plan {
         transit: TransitSettings::new(key),
         kv: KvSettings::new(key),
         policies: vec![
             ("coffer-api".into(), policy_for_key(API_POLICY, key)),
             ("coffer-worker".into(), policy_for_key(WORKER_POLICY, key)),
         ],
-        users,
+        users: Vec::new(),
     };
+    let mut generated = Vec::new();
     let runtime = tokio::runtime::Runtime::new()?;
     let done = runtime.block_on(async {
         let admin = Admin::connect(VaultConnection::new(
@@ -306,6 +287,28 @@ fn vault_setup(key: &str) -> Result<()> {
             VaultAuth::Token(token.into()),
         ))
         .await?;
+        admin.enable_auth("userpass", "userpass").await?;
+        for (name, var) in [
+            ("coffer-api", "COFFER_VAULT_API_PASSWORD"),
+            ("coffer-worker", "COFFER_VAULT_WORKER_PASSWORD"),
+        ] {
+            // A given password is set; an existing user keeps theirs (running services log in
+            // with it); a new user gets a generated one, shown once.
+            let password = match std::env::var(var) {
+                Ok(p) => Some(p),
+                Err(_) if admin.user_exists("userpass", name).await? => None,
+                Err(_) => {
+                    let p = coffer_keys_local::generate_inline_key().to_string();
+                    generated.push(format!("{name}: {p}"));
+                    Some(p)
+                }
+            };
+            plan.users.push(UserSpec {
+                name: name.into(),
+                password: password.map(Into::into),
+                policies: vec![name.into()],
+            });
+        }
         anyhow::Ok(setup(&admin, &plan).await?)
     })?;
     for line in done {

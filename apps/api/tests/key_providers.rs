@@ -35,7 +35,7 @@ async fn vault_user() -> (String, String, String) {
         policies: vec![(key.clone(), policy_for_key(API_POLICY, &key))],
         users: vec![UserSpec {
             name: key.clone(),
-            password: password.clone().into(),
+            password: Some(password.clone().into()),
             policies: vec![key.clone()],
         }],
     };

@@ -59,8 +59,8 @@ fn already_there(outcome: Result<Value, ProvisionError>) -> Result<(), Provision
 pub struct UserSpec {
     /// The userpass user name.
     pub name: String,
-    /// Its password.
-    pub password: SecretString,
+    /// Its password; `None` keeps an existing user's password (and fails for a new user).
+    pub password: Option<SecretString>,
     /// Policy names.
     pub policies: Vec<String>,
 }
@@ -200,17 +200,40 @@ impl Admin {
     /// # Errors
     /// [`ProvisionError`].
     pub async fn put_user(&self, mount: &str, user: &UserSpec) -> Result<(), ProvisionError> {
+        let mut body = json!({ "token_policies": user.policies.join(",") });
+        if let Some(password) = &user.password {
+            body["password"] = password.expose_secret().into();
+        }
         self.request(
             &format!("write userpass user {}", user.name),
             Method::POST,
             &format!("auth/{mount}/users/{}", user.name),
-            &json!({
-                "password": user.password.expose_secret(),
-                "token_policies": user.policies.join(","),
-            }),
+            &body,
         )
         .await
         .map(drop)
+    }
+
+    /// Whether a userpass user exists on `mount`.
+    ///
+    /// # Errors
+    /// [`ProvisionError`] when Vault cannot say.
+    pub async fn user_exists(&self, mount: &str, name: &str) -> Result<bool, ProvisionError> {
+        let step = format!("read userpass user {name}");
+        let (status, _) = self
+            .session
+            .raw(
+                Method::GET,
+                &format!("auth/{mount}/users/{name}"),
+                &Value::Null,
+            )
+            .await
+            .map_err(|e| failed(&step, e.message()))?;
+        match status {
+            200 => Ok(true),
+            404 => Ok(false),
+            other => Err(failed(&step, format!("HTTP {other}"))),
+        }
     }
 
     /// Creates an AppRole role with `policies` and answers its role id and a new secret id.

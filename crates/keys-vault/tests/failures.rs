@@ -75,7 +75,7 @@ async fn a_server_that_never_answers_is_unavailable_within_the_timeout() {
 async fn wrong_credentials_are_denied_and_the_error_holds_no_secret() {
     let (_admin, plan) = common::provisioned().await;
     let mut user = plan.users[0].clone();
-    user.password = SecretString::from("not-the-password-4711");
+    user.password = Some(SecretString::from("not-the-password-4711"));
     let err = VaultTransitProvider::connect(common::userpass(&user), plan.transit.clone())
         .await
         .unwrap_err();

@@ -73,12 +73,12 @@ pub async fn provisioned() -> (Admin, Plan) {
         users: vec![
             UserSpec {
                 name: api.clone(),
-                password: SecretString::from(format!("{api}-password")),
+                password: Some(SecretString::from(format!("{api}-password"))),
                 policies: vec![api.clone()],
             },
             UserSpec {
                 name: worker.clone(),
-                password: SecretString::from(format!("{worker}-password")),
+                password: Some(SecretString::from(format!("{worker}-password"))),
                 policies: vec![worker.clone()],
             },
         ],
@@ -93,7 +93,7 @@ pub fn userpass(user: &UserSpec) -> VaultConnection {
         VaultAuth::Userpass {
             mount: "userpass".into(),
             username: user.name.clone(),
-            password: user.password.clone(),
+            password: user.password.clone().expect("a test user has a password"),
         },
     )
 }
