@@ -247,6 +247,7 @@ impl App {
                 revocation,
                 audit: audit.clone(),
                 rbac,
+                secrets: secrets.clone(),
             },
             AccountsConfig {
                 token: TokenConfig {

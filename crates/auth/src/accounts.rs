@@ -9,6 +9,7 @@
 //! either way; a refresh fails with one error whether the token is unknown, expired, revoked or
 //! reused.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use coffer_audit::{
 };
 use coffer_crypto::{Aad, DataKey, HmacKey, KeyRef, open_bytes, seal};
 use coffer_keys::{KeyContext, KeyError, KeyProvider, WrappedKey};
+use coffer_secrets::{SecretBytes, SecretError, SecretName, SecretsManager};
 use zeroize::Zeroizing;
 
 use crate::email::Email;
@@ -152,6 +154,19 @@ impl From<KeyError> for AuthError {
         match e {
             KeyError::Unavailable { .. } => Self::Unavailable(e.to_string()),
             KeyError::Corrupt(m) => Self::Corrupt(m),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<SecretError> for AuthError {
+    fn from(e: SecretError) -> Self {
+        match e {
+            SecretError::Keys(k) => Self::from(k),
+            SecretError::Store(coffer_secrets::SecretStoreError::Unavailable(m)) => {
+                Self::Unavailable(m)
+            }
+            SecretError::Corrupt { .. } => Self::Corrupt(e.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }
@@ -369,6 +384,8 @@ pub struct AccountsDeps {
     pub audit: Arc<ObservedAuditLog>,
     /// Roles to permissions.
     pub rbac: Rbac,
+    /// Where the service's own secrets live (the blind-index and audit-hashing keys).
+    pub secrets: Arc<SecretsManager>,
 }
 
 impl Accounts {
@@ -383,11 +400,9 @@ impl Accounts {
                 return Err(AuthError::UnknownRole(role.clone()));
             }
         }
-        let index_key = load_secret(deps.store.as_ref(), deps.keys.as_ref(), INDEX_KEY).await?;
+        let index_key = load_secret(&deps, INDEX_KEY).await?;
         let ring = load_ring(deps.store.as_ref(), deps.keys.as_ref(), &config.token).await?;
-        let audit_hasher = AuditHasher::new(
-            load_secret(deps.store.as_ref(), deps.keys.as_ref(), "audit-detail-hash").await?,
-        );
+        let audit_hasher = AuditHasher::new(load_secret(&deps, "audit-detail-hash").await?);
         Ok(Self {
             tokens: Tokens::new(config.token.clone(), ring, deps.revocation.clone()),
             store: deps.store,
@@ -1155,30 +1170,38 @@ fn seal_field(
     .map_err(|e| AuthError::Internal(e.to_string()))
 }
 
-/// The service secret stored under `purpose`, created and wrapped on first use.
-async fn load_secret(
-    store: &dyn UserStore,
-    keys: &dyn KeyProvider,
-    purpose: &str,
-) -> Result<HmacKey, AuthError> {
-    let context = KeyContext::new().with("purpose", purpose);
-    if store.secret(purpose).await?.is_none() {
-        let generated = keys.generate_data_key(&context).await?;
-        store
-            .insert_secret(
-                purpose,
-                &generated.wrapped.to_bytes(),
-                generated.wrapped.version,
-            )
-            .await?;
-    }
-    let stored = store
-        .secret(purpose)
-        .await?
-        .ok_or_else(|| corrupt("a stored secret vanished"))?;
-    let wrapped = WrappedKey::from_bytes(&stored).map_err(corrupt)?;
-    let key = keys.unwrap_data_key(&wrapped, &context).await?;
-    HmacKey::from_slice(key.expose_secret()).map_err(corrupt)
+/// The service secret `purpose`, kept by the secrets manager as `coffer/<purpose>` (listed,
+/// backed up and restored with the others). Made on first start: adopted from the
+/// `service_secrets` row of a database from before the secrets manager (the same bytes, so
+/// blind indexes and audit hashes still match), or 32 random bytes.
+async fn load_secret(deps: &AccountsDeps, purpose: &str) -> Result<HmacKey, AuthError> {
+    let name = SecretName::parse(&format!("coffer/{purpose}")).map_err(corrupt)?;
+    let tags = BTreeMap::from([("owner".to_owned(), "coffer-auth".to_owned())]);
+    let value = deps
+        .secrets
+        .get_or_init(&name, &tags, || async {
+            let context = KeyContext::new().with("purpose", purpose);
+            match deps.store.secret(purpose).await.map_err(secret_store_err)? {
+                Some(stored) => {
+                    let wrapped = WrappedKey::from_bytes(&stored)
+                        .map_err(|e| SecretError::Keys(KeyError::Corrupt(e.to_string())))?;
+                    let key = deps.keys.unwrap_data_key(&wrapped, &context).await?;
+                    tracing::info!(secret = %name, "adopted a service secret into the secrets manager");
+                    Ok(SecretBytes::new(key.expose_secret().to_vec()))
+                }
+                None => Ok(SecretBytes::new(DataKey::generate().expose_secret().to_vec())),
+            }
+        })
+        .await?;
+    HmacKey::from_slice(value.expose_secret()).map_err(corrupt)
+}
+
+/// A user-store failure met while adopting a legacy secret, in the secrets manager's terms.
+fn secret_store_err(e: UserStoreError) -> SecretError {
+    SecretError::Store(match e {
+        UserStoreError::Unavailable(m) => coffer_secrets::SecretStoreError::Unavailable(m),
+        other => coffer_secrets::SecretStoreError::Storage(other.to_string()),
+    })
 }
 
 async fn new_signing_key(keys: &dyn KeyProvider) -> Result<StoredSigningKey, AuthError> {

@@ -298,6 +298,37 @@ impl SecretsManager {
         self.read(name, None).await
     }
 
+    /// The active value of a secret the service itself needs (a blind-index key, a hashing key),
+    /// made by `init` and stored as version 1 when there is none yet. Of two processes starting
+    /// at once, one stores its value and both use it.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get) and [`set`](Self::set), and whatever `init` answers.
+    pub async fn get_or_init<F, Fut>(
+        &self,
+        name: &SecretName,
+        tags: &BTreeMap<String, String>,
+        init: F,
+    ) -> Result<SecretBytes, SecretError>
+    where
+        F: FnOnce() -> Fut + Send,
+        Fut: std::future::Future<Output = Result<SecretBytes, SecretError>> + Send,
+    {
+        match self.get(name).await {
+            Err(SecretError::NotFound { .. }) => {}
+            other => return other,
+        }
+        let value = init().await?;
+        let options = SetOptions {
+            tags: tags.clone(),
+            ..SetOptions::default()
+        };
+        match self.set(name, value.expose_secret(), &options).await {
+            Ok(_) | Err(SecretError::Exists(_)) => self.get(name).await,
+            Err(e) => Err(e),
+        }
+    }
+
     /// A version's value, active or not (an expired one is still refused).
     ///
     /// # Errors

@@ -47,6 +47,12 @@ impl Backend for Sqlite {
         common::sqlite_raw_dump(&self.pool, self.dir.path()).await
     }
 
+    fn secret_store(&self) -> Arc<dyn coffer_secrets::SecretStore> {
+        Arc::new(coffer_store::secrets::SqliteSecretStore::new(
+            self.pool.clone(),
+        ))
+    }
+
     fn keys(&self) -> Arc<dyn KeyProvider> {
         self.keys.clone()
     }
@@ -77,6 +83,10 @@ impl Backend for Postgres {
 
     async fn raw_dump(&self) -> Vec<u8> {
         common::pg_raw_dump(&self.pool, "users").await
+    }
+
+    fn secret_store(&self) -> Arc<dyn coffer_secrets::SecretStore> {
+        Arc::new(coffer_store::secrets::PgSecretStore::new(self.pool.clone()))
     }
 
     fn keys(&self) -> Arc<dyn KeyProvider> {

@@ -5,6 +5,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use coffer_audit::{Action, AlertConfig, AuditLog, AuditQuery, EntityId, ObservedAuditLog};
 use coffer_auth::accounts::{
@@ -15,8 +16,10 @@ use coffer_auth::store::UserStore;
 use coffer_auth::{Rbac, RevocationList};
 use coffer_keys::KeyProvider;
 use coffer_keys_local::{LocalKeyProvider, LocalKeySource, generate_inline_key};
+use coffer_secrets::{SecretStore, SecretsManager};
 use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
 use coffer_store::auth::{PgRevocationList, PgUserStore, SqliteRevocationList, SqliteUserStore};
+use coffer_store::secrets::{PgSecretStore, SqliteSecretStore};
 use coffer_store::testing;
 
 use common::{MockProvider, timed_out};
@@ -30,9 +33,15 @@ async fn accounts(
     audit: Arc<dyn AuditLog>,
     revocation: Arc<dyn RevocationList>,
     keys: Arc<dyn KeyProvider>,
+    secrets: Arc<dyn SecretStore>,
 ) -> Result<Accounts, AuthError> {
     let deps = AccountsDeps {
         store,
+        secrets: Arc::new(SecretsManager::new(
+            secrets,
+            keys.clone(),
+            Duration::from_secs(300),
+        )),
         keys,
         hasher: PasswordHasher::with_params(1024, 1, 2).unwrap(),
         revocation,
@@ -74,12 +83,14 @@ async fn a_key_provider_that_times_out_fails_retryably_and_writes_nothing() {
         .await
         .unwrap();
     let store: Arc<dyn UserStore> = Arc::new(SqliteUserStore::new(pool.clone(), audit.clone()));
+    let secrets: Arc<dyn SecretStore> = Arc::new(SqliteSecretStore::new(pool.clone()));
     let revocation: Arc<dyn RevocationList> = Arc::new(SqliteRevocationList::new(pool));
     let good = accounts(
         store.clone(),
         Arc::new(audit.clone()),
         revocation.clone(),
         keys.clone(),
+        secrets.clone(),
     )
     .await
     .unwrap();
@@ -107,6 +118,7 @@ async fn a_key_provider_that_times_out_fails_retryably_and_writes_nothing() {
         Arc::new(audit.clone()),
         revocation.clone(),
         Arc::new(kms),
+        secrets.clone(),
     )
     .await
     .unwrap();
@@ -149,6 +161,7 @@ async fn a_key_provider_that_times_out_fails_retryably_and_writes_nothing() {
         Arc::new(audit.clone()),
         revocation.clone(),
         Arc::new(partial),
+        secrets.clone(),
     )
     .await
     .unwrap();
@@ -168,7 +181,7 @@ async fn a_key_provider_that_times_out_fails_retryably_and_writes_nothing() {
         .returning(|_, _| Err(timed_out()));
     down.expect_generate_data_key()
         .returning(|_| Err(timed_out()));
-    let e = accounts(store, Arc::new(audit), revocation, Arc::new(down))
+    let e = accounts(store, Arc::new(audit), revocation, Arc::new(down), secrets)
         .await
         .unwrap_err();
     assert!(
@@ -191,6 +204,7 @@ async fn a_database_that_goes_away_fails_retryably() {
         Arc::new(audit),
         Arc::new(SqliteRevocationList::new(pool.clone())),
         keys,
+        Arc::new(SqliteSecretStore::new(pool.clone())),
     )
     .await
     .unwrap();
@@ -220,6 +234,7 @@ async fn the_application_role_runs_accounts_but_cannot_rewrite_secrets() {
         Arc::new(audit),
         Arc::new(PgRevocationList::new(app.clone())),
         keys,
+        Arc::new(PgSecretStore::new(app.clone())),
     )
     .await
     .unwrap();
@@ -263,4 +278,59 @@ async fn the_application_role_runs_accounts_but_cannot_rewrite_secrets() {
         ],
     )
     .await;
+}
+
+/// A database from before the secrets manager keeps its service secrets: the blind-index key
+/// in `service_secrets` is adopted with its bytes (so existing users are still found by email),
+/// and from then on lives in the secrets manager, listed and backed up with the others.
+#[tokio::test]
+async fn service_secrets_of_an_older_database_are_adopted_by_the_secrets_manager() {
+    use coffer_keys::{KeyContext, WrappedKey};
+    let (pool, _dir) = testing::sqlite_pool().await;
+    let keys = local_keys();
+    let audit = SqliteAuditLog::open(pool.clone(), keys.as_ref())
+        .await
+        .unwrap();
+    let store: Arc<dyn UserStore> = Arc::new(SqliteUserStore::new(pool.clone(), audit.clone()));
+    // What the older release stored: a data key wrapped for the purpose, in service_secrets.
+    let context = KeyContext::new().with("purpose", "email-blind-index");
+    let legacy = keys.generate_data_key(&context).await.unwrap();
+    store
+        .insert_secret(
+            "email-blind-index",
+            &legacy.wrapped.to_bytes(),
+            legacy.wrapped.version,
+        )
+        .await
+        .unwrap();
+    let secret_store: Arc<dyn SecretStore> = Arc::new(SqliteSecretStore::new(pool.clone()));
+    accounts(
+        store.clone(),
+        Arc::new(audit.clone()),
+        Arc::new(SqliteRevocationList::new(pool.clone())),
+        keys.clone(),
+        secret_store.clone(),
+    )
+    .await
+    .unwrap();
+
+    let manager = SecretsManager::new(secret_store, keys.clone(), Duration::from_secs(300));
+    let name = coffer_secrets::SecretName::parse("coffer/email-blind-index").unwrap();
+    let adopted = manager.get(&name).await.unwrap();
+    assert_eq!(adopted.expose_secret(), legacy.plaintext.expose_secret());
+    let stored =
+        WrappedKey::from_bytes(&store.secret("email-blind-index").await.unwrap().unwrap()).unwrap();
+    assert_eq!(stored, legacy.wrapped, "the legacy row is left as it was");
+    let listed: Vec<String> = manager
+        .list(Some(("owner", "coffer-auth")))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.active.name.to_string())
+        .collect();
+    assert_eq!(
+        listed,
+        ["coffer/audit-detail-hash", "coffer/email-blind-index"],
+        "the service's secrets are listed with the others"
+    );
 }

@@ -43,6 +43,8 @@ pub trait Backend: Send + Sync {
     async fn raw_dump(&self) -> Vec<u8>;
     /// The master key provider.
     fn keys(&self) -> Arc<dyn KeyProvider>;
+    /// The secrets manager's store on this test's database (the service's own secrets).
+    fn secret_store(&self) -> Arc<dyn coffer_secrets::SecretStore>;
 }
 
 /// Expands to one test per contract case.
@@ -95,6 +97,11 @@ pub async fn accounts(backend: &dyn Backend, grace: Duration) -> (Accounts, Arc<
     ));
     let deps = AccountsDeps {
         store,
+        secrets: Arc::new(coffer_secrets::SecretsManager::new(
+            backend.secret_store(),
+            backend.keys(),
+            Duration::from_secs(300),
+        )),
         keys: backend.keys(),
         hasher: PasswordHasher::with_params(1024, 1, 4).unwrap(),
         revocation,
