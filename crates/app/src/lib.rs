@@ -178,13 +178,8 @@ impl App {
             user_store,
             audit,
             sql_revocation,
-            secret_store,
-        } = open_stores(&config, keys.as_ref()).await?;
-        let secrets = Arc::new(SecretsManager::new(
-            secret_store,
-            keys.clone(),
-            Duration::from_secs(config.keys.secrets_cache_ttl_secs),
-        ));
+            secrets,
+        } = open_stores(&config, &keys).await?;
         let audit = Arc::new(ObservedAuditLog::new(
             audit,
             AlertConfig::default(),
@@ -355,17 +350,25 @@ struct Stores {
     user_store: Arc<dyn UserStore>,
     audit: Arc<dyn AuditLog>,
     sql_revocation: Arc<dyn RevocationList>,
-    secret_store: Arc<dyn SecretStore>,
+    secrets: Arc<SecretsManager>,
 }
 
 /// Opens (creating and migrating, as configured) the database and its adapters.
-async fn open_stores(config: &Config, keys: &dyn KeyProvider) -> Result<Stores, AppError> {
+async fn open_stores(config: &Config, keys: &Arc<dyn KeyProvider>) -> Result<Stores, AppError> {
+    let manager = |store: Arc<dyn SecretStore>| {
+        Arc::new(SecretsManager::new(
+            store,
+            keys.clone(),
+            Duration::from_secs(config.keys.secrets_cache_ttl_secs),
+        ))
+    };
     Ok(if let Some(path) = sqlite_path(&config.database.url) {
         create_parent(path).map_err(AppError::Database)?;
         let pool = coffer_store::connect_sqlite(&config.database.url)
             .await
             .map_err(|e| AppError::Database(e.to_string()))?;
-        let audit = SqliteAuditLog::open(pool.clone(), keys)
+        let secrets = manager(Arc::new(SqliteSecretStore::new(pool.clone())));
+        let audit = SqliteAuditLog::open_with_secrets(pool.clone(), keys.as_ref(), &secrets)
             .await
             .map_err(|e| AppError::Service(format!("audit log: {e}")))?;
         Stores {
@@ -373,7 +376,7 @@ async fn open_stores(config: &Config, keys: &dyn KeyProvider) -> Result<Stores, 
             ledger_store: Arc::new(SqliteLedgerStore::new(pool.clone(), audit.clone())),
             user_store: Arc::new(SqliteUserStore::new(pool.clone(), audit.clone())),
             audit: Arc::new(audit),
-            secret_store: Arc::new(SqliteSecretStore::new(pool.clone())),
+            secrets,
             sql_revocation: Arc::new(SqliteRevocationList::new(pool)),
         }
     } else {
@@ -391,7 +394,8 @@ async fn open_stores(config: &Config, keys: &dyn KeyProvider) -> Result<Stores, 
                 .await
                 .map_err(|e| AppError::Database(e.to_string()))?;
         }
-        let audit = PgAuditLog::open(pool.clone(), keys)
+        let secrets = manager(Arc::new(PgSecretStore::new(pool.clone())));
+        let audit = PgAuditLog::open_with_secrets(pool.clone(), keys.as_ref(), &secrets)
             .await
             .map_err(|e| AppError::Service(format!("audit log: {e}")))?;
         Stores {
@@ -399,7 +403,7 @@ async fn open_stores(config: &Config, keys: &dyn KeyProvider) -> Result<Stores, 
             ledger_store: Arc::new(PgLedgerStore::new(pool.clone(), audit.clone())),
             user_store: Arc::new(PgUserStore::new(pool.clone(), audit.clone())),
             audit: Arc::new(audit),
-            secret_store: Arc::new(PgSecretStore::new(pool.clone())),
+            secrets,
             sql_revocation: Arc::new(PgRevocationList::new(pool)),
         }
     })

@@ -407,3 +407,62 @@ async fn the_application_role_cannot_delete_or_rewrite_secrets() {
         .await
         .unwrap();
 }
+
+/// The audit key lives in the secrets manager; a database from before it has its key adopted
+/// with the same bytes, so the chains written under it still verify and new records extend them.
+#[tokio::test]
+async fn the_audit_key_is_adopted_by_the_secrets_manager_and_chains_still_verify() {
+    use coffer_audit::{Action, Actor, AuditEvent, AuditLog, EntityId, Outcome, Subject};
+    use coffer_store::audit::SqliteAuditLog;
+    let (pool, _dir) = testing::sqlite_pool().await;
+    let keys = common::provider();
+    let event = || {
+        AuditEvent::new(
+            Actor::Service(EntityId::parse("t").unwrap()),
+            Action::SecurityAlert,
+            Subject::System,
+            Outcome::Success,
+        )
+    };
+    // The older release: the key in audit_key, records chained under it.
+    let legacy = SqliteAuditLog::open(pool.clone(), keys.as_ref())
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        legacy.append(&event()).await.unwrap();
+    }
+    let store: Arc<dyn SecretStore> = Arc::new(SqliteSecretStore::new(pool.clone()));
+    let secrets = SecretsManager::new(store, keys.clone(), Duration::from_secs(300));
+    let log = SqliteAuditLog::open_with_secrets(pool.clone(), keys.as_ref(), &secrets)
+        .await
+        .unwrap();
+    log.append(&event()).await.unwrap();
+    let report = log.verify(None, &|_| {}).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.checked, 4);
+    let listed = secrets.list(Some(("owner", "coffer-audit"))).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].active.name.as_str(), "coffer/audit-key");
+
+    // A new database: no audit_key row is made, the key is the secret's.
+    let (fresh, _d2) = testing::sqlite_pool().await;
+    let store: Arc<dyn SecretStore> = Arc::new(SqliteSecretStore::new(fresh.clone()));
+    let secrets = SecretsManager::new(store, keys.clone(), Duration::from_secs(300));
+    let log = SqliteAuditLog::open_with_secrets(fresh.clone(), keys.as_ref(), &secrets)
+        .await
+        .unwrap();
+    log.append(&event()).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_key")
+        .fetch_one(&fresh)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+    // Reopened by a new process (its own manager, empty cache): the same key, the chain verifies.
+    let store: Arc<dyn SecretStore> = Arc::new(SqliteSecretStore::new(fresh.clone()));
+    let restarted = SecretsManager::new(store, keys.clone(), Duration::from_secs(300));
+    let again = SqliteAuditLog::open_with_secrets(fresh, keys.as_ref(), &restarted)
+        .await
+        .unwrap();
+    again.append(&event()).await.unwrap();
+    assert!(again.verify(None, &|_| {}).await.unwrap().ok);
+}

@@ -71,6 +71,60 @@ macro_rules! load_audit_key {
     };
 }
 
+/// The audit key from the secrets manager (`coffer/audit-key`), made on first start: adopted
+/// with its bytes from the `audit_key` row of a database from before the secrets manager (so
+/// the chains written under it still verify), or 32 random bytes.
+macro_rules! audit_key_from_secrets {
+    ($pool:expr, $provider:expr, $secrets:expr) => {
+        async {
+            let pool = $pool;
+            let provider: &dyn coffer_keys::KeyProvider = $provider;
+            let secrets: &coffer_secrets::SecretsManager = $secrets;
+            let err = |e: &dyn std::fmt::Display| $crate::StoreError::AuditKey(e.to_string());
+            let name = coffer_secrets::SecretName::parse($crate::audit::AUDIT_KEY_SECRET)
+                .map_err(|e| err(&e))?;
+            let tags =
+                std::collections::BTreeMap::from([("owner".to_owned(), "coffer-audit".to_owned())]);
+            let value = secrets
+                .get_or_init(&name, &tags, || async {
+                    let legacy: Option<Vec<u8>> =
+                        sqlx::query_scalar("SELECT wrapped FROM audit_key WHERE id = 1")
+                            .fetch_optional(pool)
+                            .await
+                            .map_err(|e| {
+                                coffer_secrets::SecretError::Store(
+                                    coffer_secrets::SecretStoreError::Unavailable(e.to_string()),
+                                )
+                            })?;
+                    match legacy {
+                        Some(wrapped) => {
+                            let key = $crate::audit::unwrap_audit_key(provider, &wrapped)
+                                .await
+                                .map_err(|e| {
+                                    coffer_secrets::SecretError::Keys(coffer_keys::KeyError::Other(
+                                        Box::new(e),
+                                    ))
+                                })?;
+                            tracing::info!("adopted the audit key into the secrets manager");
+                            Ok(coffer_secrets::SecretBytes::new(
+                                key.expose_secret().to_vec(),
+                            ))
+                        }
+                        None => Ok(coffer_secrets::SecretBytes::new(
+                            coffer_crypto::DataKey::generate().expose_secret().to_vec(),
+                        )),
+                    }
+                })
+                .await
+                .map_err(|e| err(&e))?;
+            coffer_crypto::HmacKey::from_slice(value.expose_secret()).map_err(|e| err(&e))
+        }
+    };
+}
+
+/// The audit key's name in the secrets manager.
+pub const AUDIT_KEY_SECRET: &str = "coffer/audit-key";
+
 mod pg;
 mod sqlite;
 

@@ -50,6 +50,24 @@ impl PgAuditLog {
         })
     }
 
+    /// Opens the log with its key kept by the secrets manager (see
+    /// [`AUDIT_KEY_SECRET`](super::AUDIT_KEY_SECRET)): what the service does.
+    ///
+    /// # Errors
+    /// [`StoreError::AuditKey`] when the key cannot be read, adopted or stored.
+    pub async fn open_with_secrets(
+        pool: PgPool,
+        provider: &dyn KeyProvider,
+        secrets: &coffer_secrets::SecretsManager,
+    ) -> Result<Self, StoreError> {
+        let key = audit_key_from_secrets!(&pool, provider, secrets).await?;
+        Ok(Self {
+            pool,
+            key,
+            heads: new_head_cache(),
+        })
+    }
+
     /// The pool, for stores that append inside their own transactions.
     #[must_use]
     pub fn pool(&self) -> &PgPool {
