@@ -182,6 +182,16 @@ where
     }
 }
 
+/// The data key in a KMS answer's plaintext, wiping the SDK's copy.
+fn data_key_of(plaintext: Option<Blob>, operation: &str) -> Result<DataKey, KeyError> {
+    let mut plain = plaintext
+        .map(Blob::into_inner)
+        .ok_or_else(|| KeyError::Other(format!("{operation} answered no plaintext").into()))?;
+    let key = DataKey::from_slice(&plain).map_err(|e| KeyError::Corrupt(e.to_string()));
+    plain.zeroize();
+    key
+}
+
 fn encryption_context(context: &KeyContext) -> std::collections::HashMap<String, String> {
     context
         .iter()
@@ -342,12 +352,7 @@ impl KeyProvider for AwsKmsProvider {
             .send()
             .await
             .map_err(|e| self.err(e))?;
-        let mut plain = answer
-            .plaintext
-            .map(Blob::into_inner)
-            .ok_or_else(|| KeyError::Other("GenerateDataKey answered no plaintext".into()))?;
-        let plaintext = DataKey::from_slice(&plain).map_err(|e| KeyError::Other(e.into()));
-        plain.zeroize();
+        let plaintext = data_key_of(answer.plaintext, "GenerateDataKey");
         let blob = answer
             .ciphertext_blob
             .ok_or_else(|| KeyError::Other("GenerateDataKey answered no ciphertext".into()))?;
@@ -377,13 +382,7 @@ impl KeyProvider for AwsKmsProvider {
             .send()
             .await
             .map_err(|e| self.err(e))?;
-        let mut plain = answer
-            .plaintext
-            .map(Blob::into_inner)
-            .ok_or_else(|| KeyError::Other("Decrypt answered no plaintext".into()))?;
-        let key = DataKey::from_slice(&plain).map_err(|e| KeyError::Corrupt(e.to_string()));
-        plain.zeroize();
-        key
+        data_key_of(answer.plaintext, "Decrypt")
     }
 
     async fn rewrap_data_keys(
