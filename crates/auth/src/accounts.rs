@@ -358,6 +358,7 @@ pub struct Accounts {
     rbac: Rbac,
     config: AccountsConfig,
     last_key_reload: tokio::sync::Mutex<Option<std::time::Instant>>,
+    secrets: Arc<SecretsManager>,
 }
 
 impl fmt::Debug for Accounts {
@@ -401,7 +402,13 @@ impl Accounts {
             }
         }
         let index_key = load_secret(&deps, INDEX_KEY).await?;
-        let ring = load_ring(deps.store.as_ref(), deps.keys.as_ref(), &config.token).await?;
+        let ring = load_ring(
+            deps.store.as_ref(),
+            deps.keys.as_ref(),
+            &deps.secrets,
+            &config.token,
+        )
+        .await?;
         let audit_hasher = AuditHasher::new(load_secret(&deps, "audit-detail-hash").await?);
         Ok(Self {
             tokens: Tokens::new(config.token.clone(), ring, deps.revocation.clone()),
@@ -415,6 +422,7 @@ impl Accounts {
             rbac: deps.rbac,
             config,
             last_key_reload: tokio::sync::Mutex::new(None),
+            secrets: deps.secrets,
         })
     }
 
@@ -1085,7 +1093,7 @@ impl Accounts {
     /// # Errors
     /// Store or key provider failures.
     pub async fn rotate_signing_key(&self) -> Result<String, AuthError> {
-        let stored = new_signing_key(self.keys.as_ref()).await?;
+        let stored = new_signing_key(&self.secrets).await?;
         self.store.add_signing_key(&stored, false).await?;
         self.reload_signing_keys().await?;
         self.tokens
@@ -1112,7 +1120,13 @@ impl Accounts {
     /// # Errors
     /// Store or key provider failures.
     pub async fn reload_signing_keys(&self) -> Result<(), AuthError> {
-        let ring = load_ring(self.store.as_ref(), self.keys.as_ref(), &self.config.token).await?;
+        let ring = load_ring(
+            self.store.as_ref(),
+            self.keys.as_ref(),
+            &self.secrets,
+            &self.config.token,
+        )
+        .await?;
         self.tokens.replace_ring(ring);
         Ok(())
     }
@@ -1204,7 +1218,53 @@ fn secret_store_err(e: UserStoreError) -> SecretError {
     })
 }
 
-async fn new_signing_key(keys: &dyn KeyProvider) -> Result<StoredSigningKey, AuthError> {
+/// The secrets manager's name for a signing key's private key.
+fn signing_secret(kid: &str) -> Result<SecretName, AuthError> {
+    SecretName::parse(&format!("coffer/jwt-signing/{kid}")).map_err(corrupt)
+}
+
+fn signing_tags() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("owner".to_owned(), "coffer-auth".to_owned()),
+        ("purpose".to_owned(), "jwt-signing".to_owned()),
+    ])
+}
+
+/// A new signing key: its private key (PKCS#1 DER) a secret of the secrets manager, its row in
+/// `signing_keys` the index (kid, when it signed, retired, dropped) with no material.
+async fn new_signing_key(secrets: &SecretsManager) -> Result<StoredSigningKey, AuthError> {
+    let key = tokio::task::spawn_blocking(SigningKey::generate)
+        .await
+        .map_err(|e| AuthError::Internal(e.to_string()))?
+        .map_err(|e| AuthError::Internal(e.to_string()))?;
+    let options = coffer_secrets::SetOptions {
+        tags: signing_tags(),
+        ..coffer_secrets::SetOptions::default()
+    };
+    secrets
+        .set(
+            &signing_secret(key.kid())?,
+            key.expose_pkcs1_der(),
+            &options,
+        )
+        .await?;
+    Ok(StoredSigningKey {
+        kid: key.kid().to_owned(),
+        wrapped_dek: Vec::new(),
+        kek_version: 0,
+        sealed: Vec::new(),
+        created_at: now_secs(),
+        retired_at: None,
+    })
+}
+
+/// A signing key as releases before the secrets manager stored it: the private key sealed in
+/// its row under a data key of its own. Such rows still load (and are adopted); tests make them
+/// through the testkit.
+#[cfg(feature = "testkit")]
+pub(crate) async fn legacy_signing_key(
+    keys: &dyn KeyProvider,
+) -> Result<StoredSigningKey, AuthError> {
     let key = tokio::task::spawn_blocking(SigningKey::generate)
         .await
         .map_err(|e| AuthError::Internal(e.to_string()))?
@@ -1229,15 +1289,41 @@ async fn new_signing_key(keys: &dyn KeyProvider) -> Result<StoredSigningKey, Aut
     })
 }
 
+/// A signing key's private key: from the secrets manager, or, for a row from before it, opened
+/// from the row and adopted into the secrets manager with the same bytes.
+async fn signing_key_der(
+    keys: &dyn KeyProvider,
+    secrets: &SecretsManager,
+    k: &StoredSigningKey,
+) -> Result<SecretBytes, AuthError> {
+    let name = signing_secret(&k.kid)?;
+    if k.sealed.is_empty() {
+        return Ok(secrets.get(&name).await?);
+    }
+    let tags = signing_tags();
+    Ok(secrets
+        .get_or_init(&name, &tags, || async {
+            let wrapped = WrappedKey::from_bytes(&k.wrapped_dek)
+                .map_err(|e| SecretError::Keys(KeyError::Corrupt(e.to_string())))?;
+            let dek = keys
+                .unwrap_data_key(&wrapped, &signing_key_context(&k.kid))
+                .await?;
+            open_bytes(&dek, &signing_key_aad(&k.kid), &k.sealed)
+                .map_err(|e| SecretError::Keys(KeyError::Corrupt(e.to_string())))
+        })
+        .await?)
+}
+
 /// The signing keys from the store (generating the first one on first start).
 async fn load_ring(
     store: &dyn UserStore,
     keys: &dyn KeyProvider,
+    secrets: &SecretsManager,
     config: &TokenConfig,
 ) -> Result<KeyRing, AuthError> {
     let mut stored = store.signing_keys().await?;
     if !stored.iter().any(|k| k.retired_at.is_none()) {
-        let first = new_signing_key(keys).await?;
+        let first = new_signing_key(secrets).await?;
         store.add_signing_key(&first, true).await?;
         stored = store.signing_keys().await?;
     }
@@ -1251,11 +1337,7 @@ async fn load_ring(
         {
             continue;
         }
-        let wrapped = WrappedKey::from_bytes(&k.wrapped_dek).map_err(corrupt)?;
-        let dek = keys
-            .unwrap_data_key(&wrapped, &signing_key_context(&k.kid))
-            .await?;
-        let der = open_bytes(&dek, &signing_key_aad(&k.kid), &k.sealed).map_err(corrupt)?;
+        let der = signing_key_der(keys, secrets, &k).await?;
         let key = SigningKey::from_pkcs1_der(der.expose_secret()).map_err(corrupt)?;
         if key.kid() != k.kid {
             return Err(corrupt("a signing key does not match its kid"));

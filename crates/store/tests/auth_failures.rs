@@ -327,10 +327,85 @@ async fn service_secrets_of_an_older_database_are_adopted_by_the_secrets_manager
         .unwrap()
         .into_iter()
         .map(|s| s.active.name.to_string())
+        .filter(|n| !n.starts_with("coffer/jwt-signing/"))
         .collect();
     assert_eq!(
         listed,
         ["coffer/audit-detail-hash", "coffer/email-blind-index"],
         "the service's secrets are listed with the others"
     );
+}
+
+/// Signing keys live in the secrets manager; a key from before it (its private key sealed in
+/// its row) keeps signing and verifying, and is adopted with its bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_keys_live_in_the_secrets_manager_and_older_ones_are_adopted() {
+    let (pool, _dir) = testing::sqlite_pool().await;
+    let keys = local_keys();
+    let audit = SqliteAuditLog::open(pool.clone(), keys.as_ref())
+        .await
+        .unwrap();
+    let store: Arc<dyn UserStore> = Arc::new(SqliteUserStore::new(pool.clone(), audit.clone()));
+    let secret_store: Arc<dyn SecretStore> = Arc::new(SqliteSecretStore::new(pool.clone()));
+    let legacy = coffer_auth::testkit::accounts::legacy_signing_key(keys.as_ref()).await;
+    store.add_signing_key(&legacy, true).await.unwrap();
+    let open = || {
+        accounts(
+            store.clone(),
+            Arc::new(audit.clone()),
+            Arc::new(SqliteRevocationList::new(pool.clone())),
+            keys.clone(),
+            secret_store.clone(),
+        )
+    };
+    let a = open().await.unwrap();
+    let ctx = RequestContext::default();
+    a.register(registration("alice@example.com"), &ctx)
+        .await
+        .unwrap();
+    let old = a
+        .login(credentials("alice@example.com"), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.tokens().current_kid().as_deref(),
+        Some(legacy.kid.as_str())
+    );
+
+    // A rotation makes a key whose row holds no material: it is a secret.
+    let new_kid = a.rotate_signing_key().await.unwrap();
+    let rows: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT kid, sealed FROM signing_keys ORDER BY created_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let new_row = rows.iter().find(|(kid, _)| *kid == new_kid).unwrap();
+    assert!(new_row.1.is_empty(), "no private key in signing_keys");
+    let manager = SecretsManager::new(secret_store.clone(), keys.clone(), Duration::from_secs(300));
+    let mut listed: Vec<String> = manager
+        .list(Some(("purpose", "jwt-signing")))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.active.name.to_string())
+        .collect();
+    listed.sort();
+    let mut expected = vec![
+        format!("coffer/jwt-signing/{}", legacy.kid),
+        format!("coffer/jwt-signing/{new_kid}"),
+    ];
+    expected.sort();
+    assert_eq!(
+        listed, expected,
+        "the legacy key was adopted, the new one made there"
+    );
+
+    // Another process: both keys load, the token of the legacy key still verifies.
+    let b = open().await.unwrap();
+    b.tokens().verify(&old.access_token).await.unwrap();
+    let fresh = b
+        .login(credentials("alice@example.com"), &ctx)
+        .await
+        .unwrap();
+    a.tokens().verify(&fresh.access_token).await.unwrap();
 }

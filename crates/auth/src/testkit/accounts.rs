@@ -87,6 +87,15 @@ fn ctx() -> RequestContext {
     }
 }
 
+/// A signing key stored the way releases before the secrets manager stored it (the private key
+/// sealed in its row), for tests of the adoption.
+///
+/// # Panics
+/// When the provider fails.
+pub async fn legacy_signing_key(keys: &dyn KeyProvider) -> crate::store::StoredSigningKey {
+    crate::accounts::legacy_signing_key(keys).await.unwrap()
+}
+
 /// The service over a freshly opened store, with a cheap Argon2 and `grace` for refresh retries.
 pub async fn accounts(backend: &dyn Backend, grace: Duration) -> (Accounts, Arc<dyn AuditLog>) {
     let (store, audit, revocation) = backend.open(backend.keys()).await;
