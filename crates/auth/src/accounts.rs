@@ -1197,11 +1197,11 @@ async fn load_secret(deps: &AccountsDeps, purpose: &str) -> Result<HmacKey, Auth
             let context = KeyContext::new().with("purpose", purpose);
             match deps.store.secret(purpose).await.map_err(secret_store_err)? {
                 Some(stored) => {
-                    let wrapped = WrappedKey::from_bytes(&stored)
-                        .map_err(|e| SecretError::Keys(KeyError::Corrupt(e.to_string())))?;
-                    let key = deps.keys.unwrap_data_key(&wrapped, &context).await?;
+                    let key =
+                        coffer_secrets::unwrap_legacy_key(deps.keys.as_ref(), &stored, &context)
+                            .await?;
                     tracing::info!(secret = %name, "adopted a service secret into the secrets manager");
-                    Ok(SecretBytes::new(key.expose_secret().to_vec()))
+                    Ok(key)
                 }
                 None => Ok(SecretBytes::new(DataKey::generate().expose_secret().to_vec())),
             }

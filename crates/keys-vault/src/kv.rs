@@ -465,7 +465,20 @@ impl KeyProvider for VaultKvProvider {
         Ok(())
     }
 
+    /// One metadata read (readiness probes call it often); the versions are read again only
+    /// when the current one is not the active version held.
     async fn health(&self) -> Result<(), KeyError> {
-        self.reload().await
+        let s = &self.settings;
+        let path = s.path();
+        let meta = vault_call!(&self.session, |c| vaultrs::kv2::read_metadata(
+            c, &s.mount, &path
+        ))
+        .map_err(|e| self.err(e))?;
+        let current = u32::try_from(meta.current_version).unwrap_or(0);
+        let held = self.with(|l| Ok(l.ring.active())).ok();
+        if held != Some(current) {
+            self.reload().await?;
+        }
+        Ok(())
     }
 }

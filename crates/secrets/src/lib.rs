@@ -25,7 +25,7 @@ pub mod testkit;
 
 pub use manager::{
     BACKUP_FORMAT, RestoreReport, SecretError, SecretInfo, SecretsManager, SecretsStatus,
-    SetOptions,
+    SetOptions, unwrap_legacy_key,
 };
 
 /// A secret's name: 1-128 characters of `[A-Za-z0-9._/-]`.

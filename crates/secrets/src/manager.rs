@@ -16,6 +16,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::{RotationPolicy, SecretMeta, SecretName, SecretRecord, SecretStore, SecretStoreError};
 
+/// The plaintext of a data key wrapped by `keys` under `context`, as a secret's value: how a
+/// key stored before the secrets manager (a wrapped data key in a row of its own) is adopted by
+/// [`SecretsManager::get_or_init`] with its bytes.
+///
+/// # Errors
+/// `Keys` (a malformed wrapped key is `Corrupt`).
+pub async fn unwrap_legacy_key(
+    keys: &dyn KeyProvider,
+    wrapped: &[u8],
+    context: &KeyContext,
+) -> Result<SecretBytes, SecretError> {
+    let wrapped = WrappedKey::from_bytes(wrapped)
+        .map_err(|e| SecretError::Keys(KeyError::Corrupt(e.to_string())))?;
+    let key = keys.unwrap_data_key(&wrapped, context).await?;
+    Ok(SecretBytes::new(key.expose_secret().to_vec()))
+}
+
 /// The backup bundle's format number.
 pub const BACKUP_FORMAT: u32 = 1;
 
@@ -558,7 +575,6 @@ impl SecretsManager {
     /// # Errors
     /// `Store`.
     pub async fn status(&self) -> Result<SecretsStatus, SecretError> {
-        let all = self.store.list().await?;
         let listed = self.list(None).await?;
         let hits = self.hits.load(Ordering::Relaxed);
         let misses = self.misses.load(Ordering::Relaxed);
@@ -572,7 +588,7 @@ impl SecretsManager {
             cache_entries: self.cache().len(),
             cache_hit_ratio: ratio,
             secrets: listed.len(),
-            versions: all.len(),
+            versions: listed.iter().map(|s| s.versions as usize).sum(),
             expired: listed.iter().filter(|s| s.expired).count(),
             rotation_due: listed.iter().filter(|s| s.rotation_due).count(),
             provider: self.keys.name().to_owned(),

@@ -98,17 +98,14 @@ macro_rules! audit_key_from_secrets {
                             })?;
                     match legacy {
                         Some(wrapped) => {
-                            let key = $crate::audit::unwrap_audit_key(provider, &wrapped)
-                                .await
-                                .map_err(|e| {
-                                    coffer_secrets::SecretError::Keys(coffer_keys::KeyError::Other(
-                                        Box::new(e),
-                                    ))
-                                })?;
+                            let key = coffer_secrets::unwrap_legacy_key(
+                                provider,
+                                &wrapped,
+                                &$crate::audit::audit_key_context(),
+                            )
+                            .await?;
                             tracing::info!("adopted the audit key into the secrets manager");
-                            Ok(coffer_secrets::SecretBytes::new(
-                                key.expose_secret().to_vec(),
-                            ))
+                            Ok(key)
                         }
                         None => Ok(coffer_secrets::SecretBytes::new(
                             coffer_crypto::DataKey::generate().expose_secret().to_vec(),
