@@ -22,7 +22,6 @@ use anyhow::{Context as _, bail};
 use coffer_app::{App, Config, LogFormat};
 use coffer_auth::accounts::{Registration, RequestContext};
 use coffer_auth::user::UserId;
-use coffer_secrets::{RotationPolicy, SecretName, SecretsManager, SetOptions};
 use zeroize::Zeroizing;
 
 enum Command {
@@ -32,7 +31,7 @@ enum Command {
     Secrets(Vec<String>),
 }
 
-const USAGE: &str = "usage: coffer-api [--config FILE] [serve | config check | admin create --email EMAIL --password-stdin | secrets list [--tag K=V] | secrets status | secrets set NAME [--expires-in-days N] [--rotate-every-days N] [--tag K=V]... | secrets rotate NAME | secrets backup FILE | secrets restore FILE]";
+const USAGE: &str = "usage: coffer-api [--config FILE] [serve | config check | admin create --email EMAIL --password-stdin | secrets …] (secrets: list [--tag K=V] | status | set NAME [--expires-in-days N] [--rotate-every-days N] [--tag K=V]... | rotate NAME | backup FILE | restore FILE)";
 
 fn parse_args() -> anyhow::Result<(Option<PathBuf>, Command)> {
     let mut args = std::env::args().skip(1);
@@ -121,10 +120,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Secrets(words) => {
             init_logging(&config);
             let app = App::build(config).await?;
-            let outcome = secrets(&app.secrets, &words).await;
+            let outcome = coffer_app::cli::secrets(&app.secrets, &words).await;
             app.flush_key_use().await;
             app.db.close().await;
-            outcome
+            Ok(outcome?)
         }
         Command::Serve => {
             init_logging(&config);
@@ -161,97 +160,4 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// A value from stdin, without its final line break.
-fn value_from_stdin() -> anyhow::Result<Zeroizing<Vec<u8>>> {
-    let mut value = Zeroizing::new(Vec::new());
-    std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut value)
-        .context("read the value from stdin")?;
-    // One final line break (`\n` or `\r\n`) is the terminal's, not the value's.
-    if value.last() == Some(&b'\n') {
-        value.pop();
-        if value.last() == Some(&b'\r') {
-            value.pop();
-        }
-    }
-    if value.is_empty() {
-        bail!("no value on stdin");
-    }
-    Ok(value)
-}
-
-fn tag(word: &str) -> anyhow::Result<(String, String)> {
-    word.split_once('=')
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .with_context(|| format!("--tag takes KEY=VALUE, not {word:?}"))
-}
-
-/// The `secrets` commands: metadata and status as JSON on stdout; values only ever on stdin.
-#[allow(clippy::print_stdout)]
-async fn secrets(manager: &SecretsManager, words: &[String]) -> anyhow::Result<()> {
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    let name = |n: &str| SecretName::parse(n).with_context(|| format!("secret name {n:?}"));
-    match words.as_slice() {
-        ["list"] | ["list", "--tag", _] => {
-            let filter = words.get(2).map(|w| tag(w)).transpose()?;
-            let listed = manager
-                .list(filter.as_ref().map(|(k, v)| (k.as_str(), v.as_str())))
-                .await?;
-            println!("{}", serde_json::to_string_pretty(&listed)?);
-        }
-        ["status"] => println!(
-            "{}",
-            serde_json::to_string_pretty(&manager.status().await?)?
-        ),
-        ["set", n, options @ ..] => {
-            let mut set = SetOptions::default();
-            let mut rest = options.iter();
-            while let Some(flag) = rest.next() {
-                let value = rest
-                    .next()
-                    .with_context(|| format!("{flag} needs a value"))?;
-                match *flag {
-                    "--expires-in-days" => {
-                        let days: u64 =
-                            value.parse().context("--expires-in-days takes a number")?;
-                        let secs = days
-                            .checked_mul(86_400)
-                            .context("--expires-in-days is too large")?;
-                        set.expires_in = Some(std::time::Duration::from_secs(secs));
-                    }
-                    "--rotate-every-days" => {
-                        set.rotation = RotationPolicy::EveryDays(
-                            value
-                                .parse()
-                                .context("--rotate-every-days takes a number")?,
-                        );
-                    }
-                    "--tag" => {
-                        let (k, v) = tag(value)?;
-                        set.tags.insert(k, v);
-                    }
-                    other => bail!("unknown option {other}\n{USAGE}"),
-                }
-            }
-            let meta = manager.set(&name(n)?, &value_from_stdin()?, &set).await?;
-            println!("{}", serde_json::to_string_pretty(&meta)?);
-        }
-        ["rotate", n] => {
-            let meta = manager.rotate(&name(n)?, &value_from_stdin()?).await?;
-            println!("{}", serde_json::to_string_pretty(&meta)?);
-        }
-        ["backup", file] => {
-            let bundle = manager.backup().await?;
-            std::fs::write(file, bundle).with_context(|| format!("write {file}"))?;
-            eprintln!("backup written to {file}: it opens only with this master key");
-        }
-        ["restore", file] => {
-            let bundle = std::fs::read(file).with_context(|| format!("read {file}"))?;
-            let report = manager.restore(&bundle).await?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        }
-        _ => bail!("{USAGE}"),
-    }
-    Ok(())
 }

@@ -57,6 +57,8 @@ pub struct Config {
     pub ledger: LedgerSettings,
     /// Rate limiting.
     pub rate_limit: RateLimitConfig,
+    /// The worker (`coffer-worker`): schedules and rotation.
+    pub worker: WorkerConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -138,6 +140,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             ledger: LedgerSettings::default(),
             rate_limit: RateLimitConfig::default(),
+            worker: WorkerConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -487,6 +490,47 @@ impl Default for LedgerSettings {
     }
 }
 
+/// The worker's schedules and the rotation's tuning.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// How often the worker looks for work: rotations requested through the API, schedules.
+    pub poll_secs: u64,
+    /// Rotate the master key when its active version is older than this many days (0: never
+    /// by schedule). The worker also needs the provider to report creation times.
+    pub kek_rotation_days: u64,
+    /// Retire the old master key versions once a scheduled or requested rotation moved every
+    /// key (an emergency rotation always retires, where the provider can).
+    pub retire_after_rotation: bool,
+    /// Data keys re-wrapped per batch (one read, one provider call, one write).
+    pub rotation_batch: u32,
+    /// Rotate the token signing key when it is older than this many days (0: never by
+    /// schedule). The previous key keeps verifying until its tokens expire.
+    pub jwt_rotation_days: u64,
+    /// Seal an audit checkpoint this often (0: never).
+    pub audit_checkpoint_secs: u64,
+    /// Delete ended sessions' refresh tokens this often (0: never).
+    pub cleanup_secs: u64,
+    /// Where the worker serves `/metrics` (Prometheus text, no authentication: bind it to a
+    /// private address). Unset: no listener.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            poll_secs: 5,
+            kek_rotation_days: 90,
+            retire_after_rotation: false,
+            rotation_batch: 1000,
+            jwt_rotation_days: 90,
+            audit_checkpoint_secs: 60,
+            cleanup_secs: 3600,
+            metrics_listen: None,
+        }
+    }
+}
+
 /// Log format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -743,6 +787,16 @@ impl Config {
                 "database.url",
                 format!("{} is neither SQLite nor Postgres", mask_url(url)),
                 "use sqlite://data/coffer.db or postgres://user@host/db",
+            ));
+        }
+        if self.worker.poll_secs == 0 {
+            return Err(error("worker.poll_secs", "0", "use 1 or more"));
+        }
+        if self.worker.rotation_batch == 0 || self.worker.rotation_batch > 10_000 {
+            return Err(error(
+                "worker.rotation_batch",
+                self.worker.rotation_batch.to_string(),
+                "use 1 to 10000",
             ));
         }
         if self.database.max_connections == 0 {

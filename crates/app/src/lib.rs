@@ -30,19 +30,25 @@ use coffer_ledger::{Ledger, LedgerConfig, LedgerStore};
 use coffer_ratelimit::audit::LimitedRequests;
 use coffer_ratelimit::policy::Policies;
 use coffer_ratelimit::{Failover, InProcessLimiter, RateLimiter, RedisDownMode};
+use coffer_rotation::{RotationConfig, RotationStore, Rotator, SessionRevoker};
 use coffer_secrets::{SecretStore, SecretsManager};
 use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
 use coffer_store::auth::{PgRevocationList, PgUserStore, SqliteRevocationList, SqliteUserStore};
 use coffer_store::ledger::{PgLedgerStore, SqliteLedgerStore};
+use coffer_store::rotation::{PgRotationStore, SqliteRotationStore};
 use coffer_store::secrets::{PgSecretStore, SqliteSecretStore};
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::sqlite::SqlitePool;
 
+pub mod cli;
 pub mod config;
 pub mod tls;
 pub mod usage;
+pub mod worker;
 
-pub use config::{Config, ConfigError, LogFormat, RevocationBackend, VaultAuthMethod};
+pub use config::{
+    Config, ConfigError, LogFormat, RevocationBackend, VaultAuthMethod, WorkerConfig,
+};
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +108,8 @@ pub struct App {
     pub rate: Option<RateLimits>,
     /// The secrets manager, on the same database and key provider.
     pub secrets: Arc<SecretsManager>,
+    /// Master key rotation (requested by the API, run by the worker).
+    pub rotation: Arc<Rotator>,
     /// The key provider as called under the cache (its use is audited in aggregate).
     metered: Arc<MeteredKeyProvider>,
     /// Who the aggregate records name.
@@ -257,9 +265,29 @@ impl App {
         )
         .await
         .map_err(|e| AppError::Service(format!("accounts: {e}")))?;
+        let accounts = Arc::new(accounts);
+        let rotation_store: Arc<dyn RotationStore> = match &db {
+            Db::Sqlite(p) => Arc::new(SqliteRotationStore::new(p.clone())),
+            Db::Postgres(p) => Arc::new(PgRotationStore::new(p.clone())),
+        };
+        // Under the cache: validation must reach the provider, and a re-wrap is never cached.
+        let uncached: Arc<dyn KeyProvider> = metered.clone();
+        let rotation = Arc::new(
+            Rotator::new(
+                rotation_store,
+                uncached,
+                audit.clone(),
+                RotationConfig {
+                    batch: config.worker.rotation_batch,
+                    ..RotationConfig::default()
+                },
+            )
+            .with_sessions(Arc::new(RevokeEveryone(accounts.clone()))),
+        );
         let state = ApiState {
             ledger: Arc::new(ledger),
-            accounts: Arc::new(accounts),
+            accounts,
+            rotation: rotation.clone(),
             oidc,
             audit,
             mfa: MfaRule {
@@ -284,6 +312,7 @@ impl App {
             db,
             rate,
             secrets,
+            rotation,
             metered,
             actor: Actor::Service(audit_service_actor()?),
         })
@@ -340,6 +369,22 @@ impl App {
             },
             self.rate.clone(),
         )
+    }
+}
+
+/// The emergency rotation's first step: every session and access token revoked.
+struct RevokeEveryone(Arc<Accounts>);
+
+#[async_trait]
+impl SessionRevoker for RevokeEveryone {
+    async fn revoke_all(&self) -> Result<u64, String> {
+        let actor = audit_service_actor()
+            .map(Actor::Service)
+            .map_err(|e| e.to_string())?;
+        self.0
+            .revoke_everyone(actor, &coffer_auth::accounts::RequestContext::default())
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -1101,6 +1101,30 @@ impl Accounts {
             .ok_or_else(|| corrupt("no signing key is current"))
     }
 
+    /// When the key that signs now started signing (the worker rotates it by age).
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn current_signing_key_created_at(&self) -> Result<Option<u64>, AuthError> {
+        Ok(self
+            .store
+            .signing_keys()
+            .await?
+            .iter()
+            .filter(|k| k.retired_at.is_none())
+            .map(|k| k.created_at)
+            .max())
+    }
+
+    /// Deletes the refresh tokens of sessions that ended (expired families), the worker's
+    /// cleanup. Returns how many tokens went.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn purge_ended_sessions(&self) -> Result<u64, AuthError> {
+        Ok(self.store.purge_families(now_secs()).await?)
+    }
+
     /// Drops a retired signing key for good (it leaked): tokens it signed stop verifying now,
     /// here and, at their next reload, in every other process. The current key cannot be
     /// dropped: rotate first.

@@ -28,6 +28,15 @@ pub use manager::{
     SetOptions, unwrap_legacy_key,
 };
 
+/// The key-provider context a secret version's data key is wrapped under.
+#[must_use]
+pub fn secret_key_context(name: &str, version: u32) -> coffer_keys::KeyContext {
+    coffer_keys::KeyContext::new()
+        .with("purpose", "secret")
+        .with("secret", name)
+        .with("version", version.to_string())
+}
+
 /// A secret's name: 1-128 characters of `[A-Za-z0-9._/-]`.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

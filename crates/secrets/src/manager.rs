@@ -218,10 +218,7 @@ impl std::fmt::Debug for SecretsManager {
 }
 
 fn key_context(name: &SecretName, version: u32) -> KeyContext {
-    KeyContext::new()
-        .with("purpose", "secret")
-        .with("secret", name.as_str())
-        .with("version", version.to_string())
+    crate::secret_key_context(name.as_str(), version)
 }
 
 fn aad(name: &SecretName, version: u32) -> Aad {

@@ -10,6 +10,8 @@
 //!   persistent revocation list ([`auth::PgRevocationList`], [`auth::SqliteRevocationList`]).
 //! - [`secrets`]: the secrets manager's store ([`secrets::PgSecretStore`],
 //!   [`secrets::SqliteSecretStore`]).
+//! - [`rotation`]: the rotation store ([`rotation::PgRotationStore`],
+//!   [`rotation::SqliteRotationStore`]): wrapped keys by KEK version, rotation jobs, job locks.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -23,6 +25,7 @@ use sqlx::sqlite::{
 pub mod audit;
 pub mod auth;
 pub mod ledger;
+pub mod rotation;
 pub mod secrets;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -84,6 +87,8 @@ BEGIN
         GRANT SELECT, INSERT ON secrets TO coffer_app;
         REVOKE UPDATE, DELETE, TRUNCATE ON secrets FROM coffer_app;
         GRANT UPDATE (active, wrapped_key, kek_version) ON secrets TO coffer_app;
+        GRANT SELECT, INSERT, UPDATE ON key_rotations TO coffer_app;
+        REVOKE DELETE, TRUNCATE ON key_rotations FROM coffer_app;
         GRANT SELECT, INSERT, UPDATE, DELETE ON refresh_tokens, revoked_tokens TO coffer_app;
         EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA %I TO coffer_app', current_schema());
     END IF;

@@ -50,6 +50,8 @@ pub struct ApiState {
     pub ledger: Arc<Ledger>,
     /// Accounts and tokens.
     pub accounts: Arc<Accounts>,
+    /// Master key rotation: status and requests (a worker runs them).
+    pub rotation: Arc<coffer_rotation::Rotator>,
     /// Configured external OIDC issuers, whose tokens are accepted next to Coffer's own.
     pub oidc: Option<Arc<coffer_auth_oidc::OidcIssuers>>,
     /// The audit log (admin reads and verification).
@@ -168,6 +170,8 @@ pub fn router(
             "/v1/admin/users/{id}/sessions/revoke",
             post(r::revoke_user_sessions),
         )
+        .route("/v1/admin/keys", get(r::keys_overview))
+        .route("/v1/admin/keys/rotate", post(r::request_rotation))
         .route("/v1/admin/audit", get(r::audit_events))
         .route("/v1/admin/audit/verify", get(r::audit_verify))
         .route(

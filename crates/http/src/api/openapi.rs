@@ -80,6 +80,35 @@ pub struct AuditVerifyDoc {
     first_bad: Option<serde_json::Value>,
 }
 
+/// Where the master key stands (`GET /v1/admin/keys`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeysDoc {
+    provider: String,
+    key_id: String,
+    active_version: u32,
+    /// Each version: `version`, `state` (active, decrypt_only, retired), `created_at`,
+    /// `age_secs`.
+    versions: Vec<serde_json::Value>,
+    /// Per table (`secrets`, `user_keys`, `wallet_keys`): data keys per master key version.
+    keys: Vec<serde_json::Value>,
+    /// Data keys under a version below the active one: what a rotation has left.
+    stale: u64,
+    /// The rotation requested or running (state, versions, total, rewrapped, failed, error).
+    open_job: Option<serde_json::Value>,
+    /// The last finished rotation.
+    last_done: Option<serde_json::Value>,
+}
+
+/// A rotation request's answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotationDoc {
+    /// Whether this request created it.
+    created: bool,
+    /// The rotation: id, state (requested, running, done, failed), emergency, retire,
+    /// requested_by, versions, counts.
+    job: serde_json::Value,
+}
+
 struct Bearer;
 
 impl Modify for Bearer {
@@ -133,6 +162,8 @@ impl Modify for Bearer {
         routes::reverse,
         routes::set_roles,
         routes::revoke_user_sessions,
+        routes::keys_overview,
+        routes::request_rotation,
         routes::audit_events,
         routes::audit_verify,
         routes::metrics,
@@ -145,7 +176,7 @@ impl Modify for Bearer {
         (name = "auth", description = "Registration, sessions, second factor"),
         (name = "wallets", description = "Wallets and their history"),
         (name = "money", description = "Deposits, withdrawals, transfers"),
-        (name = "admin", description = "Administration: wallets, reversals, users, audit"),
+        (name = "admin", description = "Administration: wallets, reversals, users, keys, audit"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]

@@ -19,7 +19,8 @@ use super::extract::{
     Ctx, IdempotencyKey, Json, OptionalJson, PathId, Principal, transaction_id, user_id, wallet_id,
 };
 use super::openapi::{
-    AuditPageDoc, AuditVerifyDoc, MeDoc, ProblemDoc, RolesDoc, TotpEnrollmentDoc, UserCreated,
+    AuditPageDoc, AuditVerifyDoc, KeysDoc, MeDoc, ProblemDoc, RolesDoc, RotationDoc,
+    TotpEnrollmentDoc, UserCreated,
 };
 use super::views;
 
@@ -684,6 +685,74 @@ pub(super) async fn revoke_user_sessions(
         )
         .await?;
     no_content()
+}
+
+// ---- keys ----
+
+fn rotation_error(e: &coffer_rotation::RotationError) -> ApiError {
+    use coffer_rotation::RotationError as E;
+    match e {
+        E::Refused(reason) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.code(),
+            "the rotation cannot be done as asked",
+        )
+        .detail(reason.clone()),
+        _ => ApiError::unavailable(e),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/admin/keys", tag = "admin", responses((status = 200, description = "the master key's versions and ages, stored data keys per version, the rotation requested or running with its progress, the last finished one", body = KeysDoc), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 503, description = "the key provider or the database does not answer", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(super) async fn keys_overview(
+    State(state): State<ApiState>,
+    principal: Principal,
+) -> ApiResult {
+    principal.require(&state, Permission::KeyRead)?;
+    let overview = state
+        .rotation
+        .overview()
+        .await
+        .map_err(|e| rotation_error(&e))?;
+    ok(overview)
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RotateBody {
+    /// Revoke every session first, re-wrap every key, retire the old versions.
+    #[serde(default)]
+    emergency: bool,
+    /// Retire the old versions once every key has moved.
+    #[serde(default)]
+    retire: bool,
+}
+
+#[utoipa::path(post, path = "/v1/admin/keys/rotate", tag = "admin", request_body(content = Option<RotateBody>, description = "optional: {\"emergency\": bool, \"retire\": bool}"), responses((status = 202, description = "requested: a worker rotates the master key and re-wraps every data key; follow it at GET /v1/admin/keys", body = RotationDoc), (status = 200, description = "a rotation was already requested or running: that one", body = RotationDoc), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "the provider cannot rotate (or retire) its key", body = ProblemDoc, content_type = "application/problem+json"), (status = 503, description = "the key provider or the database does not answer", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(super) async fn request_rotation(
+    State(state): State<ApiState>,
+    principal: Principal,
+    OptionalJson(b): OptionalJson<RotateBody>,
+) -> ApiResult {
+    principal.require(&state, Permission::KeyRotate)?;
+    let (job, created) = state
+        .rotation
+        .request(coffer_rotation::RotateRequest {
+            requested_by: format!("admin:{}", principal.user),
+            emergency: b.emergency,
+            retire: b.retire,
+        })
+        .await
+        .map_err(|e| rotation_error(&e))?;
+    let status = if created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        JsonResponse(json!({ "created": created, "job": job })),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
