@@ -9,6 +9,7 @@
 //! coffer-worker keys validate                    every wrapped key unwraps, every wallet opens
 //! coffer-worker keys rotate [--retire] [--emergency]
 //!                                                rotate the master key and re-wrap every key now
+//! coffer-worker keys resume                      continue a rotation that stopped (never starts one)
 //! coffer-worker keys history [--limit N]         past rotations
 //! coffer-worker ledger verify [--wallets-after ID | --transactions-after ID]
 //! coffer-worker audit verify
@@ -32,7 +33,7 @@ use coffer_app::{App, Config, LogFormat};
 use coffer_rotation::{RotateRequest, RotationError, RotationJob};
 use progress::Progress;
 
-const USAGE: &str = "usage: coffer-worker [--config FILE] [run | keys status | keys validate | keys rotate [--retire] [--emergency] | keys history [--limit N] | ledger verify [--wallets-after ID | --transactions-after ID] | audit verify | sessions revoke-all | secrets …]";
+const USAGE: &str = "usage: coffer-worker [--config FILE] [run | keys status | keys validate | keys rotate [--retire] [--emergency] | keys resume | keys history [--limit N] | ledger verify [--wallets-after ID | --transactions-after ID] | audit verify | sessions revoke-all | secrets …]";
 
 /// Exit codes.
 const EXIT_FAILED: u8 = 1;
@@ -153,6 +154,7 @@ async fn command(app: &App, words: &[&str]) -> anyhow::Result<()> {
             }
             rotate(app, request).await
         }
+        ["keys", "resume"] => resume(app).await,
         ["keys", "history"] => print_json(&app.rotation.history(20).await?),
         ["keys", "history", "--limit", n] => {
             let n: u32 = n.parse().map_err(|_| Usage)?;
@@ -235,6 +237,25 @@ async fn rotate(app: &App, request: RotateRequest) -> anyhow::Result<()> {
             job.state.as_str()
         );
     }
+    follow(app, job).await
+}
+
+/// `keys resume`: continues the rotation requested or running, never starts one.
+async fn resume(app: &App) -> anyhow::Result<()> {
+    match app.rotation.overview().await?.open_job {
+        Some(job) => {
+            eprintln!("continuing rotation {} ({})", job.id, job.state.as_str());
+            follow(app, job).await
+        }
+        None => {
+            eprintln!("no rotation is requested or running");
+            Ok(())
+        }
+    }
+}
+
+/// Runs `job` here, or follows it while another worker holds the lock, to its end.
+async fn follow(app: &App, job: RotationJob) -> anyhow::Result<()> {
     let bar = Progress::new("re-wrapping data keys");
     let show = |j: &RotationJob| bar.set(j.rewrapped + j.failed, Some(j.total));
     let finished = loop {

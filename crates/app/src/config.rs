@@ -504,6 +504,9 @@ pub struct WorkerConfig {
     pub retire_after_rotation: bool,
     /// Data keys re-wrapped per batch (one read, one provider call, one write).
     pub rotation_batch: u32,
+    /// Seconds between the last re-wrap and retiring the old versions (requests in flight and
+    /// replicas that have not seen the new version finish first).
+    pub retire_grace_secs: u64,
     /// Rotate the token signing key when it is older than this many days (0: never by
     /// schedule). The previous key keeps verifying until its tokens expire.
     pub jwt_rotation_days: u64,
@@ -523,6 +526,7 @@ impl Default for WorkerConfig {
             kek_rotation_days: 90,
             retire_after_rotation: false,
             rotation_batch: 1000,
+            retire_grace_secs: 30,
             jwt_rotation_days: 90,
             audit_checkpoint_secs: 60,
             cleanup_secs: 3600,
@@ -685,6 +689,7 @@ impl Config {
                 "endpoint_url",
                 "access_key_id",
                 "secret_access_key",
+                "metrics_listen",
             ];
             if !table.contains_key(&key) && !optional.contains(&key.as_str()) {
                 return Err(unknown());

@@ -279,6 +279,7 @@ impl App {
                 audit.clone(),
                 RotationConfig {
                     batch: config.worker.rotation_batch,
+                    retire_grace: Duration::from_secs(config.worker.retire_grace_secs),
                     ..RotationConfig::default()
                 },
             )

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use coffer_audit::{
@@ -36,8 +36,11 @@ pub struct RotationConfig {
     pub batch: u32,
     /// Unwraps in flight while validating.
     pub validate_concurrency: usize,
-    /// How often a running job's row is written (progress survives a crash to within this).
-    pub save_every: Duration,
+    /// How long to wait between the last re-wrap and retiring the old versions: a request
+    /// that read a key just before its re-wrap, and processes that have not seen the rotation
+    /// yet (a Vault KV refresh), finish with the old version first. Keys those processes wrote
+    /// meanwhile are re-wrapped before retiring.
+    pub retire_grace: Duration,
 }
 
 impl Default for RotationConfig {
@@ -45,7 +48,7 @@ impl Default for RotationConfig {
         Self {
             batch: 1000,
             validate_concurrency: 16,
-            save_every: Duration::from_secs(1),
+            retire_grace: Duration::from_secs(30),
         }
     }
 }
@@ -451,14 +454,32 @@ impl Rotator {
                 first: first_error.unwrap_or_else(|| "see the worker's log".into()),
             });
         }
+        let retire = (job.retire || (job.emergency && self.keys.capabilities().retire))
+            && job.retired_below.is_none();
+        if retire && !self.config.retire_grace.is_zero() {
+            tracing::info!(
+                grace_secs = self.config.retire_grace.as_secs(),
+                "every key moved; waiting before retiring the old versions"
+            );
+            tokio::time::sleep(self.config.retire_grace).await;
+            if self.count_below(target).await? > 0 {
+                self.rewrap_below(target, job, progress, &mut first_error)
+                    .await?;
+            }
+        }
         let left = self.count_below(target).await?;
         if left > 0 {
             return Err(RotationError::Refused(format!(
                 "{left} keys are still wrapped under versions below {target} (written by processes that had not seen the rotation yet): run the rotation again"
             )));
         }
-        let retire = job.retire || (job.emergency && self.keys.capabilities().retire);
-        if retire && job.retired_below.is_none() {
+        if job.failed > 0 {
+            return Err(RotationError::KeysFailed {
+                failed: job.failed,
+                first: first_error.unwrap_or_else(|| "see the worker's log".into()),
+            });
+        }
+        if retire {
             self.keys.retire_versions_below(target).await?;
             job.retired_below = Some(target);
             tracing::info!(below = target, "old master key versions retired");
@@ -496,7 +517,6 @@ impl Rotator {
         progress: &(dyn Fn(&RotationJob) + Send + Sync),
         first_error: &mut Option<String>,
     ) -> Result<(), RotationError> {
-        let mut saved = Instant::now();
         for set in KeySet::ALL {
             let mut after = None;
             loop {
@@ -552,14 +572,11 @@ impl Rotator {
                     }
                 }
                 job.rewrapped += self.store.replace(set, &replacements).await?;
+                self.save(job).await?;
                 progress(job);
-                if saved.elapsed() >= self.config.save_every {
-                    self.save(job).await?;
-                    saved = Instant::now();
-                }
             }
         }
-        self.save(job).await
+        Ok(())
     }
 
     async fn save(&self, job: &mut RotationJob) -> Result<(), RotationError> {

@@ -133,6 +133,7 @@ impl World {
             self.stores.audit.clone(),
             RotationConfig {
                 batch,
+                retire_grace: std::time::Duration::ZERO,
                 ..RotationConfig::default()
             },
         )

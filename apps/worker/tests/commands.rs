@@ -1,0 +1,230 @@
+//! The operator's commands, run as the real binary against SQLite and Postgres: status,
+//! validation, a rotation with retirement, history, ledger and audit verification, revoking
+//! every session, the secrets listing; exit codes 0, 2 and 3 where they are due.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Database, Fixture};
+use serde_json::Value;
+
+async fn the_commands_work(db: Database) {
+    let f = Fixture::new(db).await;
+    let (owner, wallets) = f.wallets(30).await;
+    let (_, token) = f.user("alice@example.com").await;
+    f.user("bob@example.com").await;
+    let before = f.keys_by_version().await;
+    let keys: u64 = before.values().sum();
+    assert_eq!(before.keys().copied().collect::<Vec<_>>(), vec![1]);
+
+    let status = f.run(&["keys", "status"]).expect(0).json();
+    assert_eq!(status["provider"], "local");
+    assert_eq!(status["active_version"], 1);
+    assert_eq!(status["stale"], 0);
+    assert_eq!(status["open_job"], Value::Null);
+
+    let valid = f.run(&["keys", "validate"]).expect(0).json();
+    assert_eq!(valid["failed"], 0);
+    assert_eq!(valid["checked"]["wallet_keys"], 30);
+    assert_eq!(valid["checked"]["user_keys"], 2);
+    assert_eq!(valid["wallets_opened"], 30);
+
+    let rotated = f.run(&["keys", "rotate", "--retire"]).expect(0);
+    let job = rotated.json();
+    assert_eq!(job["state"], "done", "{}", rotated.stderr());
+    assert_eq!(job["from_version"], 1);
+    assert_eq!(job["to_version"], 2);
+    assert_eq!(job["retired_below"], 2);
+    assert_eq!(job["rewrapped"].as_u64(), Some(keys));
+    assert_eq!(job["failed"], 0);
+    assert!(
+        rotated.stderr().contains("re-wrapping data keys"),
+        "progress lines on stderr when it is not a terminal: {}",
+        rotated.stderr()
+    );
+    assert_eq!(
+        f.keys_by_version().await,
+        std::collections::BTreeMap::from([(2, keys)])
+    );
+
+    let history = f.run(&["keys", "history"]).expect(0).json();
+    let history = history.as_array().unwrap();
+    assert_eq!(history.len(), 1);
+    assert!(
+        history[0]["requested_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("cli:")
+    );
+    assert_eq!(history[0]["state"], "done");
+
+    // The API process keeps working with version 1 retired: its key file is re-read.
+    f.app
+        .state
+        .ledger
+        .transfer(
+            owner,
+            wallets[0],
+            wallets[1],
+            common::PIN,
+            &coffer_ledger::MoneyRequest {
+                amount_minor: 125,
+                currency: "USD",
+                memo: Some("after the rotation"),
+                idempotency_key: "after-rotation",
+            },
+        )
+        .await
+        .unwrap();
+    let verified = f.run(&["ledger", "verify"]).expect(0).json();
+    assert_eq!(verified["ok"], true);
+    assert_eq!(verified["wallets"], 30);
+    let audit = f.run(&["audit", "verify"]).expect(0).json();
+    assert_eq!(audit["ok"], true);
+
+    let secrets = f.run(&["secrets", "list"]).expect(0).json();
+    assert!(
+        secrets
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["active"]["name"] == "coffer/audit-key"),
+        "{secrets}"
+    );
+
+    // Revoking every session: the token issued before stops verifying.
+    assert!(f.app.state.accounts.verify(&token).await.is_ok());
+    f.run(&["sessions", "revoke-all"]).expect(0);
+    assert!(f.app.state.accounts.verify(&token).await.is_err());
+
+    // Usage errors exit 2 with the usage line.
+    let usage = f.run(&["keys", "spin"]).expect(2);
+    assert!(usage.stderr().contains("usage: coffer-worker"));
+
+    // A key copied to another wallet's row: validation names it and exits 3.
+    let copied = match db {
+        Database::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&f.url).await.unwrap();
+            sqlx::query(
+                "UPDATE wallet_keys SET wrapped = (SELECT wrapped FROM wallet_keys WHERE wallet_id = $1) WHERE wallet_id = $2",
+            )
+            .bind(wallets[3].as_uuid())
+            .bind(wallets[4].as_uuid())
+            .execute(&pool)
+            .await
+            .unwrap()
+            .rows_affected()
+        }
+        Database::Postgres => {
+            let pool = sqlx::PgPool::connect(&f.url).await.unwrap();
+            sqlx::query(
+                "UPDATE wallet_keys SET wrapped = (SELECT wrapped FROM wallet_keys WHERE wallet_id = $1) WHERE wallet_id = $2",
+            )
+            .bind(wallets[3].as_uuid())
+            .bind(wallets[4].as_uuid())
+            .execute(&pool)
+            .await
+            .unwrap()
+            .rows_affected()
+        }
+    };
+    assert_eq!(copied, 1);
+    let bad = f.run(&["keys", "validate"]).expect(3);
+    let report = bad.json();
+    assert_eq!(report["failed"], 1);
+    assert_eq!(
+        report["failures"][0]["row"]["wallet"],
+        wallets[4].to_string()
+    );
+    assert!(bad.stderr().contains("1 of"), "{}", bad.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_commands_work_on_sqlite() {
+    the_commands_work(Database::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_commands_work_on_postgres() {
+    the_commands_work(Database::Postgres).await;
+}
+
+/// A rotation requested through the API's service is picked up by `coffer-worker run`, whose
+/// metrics then show it; SIGTERM stops the worker cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_worker_picks_up_a_requested_rotation() {
+    let f = Fixture::new(Database::Sqlite).await;
+    f.wallets(12).await;
+    let keys: u64 = f.keys_by_version().await.values().sum();
+    let (job, created) = f
+        .app
+        .rotation
+        .request(coffer_rotation::RotateRequest {
+            requested_by: "admin:0190c3a2-0000-7000-8000-000000000001".into(),
+            emergency: false,
+            retire: false,
+        })
+        .await
+        .unwrap();
+    assert!(created);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut worker = f
+        .worker(&["run"])
+        .env("COFFER_WORKER__POLL_SECS", "1")
+        .env("COFFER_WORKER__METRICS_LISTEN", format!("127.0.0.1:{port}"))
+        .spawn()
+        .unwrap();
+    let mut done = None;
+    for _ in 0..300 {
+        if let Some(last) = f.app.rotation.overview().await.unwrap().last_done {
+            done = Some(last);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let Some(done) = done else {
+        worker.kill().unwrap();
+        let out = worker.wait_with_output().unwrap();
+        panic!(
+            "the worker did not run the rotation within 30 s:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    assert_eq!(done.id, job.id);
+    assert_eq!(done.rewrapped, keys);
+    let client = reqwest::Client::new();
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+        {
+            metrics = r.text().await.unwrap();
+            if metrics.contains("job=\"kek_rotation\"") {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        metrics.contains(&format!("coffer_worker_rotation_keys_done {keys}")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("coffer_worker_job_last_success_timestamp_seconds{job=\"kek_rotation\"}"),
+        "{metrics}"
+    );
+    let pid = worker.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = worker.wait().unwrap();
+    assert!(status.success(), "SIGTERM ends it cleanly: {status}");
+}
