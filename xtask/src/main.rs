@@ -26,10 +26,11 @@ commands:
         runs the key-provider suites against OpenBao and moto (COFFER_TEST_VAULT_ADDR and
         _TOKEN, COFFER_TEST_KMS_URL and _AUTH_URL; otherwise it starts them on free ports,
         installing them with pip into target/services-venv when missing)
-  bench [crypto|keys|auth|audit|ledger|api|ratelimit|key-providers]...
+  bench [crypto|keys|auth|audit|ledger|api|ratelimit|key-providers|rotation]...
         benchmarks (all when none named); figures go to docs/BENCHMARKS.md. `audit`, `ledger`
         and `api` need Postgres (`ledger` and `api` also its pgbench), `ratelimit` Redis, like
-        the tests; `key-providers` starts OpenBao and moto as `test` does
+        the tests; `key-providers` starts OpenBao and moto as `test` does; `rotation` needs
+        Postgres and starts OpenBao (1,000,000 wallets: a few minutes)
   fuzz [TARGET] [--seconds N]
         run a fuzz target (default: all targets, 60 s each) with cargo-fuzz on the stable
         toolchain (RUSTC_BOOTSTRAP=1)
@@ -183,6 +184,10 @@ fn bench(names: &[String]) -> Result<()> {
             &["bench", "-p", "coffer-app", "--bench", "key_providers"],
         ),
         (
+            "rotation",
+            &["bench", "-p", "coffer-app", "--bench", "rotation"],
+        ),
+        (
             "ratelimit",
             &[
                 "bench",
@@ -202,11 +207,11 @@ fn bench(names: &[String]) -> Result<()> {
     for (group, args) in GROUPS {
         if names.is_empty() || names.iter().any(|n| n == group) {
             let _service = match *group {
-                "audit" | "ledger" | "api" => services::ensure_postgres()?,
+                "audit" | "ledger" | "api" | "rotation" => services::ensure_postgres()?,
                 "ratelimit" => services::ensure_redis()?,
                 _ => None,
             };
-            let key_servers = if *group == "key-providers" {
+            let key_servers = if matches!(*group, "key-providers" | "rotation") {
                 services::ensure_key_servers()?
             } else {
                 services::KeyServers::default()

@@ -89,7 +89,7 @@ impl Progress {
         } else {
             0.0
         };
-        let mut line = format!("{}", self.label);
+        let mut line = self.label.clone();
         if let Some(phase) = &p.phase {
             line.push_str(&format!(" ({phase})"));
         }
