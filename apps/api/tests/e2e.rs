@@ -376,6 +376,53 @@ async fn permissions(db: Database) {
     }
     let (st, _) = s.get("/v1/admin/audit", &alice).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = s.get("/v1/admin/keys", &alice).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = s
+        .post("/v1/admin/keys/rotate", Some(&alice), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // Key rotation: requested by an admin (202), answered with the same job while it is open
+    // (200), shown with its progress by GET /v1/admin/keys; a worker runs it.
+    let (st, keys) = s.get("/v1/admin/keys", &admin).await;
+    assert_eq!(st, StatusCode::OK, "{keys}");
+    assert_eq!(keys["provider"], "local");
+    assert_eq!(keys["active_version"], 1);
+    assert_eq!(keys["stale"], 0);
+    assert!(keys["open_job"].is_null());
+    let (st, first) = s
+        .post(
+            "/v1/admin/keys/rotate",
+            Some(&admin),
+            json!({ "retire": true }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{first}");
+    assert_eq!(first["created"], true);
+    assert_eq!(first["job"]["state"], "requested");
+    assert!(
+        first["job"]["requested_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("admin:")
+    );
+    let (st, again) = s
+        .post("/v1/admin/keys/rotate", Some(&admin), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{again}");
+    assert_eq!(again["created"], false);
+    assert_eq!(again["job"]["id"], first["job"]["id"]);
+    let (st, unknown) = s
+        .post(
+            "/v1/admin/keys/rotate",
+            Some(&admin),
+            json!({ "now": true }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{unknown}");
+    let (_, keys) = s.get("/v1/admin/keys", &admin).await;
+    assert_eq!(keys["open_job"]["id"], first["job"]["id"]);
 
     // What admins may do: read any wallet, freeze (money stops both ways... out), reverse, audit.
     let (st, w) = s.get(&format!("/v1/wallets/{a}"), &admin).await;

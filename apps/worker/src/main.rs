@@ -9,7 +9,11 @@
 //! coffer-worker keys validate                    every wrapped key unwraps, every wallet opens
 //! coffer-worker keys rotate [--retire] [--emergency]
 //!                                                rotate the master key and re-wrap every key now
+//! coffer-worker keys rotate-signing-key          a new token signing key now (the old one keeps
+//!                                                verifying until its tokens expire)
 //! coffer-worker keys resume                      continue a rotation that stopped (never starts one)
+//! coffer-worker keys retire                      retire the versions below the active one (once no
+//!                                                key is under them)
 //! coffer-worker keys history [--limit N]         past rotations
 //! coffer-worker ledger verify [--wallets-after ID | --transactions-after ID]
 //! coffer-worker audit verify
@@ -33,7 +37,7 @@ use coffer_app::{App, Config, LogFormat};
 use coffer_rotation::{RotateRequest, RotationError, RotationJob};
 use progress::Progress;
 
-const USAGE: &str = "usage: coffer-worker [--config FILE] [run | keys status | keys validate | keys rotate [--retire] [--emergency] | keys resume | keys history [--limit N] | ledger verify [--wallets-after ID | --transactions-after ID] | audit verify | sessions revoke-all | secrets …]";
+const USAGE: &str = "usage: coffer-worker [--config FILE] [run | keys status | keys validate | keys rotate [--retire] [--emergency] | keys resume | keys retire | keys rotate-signing-key | keys history [--limit N] | ledger verify [--wallets-after ID | --transactions-after ID] | audit verify | sessions revoke-all | secrets …]";
 
 /// Exit codes.
 const EXIT_FAILED: u8 = 1;
@@ -155,6 +159,15 @@ async fn command(app: &App, words: &[&str]) -> anyhow::Result<()> {
             rotate(app, request).await
         }
         ["keys", "resume"] => resume(app).await,
+        ["keys", "rotate-signing-key"] => {
+            let kid = app.state.accounts.rotate_signing_key().await?;
+            print_json(&serde_json::json!({ "signing_kid": kid }))
+        }
+        ["keys", "retire"] => {
+            let below = app.rotation.retire_old_versions().await?;
+            eprintln!("master key versions below {below} retired");
+            Ok(())
+        }
         ["keys", "history"] => print_json(&app.rotation.history(20).await?),
         ["keys", "history", "--limit", n] => {
             let n: u32 = n.parse().map_err(|_| Usage)?;

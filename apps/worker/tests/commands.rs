@@ -97,6 +97,30 @@ async fn the_commands_work(db: Database) {
     f.run(&["sessions", "revoke-all"]).expect(0);
     assert!(f.app.state.accounts.verify(&token).await.is_err());
 
+    // A rotation without retirement leaves version 2 decrypt-only; `keys retire` retires it
+    // once no key is under it.
+    let second = f.run(&["keys", "rotate"]).expect(0).json();
+    assert_eq!(second["to_version"], 3);
+    assert_eq!(second["retired_below"], Value::Null);
+    f.run(&["keys", "retire"]).expect(0);
+    let status = f.run(&["keys", "status"]).expect(0).json();
+    let states: Vec<&str> = status["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, vec!["retired", "retired", "active"]);
+
+    let kid = f.run(&["keys", "rotate-signing-key"]).expect(0).json();
+    // Another process (the API) sees it at its next reload.
+    f.app.state.accounts.reload_signing_keys().await.unwrap();
+    let jwks = f.app.state.accounts.tokens().jwks().to_string();
+    assert!(
+        jwks.contains(kid["signing_kid"].as_str().unwrap()),
+        "{jwks}"
+    );
+
     // Usage errors exit 2 with the usage line.
     let usage = f.run(&["keys", "spin"]).expect(2);
     assert!(usage.stderr().contains("usage: coffer-worker"));

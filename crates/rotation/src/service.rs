@@ -617,6 +617,33 @@ impl Rotator {
         }
     }
 
+    /// Retires every master key version below the active one, after a rotation that did not
+    /// (or to retire later than it): refused while any data key is still under one of them.
+    /// Returns the version retired below.
+    ///
+    /// # Errors
+    /// [`RotationError::Refused`] with keys left below the active version or a rotation open;
+    /// provider and store failures.
+    pub async fn retire_old_versions(&self) -> Result<u32, RotationError> {
+        if let Some(open) = self.store.open_job().await? {
+            return Err(RotationError::Refused(format!(
+                "rotation {} is {}: let it finish first",
+                open.id,
+                open.state.as_str()
+            )));
+        }
+        let active = self.keys.status().await?.active_version;
+        let left = self.count_below(active).await?;
+        if left > 0 {
+            return Err(RotationError::Refused(format!(
+                "{left} data keys are still wrapped under versions below {active}: rotate (or resume) first"
+            )));
+        }
+        self.keys.retire_versions_below(active).await?;
+        tracing::info!(below = active, "old master key versions retired");
+        Ok(active)
+    }
+
     /// Opens every stored key (and each wallet's balance with its current key): counts and
     /// the first failures. `progress` sees the report after every batch.
     ///

@@ -223,6 +223,6 @@ mod tests {
         );
         let doc: serde_json::Value = serde_json::from_str(&generated).unwrap_or_default();
         assert_eq!(doc["openapi"], "3.1.0");
-        assert_eq!(doc["paths"].as_object().map(serde_json::Map::len), Some(31));
+        assert_eq!(doc["paths"].as_object().map(serde_json::Map::len), Some(33));
     }
 }
