@@ -9,6 +9,9 @@
 //! coffer-worker keys validate                    every wrapped key unwraps, every wallet opens
 //! coffer-worker keys rotate [--retire] [--emergency]
 //!                                                rotate the master key and re-wrap every key now
+//! coffer-worker keys rotate-data-keys [--older-than-days N]
+//!                                                a new data key for every wallet and user (whose
+//!                                                current one is older than N days)
 //! coffer-worker keys rotate-signing-key          a new token signing key now (the old one keeps
 //!                                                verifying until its tokens expire)
 //! coffer-worker keys resume                      continue a rotation that stopped (never starts one)
@@ -37,7 +40,7 @@ use coffer_app::{App, Config, LogFormat};
 use coffer_rotation::{RotateRequest, RotationError, RotationJob};
 use progress::Progress;
 
-const USAGE: &str = "usage: coffer-worker [--config FILE] [run | keys status | keys validate | keys rotate [--retire] [--emergency] | keys resume | keys retire | keys rotate-signing-key | keys history [--limit N] | ledger verify [--wallets-after ID | --transactions-after ID] | audit verify | sessions revoke-all | secrets …]";
+const USAGE: &str = "usage: coffer-worker [--config FILE] [run | keys status | keys validate | keys rotate [--retire] [--emergency] | keys resume | keys retire | keys rotate-data-keys [--older-than-days N] | keys rotate-signing-key | keys history [--limit N] | ledger verify [--wallets-after ID | --transactions-after ID] | audit verify | sessions revoke-all | secrets …]";
 
 /// Exit codes.
 const EXIT_FAILED: u8 = 1;
@@ -159,6 +162,10 @@ async fn command(app: &App, words: &[&str]) -> anyhow::Result<()> {
             rotate(app, request).await
         }
         ["keys", "resume"] => resume(app).await,
+        ["keys", "rotate-data-keys"] => rotate_data_keys(app, 0).await,
+        ["keys", "rotate-data-keys", "--older-than-days", n] => {
+            rotate_data_keys(app, n.parse().map_err(|_| Usage)?).await
+        }
         ["keys", "rotate-signing-key"] => {
             let kid = app.state.accounts.rotate_signing_key().await?;
             print_json(&serde_json::json!({ "signing_kid": kid }))
@@ -316,6 +323,21 @@ async fn follow(app: &App, job: RotationJob) -> anyhow::Result<()> {
         )
         .into()),
     }
+}
+
+/// Every wallet's and user's data key older than `days` (0: all of them) rotated now.
+async fn rotate_data_keys(app: &App, days: u64) -> anyhow::Result<()> {
+    let worker = Worker::new(app);
+    let bar = Progress::new("rotating data keys");
+    let (wallets, users) = worker
+        .rotate_data_keys(
+            std::time::Duration::from_secs(days.saturating_mul(86_400)),
+            None,
+            &|n| bar.set(n, None),
+        )
+        .await?;
+    bar.finish();
+    print_json(&serde_json::json!({ "wallets": wallets, "users": users }))
 }
 
 async fn validate(app: &App) -> anyhow::Result<()> {

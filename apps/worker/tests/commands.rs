@@ -112,6 +112,20 @@ async fn the_commands_work(db: Database) {
         .collect();
     assert_eq!(states, vec!["retired", "retired", "active"]);
 
+    // Every wallet's and user's data key: a new version; money, history and validation hold.
+    let moved = f.run(&["keys", "rotate-data-keys"]).expect(0).json();
+    assert_eq!(moved["wallets"], 30);
+    assert_eq!(moved["users"], 2);
+    let again = f
+        .run(&["keys", "rotate-data-keys", "--older-than-days", "1"])
+        .expect(0)
+        .json();
+    assert_eq!(again["wallets"], 0, "none is a day old");
+    let valid = f.run(&["keys", "validate"]).expect(0).json();
+    assert_eq!(valid["checked"]["wallet_keys"], 60);
+    assert_eq!(valid["wallets_opened"], 30);
+    f.run(&["ledger", "verify"]).expect(0);
+
     let kid = f.run(&["keys", "rotate-signing-key"]).expect(0).json();
     // Another process (the API) sees it at its next reload.
     f.app.state.accounts.reload_signing_keys().await.unwrap();
@@ -130,7 +144,7 @@ async fn the_commands_work(db: Database) {
         Database::Sqlite => {
             let pool = sqlx::SqlitePool::connect(&f.url).await.unwrap();
             sqlx::query(
-                "UPDATE wallet_keys SET wrapped = (SELECT wrapped FROM wallet_keys WHERE wallet_id = $1) WHERE wallet_id = $2",
+                "UPDATE wallet_keys SET wrapped = (SELECT wrapped FROM wallet_keys WHERE wallet_id = $1 AND version = 1) WHERE wallet_id = $2 AND version = 1",
             )
             .bind(wallets[3].as_uuid())
             .bind(wallets[4].as_uuid())
@@ -142,7 +156,7 @@ async fn the_commands_work(db: Database) {
         Database::Postgres => {
             let pool = sqlx::PgPool::connect(&f.url).await.unwrap();
             sqlx::query(
-                "UPDATE wallet_keys SET wrapped = (SELECT wrapped FROM wallet_keys WHERE wallet_id = $1) WHERE wallet_id = $2",
+                "UPDATE wallet_keys SET wrapped = (SELECT wrapped FROM wallet_keys WHERE wallet_id = $1 AND version = 1) WHERE wallet_id = $2 AND version = 1",
             )
             .bind(wallets[3].as_uuid())
             .bind(wallets[4].as_uuid())

@@ -510,6 +510,11 @@ pub struct WorkerConfig {
     /// Rotate the token signing key when it is older than this many days (0: never by
     /// schedule). The previous key keeps verifying until its tokens expire.
     pub jwt_rotation_days: u64,
+    /// Rotate a wallet's or user's data key when it is older than this many days (0: never by
+    /// schedule); at most `dek_rotations_per_poll` per poll.
+    pub dek_rotation_days: u64,
+    /// Data keys rotated per poll at most (the schedule spreads the work).
+    pub dek_rotations_per_poll: u64,
     /// Seal an audit checkpoint this often (0: never).
     pub audit_checkpoint_secs: u64,
     /// Delete ended sessions' refresh tokens this often (0: never).
@@ -528,6 +533,8 @@ impl Default for WorkerConfig {
             rotation_batch: 1000,
             retire_grace_secs: 30,
             jwt_rotation_days: 90,
+            dek_rotation_days: 365,
+            dek_rotations_per_poll: 1000,
             audit_checkpoint_secs: 60,
             cleanup_secs: 3600,
             metrics_listen: None,

@@ -5,6 +5,9 @@
 //!   schedule requests when the active master key version is older than
 //!   `worker.kek_rotation_days`, run under the rotation lock (several workers: one runs it, a
 //!   killed one leaves a job the next continues);
+//! - `dek_rotation`: wallets' and users' data keys older than `worker.dek_rotation_days`
+//!   rotated (a new version; the mutable fields re-sealed under it), a bounded number per
+//!   poll, under its own lock;
 //! - `jwt_rotation`: a new token signing key when the current one is older than
 //!   `worker.jwt_rotation_days` (under its own lock; the old key keeps verifying);
 //! - `audit_checkpoint`: a checkpoint every `worker.audit_checkpoint_secs`;
@@ -22,7 +25,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use coffer_audit::{AuditLog as _, ObservedAuditLog};
 use coffer_auth::accounts::Accounts;
-use coffer_rotation::{RotateRequest, RotationJob, Rotator};
+use coffer_ledger::{Ledger, WalletId};
+use coffer_rotation::{DataKeyOwner, RotateRequest, RotationJob, Rotator};
 use coffer_secrets::SecretsManager;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -61,6 +65,7 @@ pub struct WorkerMetrics {
     rotation_rate: Gauge<f64, AtomicU64>,
     secrets_expired: Gauge,
     secrets_rotation_due: Gauge,
+    dek_rotations: Counter,
 }
 
 impl std::fmt::Debug for WorkerMetrics {
@@ -95,6 +100,7 @@ impl WorkerMetrics {
             rotation_rate: Gauge::default(),
             secrets_expired: Gauge::default(),
             secrets_rotation_due: Gauge::default(),
+            dek_rotations: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("job_runs", "Scheduled job runs", m.runs.clone());
@@ -142,6 +148,11 @@ impl WorkerMetrics {
             "secrets_rotation_due",
             "Secrets whose rotation policy says they are due",
             m.secrets_rotation_due.clone(),
+        );
+        registry.register(
+            "data_key_rotations",
+            "Wallet and user data keys rotated",
+            m.dek_rotations.clone(),
         );
         Self { registry, ..m }
     }
@@ -242,6 +253,7 @@ fn due(last: &mut Option<Instant>, every: Duration) -> bool {
 /// The scheduled jobs over the app's services.
 pub struct Worker {
     rotation: Arc<Rotator>,
+    ledger: Arc<Ledger>,
     accounts: Arc<Accounts>,
     audit: Arc<ObservedAuditLog>,
     secrets: Arc<SecretsManager>,
@@ -281,6 +293,7 @@ impl Worker {
     pub fn new(app: &App) -> Self {
         Self {
             rotation: app.rotation.clone(),
+            ledger: app.state.ledger.clone(),
             accounts: app.state.accounts.clone(),
             audit: app.state.audit.clone(),
             secrets: app.secrets.clone(),
@@ -315,6 +328,9 @@ impl Worker {
         self.report("kek_rotation", self.kek_rotation().await);
         if self.config.jwt_rotation_days > 0 {
             self.report("jwt_rotation", self.jwt_rotation().await);
+        }
+        if self.config.dek_rotation_days > 0 {
+            self.report("dek_rotation", self.dek_rotation().await);
         }
         if checkpoint {
             self.report("audit_checkpoint", self.checkpoint().await);
@@ -443,6 +459,93 @@ impl Worker {
             .map_err(|e| err(&e))?;
         tracing::info!(kid = %kid, "token signing key rotated");
         Ok(true)
+    }
+
+    /// Data keys older than the policy, a bounded number per poll, under the `dek-rotation`
+    /// lock. `Ok(true)` when it rotated any.
+    async fn dek_rotation(&self) -> Result<bool, JobError> {
+        let err = failed("dek_rotation");
+        let Some(_lease) = self
+            .rotation
+            .try_lock("dek-rotation")
+            .await
+            .map_err(|e| err(&e))?
+        else {
+            return Ok(false);
+        };
+        let max_age = Duration::from_secs(self.config.dek_rotation_days.saturating_mul(86_400));
+        let (wallets, users) = self
+            .rotate_data_keys(max_age, Some(self.config.dek_rotations_per_poll), &|_| {})
+            .await?;
+        if wallets + users > 0 {
+            tracing::info!(wallets, users, "data keys rotated by age");
+        }
+        Ok(wallets + users > 0)
+    }
+
+    /// Rotates the data key of every wallet (not closed) and user whose current one was
+    /// created more than `max_age` ago, at most `limit` in all; `progress` sees the running
+    /// count. Returns how many wallets and users moved. Each rotation is its own transaction,
+    /// so stopping at any point loses nothing and the next run picks up what is still due.
+    ///
+    /// # Errors
+    /// The first failure, after the rotations that succeeded.
+    pub async fn rotate_data_keys(
+        &self,
+        max_age: Duration,
+        limit: Option<u64>,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(u64, u64), JobError> {
+        let err = failed("dek_rotation");
+        let age = i64::try_from(max_age.as_micros()).unwrap_or(i64::MAX);
+        let now = i64::try_from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros()),
+        )
+        .unwrap_or(i64::MAX);
+        let before = now.saturating_sub(age);
+        let mut budget = limit.unwrap_or(u64::MAX);
+        let mut done = [0u64; 2];
+        for (i, owner) in [DataKeyOwner::Wallets, DataKeyOwner::Users]
+            .into_iter()
+            .enumerate()
+        {
+            let mut after = None;
+            while budget > 0 {
+                let page = u32::try_from(budget.min(500)).unwrap_or(500);
+                let due = self
+                    .rotation
+                    .data_keys_due(owner, before, after, page)
+                    .await
+                    .map_err(|e| err(&e))?;
+                let Some(last) = due.last() else { break };
+                after = Some(*last);
+                for id in due {
+                    match owner {
+                        DataKeyOwner::Wallets => {
+                            self.ledger
+                                .rotate_data_key(WalletId::from_uuid(id))
+                                .await
+                                .map_err(|e| err(&e))?;
+                        }
+                        DataKeyOwner::Users => {
+                            self.accounts
+                                .rotate_user_key(coffer_auth::user::UserId::from_uuid(id))
+                                .await
+                                .map_err(|e| err(&e))?;
+                        }
+                    }
+                    if let Some(n) = done.get_mut(i) {
+                        *n += 1;
+                    }
+                    budget -= 1;
+                    progress(done.iter().sum());
+                    self.metrics.dek_rotations.inc();
+                }
+            }
+        }
+        Ok((done[0], done[1]))
     }
 
     async fn checkpoint(&self) -> Result<bool, JobError> {

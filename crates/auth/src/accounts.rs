@@ -991,7 +991,7 @@ impl Accounts {
             confirmed: false,
             last_step: 0,
         };
-        self.write_totp(user, Some(&record), false, "enrolled", ctx)
+        self.write_totp(&u, Some(&record), false, "enrolled", ctx)
             .await?;
         Ok(TotpEnrollment {
             secret: secret.base32(),
@@ -1022,7 +1022,7 @@ impl Accounts {
             confirmed: true,
             ..totp
         };
-        self.write_totp(user, Some(&confirmed), false, "confirmed", ctx)
+        self.write_totp(&u, Some(&confirmed), false, "confirmed", ctx)
             .await
     }
 
@@ -1043,17 +1043,18 @@ impl Accounts {
         if !self.check_totp(&u, &totp, presented).await? {
             return Err(AuthError::InvalidCredentials);
         }
-        self.write_totp(user, None, true, "disabled", ctx).await
+        self.write_totp(&u, None, true, "disabled", ctx).await
     }
 
     async fn write_totp(
         &self,
-        user: UserId,
+        u: &LoadedUser,
         totp: Option<&TotpRecord>,
         expect_confirmed: bool,
         change: &str,
         ctx: &RequestContext,
     ) -> Result<(), AuthError> {
+        let user = u.record.id;
         let mut event = self.event(
             Actor::User(entity(user)),
             Action::UserMfaUpdate,
@@ -1064,7 +1065,7 @@ impl Accounts {
         let _ = event.details.insert("change", code(change));
         let receipt = self
             .store
-            .set_totp(user, totp, expect_confirmed, &event)
+            .set_totp(user, totp, expect_confirmed, u.record.dek_version, &event)
             .await?
             .ok_or(AuthError::MfaState(
                 "the second factor changed meanwhile: read it again",
@@ -1099,6 +1100,84 @@ impl Accounts {
         self.tokens
             .current_kid()
             .ok_or_else(|| corrupt("no signing key is current"))
+    }
+
+    /// Rotates a user's data key: a new version, generated and wrapped by the key provider,
+    /// becomes current and every personal field (email, phone, tax id, TOTP secret) is sealed
+    /// under it in one conditional write; the previous versions stay stored. A user changed
+    /// meanwhile (an enrollment, another rotation) is read again, a few times. Returns the new
+    /// version.
+    ///
+    /// # Errors
+    /// [`AuthError::UserNotFound`], dependencies; [`AuthError::Unavailable`] when the user kept
+    /// changing.
+    pub async fn rotate_user_key(&self, user: UserId) -> Result<u32, AuthError> {
+        for _ in 0..5 {
+            let u = self.load_user(user).await?;
+            let old = self.user_key(&u).await?;
+            let next = u
+                .keys
+                .iter()
+                .map(|k| k.version)
+                .max()
+                .unwrap_or(u.record.dek_version)
+                .saturating_add(1);
+            let generated = self.keys.generate_data_key(&user_key_context(user)).await?;
+            let new = &generated.plaintext;
+            let move_field = |field: &str, sealed: &[u8]| -> Result<Vec<u8>, AuthError> {
+                let plain = open_bytes(&old, &field_aad(user, field), sealed).map_err(corrupt)?;
+                seal_field(new, user, field, plain.expose_secret())
+            };
+            let email = move_field("email", &u.record.email)?;
+            let phone = u
+                .record
+                .phone
+                .as_deref()
+                .map(|p| move_field("phone", p))
+                .transpose()?;
+            let tax_id = u
+                .record
+                .tax_id
+                .as_deref()
+                .map(|t| move_field("tax_id", t))
+                .transpose()?;
+            let totp_was = u.record.totp.as_ref().map(|t| t.sealed.as_slice());
+            let totp = totp_was.map(|t| move_field("totp", t)).transpose()?;
+            let key = UserKeyRecord {
+                version: next,
+                wrapped: generated.wrapped.to_bytes(),
+                kek_version: generated.wrapped.version,
+            };
+            let mut event = AuditEvent::new(
+                Actor::Service(entity("coffer-auth")),
+                Action::KeyDataKeyCreated,
+                Subject::User(entity(user)),
+                Outcome::Success,
+            );
+            let _ = event
+                .details
+                .insert("version", DetailValue::Int(i64::from(next)));
+            let moved = self
+                .store
+                .rotate_user_key(&crate::store::UserKeyRotation {
+                    user,
+                    from: u.record.dek_version,
+                    key: &key,
+                    email: &email,
+                    phone: phone.as_deref(),
+                    tax_id: tax_id.as_deref(),
+                    totp: totp.as_deref(),
+                    totp_was,
+                    audit: &event,
+                })
+                .await?;
+            if moved {
+                return Ok(next);
+            }
+        }
+        Err(AuthError::Unavailable(format!(
+            "user {user} kept changing during a data-key rotation; try again later"
+        )))
     }
 
     /// When the key that signs now started signing (the worker rotates it by age).

@@ -99,6 +99,29 @@ pub struct UserKeyRecord {
     pub kek_version: u32,
 }
 
+/// A user's fields sealed under a new data key version, for [`UserStore::rotate_user_key`].
+#[derive(Debug)]
+pub struct UserKeyRotation<'a> {
+    /// Whose.
+    pub user: UserId,
+    /// The version the fields were sealed under when read.
+    pub from: u32,
+    /// The new version (wrapped).
+    pub key: &'a UserKeyRecord,
+    /// The email, sealed under the new version.
+    pub email: &'a [u8],
+    /// The phone, likewise.
+    pub phone: Option<&'a [u8]>,
+    /// The tax id, likewise.
+    pub tax_id: Option<&'a [u8]>,
+    /// The TOTP secret, likewise.
+    pub totp: Option<&'a [u8]>,
+    /// The TOTP secret as read (an enrollment meanwhile makes the rotation start again).
+    pub totp_was: Option<&'a [u8]>,
+    /// The record of it.
+    pub audit: &'a AuditEvent,
+}
+
 /// A user with every version of their data key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadedUser {
@@ -179,15 +202,23 @@ pub trait UserStore: Send + Sync + fmt::Debug {
     ) -> Result<Option<Receipt>, UserStoreError>;
 
     /// Sets or removes a user's second factor, only while its confirmed state is still
-    /// `expect_confirmed` (an enrollment never overwrites a factor confirmed meanwhile); `None`
-    /// when no row matched.
+    /// `expect_confirmed` (an enrollment never overwrites a factor confirmed meanwhile) and the
+    /// user's data key is still `dek_version`, the one `totp` is sealed under (a data-key
+    /// rotation in between would leave it unreadable); `None` when no row matched.
     async fn set_totp(
         &self,
         id: UserId,
         totp: Option<&TotpRecord>,
         expect_confirmed: bool,
+        dek_version: u32,
         audit: &AuditEvent,
     ) -> Result<Option<Receipt>, UserStoreError>;
+
+    /// Moves a user to a new data key version: stores `key` and the user's fields sealed under
+    /// it, with the audit record, only while the user's data key is still `from` and the second
+    /// factor still `totp_was`. False (nothing written) when the user changed meanwhile.
+    async fn rotate_user_key(&self, rotation: &UserKeyRotation<'_>)
+    -> Result<bool, UserStoreError>;
 
     /// Claims TOTP step `step` for a user: true only if it is later than the last step claimed
     /// (one statement, so two requests with one code cannot both win).

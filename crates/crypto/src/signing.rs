@@ -238,6 +238,26 @@ impl SealedSigningKey {
         self.0.key_ref()
     }
 
+    /// The same key under another data key (a data-key rotation): the outer layer is opened
+    /// with `old` and the PIN-sealed inner layer, untouched, is sealed again under `new`. No PIN
+    /// is needed and the seed is never exposed.
+    ///
+    /// # Errors
+    /// [`UnsealError::Corrupt`] when `old` does not open the outer layer.
+    pub fn reseal_data_layer(
+        &self,
+        old: &DataKey,
+        new: &DataKey,
+        new_ref: &KeyRef,
+        aad: &Aad,
+    ) -> Result<SealedSigningKey, UnsealError> {
+        let inner = envelope::open(old, &dek_layer(aad), &self.0)
+            .map_err(|_| UnsealError::Corrupt(CorruptReason::OuterLayer))?;
+        let outer = envelope::seal(new, new_ref, &dek_layer(aad), inner.expose_secret())
+            .map_err(|_| UnsealError::Corrupt(CorruptReason::OuterLayer))?;
+        Ok(SealedSigningKey(outer))
+    }
+
     /// Opens both layers and checks the result against the wallet's recorded public key.
     ///
     /// # Errors
@@ -410,6 +430,47 @@ mod tests {
                 .unseal(&old_pin_key, &w.dek, &w.aad, &w.public)
                 .unwrap_err(),
             UnsealError::WrongPin
+        );
+    }
+
+    #[test]
+    fn a_data_key_rotation_reseals_the_outer_layer_without_the_pin() {
+        let w = wallet("123456");
+        let new_dek = DataKey::generate();
+        let new_ref = KeyRef::version_only(2);
+        let moved = w
+            .sealed
+            .reseal_data_layer(&w.dek, &new_dek, &new_ref, &w.aad)
+            .unwrap();
+        assert_eq!(moved.data_key_ref(), &new_ref);
+        let key = moved
+            .unseal(&pin_key(&w, "123456"), &new_dek, &w.aad, &w.public)
+            .unwrap();
+        assert_eq!(key.public_key(), w.public);
+        // The old data key no longer opens it; the PIN still decides the inner layer.
+        assert_eq!(
+            moved
+                .unseal(&pin_key(&w, "123456"), &w.dek, &w.aad, &w.public)
+                .unwrap_err(),
+            UnsealError::Corrupt(CorruptReason::OuterLayer)
+        );
+        assert_eq!(
+            moved
+                .unseal(&pin_key(&w, "654321"), &new_dek, &w.aad, &w.public)
+                .unwrap_err(),
+            UnsealError::WrongPin
+        );
+        // The wrong old key, or another wallet's context, is refused.
+        assert!(
+            w.sealed
+                .reseal_data_layer(&DataKey::generate(), &new_dek, &new_ref, &w.aad)
+                .is_err()
+        );
+        let other = Aad::new("wallet.signing_key").with("wallet-2");
+        assert!(
+            w.sealed
+                .reseal_data_layer(&w.dek, &new_dek, &new_ref, &other)
+                .is_err()
         );
     }
 

@@ -45,6 +45,11 @@ pub enum Error {
     /// The database is unreachable or timed out.
     #[error("ledger storage unavailable: {0}")]
     Unavailable(String),
+    /// The wallet changed between loading and locking in a way the operation cannot decide
+    /// on (its PIN, or a new data key): the service tries again itself a few times, then
+    /// answers this (retryable).
+    #[error("the wallet changed during the operation: {0}; retry")]
+    Changed(String),
     /// Stored data does not decrypt or parse: tampering, a lost key, or a bug. Never the
     /// caller's fault.
     #[error("ledger data is corrupt: {0}")]
@@ -68,7 +73,7 @@ impl Error {
     #[must_use]
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Unavailable(_) => true,
+            Self::Unavailable(_) | Self::Changed(_) => true,
             Self::Keys(k) => k.is_retryable(),
             _ => false,
         }

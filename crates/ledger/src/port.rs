@@ -242,6 +242,9 @@ pub struct Changes {
     pub transaction: Option<TransactionRecord>,
     /// A public key to add to a wallet's archive (a new signing key).
     pub new_public_key: Option<(WalletId, [u8; 32])>,
+    /// A new data key version to store, which becomes its wallet's current one
+    /// (`dek_version`): a data-key rotation.
+    pub new_data_key: Option<DataKeyRecord>,
     /// Audit records, appended in the same database transaction.
     pub audit: Vec<AuditEvent>,
 }

@@ -19,6 +19,12 @@ pub fn wallet_key_context(wallet: WalletId) -> KeyContext {
         .with("wallet", wallet.to_string())
 }
 
+fn key_appeared(wallet: WalletId, version: u32) -> Error {
+    Error::Changed(format!(
+        "data key v{version} of wallet {wallet} was added during the operation"
+    ))
+}
+
 /// A wallet's balance at a row version.
 #[must_use]
 pub fn balance_aad(wallet: WalletId, version: i64) -> Aad {
@@ -106,14 +112,21 @@ impl Keyring {
     /// `wallet`'s data key `version`.
     ///
     /// # Errors
-    /// [`Error::Unavailable`] when it was not unwrapped (a data key rotated during the
-    /// operation: retry).
+    /// [`Error::Changed`] when it was not unwrapped (a data key rotated during the
+    /// operation).
     pub fn key(&self, wallet: WalletId, version: u32) -> Result<&DataKey, Error> {
-        self.keys.get(&(wallet, version)).ok_or_else(|| {
-            Error::Unavailable(format!(
-                "data key v{version} of wallet {wallet} appeared during the operation; retry"
-            ))
-        })
+        self.keys
+            .get(&(wallet, version))
+            .ok_or_else(|| key_appeared(wallet, version))
+    }
+
+    /// The newest version held for `wallet`.
+    fn newest(&self, wallet: WalletId) -> Option<u32> {
+        self.keys
+            .keys()
+            .filter(|(w, _)| *w == wallet)
+            .map(|(_, v)| *v)
+            .max()
     }
 
     /// Seals `plaintext` under `wallet`'s data key `version`.
@@ -146,11 +159,15 @@ impl Keyring {
     ) -> Result<coffer_crypto::SecretBytes, Error> {
         let envelope = Envelope::from_bytes(bytes)
             .map_err(|e| Error::Corrupt(format!("{what} of wallet {wallet}: {e}")))?;
-        // The wallet's keys were all unwrapped: an envelope naming a version it does not have
-        // is damaged, not early.
+        // The wallet's keys were all unwrapped: an envelope naming a version below the newest
+        // one held is damaged; one above it was sealed under a data key rotated in since.
         let version = envelope.key_ref().version();
         let key = self.keys.get(&(wallet, version)).ok_or_else(|| {
-            Error::Corrupt(format!("{what} of wallet {wallet}: no data key v{version}"))
+            if self.newest(wallet).is_some_and(|newest| version > newest) {
+                key_appeared(wallet, version)
+            } else {
+                Error::Corrupt(format!("{what} of wallet {wallet}: no data key v{version}"))
+            }
         })?;
         open(key, aad, &envelope)
             .map_err(|e| Error::Corrupt(format!("{what} of wallet {wallet}: {e}")))

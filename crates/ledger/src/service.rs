@@ -400,6 +400,22 @@ fn state(keys: &Keyring, rec: &WalletRecord) -> Result<WalletState, Error> {
     })
 }
 
+/// Runs `op` again, four times at most, when the wallet changed between loading it and locking
+/// it (its PIN, or a data-key rotation): each run loads afresh.
+async fn again_if_changed<T, F, Fut>(mut op: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    for _ in 0..4 {
+        match op().await {
+            Err(Error::Changed(why)) => tracing::debug!(%why, "the wallet changed; trying again"),
+            other => return other,
+        }
+    }
+    op().await
+}
+
 /// `rec` unchanged but for `balance`, sealed for the next version.
 fn rewrite(keys: &Keyring, rec: &WalletRecord, balance: Balance) -> Result<WalletChange, Error> {
     Ok(WalletChange {
@@ -850,6 +866,7 @@ impl Ledger {
                 reversed_by: None,
             }),
             new_public_key: None,
+            new_data_key: None,
             audit: vec![audit],
         })
     }
@@ -911,6 +928,15 @@ impl Ledger {
     /// Money and memo validation, [`Error::WalletNotFound`], the domain's refusals,
     /// [`Error::IdempotencyConflict`], storage and keys.
     pub async fn deposit(
+        &self,
+        user: UserId,
+        wallet: WalletId,
+        request: &MoneyRequest<'_>,
+    ) -> Result<TransactionView, Error> {
+        again_if_changed(|| self.deposit_once(user, wallet, request)).await
+    }
+
+    async fn deposit_once(
         &self,
         user: UserId,
         wallet: WalletId,
@@ -1002,6 +1028,17 @@ impl Ledger {
         pin: &str,
         request: &MoneyRequest<'_>,
     ) -> Result<TransactionView, Error> {
+        again_if_changed(|| self.money_out_once(user, from, to, pin, request)).await
+    }
+
+    async fn money_out_once(
+        &self,
+        user: UserId,
+        from: WalletId,
+        to: Option<WalletId>,
+        pin: &str,
+        request: &MoneyRequest<'_>,
+    ) -> Result<TransactionView, Error> {
         let caller = Caller::User(user);
         let (kind, action) = match to {
             Some(_) => (TransactionKind::Transfer, Action::TransactionTransfer),
@@ -1058,8 +1095,8 @@ impl Ledger {
             if sender.signing_key != sealed_key {
                 // The PIN changed (or was reset) since it was checked: the PIN just checked
                 // may be the old one.
-                return Err(Error::Unavailable(
-                    "the wallet's PIN changed during the operation; retry".into(),
+                return Err(Error::Changed(
+                    "its PIN changed, or its data key was rotated".into(),
                 ));
             }
             let mut s = state(&keys, sender)?;
@@ -1286,6 +1323,16 @@ impl Ledger {
         reason: &str,
         idempotency_key: &str,
     ) -> Result<TransactionView, Error> {
+        again_if_changed(|| self.reverse_once(admin, transaction, reason, idempotency_key)).await
+    }
+
+    async fn reverse_once(
+        &self,
+        admin: UserId,
+        transaction: TransactionId,
+        reason: &str,
+        idempotency_key: &str,
+    ) -> Result<TransactionView, Error> {
         let caller = Caller::Admin(admin);
         check_idempotency_key(idempotency_key)?;
         let reason_code = Code::parse(reason)
@@ -1396,6 +1443,7 @@ impl Ledger {
                     Outcome::Success,
                 )],
                 transaction: None,
+                new_data_key: None,
             })
         };
         let applied = self.on_wallet(wallet, &decide).await?;
@@ -1406,6 +1454,16 @@ impl Ledger {
     }
 
     async fn admin_update(
+        &self,
+        admin: UserId,
+        wallet: WalletId,
+        action: Action,
+        mutate: &(dyn Fn(&WalletState, &mut WalletChange) -> Result<(), Error> + Send + Sync),
+    ) -> Result<WalletView, Error> {
+        again_if_changed(|| self.admin_update_once(admin, wallet, action, mutate)).await
+    }
+
+    async fn admin_update_once(
         &self,
         admin: UserId,
         wallet: WalletId,
@@ -1493,6 +1551,16 @@ impl Ledger {
         old_pin: &str,
         new_pin: &str,
     ) -> Result<WalletView, Error> {
+        again_if_changed(|| self.change_pin_once(user, wallet, old_pin, new_pin)).await
+    }
+
+    async fn change_pin_once(
+        &self,
+        user: UserId,
+        wallet: WalletId,
+        old_pin: &str,
+        new_pin: &str,
+    ) -> Result<WalletView, Error> {
         let caller = Caller::User(user);
         let (old, new) = (parse_pin(old_pin)?, parse_pin(new_pin)?);
         let (loaded, keys) = self.load(&[wallet]).await?;
@@ -1512,8 +1580,8 @@ impl Ledger {
         let result = self
             .update_wallet(caller, wallet, Action::WalletPinChanged, &keys, &|s, c| {
                 if c.signing_key != expected_key {
-                    return Err(Error::Unavailable(
-                        "the PIN changed during the operation; retry".into(),
+                    return Err(Error::Changed(
+                        "its PIN changed, or its data key was rotated".into(),
                     ));
                 }
                 if s.failed_pins >= PIN_LOCK_THRESHOLD && !reserved {
@@ -1537,6 +1605,15 @@ impl Ledger {
     /// # Errors
     /// Malformed PIN, not found, storage.
     pub async fn reset_pin(
+        &self,
+        admin: UserId,
+        wallet: WalletId,
+        new_pin: &str,
+    ) -> Result<WalletView, Error> {
+        again_if_changed(|| self.reset_pin_once(admin, wallet, new_pin)).await
+    }
+
+    async fn reset_pin_once(
         &self,
         admin: UserId,
         wallet: WalletId,
@@ -1576,6 +1653,102 @@ impl Ledger {
             )
             .map_err(|e| Error::Storage(e.to_string()))?;
         Ok((sealed.as_bytes().to_vec(), params.to_bytes().to_vec()))
+    }
+
+    // ---- data-key rotation ----
+
+    /// Rotates a wallet's data key: a new version, generated and wrapped by the key provider,
+    /// becomes the wallet's current one, and its mutable fields move under it in the same
+    /// transaction (the balance, and the signing key's outer layer; the PIN layer inside is
+    /// untouched, so no PIN is needed). History (postings, memos) is append-only and stays
+    /// sealed under the versions it was written with, which stay readable. An operation that
+    /// loaded the wallet before the rotation committed finds the new version when it locks the
+    /// row and runs again. Returns the new version.
+    ///
+    /// # Errors
+    /// Not found, key provider, storage.
+    pub async fn rotate_data_key(&self, wallet: WalletId) -> Result<u32, Error> {
+        again_if_changed(|| self.rotate_data_key_once(wallet)).await
+    }
+
+    async fn rotate_data_key_once(&self, wallet: WalletId) -> Result<u32, Error> {
+        let (loaded, mut keys) = self.load(&[wallet]).await?;
+        let loaded = loaded
+            .into_iter()
+            .next()
+            .ok_or(Error::WalletNotFound(wallet))?;
+        let current = loaded.record.dek_version;
+        let next = loaded
+            .keys
+            .iter()
+            .map(|k| k.version)
+            .max()
+            .unwrap_or(current)
+            .checked_add(1)
+            .ok_or_else(|| Error::Corrupt(format!("wallet {wallet} has too many data keys")))?;
+        let generated = self
+            .keys
+            .generate_data_key(&wallet_key_context(wallet))
+            .await?;
+        let record = DataKeyRecord {
+            wallet,
+            version: next,
+            wrapped: generated.wrapped.to_bytes(),
+            kek_version: generated.wrapped.version,
+        };
+        keys.insert(wallet, next, generated.plaintext);
+        let event = AuditEvent::new(
+            Actor::Service(
+                EntityId::parse("coffer-ledger").map_err(|e| Error::Storage(e.to_string()))?,
+            ),
+            Action::KeyDataKeyCreated,
+            Subject::Wallet(entity(wallet)),
+            Outcome::Success,
+        );
+        let event = with(event, "version", DetailValue::Int(i64::from(next)));
+        let decide = |locked: &Locked<'_>| {
+            let rec = locked.wallet(wallet)?;
+            if rec.dek_version != current {
+                return Err(Error::Changed("its data key was rotated".into()));
+            }
+            let s = state(&keys, rec)?;
+            let balance = keys.seal_i64(
+                wallet,
+                next,
+                &balance_aad(wallet, rec.version + 1),
+                s.balance.minor(),
+            )?;
+            let corrupt = |e: &dyn std::fmt::Display| {
+                Error::Corrupt(format!("signing key of wallet {wallet}: {e}"))
+            };
+            let sealed = SealedSigningKey::from_bytes(&rec.signing_key).map_err(|e| corrupt(&e))?;
+            let old = keys.key(wallet, sealed.data_key_ref().version())?;
+            let moved = sealed
+                .reseal_data_layer(
+                    old,
+                    keys.key(wallet, next)?,
+                    &KeyRef::version_only(next),
+                    &signing_key_aad(wallet),
+                )
+                .map_err(|e| corrupt(&e))?;
+            Ok(Changes {
+                wallets: vec![WalletChange {
+                    id: wallet,
+                    status: rec.status,
+                    balance,
+                    signing_key: moved.as_bytes().to_vec(),
+                    public_key: rec.public_key,
+                    kdf_params: rec.kdf_params.clone(),
+                    failed_pins: rec.failed_pins,
+                }],
+                new_data_key: Some(record.clone()),
+                audit: vec![event.clone()],
+                ..Changes::default()
+            })
+        };
+        let applied = self.on_wallet(wallet, &decide).await?;
+        self.observe(&applied).await;
+        Ok(next)
     }
 
     // ---- reads ----

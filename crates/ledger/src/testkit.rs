@@ -64,6 +64,7 @@ macro_rules! ledger_store_contract_tests {
             raw_tables_hold_no_plaintext,
             verify_reports_tampering_with_wallet_and_transaction,
             verify_reports_progress_and_resumes,
+            a_data_key_rotation_keeps_money_and_history_readable,
             concurrent_random_operations_keep_the_books,
         );
     };
@@ -1141,6 +1142,75 @@ pub async fn verify_reports_tampering_with_wallet_and_transaction(backend: &dyn 
         l.wallet(Caller::User(alice), a).await,
         Err(Error::Corrupt(_))
     ));
+}
+
+/// A wallet's data key rotates: balance and signing key move to the new version, history
+/// written under older versions stays readable, money keeps moving (also while rotations run
+/// concurrently with transfers), and verification passes.
+pub async fn a_data_key_rotation_keeps_money_and_history_readable(backend: &dyn Backend) {
+    let l = Arc::new(ledger(backend).await);
+    let alice = UserId::new();
+    let a = funded(&l, alice, 10_000).await;
+    let b = funded(&l, alice, 0).await;
+    let mut with_memo = req(300, "before-rotation");
+    with_memo.memo = Some("rent, March");
+    l.transfer(alice, a, b, PIN, &with_memo).await.unwrap();
+    let before = l.wallet(Caller::User(alice), a).await.unwrap();
+
+    assert_eq!(l.rotate_data_key(a).await.unwrap(), 2);
+    let after = l.wallet(Caller::User(alice), a).await.unwrap();
+    assert_eq!(after.balance, before.balance);
+    assert_eq!(after.public_key, before.public_key, "the same signing key");
+    let (store, _) = backend.open(backend.keys()).await;
+    let loaded = store.load_wallets(&[a]).await.unwrap().remove(0);
+    assert_eq!(loaded.record.dek_version, 2);
+    assert_eq!(
+        loaded.keys.iter().map(|k| k.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    // History sealed under version 1 still opens, memo included.
+    let history = l.history(Caller::User(alice), a, None, 10).await.unwrap();
+    assert_eq!(history.items[0].memo.as_deref(), Some("rent, March"));
+    // The PIN still opens the moved signing key; new postings go under version 2.
+    l.transfer(alice, a, b, PIN, &req(200, "after-rotation"))
+        .await
+        .unwrap();
+    assert_eq!(l.rotate_data_key(b).await.unwrap(), 2);
+    assert_eq!(l.rotate_data_key(a).await.unwrap(), 3);
+    assert!(matches!(
+        l.rotate_data_key(WalletId::new()).await,
+        Err(Error::WalletNotFound(_))
+    ));
+
+    // Rotations racing transfers: every transfer lands (a transfer that loaded the wallet
+    // before a rotation committed runs again), every rotation lands.
+    let transfers = {
+        let l = l.clone();
+        tokio::spawn(async move {
+            for i in 0..15 {
+                l.transfer(alice, a, b, PIN, &req(10, &format!("race-{i}")))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let rotations = {
+        let l = l.clone();
+        tokio::spawn(async move {
+            let mut last = 3;
+            for _ in 0..5 {
+                last = l.rotate_data_key(a).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+            }
+            last
+        })
+    };
+    transfers.await.unwrap();
+    assert_eq!(rotations.await.unwrap(), 8);
+    let a_now = l.wallet(Caller::User(alice), a).await.unwrap();
+    assert_eq!(a_now.balance.minor(), 10_000 - 300 - 200 - 150);
+    let report = l.verify(VerifyOptions::default(), &|_| {}).await.unwrap();
+    assert!(report.ok(), "{:?}", report.findings);
 }
 
 /// Verification pages through the ledger reporting where it is, and a run resumed from a

@@ -208,6 +208,16 @@ impl fmt::Debug for Replacement {
     }
 }
 
+/// Whose data keys a data-key rotation moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataKeyOwner {
+    /// Wallets (`wallet_keys`).
+    Wallets,
+    /// Users (`user_keys`).
+    Users,
+}
+
 /// A rotation's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -375,4 +385,15 @@ pub trait RotationStore: Send + Sync + fmt::Debug {
 
     /// Takes the lock named `name` if nobody holds it.
     async fn try_lock(&self, name: &str) -> Result<Option<JobLease>, RotationStoreError>;
+
+    /// Owners (wallets that are not closed, or users) whose current data key was created
+    /// before `created_before_micros`, in id order after `after`, at most `limit`: the work of
+    /// a data-key rotation by age.
+    async fn data_keys_due(
+        &self,
+        owner: DataKeyOwner,
+        created_before_micros: i64,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Uuid>, RotationStoreError>;
 }

@@ -289,6 +289,23 @@ impl Rotator {
         Ok(self.store.try_lock(name).await?)
     }
 
+    /// A page of the owners whose current data key is older than `created_before_micros`.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn data_keys_due(
+        &self,
+        owner: crate::DataKeyOwner,
+        created_before_micros: i64,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Uuid>, RotationError> {
+        Ok(self
+            .store
+            .data_keys_due(owner, created_before_micros, after, limit)
+            .await?)
+    }
+
     /// The key provider it rotates.
     #[must_use]
     pub fn provider(&self) -> &Arc<dyn KeyProvider> {

@@ -59,6 +59,7 @@ macro_rules! rotation_store_contract_tests {
             an_interrupted_rotation_resumes_without_rotating_twice,
             keys_that_do_not_rewrap_fail_the_job_and_nothing_is_retired,
             validation_finds_a_key_moved_to_another_wallet,
+            data_keys_due_by_age_skip_closed_wallets_and_rotated_ones,
         );
     };
     (@cases $factory:expr; $($case:ident),+ $(,)?) => {
@@ -651,4 +652,66 @@ pub async fn validation_finds_a_key_moved_to_another_wallet(backend: &dyn Backen
         }
     );
     assert_eq!(report.wallets_opened, 3);
+}
+
+/// The data-key rotation's work list: wallets by the age of their current data key, in id
+/// order, paged; closed wallets and keys newer than the bound are left out.
+pub async fn data_keys_due_by_age_skip_closed_wallets_and_rotated_ones(backend: &dyn Backend) {
+    let w = world(backend).await;
+    let (_, mut wallets) = w.wallets(4).await;
+    let admin = UserId::new();
+    let empty = w
+        .ledger
+        .open_wallet(UserId::new(), "USD", PIN)
+        .await
+        .unwrap()
+        .id;
+    w.ledger.close(admin, empty).await.unwrap();
+    wallets.sort();
+    let ids: Vec<Uuid> = wallets.iter().map(|w| *w.as_uuid()).collect();
+    let store = &w.stores.rotation;
+    let future = i64::MAX;
+    let due = store
+        .data_keys_due(crate::DataKeyOwner::Wallets, future, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        due, ids,
+        "every open wallet, in id order; not the closed one"
+    );
+    let page = store
+        .data_keys_due(crate::DataKeyOwner::Wallets, future, Some(ids[1]), 1)
+        .await
+        .unwrap();
+    assert_eq!(page, vec![ids[2]]);
+    assert!(
+        store
+            .data_keys_due(crate::DataKeyOwner::Wallets, 0, None, 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing was created before the epoch"
+    );
+    // A rotated wallet's current key is new: not due against a bound just before now.
+    let bound = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros(),
+    )
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(w.ledger.rotate_data_key(wallets[0]).await.unwrap(), 2);
+    let due = store
+        .data_keys_due(crate::DataKeyOwner::Wallets, bound, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(due, ids[1..].to_vec());
+    assert!(
+        store
+            .data_keys_due(crate::DataKeyOwner::Users, future, None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use coffer_rotation::{
-    BalanceProbe, JobLease, JobState, KeyQuery, KeyRow, KeySet, Replacement, RotationJob,
-    RotationStore, RotationStoreError, StoredKey,
+    BalanceProbe, DataKeyOwner, JobLease, JobState, KeyQuery, KeyRow, KeySet, Replacement,
+    RotationJob, RotationStore, RotationStoreError, StoredKey,
 };
 use sqlx::Row;
 use uuid::Uuid;
@@ -411,6 +411,35 @@ macro_rules! rotation_store {
 
             async fn try_lock(&self, name: &str) -> Result<Option<JobLease>, RotationStoreError> {
                 self.lock(name).await
+            }
+
+            async fn data_keys_due(
+                &self,
+                owner: DataKeyOwner,
+                created_before_micros: i64,
+                after: Option<Uuid>,
+                limit: u32,
+            ) -> Result<Vec<Uuid>, RotationStoreError> {
+                let sql = match owner {
+                    DataKeyOwner::Wallets => {
+                        "SELECT w.id FROM wallets w JOIN wallet_keys k \
+                         ON k.wallet_id = w.id AND k.version = w.dek_version \
+                         WHERE w.status <> 'closed' AND k.created_at < $1 AND w.id > $2 \
+                         ORDER BY w.id LIMIT $3"
+                    }
+                    DataKeyOwner::Users => {
+                        "SELECT u.id FROM users u JOIN user_keys k \
+                         ON k.user_id = u.id AND k.version = u.dek_version \
+                         WHERE k.created_at < $1 AND u.id > $2 ORDER BY u.id LIMIT $3"
+                    }
+                };
+                sqlx::query_scalar(sql)
+                    .bind(created_before_micros)
+                    .bind(after.unwrap_or_else(Uuid::nil))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_err)
             }
         }
     };

@@ -64,6 +64,7 @@ macro_rules! user_store_contract_tests {
             keys_and_sessions_survive_a_restart,
             raw_tables_hold_no_personal_data_or_secrets,
             ended_families_are_purged,
+            a_users_data_key_rotates_with_every_field,
         );
     };
     (@cases $factory:expr; $($case:ident),+ $(,)?) => {
@@ -828,6 +829,71 @@ pub async fn ended_families_are_purged(backend: &dyn Backend) {
             .unwrap()
             .is_none()
     );
+}
+
+/// A user's data key rotates: every personal field and the TOTP secret move to the new
+/// version; the profile reads the same, the password and the second factor still log in; an
+/// enrollment written under the old version after a rotation is refused, not left unreadable.
+pub async fn a_users_data_key_rotates_with_every_field(backend: &dyn Backend) {
+    let (a, _) = accounts(backend, Duration::ZERO).await;
+    let id = a.register(registration(EMAIL), &ctx()).await.unwrap();
+    let before = a.profile(id).await.unwrap();
+    let enrollment = a.totp_enroll(id, PASSWORD, &ctx()).await.unwrap();
+    assert_eq!(a.rotate_user_key(id).await.unwrap(), 2);
+    let (store, _, _) = backend.open(backend.keys()).await;
+    let loaded = store.user(id).await.unwrap().unwrap();
+    assert_eq!(loaded.record.dek_version, 2);
+    assert_eq!(
+        loaded.keys.iter().map(|k| k.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    let after = a.profile(id).await.unwrap();
+    assert_eq!(after.email.expose(), before.email.expose());
+    assert_eq!(
+        after.phone.as_ref().map(|p| p.expose().to_owned()),
+        before.phone.as_ref().map(|p| p.expose().to_owned())
+    );
+    assert_eq!(
+        after.tax_id.as_ref().map(|t| t.expose().to_owned()),
+        before.tax_id.as_ref().map(|t| t.expose().to_owned())
+    );
+    // The TOTP secret moved too: a code from the app enrolled before the rotation confirms.
+    let secret = decode_base32(&enrollment.secret);
+    let now = unix_secs(std::time::SystemTime::now());
+    a.totp_confirm(id, &secret.code_at(now - crate::mfa::STEP_SECS), &ctx())
+        .await
+        .unwrap();
+    assert!(a.profile(id).await.unwrap().mfa_enabled);
+    assert!(matches!(
+        a.login(credentials(EMAIL), &ctx()).await,
+        Err(AuthError::MfaRequired)
+    ));
+    assert_eq!(a.rotate_user_key(id).await.unwrap(), 3);
+    a.login(with_code(&secret.code_at(now)), &ctx())
+        .await
+        .unwrap();
+    // A factor sealed under version 3 cannot be written once version 4 is current.
+    let user = store.user(id).await.unwrap().unwrap();
+    assert_eq!(a.rotate_user_key(id).await.unwrap(), 4);
+    let event = coffer_audit::AuditEvent::new(
+        coffer_audit::Actor::Anonymous,
+        Action::UserMfaUpdate,
+        coffer_audit::Subject::System,
+        coffer_audit::Outcome::Success,
+    );
+    assert!(
+        store
+            .set_totp(id, None, true, user.record.dek_version, &event)
+            .await
+            .unwrap()
+            .is_none(),
+        "written under version 3 while 4 is current: refused"
+    );
+    assert!(a.profile(id).await.unwrap().mfa_enabled);
+    assert!(matches!(
+        a.rotate_user_key(crate::user::UserId::new()).await,
+        Err(AuthError::UserNotFound)
+    ));
 }
 
 fn with_code(code: &str) -> Credentials<'_> {

@@ -401,6 +401,7 @@ macro_rules! auth_stores {
                 id: UserId,
                 totp: Option<&TotpRecord>,
                 expect_confirmed: bool,
+                dek_version: u32,
                 audit: &coffer_audit::AuditEvent,
             ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
                 let sealed = totp.map(|t| t.sealed.clone());
@@ -409,15 +410,56 @@ macro_rules! auth_stores {
                 let q = sqlx::query(
                     "UPDATE users SET totp = $2, totp_confirmed = $3, \
                      totp_last_step = CASE WHEN totp_last_step > $4 THEN totp_last_step ELSE $4 END, \
-                     updated_at = $5 WHERE id = $1 AND totp_confirmed = $6",
+                     updated_at = $5 WHERE id = $1 AND totp_confirmed = $6 AND dek_version = $7",
                 )
                 .bind(*id.as_uuid())
                 .bind(sealed)
                 .bind(confirmed)
                 .bind(step)
                 .bind(now_micros())
-                .bind(expect_confirmed);
+                .bind(expect_confirmed)
+                .bind(i64::from(dek_version));
                 self.update_user(q, audit).await
+            }
+
+            async fn rotate_user_key(
+                &self,
+                r: &coffer_auth::store::UserKeyRotation<'_>,
+            ) -> Result<bool, UserStoreError> {
+                let now = now_micros();
+                let q = sqlx::query(
+                    "UPDATE users SET dek_version = $2, email = $3, phone = $4, tax_id = $5, \
+                     totp = $6, updated_at = $7 \
+                     WHERE id = $1 AND dek_version = $8 AND totp IS NOT DISTINCT FROM $9",
+                )
+                .bind(*r.user.as_uuid())
+                .bind(i64::from(r.key.version))
+                .bind(r.email)
+                .bind(r.phone)
+                .bind(r.tax_id)
+                .bind(r.totp)
+                .bind(now)
+                .bind(i64::from(r.from))
+                .bind(r.totp_was);
+                let mut tx = self.pool.begin_with($begin).await.map_err(db_err)?;
+                if q.execute(&mut *tx).await.map_err(db_err)?.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO user_keys (user_id, version, wrapped, kek_version, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(*r.user.as_uuid())
+                .bind(i64::from(r.key.version))
+                .bind(&r.key.wrapped)
+                .bind(i64::from(r.key.kek_version))
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                self.audit.append_in(&mut tx, r.audit).await.map_err(audit_err)?;
+                tx.commit().await.map_err(db_err)?;
+                Ok(true)
             }
 
             async fn claim_totp_step(&self, id: UserId, step: u64) -> Result<bool, UserStoreError> {

@@ -110,18 +110,23 @@ async fn write_changes(
     }
     let w = &changes.wallets;
     let t = changes.transaction.as_ref();
+    let dk = changes.new_data_key.as_ref();
     let postings = t.map_or(&[][..], |t| t.postings.as_slice());
     let updated: i64 = sqlx::query_scalar(
         "WITH w AS ( \
              UPDATE wallets SET status = v.status, version = v.version + 1, balance = v.balance, \
                  signing_key = v.signing_key, public_key = v.public_key, \
-                 kdf_params = v.kdf_params, failed_pins = v.failed_pins, updated_at = $9 \
+                 kdf_params = v.kdf_params, failed_pins = v.failed_pins, updated_at = $9, \
+                 dek_version = CASE WHEN wallets.id = $30 THEN $31 ELSE wallets.dek_version END \
              FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bytea[], $5::bytea[], \
                  $6::bytea[], $7::bytea[], $8::bigint[]) \
                  AS v(id, status, version, balance, signing_key, public_key, kdf_params, \
                  failed_pins) \
              WHERE wallets.id = v.id AND wallets.version = v.version \
              RETURNING 1), \
+         dk AS ( \
+             INSERT INTO wallet_keys (wallet_id, version, wrapped, kek_version, created_at) \
+             SELECT $30, $31, $32, $33, $9 WHERE $30::uuid IS NOT NULL), \
          k AS ( \
              INSERT INTO wallet_public_keys (wallet_id, public_key, created_at) \
              SELECT $10, $11, $9 WHERE $10::uuid IS NOT NULL ON CONFLICT DO NOTHING), \
@@ -187,6 +192,10 @@ async fn write_changes(
             .collect::<Vec<_>>(),
     )
     .bind(t.map(|t| t.fingerprint.as_slice()))
+    .bind(dk.map(|k| *k.wallet.as_uuid()))
+    .bind(dk.map(|k| i64::from(k.version)))
+    .bind(dk.map(|k| k.wrapped.as_slice()))
+    .bind(dk.map(|k| i64::from(k.kek_version)))
     .fetch_one(&mut *conn)
     .await
     .map_err(write_failure)?;

@@ -118,6 +118,24 @@ async fn write_changes(
     if let Some((wallet, key)) = changes.new_public_key {
         insert_public_key(conn, wallet, &key, now).await?;
     }
+    if let Some(k) = &changes.new_data_key {
+        sqlx::query(
+            "INSERT INTO wallet_keys (wallet_id, version, wrapped, kek_version, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(*k.wallet.as_uuid())
+        .bind(i64::from(k.version))
+        .bind(&k.wrapped)
+        .bind(i64::from(k.kek_version))
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query("UPDATE wallets SET dek_version = $2 WHERE id = $1")
+            .bind(*k.wallet.as_uuid())
+            .bind(i64::from(k.version))
+            .execute(&mut *conn)
+            .await?;
+    }
     let Some(t) = &changes.transaction else {
         return Ok(());
     };
