@@ -19,7 +19,7 @@ use std::io::BufRead as _;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use coffer_app::{App, Config, LogFormat};
+use coffer_app::{App, Config};
 use coffer_auth::accounts::{Registration, RequestContext};
 use coffer_auth::user::UserId;
 use zeroize::Zeroizing;
@@ -34,18 +34,7 @@ enum Command {
 const USAGE: &str = "usage: coffer-api [--config FILE] [serve | config check | admin create --email EMAIL --password-stdin | secrets …] (secrets: list [--tag K=V] | status | set NAME [--expires-in-days N] [--rotate-every-days N] [--tag K=V]... | rotate NAME | backup FILE | restore FILE)";
 
 fn parse_args() -> anyhow::Result<(Option<PathBuf>, Command)> {
-    let mut args = std::env::args().skip(1);
-    let mut config = None;
-    let mut words = Vec::new();
-    while let Some(a) = args.next() {
-        if a == "--config" {
-            config = Some(PathBuf::from(args.next().context("--config needs a file")?));
-        } else if let Some(path) = a.strip_prefix("--config=") {
-            config = Some(PathBuf::from(path));
-        } else {
-            words.push(a);
-        }
-    }
+    let (config, words) = coffer_app::cli::config_and_words(std::env::args().skip(1))?;
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let command = match words.as_slice() {
         [] | ["serve"] => Command::Serve,
@@ -62,13 +51,7 @@ fn parse_args() -> anyhow::Result<(Option<PathBuf>, Command)> {
 }
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Pretty => builder.init(),
-    }
+    coffer_app::cli::init_logging(config, coffer_app::cli::LogTo::Stdout);
 }
 
 #[tokio::main]

@@ -30,13 +30,12 @@
 
 mod progress;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use coffer_app::worker::Worker;
-use coffer_app::{App, Config, LogFormat};
+use coffer_app::{App, Config};
 use coffer_rotation::{RotateRequest, RotationError, RotationJob};
 use progress::Progress;
 
@@ -71,34 +70,6 @@ impl std::fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
-fn parse_args() -> anyhow::Result<(Option<PathBuf>, Vec<String>)> {
-    let mut args = std::env::args().skip(1);
-    let mut config = None;
-    let mut words = Vec::new();
-    while let Some(a) = args.next() {
-        if a == "--config" {
-            config = Some(PathBuf::from(args.next().context("--config needs a file")?));
-        } else if let Some(path) = a.strip_prefix("--config=") {
-            config = Some(PathBuf::from(path));
-        } else {
-            words.push(a);
-        }
-    }
-    Ok((config, words))
-}
-
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Pretty => builder.init(),
-    }
-}
-
 fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -124,10 +95,10 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let (file, words) = parse_args()?;
+    let (file, words) = coffer_app::cli::config_and_words(std::env::args().skip(1))?;
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let config = Config::load(file.as_deref())?;
-    init_logging(&config);
+    coffer_app::cli::init_logging(&config, coffer_app::cli::LogTo::Stderr);
     let app = App::build(config).await?;
     let outcome = command(&app, &words).await;
     app.flush_key_use().await;

@@ -6,6 +6,55 @@ use std::path::PathBuf;
 use coffer_secrets::{RotationPolicy, SecretName, SecretsManager, SetOptions};
 use zeroize::Zeroizing;
 
+/// The command line without its program name, split into the `--config FILE` (or
+/// `--config=FILE`) it names and the other words.
+///
+/// # Errors
+/// `--config` without a file.
+pub fn config_and_words(
+    mut args: impl Iterator<Item = String>,
+) -> Result<(Option<PathBuf>, Vec<String>), CliError> {
+    let mut config = None;
+    let mut words = Vec::new();
+    while let Some(a) = args.next() {
+        if a == "--config" {
+            let file = args
+                .next()
+                .ok_or_else(|| CliError("--config needs a file".into()))?;
+            config = Some(PathBuf::from(file));
+        } else if let Some(path) = a.strip_prefix("--config=") {
+            config = Some(PathBuf::from(path));
+        } else {
+            words.push(a);
+        }
+    }
+    Ok((config, words))
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTo {
+    /// Standard output (the server).
+    Stdout,
+    /// Standard error (commands whose results go to standard output).
+    Stderr,
+}
+
+/// Installs the `tracing` subscriber the configuration asks for (`RUST_LOG` overrides the
+/// filter).
+pub fn init_logging(config: &crate::Config, to: LogTo) {
+    use crate::LogFormat;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match (config.log.format, to) {
+        (LogFormat::Json, LogTo::Stdout) => builder.json().init(),
+        (LogFormat::Json, LogTo::Stderr) => builder.json().with_writer(std::io::stderr).init(),
+        (LogFormat::Pretty, LogTo::Stdout) => builder.init(),
+        (LogFormat::Pretty, LogTo::Stderr) => builder.with_writer(std::io::stderr).init(),
+    }
+}
+
 /// A command that could not be carried out: the message says why (never a secret value).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

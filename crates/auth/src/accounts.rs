@@ -1157,7 +1157,7 @@ impl Accounts {
             let _ = event
                 .details
                 .insert("version", DetailValue::Int(i64::from(next)));
-            let moved = self
+            let receipt = self
                 .store
                 .rotate_user_key(&crate::store::UserKeyRotation {
                     user,
@@ -1171,7 +1171,8 @@ impl Accounts {
                     audit: &event,
                 })
                 .await?;
-            if moved {
+            if let Some(receipt) = receipt {
+                self.audit.committed_elsewhere(&[(event, receipt)]).await;
                 return Ok(next);
             }
         }

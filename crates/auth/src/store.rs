@@ -216,9 +216,11 @@ pub trait UserStore: Send + Sync + fmt::Debug {
 
     /// Moves a user to a new data key version: stores `key` and the user's fields sealed under
     /// it, with the audit record, only while the user's data key is still `from` and the second
-    /// factor still `totp_was`. False (nothing written) when the user changed meanwhile.
-    async fn rotate_user_key(&self, rotation: &UserKeyRotation<'_>)
-    -> Result<bool, UserStoreError>;
+    /// factor still `totp_was`. `None` (nothing written) when the user changed meanwhile.
+    async fn rotate_user_key(
+        &self,
+        rotation: &UserKeyRotation<'_>,
+    ) -> Result<Option<Receipt>, UserStoreError>;
 
     /// Claims TOTP step `step` for a user: true only if it is later than the last step claimed
     /// (one statement, so two requests with one code cannot both win).

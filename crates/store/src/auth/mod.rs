@@ -425,7 +425,7 @@ macro_rules! auth_stores {
             async fn rotate_user_key(
                 &self,
                 r: &coffer_auth::store::UserKeyRotation<'_>,
-            ) -> Result<bool, UserStoreError> {
+            ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
                 let now = now_micros();
                 let q = sqlx::query(
                     "UPDATE users SET dek_version = $2, email = $3, phone = $4, tax_id = $5, \
@@ -443,7 +443,7 @@ macro_rules! auth_stores {
                 .bind(r.totp_was);
                 let mut tx = self.pool.begin_with($begin).await.map_err(db_err)?;
                 if q.execute(&mut *tx).await.map_err(db_err)?.rows_affected() == 0 {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 sqlx::query(
                     "INSERT INTO user_keys (user_id, version, wrapped, kek_version, created_at) \
@@ -457,9 +457,9 @@ macro_rules! auth_stores {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
-                self.audit.append_in(&mut tx, r.audit).await.map_err(audit_err)?;
+                let receipt = self.audit.append_in(&mut tx, r.audit).await.map_err(audit_err)?;
                 tx.commit().await.map_err(db_err)?;
-                Ok(true)
+                Ok(Some(receipt))
             }
 
             async fn claim_totp_step(&self, id: UserId, step: u64) -> Result<bool, UserStoreError> {
