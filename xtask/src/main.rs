@@ -25,7 +25,9 @@ commands:
         COFFER_TEST_REDIS_URL, default 127.0.0.1:6379), starting them if installed but down (and stopping what it started when done);
         runs the key-provider suites against OpenBao and moto (COFFER_TEST_VAULT_ADDR and
         _TOKEN, COFFER_TEST_KMS_URL and _AUTH_URL; otherwise it starts them on free ports,
-        installing them with pip into target/services-venv when missing)
+        installing them with pip into target/services-venv when missing); checks and unit-tests
+        the Prometheus alerting rules in deploy/prometheus with promtool (installing Debian's
+        prometheus package when missing)
   bench [crypto|keys|auth|audit|ledger|api|ratelimit|key-providers|rotation]...
         benchmarks (all when none named); figures go to docs/BENCHMARKS.md. `audit`, `ledger`
         and `api` need Postgres (`ledger` and `api` also its pgbench), `ratelimit` Redis, like
@@ -152,6 +154,19 @@ fn test(no_fuzz: bool, fuzz_seconds: u64) -> Result<()> {
     step(
         "doc tests",
         cargo().args(["test", "--workspace", "--doc", "--all-features"]),
+    )?;
+    services::ensure_promtool()?;
+    step(
+        "promtool check rules",
+        Command::new("promtool")
+            .current_dir(project_root().join("deploy/prometheus"))
+            .args(["check", "rules", "coffer-alerts.yml"]),
+    )?;
+    step(
+        "promtool test rules",
+        Command::new("promtool")
+            .current_dir(project_root().join("deploy/prometheus"))
+            .args(["test", "rules", "coffer-alerts.test.yml"]),
     )?;
     if no_fuzz {
         eprintln!("\n(fuzz targets skipped: --no-fuzz)");

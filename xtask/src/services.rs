@@ -335,3 +335,36 @@ pub fn ensure_key_servers() -> Result<KeyServers> {
     ensure_moto(&mut servers)?;
     Ok(servers)
 }
+
+/// `promtool`, from Debian's `prometheus` package, installed with apt-get when missing (the
+/// alerting rules under deploy/prometheus are checked and unit-tested with it).
+pub fn ensure_promtool() -> Result<()> {
+    let present = || {
+        Command::new("promtool")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if present() {
+        return Ok(());
+    }
+    eprintln!("services: installing Debian's prometheus package for promtool");
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", "prometheus"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !install() {
+        // A machine whose package lists are stale: refresh them once.
+        let _ = Command::new("apt-get").arg("update").status();
+        if !install() {
+            bail!("cannot install promtool: apt-get install prometheus failed");
+        }
+    }
+    if !present() {
+        bail!("the prometheus package is installed but promtool does not run");
+    }
+    Ok(())
+}

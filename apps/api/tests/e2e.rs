@@ -507,6 +507,17 @@ async fn permissions(db: Database) {
     let (st, audit) = s.get("/v1/admin/audit?limit=50", &admin).await;
     assert_eq!(st, StatusCode::OK);
     assert!(!audit["items"].as_array().unwrap().is_empty());
+    // Six wrong passwords for one account raise the failed-logins alert, which /metrics counts.
+    for _ in 0..6 {
+        let (st, _) = s
+            .post(
+                "/v1/auth/login",
+                None,
+                json!({ "email": "nobody-in-particular@example.com", "password": "not the password at all" }),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+    }
     // Metrics: admins only; requests, money operations, key provider and cache figures.
     let scrape = |token: &str| {
         s.client
@@ -527,6 +538,7 @@ async fn permissions(db: Database) {
         "coffer_decryption_failures 0",
         "coffer_data_key_cache_hit_ratio",
         "coffer_pin_kdf_queue_depth",
+        "coffer_security_alerts{rule=\"failed_logins\"}",
     ] {
         assert!(text.contains(line), "{line} missing from:\n{text}");
     }

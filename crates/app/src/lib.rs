@@ -290,7 +290,7 @@ impl App {
             accounts,
             rotation: rotation.clone(),
             oidc,
-            audit,
+            audit: audit.clone(),
             mfa: MfaRule {
                 above_major_units: config.auth.mfa_above_major_units,
             },
@@ -298,6 +298,7 @@ impl App {
                 coffer_http::api::metrics::Sources {
                     key_provider: Some(metered.clone()),
                     cache: Some(cache),
+                    audit: Some(audit.clone()),
                 },
             )),
             readiness: Arc::new(Ready {

@@ -175,6 +175,8 @@ pub struct ObservedAuditLog {
 struct Observer {
     rules: Mutex<AlertRules>,
     service: EntityId,
+    /// Alerts raised since start, by rule (for metrics).
+    raised: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl Observer {
@@ -185,12 +187,14 @@ impl Observer {
         for (event, receipt) in records {
             tracing::info!(target: "coffer::audit", "{}", record_json(event, receipt));
             if event.action != Action::SecurityAlert {
-                alerts.extend(
-                    rules
-                        .observe(event)
-                        .iter()
-                        .map(|a| a.to_event(&self.service)),
-                );
+                let raised = rules.observe(event);
+                if !raised.is_empty() {
+                    let mut counts = self.raised.lock().unwrap_or_else(PoisonError::into_inner);
+                    for a in &raised {
+                        *counts.entry(a.rule).or_default() += 1;
+                    }
+                }
+                alerts.extend(raised.iter().map(|a| a.to_event(&self.service)));
             }
         }
         alerts
@@ -207,8 +211,22 @@ impl ObservedAuditLog {
             shared: Arc::new(Observer {
                 rules: Mutex::new(AlertRules::new(config)),
                 service,
+                raised: Mutex::new(std::collections::BTreeMap::new()),
             }),
         }
+    }
+
+    /// Alerts this process raised since it started, by rule (`failed_logins`,
+    /// `large_transaction`, `rate_limit_exceeded`, `failed_transactions`).
+    #[must_use]
+    pub fn alerts_raised(&self) -> Vec<(&'static str, u64)> {
+        self.shared
+            .raised
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(rule, n)| (*rule, *n))
+            .collect()
     }
 
     /// For records appended inside a store's own transaction (`append_in`): call after that

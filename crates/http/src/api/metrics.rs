@@ -51,6 +51,13 @@ pub struct Sources {
     pub key_provider: Option<Arc<MeteredKeyProvider>>,
     /// The data-key cache.
     pub cache: Option<Arc<CachingKeyProvider>>,
+    /// The audit log whose alert rules raise security alerts.
+    pub audit: Option<Arc<coffer_audit::ObservedAuditLog>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    rule: &'static str,
 }
 
 /// The registry and its metrics.
@@ -67,6 +74,7 @@ pub struct Metrics {
     cache_hit_ratio: Gauge<f64, AtomicU64>,
     cache_entries: Gauge,
     kdf_queue: Gauge,
+    alerts: Family<AlertLabels, Gauge>,
     sources: Sources,
 }
 
@@ -144,6 +152,13 @@ impl Metrics {
             "Unwrapped data keys held",
             cache_entries.clone(),
         );
+        let alerts = Family::<AlertLabels, Gauge>::default();
+        registry.register(
+            "security_alerts",
+            "Security alerts this process raised since start, by rule (failed_logins, \
+             large_transaction, rate_limit_exceeded, failed_transactions)",
+            alerts.clone(),
+        );
         let kdf_queue = Gauge::default();
         registry.register(
             "pin_kdf_queue_depth",
@@ -163,6 +178,7 @@ impl Metrics {
             cache_hit_ratio,
             cache_entries,
             kdf_queue,
+            alerts,
             sources,
         }
     }
@@ -242,6 +258,13 @@ impl Metrics {
             self.cache_hit_ratio.set(stats.hit_ratio());
             self.cache_entries
                 .set(i64::try_from(stats.entries).unwrap_or(i64::MAX));
+        }
+        if let Some(audit) = &self.sources.audit {
+            for (rule, n) in audit.alerts_raised() {
+                self.alerts
+                    .get_or_create(&AlertLabels { rule })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
         }
         self.kdf_queue
             .set(i64::try_from(kdf_queue_depth).unwrap_or(i64::MAX));
