@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! coffer-api [--config FILE]                       serve (the default)
+//! coffer-api [--config FILE] migrate               apply the migrations and the coffer_app
+//!                                                  grants (as the schema owner), then exit
 //! coffer-api [--config FILE] config check          print the effective configuration, masked
 //! coffer-api [--config FILE] admin create --email E --password-stdin
 //!                                                  create an administrator (password on stdin)
@@ -26,18 +28,20 @@ use zeroize::Zeroizing;
 
 enum Command {
     Serve,
+    Migrate,
     ConfigCheck,
     AdminCreate { email: String },
     Secrets(Vec<String>),
 }
 
-const USAGE: &str = "usage: coffer-api [--config FILE] [serve | config check | admin create --email EMAIL --password-stdin | secrets …] (secrets: list [--tag K=V] | status | set NAME [--expires-in-days N] [--rotate-every-days N] [--tag K=V]... | rotate NAME | backup FILE | restore FILE)";
+const USAGE: &str = "usage: coffer-api [--config FILE] [serve | migrate | config check | admin create --email EMAIL --password-stdin | secrets …] (secrets: list [--tag K=V] | status | set NAME [--expires-in-days N] [--rotate-every-days N] [--tag K=V]... | rotate NAME | backup FILE | restore FILE)";
 
 fn parse_args() -> anyhow::Result<(Option<PathBuf>, Command)> {
     let (config, words) = coffer_app::cli::config_and_words(std::env::args().skip(1))?;
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let command = match words.as_slice() {
         [] | ["serve"] => Command::Serve,
+        ["migrate"] => Command::Migrate,
         ["config", "check"] => Command::ConfigCheck,
         ["admin", "create", "--email", email]
         | ["admin", "create", "--email", email, "--password-stdin"]
@@ -64,6 +68,15 @@ async fn main() -> anyhow::Result<()> {
             {
                 println!("# configuration is valid\n{}", config.masked_toml());
             }
+            Ok(())
+        }
+        Command::Migrate => {
+            init_logging(&config);
+            coffer_app::migrate(&config).await?;
+            tracing::info!(
+                database = %coffer_app::config::mask_url(&config.database.url),
+                "migrations and grants applied"
+            );
             Ok(())
         }
         Command::AdminCreate { email } => {

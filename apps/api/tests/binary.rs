@@ -248,3 +248,41 @@ fn the_secrets_commands_store_rotate_list_and_back_up_without_showing_values() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("secret name"));
 }
+
+/// `coffer-api migrate` applies the migrations (and on Postgres the role grants) and exits; it
+/// may run again; a database URL it cannot reach is an error naming the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_prepares_the_database_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let out = coffer(dir.path()).arg("migrate").output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(dir.path().join("data/coffer.db").exists());
+    assert!(
+        !dir.path().join("data/master.json").exists(),
+        "migrating touches no key"
+    );
+    let url = coffer_store::testing::pg_schema_url().await;
+    let out = coffer(dir.path())
+        .arg("migrate")
+        .env("COFFER_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = coffer(dir.path())
+        .arg("migrate")
+        .env("COFFER_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("database"));
+}

@@ -390,6 +390,39 @@ impl SessionRevoker for RevokeEveryone {
     }
 }
 
+/// Applies the migrations and the application role's grants to the configured database and
+/// returns (`coffer-api migrate`, run as the schema owner before replicas that log in as a
+/// member of `coffer_app` with `database.migrate = false`). Opens nothing else.
+///
+/// # Errors
+/// [`AppError::Database`].
+pub async fn migrate(config: &Config) -> Result<(), AppError> {
+    config.validate()?;
+    if let Some(path) = sqlite_path(&config.database.url) {
+        create_parent(path).map_err(AppError::Database)?;
+        // Opening an SQLite database migrates it.
+        let pool = coffer_store::connect_sqlite(&config.database.url)
+            .await
+            .map_err(|e| AppError::Database(e.to_string()))?;
+        pool.close().await;
+        return Ok(());
+    }
+    let options = PgConnectOptions::from_str(&config.database.url).map_err(|_| {
+        AppError::Database(format!(
+            "{} is not a Postgres URL",
+            config::mask_url(&config.database.url)
+        ))
+    })?;
+    let pool = coffer_store::connect_postgres(options, 1)
+        .await
+        .map_err(|e| AppError::Database(e.to_string()))?;
+    let migrated = coffer_store::migrate_postgres(&pool)
+        .await
+        .map_err(|e| AppError::Database(e.to_string()));
+    pool.close().await;
+    migrated
+}
+
 /// The database's adapters.
 struct Stores {
     db: Db,
