@@ -33,6 +33,12 @@ commands:
         and `api` need Postgres (`ledger` and `api` also its pgbench), `ratelimit` Redis, like
         the tests; `key-providers` starts OpenBao and moto as `test` does; `rotation` needs
         Postgres and starts OpenBao (1,000,000 wallets: a few minutes)
+  scale-out
+        two coffer-api replicas and a coffer-worker on Postgres, Redis and OpenBao behind nginx
+        (installed from Debian's package when missing); a bank workload through nginx while one
+        replica is killed and restarted; then money conserved, every acknowledged transfer
+        once, rate limits and revocations across replicas, ledger and audit verify (also part
+        of `test`)
   fuzz [TARGET] [--seconds N]
         run a fuzz target (default: all targets, 60 s each) with cargo-fuzz on the stable
         toolchain (RUSTC_BOOTSTRAP=1)
@@ -76,6 +82,10 @@ fn run() -> Result<()> {
         "bench" => {
             let names = args.rest()?;
             bench(&names)
+        }
+        "scale-out" => {
+            args.finish()?;
+            scale_out()
         }
         "fuzz" => {
             let seconds = args.value("--seconds")?.unwrap_or(60);
@@ -133,6 +143,8 @@ fn test(no_fuzz: bool, fuzz_seconds: u64) -> Result<()> {
     let _redis = services::ensure_redis()?;
     // The key-provider suites run against real servers: OpenBao for Vault, moto for KMS.
     let key_servers = services::ensure_key_servers()?;
+    // The scale-out test puts nginx in front of two API replicas.
+    services::ensure_nginx()?;
     step(
         "clippy",
         cargo().args([
@@ -240,6 +252,34 @@ fn bench(names: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The scale-out test alone: two API replicas and a worker behind nginx, one replica killed
+/// and restarted under a bank workload (apps/worker/tests/scale_out.rs).
+fn scale_out() -> Result<()> {
+    let _postgres = services::ensure_postgres()?;
+    let _redis = services::ensure_redis()?;
+    let key_servers = services::ensure_key_servers()?;
+    services::ensure_nginx()?;
+    // The test starts coffer-api from the same target directory.
+    step(
+        "build",
+        cargo().args(["build", "-p", "coffer-api", "-p", "coffer-worker"]),
+    )?;
+    step(
+        "scale-out test",
+        cargo()
+            .args([
+                "test",
+                "-p",
+                "coffer-worker",
+                "--test",
+                "scale_out",
+                "--",
+                "--nocapture",
+            ])
+            .envs(key_servers.vars.iter().map(|(k, v)| (k, v))),
+    )
 }
 
 fn ensure_cargo_fuzz() -> Result<()> {

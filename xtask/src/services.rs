@@ -336,22 +336,33 @@ pub fn ensure_key_servers() -> Result<KeyServers> {
     Ok(servers)
 }
 
-/// `promtool`, from Debian's `prometheus` package, installed with apt-get when missing (the
-/// alerting rules under deploy/prometheus are checked and unit-tested with it).
+/// `promtool`, from Debian's `prometheus` package (the alerting rules under deploy/prometheus
+/// are checked and unit-tested with it).
 pub fn ensure_promtool() -> Result<()> {
+    ensure_debian_tool("promtool", "prometheus")
+}
+
+/// `nginx`, Debian's package: the load balancer of the scale-out test.
+pub fn ensure_nginx() -> Result<()> {
+    ensure_debian_tool("nginx", "nginx")
+}
+
+/// Installs Debian's `package` with apt-get when `tool -v` does not run.
+fn ensure_debian_tool(tool: &str, package: &str) -> Result<()> {
     let present = || {
-        Command::new("promtool")
-            .arg("--version")
+        Command::new(tool)
+            .arg("-v")
             .output()
             .is_ok_and(|o| o.status.success())
+            || Path::new("/usr/sbin").join(tool).exists()
     };
     if present() {
         return Ok(());
     }
-    eprintln!("services: installing Debian's prometheus package for promtool");
+    eprintln!("services: installing Debian's {package} package for {tool}");
     let install = || {
         Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", "prometheus"])
+            .args(["install", "-y", "--no-install-recommends", package])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
             .is_ok_and(|s| s.success())
@@ -360,11 +371,11 @@ pub fn ensure_promtool() -> Result<()> {
         // A machine whose package lists are stale: refresh them once.
         let _ = Command::new("apt-get").arg("update").status();
         if !install() {
-            bail!("cannot install promtool: apt-get install prometheus failed");
+            bail!("cannot install {tool}: apt-get install {package} failed");
         }
     }
     if !present() {
-        bail!("the prometheus package is installed but promtool does not run");
+        bail!("the {package} package is installed but {tool} does not run");
     }
     Ok(())
 }
