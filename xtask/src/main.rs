@@ -39,6 +39,9 @@ commands:
         replica is killed and restarted; then money conserved, every acknowledged transfer
         once, rate limits and revocations across replicas, ledger and audit verify (also part
         of `test`)
+  restore-drill
+        back up a Postgres deployment (pg_dump, the key file), wipe it, restore it and run
+        ledger verify, keys validate and audit verify (also part of `test`)
   fuzz [TARGET] [--seconds N]
         run a fuzz target (default: all targets, 60 s each) with cargo-fuzz on the stable
         toolchain (RUSTC_BOOTSTRAP=1)
@@ -86,6 +89,10 @@ fn run() -> Result<()> {
         "scale-out" => {
             args.finish()?;
             scale_out()
+        }
+        "restore-drill" => {
+            args.finish()?;
+            restore_drill()
         }
         "fuzz" => {
             let seconds = args.value("--seconds")?.unwrap_or(60);
@@ -279,6 +286,25 @@ fn scale_out() -> Result<()> {
                 "--nocapture",
             ])
             .envs(key_servers.vars.iter().map(|(k, v)| (k, v))),
+    )
+}
+
+/// The restore drill alone: back up a Postgres deployment (pg_dump and the key file), wipe
+/// it, restore it, verify the ledger, the keys and the audit log
+/// (apps/worker/tests/restore_drill.rs).
+fn restore_drill() -> Result<()> {
+    let _postgres = services::ensure_postgres()?;
+    step(
+        "restore drill",
+        cargo().args([
+            "test",
+            "-p",
+            "coffer-worker",
+            "--test",
+            "restore_drill",
+            "--",
+            "--nocapture",
+        ]),
     )
 }
 
