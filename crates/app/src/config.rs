@@ -1199,4 +1199,57 @@ mod tests {
         k.aws_kms.access_key_id = Some("AKIAEXAMPLE".into());
         assert_eq!(k.validate().unwrap_err().setting, "aws_kms.access_key_id");
     }
+
+    /// docs/OPERATIONS.md's configuration reference names every setting, and no other.
+    #[test]
+    fn the_operations_guide_documents_every_setting() {
+        let doc = include_str!("../../../docs/OPERATIONS.md");
+        let mut c = Config::default();
+        // Every optional setting given, so that it appears in the serialised tree.
+        let secret = || Some(SecretSetting(secrecy::SecretString::from("x")));
+        c.server.tls_cert_file = Some(PathBuf::from("c"));
+        c.server.tls_key_file = Some(PathBuf::from("k"));
+        c.vault.token = secret();
+        c.vault.username = Some("u".into());
+        c.vault.password = secret();
+        c.vault.role_id = Some("r".into());
+        c.vault.secret_id = secret();
+        c.vault.namespace = Some("n".into());
+        c.vault.ca_file = Some(PathBuf::from("ca"));
+        c.aws_kms.endpoint_url = Some("e".into());
+        c.aws_kms.access_key_id = Some("a".into());
+        c.aws_kms.secret_access_key = secret();
+        c.auth.redis_url = Some("redis://r".into());
+        c.auth.mfa_above_major_units = Some(1);
+        c.rate_limit.redis_url = Some("redis://r".into());
+        c.worker.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 1)));
+        let tree = toml::Table::try_from(&c).unwrap();
+        let mut settings = Vec::new();
+        for (section, value) in &tree {
+            match value.as_table() {
+                Some(table) => {
+                    settings.extend(table.keys().map(|k| format!("{section}.{k}")));
+                }
+                None => settings.push(section.clone()),
+            }
+        }
+        for s in &settings {
+            assert!(
+                doc.contains(&format!("| `{s}` |")),
+                "docs/OPERATIONS.md's configuration reference lacks `{s}`"
+            );
+        }
+        let reference = doc
+            .split("## Configuration reference")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .unwrap();
+        for row in reference.lines().filter(|l| l.starts_with("| `")) {
+            let name = row.split('`').nth(1).unwrap();
+            assert!(
+                settings.iter().any(|s| s == name),
+                "docs/OPERATIONS.md documents `{name}`, which is not a setting"
+            );
+        }
+    }
 }
