@@ -339,23 +339,24 @@ pub fn ensure_key_servers() -> Result<KeyServers> {
 /// `promtool`, from Debian's `prometheus` package (the alerting rules under deploy/prometheus
 /// are checked and unit-tested with it).
 pub fn ensure_promtool() -> Result<()> {
-    ensure_debian_tool("promtool", "prometheus")
+    ensure_debian_tool("promtool", "--version", "prometheus")
 }
 
 /// `nginx`, Debian's package: the load balancer of the scale-out test.
 pub fn ensure_nginx() -> Result<()> {
-    ensure_debian_tool("nginx", "nginx")
+    ensure_debian_tool("nginx", "-v", "nginx")
 }
 
-/// Installs Debian's `package` with apt-get when `tool -v` does not run.
-fn ensure_debian_tool(tool: &str, package: &str) -> Result<()> {
-    let present = || {
-        Command::new(tool)
-            .arg("-v")
+/// Installs Debian's `package` with apt-get when `tool version_flag` does not run (looked up
+/// on PATH and in /usr/sbin, where nginx lives).
+fn ensure_debian_tool(tool: &str, version_flag: &str, package: &str) -> Result<()> {
+    let runs = |program: &Path| {
+        Command::new(program)
+            .arg(version_flag)
             .output()
             .is_ok_and(|o| o.status.success())
-            || Path::new("/usr/sbin").join(tool).exists()
     };
+    let present = || runs(Path::new(tool)) || runs(&Path::new("/usr/sbin").join(tool));
     if present() {
         return Ok(());
     }
