@@ -325,7 +325,9 @@ impl Worker {
                 due(&mut d.key_status, Duration::from_secs(60)),
             )
         };
-        self.report("kek_rotation", self.kek_rotation().await);
+        // The age check asks the provider (a KMS or Vault call): once a minute is enough; the
+        // rotations requested through the API are looked for at every poll.
+        self.report("kek_rotation", self.kek_rotation(key_status).await);
         if self.config.jwt_rotation_days > 0 {
             self.report("jwt_rotation", self.jwt_rotation().await);
         }
@@ -370,11 +372,15 @@ impl Worker {
         }
     }
 
-    /// Requests a rotation when the active version is too old, then runs the open one.
+    /// Requests a rotation when the active version is too old (when `check_age`), then runs the
+    /// open one.
     /// `Ok(true)` when a rotation finished.
-    async fn kek_rotation(&self) -> Result<bool, JobError> {
+    async fn kek_rotation(&self, check_age: bool) -> Result<bool, JobError> {
         let err = failed("kek_rotation");
-        if self.config.kek_rotation_days > 0 && self.rotation.provider().capabilities().rotate {
+        if check_age
+            && self.config.kek_rotation_days > 0
+            && self.rotation.provider().capabilities().rotate
+        {
             let status = self
                 .rotation
                 .provider()
