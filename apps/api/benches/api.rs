@@ -97,6 +97,8 @@ fn main() {
             );
         }
         let app = App::build(config).await.unwrap();
+        // As `coffer-api` runs it: the audit flushers and the revocation feed.
+        let background = app.spawn_background();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let router = app.router();
@@ -135,8 +137,9 @@ fn main() {
             all_wallets.len()
         );
         let all_wallets = std::sync::Arc::new(all_wallets);
-        let (mut ours, mut theirs, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ours, mut theirs, mut p99s, mut their_p99s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
+            let (own0, server0) = coffer_store::testing::cpu_seconds();
             let start = Instant::now();
             let duration = Duration::from_secs(seconds);
             let tasks: Vec<_> = clients
@@ -174,27 +177,45 @@ fn main() {
                 all.extend(t.await.unwrap());
             }
             let elapsed = start.elapsed().as_secs_f64();
+            let (own1, server1) = coffer_store::testing::cpu_seconds();
             all.sort();
             let pct = |p: f64| all[((all.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1e3;
             let tps = all.len() as f64 / elapsed;
-            println!("round {round}: API transfers {tps:>8.1}/s  p50 {:>6.2} ms  p99 {:>6.2} ms", pct(0.5), pct(0.99));
+            let per = |cpu: f64| cpu / all.len() as f64 * 1e6;
+            println!(
+                "round {round}: API transfers {tps:>8.1}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  \
+                 CPU per transfer: server and clients {:>5.0} µs, Postgres {:>5.0} µs",
+                pct(0.5),
+                pct(0.99),
+                per(own1 - own0),
+                per(server1 - server0)
+            );
             ours.push(tps);
             p99s.push(pct(0.99));
-            let (pg_tps, latency) = coffer_store::testing::pgbench_tpcb(&pg, seconds);
-            println!("round {round}: pgbench      {pg_tps:>8.1}/s  average {latency:>6.2} ms");
-            theirs.push(pg_tps);
+            let run = coffer_store::testing::pgbench_tpcb(&pg, seconds);
+            println!(
+                "round {round}: pgbench       {:>8.1}/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
+                run.tps, run.p50_ms, run.p99_ms
+            );
+            theirs.push(run.tps);
+            their_p99s.push(run.p99_ms);
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let worst = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
         println!(
-            "api / pgbench: {:.2}x ({:.1} vs {:.1} transactions/s); worst p99 {:.1} ms; peak RSS {} MiB",
+            "api / pgbench: {:.2}x ({:.1} vs {:.1} transactions/s); worst p99 {:.1} ms (pgbench's {:.1} ms); peak RSS {} MiB",
             mean(&ours) / mean(&theirs),
             mean(&ours),
             mean(&theirs),
-            p99s.iter().copied().fold(0.0, f64::max),
+            worst(&p99s),
+            worst(&their_p99s),
             peak_rss_kib() / 1024
         );
         let _ = stop.send(());
         server.await.unwrap().unwrap();
+        for task in background {
+            task.abort();
+        }
         app.shutdown().await;
     });
 }

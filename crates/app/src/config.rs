@@ -424,6 +424,10 @@ pub struct AuthConfig {
     pub revocation: RevocationBackend,
     /// Redis, for `revocation = "redis"`.
     pub redis_url: Option<String>,
+    /// With `revocation = "database"` on Postgres: how long a token's revocation status is
+    /// remembered between requests, seconds, while the process is told of every revocation
+    /// (`LISTEN`); 0: asked of the database at every request.
+    pub revocation_cache_secs: u64,
     /// Money-out above this many major units needs a second factor.
     pub mfa_above_major_units: Option<u64>,
     /// Password hashes at once.
@@ -447,6 +451,7 @@ impl Default for AuthConfig {
             refresh_grace_secs: 10,
             revocation: RevocationBackend::Database,
             redis_url: None,
+            revocation_cache_secs: 60,
             mfa_above_major_units: None,
             password_hash_concurrency: 4,
             argon2_memory_kib: 19 * 1024,

@@ -16,7 +16,9 @@ use coffer_audit::{Actor, AlertConfig, AuditLog, EntityId, ObservedAuditLog};
 use coffer_auth::accounts::{Accounts, AccountsConfig, AccountsDeps};
 use coffer_auth::password::PasswordHasher;
 use coffer_auth::store::UserStore;
-use coffer_auth::{InMemoryRevocationList, MfaRule, Rbac, RevocationList, TokenConfig};
+use coffer_auth::{
+    CachedRevocationList, InMemoryRevocationList, MfaRule, Rbac, RevocationList, TokenConfig,
+};
 use coffer_http::api::{ApiState, Limits, Readiness};
 use coffer_http::client_ip::TrustedProxies;
 use coffer_http::ratelimit::RateLimits;
@@ -114,6 +116,8 @@ pub struct App {
     metered: Arc<MeteredKeyProvider>,
     /// Who the aggregate records name.
     actor: Actor,
+    /// The revocation cache and the database whose announcements keep it true.
+    revocation_feed: Option<(PgPool, Arc<CachedRevocationList>)>,
 }
 
 fn audit_service_actor() -> Result<EntityId, AppError> {
@@ -193,9 +197,20 @@ impl App {
             AlertConfig::default(),
             audit_service,
         ));
+        let mut revocation_feed = None;
         let (revocation, redis): (Arc<dyn RevocationList>, Option<Arc<dyn RevocationList>>) =
             match config.auth.revocation {
-                RevocationBackend::Database => (sql_revocation, None),
+                RevocationBackend::Database => match (&db, config.auth.revocation_cache_secs) {
+                    (Db::Postgres(pool), secs) if secs > 0 => {
+                        let cache = Arc::new(CachedRevocationList::new(
+                            sql_revocation,
+                            Duration::from_secs(secs),
+                        ));
+                        revocation_feed = Some((pool.clone(), cache.clone()));
+                        (cache, None)
+                    }
+                    _ => (sql_revocation, None),
+                },
                 RevocationBackend::Memory => (Arc::new(InMemoryRevocationList::new()), None),
                 RevocationBackend::Redis => {
                     let url = config.auth.redis_url.as_deref().unwrap_or_default();
@@ -317,12 +332,15 @@ impl App {
             rotation,
             metered,
             actor: Actor::Service(audit_service_actor()?),
+            revocation_feed,
         })
     }
 
     /// Records in the audit log every minute, in aggregate: refused requests
     /// (`security.rate_limited`, one event per key and minute) and key use
-    /// (`key.access_summary`, `key.secret_read`, see [`usage`]). Abort the tasks and call
+    /// (`key.access_summary`, `key.secret_read`, see [`usage`]). On Postgres, also listens for
+    /// revocations, which lets the revocation cache answer (`auth.revocation_cache_secs`;
+    /// without this task every token is checked in the database). Abort the tasks and call
     /// [`App::shutdown`] at the end.
     #[must_use]
     pub fn spawn_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
@@ -336,6 +354,13 @@ impl App {
         )];
         if let Some(rate) = &self.rate {
             tasks.push(rate.limited.spawn_flusher(log, Duration::from_secs(60)));
+        }
+        if let Some((pool, cache)) = &self.revocation_feed {
+            tasks.push(tokio::spawn(coffer_store::auth::feed_revocations(
+                pool.clone(),
+                cache.clone(),
+                Duration::from_secs(1),
+            )));
         }
         tasks
     }

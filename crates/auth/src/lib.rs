@@ -5,7 +5,8 @@
 //! - [`token`]: RS256 access tokens (RFC 9068 shape), issued and verified against a key ring
 //!   that rotates without breaking tokens in flight, with the JWKS document.
 //! - [`revocation`]: the revocation-list port (token denylist, per-user and global epochs) and
-//!   its in-memory adapter.
+//!   its in-memory adapter; [`revocation_cache`]: answers remembered while an invalidation feed
+//!   reports every revocation.
 //! - [`rbac`]: roles to permissions, configurable, with the defaults of DESIGN.md §3.
 //! - [`mfa`]: TOTP and the step-up rule for money-out.
 //! - [`email`], [`user`]: personal data newtypes; [`password`]: the policy and Argon2id off the
@@ -22,6 +23,7 @@ pub mod password;
 pub mod rbac;
 pub mod refresh;
 pub mod revocation;
+pub mod revocation_cache;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -31,6 +33,7 @@ pub mod user;
 pub use mfa::MfaRule;
 pub use rbac::{Permission, Rbac, RbacError};
 pub use revocation::{InMemoryRevocationList, RevocationError, RevocationList, RevocationStatus};
+pub use revocation_cache::CachedRevocationList;
 pub use token::{
     AccessClaims, Grant, KeyRing, SigningKey, TokenConfig, TokenError, Tokens, VerifiedToken,
 };

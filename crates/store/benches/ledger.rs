@@ -192,44 +192,6 @@ async fn pin_verifications(duration: Duration, iterations: u32) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// CPU seconds used so far by this process and by the Postgres server (its live processes,
-/// plus what its exited backends left in the postmaster's children counters), from /proc.
-fn cpu_seconds() -> (f64, f64) {
-    fn fields(stat: &str) -> Option<(String, Vec<u64>)> {
-        let (head, rest) = stat.rsplit_once(") ")?;
-        let comm = head.split_once(" (")?.1.to_owned();
-        let nums = rest
-            .split_whitespace()
-            .map(|f| f.parse().unwrap_or(0))
-            .collect();
-        Some((comm, nums))
-    }
-    // Fields after the command: state is index 0, so utime/stime/cutime/cstime are 11..=14.
-    let ticks = |v: &[u64], children: bool| -> u64 {
-        let own = v.get(11).unwrap_or(&0) + v.get(12).unwrap_or(&0);
-        if children {
-            own + v.get(13).unwrap_or(&0) + v.get(14).unwrap_or(&0)
-        } else {
-            own
-        }
-    };
-    let own = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| fields(&s))
-        .map_or(0, |(_, v)| ticks(&v, false));
-    let mut server = 0;
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        if let Some((comm, v)) = std::fs::read_to_string(entry.path().join("stat"))
-            .ok()
-            .and_then(|s| fields(&s))
-            && comm == "postgres"
-        {
-            server += ticks(&v, true);
-        }
-    }
-    (own as f64 / 100.0, server as f64 / 100.0)
-}
-
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     if !full {
@@ -258,9 +220,9 @@ fn main() {
         let mut ours = Vec::new();
         let mut theirs: Vec<Vec<f64>> = vec![Vec::new(); scales.len()];
         for round in 0..rounds {
-            let (own0, server0) = cpu_seconds();
+            let (own0, server0) = testing::cpu_seconds();
             let run = transfers(&setup, Duration::from_secs(seconds), round).await;
-            let (own1, server1) = cpu_seconds();
+            let (own1, server1) = testing::cpu_seconds();
             let n = run.tps * seconds as f64;
             println!(
                 "round {round}: ledger transfers      {:>8.1}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  \
@@ -273,15 +235,18 @@ fn main() {
             );
             ours.push(run.tps);
             for (i, (scale, url)) in scales.iter().enumerate() {
-                let (_, server0) = cpu_seconds();
-                let (tps, latency) = testing::pgbench_tpcb(url, seconds);
-                let (_, server1) = cpu_seconds();
+                let (_, server0) = testing::cpu_seconds();
+                let pg = testing::pgbench_tpcb(url, seconds);
+                let (_, server1) = testing::cpu_seconds();
                 println!(
-                    "round {round}: pgbench tpcb-like s{scale:<2} {tps:>8.1}/s  average {latency:>6.2} ms  \
+                    "round {round}: pgbench tpcb-like s{scale:<2} {:>8.1}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  \
                      CPU per transaction: Postgres {:>5.0} µs",
-                    (server1 - server0) / (tps * seconds as f64) * 1e6
+                    pg.tps,
+                    pg.p50_ms,
+                    pg.p99_ms,
+                    (server1 - server0) / (pg.tps * seconds as f64) * 1e6
                 );
-                theirs[i].push(tps);
+                theirs[i].push(pg.tps);
             }
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;

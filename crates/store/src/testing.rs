@@ -29,9 +29,18 @@ fn random_name(prefix: &str) -> String {
 
 /// Options for the test database itself, creating it when it does not exist.
 async fn pg_test_options() -> PgConnectOptions {
+    pg_options_for(None).await
+}
+
+/// Options for `database` on the test server (the test database when `None`), creating it
+/// when it does not exist.
+async fn pg_options_for(database: Option<&str>) -> PgConnectOptions {
     let url = pg_test_url();
-    let options =
+    let mut options =
         PgConnectOptions::from_str(&url).expect("COFFER_TEST_DATABASE_URL is not a Postgres URL");
+    if let Some(database) = database {
+        options = options.database(database);
+    }
     if options.connect().await.is_ok() {
         return options;
     }
@@ -62,7 +71,16 @@ pub async fn pg_pool() -> PgPool {
 
 /// As [`pg_pool`], with a given pool size.
 pub async fn pg_pool_with_connections(max: u32) -> PgPool {
-    let options = pg_test_options().await;
+    fresh_schema(pg_test_options().await, max).await
+}
+
+/// As [`pg_pool`], in `database` on the test server (created when missing): for a test whose
+/// database-wide effects (`NOTIFY`) must not meet other tests'.
+pub async fn pg_pool_in_database(database: &str) -> PgPool {
+    fresh_schema(pg_options_for(Some(database)).await, 8).await
+}
+
+async fn fresh_schema(options: PgConnectOptions, max: u32) -> PgPool {
     let schema = random_name("t");
     let mut conn = options
         .connect()
@@ -157,8 +175,22 @@ pub fn pgbench(args: &[&str]) -> String {
     stdout
 }
 
-/// `pgbench -b tpcb-like -c 16 -j 2 -M prepared -T seconds url`: (tps, average latency in ms).
-pub fn pgbench_tpcb(url: &str, seconds: u64) -> (f64, f64) {
+/// What a pgbench run measured.
+#[derive(Debug, Clone, Copy)]
+pub struct PgbenchRun {
+    /// Transactions per second.
+    pub tps: f64,
+    /// Latency percentiles over every transaction, milliseconds.
+    pub p50_ms: f64,
+    /// See `p50_ms`.
+    pub p99_ms: f64,
+}
+
+/// `pgbench -b tpcb-like -c 16 -j 2 -M prepared -T seconds url`, with every transaction's
+/// latency logged (`-l`) for the percentiles.
+pub fn pgbench_tpcb(url: &str, seconds: u64) -> PgbenchRun {
+    let dir = tempfile::tempdir().expect("a directory for pgbench's logs");
+    let prefix = dir.path().join("pgbench").display().to_string();
     let secs = seconds.to_string();
     let out = pgbench(&[
         "-b",
@@ -171,14 +203,78 @@ pub fn pgbench_tpcb(url: &str, seconds: u64) -> (f64, f64) {
         "prepared",
         "-T",
         &secs,
+        "-l",
+        "--log-prefix",
+        &prefix,
         url,
     ]);
-    let field = |prefix: &str| -> f64 {
-        out.lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {prefix:?} in pgbench output:\n{out}"))
+    let tps = out
+        .lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no tps in pgbench output:\n{out}"));
+    // Each line: client id, transaction number, latency in µs, ...
+    let mut micros: Vec<u64> = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).expect("pgbench's logs") {
+        let log = std::fs::read_to_string(entry.expect("a log").path()).expect("a log");
+        micros.extend(log.lines().filter_map(|l| {
+            l.split_whitespace()
+                .nth(2)
+                .and_then(|v| v.parse::<u64>().ok())
+        }));
+    }
+    assert!(!micros.is_empty(), "pgbench logged no transactions");
+    micros.sort_unstable();
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
+    let pct = |p: f64| micros[((micros.len() - 1) as f64 * p) as usize] as f64 / 1e3;
+    PgbenchRun {
+        tps,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+    }
+}
+
+/// CPU seconds used so far by this process and by the Postgres server (its live processes,
+/// plus what its exited backends left in the postmaster's children counters), from /proc.
+#[must_use]
+#[allow(clippy::cast_precision_loss)]
+pub fn cpu_seconds() -> (f64, f64) {
+    fn fields(stat: &str) -> Option<(String, Vec<u64>)> {
+        let (head, rest) = stat.rsplit_once(") ")?;
+        let comm = head.split_once(" (")?.1.to_owned();
+        let nums = rest
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        Some((comm, nums))
+    }
+    // Fields after the command: state is index 0, so utime/stime/cutime/cstime are 11..=14.
+    let ticks = |v: &[u64], children: bool| -> u64 {
+        let own = v.get(11).unwrap_or(&0) + v.get(12).unwrap_or(&0);
+        if children {
+            own + v.get(13).unwrap_or(&0) + v.get(14).unwrap_or(&0)
+        } else {
+            own
+        }
     };
-    (field("tps = "), field("latency average = "))
+    let own = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| fields(&s))
+        .map_or(0, |(_, v)| ticks(&v, false));
+    let mut server = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Some((comm, v)) = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|s| fields(&s))
+            && comm == "postgres"
+        {
+            server += ticks(&v, true);
+        }
+    }
+    (own as f64 / 100.0, server as f64 / 100.0)
 }

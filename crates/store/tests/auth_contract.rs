@@ -133,6 +133,23 @@ mod postgres_revocation {
     });
 }
 
+mod postgres_cached_revocation {
+    use super::*;
+    coffer_auth::revocation_list_contract_tests!(|| async {
+        let pool = testing::pg_pool().await;
+        let cache = Arc::new(coffer_auth::CachedRevocationList::new(
+            Arc::new(PgRevocationList::new(pool.clone())),
+            Duration::from_secs(600),
+        ));
+        tokio::spawn(coffer_store::auth::feed_revocations(
+            pool,
+            cache.clone(),
+            Duration::from_millis(100),
+        ));
+        cache as Arc<dyn RevocationList>
+    });
+}
+
 /// What the in-memory list cannot do: a logout, a revoke-all and an emergency revoke made before
 /// a restart still hold after it, and for another process on the same database.
 #[tokio::test]

@@ -126,6 +126,7 @@ mod pg;
 mod sqlite;
 
 pub use pg::{PgAuditLog, PgAuditTx};
+pub(crate) use pg::{append_ctes, bind_append};
 pub use sqlite::{SqliteAuditLog, SqliteAuditTx};
 
 /// How often verification reports progress.

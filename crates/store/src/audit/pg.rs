@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use coffer_audit::chain::{GENESIS, encode_entries, record_mac};
@@ -14,7 +14,7 @@ use coffer_crypto::HmacKey;
 use coffer_keys::KeyProvider;
 use lru::LruCache;
 use sqlx::postgres::PgPool;
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use super::{
     Columns, NewCheckpoint, RECORD_COLUMNS, RawCheckpoint, RawRecord, db_err, parse_listed,
@@ -99,46 +99,104 @@ fn new_head_cache() -> HeadCache {
     )))
 }
 
-/// Inserts the event as the successor of `(prev_seq, prev_mac)` if, and only if, that is still
-/// the stream's head: the head row is moved and the event inserted in one statement, and the
-/// head's row lock (held to commit) serialises appends to the stream. `None`: the head moved.
-async fn insert_after(
-    key: &HmacKey,
-    conn: &mut PgConnection,
-    event: &AuditEvent,
-    c: &Columns<'_>,
-    prev_seq: u64,
-    prev_mac: &[u8; 32],
-) -> Result<Option<Receipt>, AuditError> {
-    let seq = prev_seq + 1;
-    let mac = record_mac(key, event, seq, prev_mac);
-    let seq_i64 = i64::try_from(seq).map_err(|e| AuditError::Other(Box::new(e)))?;
-    let id: Option<i64> = sqlx::query_scalar(
-        "WITH head AS ( \
-             UPDATE audit_heads SET seq = $2, mac = $13 \
-             WHERE stream = $1 AND seq = $2 - 1 AND mac = $12 RETURNING 1) \
-         INSERT INTO audit_events (stream, seq, at_micros, actor_kind, actor_id, action, \
-             subject_kind, subject_id, outcome, request_id, details, prev_mac, mac) \
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13 FROM head \
-         RETURNING id",
+/// An append computed ahead of the statement that carries it: the event's columns as the
+/// successor of a head of its stream (remembered, or read under lock).
+pub(crate) struct Prepared<'a> {
+    event: &'a AuditEvent,
+    c: Columns<'a>,
+    seq: u64,
+    prev_mac: [u8; 32],
+    mac: [u8; 32],
+}
+
+impl<'a> Prepared<'a> {
+    /// The event appended.
+    pub(crate) fn event(&self) -> &'a AuditEvent {
+        self.event
+    }
+
+    fn after(
+        key: &HmacKey,
+        event: &'a AuditEvent,
+        prev_seq: u64,
+        prev_mac: [u8; 32],
+    ) -> Result<Self, AuditError> {
+        let seq = prev_seq + 1;
+        Ok(Self {
+            event,
+            c: Columns::of(event)?,
+            seq,
+            mac: record_mac(key, event, seq, &prev_mac),
+            prev_mac,
+        })
+    }
+}
+
+/// Two `WITH` clauses, `ah` and `ae`, with parameters `$first` to `$first + 12` bound by
+/// [`bind_append`]: they move the stream's head from the remembered one to the new record and
+/// insert the record, both only if that head is still the stream's (`ae` returns its `id`, or
+/// nothing). The head's row lock, held to commit, serialises appends to the stream.
+pub(crate) fn append_ctes(first: usize) -> String {
+    let p = |i: usize| format!("${}", first + i);
+    format!(
+        "ah AS ( \
+             UPDATE audit_heads SET seq = {seq}, mac = {mac} \
+             WHERE stream = {stream} AND seq = {seq} - 1 AND mac = {prev} RETURNING 1), \
+         ae AS ( \
+             INSERT INTO audit_events (stream, seq, at_micros, actor_kind, actor_id, action, \
+                 subject_kind, subject_id, outcome, request_id, details, prev_mac, mac) \
+             SELECT {stream}, {seq}, {}, {}, {}, {}, {}, {}, {}, {}, {}::jsonb, {prev}, {mac} \
+             FROM ah RETURNING id)",
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+        p(6),
+        p(7),
+        p(8),
+        p(9),
+        p(10),
+        stream = p(0),
+        seq = p(1),
+        prev = p(11),
+        mac = p(12),
     )
-    .bind(c.stream)
-    .bind(seq_i64)
-    .bind(c.at_micros)
-    .bind(c.actor_kind)
-    .bind(c.actor_id)
-    .bind(c.action)
-    .bind(c.subject_kind)
-    .bind(c.subject_id)
-    .bind(c.outcome)
-    .bind(c.request_id)
-    .bind(&c.details)
-    .bind(prev_mac.as_slice())
-    .bind(mac.as_slice())
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    Ok(id.map(|id| Receipt { id, seq, mac }))
+}
+
+/// Binds the parameters of [`append_ctes`]; with `None`, an append that inserts nothing.
+pub(crate) fn bind_append<'q>(
+    q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    p: Option<&'q Prepared<'q>>,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    let c = p.map(|p| &p.c);
+    q.bind(c.map(|c| c.stream))
+        .bind(p.map(|p| i64::try_from(p.seq).unwrap_or(i64::MAX)))
+        .bind(c.map(|c| c.at_micros))
+        .bind(c.map(|c| c.actor_kind))
+        .bind(c.and_then(|c| c.actor_id))
+        .bind(c.map(|c| c.action))
+        .bind(c.map(|c| c.subject_kind))
+        .bind(c.and_then(|c| c.subject_id))
+        .bind(c.map(|c| c.outcome))
+        .bind(c.and_then(|c| c.request_id))
+        .bind(c.map(|c| c.details.as_str()))
+        .bind(p.map(|p| p.prev_mac.as_slice()))
+        .bind(p.map(|p| p.mac.as_slice()))
+}
+
+/// Inserts `p` alone; `None`: the head moved.
+async fn insert_after(
+    conn: &mut PgConnection,
+    p: &Prepared<'_>,
+) -> Result<Option<i64>, AuditError> {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("WITH {} SELECT id FROM ae", append_ctes(1)));
+    bind_append(sqlx::query(&SQL), Some(p))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?
+        .map(|row| row.try_get::<i64, _>(0).map_err(db_err))
+        .transpose()
 }
 
 /// Locks `stream`'s head (creating it at seq 0 for a new stream) and reads it.
@@ -174,6 +232,76 @@ async fn lock_head(conn: &mut PgConnection, stream: &str) -> Result<(u64, [u8; 3
     Ok((u64::try_from(seq).unwrap_or(0), mac))
 }
 
+impl PgAuditLog {
+    /// `event` as the successor of this process's remembered head of its stream, to be
+    /// inserted by the caller's statement ([`append_ctes`]); `None` when no head is remembered.
+    ///
+    /// # Errors
+    /// When the event cannot be encoded.
+    pub(crate) fn prepare<'a>(
+        &self,
+        event: &'a AuditEvent,
+    ) -> Result<Option<Prepared<'a>>, AuditError> {
+        remembered(&self.heads, event)
+            .map(|(seq, mac)| Prepared::after(&self.key, event, seq, mac))
+            .transpose()
+    }
+
+    /// Records that the caller's statement inserted `p` as row `id`.
+    pub(crate) fn appended(&self, p: &Prepared<'_>, id: i64) -> Receipt {
+        remember(&self.heads, p, id)
+    }
+
+    /// Appends `event` inside the transaction on `conn` after reading the stream's head under
+    /// its lock: for an append whose remembered head turned out stale.
+    ///
+    /// # Errors
+    /// As the database reports.
+    pub(crate) async fn append_locked(
+        &self,
+        conn: &mut PgConnection,
+        event: &AuditEvent,
+    ) -> Result<Receipt, AuditError> {
+        append_locked(&self.key, &self.heads, conn, event).await
+    }
+}
+
+fn remembered(heads: &HeadCache, event: &AuditEvent) -> Option<(u64, [u8; 32])> {
+    heads
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(event.stream.as_str())
+        .copied()
+}
+
+/// The new head, remembered as the guess for the stream's next append. If the transaction
+/// rolls back, the guess is stale and the next append falls back to the locked read.
+fn remember(heads: &HeadCache, p: &Prepared<'_>, id: i64) -> Receipt {
+    heads
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .put(p.c.stream.to_owned(), (p.seq, p.mac));
+    Receipt {
+        id,
+        seq: p.seq,
+        mac: p.mac,
+    }
+}
+
+async fn append_locked(
+    key: &HmacKey,
+    heads: &HeadCache,
+    conn: &mut PgConnection,
+    event: &AuditEvent,
+) -> Result<Receipt, AuditError> {
+    let (seq, mac) = lock_head(conn, event.stream.as_str()).await?;
+    let p = Prepared::after(key, event, seq, mac)?;
+    let id = insert_after(conn, &p)
+        .await?
+        .ok_or_else(|| AuditError::Other("audit head moved while locked".into()))?;
+    Ok(remember(heads, &p, id))
+}
+
 /// Appends inside the transaction on `conn`. With the stream's head remembered from this
 /// process's last append, that is one statement; otherwise (or when another process appended
 /// since) the head is locked and read first.
@@ -183,32 +311,13 @@ async fn append(
     conn: &mut PgConnection,
     event: &AuditEvent,
 ) -> Result<Receipt, AuditError> {
-    let c = Columns::of(event)?;
-    let guess = heads
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(c.stream)
-        .copied();
-    let mut receipt = None;
-    if let Some((seq, mac)) = guess {
-        receipt = insert_after(key, conn, event, &c, seq, &mac).await?;
-    }
-    let receipt = match receipt {
-        Some(r) => r,
-        None => {
-            let (seq, mac) = lock_head(conn, c.stream).await?;
-            insert_after(key, conn, event, &c, seq, &mac)
-                .await?
-                .ok_or_else(|| AuditError::Other("audit head moved while locked".into()))?
+    if let Some((seq, mac)) = remembered(heads, event) {
+        let p = Prepared::after(key, event, seq, mac)?;
+        if let Some(id) = insert_after(conn, &p).await? {
+            return Ok(remember(heads, &p, id));
         }
-    };
-    // If this transaction rolls back, the guess is stale and the next append falls back to the
-    // locked read.
-    heads
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .put(c.stream.to_owned(), (receipt.seq, receipt.mac));
-    Ok(receipt)
+    }
+    append_locked(key, heads, conn, event).await
 }
 
 /// A Postgres transaction appending audit records.

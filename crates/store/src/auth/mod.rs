@@ -2,6 +2,10 @@
 //! both, expanded per database by [`auth_stores!`] (the statements are portable; the dialects
 //! differ only in how a write transaction begins and in the audit adapter).
 //!
+//! On Postgres each revocation is also announced, in its own statement, on
+//! [`REVOCATION_CHANNEL`], and [`feed_revocations`] relays the announcements to a process's
+//! [`CachedRevocationList`](coffer_auth::CachedRevocationList).
+//!
 //! Refresh rotation is a compare-and-swap: the presented token is updated only while its
 //! `replaced_by` is still what the caller decided on, so of two concurrent uses of one token
 //! exactly one rotates, and the other decides again on what the winner wrote (a reuse, or a
@@ -197,7 +201,7 @@ const SWEEP_EVERY: u64 = 256;
 macro_rules! auth_stores {
     (
         $store:ident, $revocation:ident, db_type = $Db:ty, conn = $Conn:ty, pool = $Pool:ty,
-        audit = $Audit:ty, begin = $begin:literal, db = $db:literal
+        audit = $Audit:ty, begin = $begin:literal, db = $db:literal, announce = $announce:literal
     ) => {
         #[doc = concat!("The user store on ", $db, " (see the module documentation).")]
         #[derive(Clone)]
@@ -725,11 +729,19 @@ macro_rules! auth_stores {
             }
 
             async fn bump(&self, subject: &str) -> Result<u64, RevocationError> {
-                let epoch: i64 = sqlx::query_scalar(
-                    "INSERT INTO revocation_epochs (subject, epoch) VALUES ($1, 1) \
+                const BUMP: &str = "INSERT INTO revocation_epochs (subject, epoch) \
+                     VALUES ($1, 1) \
                      ON CONFLICT (subject) DO UPDATE SET epoch = revocation_epochs.epoch + 1 \
-                     RETURNING epoch",
-                )
+                     RETURNING epoch";
+                let sql = if $announce {
+                    format!(
+                        "WITH b AS ({BUMP}) \
+                         SELECT epoch FROM b, pg_notify('{REVOCATION_CHANNEL}', $1)"
+                    )
+                } else {
+                    BUMP.to_owned()
+                };
+                let epoch: i64 = sqlx::query_scalar(&sql)
                 .bind(subject)
                 .fetch_one(&self.pool)
                 .await
@@ -751,12 +763,21 @@ macro_rules! auth_stores {
                 if until <= now {
                     return Ok(());
                 }
-                sqlx::query(
-                    "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) \
-                     ON CONFLICT (jti) DO UPDATE SET expires_at = CASE \
+                const INSERT: &str = "INSERT INTO revoked_tokens (jti, expires_at) \
+                     VALUES ($1, $2) ON CONFLICT (jti) DO UPDATE SET expires_at = CASE \
                      WHEN excluded.expires_at > revoked_tokens.expires_at \
-                     THEN excluded.expires_at ELSE revoked_tokens.expires_at END",
-                )
+                     THEN excluded.expires_at ELSE revoked_tokens.expires_at END";
+                // On Postgres the revocation is announced to every process's cache when it
+                // commits (crate::auth::feed_revocations).
+                let sql = if $announce {
+                    format!(
+                        "WITH r AS ({INSERT} RETURNING 1) \
+                         SELECT pg_notify('{REVOCATION_CHANNEL}', 'token:' || $1) FROM r"
+                    )
+                } else {
+                    INSERT.to_owned()
+                };
+                sqlx::query(&sql)
                 .bind(jti)
                 .bind(i64_of(until))
                 .execute(&self.pool)
@@ -821,6 +842,10 @@ macro_rules! auth_stores {
     };
 }
 
+/// The channel on which the Postgres revocation list announces each revocation it commits
+/// (payload `token:<jti>`, `user:<id>` or `global`), for [`feed_revocations`].
+pub const REVOCATION_CHANNEL: &str = "coffer_revocations";
+
 fn check(what: &'static str, s: &str) -> Result<(), RevocationError> {
     if s.is_empty() || s.len() > 256 {
         Err(RevocationError::Invalid(what))
@@ -842,8 +867,65 @@ mod pg {
         pool = PgPool,
         audit = PgAuditLog,
         begin = "BEGIN",
-        db = "Postgres"
+        db = "Postgres",
+        announce = true
     );
+
+    /// Keeps `cache` told of every revocation committed on `pool`'s database, by any process:
+    /// `LISTEN`s on [`REVOCATION_CHANNEL`] on a connection of its own, marks the cache live
+    /// once listening and not live whenever that connection is lost (reconnecting after
+    /// `retry`), and when the task ends. Runs until aborted.
+    pub async fn feed_revocations(
+        pool: PgPool,
+        cache: std::sync::Arc<coffer_auth::CachedRevocationList>,
+        retry: std::time::Duration,
+    ) {
+        /// Not live once the feed is gone, however it ends.
+        struct Stop<'a>(&'a coffer_auth::CachedRevocationList);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.set_live(false);
+            }
+        }
+        let _stop = Stop(&cache);
+        loop {
+            let listening = async {
+                let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                listener.listen(REVOCATION_CHANNEL).await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            match listening.await {
+                Ok(mut listener) => {
+                    cache.set_live(true);
+                    tracing::debug!("revocation feed listening");
+                    while let Ok(Some(n)) = listener.try_recv().await {
+                        forget(&cache, n.payload());
+                    }
+                    cache.set_live(false);
+                    tracing::warn!(
+                        "revocation feed lost its connection; every token is checked in the \
+                         database until it is back"
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, "revocation feed cannot listen; retrying"),
+            }
+            tokio::time::sleep(retry).await;
+        }
+    }
+
+    /// What an announcement says was revoked; anything else forgets everything.
+    fn forget(cache: &coffer_auth::CachedRevocationList, payload: &str) {
+        if let Some(jti) = payload.strip_prefix("token:") {
+            cache.forget_token(jti);
+        } else if let Some(user) = payload.strip_prefix("user:") {
+            cache.forget_user(user);
+        } else if payload == "global" {
+            cache.forget_everyone();
+        } else {
+            // Still live; everything remembered is forgotten.
+            cache.set_live(true);
+        }
+    }
 }
 
 mod sqlite {
@@ -859,9 +941,10 @@ mod sqlite {
         pool = SqlitePool,
         audit = SqliteAuditLog,
         begin = "BEGIN IMMEDIATE",
-        db = "SQLite"
+        db = "SQLite",
+        announce = false
     );
 }
 
-pub use pg::{PgRevocationList, PgUserStore};
+pub use pg::{PgRevocationList, PgUserStore, feed_revocations};
 pub use sqlite::{SqliteRevocationList, SqliteUserStore};

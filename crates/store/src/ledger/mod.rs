@@ -83,7 +83,12 @@ fn unique_violation(e: &sqlx::Error, what: &str) -> bool {
 fn write_failure(e: sqlx::Error) -> Failure {
     if unique_violation(&e, "reverses") {
         Failure::Error(Error::Rejected(coffer_ledger::LedgerError::AlreadyReversed))
-    } else if unique_violation(&e, "idempotency") {
+    } else if unique_violation(&e, "idempotency")
+        // 40001 serialization_failure, 40P01 deadlock_detected: the transaction runs again.
+        || e.as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| c == "40001" || c == "40P01")
+    {
         Failure::Retry
     } else {
         Failure::Error(db_err(e))
@@ -257,7 +262,8 @@ fn attach(
 /// The store type for one database; see the module documentation. The caller's module defines
 /// `begin(pool)`, `select_loaded(conn, ids)` (wallets with their keys), `lock_wallets(conn, ids,
 /// idempotency)` (locked rows, and the transaction recorded under the key), `write_changes(conn,
-/// locked, changes, now)`.
+/// locked, changes, now, audit)` (every write of the changes, their audit records included; the
+/// records' receipts in order).
 macro_rules! ledger_store {
     (
         $(#[$doc:meta])*
@@ -429,20 +435,11 @@ macro_rules! ledger_store {
                     }
                 };
                 let now = coffer_audit::event::unix_micros(std::time::SystemTime::now());
-                write_changes(&mut tx, &wallets, &changes, now).await?;
-                let mut audit = Vec::with_capacity(changes.audit.len());
-                for event in changes.audit {
-                    let receipt = self
-                        .audit
-                        .append_in(&mut tx, &event)
-                        .await
-                        .map_err(audit_err)?;
-                    audit.push((event, receipt));
-                }
+                let receipts = write_changes(&mut tx, &wallets, &changes, now, &self.audit).await?;
                 tx.commit().await?;
                 Ok(Applied::Committed {
                     transaction: changes.transaction,
-                    audit,
+                    audit: changes.audit.into_iter().zip(receipts).collect(),
                 })
             }
         }

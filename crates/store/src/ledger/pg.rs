@@ -1,9 +1,11 @@
 //! The ledger store on Postgres. Round trips are what a transfer costs here, so each step is
 //! one statement: the wallets with their data keys (one join), the locks with the idempotency
-//! lookup (one `FOR UPDATE` in id order), and every write of the operation (one statement of
-//! data-modifying `WITH` clauses over arrays). With the audit append and `BEGIN`/`COMMIT`, a
-//! transfer is six round trips.
+//! lookup (one `FOR UPDATE` in id order), and every write of the operation with its audit
+//! record (one statement of data-modifying `WITH` clauses over arrays, the audit append's among
+//! them while this process remembers the head of the record's stream). With `BEGIN`/`COMMIT`, a
+//! transfer is five round trips, three of them under the wallets' locks.
 
+use coffer_audit::Receipt;
 use coffer_ledger::port::{
     Changes, DataKeyRecord, Idempotency, LoadedWallet, PostingRecord, TransactionRecord,
     WalletRecord,
@@ -11,6 +13,7 @@ use coffer_ledger::port::{
 use coffer_ledger::{Error, TransactionId, UserId, WalletId};
 use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Postgres, Row, Transaction};
+use std::sync::LazyLock;
 use uuid::Uuid;
 
 use super::{
@@ -18,7 +21,7 @@ use super::{
     db_err, key32, ledger_store, posting_from, transaction_from, u32_of, wallet_from,
     write_failure,
 };
-use crate::audit::PgAuditLog;
+use crate::audit::{PgAuditLog, append_ctes, bind_append};
 
 async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     pool.begin().await
@@ -94,12 +97,59 @@ async fn lock_wallets(
     Ok((wallets, earlier))
 }
 
+/// Every write of `changes` in one statement, with the first audit record when this process
+/// remembers its stream's head (the others, and that one when the head moved, follow as
+/// statements of their own).
 async fn write_changes(
     conn: &mut PgConnection,
     locked: &[WalletRecord],
     changes: &Changes,
     now: i64,
-) -> Result<(), Failure> {
+    audit: &PgAuditLog,
+) -> Result<Vec<Receipt>, Failure> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH w AS ( \
+                 UPDATE wallets SET status = v.status, version = v.version + 1, \
+                     balance = v.balance, signing_key = v.signing_key, \
+                     public_key = v.public_key, kdf_params = v.kdf_params, \
+                     failed_pins = v.failed_pins, updated_at = $9, \
+                     dek_version = CASE WHEN wallets.id = $30 THEN $31 \
+                         ELSE wallets.dek_version END \
+                 FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bytea[], $5::bytea[], \
+                     $6::bytea[], $7::bytea[], $8::bigint[]) \
+                     AS v(id, status, version, balance, signing_key, public_key, kdf_params, \
+                     failed_pins) \
+                 WHERE wallets.id = v.id AND wallets.version = v.version \
+                 RETURNING 1), \
+             dk AS ( \
+                 INSERT INTO wallet_keys (wallet_id, version, wrapped, kek_version, created_at) \
+                 SELECT $30, $31, $32, $33, $9 WHERE $30::uuid IS NOT NULL), \
+             k AS ( \
+                 INSERT INTO wallet_public_keys (wallet_id, public_key, created_at) \
+                 SELECT $10, $11, $9 WHERE $10::uuid IS NOT NULL ON CONFLICT DO NOTHING), \
+             t AS ( \
+                 INSERT INTO transactions (id, kind, currency, at_micros, from_wallet, \
+                     to_wallet, key_wallet, reverses, scope, idempotency_key, fingerprint, \
+                     memo, signature, public_key) \
+                 SELECT $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $29, $22, $23, $24 \
+                 WHERE $12::uuid IS NOT NULL), \
+             p AS ( \
+                 INSERT INTO postings (transaction_id, line, wallet_id, wallet_seq, amount) \
+                 SELECT $12, * FROM unnest($25::bigint[], $26::uuid[], $27::bigint[], \
+                     $28::bytea[])), \
+             {} \
+             SELECT (SELECT count(*) FROM w), (SELECT id FROM ae)",
+            append_ctes(34)
+        )
+    });
+    let first = changes
+        .audit
+        .first()
+        .map(|e| audit.prepare(e))
+        .transpose()
+        .map_err(audit_err)?
+        .flatten();
     let mut versions = Vec::with_capacity(changes.wallets.len());
     for c in &changes.wallets {
         let old = locked
@@ -112,97 +162,90 @@ async fn write_changes(
     let t = changes.transaction.as_ref();
     let dk = changes.new_data_key.as_ref();
     let postings = t.map_or(&[][..], |t| t.postings.as_slice());
-    let updated: i64 = sqlx::query_scalar(
-        "WITH w AS ( \
-             UPDATE wallets SET status = v.status, version = v.version + 1, balance = v.balance, \
-                 signing_key = v.signing_key, public_key = v.public_key, \
-                 kdf_params = v.kdf_params, failed_pins = v.failed_pins, updated_at = $9, \
-                 dek_version = CASE WHEN wallets.id = $30 THEN $31 ELSE wallets.dek_version END \
-             FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bytea[], $5::bytea[], \
-                 $6::bytea[], $7::bytea[], $8::bigint[]) \
-                 AS v(id, status, version, balance, signing_key, public_key, kdf_params, \
-                 failed_pins) \
-             WHERE wallets.id = v.id AND wallets.version = v.version \
-             RETURNING 1), \
-         dk AS ( \
-             INSERT INTO wallet_keys (wallet_id, version, wrapped, kek_version, created_at) \
-             SELECT $30, $31, $32, $33, $9 WHERE $30::uuid IS NOT NULL), \
-         k AS ( \
-             INSERT INTO wallet_public_keys (wallet_id, public_key, created_at) \
-             SELECT $10, $11, $9 WHERE $10::uuid IS NOT NULL ON CONFLICT DO NOTHING), \
-         t AS ( \
-             INSERT INTO transactions (id, kind, currency, at_micros, from_wallet, to_wallet, \
-                 key_wallet, reverses, scope, idempotency_key, fingerprint, memo, signature, \
-                 public_key) \
-             SELECT $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $29, $22, $23, $24 \
-             WHERE $12::uuid IS NOT NULL), \
-         p AS ( \
-             INSERT INTO postings (transaction_id, line, wallet_id, wallet_seq, amount) \
-             SELECT $12, * FROM unnest($25::bigint[], $26::uuid[], $27::bigint[], $28::bytea[])) \
-         SELECT count(*) FROM w",
-    )
-    .bind(w.iter().map(|c| *c.id.as_uuid()).collect::<Vec<_>>())
-    .bind(w.iter().map(|c| c.status.as_str()).collect::<Vec<_>>())
-    .bind(versions)
-    .bind(w.iter().map(|c| c.balance.clone()).collect::<Vec<_>>())
-    .bind(w.iter().map(|c| c.signing_key.clone()).collect::<Vec<_>>())
-    .bind(w.iter().map(|c| c.public_key.to_vec()).collect::<Vec<_>>())
-    .bind(w.iter().map(|c| c.kdf_params.clone()).collect::<Vec<_>>())
-    .bind(
-        w.iter()
-            .map(|c| i64::from(c.failed_pins))
-            .collect::<Vec<_>>(),
-    )
-    .bind(now)
-    .bind(changes.new_public_key.map(|(w, _)| *w.as_uuid()))
-    .bind(changes.new_public_key.map(|(_, k)| k.to_vec()))
-    .bind(t.map(|t| *t.id.as_uuid()))
-    .bind(t.map(|t| t.kind.as_str()))
-    .bind(t.map(|t| t.currency.code()))
-    .bind(t.map(|t| t.at_micros))
-    .bind(t.and_then(|t| t.from_wallet).map(|w| *w.as_uuid()))
-    .bind(t.and_then(|t| t.to_wallet).map(|w| *w.as_uuid()))
-    .bind(t.map(|t| *t.key_wallet.as_uuid()))
-    .bind(t.and_then(|t| t.reverses).map(|r| *r.as_uuid()))
-    .bind(t.map(|t| t.scope.as_str()))
-    .bind(t.map(|t| t.idempotency_key.as_str()))
-    .bind(t.and_then(|t| t.memo.as_deref()))
-    .bind(t.and_then(|t| t.signature.as_deref()))
-    .bind(
-        t.and_then(|t| t.public_key.as_ref())
-            .map(<[u8; 32]>::as_slice),
-    )
-    .bind(
-        postings
-            .iter()
-            .map(|p| i64::from(p.line))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        postings
-            .iter()
-            .map(|p| p.wallet.map(|w| *w.as_uuid()))
-            .collect::<Vec<_>>(),
-    )
-    .bind(postings.iter().map(|p| p.wallet_seq).collect::<Vec<_>>())
-    .bind(
-        postings
-            .iter()
-            .map(|p| p.amount.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind(t.map(|t| t.fingerprint.as_slice()))
-    .bind(dk.map(|k| *k.wallet.as_uuid()))
-    .bind(dk.map(|k| i64::from(k.version)))
-    .bind(dk.map(|k| k.wrapped.as_slice()))
-    .bind(dk.map(|k| i64::from(k.kek_version)))
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(write_failure)?;
+    let row = sqlx::query(&SQL)
+        .bind(w.iter().map(|c| *c.id.as_uuid()).collect::<Vec<_>>())
+        .bind(w.iter().map(|c| c.status.as_str()).collect::<Vec<_>>())
+        .bind(versions)
+        .bind(w.iter().map(|c| c.balance.clone()).collect::<Vec<_>>())
+        .bind(w.iter().map(|c| c.signing_key.clone()).collect::<Vec<_>>())
+        .bind(w.iter().map(|c| c.public_key.to_vec()).collect::<Vec<_>>())
+        .bind(w.iter().map(|c| c.kdf_params.clone()).collect::<Vec<_>>())
+        .bind(
+            w.iter()
+                .map(|c| i64::from(c.failed_pins))
+                .collect::<Vec<_>>(),
+        )
+        .bind(now)
+        .bind(changes.new_public_key.map(|(w, _)| *w.as_uuid()))
+        .bind(changes.new_public_key.map(|(_, k)| k.to_vec()))
+        .bind(t.map(|t| *t.id.as_uuid()))
+        .bind(t.map(|t| t.kind.as_str()))
+        .bind(t.map(|t| t.currency.code()))
+        .bind(t.map(|t| t.at_micros))
+        .bind(t.and_then(|t| t.from_wallet).map(|w| *w.as_uuid()))
+        .bind(t.and_then(|t| t.to_wallet).map(|w| *w.as_uuid()))
+        .bind(t.map(|t| *t.key_wallet.as_uuid()))
+        .bind(t.and_then(|t| t.reverses).map(|r| *r.as_uuid()))
+        .bind(t.map(|t| t.scope.as_str()))
+        .bind(t.map(|t| t.idempotency_key.as_str()))
+        .bind(t.and_then(|t| t.memo.as_deref()))
+        .bind(t.and_then(|t| t.signature.as_deref()))
+        .bind(
+            t.and_then(|t| t.public_key.as_ref())
+                .map(<[u8; 32]>::as_slice),
+        )
+        .bind(
+            postings
+                .iter()
+                .map(|p| i64::from(p.line))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            postings
+                .iter()
+                .map(|p| p.wallet.map(|w| *w.as_uuid()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(postings.iter().map(|p| p.wallet_seq).collect::<Vec<_>>())
+        .bind(
+            postings
+                .iter()
+                .map(|p| p.amount.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(t.map(|t| t.fingerprint.as_slice()))
+        .bind(dk.map(|k| *k.wallet.as_uuid()))
+        .bind(dk.map(|k| i64::from(k.version)))
+        .bind(dk.map(|k| k.wrapped.as_slice()))
+        .bind(dk.map(|k| i64::from(k.kek_version)));
+    let row = bind_append(row, first.as_ref())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(write_failure)?;
+    let updated: i64 = row.try_get(0).map_err(db_err)?;
     if usize::try_from(updated).ok() != Some(w.len()) {
         return Err(Error::Storage("a locked wallet changed under its lock".into()).into());
     }
-    Ok(())
+    let audit_id: Option<i64> = row.try_get(1).map_err(db_err)?;
+    let mut receipts = Vec::with_capacity(changes.audit.len());
+    let mut rest = changes.audit.iter();
+    if let Some(first) = &first {
+        match audit_id {
+            Some(id) => receipts.push(audit.appended(first, id)),
+            // Another process appended to the stream since this one last did.
+            None => receipts.push(
+                audit
+                    .append_locked(conn, first.event())
+                    .await
+                    .map_err(audit_err)?,
+            ),
+        }
+        rest.next();
+    }
+    for event in rest {
+        receipts.push(audit.append_in(conn, event).await.map_err(audit_err)?);
+    }
+    Ok(receipts)
 }
 
 ledger_store!(

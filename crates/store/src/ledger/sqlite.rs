@@ -2,6 +2,7 @@
 //! so rows need no locks of their own; rows are read and written one statement at a time (there
 //! is no network between the process and the database).
 
+use coffer_audit::Receipt;
 use coffer_ledger::port::{
     Changes, Idempotency, LoadedWallet, PostingRecord, TransactionRecord, WalletRecord,
 };
@@ -88,7 +89,8 @@ async fn write_changes(
     locked: &[WalletRecord],
     changes: &Changes,
     now: i64,
-) -> Result<(), Failure> {
+    audit: &SqliteAuditLog,
+) -> Result<Vec<Receipt>, Failure> {
     for c in &changes.wallets {
         let old = locked
             .iter()
@@ -136,46 +138,49 @@ async fn write_changes(
             .execute(&mut *conn)
             .await?;
     }
-    let Some(t) = &changes.transaction else {
-        return Ok(());
-    };
-    sqlx::query(
-        "INSERT INTO transactions (id, kind, currency, at_micros, from_wallet, to_wallet, \
+    if let Some(t) = &changes.transaction {
+        sqlx::query(
+            "INSERT INTO transactions (id, kind, currency, at_micros, from_wallet, to_wallet, \
          key_wallet, reverses, scope, idempotency_key, fingerprint, memo, signature, \
          public_key) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )
-    .bind(*t.id.as_uuid())
-    .bind(t.kind.as_str())
-    .bind(t.currency.code())
-    .bind(t.at_micros)
-    .bind(t.from_wallet.map(|w| *w.as_uuid()))
-    .bind(t.to_wallet.map(|w| *w.as_uuid()))
-    .bind(*t.key_wallet.as_uuid())
-    .bind(t.reverses.map(|r| *r.as_uuid()))
-    .bind(&t.scope)
-    .bind(&t.idempotency_key)
-    .bind(t.fingerprint.as_slice())
-    .bind(t.memo.as_deref())
-    .bind(t.signature.as_deref())
-    .bind(t.public_key.as_ref().map(<[u8; 32]>::as_slice))
-    .execute(&mut *conn)
-    .await
-    .map_err(write_failure)?;
-    for p in &t.postings {
-        sqlx::query(
-            "INSERT INTO postings (transaction_id, line, wallet_id, wallet_seq, amount) \
-             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(*t.id.as_uuid())
-        .bind(i64::from(p.line))
-        .bind(p.wallet.map(|w| *w.as_uuid()))
-        .bind(p.wallet_seq)
-        .bind(&p.amount)
+        .bind(t.kind.as_str())
+        .bind(t.currency.code())
+        .bind(t.at_micros)
+        .bind(t.from_wallet.map(|w| *w.as_uuid()))
+        .bind(t.to_wallet.map(|w| *w.as_uuid()))
+        .bind(*t.key_wallet.as_uuid())
+        .bind(t.reverses.map(|r| *r.as_uuid()))
+        .bind(&t.scope)
+        .bind(&t.idempotency_key)
+        .bind(t.fingerprint.as_slice())
+        .bind(t.memo.as_deref())
+        .bind(t.signature.as_deref())
+        .bind(t.public_key.as_ref().map(<[u8; 32]>::as_slice))
         .execute(&mut *conn)
-        .await?;
+        .await
+        .map_err(write_failure)?;
+        for p in &t.postings {
+            sqlx::query(
+                "INSERT INTO postings (transaction_id, line, wallet_id, wallet_seq, amount) \
+             VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(*t.id.as_uuid())
+            .bind(i64::from(p.line))
+            .bind(p.wallet.map(|w| *w.as_uuid()))
+            .bind(p.wallet_seq)
+            .bind(&p.amount)
+            .execute(&mut *conn)
+            .await?;
+        }
     }
-    Ok(())
+    let mut receipts = Vec::with_capacity(changes.audit.len());
+    for event in &changes.audit {
+        receipts.push(audit.append_in(conn, event).await.map_err(audit_err)?);
+    }
+    Ok(receipts)
 }
 
 ledger_store!(
