@@ -202,15 +202,19 @@ mod tests {
     use super::*;
     use crate::InMemoryRevocationList;
 
-    /// The in-memory list, counting the questions that reach it.
+    /// The in-memory list, counting the questions that reach it; with `hold`, each answer is
+    /// read, then held until released (a read racing a revocation).
     #[derive(Debug, Default)]
-    struct Counting {
+    struct Probe {
         list: InMemoryRevocationList,
         asked: AtomicUsize,
+        hold: bool,
+        read: tokio::sync::Notify,
+        release: tokio::sync::Notify,
     }
 
     #[async_trait]
-    impl RevocationList for Counting {
+    impl RevocationList for Probe {
         async fn revoke_token(&self, jti: &str, until: SystemTime) -> Result<(), RevocationError> {
             self.list.revoke_token(jti, until).await
         }
@@ -225,12 +229,17 @@ mod tests {
         }
         async fn status(&self, jti: &str, user: &str) -> Result<RevocationStatus, RevocationError> {
             self.asked.fetch_add(1, Ordering::SeqCst);
-            self.list.status(jti, user).await
+            let s = self.list.status(jti, user).await;
+            if self.hold {
+                self.read.notify_one();
+                self.release.notified().await;
+            }
+            s
         }
     }
 
-    fn cached(ttl: Duration) -> (Arc<Counting>, CachedRevocationList) {
-        let inner = Arc::new(Counting::default());
+    fn cached(ttl: Duration) -> (Arc<Probe>, CachedRevocationList) {
+        let inner = Arc::new(Probe::default());
         let list = CachedRevocationList::new(inner.clone(), ttl);
         (inner, list)
     }
@@ -303,42 +312,11 @@ mod tests {
         assert!(list.status("t1", "u1").await.unwrap().token_revoked);
     }
 
-    /// A list whose answer is read, then held until released: a read racing a revocation.
-    #[derive(Debug)]
-    struct Slow {
-        list: InMemoryRevocationList,
-        read: tokio::sync::Notify,
-        release: tokio::sync::Notify,
-    }
-
-    #[async_trait]
-    impl RevocationList for Slow {
-        async fn revoke_token(&self, jti: &str, until: SystemTime) -> Result<(), RevocationError> {
-            self.list.revoke_token(jti, until).await
-        }
-        async fn revoke_user(&self, user: &str) -> Result<u64, RevocationError> {
-            self.list.revoke_user(user).await
-        }
-        async fn revoke_everyone(&self) -> Result<u64, RevocationError> {
-            self.list.revoke_everyone().await
-        }
-        async fn epochs(&self, user: &str) -> Result<(u64, u64), RevocationError> {
-            self.list.epochs(user).await
-        }
-        async fn status(&self, jti: &str, user: &str) -> Result<RevocationStatus, RevocationError> {
-            let s = self.list.status(jti, user).await;
-            self.read.notify_one();
-            self.release.notified().await;
-            s
-        }
-    }
-
     #[tokio::test]
     async fn an_answer_read_while_a_revocation_was_reported_is_not_kept() {
-        let inner = Arc::new(Slow {
-            list: InMemoryRevocationList::new(),
-            read: tokio::sync::Notify::new(),
-            release: tokio::sync::Notify::new(),
+        let inner = Arc::new(Probe {
+            hold: true,
+            ..Probe::default()
         });
         let list = Arc::new(CachedRevocationList::new(
             inner.clone(),
