@@ -564,13 +564,20 @@ pub async fn an_interrupted_rotation_resumes_without_rotating_twice(backend: &dy
         w.counts(KeySet::WalletKeys).await,
         BTreeMap::from([(1, 4), (2, 8)])
     );
-    // Another worker takes over.
-    let job = w
-        .rotator(4)
-        .run_pending(&no_progress)
-        .await
-        .unwrap()
-        .unwrap();
+    // Another worker takes over, once the first one's lease is gone: on Postgres the unlock is
+    // sent after the lease is dropped, so the next poll may still find the lock held.
+    let second = w.rotator(4);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let job = loop {
+        if let Some(job) = second.run_pending(&no_progress).await.unwrap() {
+            break job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock was never released"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(job.id, open.id);
     assert_eq!(job.state, JobState::Done);
     assert_eq!(job.rewrapped, 12);
