@@ -1,4 +1,14 @@
 //! The services tests need: make sure they answer, starting them when installed but down.
+//!
+//! - Postgres and Redis: the ones the test URLs name; the machine's, started when installed but
+//!   down.
+//! - OpenBao and two moto servers (the second checks credentials), for the key-provider suites:
+//!   those named by `COFFER_TEST_VAULT_ADDR`/`_TOKEN` and `COFFER_TEST_KMS_URL`/`_AUTH_URL`,
+//!   otherwise started on free ports from `target/services-venv`, a virtualenv that pip fills
+//!   with pinned packages on first use (their logs go to `target/services/`).
+//! - `promtool` and `nginx`, from Debian's packages with apt-get when missing.
+//!
+//! Whatever a run started is stopped when it ends.
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;

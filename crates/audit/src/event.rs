@@ -4,6 +4,11 @@
 //! name or a sentence cannot be stored raw by construction. Values that must be correlated but
 //! not revealed (email, token ids, client IPs when so configured) go in as
 //! [`DetailValue::Mac`], made by [`AuditHasher`].
+//!
+//! [`Action`]s are dotted names (`transaction.transfer`), stable once released: alert rules,
+//! dashboards and reports match on them. [`AuditEvent::new`] takes the request id from the
+//! task-local scope [`in_request`], which the HTTP layer opens around each handler, so every
+//! service's records carry it without passing it down.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -4,6 +4,14 @@
 //! Records must be fed grouped by stream and, within a stream, in storage-id order (`ORDER BY
 //! stream, id`). Within a stream, appends are serialised by the stream's head lock, so id order
 //! is seq order for an untouched log; a record out of that order was moved.
+//!
+//! A forgery appended at the very end of a stream cannot be told from a changed last record, and
+//! is reported as modified. Records newer than their stream's last checkpoint are counted as
+//! `unanchored`: until the next checkpoint their truncation shows only against the unsigned
+//! heads table. Checkpoints chain to each other, so cutting the newest ones shows only against an
+//! anchor kept outside the database: each checkpoint's id and MAC go out on the log sink, and a
+//! verification given that anchor reports [`FindingKind::AnchorMissing`] when it is gone or
+//! different.
 
 use std::collections::{BTreeMap, HashMap};
 

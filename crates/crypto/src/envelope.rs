@@ -20,6 +20,11 @@
 //! The caller's part is never stored: it is rebuilt from context when opening, so a ciphertext
 //! copied to another row or field does not open. Binding the header means that no header byte can
 //! be changed without the open failing.
+//!
+//! An [`Envelope`] keeps its encoded bytes, so storing one costs nothing. Parsing is a
+//! bounds-checked reader (the crate denies `clippy::indexing_slicing`) with an explicit
+//! ciphertext length: truncation and trailing bytes are parse errors ([`EnvelopeError`]), told
+//! apart from a failed authentication ([`OpenError::Authentication`]).
 
 use std::fmt;
 

@@ -3,6 +3,9 @@
 //! PIN key = PBKDF2-HMAC-SHA256(PIN, 16-byte random salt, iterations). The iteration count and
 //! salt are stored with what the key protects ([`KdfParams::to_bytes`]), so the cost can be
 //! raised for new wallets without breaking old ones.
+//!
+//! A [`Pin`] is exactly six ASCII digits, nothing else. [`KdfParams`] has a storage form of
+//! [`KDF_PARAMS_LEN`] bytes (an algorithm byte, the iterations, the salt), parsed without panics.
 
 use std::fmt;
 

@@ -3,6 +3,10 @@
 //! Every type here zeroizes its bytes when dropped, prints as `[REDACTED]` in `Debug`, and has no
 //! `Serialize`/`Display`. Keys are reference counted: cloning a key shares one zeroize-on-drop
 //! allocation instead of copying the secret around the heap.
+//!
+//! Only [`DataKey`], [`MasterKey`] and [`PinKey`] seal and open envelopes: [`EnvelopeKey`] is a
+//! sealed trait. Each holds its expanded AES-256-GCM key schedule next to the bytes, so a seal
+//! or an open does not expand the key again.
 
 use std::fmt;
 use std::sync::Arc;

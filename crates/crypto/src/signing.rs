@@ -7,6 +7,9 @@
 //! Opening the outer layer proves the stored bytes are intact (the DEK's tag covers the whole
 //! inner envelope), so when the inner layer then fails to open the only explanation left is a
 //! wrong PIN. That is how [`UnsealError::WrongPin`] is told apart from corruption.
+//!
+//! A [`WalletPublicKey`] is validated as a curve point when parsed, and weak (small-order) keys
+//! are refused.
 
 use std::fmt;
 

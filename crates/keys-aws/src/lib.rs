@@ -17,6 +17,15 @@
 //! `version_refresh` and after its own rotations). A rotation by another process is seen here
 //! within that interval; a key wrapped meanwhile carries the older number and is simply
 //! re-wrapped once more by the rotation worker.
+//!
+//! `connect` resolves the key id (which may be an alias) to the ARN that `ListKeyRotations` and
+//! `RotateKeyOnDemand` need, and checks that the key is enabled, `SYMMETRIC_DEFAULT` and
+//! `ENCRYPT_DECRYPT`. Credentials come from the AWS default chain or fixed keys; `endpoint_url`
+//! serves moto, LocalStack or a VPC endpoint. The SDK's `BehaviorVersion` is pinned, with a
+//! timeout per call (5 s by default) and at most two attempts, so an SDK upgrade does not change
+//! retries unnoticed. Errors map by KMS error code (by HTTP status for a code it does not know):
+//! a bad ciphertext is `Corrupt`; access, signature and disabled-key errors are `Denied`;
+//! throttling and internal errors are `Unavailable`.
 
 use std::fmt;
 use std::sync::{Mutex, PoisonError};

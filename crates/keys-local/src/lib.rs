@@ -9,6 +9,12 @@
 //! operation checks whether the file changed (one `stat`) and reloads it, so a rotation or
 //! retirement made by the worker is seen by the API at its next call. Rotation and retirement
 //! take an exclusive lock on `<file>.lock` and replace the file atomically.
+//!
+//! The key file is JSON: `format`, `key_id`, and `versions` of `{version, state, created_at,
+//! key}`, the state `active`, `decrypt_only` or `retired`, the key base64 of 32 bytes. Inline
+//! material is one base64 key (version 1) or `1:<b64>,2:<b64>,…` (the highest active); it is
+//! read-only. A change to the file is validated before it is written, then written to a
+//! temporary file (mode 0600), synced, renamed over the old one, and the directory synced.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -12,6 +12,16 @@
 //! Each process re-reads the versions every `refresh` (and at once when it meets a version it
 //! does not know), so a rotation by the worker reaches the API within that interval. A version
 //! retired by another process still opens here until then.
+//!
+//! The path is `{mount}/{prefix}/{key_id}`; the prefix is `crypto/master_keys` by default. The
+//! periodic re-read (every 30 s by default) runs once at a time and never sooner than `refresh`
+//! after the last attempt, so during a Vault outage callers keep the versions they have instead
+//! of waiting for timeouts. A version not known yet costs at most one re-read a second. Losing a
+//! check-and-set rotation to another process is success: theirs is the new version.
+//!
+//! KV's default of 10 versions would destroy old master key versions, and every data key they
+//! wrap. A process allowed to create the secret (`create_if_missing`) sets it to keep 100,000
+//! versions, also when it was written by hand; any process warns when it finds fewer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, PoisonError, RwLock};

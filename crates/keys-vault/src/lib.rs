@@ -12,6 +12,14 @@
 //!
 //! [`provision`] sets a fresh Vault up for Coffer (mounts, the Transit key, the KV master key,
 //! the policies of `deploy/vault/`, userpass users); `cargo xtask vault-setup` runs it.
+//!
+//! The session ([`VaultConnection`], `session.rs`) logs in at connect, so bad credentials or an
+//! unreachable server stop start-up. A background task renews the token, so an idle process
+//! keeps it. After a 401 or 403 it logs in again only when `lookup-self` shows the token is gone
+//! (a policy refusal keeps the token), once for all concurrent callers. A token given to the
+//! process is renewed but cannot be obtained again. TLS verification is set explicitly, so
+//! `VAULT_SKIP_VERIFY` and `VAULT_CACERT` change nothing. The timeout is 5 s per request by
+//! default.
 
 pub mod kv;
 pub mod provision;

@@ -1,6 +1,11 @@
 //! Setting a fresh Vault (or OpenBao) up for Coffer, with an operator's token: what
 //! `cargo xtask vault-setup` runs, and what the tests use to make their own mounts, users and
 //! roles. Every step may be repeated: what exists already is left as it is.
+//!
+//! [`setup`] runs a [`Plan`]: the Transit and KV v2 mounts, the derived Transit key, the KV
+//! master key, the policies and the userpass users. The policies of `deploy/vault/` are embedded
+//! as [`API_POLICY`] and [`WORKER_POLICY`], so the tests and the setup install exactly those
+//! files; [`policy_for_key`] renames their key.
 
 use std::sync::Arc;
 

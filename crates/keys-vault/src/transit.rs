@@ -16,6 +16,10 @@
 //! A wrapped key stores the ciphertext's bytes without the `vault:vN:` prefix; the version sits
 //! in its own column and the prefix is rebuilt from it, so the record's version is the one Vault
 //! is asked about.
+//!
+//! `connect` and `health` refuse a key that is not derived. vaultrs has no batch call, so
+//! `rewrap` is a raw request in chunks of `rewrap_batch` items (200: OpenBao refuses a JSON
+//! body of over 1,000 strings), answered per item in order.
 
 use std::time::{Duration, UNIX_EPOCH};
 

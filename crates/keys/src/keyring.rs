@@ -4,6 +4,9 @@
 //! A data key is wrapped as a [`coffer_crypto::Envelope`] whose key reference is the master key
 //! id and version, with associated data `coffer.<provider>.dek-wrap` plus the [`KeyContext`], so
 //! a wrapped key moved to another row, key or provider does not open.
+//!
+//! Versions count from 1 and exactly one is active. An unknown provider, key or version is
+//! `NotFound`, a retired version `Retired`, a failed tag `Corrupt`.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -16,6 +16,18 @@
 //! The [`KeyContext`] travels with every call: it is the AEAD associated data locally, the
 //! encryption context in KMS, the context in Transit, so a wrapped key copied to another wallet
 //! does not unwrap.
+//!
+//! What a provider cannot do is declared, not discovered: [`KeyProvider::capabilities`] (an
+//! inline key does not rotate; KMS does not retire versions). A [`WrappedKey`] records the
+//! provider, the key id, the KEK version and the provider's ciphertext; its storage form is
+//! parsed without panics, and the KEK version also has a column of its own, so a rotation's
+//! work left is `WHERE kek_version < active`. Every provider checks
+//! [`WrappedKey::ensure_made_by`] before spending a call. [`KeyError`] says what a caller can
+//! act on: `Unavailable` (retry), `Denied`, `NotFound`, `Retired`, `Corrupt`, `Unsupported`.
+//!
+//! The application stacks the decorators as cache over meter over provider: the
+//! [`CachingKeyProvider`] answers hits, and the [`MeteredKeyProvider`] counts what reaches the
+//! key manager.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -7,6 +7,9 @@
 //! connection and response timeouts always set; a timeout or refused connection is
 //! [`LimitError::Unavailable`], which [`coffer_ratelimit::Failover`] turns into fail-open or
 //! fail-closed.
+//!
+//! The connection is made lazily, so the API starts while Redis is down. The policy's rate is
+//! part of the Redis key, so changing a policy starts fresh budgets.
 
 use std::fmt;
 use std::time::Duration;

@@ -1,4 +1,9 @@
 //! A shared limiter with a configured behaviour when its store is down.
+//!
+//! [`Failover`] wraps the shared limiter. When it answers [`LimitError::Unavailable`],
+//! [`RedisDownMode::FailOpen`] asks the in-process limiter instead (each replica then enforces
+//! the limits alone) and [`RedisDownMode::FailClosed`] returns the error, which the HTTP layer
+//! answers with a 503. Failures are counted, and logged at most every 10 s.
 
 use std::fmt;
 use std::sync::Arc;

@@ -10,6 +10,9 @@
 //! - [`policy`]: the policies Coffer applies, configurable, with defaults for a public API.
 //! - [`audit`]: aggregates limited requests per key and minute into `security.rate_limited`
 //!   audit events (which feed the rate-limit alert rule).
+//!
+//! [`gcra`] is the arithmetic as one pure function, for the adapters that compute it themselves;
+//! the Redis adapter's script computes the same.
 
 use std::fmt;
 use std::num::NonZeroU32;

@@ -4,6 +4,11 @@
 //! when the caller is known, and its route class's policy (keyed by user when known, else by IP).
 //! The defaults suit a public API: authentication and PIN-bearing money-out are strict (they are
 //! what credential stuffing and PIN guessing go after), reads are loose.
+//!
+//! The route classes are login, register, refresh, PIN-bearing money-out, write, read and
+//! admin; the HTTP layer classifies each request. [`Policies::applicable`] gives the (key,
+//! policy) pairs a request is checked against. IPv6 clients are keyed by their /64
+//! ([`ip_key`]).
 
 use std::net::IpAddr;
 use std::time::Duration;

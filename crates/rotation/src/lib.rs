@@ -11,6 +11,25 @@
 //!
 //! No I/O here: the store is a port (`coffer-store` implements it on Postgres and SQLite), the
 //! master key is the key port.
+//!
+//! The [`Rotator`] (`service.rs`):
+//!
+//! - `request` refuses a provider that cannot rotate (or retire, when asked) and answers the
+//!   open job instead of opening a second one.
+//! - `run_pending` runs under the lock `kek-rotation`. An emergency job first revokes every
+//!   session through a [`SessionRevoker`]. The version it starts from is saved before the
+//!   provider rotates, so a restart that finds a newer active version adopts it. Then up to
+//!   three passes of batches (1,000 keys by default): read, one `rewrap_data_keys` call, write
+//!   where the row still holds the bytes read, save the job. Then `retire_grace` (30 s), the
+//!   stragglers, and the retirement (asked for, or an emergency's when the provider can
+//!   retire), only once no key is left below. Keys that do not re-wrap fail the job and retire
+//!   nothing.
+//! - `validate` unwraps every key under its own context (16 in flight) and opens each wallet's
+//!   current balance with it; it reports counts and the first 20 failures.
+//! - The audit log gets `key.rotation_started`, `key.kek_rotated` and `key.rotation_finished`.
+//!
+//! [`KeyRow::context`] calls the owning crate's own context function, so a re-wrap can never
+//! bind a key to a context its owner would not rebuild.
 
 use std::collections::BTreeMap;
 use std::fmt;
