@@ -6,6 +6,7 @@
 
 mod flags;
 mod services;
+mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -18,7 +19,7 @@ cargo xtask <command> [flags]
 
 commands:
   test [--no-fuzz] [--fuzz-seconds N]
-        everything CI checks: rustfmt, clippy -D warnings, every test of the workspace
+        everything CI checks: rustfmt, tidy, clippy -D warnings, every test of the workspace
         (unit, integration, contract suites, doc tests, benches in test mode), and a short run of
         each fuzz target (installs cargo-fuzz when missing). Makes sure the Postgres and Redis
         the tests use answer (COFFER_TEST_DATABASE_URL, default 127.0.0.1:5432;
@@ -28,6 +29,11 @@ commands:
         installing them with pip into target/services-venv when missing); checks and unit-tests
         the Prometheus alerting rules in deploy/prometheus with promtool (installing Debian's
         prometheus package when missing)
+  tidy  the architecture's rules, checked (also part of `test`): every crate declares its layer
+        ([package.metadata.coffer] layer = domain | adapter | root); domain crates depend on no
+        I/O library (sqlx, redis, reqwest, axum, hyper, vaultrs, aws-*) and no adapter, features
+        included; no adapter depends on another; every contract case of a testkit is in its
+        macro's case list; no source file outside tests and testkits is over 800 lines
   bench [crypto|keys|auth|audit|ledger|api|ratelimit|key-providers|rotation]...
         benchmarks (all when none named); figures go to docs/BENCHMARKS.md. `audit`, `ledger`
         and `api` need Postgres (`ledger` and `api` also its pgbench), `ratelimit` Redis, like
@@ -81,6 +87,10 @@ fn run() -> Result<()> {
             let fuzz_seconds = args.value("--fuzz-seconds")?.unwrap_or(20);
             args.finish()?;
             test(no_fuzz, fuzz_seconds)
+        }
+        "tidy" => {
+            args.finish()?;
+            tidy::run(&root)
         }
         "bench" => {
             let names = args.rest()?;
@@ -145,6 +155,8 @@ fn step(name: &str, cmd: &mut Command) -> Result<()> {
 fn test(no_fuzz: bool, fuzz_seconds: u64) -> Result<()> {
     let started = Instant::now();
     step("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    eprintln!("\n==> tidy");
+    tidy::run(&project_root())?;
     // Stopped again when this function returns, if this run started them.
     let _postgres = services::ensure_postgres()?;
     let _redis = services::ensure_redis()?;

@@ -1,7 +1,7 @@
 //! The rotation store's contract suite: `rotation_store_contract_tests!` expands to one test per
 //! case, each on a fresh database from the adapter's factory. The cases drive the port directly
 //! (paging, compare-and-swap replacement, jobs, the lock) and through the [`Rotator`] over real
-//! wallets and secrets with a key-file master key (rotation end to end, resumption after a
+//! wallets and secrets with the backend's master key provider (rotation end to end, resumption after a
 //! failure, keys that will not re-wrap, validation).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -15,7 +15,6 @@ use coffer_keys::{
     Capabilities, GeneratedDataKey, KeyContext, KeyError, KeyProvider, KeyStatus, RewrapRequest,
     VersionState, WrappedKey,
 };
-use coffer_keys_local::{LocalKeyProvider, LocalKeySource};
 use coffer_ledger::{Ledger, LedgerStore, MoneyRequest, UserId, WalletId};
 use coffer_secrets::{SecretName, SecretStore, SecretsManager, SetOptions};
 use uuid::Uuid;
@@ -45,6 +44,9 @@ pub trait Backend: Send + Sync {
     async fn open(&self, keys: Arc<dyn KeyProvider>) -> Stores;
     /// Overwrites a wallet's data key row (version 1) with `wrapped`, as the schema owner.
     async fn set_wallet_key(&self, wallet: Uuid, wrapped: &[u8]);
+    /// This test's master key provider: one that can rotate (add a version) and retire
+    /// versions, fresh for the test.
+    fn keys(&self) -> Arc<dyn KeyProvider>;
 }
 
 /// Expands to one test per contract case.
@@ -75,9 +77,9 @@ macro_rules! rotation_store_contract_tests {
 
 const PIN: &str = "493817";
 
-/// One test's world: a key file, the stores, a ledger and a secrets manager on them.
+/// One test's world: the backend's master key provider, the stores, a ledger and a secrets
+/// manager on them.
 struct World {
-    _dir: tempfile::TempDir,
     keys: Arc<dyn KeyProvider>,
     stores: Stores,
     ledger: Ledger,
@@ -85,17 +87,7 @@ struct World {
 }
 
 async fn world(backend: &dyn Backend) -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let keys: Arc<dyn KeyProvider> = Arc::new(
-        LocalKeyProvider::open(
-            LocalKeySource::File {
-                path: dir.path().join("master.json"),
-                create_if_missing: true,
-            },
-            "coffer-master",
-        )
-        .unwrap(),
-    );
+    let keys = backend.keys();
     let stores = backend.open(keys.clone()).await;
     let observed = Arc::new(ObservedAuditLog::new(
         stores.audit.clone(),
@@ -114,7 +106,6 @@ async fn world(backend: &dyn Backend) -> World {
         std::time::Duration::from_secs(60),
     );
     World {
-        _dir: dir,
         keys,
         stores,
         ledger,

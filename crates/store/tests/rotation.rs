@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use coffer_keys::KeyProvider;
+use coffer_keys_local::{LocalKeyProvider, LocalKeySource};
 use coffer_rotation::testkit::{Backend, Stores};
 use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
 use coffer_store::ledger::{PgLedgerStore, SqliteLedgerStore};
@@ -16,9 +17,33 @@ use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use uuid::Uuid;
 
+/// A fresh key file (so the master key can rotate), kept for the test's lifetime.
+struct KeyFile {
+    keys: Arc<dyn KeyProvider>,
+    _dir: tempfile::TempDir,
+}
+
+impl KeyFile {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Arc<dyn KeyProvider> = Arc::new(
+            LocalKeyProvider::open(
+                LocalKeySource::File {
+                    path: dir.path().join("master.json"),
+                    create_if_missing: true,
+                },
+                "coffer-master",
+            )
+            .unwrap(),
+        );
+        Self { keys, _dir: dir }
+    }
+}
+
 struct Sqlite {
     pool: SqlitePool,
     _dir: tempfile::TempDir,
+    key_file: KeyFile,
 }
 
 #[async_trait]
@@ -43,12 +68,17 @@ impl Backend for Sqlite {
             .await
             .unwrap();
     }
+
+    fn keys(&self) -> Arc<dyn KeyProvider> {
+        self.key_file.keys.clone()
+    }
 }
 
 /// The schema owner's pool for tampering, the application role's for the store.
 struct Postgres {
     owner: PgPool,
     app: PgPool,
+    key_file: KeyFile,
 }
 
 #[async_trait]
@@ -73,13 +103,21 @@ impl Backend for Postgres {
             .await
             .unwrap();
     }
+
+    fn keys(&self) -> Arc<dyn KeyProvider> {
+        self.key_file.keys.clone()
+    }
 }
 
 mod sqlite {
     use super::*;
     coffer_rotation::rotation_store_contract_tests!(|| async {
         let (pool, dir) = testing::sqlite_pool().await;
-        Sqlite { pool, _dir: dir }
+        Sqlite {
+            pool,
+            _dir: dir,
+            key_file: KeyFile::new(),
+        }
     });
 }
 
@@ -88,7 +126,11 @@ mod postgres {
     coffer_rotation::rotation_store_contract_tests!(|| async {
         let owner = testing::pg_pool().await;
         let app = testing::pg_app_pool(&owner).await;
-        Postgres { owner, app }
+        Postgres {
+            owner,
+            app,
+            key_file: KeyFile::new(),
+        }
     });
 }
 
