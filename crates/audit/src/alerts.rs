@@ -1,4 +1,4 @@
-//! Alert rules over the audit stream (seeds/001's list), with configurable thresholds.
+//! Alert rules over the audit stream (the security alerts operators expect: failed logins, wrong PINs, key failures, …), with configurable thresholds.
 //!
 //! | rule | default | keyed by |
 //! |---|---|---|

@@ -6,7 +6,7 @@
 //! - [`chain`]: one HMAC chain per stream (usually per subject), chained checkpoints.
 //! - [`verify`]: names the first modified, deleted, reordered or inserted record and detects
 //!   truncation.
-//! - [`alerts`]: seeds/001's alert rules.
+//! - [`alerts`]: the security alert rules over the audit stream.
 //! - The port: [`AuditLog`] and its transaction [`AuditTx`]; adapters live in `coffer-store`.
 //!   [`ObservedAuditLog`] decorates any adapter with the JSON-lines log sink and the alert rules.
 

@@ -1,4 +1,5 @@
-//! Roles and permissions. Roles map to permissions by configuration, defaulting to DESIGN.md §3;
+//! Roles and permissions. Roles map to permissions by configuration, defaulting to Coffer's user and admin
+//! roles;
 //! the HTTP layer asks [`Rbac::allows`] once per route. Which wallet a user may touch is not a
 //! permission: it is the ledger's ownership rule.
 
@@ -110,7 +111,7 @@ pub struct Rbac {
 }
 
 impl Default for Rbac {
-    /// DESIGN.md §3: users move their own money; admins administer and never move users' money.
+    /// Users move their own money; admins administer and never move users' money.
     fn default() -> Self {
         use Permission::*;
         let mut roles = BTreeMap::new();

@@ -16,7 +16,7 @@ use vaultrs::error::ClientError;
 pub enum VaultAuth {
     /// A token given to the process (renewed when renewable; cannot be re-obtained).
     Token(SecretString),
-    /// The userpass method (seeds/000): a login per process start and whenever the token
+    /// The userpass method: a login per process start and whenever the token
     /// expires or is revoked.
     Userpass {
         /// The auth mount, usually `userpass`.

@@ -1,4 +1,4 @@
-//! Coffer's secrets manager (seeds/004): named secrets, versioned, each version sealed under a
+//! Coffer's secrets manager: named secrets, versioned, each version sealed under a
 //! data key of its own that the configured key provider wraps, so they are as safe as the
 //! master key (local file, Vault or KMS) whatever holds the database.
 //!

@@ -1,4 +1,5 @@
-//! [`SecretsManager`]: the operations of seeds/004 on top of a [`SecretStore`] and a
+//! [`SecretsManager`]: the secrets manager's operations (get, set,
+//! rotate, list, backup, restore, status) on top of a [`SecretStore`] and a
 //! [`KeyProvider`].
 
 use std::collections::{BTreeMap, HashMap};
@@ -245,7 +246,7 @@ struct Bundle {
 }
 
 impl SecretsManager {
-    /// A manager whose cache keeps values `ttl` (seeds/004: 5 minutes).
+    /// A manager whose cache keeps values `ttl` (5 minutes by default).
     #[must_use]
     pub fn new(store: Arc<dyn SecretStore>, keys: Arc<dyn KeyProvider>, ttl: Duration) -> Self {
         Self {
