@@ -188,6 +188,32 @@ pub enum LedgerError {
     Money(#[from] MoneyError),
 }
 
+impl LedgerError {
+    /// The stable code of a domain refusal (audit records and the API's problem codes).
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InsufficientFunds => "insufficient_funds",
+            Self::WalletFrozen => "wallet_frozen",
+            Self::WalletClosed => "wallet_closed",
+            Self::WalletNotEmpty => "wallet_not_empty",
+            Self::CurrencyMismatch { .. } => "currency_mismatch",
+            Self::SameWallet => "same_wallet",
+            Self::PinLocked => "pin_locked",
+            Self::AlreadyReversed => "already_reversed",
+            Self::ReversalOfReversal => "reversal_of_reversal",
+            Self::WalletNotLoaded(_) => "internal",
+            Self::Money(m) => match m {
+                MoneyError::UnknownCurrency(_) => "unknown_currency",
+                MoneyError::NotPositive => "amount_not_positive",
+                MoneyError::TooLarge { .. } => "amount_too_large",
+                MoneyError::CurrencyMismatch { .. } => "currency_mismatch",
+                MoneyError::Overflow => "amount_overflow",
+            },
+        }
+    }
+}
+
 /// What kind of transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TransactionKind {

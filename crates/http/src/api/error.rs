@@ -135,7 +135,7 @@ impl From<LedgerServiceError> for ApiError {
         use StatusCode as S;
         match e {
             LedgerServiceError::Rejected(r) => {
-                let code = coffer_ledger::service::domain_code(&r);
+                let code = r.code();
                 let status = match r {
                     LedgerError::WalletFrozen
                     | LedgerError::WalletClosed

@@ -1,0 +1,118 @@
+//! Data-key rotation of one wallet.
+//!
+//! [`Ledger::rotate_data_key`] has the key provider generate the next version before locking,
+//! then in one `apply` makes it current (`Changes::new_data_key`) and re-seals what is mutable
+//! under it: the balance and the signing key's outer layer (`reseal_data_layer`; the PIN layer
+//! inside is untouched, so no PIN is needed). Postings and memos are append-only and keep the
+//! version they were written under, which stays readable. An operation that loaded the wallet
+//! before such a commit meets a version it has not unwrapped (the `Keyring` answers
+//! [`Error::Changed`], as it does for a PIN changed meanwhile) and runs again from loading; so
+//! does a rotation that finds, under the lock, that another one came first. Each rotation is
+//! audited as `key.data_key_created` with its version.
+
+use coffer_audit::{Action, Actor, AuditEvent, DetailValue, EntityId, Outcome, Subject};
+use coffer_crypto::{KeyRef, SealedSigningKey};
+
+use crate::domain::WalletId;
+use crate::error::Error;
+use crate::port::{Changes, DataKeyRecord, Locked, WalletChange};
+use crate::sealing::{balance_aad, signing_key_aad, wallet_key_context};
+
+use super::Ledger;
+use super::support::{again_if_changed, entity, state, with};
+
+impl Ledger {
+    /// Rotates a wallet's data key: a new version, generated and wrapped by the key provider,
+    /// becomes the wallet's current one, and its mutable fields move under it in the same
+    /// transaction (the balance, and the signing key's outer layer; the PIN layer inside is
+    /// untouched, so no PIN is needed). History (postings, memos) is append-only and stays
+    /// sealed under the versions it was written with, which stay readable. An operation that
+    /// loaded the wallet before the rotation committed finds the new version when it locks the
+    /// row and runs again. Returns the new version.
+    ///
+    /// # Errors
+    /// Not found, key provider, storage.
+    pub async fn rotate_data_key(&self, wallet: WalletId) -> Result<u32, Error> {
+        again_if_changed(|| self.rotate_data_key_once(wallet)).await
+    }
+
+    async fn rotate_data_key_once(&self, wallet: WalletId) -> Result<u32, Error> {
+        let (loaded, mut keys) = self.load(&[wallet]).await?;
+        let loaded = loaded
+            .into_iter()
+            .next()
+            .ok_or(Error::WalletNotFound(wallet))?;
+        let current = loaded.record.dek_version;
+        let next = loaded
+            .keys
+            .iter()
+            .map(|k| k.version)
+            .max()
+            .unwrap_or(current)
+            .checked_add(1)
+            .ok_or_else(|| Error::Corrupt(format!("wallet {wallet} has too many data keys")))?;
+        let generated = self
+            .keys
+            .generate_data_key(&wallet_key_context(wallet))
+            .await?;
+        let record = DataKeyRecord {
+            wallet,
+            version: next,
+            wrapped: generated.wrapped.to_bytes(),
+            kek_version: generated.wrapped.version,
+        };
+        keys.insert(wallet, next, generated.plaintext);
+        let event = AuditEvent::new(
+            Actor::Service(
+                EntityId::parse("coffer-ledger").map_err(|e| Error::Storage(e.to_string()))?,
+            ),
+            Action::KeyDataKeyCreated,
+            Subject::Wallet(entity(wallet)),
+            Outcome::Success,
+        );
+        let event = with(event, "version", DetailValue::Int(i64::from(next)));
+        let decide = |locked: &Locked<'_>| {
+            let rec = locked.wallet(wallet)?;
+            if rec.dek_version != current {
+                return Err(Error::Changed("its data key was rotated".into()));
+            }
+            let s = state(&keys, rec)?;
+            let balance = keys.seal_i64(
+                wallet,
+                next,
+                &balance_aad(wallet, rec.version + 1),
+                s.balance.minor(),
+            )?;
+            let corrupt = |e: &dyn std::fmt::Display| {
+                Error::Corrupt(format!("signing key of wallet {wallet}: {e}"))
+            };
+            let sealed = SealedSigningKey::from_bytes(&rec.signing_key).map_err(|e| corrupt(&e))?;
+            let old = keys.key(wallet, sealed.data_key_ref().version())?;
+            let moved = sealed
+                .reseal_data_layer(
+                    old,
+                    keys.key(wallet, next)?,
+                    &KeyRef::version_only(next),
+                    &signing_key_aad(wallet),
+                )
+                .map_err(|e| corrupt(&e))?;
+            Ok(Changes {
+                wallets: vec![WalletChange {
+                    id: wallet,
+                    status: rec.status,
+                    balance,
+                    signing_key: moved.as_bytes().to_vec(),
+                    public_key: rec.public_key,
+                    kdf_params: rec.kdf_params.clone(),
+                    failed_pins: rec.failed_pins,
+                }],
+                new_data_key: Some(record.clone()),
+                audit: vec![event.clone()],
+                ..Changes::default()
+            })
+        };
+        let applied = self.on_wallet(wallet, &decide).await?;
+        self.observe(&applied).await;
+        Ok(next)
+    }
+}

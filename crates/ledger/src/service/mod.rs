@@ -1,0 +1,537 @@
+//! The ledger service: every use case, on the storage port, the key port and the audit log.
+//!
+//! Each operation runs in three steps. Before the database transaction: load the wallets
+//! (unlocked), unwrap their data keys, check the PIN (the KDF on the blocking pool) and sign.
+//! Inside it ([`LedgerStore::apply`]): decrypt the locked rows, let the domain decide, seal the
+//! new balances, postings and memo. After it: hand the audit records to the alert rules. So no
+//! key-provider call and no KDF runs while rows are locked. Whatever was loaded before the
+//! transaction is checked again under the locks; when the wallet changed meanwhile (its PIN, or
+//! a data-key rotation) the operation runs again from loading (`support::again_if_changed`).
+//!
+//! Users see and move only their own wallets: another user's wallet, or a transaction they have
+//! no part in, is "not found". Administrators see every wallet and move no user's money except by
+//! reversal.
+//!
+//! This module holds [`Ledger`], its settings and [`Caller`]; the plumbing the use cases share
+//! (loading wallets with their data keys, `apply` on one wallet, a locked update of one wallet's
+//! row, the earlier answer under an idempotency key); opening a wallet; and the reads: a wallet,
+//! a user's wallets, a transaction, and a wallet's history, newest first, with a cursor that is
+//! the wallet's own row version, so new activity never shifts a page. The use cases are
+//! `impl Ledger` blocks in its modules:
+//!
+//! - `money`: deposit, withdraw, transfer and reverse; the transfer path, idempotency, refusals;
+//! - `pin_attempts`: unsealing a signing key with a PIN, each guess counted before the KDF runs;
+//!   PIN change, reset and unlock;
+//! - `admin`: freeze, unfreeze and close;
+//! - `data_key`: data-key rotation;
+//! - `views`: what callers get back, and how stored rows decrypt into it;
+//! - `support`: the helpers that know nothing of [`Ledger`] (wallet rows, running again, PIN
+//!   turns, audit details).
+//!
+//! Dependencies point one way. The use-case modules use this module, `views` and `support`, and
+//! never one another's items (money-out calls `pin_attempts`' `unlock` as a method of
+//! [`Ledger`]); this module uses `views` and `support`; those two use nothing else of the
+//! service.
+
+mod admin;
+mod data_key;
+mod money;
+mod pin_attempts;
+mod support;
+mod views;
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use coffer_audit::{Action, Actor, AuditEvent, ObservedAuditLog, Outcome, Subject};
+use coffer_crypto::{KdfParams, KeyRef, WalletSigningKey};
+use coffer_keys::{KeyProvider, WrappedKey};
+
+use crate::domain::{TransactionId, UserId, WalletId, WalletState, WalletStatus};
+use crate::error::Error;
+use crate::money::{Balance, Currency};
+use crate::pin::{PinVerifier, PinVerifierConfig};
+use crate::port::{
+    Applied, Apply, Changes, DataKeyRecord, Idempotency, LedgerStore, LoadedWallet, Locked,
+    NewWallet, TransactionRecord, WalletChange, WalletRecord,
+};
+use crate::sealing::{Keyring, balance_aad, signing_key_aad, wallet_key_context};
+use support::{
+    WalletTurns, again_if_changed, code, entity, now_micros, parse_pin, pin_error, rewrite, state,
+    with,
+};
+pub use views::{HistoryPageView, TransactionView, WalletView};
+use views::{cursor, parse_cursor, wallet_view};
+pub(crate) use views::{open_postings, transaction_view};
+
+/// Longest memo, in characters.
+pub const MAX_MEMO_CHARS: usize = 256;
+/// Longest idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+/// Largest history page.
+pub const MAX_PAGE: u32 = 200;
+
+/// Ledger settings.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// Largest amount of one operation, in minor units.
+    pub max_amount_minor: i64,
+    /// PBKDF2 iterations for new PINs.
+    pub kdf_iterations: u32,
+    /// The PIN verifier's bounds and cache.
+    pub pins: PinVerifierConfig,
+    /// Transactions above this many major units are flagged `large` in their audit record
+    /// (the `large_transaction` alert); amounts themselves never enter the audit log.
+    pub large_transaction_major_units: i64,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            max_amount_minor: 1_000_000_000_000,
+            kdf_iterations: coffer_crypto::pin::DEFAULT_ITERATIONS,
+            pins: PinVerifierConfig::default(),
+            large_transaction_major_units: 10_000,
+        }
+    }
+}
+
+/// Who asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Caller {
+    /// A user: sees and moves only their own wallets.
+    User(UserId),
+    /// An administrator: sees every wallet, moves no user's money except by reversal.
+    Admin(UserId),
+}
+
+impl Caller {
+    fn actor(self) -> Actor {
+        match self {
+            Self::User(u) => Actor::User(entity(u)),
+            Self::Admin(u) => Actor::Admin(entity(u)),
+        }
+    }
+
+    fn scope(self) -> String {
+        match self {
+            Self::User(u) => format!("user:{u}"),
+            Self::Admin(u) => format!("admin:{u}"),
+        }
+    }
+
+    fn may_see(self, wallet: &WalletRecord) -> bool {
+        match self {
+            Self::User(u) => wallet.owner == u,
+            Self::Admin(_) => true,
+        }
+    }
+}
+
+/// A money request: what every money-moving operation takes (`Debug` leaves out the amount
+/// and the memo).
+#[derive(Clone)]
+pub struct MoneyRequest<'a> {
+    /// Minor units.
+    pub amount_minor: i64,
+    /// ISO 4217 code.
+    pub currency: &'a str,
+    /// Optional memo (at most [`MAX_MEMO_CHARS`] characters, no control characters).
+    pub memo: Option<&'a str>,
+    /// The client's idempotency key.
+    pub idempotency_key: &'a str,
+}
+
+impl std::fmt::Debug for MoneyRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MoneyRequest")
+            .field("currency", &self.currency)
+            .field("idempotency_key", &self.idempotency_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// See the [module documentation](self).
+pub struct Ledger {
+    store: Arc<dyn LedgerStore>,
+    keys: Arc<dyn KeyProvider>,
+    audit: Arc<ObservedAuditLog>,
+    pins: PinVerifier,
+    pin_turns: WalletTurns,
+    config: LedgerConfig,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("store", &self.store)
+            .field("keys", &self.keys)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Ledger::unlock`] found.
+enum Unlocked {
+    /// The signing key; `reserved` when an attempt was counted for it (the operation that
+    /// follows resets the count, or gives the attempt back if it fails).
+    Key {
+        key: WalletSigningKey,
+        reserved: bool,
+    },
+    /// The request repeats an earlier one: its answer.
+    Replayed(TransactionView),
+}
+
+impl Ledger {
+    /// A ledger on these ports. `keys` should be a caching decorator in production.
+    #[must_use]
+    pub fn new(
+        store: Arc<dyn LedgerStore>,
+        keys: Arc<dyn KeyProvider>,
+        audit: Arc<ObservedAuditLog>,
+        config: LedgerConfig,
+    ) -> Self {
+        Self {
+            store,
+            keys,
+            audit,
+            pins: PinVerifier::new(config.pins),
+            pin_turns: WalletTurns::default(),
+            config,
+        }
+    }
+
+    /// The storage port (for the worker's maintenance and the tests).
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn LedgerStore> {
+        &self.store
+    }
+
+    /// The PIN verifier (its metrics).
+    #[must_use]
+    pub fn pins(&self) -> &PinVerifier {
+        &self.pins
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn config(&self) -> &LedgerConfig {
+        &self.config
+    }
+
+    async fn keyring(&self, wallets: &[LoadedWallet]) -> Result<Keyring, Error> {
+        let mut keys = Keyring::default();
+        keys.unwrap(self.keys.as_ref(), wallets).await?;
+        Ok(keys)
+    }
+
+    /// Loads `ids` (all must exist) with their keys.
+    async fn load(&self, ids: &[WalletId]) -> Result<(Vec<LoadedWallet>, Keyring), Error> {
+        let loaded = self.store.load_wallets(ids).await?;
+        if let Some(missing) = ids
+            .iter()
+            .find(|id| !loaded.iter().any(|w| w.record.id == **id))
+        {
+            return Err(Error::WalletNotFound(*missing));
+        }
+        let keys = self.keyring(&loaded).await?;
+        Ok((loaded, keys))
+    }
+
+    async fn observe(&self, applied: &Applied) {
+        if let Applied::Committed { audit, .. } = applied {
+            self.audit.committed_elsewhere(audit).await;
+        }
+    }
+
+    /// `apply` on one wallet, for the operations that take no idempotency key.
+    async fn on_wallet(
+        &self,
+        wallet: WalletId,
+        decide: &(dyn Fn(&Locked<'_>) -> Result<Changes, Error> + Send + Sync),
+    ) -> Result<Applied, Error> {
+        self.store
+            .apply(Apply {
+                lock: vec![wallet],
+                original: None,
+                idempotency: None,
+                decide,
+            })
+            .await
+    }
+
+    /// The earlier result under this idempotency key, if the same request made it.
+    async fn replay(&self, idem: &Idempotency) -> Result<Option<TransactionView>, Error> {
+        match self.store.idempotent(&idem.scope, &idem.key).await? {
+            Some(t) if t.fingerprint != idem.fingerprint => Err(Error::IdempotencyConflict),
+            Some(t) => Ok(Some(self.view_of(&t).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn view_of(&self, t: &TransactionRecord) -> Result<TransactionView, Error> {
+        let mut ids = t.wallets();
+        ids.push(t.key_wallet);
+        ids.sort();
+        ids.dedup();
+        let loaded = self.store.load_wallets(&ids).await?;
+        let keys = self.keyring(&loaded).await?;
+        transaction_view(&keys, t)
+    }
+
+    /// Applies `mutate` to one wallet's locked state and records `action`.
+    async fn update_wallet(
+        &self,
+        caller: Caller,
+        wallet: WalletId,
+        action: Action,
+        keys: &Keyring,
+        mutate: &(dyn Fn(&WalletState, &mut WalletChange) -> Result<(), Error> + Send + Sync),
+    ) -> Result<WalletView, Error> {
+        let view = Mutex::new(None);
+        let decide = |locked: &Locked<'_>| {
+            let rec = locked.wallet(wallet)?;
+            if !caller.may_see(rec) {
+                return Err(Error::WalletNotFound(wallet));
+            }
+            let s = state(keys, rec)?;
+            let mut change = rewrite(keys, rec, s.balance)?;
+            mutate(&s, &mut change)?;
+            let updated = WalletRecord {
+                status: change.status,
+                version: rec.version + 1,
+                public_key: change.public_key,
+                failed_pins: change.failed_pins,
+                updated_at: now_micros(),
+                ..rec.clone()
+            };
+            *view.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some(wallet_view(&updated, s.balance));
+            let new_public_key =
+                (change.public_key != rec.public_key).then_some((wallet, change.public_key));
+            Ok(Changes {
+                wallets: vec![change],
+                new_public_key,
+                audit: vec![AuditEvent::new(
+                    caller.actor(),
+                    action,
+                    Subject::Wallet(entity(wallet)),
+                    Outcome::Success,
+                )],
+                transaction: None,
+                new_data_key: None,
+            })
+        };
+        let applied = self.on_wallet(wallet, &decide).await?;
+        self.observe(&applied).await;
+        view.into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ok_or_else(|| Error::Storage("wallet update decided nothing".into()))
+    }
+
+    async fn admin_update(
+        &self,
+        admin: UserId,
+        wallet: WalletId,
+        action: Action,
+        mutate: &(dyn Fn(&WalletState, &mut WalletChange) -> Result<(), Error> + Send + Sync),
+    ) -> Result<WalletView, Error> {
+        again_if_changed(|| self.admin_update_once(admin, wallet, action, mutate)).await
+    }
+
+    async fn admin_update_once(
+        &self,
+        admin: UserId,
+        wallet: WalletId,
+        action: Action,
+        mutate: &(dyn Fn(&WalletState, &mut WalletChange) -> Result<(), Error> + Send + Sync),
+    ) -> Result<WalletView, Error> {
+        let (_, keys) = self.load(&[wallet]).await?;
+        let view = self
+            .update_wallet(Caller::Admin(admin), wallet, action, &keys, mutate)
+            .await?;
+        self.pins.forget(wallet);
+        Ok(view)
+    }
+
+    // ---- wallets ----
+
+    /// Opens a wallet for `owner` with `pin`.
+    ///
+    /// # Errors
+    /// Unknown currency, malformed PIN, key provider or storage failures.
+    pub async fn open_wallet(
+        &self,
+        owner: UserId,
+        currency: &str,
+        pin: &str,
+    ) -> Result<WalletView, Error> {
+        let currency = Currency::parse(currency)?;
+        let pin = parse_pin(pin)?;
+        let id = WalletId::new();
+        let generated = self.keys.generate_data_key(&wallet_key_context(id)).await?;
+        let params = KdfParams::generate(self.config.kdf_iterations)
+            .map_err(|e| Error::Storage(format!("KDF parameters: {e}")))?;
+        let pin_key = self.pins.derive(&pin, &params).await.map_err(pin_error)?;
+        let signing = WalletSigningKey::generate();
+        let sealed = signing
+            .seal(
+                &pin_key,
+                &generated.plaintext,
+                &KeyRef::version_only(1),
+                &signing_key_aad(id),
+            )
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        let mut keys = Keyring::default();
+        keys.insert(id, 1, generated.plaintext);
+        let now = now_micros();
+        let record = WalletRecord {
+            id,
+            owner,
+            currency,
+            status: WalletStatus::Active,
+            version: 1,
+            balance: keys.seal_i64(id, 1, &balance_aad(id, 1), 0)?,
+            dek_version: 1,
+            signing_key: sealed.as_bytes().to_vec(),
+            public_key: signing.public_key().to_bytes(),
+            kdf_params: params.to_bytes().to_vec(),
+            failed_pins: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        let audit = with(
+            AuditEvent::new(
+                Caller::User(owner).actor(),
+                Action::WalletCreate,
+                Subject::Wallet(entity(id)),
+                Outcome::Success,
+            )
+            .at(now),
+            "currency",
+            code(currency.code()),
+        );
+        let wrapped: &WrappedKey = &generated.wrapped;
+        let receipt = self
+            .store
+            .create_wallet(NewWallet {
+                record: record.clone(),
+                key: DataKeyRecord {
+                    wallet: id,
+                    version: 1,
+                    wrapped: wrapped.to_bytes(),
+                    kek_version: wrapped.version,
+                },
+                audit: audit.clone(),
+            })
+            .await?;
+        self.audit.committed_elsewhere(&[(audit, receipt)]).await;
+        Ok(wallet_view(&record, Balance::ZERO))
+    }
+
+    /// One wallet, decrypted.
+    ///
+    /// # Errors
+    /// [`Error::WalletNotFound`] also when it is not the caller's.
+    pub async fn wallet(&self, caller: Caller, id: WalletId) -> Result<WalletView, Error> {
+        let (loaded, keys) = self.load(&[id]).await?;
+        let rec = &loaded.first().ok_or(Error::WalletNotFound(id))?.record;
+        if !caller.may_see(rec) {
+            return Err(Error::WalletNotFound(id));
+        }
+        Ok(wallet_view(rec, state(&keys, rec)?.balance))
+    }
+
+    /// The caller's wallets.
+    ///
+    /// # Errors
+    /// Storage, keys, corruption.
+    pub async fn wallets_of(&self, owner: UserId) -> Result<Vec<WalletView>, Error> {
+        let records = self.store.wallets_of(owner).await?;
+        let ids: Vec<_> = records.iter().map(|r| r.id).collect();
+        let (loaded, keys) = self.load(&ids).await?;
+        loaded
+            .iter()
+            .map(|w| Ok(wallet_view(&w.record, state(&keys, &w.record)?.balance)))
+            .collect()
+    }
+
+    // ---- reads ----
+
+    /// One transaction, for a caller who owns one of its wallets (or an administrator).
+    ///
+    /// # Errors
+    /// [`Error::TransactionNotFound`] also when the caller has no part in it.
+    pub async fn transaction(
+        &self,
+        caller: Caller,
+        id: TransactionId,
+    ) -> Result<TransactionView, Error> {
+        let t = self
+            .store
+            .transaction(id)
+            .await?
+            .ok_or(Error::TransactionNotFound(id))?;
+        let mut ids = t.wallets();
+        ids.push(t.key_wallet);
+        ids.sort();
+        ids.dedup();
+        let loaded = self.store.load_wallets(&ids).await?;
+        if !loaded.iter().any(|w| caller.may_see(&w.record)) {
+            return Err(Error::TransactionNotFound(id));
+        }
+        let keys = self.keyring(&loaded).await?;
+        transaction_view(&keys, &t)
+    }
+
+    /// A wallet's transactions, newest first, `limit` (1 to [`MAX_PAGE`]) at a time. The
+    /// cursor points into the wallet's own sequence, so new transactions never shift a page.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad cursor or limit; not found.
+    pub async fn history(
+        &self,
+        caller: Caller,
+        wallet: WalletId,
+        cursor_in: Option<&str>,
+        limit: u32,
+    ) -> Result<HistoryPageView, Error> {
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(Error::invalid("limit", format!("1 to {MAX_PAGE}")));
+        }
+        let before = cursor_in.map(parse_cursor).transpose()?;
+        let (loaded, mut keys) = self.load(&[wallet]).await?;
+        if !loaded.iter().all(|w| caller.may_see(&w.record)) {
+            return Err(Error::WalletNotFound(wallet));
+        }
+        let page = self.store.history(wallet, before, limit).await?;
+        let mut others: Vec<WalletId> = page
+            .iter()
+            .flat_map(|(_, t)| t.wallets().into_iter().chain([t.key_wallet]))
+            .filter(|w| !keys.holds(*w))
+            .collect();
+        others.sort();
+        others.dedup();
+        if !others.is_empty() {
+            let more = self.store.load_wallets(&others).await?;
+            keys.unwrap(self.keys.as_ref(), &more).await?;
+        }
+        let items = page
+            .iter()
+            .map(|(_, t)| transaction_view(&keys, t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let full = page.len() == usize::try_from(limit).unwrap_or(usize::MAX);
+        Ok(HistoryPageView {
+            items,
+            next_cursor: page.last().filter(|_| full).map(|(seq, _)| cursor(*seq)),
+        })
+    }
+
+    pub(crate) fn key_provider(&self) -> &dyn KeyProvider {
+        self.keys.as_ref()
+    }
+
+    pub(crate) fn audit_log(&self) -> &ObservedAuditLog {
+        &self.audit
+    }
+}

@@ -1,0 +1,590 @@
+//! Money: deposit, withdraw, transfer and reverse, and what each of them writes.
+//!
+//! A transfer, end to end:
+//!
+//! ```text
+//! Ledger::transfer ── load both wallets with their wrapped DEKs (one query) ── unwrap DEKs
+//!    │                (key provider, behind its cache)
+//!    ├─ PIN: `unlock` (pin_attempts) unseals the sender's signing key (the verified-PIN cache,
+//!    │  or an attempt counted, then the KDF on the blocking pool); sign the canonical bytes
+//!    └─ LedgerStore::apply ─ BEGIN ─ lock both rows in id order + look up the idempotency key
+//!                            ─ decide (sync: decrypt balances, domain::transfer, seal new
+//!                              balances, postings, memo) ─ write ─ audit append_in ─ COMMIT
+//! ```
+//!
+//! A withdrawal is the same with one wallet; a deposit needs no PIN and is not signed. The
+//! transaction's `decide` checks that the sealed signing key it unsealed is still the wallet's,
+//! so a PIN changed or reset meanwhile, on another replica too, is never accepted in its old
+//! form: the operation runs again ([`Error::Changed`]). A right PIN ends a run of wrong ones in
+//! the same write (`failed_pins` back to zero); when the attempt it reserved is followed by no
+//! write of its own (refused, or another request under the key did the work), it is given back.
+//!
+//! Idempotency: every request carries a key (1 to [`MAX_IDEMPOTENCY_KEY_LEN`] printable ASCII
+//! bytes) and a fingerprint of what it asks (kind, wallets, amount, currency and memo; for a
+//! reversal, the original and the reason). Keys live on their transactions, unique per caller
+//! scope, with the fingerprint, so they are kept for good and a retry is recognised however late
+//! it comes, without a purge. The same key with the same fingerprint answers the recorded
+//! transaction; with another, [`Error::IdempotencyConflict`]. Only successes are recorded: a
+//! refused request may be retried under the same key. A repeated money-out is answered before
+//! any PIN is looked at, so a retry reveals nothing and costs no attempt.
+//!
+//! A reversal (administrators) posts the exact opposite of a transaction, once: whatever the
+//! wallets' status, never below zero, never of a reversal, and never twice (the store's unique
+//! index on `reverses` is the last word under concurrency).
+//!
+//! Audit: each transaction's record is on the stream of its key wallet, with its currency,
+//! wallets and, for a reversal, the original and the reason. Amounts never enter the audit log;
+//! a transaction above the configured size is flagged `large` (the `large_transaction` alert). A
+//! deposit, withdrawal or transfer refused by a rule (its [`LedgerError::code`]) or for a wrong
+//! PIN is audited as `transaction.failed` (the `failed_transactions` alert).
+
+use coffer_audit::{Action, AuditEvent, Code, DetailValue, Outcome, Subject};
+use coffer_crypto::WalletSignature;
+
+use crate::domain::{
+    self, Account, LedgerError, Original, Plan, TransactionId, TransactionKind, UserId, WalletId,
+};
+use crate::error::Error;
+use crate::money::{Amount, Currency, Money};
+use crate::port::{Applied, Apply, Changes, Idempotency, Locked, PostingRecord, TransactionRecord};
+use crate::sealing::{Keyring, memo_aad, posting_aad};
+
+use super::support::{
+    again_if_changed, code, entity, now_micros, parse_pin, rewrite, state, wallet_stream, with,
+};
+use super::views::{TransactionView, open_postings, sealer, transaction_view};
+use super::{Caller, Ledger, MAX_IDEMPOTENCY_KEY_LEN, MAX_MEMO_CHARS, MoneyRequest, Unlocked};
+
+fn parse_money(max: i64, amount_minor: i64, currency: &str) -> Result<Money, Error> {
+    Ok(Money {
+        currency: Currency::parse(currency)?,
+        amount: Amount::parse(amount_minor, max)?,
+    })
+}
+
+fn check_memo(memo: Option<&str>) -> Result<(), Error> {
+    if let Some(m) = memo {
+        if m.chars().count() > MAX_MEMO_CHARS {
+            return Err(Error::invalid(
+                "memo",
+                format!("longer than {MAX_MEMO_CHARS} characters"),
+            ));
+        }
+        if m.chars().any(char::is_control) {
+            return Err(Error::invalid("memo", "contains control characters"));
+        }
+    }
+    Ok(())
+}
+
+fn check_idempotency_key(key: &str) -> Result<(), Error> {
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+        return Err(Error::invalid(
+            "idempotency_key",
+            format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} bytes"),
+        ));
+    }
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::invalid(
+            "idempotency_key",
+            "must be printable ASCII without spaces",
+        ));
+    }
+    Ok(())
+}
+
+/// What a transaction to be written looks like before the locked rows are seen.
+struct Draft<'a> {
+    id: TransactionId,
+    at_micros: i64,
+    from: Option<WalletId>,
+    to: Option<WalletId>,
+    key_wallet: WalletId,
+    reverses: Option<TransactionId>,
+    idempotency: &'a Idempotency,
+    memo: Option<&'a str>,
+    signature: Option<(WalletSignature, [u8; 32])>,
+}
+
+impl Ledger {
+    /// Records a refused money operation (feeds the `failed_transactions` alert). A failure to
+    /// record it is logged, not returned: the caller's answer is the refusal.
+    async fn record_refusal(&self, caller: Caller, action: Action, wallet: WalletId, e: &Error) {
+        let reason = match e {
+            Error::Rejected(r) => r.code(),
+            Error::WrongPin { .. } => "wrong_pin",
+            _ => return,
+        };
+        let event = AuditEvent::new(
+            caller.actor(),
+            Action::TransactionFailed,
+            Subject::Wallet(entity(wallet)),
+            Outcome::Denied,
+        );
+        let event = with(event, "reason", code(reason));
+        let event = with(event, "operation", code(action.as_str()));
+        if let Err(err) = coffer_audit::AuditLog::append(self.audit.as_ref(), &event).await {
+            tracing::error!(error = %err, "could not record a refused transaction in the audit log");
+        }
+    }
+
+    fn idempotency(
+        &self,
+        caller: Caller,
+        kind: TransactionKind,
+        wallets: &[Option<WalletId>],
+        money: Money,
+        request: &MoneyRequest<'_>,
+    ) -> Result<Idempotency, Error> {
+        check_idempotency_key(request.idempotency_key)?;
+        check_memo(request.memo)?;
+        let ids: Vec<[u8; 16]> = wallets
+            .iter()
+            .map(|w| w.map_or([0; 16], |w| *w.as_uuid().as_bytes()))
+            .collect();
+        let mut parts: Vec<&[u8]> = vec![kind.as_str().as_bytes()];
+        parts.extend(ids.iter().map(<[u8; 16]>::as_slice));
+        let amount = money.amount.minor().to_be_bytes();
+        parts.push(&amount);
+        parts.push(money.currency.code().as_bytes());
+        parts.push(request.memo.map_or(&b"\0none"[..], str::as_bytes));
+        Ok(Idempotency {
+            scope: caller.scope(),
+            key: request.idempotency_key.to_owned(),
+            fingerprint: domain::request_fingerprint(&parts),
+        })
+    }
+
+    /// Builds what a money operation writes from the domain's plan.
+    fn changes(
+        &self,
+        keys: &Keyring,
+        locked: &Locked<'_>,
+        plan: &Plan,
+        draft: &Draft<'_>,
+        currency: Currency,
+        audit: AuditEvent,
+    ) -> Result<Changes, Error> {
+        let mut wallets = Vec::with_capacity(plan.balances.len());
+        for (id, balance) in &plan.balances {
+            let rec = locked.wallet(*id)?;
+            let mut change = rewrite(keys, rec, *balance)?;
+            if draft.signature.is_some() && draft.from == Some(*id) {
+                // A correct PIN ends a run of wrong ones.
+                change.failed_pins = 0;
+            }
+            wallets.push(change);
+        }
+        let mut postings = Vec::with_capacity(plan.postings.len());
+        for (line, p) in plan.postings.iter().enumerate() {
+            let line =
+                u16::try_from(line).map_err(|_| Error::Storage("too many postings".into()))?;
+            let wallet = match p.account {
+                Account::Wallet(w) => Some(w),
+                Account::Settlement(_) => None,
+            };
+            let by = locked.wallet(sealer(wallet, draft.key_wallet))?;
+            postings.push(PostingRecord {
+                line,
+                wallet,
+                wallet_seq: wallet
+                    .map(|w| locked.wallet(w).map(|r| r.version + 1))
+                    .transpose()?,
+                amount: keys.seal_i64(
+                    by.id,
+                    by.dek_version,
+                    &posting_aad(draft.id, line, p.account),
+                    p.delta,
+                )?,
+            });
+        }
+        let memo = match draft.memo {
+            Some(m) => {
+                let by = locked.wallet(draft.key_wallet)?;
+                Some(keys.seal(by.id, by.dek_version, &memo_aad(draft.id), m.as_bytes())?)
+            }
+            None => None,
+        };
+        Ok(Changes {
+            wallets,
+            transaction: Some(TransactionRecord {
+                id: draft.id,
+                kind: plan.kind,
+                currency,
+                at_micros: draft.at_micros,
+                from_wallet: draft.from,
+                to_wallet: draft.to,
+                key_wallet: draft.key_wallet,
+                reverses: draft.reverses,
+                scope: draft.idempotency.scope.clone(),
+                idempotency_key: draft.idempotency.key.clone(),
+                fingerprint: draft.idempotency.fingerprint,
+                memo,
+                signature: draft.signature.as_ref().map(|(s, _)| s.to_bytes().to_vec()),
+                public_key: draft.signature.as_ref().map(|(_, pk)| *pk),
+                postings,
+                reversed_by: None,
+            }),
+            new_public_key: None,
+            new_data_key: None,
+            audit: vec![audit],
+        })
+    }
+
+    fn transaction_event(
+        &self,
+        caller: Caller,
+        action: Action,
+        draft: &Draft<'_>,
+        money: Money,
+    ) -> AuditEvent {
+        let mut e = AuditEvent::new(
+            caller.actor(),
+            action,
+            Subject::Transaction(entity(draft.id)),
+            Outcome::Success,
+        )
+        .at(draft.at_micros)
+        .on_stream(wallet_stream(draft.key_wallet));
+        e = with(e, "currency", code(money.currency.code()));
+        if let Some(f) = draft.from {
+            e = with(e, "from", code(&f.to_string()));
+        }
+        if let Some(t) = draft.to {
+            e = with(e, "to", code(&t.to_string()));
+        }
+        if let Some(r) = draft.reverses {
+            e = with(e, "reverses", code(&r.to_string()));
+        }
+        let large = 10i64
+            .checked_pow(u32::from(money.currency.exponent()))
+            .and_then(|scale| self.config.large_transaction_major_units.checked_mul(scale))
+            .is_some_and(|limit| money.amount.minor() > limit);
+        if large {
+            e = with(e, "large", DetailValue::Bool(true));
+        }
+        e
+    }
+
+    /// The view of what `apply` wrote or replayed. `keys` holds the keys of the request's
+    /// wallets, which are the transaction's (a replay had the same request).
+    async fn finish(&self, applied: Applied, keys: &Keyring) -> Result<TransactionView, Error> {
+        self.observe(&applied).await;
+        match applied {
+            Applied::Committed {
+                transaction: Some(t),
+                ..
+            }
+            | Applied::Replayed(t) => transaction_view(keys, &t),
+            Applied::Committed {
+                transaction: None, ..
+            } => Err(Error::Storage("the store wrote no transaction".into())),
+        }
+    }
+
+    /// Deposits money into the caller's wallet.
+    ///
+    /// # Errors
+    /// Money and memo validation, [`Error::WalletNotFound`], the domain's refusals,
+    /// [`Error::IdempotencyConflict`], storage and keys.
+    pub async fn deposit(
+        &self,
+        user: UserId,
+        wallet: WalletId,
+        request: &MoneyRequest<'_>,
+    ) -> Result<TransactionView, Error> {
+        again_if_changed(|| self.deposit_once(user, wallet, request)).await
+    }
+
+    async fn deposit_once(
+        &self,
+        user: UserId,
+        wallet: WalletId,
+        request: &MoneyRequest<'_>,
+    ) -> Result<TransactionView, Error> {
+        let caller = Caller::User(user);
+        let money = parse_money(
+            self.config.max_amount_minor,
+            request.amount_minor,
+            request.currency,
+        )?;
+        let kind = TransactionKind::Deposit;
+        let idem = self.idempotency(caller, kind, &[Some(wallet)], money, request)?;
+        let (loaded, keys) = self.load(&[wallet]).await?;
+        if !loaded.iter().all(|w| caller.may_see(&w.record)) {
+            return Err(Error::WalletNotFound(wallet));
+        }
+        let draft = Draft {
+            id: TransactionId::new(),
+            at_micros: now_micros(),
+            from: None,
+            to: Some(wallet),
+            key_wallet: wallet,
+            reverses: None,
+            idempotency: &idem,
+            memo: request.memo,
+            signature: None,
+        };
+        let event = self.transaction_event(caller, Action::TransactionDeposit, &draft, money);
+        let decide = |locked: &Locked<'_>| {
+            let s = state(&keys, locked.wallet(wallet)?)?;
+            let plan = domain::deposit(&s, money)?;
+            self.changes(&keys, locked, &plan, &draft, money.currency, event.clone())
+        };
+        let result = self
+            .store
+            .apply(Apply {
+                lock: vec![wallet],
+                original: None,
+                idempotency: Some(&idem),
+                decide: &decide,
+            })
+            .await;
+        match result {
+            Ok(applied) => self.finish(applied, &keys).await,
+            Err(e) => {
+                self.record_refusal(caller, Action::TransactionDeposit, wallet, &e)
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Withdraws money from the caller's wallet; needs its PIN.
+    ///
+    /// # Errors
+    /// As [`Ledger::deposit`], plus [`Error::WrongPin`] and the lockout.
+    pub async fn withdraw(
+        &self,
+        user: UserId,
+        wallet: WalletId,
+        pin: &str,
+        request: &MoneyRequest<'_>,
+    ) -> Result<TransactionView, Error> {
+        self.money_out(user, wallet, None, pin, request).await
+    }
+
+    /// Transfers money from the caller's wallet to another wallet of the same currency; needs
+    /// the PIN of the sending wallet.
+    ///
+    /// # Errors
+    /// As [`Ledger::withdraw`], and [`Error::WalletNotFound`] for an unknown receiver.
+    pub async fn transfer(
+        &self,
+        user: UserId,
+        from: WalletId,
+        to: WalletId,
+        pin: &str,
+        request: &MoneyRequest<'_>,
+    ) -> Result<TransactionView, Error> {
+        self.money_out(user, from, Some(to), pin, request).await
+    }
+
+    async fn money_out(
+        &self,
+        user: UserId,
+        from: WalletId,
+        to: Option<WalletId>,
+        pin: &str,
+        request: &MoneyRequest<'_>,
+    ) -> Result<TransactionView, Error> {
+        again_if_changed(|| self.money_out_once(user, from, to, pin, request)).await
+    }
+
+    async fn money_out_once(
+        &self,
+        user: UserId,
+        from: WalletId,
+        to: Option<WalletId>,
+        pin: &str,
+        request: &MoneyRequest<'_>,
+    ) -> Result<TransactionView, Error> {
+        let caller = Caller::User(user);
+        let (kind, action) = match to {
+            Some(_) => (TransactionKind::Transfer, Action::TransactionTransfer),
+            None => (TransactionKind::Withdrawal, Action::TransactionWithdrawal),
+        };
+        let money = parse_money(
+            self.config.max_amount_minor,
+            request.amount_minor,
+            request.currency,
+        )?;
+        let idem = self.idempotency(caller, kind, &[Some(from), to], money, request)?;
+        let pin = parse_pin(pin)?;
+        if to == Some(from) {
+            return Err(LedgerError::SameWallet.into());
+        }
+        let mut ids = vec![from];
+        ids.extend(to);
+        let (loaded, keys) = self.load(&ids).await?;
+        let sender = loaded
+            .iter()
+            .find(|w| w.record.id == from)
+            .filter(|w| caller.may_see(&w.record))
+            .ok_or(Error::WalletNotFound(from))?;
+        let sealed_key = sender.record.signing_key.clone();
+        let (signing, reserved) = match self
+            .unlock(caller, &sender.record, &keys, &pin, Some(&idem))
+            .await
+        {
+            Ok(Unlocked::Key { key, reserved }) => (key, reserved),
+            Ok(Unlocked::Replayed(view)) => return Ok(view),
+            Err(e) => {
+                self.record_refusal(caller, action, from, &e).await;
+                return Err(e);
+            }
+        };
+        let mut draft = Draft {
+            id: TransactionId::new(),
+            at_micros: now_micros(),
+            from: Some(from),
+            to,
+            key_wallet: from,
+            reverses: None,
+            idempotency: &idem,
+            memo: request.memo,
+            signature: None,
+        };
+        let bytes =
+            domain::signing_bytes(draft.id, kind, from, to, money, draft.at_micros, &idem.key);
+        draft.signature = Some((signing.sign(&bytes), signing.public_key().to_bytes()));
+        drop(signing);
+        let event = self.transaction_event(caller, action, &draft, money);
+        let decide = |locked: &Locked<'_>| {
+            let sender = locked.wallet(from)?;
+            if sender.signing_key != sealed_key {
+                // The PIN changed (or was reset) since it was checked: the PIN just checked
+                // may be the old one.
+                return Err(Error::Changed(
+                    "its PIN changed, or its data key was rotated".into(),
+                ));
+            }
+            let mut s = state(&keys, sender)?;
+            if reserved {
+                // This request's own attempt is in the count, and its PIN was right.
+                s.failed_pins = 0;
+            }
+            let plan = match to {
+                Some(to) => domain::transfer(&s, &state(&keys, locked.wallet(to)?)?, money)?,
+                None => domain::withdrawal(&s, money)?,
+            };
+            self.changes(&keys, locked, &plan, &draft, money.currency, event.clone())
+        };
+        let result = self
+            .store
+            .apply(Apply {
+                lock: ids.clone(),
+                original: None,
+                idempotency: Some(&idem),
+                decide: &decide,
+            })
+            .await;
+        match result {
+            Ok(applied) => {
+                if reserved && matches!(applied, Applied::Replayed(_)) {
+                    // Another request with this key did the work; this one's right PIN still
+                    // ends the run of wrong ones.
+                    self.release_pin_attempt(from, &keys).await?;
+                }
+                self.finish(applied, &keys).await
+            }
+            Err(e) => {
+                if reserved {
+                    self.release_pin_attempt(from, &keys).await?;
+                }
+                self.record_refusal(caller, action, from, &e).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Reverses a transaction (administrators only): posts the exact opposite, once.
+    ///
+    /// # Errors
+    /// [`Error::TransactionNotFound`], [`LedgerError::ReversalOfReversal`],
+    /// [`LedgerError::AlreadyReversed`], [`LedgerError::InsufficientFunds`], idempotency.
+    pub async fn reverse(
+        &self,
+        admin: UserId,
+        transaction: TransactionId,
+        reason: &str,
+        idempotency_key: &str,
+    ) -> Result<TransactionView, Error> {
+        again_if_changed(|| self.reverse_once(admin, transaction, reason, idempotency_key)).await
+    }
+
+    async fn reverse_once(
+        &self,
+        admin: UserId,
+        transaction: TransactionId,
+        reason: &str,
+        idempotency_key: &str,
+    ) -> Result<TransactionView, Error> {
+        let caller = Caller::Admin(admin);
+        check_idempotency_key(idempotency_key)?;
+        let reason_code = Code::parse(reason)
+            .map_err(|_| Error::invalid("reason", "a short token (letters, digits, . _ : -)"))?;
+        let original = self
+            .store
+            .transaction(transaction)
+            .await?
+            .ok_or(Error::TransactionNotFound(transaction))?;
+        let idem = Idempotency {
+            scope: caller.scope(),
+            key: idempotency_key.to_owned(),
+            fingerprint: domain::request_fingerprint(&[
+                b"reversal",
+                transaction.as_uuid().as_bytes(),
+                reason.as_bytes(),
+            ]),
+        };
+        let ids = original.wallets();
+        let (_, keys) = self.load(&ids).await?;
+        let draft = Draft {
+            id: TransactionId::new(),
+            at_micros: now_micros(),
+            from: original.to_wallet,
+            to: original.from_wallet,
+            key_wallet: original.key_wallet,
+            reverses: Some(transaction),
+            idempotency: &idem,
+            memo: None,
+            signature: None,
+        };
+        let decide = |locked: &Locked<'_>| {
+            let orig = locked
+                .original
+                .ok_or(Error::TransactionNotFound(transaction))?;
+            let states = locked
+                .wallets
+                .iter()
+                .map(|w| state(&keys, w))
+                .collect::<Result<Vec<_>, _>>()?;
+            let plan = domain::reversal(
+                &Original {
+                    kind: orig.kind,
+                    postings: open_postings(&keys, orig)?,
+                    reversed: orig.reversed_by.is_some(),
+                },
+                &states,
+            )?;
+            let view = transaction_view(&keys, orig)?;
+            let event = with(
+                self.transaction_event(caller, Action::TransactionReversal, &draft, view.money),
+                "reason",
+                DetailValue::Code(reason_code.clone()),
+            );
+            self.changes(&keys, locked, &plan, &draft, orig.currency, event)
+        };
+        let applied = self
+            .store
+            .apply(Apply {
+                lock: ids,
+                original: Some(transaction),
+                idempotency: Some(&idem),
+                decide: &decide,
+            })
+            .await?;
+        self.finish(applied, &keys).await
+    }
+}

@@ -1,0 +1,341 @@
+//! PINs: unsealing a wallet's signing key with its PIN, counting the attempts, and the PIN's own
+//! use cases: change (the user, with the old PIN), reset (an administrator: a new signing key)
+//! and unlock (an administrator lifts the lockout).
+//!
+//! Money-out and a PIN change need the wallet's PIN. The consecutive wrong PINs are counted in a
+//! column of the wallet (`failed_pins`), so the count survives restarts; the fifth
+//! ([`PIN_LOCK_THRESHOLD`]) locks money-out and PIN change until an administrator unlocks them
+//! (or resets the PIN), and a right PIN resets the count. The lock holds against a PIN
+//! remembered elsewhere too: the domain refuses money-out from a locked wallet, and a PIN change
+//! checks the count, unless the request's own attempt was counted for a right PIN.
+//!
+//! `unlock` has two paths. The warm one: a PIN the verifier remembers as right for this wallet
+//! (for a short time; wrong PINs are never remembered) opens the key at once, with no attempt
+//! counted and no KDF. The cold one, for any other PIN, which is a guess:
+//!
+//! 1. Take the wallet's turn (PIN checks of one wallet take turns within a process) and look in
+//!    the verifier's memory again: a burst of requests with the right PIN pays one attempt and
+//!    one KDF, and the others find it remembered.
+//! 2. A request that repeats an earlier one under its idempotency key is answered as before
+//!    without looking at the PIN: a retry reveals nothing and costs no attempt.
+//! 3. An attempt is counted in the database, under the wallet's row lock, *before* the KDF runs:
+//!    guesses sent all at once get only the attempts that are left, and a locked wallet refuses a
+//!    right PIN exactly as a wrong one.
+//! 4. The KDF runs on the blocking pool. A wrong PIN keeps its attempt and is audited as
+//!    `wallet.pin_failed` (at the limit also `wallet.pin_locked`, and the verifier forgets the
+//!    wallet). For a right one, the operation that follows sets the count back to zero in its
+//!    own write, or gives the attempt back when it writes nothing. A check that could not run
+//!    (the verifier unavailable, data corrupt) gives its attempt back.
+//!
+//! A PIN change re-seals the same signing key under the new PIN (new salt), written only while
+//! the wallet's sealed key is still the one the old PIN opened (otherwise it runs again,
+//! [`Error::Changed`]). A reset generates a new signing key; earlier signatures stay verifiable
+//! with the archived public key. After each of them, and after an unlock, the verifier forgets
+//! the wallet.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use coffer_audit::{Action, AuditEvent, DetailValue, Outcome, Subject};
+use coffer_crypto::{KdfParams, KeyRef, Pin, SealedSigningKey, WalletPublicKey, WalletSigningKey};
+
+use crate::domain::{LedgerError, PIN_LOCK_THRESHOLD, UserId, WalletId};
+use crate::error::Error;
+use crate::pin::PinCheckError;
+use crate::port::{Changes, Idempotency, WalletRecord};
+use crate::sealing::{Keyring, signing_key_aad};
+
+use super::support::{
+    again_if_changed, corrupt, entity, parse_pin, pin_error, rewrite, state, with,
+};
+use super::views::WalletView;
+use super::{Caller, Ledger, Unlocked};
+
+impl Ledger {
+    /// Unseals a wallet's signing key with `pin`.
+    ///
+    /// A PIN the verifier remembers as right opens the key at once. Any other PIN is a guess:
+    /// first a request that repeats an earlier one under its idempotency key is answered as
+    /// before without looking at the PIN (so a retry reveals nothing and costs no attempt);
+    /// then an attempt is reserved in the database, under the wallet's row lock, before the KDF
+    /// runs. Guesses sent all at once therefore get at most the attempts that are left, and a
+    /// locked wallet refuses every PIN, right or wrong, in the same way.
+    pub(super) async fn unlock(
+        &self,
+        caller: Caller,
+        rec: &WalletRecord,
+        keys: &Keyring,
+        pin: &Pin,
+        idem: Option<&Idempotency>,
+    ) -> Result<Unlocked, Error> {
+        let params = KdfParams::from_bytes(&rec.kdf_params)
+            .map_err(|e| corrupt("KDF parameters", rec.id)(e.to_string()))?;
+        let sealed = SealedSigningKey::from_bytes(&rec.signing_key)
+            .map_err(|e| corrupt("signing key", rec.id)(e.to_string()))?;
+        let public = WalletPublicKey::from_bytes(&rec.public_key)
+            .map_err(|e| corrupt("public key", rec.id)(e.to_string()))?;
+        let dek = keys.key(rec.id, sealed.data_key_ref().version())?;
+        let aad = signing_key_aad(rec.id);
+        let cached = || {
+            self.pins
+                .unseal_if_cached(rec.id, pin, &params, &sealed, dek, &aad, &public)
+                .map(|known| {
+                    known
+                        .map(|key| Unlocked::Key {
+                            key,
+                            reserved: false,
+                        })
+                        .map_err(pin_error)
+                })
+        };
+        if let Some(known) = cached() {
+            return known;
+        }
+        // One PIN check per wallet at a time in this process: a burst of requests with the right
+        // PIN pays one attempt and one KDF, and the others find it remembered.
+        let _turn = self.pin_turns.lock(rec.id).await;
+        if let Some(known) = cached() {
+            return known;
+        }
+        if let Some(idem) = idem
+            && let Some(view) = self.replay(idem).await?
+        {
+            return Ok(Unlocked::Replayed(view));
+        }
+        let count = self.reserve_pin_attempt(rec.id, keys).await?;
+        match self
+            .pins
+            .unseal(rec.id, pin, &params, &sealed, dek, &aad, &public)
+            .await
+        {
+            Ok(key) => Ok(Unlocked::Key {
+                key,
+                reserved: true,
+            }),
+            Err(PinCheckError::WrongPin) => {
+                self.record_wrong_pin(caller, rec.id, count).await?;
+                Err(Error::WrongPin {
+                    attempts_left: PIN_LOCK_THRESHOLD.saturating_sub(count),
+                })
+            }
+            Err(e) => {
+                self.release_pin_attempt(rec.id, keys).await?;
+                Err(pin_error(e))
+            }
+        }
+    }
+
+    /// Counts a PIN attempt before it is checked (it survives restarts); returns the count.
+    ///
+    /// # Errors
+    /// [`LedgerError::PinLocked`] when no attempt is left.
+    async fn reserve_pin_attempt(&self, wallet: WalletId, keys: &Keyring) -> Result<u32, Error> {
+        self.set_failed_pins(wallet, keys, &|n| {
+            if n >= PIN_LOCK_THRESHOLD {
+                Err(LedgerError::PinLocked.into())
+            } else {
+                Ok(n + 1)
+            }
+        })
+        .await
+    }
+
+    /// Gives back a reserved attempt whose PIN was right but whose operation did not happen: a
+    /// right PIN ends the run of wrong ones.
+    pub(super) async fn release_pin_attempt(
+        &self,
+        wallet: WalletId,
+        keys: &Keyring,
+    ) -> Result<(), Error> {
+        self.set_failed_pins(wallet, keys, &|_| Ok(0))
+            .await
+            .map(|_| ())
+    }
+
+    /// Sets a wallet's wrong-PIN count to `next(current)` under its row lock; returns it.
+    async fn set_failed_pins(
+        &self,
+        wallet: WalletId,
+        keys: &Keyring,
+        next: &(dyn Fn(u32) -> Result<u32, Error> + Send + Sync),
+    ) -> Result<u32, Error> {
+        let count = AtomicU32::new(0);
+        self.on_wallet(wallet, &|locked| {
+            let rec = locked.wallet(wallet)?;
+            let mut change = rewrite(keys, rec, state(keys, rec)?.balance)?;
+            change.failed_pins = next(rec.failed_pins)?;
+            count.store(change.failed_pins, Ordering::Relaxed);
+            Ok(Changes {
+                wallets: vec![change],
+                ..Changes::default()
+            })
+        })
+        .await?;
+        Ok(count.load(Ordering::Relaxed))
+    }
+
+    /// Audits a wrong PIN (its attempt is already counted) and, at the limit, the lock.
+    async fn record_wrong_pin(
+        &self,
+        caller: Caller,
+        wallet: WalletId,
+        count: u32,
+    ) -> Result<(), Error> {
+        let failed = AuditEvent::new(
+            caller.actor(),
+            Action::WalletPinFailed,
+            Subject::Wallet(entity(wallet)),
+            Outcome::Denied,
+        );
+        let mut audit = vec![with(
+            failed,
+            "failed_pins",
+            DetailValue::Int(i64::from(count)),
+        )];
+        if count >= PIN_LOCK_THRESHOLD {
+            audit.push(AuditEvent::new(
+                caller.actor(),
+                Action::WalletPinLocked,
+                Subject::Wallet(entity(wallet)),
+                Outcome::Success,
+            ));
+            self.pins.forget(wallet);
+        }
+        let applied = self
+            .on_wallet(wallet, &|_| {
+                Ok(Changes {
+                    audit: audit.clone(),
+                    ..Changes::default()
+                })
+            })
+            .await?;
+        self.observe(&applied).await;
+        Ok(())
+    }
+
+    /// Lifts a PIN lockout.
+    ///
+    /// # Errors
+    /// Not found, storage.
+    pub async fn unlock_pin(&self, admin: UserId, wallet: WalletId) -> Result<WalletView, Error> {
+        self.admin_update(admin, wallet, Action::WalletPinUnlocked, &|_, c| {
+            c.failed_pins = 0;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Changes the PIN: the same signing key, re-sealed under the new PIN (new salt).
+    ///
+    /// # Errors
+    /// [`Error::WrongPin`] (counted), the lockout, malformed PINs, not found.
+    pub async fn change_pin(
+        &self,
+        user: UserId,
+        wallet: WalletId,
+        old_pin: &str,
+        new_pin: &str,
+    ) -> Result<WalletView, Error> {
+        again_if_changed(|| self.change_pin_once(user, wallet, old_pin, new_pin)).await
+    }
+
+    async fn change_pin_once(
+        &self,
+        user: UserId,
+        wallet: WalletId,
+        old_pin: &str,
+        new_pin: &str,
+    ) -> Result<WalletView, Error> {
+        let caller = Caller::User(user);
+        let (old, new) = (parse_pin(old_pin)?, parse_pin(new_pin)?);
+        let (loaded, keys) = self.load(&[wallet]).await?;
+        let rec = loaded
+            .first()
+            .map(|w| &w.record)
+            .filter(|r| caller.may_see(r))
+            .ok_or(Error::WalletNotFound(wallet))?;
+        let (signing, reserved) = match self.unlock(caller, rec, &keys, &old, None).await? {
+            Unlocked::Key { key, reserved } => (key, reserved),
+            Unlocked::Replayed(_) => {
+                return Err(Error::Storage("a PIN change has no idempotency key".into()));
+            }
+        };
+        let sealed = self.seal_signing_key(&signing, &new, rec, &keys).await?;
+        let expected_key = rec.signing_key.clone();
+        let result = self
+            .update_wallet(caller, wallet, Action::WalletPinChanged, &keys, &|s, c| {
+                if c.signing_key != expected_key {
+                    return Err(Error::Changed(
+                        "its PIN changed, or its data key was rotated".into(),
+                    ));
+                }
+                if s.failed_pins >= PIN_LOCK_THRESHOLD && !reserved {
+                    return Err(LedgerError::PinLocked.into());
+                }
+                (c.signing_key, c.kdf_params) = sealed.clone();
+                c.failed_pins = 0;
+                Ok(())
+            })
+            .await;
+        if result.is_err() && reserved {
+            self.release_pin_attempt(wallet, &keys).await?;
+        }
+        self.pins.forget(wallet);
+        result
+    }
+
+    /// Resets a forgotten PIN (administrators): a new signing key under the new PIN. Earlier
+    /// signatures stay verifiable with the archived public key.
+    ///
+    /// # Errors
+    /// Malformed PIN, not found, storage.
+    pub async fn reset_pin(
+        &self,
+        admin: UserId,
+        wallet: WalletId,
+        new_pin: &str,
+    ) -> Result<WalletView, Error> {
+        again_if_changed(|| self.reset_pin_once(admin, wallet, new_pin)).await
+    }
+
+    async fn reset_pin_once(
+        &self,
+        admin: UserId,
+        wallet: WalletId,
+        new_pin: &str,
+    ) -> Result<WalletView, Error> {
+        let pin = parse_pin(new_pin)?;
+        let (loaded, keys) = self.load(&[wallet]).await?;
+        let rec = &loaded.first().ok_or(Error::WalletNotFound(wallet))?.record;
+        let signing = WalletSigningKey::generate();
+        let public = signing.public_key().to_bytes();
+        let sealed = self.seal_signing_key(&signing, &pin, rec, &keys).await?;
+        self.admin_update(admin, wallet, Action::WalletPinChanged, &|_, c| {
+            (c.signing_key, c.kdf_params) = sealed.clone();
+            c.public_key = public;
+            c.failed_pins = 0;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn seal_signing_key(
+        &self,
+        signing: &WalletSigningKey,
+        pin: &Pin,
+        rec: &WalletRecord,
+        keys: &Keyring,
+    ) -> Result<(Vec<u8>, Vec<u8>), Error> {
+        let params = KdfParams::generate(self.config.kdf_iterations)
+            .map_err(|e| Error::Storage(format!("KDF parameters: {e}")))?;
+        let pin_key = self.pins.derive(pin, &params).await.map_err(pin_error)?;
+        let sealed = signing
+            .seal(
+                &pin_key,
+                keys.key(rec.id, rec.dek_version)?,
+                &KeyRef::version_only(rec.dek_version),
+                &signing_key_aad(rec.id),
+            )
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        Ok((sealed.as_bytes().to_vec(), params.to_bytes().to_vec()))
+    }
+}

@@ -1,0 +1,178 @@
+//! Helpers the service's modules share. A leaf: it imports nothing from the rest of the service
+//! and knows nothing of `Ledger`, so every other module of the service may use it and it uses none
+//! of them.
+//!
+//! - Wallet rows: `state` decrypts a locked or loaded row into the domain's [`WalletState`]
+//!   (the balance is sealed bound to its wallet and row version); `rewrite` re-seals one
+//!   unchanged but for its balance, for the row's next version.
+//! - Running again: `again_if_changed`. Every operation loads its wallets and unwraps their data
+//!   keys before the database transaction, so what it loaded may be stale once the rows are
+//!   locked: a data-key rotation committed meanwhile (the [`Keyring`] meets a version it has not
+//!   unwrapped) or the PIN was changed or reset (the wallet's sealed signing key is no longer the
+//!   one that was unsealed). Then `decide` answers [`Error::Changed`] and the whole operation runs
+//!   again from loading, five times at most. Every use case that changes an existing wallet is a
+//!   method that runs its `…_once` inside `again_if_changed`.
+//! - PIN checks of one wallet take turns within a process (`WalletTurns`: a queue per wallet,
+//!   which exists only while someone waits or holds the turn), so a burst of requests with the
+//!   right PIN pays one attempt and one KDF and the rest find the PIN remembered.
+//! - Audit details (`entity`, `code`, `with`, `wallet_stream`), the clock, PIN parsing and how a
+//!   failed PIN check becomes an [`Error`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use coffer_audit::{
+    AuditEvent, Code, DetailValue, EntityId, StreamId, Subject, event::unix_micros,
+};
+use coffer_crypto::Pin;
+
+use crate::domain::{WalletId, WalletState};
+use crate::error::Error;
+use crate::money::Balance;
+use crate::pin::PinCheckError;
+use crate::port::{WalletChange, WalletRecord};
+use crate::sealing::{Keyring, balance_aad};
+
+/// A queue per wallet (entries exist only while someone waits or holds the turn).
+#[derive(Default)]
+pub(super) struct WalletTurns(Mutex<HashMap<WalletId, Arc<tokio::sync::Mutex<()>>>>);
+
+/// One wallet's turn; released on drop.
+pub(super) struct Turn<'a> {
+    turns: &'a WalletTurns,
+    wallet: WalletId,
+    queue: Arc<tokio::sync::Mutex<()>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WalletTurns {
+    pub(super) async fn lock(&self, wallet: WalletId) -> Turn<'_> {
+        let queue = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(wallet)
+            .or_default()
+            .clone();
+        let guard = queue.clone().lock_owned().await;
+        Turn {
+            turns: self,
+            wallet,
+            queue,
+            guard: Some(guard),
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut map = self.turns.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Under the map's lock nobody can take a new handle: the map's and this one left means
+        // nobody waits.
+        if Arc::strong_count(&self.queue) == 2 {
+            map.remove(&self.wallet);
+        }
+    }
+}
+
+#[allow(clippy::expect_used)] // a UUID's hyphenated form is always a valid token
+pub(super) fn entity(id: impl std::fmt::Display) -> EntityId {
+    EntityId::parse(&id.to_string()).expect("a UUID is an entity token")
+}
+
+/// A token detail: currency codes, UUIDs, action names and refusal codes are all valid tokens.
+#[allow(clippy::expect_used)]
+pub(super) fn code(s: &str) -> DetailValue {
+    DetailValue::Code(Code::parse(s).expect("ledger detail values are tokens"))
+}
+
+pub(super) fn wallet_stream(wallet: WalletId) -> StreamId {
+    Subject::Wallet(entity(wallet)).default_stream()
+}
+
+pub(super) fn now_micros() -> i64 {
+    unix_micros(SystemTime::now())
+}
+
+pub(super) fn corrupt(what: &str, wallet: WalletId) -> impl FnOnce(String) -> Error + '_ {
+    move |e| Error::Corrupt(format!("{what} of wallet {wallet}: {e}"))
+}
+
+/// Adds a detail. The keys here are literals of `[a-z_]` and no event gets more than six, so
+/// the insert cannot fail.
+pub(super) fn with(mut event: AuditEvent, key: &str, value: DetailValue) -> AuditEvent {
+    let inserted = event.details.insert(key, value);
+    debug_assert!(inserted.is_ok(), "detail {key}");
+    event
+}
+
+pub(super) fn parse_pin(pin: &str) -> Result<Pin, Error> {
+    Pin::parse(pin).map_err(|e| Error::invalid("pin", e.to_string()))
+}
+
+pub(super) fn pin_error(e: PinCheckError) -> Error {
+    match e {
+        PinCheckError::WrongPin => Error::WrongPin { attempts_left: 0 },
+        PinCheckError::Corrupt(r) => Error::Corrupt(r),
+        PinCheckError::Unavailable => Error::Unavailable("PIN verification unavailable".into()),
+    }
+}
+
+/// Decrypts a locked or loaded row.
+pub(super) fn state(keys: &Keyring, rec: &WalletRecord) -> Result<WalletState, Error> {
+    let minor = keys.open_i64(
+        rec.id,
+        &balance_aad(rec.id, rec.version),
+        &rec.balance,
+        "balance",
+    )?;
+    Ok(WalletState {
+        id: rec.id,
+        owner: rec.owner,
+        currency: rec.currency,
+        status: rec.status,
+        balance: Balance::from_minor(minor)
+            .ok_or_else(|| Error::Corrupt(format!("negative balance in wallet {}", rec.id)))?,
+        failed_pins: rec.failed_pins,
+    })
+}
+
+/// Runs `op` again, four times at most, when the wallet changed between loading it and locking
+/// it (its PIN, or a data-key rotation): each run loads afresh.
+pub(super) async fn again_if_changed<T, F, Fut>(mut op: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    for _ in 0..4 {
+        match op().await {
+            Err(Error::Changed(why)) => tracing::debug!(%why, "the wallet changed; trying again"),
+            other => return other,
+        }
+    }
+    op().await
+}
+
+/// `rec` unchanged but for `balance`, sealed for the next version.
+pub(super) fn rewrite(
+    keys: &Keyring,
+    rec: &WalletRecord,
+    balance: Balance,
+) -> Result<WalletChange, Error> {
+    Ok(WalletChange {
+        id: rec.id,
+        status: rec.status,
+        balance: keys.seal_i64(
+            rec.id,
+            rec.dek_version,
+            &balance_aad(rec.id, rec.version + 1),
+            balance.minor(),
+        )?,
+        signing_key: rec.signing_key.clone(),
+        public_key: rec.public_key,
+        kdf_params: rec.kdf_params.clone(),
+        failed_pins: rec.failed_pins,
+    })
+}

@@ -1,0 +1,254 @@
+//! What callers get back, [`WalletView`], [`TransactionView`] and [`HistoryPageView`], and how
+//! stored rows decrypt into them.
+//!
+//! A wallet's view carries its decrypted balance; a transaction's its decrypted amount (the size
+//! of its first posting) and memo and, for money-out, the signature with the public key it was
+//! made with, so anyone can check it over the canonical bytes
+//! ([`TransactionView::verify_signature`], `domain::signing_bytes`). `Debug` leaves out
+//! balances, amounts and memos: the database holds them only encrypted, and logs should not hold
+//! them at all.
+//!
+//! Each posting is sealed under the data key of its own wallet, bound to transaction, line and
+//! account; a settlement posting, which has no wallet, under the key of the transaction's key
+//! wallet (`sealer`, used when writing too). The memo is sealed under the key wallet's key, bound
+//! to the transaction. `transaction_view` and `open_postings` also serve verification.
+//!
+//! A history cursor is opaque: a format byte and the wallet's own row version (the sequence of
+//! the wallet's postings), so a page never shifts when new activity arrives; a cursor this
+//! service did not issue is refused as invalid.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use coffer_crypto::{WalletPublicKey, WalletSignature};
+
+use crate::domain::{
+    self, Account, Posting, TransactionId, TransactionKind, UserId, WalletId, WalletStatus,
+};
+use crate::error::Error;
+use crate::money::{Amount, Balance, Currency, Money};
+use crate::port::{TransactionRecord, WalletRecord};
+use crate::sealing::{Keyring, memo_aad, posting_aad};
+
+/// A wallet as its owner sees it. `Debug` leaves the balance out: it is the owner's data, which
+/// the database only holds encrypted, and logs should not hold it at all.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WalletView {
+    /// Its id.
+    pub id: WalletId,
+    /// Its owner.
+    pub owner: UserId,
+    /// Its currency.
+    pub currency: Currency,
+    /// Its status.
+    pub status: WalletStatus,
+    /// Its balance.
+    pub balance: Balance,
+    /// The public key its money-out transactions are signed with now.
+    pub public_key: [u8; 32],
+    /// Consecutive wrong PINs.
+    pub failed_pins: u32,
+    /// Created, microseconds since the epoch.
+    pub created_at: i64,
+    /// Last changed, microseconds since the epoch.
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for WalletView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalletView")
+            .field("id", &self.id)
+            .field("owner", &self.owner)
+            .field("currency", &self.currency)
+            .field("status", &self.status)
+            .field("failed_pins", &self.failed_pins)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A transaction as its participants see it (`Debug` leaves out the amount and the memo).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TransactionView {
+    /// Its id.
+    pub id: TransactionId,
+    /// What kind.
+    pub kind: TransactionKind,
+    /// How much.
+    pub money: Money,
+    /// Where money left.
+    pub from_wallet: Option<WalletId>,
+    /// Where money arrived.
+    pub to_wallet: Option<WalletId>,
+    /// The memo.
+    pub memo: Option<String>,
+    /// When, microseconds since the epoch.
+    pub at_micros: i64,
+    /// The client's idempotency key (part of the signed bytes).
+    pub idempotency_key: String,
+    /// For a reversal, what it reversed.
+    pub reverses: Option<TransactionId>,
+    /// Its reversal, if any.
+    pub reversed_by: Option<TransactionId>,
+    /// Money-out: the signature.
+    pub signature: Option<[u8; 64]>,
+    /// Money-out: the signer's public key.
+    pub public_key: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for TransactionView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransactionView")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("currency", &self.money.currency)
+            .field("from_wallet", &self.from_wallet)
+            .field("to_wallet", &self.to_wallet)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TransactionView {
+    /// The bytes the signature covers.
+    #[must_use]
+    pub fn signed_bytes(&self) -> Option<Vec<u8>> {
+        let from = self.from_wallet?;
+        Some(domain::signing_bytes(
+            self.id,
+            self.kind,
+            from,
+            self.to_wallet,
+            self.money,
+            self.at_micros,
+            &self.idempotency_key,
+        ))
+    }
+
+    /// Checks the signature with the recorded public key (what any third party can do).
+    /// `Ok(false)` for a transaction that carries none (deposits, reversals).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when it does not verify.
+    pub fn verify_signature(&self) -> Result<bool, Error> {
+        let (Some(sig), Some(pk), Some(bytes)) =
+            (self.signature, self.public_key, self.signed_bytes())
+        else {
+            return Ok(false);
+        };
+        let pk = WalletPublicKey::from_bytes(&pk).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let sig = WalletSignature::from_bytes(&sig).map_err(|e| Error::Corrupt(e.to_string()))?;
+        pk.verify(&bytes, &sig)
+            .map(|()| true)
+            .map_err(|e| Error::Corrupt(format!("transaction {}: {e}", self.id)))
+    }
+}
+
+/// A page of history.
+#[derive(Debug, Clone)]
+pub struct HistoryPageView {
+    /// Newest first.
+    pub items: Vec<TransactionView>,
+    /// Pass it back for the next (older) page; `None` at the end.
+    pub next_cursor: Option<String>,
+}
+
+pub(super) fn wallet_view(rec: &WalletRecord, balance: Balance) -> WalletView {
+    WalletView {
+        id: rec.id,
+        owner: rec.owner,
+        currency: rec.currency,
+        status: rec.status,
+        balance,
+        public_key: rec.public_key,
+        failed_pins: rec.failed_pins,
+        created_at: rec.created_at,
+        updated_at: rec.updated_at,
+    }
+}
+
+/// The wallet whose data key seals a posting on `account` of a transaction keyed by `key_wallet`.
+pub(super) fn sealer(account: Option<WalletId>, key_wallet: WalletId) -> WalletId {
+    account.unwrap_or(key_wallet)
+}
+
+/// Decrypts the postings of a stored transaction.
+pub(crate) fn open_postings(keys: &Keyring, t: &TransactionRecord) -> Result<Vec<Posting>, Error> {
+    t.postings
+        .iter()
+        .map(|p| {
+            let account = p
+                .wallet
+                .map_or(Account::Settlement(t.currency), Account::Wallet);
+            let delta = keys.open_i64(
+                sealer(p.wallet, t.key_wallet),
+                &posting_aad(t.id, p.line, account),
+                &p.amount,
+                "posting",
+            )?;
+            Ok(Posting { account, delta })
+        })
+        .collect()
+}
+
+/// Decrypts a stored transaction (the keyring holds the keys of its wallets).
+pub(crate) fn transaction_view(
+    keys: &Keyring,
+    t: &TransactionRecord,
+) -> Result<TransactionView, Error> {
+    let postings = open_postings(keys, t)?;
+    let amount = postings
+        .first()
+        .map(|p| p.delta.unsigned_abs())
+        .and_then(|a| i64::try_from(a).ok())
+        .ok_or_else(|| Error::Corrupt(format!("transaction {} has no postings", t.id)))?;
+    let memo = match &t.memo {
+        Some(m) => {
+            let plain = keys.open(t.key_wallet, &memo_aad(t.id), m, "memo")?;
+            Some(
+                String::from_utf8(plain.expose_secret().to_vec())
+                    .map_err(|_| Error::Corrupt(format!("memo of transaction {}", t.id)))?,
+            )
+        }
+        None => None,
+    };
+    let signature = match &t.signature {
+        Some(s) => Some(<[u8; 64]>::try_from(s.as_slice()).map_err(|_| {
+            Error::Corrupt(format!("signature of transaction {} is not 64 bytes", t.id))
+        })?),
+        None => None,
+    };
+    Ok(TransactionView {
+        id: t.id,
+        kind: t.kind,
+        money: Money {
+            amount: Amount::parse(amount, i64::MAX)
+                .map_err(|_| Error::Corrupt(format!("transaction {} moves nothing", t.id)))?,
+            currency: t.currency,
+        },
+        from_wallet: t.from_wallet,
+        to_wallet: t.to_wallet,
+        memo,
+        at_micros: t.at_micros,
+        idempotency_key: t.idempotency_key.clone(),
+        reverses: t.reverses,
+        reversed_by: t.reversed_by,
+        signature,
+        public_key: t.public_key,
+    })
+}
+
+/// Encodes a history cursor.
+pub(super) fn cursor(seq: i64) -> String {
+    let mut b = vec![1u8];
+    b.extend_from_slice(&seq.to_be_bytes());
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+pub(super) fn parse_cursor(s: &str) -> Result<i64, Error> {
+    let bad = || Error::invalid("cursor", "not a cursor this service issued");
+    let b = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
+    match b.split_first() {
+        Some((1, rest)) => <[u8; 8]>::try_from(rest)
+            .map(i64::from_be_bytes)
+            .map_err(|_| bad()),
+        _ => Err(bad()),
+    }
+}
