@@ -5,11 +5,16 @@
 //! ```text
 //! Ledger::transfer ── load both wallets with their wrapped DEKs (one query) ── unwrap DEKs
 //!    │                (key provider, behind its cache)
-//!    ├─ PIN: `unlock` (pin_attempts) unseals the sender's signing key (the verified-PIN cache,
-//!    │  or an attempt counted, then the KDF on the blocking pool); sign the canonical bytes
+//!    ├─ unlock (pin_attempts)
+//!    │    warm PIN (the verifier remembers it): unseal the sender's signing key in memory
+//!    │    cold PIN, one check per wallet at a time in this process:
+//!    │     ├─ the replay lookup: a repeated request is answered here, before any attempt counts
+//!    │     ├─ apply on the sender alone: lock it, count the attempt, commit
+//!    │     └─ the KDF on the blocking pool unseals the signing key (a wrong PIN stays counted)
+//!    ├─ sign the canonical bytes
 //!    └─ LedgerStore::apply ─ BEGIN ─ lock both rows in id order + look up the idempotency key
 //!                            ─ decide (sync: decrypt balances, domain::transfer, seal new
-//!                              balances, postings, memo) ─ write ─ audit append_in ─ COMMIT
+//!                              balances, postings, memo) ─ write with the audit append ─ COMMIT
 //! ```
 //!
 //! A withdrawal is the same with one wallet; a deposit needs no PIN and is not signed. The
