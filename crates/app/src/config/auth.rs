@@ -1,0 +1,140 @@
+//! Accounts and tokens (`[auth]`): the access tokens' issuer, audience and lifetime, where
+//! revocations are kept ([`RevocationBackend`]; Redis needs a URL, which `COFFER_REDIS_URL`
+//! also sets), second factors for large money-out, password hashing, and the external OIDC
+//! issuers (`[[auth.oidc]]`, each parsed and checked as a `coffer_auth_oidc::IssuerConfig`).
+//! The Redis URL may hold a password: `Debug` shows it masked.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, error, mask_url};
+
+/// Where revocations are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationBackend {
+    /// The database (survives restarts, shared by processes on it): the default.
+    Database,
+    /// Process memory (one process; forgets on restart, which then refuses every token).
+    Memory,
+    /// Redis (several replicas).
+    Redis,
+}
+
+/// Accounts and tokens.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `iss` of access tokens.
+    pub issuer: String,
+    /// `aud` of access tokens.
+    pub audience: String,
+    /// Access token lifetime, seconds.
+    pub access_ttl_secs: u64,
+    /// Grace window for a refresh retry, seconds (0: none).
+    pub refresh_grace_secs: u64,
+    /// Where revocations are kept.
+    pub revocation: RevocationBackend,
+    /// Redis, for `revocation = "redis"`.
+    pub redis_url: Option<String>,
+    /// With `revocation = "database"` on Postgres: how long a token's revocation status is
+    /// remembered between requests, seconds, while the process is told of every revocation
+    /// (`LISTEN`); 0: asked of the database at every request.
+    pub revocation_cache_secs: u64,
+    /// Money-out above this many major units needs a second factor.
+    pub mfa_above_major_units: Option<u64>,
+    /// Password hashes at once.
+    pub password_hash_concurrency: usize,
+    /// Argon2id memory, KiB (OWASP: 19456).
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes (OWASP: 2).
+    pub argon2_iterations: u32,
+    /// External OIDC issuers whose access tokens are accepted next to Coffer's own, each a
+    /// `coffer_auth_oidc::IssuerConfig` (`[[auth.oidc]]`: issuer, audience, jwks = { url = … }
+    /// or { file = … }, roles_claim, role_map, …).
+    pub oidc: Vec<toml::Table>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "http://127.0.0.1:8080".to_owned(),
+            audience: "coffer-api".to_owned(),
+            access_ttl_secs: 3600,
+            refresh_grace_secs: 10,
+            revocation: RevocationBackend::Database,
+            redis_url: None,
+            revocation_cache_secs: 60,
+            mfa_above_major_units: None,
+            password_hash_concurrency: 4,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            oidc: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("revocation", &self.revocation)
+            .field("redis_url", &self.redis_url.as_deref().map(mask_url))
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthConfig {
+    /// Redis revocation with its URL, the token lifetime, the hashing concurrency, then each
+    /// OIDC issuer.
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.revocation == RevocationBackend::Redis && self.redis_url.is_none() {
+            return Err(error(
+                "auth.redis_url",
+                "revocation = \"redis\" without a Redis URL",
+                "set auth.redis_url or COFFER_REDIS_URL",
+            ));
+        }
+        if self.access_ttl_secs < 60 || self.access_ttl_secs > 24 * 3600 {
+            return Err(error(
+                "auth.access_ttl_secs",
+                "outside 60..=86400",
+                "use 3600",
+            ));
+        }
+        if self.password_hash_concurrency == 0 {
+            return Err(error(
+                "auth.password_hash_concurrency",
+                "0",
+                "use the number of cores",
+            ));
+        }
+        self.oidc_issuers()?;
+        Ok(())
+    }
+
+    /// The configured external issuers, parsed and checked (behind
+    /// [`Config::oidc_issuers`](super::Config::oidc_issuers)).
+    pub(super) fn oidc_issuers(&self) -> Result<Vec<coffer_auth_oidc::IssuerConfig>, ConfigError> {
+        self.oidc
+            .iter()
+            .enumerate()
+            .map(|(i, table)| {
+                let setting = format!("auth.oidc[{i}]");
+                let c: coffer_auth_oidc::IssuerConfig =
+                    table.clone().try_into().map_err(|e: toml::de::Error| {
+                        error(
+                            &setting,
+                            e.message().to_owned(),
+                            "see coffer-auth-oidc's IssuerConfig",
+                        )
+                    })?;
+                c.validate()
+                    .map_err(|e| error(&setting, e.to_string(), "fix the issuer entry"))?;
+                Ok(c)
+            })
+            .collect()
+    }
+}
