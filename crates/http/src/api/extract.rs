@@ -13,8 +13,8 @@ use coffer_auth::token::AccessClaims;
 use coffer_auth::user::UserId;
 use serde::de::DeserializeOwned;
 
-use super::ApiState;
 use super::error::ApiError;
+use super::state::ApiState;
 
 /// The caller of a route that needs a bearer token: verified (signature, claims, revocation),
 /// Coffer's own or a configured external issuer's.
@@ -106,8 +106,8 @@ impl FromRequestParts<ApiState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        if let Some(super::Authenticated(principal)) =
-            parts.extensions.get::<super::Authenticated>()
+        if let Some(super::state::Authenticated(principal)) =
+            parts.extensions.get::<super::state::Authenticated>()
         {
             return Ok(principal.clone());
         }
@@ -278,7 +278,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
             });
         let request_id = parts
             .headers
-            .get(super::REQUEST_ID)
+            .get(super::state::REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         Ok(Self(RequestContext {

@@ -1,25 +1,42 @@
-//! The REST API (DESIGN.md §3): the router, its state and its middleware.
+//! The REST API: the router, its middleware and the modules behind them.
+//!
+//! [`router`] wires every route to its handler in `routes` (one module per OpenAPI tag) and wraps
+//! them in this stack, outside in:
+//!
+//! 1. request ids: a client's `x-request-id` is kept when it is 1 to 64 characters of
+//!    `[A-Za-z0-9._-]`, otherwise one is generated; it is echoed in the response;
+//! 2. tracing: one span per request with its method, route template (never the path: ids, not
+//!    values, and no query strings) and request id;
+//! 3. panics, caught and answered as opaque 500 problems;
+//! 4. the body limit ([`Limits::body_bytes`]);
+//! 5. the timeout ([`Limits::request_timeout`]): the handler runs in a task of its own and is
+//!    left to finish, so no write stops half-way; only the wait is abandoned, with a 503
+//!    `timeout` problem. The request id goes into every audit record the handler's services
+//!    write;
+//! 6. request metrics per route template, method and status (`metrics::record`);
+//! 7. `authenticate`: a bearer token is verified once, before rate limiting, so per-user budgets
+//!    count verified users only; the caller is left in the request as [`Authenticated`];
+//! 8. when configured, the rate-limit layer ([`crate::ratelimit::enforce`]), with each request's
+//!    class from [`classify`] (login, register, refresh, money-out, admin, write, read).
 //!
 //! Every response to a request that went wrong is a problem (`application/problem+json`) with a
 //! stable `code`: the handlers' errors ([`error::ApiError`]), unknown routes and methods, bodies
 //! over the limit, requests over the time limit and panics alike. Every request carries an id
 //! (`x-request-id`, accepted from the client or generated), echoed in the response and recorded
 //! in its log span.
+//!
+//! The modules of this folder import from each other, never from this one: what they share
+//! ([`ApiState`], [`Authenticated`], [`Readiness`], [`REQUEST_ID`]) is in `state`, re-exported
+//! here at the paths the crate has always published.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use coffer_audit::ObservedAuditLog;
-use coffer_auth::MfaRule;
-use coffer_auth::accounts::Accounts;
-use coffer_ledger::Ledger;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -29,46 +46,11 @@ pub mod extract;
 pub mod metrics;
 pub mod openapi;
 mod routes;
+mod state;
 mod views;
 
 use error::ApiError;
-
-/// The request id header.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// What `/readyz` asks: each dependency's name and whether it answers.
-#[async_trait]
-pub trait Readiness: Send + Sync {
-    /// One entry per dependency (database, key provider, Redis when configured).
-    async fn check(&self) -> Vec<(&'static str, Result<(), String>)>;
-}
-
-/// What the handlers share.
-#[derive(Clone)]
-pub struct ApiState {
-    /// The ledger.
-    pub ledger: Arc<Ledger>,
-    /// Accounts and tokens.
-    pub accounts: Arc<Accounts>,
-    /// Master key rotation: status and requests (a worker runs them).
-    pub rotation: Arc<coffer_rotation::Rotator>,
-    /// Configured external OIDC issuers, whose tokens are accepted next to Coffer's own.
-    pub oidc: Option<Arc<coffer_auth_oidc::OidcIssuers>>,
-    /// The audit log (admin reads and verification).
-    pub audit: Arc<ObservedAuditLog>,
-    /// The step-up rule for money-out.
-    pub mfa: MfaRule,
-    /// Readiness checks.
-    pub readiness: Arc<dyn Readiness>,
-    /// The metrics registry.
-    pub metrics: Arc<metrics::Metrics>,
-}
-
-impl std::fmt::Debug for ApiState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiState").finish_non_exhaustive()
-    }
-}
+pub use state::{ApiState, Authenticated, REQUEST_ID, Readiness};
 
 /// Limits the router enforces.
 #[derive(Debug, Clone, Copy)]
@@ -87,11 +69,6 @@ impl Default for Limits {
         }
     }
 }
-
-/// The caller a request's token proved, verified once by [`authenticate`] (the rate limiter keys
-/// by its user; the `Principal` extractor reuses it).
-#[derive(Debug, Clone)]
-pub struct Authenticated(pub extract::Principal);
 
 /// Verifies a bearer token if the request has one, before rate limiting, so per-user limits
 /// count verified users only (a forged `sub` cannot spend another user's budget). A request
@@ -139,41 +116,44 @@ pub fn router(
     limits: Limits,
     rate: Option<crate::ratelimit::RateLimits>,
 ) -> Router {
-    use routes as r;
+    use routes::{admin, auth, health, money, wallets};
     let api = Router::new()
-        .route("/v1/auth/register", post(r::register))
-        .route("/v1/auth/login", post(r::login))
-        .route("/v1/auth/refresh", post(r::refresh))
-        .route("/v1/auth/logout", post(r::logout))
-        .route("/v1/auth/sessions/revoke-all", post(r::revoke_all))
-        .route("/v1/auth/totp/enroll", post(r::totp_enroll))
-        .route("/v1/auth/totp/confirm", post(r::totp_confirm))
-        .route("/v1/auth/totp/disable", post(r::totp_disable))
-        .route("/.well-known/jwks.json", get(r::jwks))
-        .route("/v1/me", get(r::me))
-        .route("/v1/wallets", post(r::open_wallet).get(r::list_wallets))
-        .route("/v1/wallets/{id}", get(r::get_wallet))
-        .route("/v1/wallets/{id}/deposits", post(r::deposit))
-        .route("/v1/wallets/{id}/withdrawals", post(r::withdraw))
-        .route("/v1/wallets/{id}/transfers", post(r::transfer))
-        .route("/v1/wallets/{id}/transactions", get(r::history))
-        .route("/v1/wallets/{id}/pin", put(r::change_pin))
-        .route("/v1/transactions/{id}", get(r::get_transaction))
-        .route("/v1/admin/wallets/{id}/freeze", post(r::freeze))
-        .route("/v1/admin/wallets/{id}/unfreeze", post(r::unfreeze))
-        .route("/v1/admin/wallets/{id}/close", post(r::close))
-        .route("/v1/admin/wallets/{id}/pin/unlock", post(r::unlock_pin))
-        .route("/v1/admin/wallets/{id}/pin/reset", post(r::reset_pin))
-        .route("/v1/admin/transactions/{id}/reversal", post(r::reverse))
-        .route("/v1/admin/users/{id}/roles", post(r::set_roles))
+        .route("/v1/auth/register", post(auth::register))
+        .route("/v1/auth/login", post(auth::login))
+        .route("/v1/auth/refresh", post(auth::refresh))
+        .route("/v1/auth/logout", post(auth::logout))
+        .route("/v1/auth/sessions/revoke-all", post(auth::revoke_all))
+        .route("/v1/auth/totp/enroll", post(auth::totp_enroll))
+        .route("/v1/auth/totp/confirm", post(auth::totp_confirm))
+        .route("/v1/auth/totp/disable", post(auth::totp_disable))
+        .route("/.well-known/jwks.json", get(auth::jwks))
+        .route("/v1/me", get(auth::me))
+        .route(
+            "/v1/wallets",
+            post(wallets::open_wallet).get(wallets::list_wallets),
+        )
+        .route("/v1/wallets/{id}", get(wallets::get_wallet))
+        .route("/v1/wallets/{id}/deposits", post(money::deposit))
+        .route("/v1/wallets/{id}/withdrawals", post(money::withdraw))
+        .route("/v1/wallets/{id}/transfers", post(money::transfer))
+        .route("/v1/wallets/{id}/transactions", get(wallets::history))
+        .route("/v1/wallets/{id}/pin", put(wallets::change_pin))
+        .route("/v1/transactions/{id}", get(wallets::get_transaction))
+        .route("/v1/admin/wallets/{id}/freeze", post(admin::freeze))
+        .route("/v1/admin/wallets/{id}/unfreeze", post(admin::unfreeze))
+        .route("/v1/admin/wallets/{id}/close", post(admin::close))
+        .route("/v1/admin/wallets/{id}/pin/unlock", post(admin::unlock_pin))
+        .route("/v1/admin/wallets/{id}/pin/reset", post(admin::reset_pin))
+        .route("/v1/admin/transactions/{id}/reversal", post(admin::reverse))
+        .route("/v1/admin/users/{id}/roles", post(admin::set_roles))
         .route(
             "/v1/admin/users/{id}/sessions/revoke",
-            post(r::revoke_user_sessions),
+            post(admin::revoke_user_sessions),
         )
-        .route("/v1/admin/keys", get(r::keys_overview))
-        .route("/v1/admin/keys/rotate", post(r::request_rotation))
-        .route("/v1/admin/audit", get(r::audit_events))
-        .route("/v1/admin/audit/verify", get(r::audit_verify))
+        .route("/v1/admin/keys", get(admin::keys_overview))
+        .route("/v1/admin/keys/rotate", post(admin::request_rotation))
+        .route("/v1/admin/audit", get(admin::audit_events))
+        .route("/v1/admin/audit/verify", get(admin::audit_verify))
         .route(
             "/openapi.json",
             get(|| async {
@@ -187,15 +167,15 @@ pub fn router(
             "/docs",
             get(|| async { axum::response::Html(openapi::DOCS_PAGE) }),
         )
-        .route("/metrics", get(r::metrics))
-        .route("/healthz", get(r::healthz))
-        .route("/readyz", get(r::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());
     // Layers run outside-in in the reverse order of these calls: request id, tracing, panics,
-    // body limit, timeout, authentication, then rate limiting (which keys by the verified
-    // user), then the handler.
+    // body limit, timeout, metrics, authentication, then rate limiting (which keys by the
+    // verified user), then the handler.
     let api = match rate {
         Some(rate) => api.layer(middleware::from_fn_with_state(
             rate,

@@ -1,5 +1,6 @@
-//! Response bodies: what the API promises clients (DESIGN.md §3). Money is integer minor units
-//! with its ISO 4217 code; times are RFC 3339; keys and signatures base64url.
+//! Response bodies: what the API promises clients (their schemas are published in
+//! `docs/openapi.json`). Money is integer minor units with its ISO 4217 code; times are RFC 3339;
+//! keys and signatures base64url.
 
 use std::time::{Duration, UNIX_EPOCH};
 

@@ -1,0 +1,240 @@
+//! `auth`: registration, sign-in, token refresh, logout and revoking every session, the TOTP
+//! second factor (enroll, confirm, disable), the public signing keys (`/.well-known/jwks.json`)
+//! and the caller (`/v1/me`). A token from a configured external OIDC issuer signs in like
+//! Coffer's own; its logout denylists the token under the issuer's key, and the routes that
+//! manage sessions or factors refuse it with 409 `external_identity` (they live at its issuer).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use coffer_audit::Actor;
+use coffer_auth::Permission;
+use coffer_auth::accounts::{Credentials, Registration};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::shared::{ApiResult, created, entity, no_content, ok};
+use crate::api::error::ApiError;
+use crate::api::extract::{Ctx, Json, OptionalJson, Principal};
+use crate::api::openapi::{MeDoc, ProblemDoc, TotpEnrollmentDoc, UserCreated};
+use crate::api::state::ApiState;
+use crate::api::views;
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct RegisterBody {
+    email: String,
+    password: String,
+    phone: Option<String>,
+    tax_id: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterBody, responses((status = 201, description = "registered", body = UserCreated), (status = 409, description = "email taken", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")))]
+pub(in crate::api) async fn register(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Json(b): Json<RegisterBody>,
+) -> ApiResult {
+    let id = state
+        .accounts
+        .register(
+            Registration {
+                email: &b.email,
+                password: &b.password,
+                phone: b.phone.as_deref(),
+                tax_id: b.tax_id.as_deref(),
+            },
+            &ctx,
+        )
+        .await?;
+    created(json!({ "user_id": id.to_string() }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct LoginBody {
+    email: String,
+    password: String,
+    totp: Option<String>,
+    client_id: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginBody, responses((status = 200, description = "signed in", body = views::Tokens), (status = 401, description = "invalid credentials, or mfa_required", body = ProblemDoc, content_type = "application/problem+json")))]
+pub(in crate::api) async fn login(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Json(b): Json<LoginBody>,
+) -> ApiResult {
+    let session = state
+        .accounts
+        .login(
+            Credentials {
+                email: &b.email,
+                password: &b.password,
+                totp: b.totp.as_deref(),
+                client_id: b.client_id.as_deref().unwrap_or("coffer"),
+            },
+            &ctx,
+        )
+        .await?;
+    ok(views::Tokens::from(&session))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct RefreshBody {
+    refresh_token: String,
+}
+
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshBody, responses((status = 200, description = "rotated", body = views::Tokens), (status = 401, description = "invalid refresh token", body = ProblemDoc, content_type = "application/problem+json")))]
+pub(in crate::api) async fn refresh(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Json(b): Json<RefreshBody>,
+) -> ApiResult {
+    let session = state.accounts.refresh(&b.refresh_token, &ctx).await?;
+    ok(views::Tokens::from(&session))
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct LogoutBody {
+    /// Accepted for clients that send it; the session is the access token's own.
+    #[serde(rename = "refresh_token")]
+    _refresh_token: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", responses((status = 204, description = "this token and its session stop working"), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(in crate::api) async fn logout(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Ctx(ctx): Ctx,
+    OptionalJson(_): OptionalJson<LogoutBody>,
+) -> ApiResult {
+    match (&principal.external, &state.oidc) {
+        // An external token: denylisted under its issuer's key until it expires.
+        (Some(external), Some(oidc)) => oidc.revoke(external).await?,
+        _ => state.accounts.logout(&principal.claims, &ctx).await?,
+    }
+    no_content()
+}
+
+/// Sessions of an external identity live at its issuer.
+fn not_for_external(principal: &Principal) -> Result<(), ApiError> {
+    if principal.external.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "external_identity",
+            "Managed by your identity provider",
+        )
+        .detail("this token comes from an external issuer: manage its sessions there"));
+    }
+    Ok(())
+}
+
+#[utoipa::path(post, path = "/v1/auth/sessions/revoke-all", tag = "auth", responses((status = 204, description = "every session of the caller stops working"), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(in crate::api) async fn revoke_all(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Ctx(ctx): Ctx,
+) -> ApiResult {
+    not_for_external(&principal)?;
+    state
+        .accounts
+        .revoke_sessions(
+            Actor::User(entity(&principal.user.to_string())),
+            principal.user,
+            &ctx,
+        )
+        .await?;
+    no_content()
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct PasswordBody {
+    password: String,
+}
+
+#[utoipa::path(post, path = "/v1/auth/totp/enroll", tag = "auth", request_body = PasswordBody, responses((status = 200, description = "the secret, shown once", body = TotpEnrollmentDoc), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "a factor is already on", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(in crate::api) async fn totp_enroll(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Ctx(ctx): Ctx,
+    Json(b): Json<PasswordBody>,
+) -> ApiResult {
+    not_for_external(&principal)?;
+    let e = state
+        .accounts
+        .totp_enroll(principal.user, &b.password, &ctx)
+        .await?;
+    ok(json!({ "secret": e.secret.as_str(), "otpauth_uri": e.otpauth_uri.as_str() }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct CodeBody {
+    code: String,
+}
+
+#[utoipa::path(post, path = "/v1/auth/totp/confirm", tag = "auth", request_body = CodeBody, responses((status = 204, description = "logins now need a code"), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "no enrollment to confirm", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(in crate::api) async fn totp_confirm(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Ctx(ctx): Ctx,
+    Json(b): Json<CodeBody>,
+) -> ApiResult {
+    not_for_external(&principal)?;
+    state
+        .accounts
+        .totp_confirm(principal.user, &b.code, &ctx)
+        .await?;
+    no_content()
+}
+
+#[utoipa::path(post, path = "/v1/auth/totp/disable", tag = "auth", request_body = CodeBody, responses((status = 204, description = "the factor is off"), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(in crate::api) async fn totp_disable(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Ctx(ctx): Ctx,
+    Json(b): Json<CodeBody>,
+) -> ApiResult {
+    not_for_external(&principal)?;
+    state
+        .accounts
+        .totp_disable(principal.user, &b.code, &ctx)
+        .await?;
+    no_content()
+}
+
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth", responses((status = 200, description = "current and still-valid public signing keys", body = Object)))]
+pub(in crate::api) async fn jwks(State(state): State<ApiState>) -> ApiResult {
+    ok(state.accounts.tokens().jwks())
+}
+
+#[utoipa::path(get, path = "/v1/me", tag = "auth", responses((status = 200, description = "the caller", body = MeDoc), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(in crate::api) async fn me(State(state): State<ApiState>, principal: Principal) -> ApiResult {
+    let permissions: Vec<&str> = state
+        .accounts
+        .rbac()
+        .permissions(&principal.claims.roles)
+        .into_iter()
+        .map(Permission::as_str)
+        .collect();
+    if let Some(external) = &principal.external {
+        return ok(json!({
+            "user_id": principal.user.to_string(),
+            "issuer": external.issuer,
+            "subject": external.subject,
+            "roles": principal.claims.roles,
+            "permissions": permissions,
+        }));
+    }
+    let profile = state.accounts.profile(principal.user).await?;
+    ok(json!({
+        "user_id": profile.id.to_string(),
+        "email": profile.email.expose(),
+        "roles": principal.claims.roles,
+        "permissions": permissions,
+        "mfa_enabled": profile.mfa_enabled,
+    }))
+}

@@ -1,0 +1,157 @@
+//! `money`: deposits, withdrawals and transfers. Each POST needs an `Idempotency-Key` (the
+//! ledger replays the first answer for the same body, or refuses a different one); money-out
+//! (withdrawals and transfers) takes the wallet's PIN and, above the configured threshold, a
+//! second factor in the token's `amr` (403 `mfa_required`).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use coffer_auth::Permission;
+use coffer_ledger::{Caller, MoneyRequest};
+use serde::Deserialize;
+
+use super::shared::{ApiResult, created};
+use crate::api::error::ApiError;
+use crate::api::extract::{IdempotencyKey, Json, PathId, Principal, wallet_id};
+use crate::api::openapi::ProblemDoc;
+use crate::api::state::ApiState;
+use crate::api::views;
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct DepositBody {
+    amount: i64,
+    currency: String,
+    reference: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/wallets/{id}/deposits", tag = "money", request_body = DepositBody, params(("id" = String, Path, description = "the resource id"), ("Idempotency-Key" = String, Header, description = "replays the first answer for the same body")), responses((status = 201, description = "deposited (or the replay of the first answer)", body = views::Transaction), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "frozen, closed, or idempotency conflict", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(in crate::api) async fn deposit(
+    State(state): State<ApiState>,
+    principal: Principal,
+    PathId(id): PathId,
+    IdempotencyKey(key): IdempotencyKey,
+    Json(b): Json<DepositBody>,
+) -> ApiResult {
+    principal.require(&state, Permission::WalletDeposit)?;
+    let t = state
+        .ledger
+        .deposit(
+            principal.ledger_user(),
+            wallet_id(&id)?,
+            &MoneyRequest {
+                amount_minor: b.amount,
+                currency: &b.currency,
+                memo: b.reference.as_deref(),
+                idempotency_key: &key,
+            },
+        )
+        .await?;
+    created(views::Transaction::from(&t))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct WithdrawBody {
+    amount: i64,
+    currency: String,
+    pin: String,
+    reference: Option<String>,
+}
+
+/// Money-out above the configured threshold needs a second factor in the token's `amr`. A
+/// wallet that is not the caller's is a 404 first, as everywhere.
+async fn check_mfa(
+    state: &ApiState,
+    principal: &Principal,
+    wallet: coffer_ledger::WalletId,
+    amount: i64,
+    currency: &str,
+) -> Result<(), ApiError> {
+    let Ok(c) = coffer_ledger::Currency::parse(currency) else {
+        // The ledger names the bad currency.
+        return Ok(());
+    };
+    let Err(e) = state
+        .mfa
+        .check(&principal.claims.amr, amount, u32::from(c.exponent()))
+    else {
+        return Ok(());
+    };
+    state
+        .ledger
+        .wallet(Caller::User(principal.ledger_user()), wallet)
+        .await?;
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "mfa_required",
+        "Second factor required",
+    )
+    .detail(e.to_string()))
+}
+
+#[utoipa::path(post, path = "/v1/wallets/{id}/withdrawals", tag = "money", request_body = WithdrawBody, params(("id" = String, Path, description = "the resource id"), ("Idempotency-Key" = String, Header, description = "replays the first answer for the same body")), responses((status = 201, description = "withdrawn (or the replay)", body = views::Transaction), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "forbidden, pin_wrong or mfa_required", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "frozen, closed, or idempotency conflict", body = ProblemDoc, content_type = "application/problem+json"), (status = 423, description = "pin_locked", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(in crate::api) async fn withdraw(
+    State(state): State<ApiState>,
+    principal: Principal,
+    PathId(id): PathId,
+    IdempotencyKey(key): IdempotencyKey,
+    Json(b): Json<WithdrawBody>,
+) -> ApiResult {
+    principal.require(&state, Permission::WalletWithdraw)?;
+    check_mfa(&state, &principal, wallet_id(&id)?, b.amount, &b.currency).await?;
+    let t = state
+        .ledger
+        .withdraw(
+            principal.ledger_user(),
+            wallet_id(&id)?,
+            &b.pin,
+            &MoneyRequest {
+                amount_minor: b.amount,
+                currency: &b.currency,
+                memo: b.reference.as_deref(),
+                idempotency_key: &key,
+            },
+        )
+        .await?;
+    created(views::Transaction::from(&t))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct TransferBody {
+    to_wallet_id: String,
+    amount: i64,
+    currency: String,
+    pin: String,
+    memo: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/wallets/{id}/transfers", tag = "money", request_body = TransferBody, params(("id" = String, Path, description = "the resource id"), ("Idempotency-Key" = String, Header, description = "replays the first answer for the same body")), responses((status = 201, description = "transferred (or the replay)", body = views::Transaction), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "forbidden, pin_wrong or mfa_required", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "frozen, closed, or idempotency conflict", body = ProblemDoc, content_type = "application/problem+json"), (status = 423, description = "pin_locked", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(in crate::api) async fn transfer(
+    State(state): State<ApiState>,
+    principal: Principal,
+    PathId(id): PathId,
+    IdempotencyKey(key): IdempotencyKey,
+    Json(b): Json<TransferBody>,
+) -> ApiResult {
+    principal.require(&state, Permission::WalletTransfer)?;
+    check_mfa(&state, &principal, wallet_id(&id)?, b.amount, &b.currency).await?;
+    let to = coffer_ledger::WalletId::parse(&b.to_wallet_id)
+        .map_err(|_| ApiError::invalid("to_wallet_id", "not a wallet id"))?;
+    let t = state
+        .ledger
+        .transfer(
+            principal.ledger_user(),
+            wallet_id(&id)?,
+            to,
+            &b.pin,
+            &MoneyRequest {
+                amount_minor: b.amount,
+                currency: &b.currency,
+                memo: b.memo.as_deref(),
+                idempotency_key: &key,
+            },
+        )
+        .await?;
+    created(views::Transaction::from(&t))
+}

@@ -1,0 +1,60 @@
+//! What the handlers, the extractors and the middleware share: [`ApiState`] (the services every
+//! handler reaches), [`Readiness`] (what `/readyz` asks), [`Authenticated`] (the caller the
+//! `authenticate` middleware verified, left in the request's extensions for the rate limiter and
+//! the `Principal` extractor) and the request id header, [`REQUEST_ID`].
+//!
+//! Every module of the API imports these from here, never from `api` itself: the folder's
+//! imports flow one way, from the router down.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::http::HeaderName;
+use coffer_audit::ObservedAuditLog;
+use coffer_auth::MfaRule;
+use coffer_auth::accounts::Accounts;
+use coffer_ledger::Ledger;
+
+use super::{extract, metrics};
+
+/// The request id header.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What `/readyz` asks: each dependency's name and whether it answers.
+#[async_trait]
+pub trait Readiness: Send + Sync {
+    /// One entry per dependency (database, key provider, Redis when configured).
+    async fn check(&self) -> Vec<(&'static str, Result<(), String>)>;
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The ledger.
+    pub ledger: Arc<Ledger>,
+    /// Accounts and tokens.
+    pub accounts: Arc<Accounts>,
+    /// Master key rotation: status and requests (a worker runs them).
+    pub rotation: Arc<coffer_rotation::Rotator>,
+    /// Configured external OIDC issuers, whose tokens are accepted next to Coffer's own.
+    pub oidc: Option<Arc<coffer_auth_oidc::OidcIssuers>>,
+    /// The audit log (admin reads and verification).
+    pub audit: Arc<ObservedAuditLog>,
+    /// The step-up rule for money-out.
+    pub mfa: MfaRule,
+    /// Readiness checks.
+    pub readiness: Arc<dyn Readiness>,
+    /// The metrics registry.
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState").finish_non_exhaustive()
+    }
+}
+
+/// The caller a request's token proved, verified once by `authenticate` (the rate limiter keys
+/// by its user; the `Principal` extractor reuses it).
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub extract::Principal);
