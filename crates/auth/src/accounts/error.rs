@@ -1,0 +1,139 @@
+//! [`AuthError`], the accounts service's one error type, and how the errors of its ports (user
+//! store, key provider, secrets manager, password hasher) map onto it.
+//!
+//! [`AuthError::code`] is the stable API problem code. It says deliberately little: every
+//! refused login is `invalid_credentials` (unknown email, wrong password and wrong code alike),
+//! every refused refresh `invalid_refresh_token` (unknown, expired, revoked or reused). A
+//! dependency that does not answer is `unavailable` (retry later), stored data that does not
+//! open or decode `corrupt`.
+
+use std::fmt;
+
+use coffer_keys::KeyError;
+use coffer_secrets::SecretError;
+
+use crate::password::HashError;
+use crate::store::UserStoreError;
+use crate::token::TokenError;
+
+/// Why an accounts operation failed. [`AuthError::code`] is the stable API problem code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// Wrong email, password or code: never which.
+    #[error("invalid email, password or code")]
+    InvalidCredentials,
+    /// The password was right and the account has a second factor: send the code.
+    #[error("a one-time code is required")]
+    MfaRequired,
+    /// Registration with an email already registered.
+    #[error("this email is already registered")]
+    EmailTaken,
+    /// A field that does not parse.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// Which field.
+        field: &'static str,
+        /// What is wrong (no secrets).
+        reason: String,
+    },
+    /// The refresh token is unknown, expired, revoked or was reused.
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    /// No such user.
+    #[error("user not found")]
+    UserNotFound,
+    /// A role the configuration does not define.
+    #[error("unknown role {0}")]
+    UnknownRole(String),
+    /// TOTP enrollment in the wrong state (already on, or not started).
+    #[error("{0}")]
+    MfaState(&'static str),
+    /// The access token is refused.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// A dependency does not answer (database, key provider, revocation list). Retry later.
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data does not decrypt or decode.
+    #[error("stored account data is corrupt: {0}")]
+    Corrupt(String),
+    /// Anything else.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AuthError {
+    /// The stable code.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::MfaRequired => "mfa_required",
+            Self::EmailTaken => "email_taken",
+            Self::Invalid { .. } => "invalid_request",
+            Self::InvalidRefreshToken => "invalid_refresh_token",
+            Self::UserNotFound => "user_not_found",
+            Self::UnknownRole(_) => "unknown_role",
+            Self::MfaState(_) => "mfa_state",
+            Self::Token(t) => t.reason(),
+            Self::Unavailable(_) => "unavailable",
+            Self::Corrupt(_) => "corrupt",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<UserStoreError> for AuthError {
+    fn from(e: UserStoreError) -> Self {
+        match e {
+            UserStoreError::DuplicateEmail => Self::EmailTaken,
+            UserStoreError::Unavailable(m) => Self::Unavailable(m),
+            UserStoreError::Corrupt(m) => Self::Corrupt(m),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<KeyError> for AuthError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Unavailable { .. } => Self::Unavailable(e.to_string()),
+            KeyError::Corrupt(m) => Self::Corrupt(m),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<SecretError> for AuthError {
+    fn from(e: SecretError) -> Self {
+        match e {
+            SecretError::Keys(k) => Self::from(k),
+            SecretError::Store(coffer_secrets::SecretStoreError::Unavailable(m)) => {
+                Self::Unavailable(m)
+            }
+            SecretError::Corrupt { .. } => Self::Corrupt(e.to_string()),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<HashError> for AuthError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Unavailable => Self::Unavailable(e.to_string()),
+            HashError::Corrupt(m) => Self::Corrupt(format!("password hash: {m}")),
+        }
+    }
+}
+
+pub(super) fn invalid(field: &'static str, e: impl fmt::Display) -> AuthError {
+    AuthError::Invalid {
+        field,
+        reason: e.to_string(),
+    }
+}
+
+pub(super) fn corrupt(e: impl fmt::Display) -> AuthError {
+    AuthError::Corrupt(e.to_string())
+}

@@ -1,0 +1,122 @@
+//! A user's profile and roles.
+//!
+//! The profile is the user's personal data, opened under their data key. A role change (an
+//! admin's) is stored with its audit record and then bumps the user's revocation epoch: their
+//! current access tokens stop at once, and their sessions refresh into tokens with the new roles.
+//! A token's epochs are read before its roles, so a change committing in between yields a token
+//! that is already revoked, never one that outlives the change with the old roles.
+
+use std::fmt;
+
+use coffer_audit::{Action, Actor, Outcome};
+use coffer_crypto::open_bytes;
+use zeroize::Zeroizing;
+
+use super::Accounts;
+use super::error::{AuthError, corrupt};
+use super::shared::{RequestContext, code, entity, field_aad};
+use crate::email::Email;
+use crate::token::TokenError;
+use crate::user::{Phone, TaxId, UserId};
+
+/// A user's own data, decrypted.
+#[derive(Clone)]
+pub struct Profile {
+    /// The id.
+    pub id: UserId,
+    /// Email.
+    pub email: Email,
+    /// Phone.
+    pub phone: Option<Phone>,
+    /// Tax id.
+    pub tax_id: Option<TaxId>,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// Whether a second factor is on.
+    pub mfa_enabled: bool,
+}
+
+impl fmt::Debug for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Profile")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("roles", &self.roles)
+            .field("mfa_enabled", &self.mfa_enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Accounts {
+    /// A user's own data, decrypted.
+    ///
+    /// # Errors
+    /// [`AuthError::UserNotFound`], dependencies.
+    pub async fn profile(&self, user: UserId) -> Result<Profile, AuthError> {
+        let u = self.load_user(user).await?;
+        let dek = self.user_key(&u).await?;
+        let text = |field: &str, sealed: &[u8]| -> Result<Zeroizing<String>, AuthError> {
+            let plain = open_bytes(&dek, &field_aad(user, field), sealed).map_err(corrupt)?;
+            String::from_utf8(plain.expose_secret().to_vec())
+                .map(Zeroizing::new)
+                .map_err(corrupt)
+        };
+        Ok(Profile {
+            id: user,
+            email: Email::parse(&text("email", &u.record.email)?).map_err(corrupt)?,
+            phone: u
+                .record
+                .phone
+                .as_deref()
+                .map(|s| Phone::parse(&text("phone", s)?).map_err(corrupt))
+                .transpose()?,
+            tax_id: u
+                .record
+                .tax_id
+                .as_deref()
+                .map(|s| TaxId::parse(&text("tax_id", s)?).map_err(corrupt))
+                .transpose()?,
+            roles: u.record.roles.clone(),
+            mfa_enabled: u.record.totp.as_ref().is_some_and(|t| t.confirmed),
+        })
+    }
+
+    /// Replaces a user's roles (admin). The user's current access tokens stop working, so the
+    /// change takes effect now; their sessions refresh into tokens with the new roles.
+    ///
+    /// # Errors
+    /// [`AuthError::UnknownRole`], [`AuthError::UserNotFound`], dependencies.
+    pub async fn set_roles(
+        &self,
+        admin: UserId,
+        user: UserId,
+        roles: &[String],
+        ctx: &RequestContext,
+    ) -> Result<Vec<String>, AuthError> {
+        if let Some(unknown) = roles.iter().find(|r| !self.rbac.knows(r)) {
+            return Err(AuthError::UnknownRole(unknown.clone()));
+        }
+        let mut roles = roles.to_vec();
+        roles.sort();
+        roles.dedup();
+        let mut event = self.event(
+            Actor::Admin(entity(admin)),
+            Action::UserRolesChanged,
+            Some(user),
+            Outcome::Success,
+            ctx,
+        );
+        let _ = event.details.insert("roles", code(&roles.join(":")));
+        let receipt = self
+            .store
+            .set_roles(user, &roles, &event)
+            .await?
+            .ok_or(AuthError::UserNotFound)?;
+        self.audit.committed_elsewhere(&[(event, receipt)]).await;
+        self.revocation
+            .revoke_user(&user.to_string())
+            .await
+            .map_err(TokenError::from)?;
+        Ok(roles)
+    }
+}
