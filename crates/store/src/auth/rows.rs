@@ -1,0 +1,169 @@
+//! The auth tables' rows: their column lists, a decoder per row type (`*_from`, generic over the
+//! database, so one decoder serves Postgres and SQLite), the value conversions the decoders and
+//! the statements share (counts and times are stored as `BIGINT`, saturating; a stored value out
+//! of range is corrupt), and the translation of driver errors into the port's: a unique violation
+//! on the email's blind index is `DuplicateEmail`, a lost connection `Unavailable`, a column that
+//! does not decode `Corrupt`. A leaf: it imports nothing from its siblings.
+
+use coffer_auth::refresh::{RefreshHash, RefreshRecord};
+use coffer_auth::store::{
+    LoadedUser, StoredSigningKey, TotpRecord, UserKeyRecord, UserRecord, UserStoreError,
+};
+use coffer_auth::user::UserId;
+use sqlx::Row;
+use uuid::Uuid;
+
+pub(super) fn db_err(e: sqlx::Error) -> UserStoreError {
+    // Postgres names the constraint (`users_email_index_key`); SQLite only the column.
+    if e.as_database_error().is_some_and(|d| {
+        d.is_unique_violation()
+            && (d.constraint().is_some_and(|c| c.contains("email_index"))
+                || d.message().contains("email_index"))
+    }) {
+        return UserStoreError::DuplicateEmail;
+    }
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => UserStoreError::Unavailable(e.to_string()),
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+            UserStoreError::Corrupt(e.to_string())
+        }
+        other => UserStoreError::Storage(other.to_string()),
+    }
+}
+
+pub(super) fn corrupt(what: &str) -> UserStoreError {
+    UserStoreError::Corrupt(what.to_owned())
+}
+
+pub(super) fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(super) fn u64_of(v: i64, what: &str) -> Result<u64, UserStoreError> {
+    u64::try_from(v).map_err(|_| corrupt(what))
+}
+
+pub(super) fn u32_of(v: i64, what: &str) -> Result<u32, UserStoreError> {
+    u32::try_from(v).map_err(|_| corrupt(what))
+}
+
+pub(super) fn hash_of(bytes: &[u8]) -> Result<RefreshHash, UserStoreError> {
+    Ok(RefreshHash(
+        bytes
+            .try_into()
+            .map_err(|_| corrupt("refresh token hash"))?,
+    ))
+}
+
+pub(super) const USER_COLUMNS: &str = "id, email_index, email, phone, tax_id, password_hash, roles, \
+     dek_version, totp, totp_confirmed, totp_last_step, created_at";
+
+pub(super) fn user_from<R: Row>(row: &R) -> Result<UserRecord, UserStoreError>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let get_err = db_err;
+    let roles: String = row.try_get("roles").map_err(get_err)?;
+    let totp: Option<Vec<u8>> = row.try_get("totp").map_err(get_err)?;
+    let email_index: Vec<u8> = row.try_get("email_index").map_err(get_err)?;
+    Ok(UserRecord {
+        id: UserId::from_uuid(row.try_get("id").map_err(get_err)?),
+        email_index: email_index
+            .as_slice()
+            .try_into()
+            .map_err(|_| corrupt("email index"))?,
+        email: row.try_get("email").map_err(get_err)?,
+        phone: row.try_get("phone").map_err(get_err)?,
+        tax_id: row.try_get("tax_id").map_err(get_err)?,
+        password_hash: row.try_get("password_hash").map_err(get_err)?,
+        roles: serde_json::from_str(&roles).map_err(|_| corrupt("roles"))?,
+        dek_version: u32_of(row.try_get("dek_version").map_err(get_err)?, "dek version")?,
+        totp: match totp {
+            Some(sealed) => Some(TotpRecord {
+                sealed,
+                confirmed: row.try_get("totp_confirmed").map_err(get_err)?,
+                last_step: u64_of(row.try_get("totp_last_step").map_err(get_err)?, "totp step")?,
+            }),
+            None => None,
+        },
+        created_at: row.try_get("created_at").map_err(get_err)?,
+    })
+}
+
+pub(super) fn key_from<R: Row>(row: &R) -> Result<UserKeyRecord, UserStoreError>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(UserKeyRecord {
+        version: u32_of(row.try_get("version").map_err(db_err)?, "key version")?,
+        wrapped: row.try_get("wrapped").map_err(db_err)?,
+        kek_version: u32_of(row.try_get("kek_version").map_err(db_err)?, "kek version")?,
+    })
+}
+
+pub(super) const REFRESH_COLUMNS: &str = "hash, family, user_id, client_id, amr, family_expires_at, \
+     spent_at, replaced_by, revoked, superseded";
+
+pub(super) fn refresh_from<R: Row>(row: &R) -> Result<RefreshRecord, UserStoreError>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let hash: Vec<u8> = row.try_get("hash").map_err(db_err)?;
+    let replaced_by: Option<Vec<u8>> = row.try_get("replaced_by").map_err(db_err)?;
+    let user: Uuid = row.try_get("user_id").map_err(db_err)?;
+    let amr: String = row.try_get("amr").map_err(db_err)?;
+    let spent_at: Option<i64> = row.try_get("spent_at").map_err(db_err)?;
+    Ok(RefreshRecord {
+        hash: hash_of(&hash)?,
+        family: row.try_get("family").map_err(db_err)?,
+        user: user.to_string(),
+        client_id: row.try_get("client_id").map_err(db_err)?,
+        amr: serde_json::from_str(&amr).map_err(|_| corrupt("amr"))?,
+        family_expires_at: u64_of(
+            row.try_get("family_expires_at").map_err(db_err)?,
+            "family expiry",
+        )?,
+        spent_at: spent_at.map(|s| u64_of(s, "spent_at")).transpose()?,
+        replaced_by: replaced_by.as_deref().map(hash_of).transpose()?,
+        revoked: row.try_get("revoked").map_err(db_err)?,
+        superseded: row.try_get("superseded").map_err(db_err)?,
+    })
+}
+
+pub(super) fn signing_key_from<R: Row>(row: &R) -> Result<StoredSigningKey, UserStoreError>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let retired_at: Option<i64> = row.try_get("retired_at").map_err(db_err)?;
+    Ok(StoredSigningKey {
+        kid: row.try_get("kid").map_err(db_err)?,
+        wrapped_dek: row.try_get("wrapped_dek").map_err(db_err)?,
+        kek_version: u32_of(row.try_get("kek_version").map_err(db_err)?, "kek version")?,
+        sealed: row.try_get("sealed").map_err(db_err)?,
+        created_at: u64_of(row.try_get("created_at").map_err(db_err)?, "created_at")?,
+        retired_at: retired_at.map(|r| u64_of(r, "retired_at")).transpose()?,
+    })
+}
+
+pub(super) fn loaded(record: UserRecord, keys: Vec<UserKeyRecord>) -> LoadedUser {
+    LoadedUser { record, keys }
+}
