@@ -17,7 +17,8 @@ use coffer_auth::accounts::{Accounts, AccountsConfig, AccountsDeps};
 use coffer_auth::password::PasswordHasher;
 use coffer_auth::store::UserStore;
 use coffer_auth::{
-    CachedRevocationList, InMemoryRevocationList, MfaRule, Rbac, RevocationList, TokenConfig,
+    Authenticator, CachedRevocationList, ExternalIssuers, InMemoryRevocationList, MfaRule, Rbac,
+    RevocationList, TokenConfig,
 };
 use coffer_http::api::{ApiState, Limits, Readiness};
 use coffer_http::client_ip::TrustedProxies;
@@ -232,7 +233,7 @@ impl App {
                 .check_roles(&rbac)
                 .map_err(|e| AppError::Service(format!("auth.oidc: {e}")))?;
         }
-        let oidc = if issuers.is_empty() {
+        let oidc: Option<Arc<dyn ExternalIssuers>> = if issuers.is_empty() {
             None
         } else {
             Some(Arc::new(
@@ -302,9 +303,9 @@ impl App {
         );
         let state = ApiState {
             ledger: Arc::new(ledger),
-            accounts,
+            accounts: accounts.clone(),
             rotation: rotation.clone(),
-            oidc,
+            authenticator: Authenticator::new(accounts.clone(), oidc),
             audit: audit.clone(),
             mfa: MfaRule {
                 above_major_units: config.auth.mfa_above_major_units,

@@ -5,15 +5,17 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use coffer_auth::authenticator::subject_key;
+pub use coffer_auth::authenticator::{ExternalPrincipal, revocation_key};
 use coffer_auth::revocation::unix_secs;
-use coffer_auth::{RevocationList, TokenError};
+use coffer_auth::{ExternalIssuers, RevocationList, TokenError};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{AlgorithmFamily, Validation};
 use serde::Deserialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, IssuerConfig, JwksSource};
 use crate::fetch::{FileJwksFetcher, HttpFetcherConfig, HttpJwksFetcher, JwksFetcher};
@@ -25,57 +27,6 @@ pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// `typ` header values accepted (case-insensitive); any other `typ` (a logout token, a DPoP
 /// proof) is [`TokenError::WrongType`]. No `typ` at all is accepted.
 const ACCEPTED_TYPES: &[&str] = &["JWT", "at+jwt", "application/at+jwt"];
-
-/// Who an external token speaks for. Holds no token, so it is fine to log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExternalPrincipal {
-    /// The issuer (`iss`).
-    pub issuer: String,
-    /// The subject at that issuer (`sub`).
-    pub subject: String,
-    /// Coffer roles, mapped from the configured claim, deduplicated and sorted.
-    pub roles: Vec<String>,
-    /// Authentication methods (`amr`), empty when the token has none.
-    pub amr: Vec<String>,
-    /// Token id (`jti`).
-    pub jti: Option<String>,
-    /// Expiry, seconds since the epoch.
-    pub expires_at: u64,
-    /// The client (`client_id`, else `azp`).
-    pub client_id: Option<String>,
-}
-
-impl ExternalPrincipal {
-    /// The key this token has in the revocation list (see [`revocation_key`]), if it has a
-    /// `jti`.
-    #[must_use]
-    pub fn revocation_key(&self) -> Option<String> {
-        self.jti
-            .as_deref()
-            .map(|jti| revocation_key(&self.issuer, jti))
-    }
-}
-
-/// The revocation-list key of token `jti` of `issuer`: `oidc:` and the base64url SHA-256 of
-/// both (length-prefixed). Token ids are unique per issuer only, and Coffer's own are bare
-/// UUIDs, so external ids are namespaced; hashing bounds the length.
-#[must_use]
-pub fn revocation_key(issuer: &str, jti: &str) -> String {
-    format!("oidc:{}", namespaced_digest(issuer, jti))
-}
-
-/// The "user" the revocation list is asked about for `subject` of `issuer`.
-fn subject_key(issuer: &str, subject: &str) -> String {
-    format!("oidc-sub:{}", namespaced_digest(issuer, subject))
-}
-
-fn namespaced_digest(issuer: &str, value: &str) -> String {
-    let mut h = Sha256::new();
-    h.update((issuer.len() as u64).to_be_bytes());
-    h.update(issuer.as_bytes());
-    h.update(value.as_bytes());
-    URL_SAFE_NO_PAD.encode(h.finalize())
-}
 
 /// A part of a token (0: header, 1: claims) as JSON, read without verifying anything.
 fn raw_part(token: &str, index: usize) -> Option<Value> {
@@ -462,5 +413,21 @@ impl OidcIssuers {
             .ok_or(TokenError::WrongIssuer)?
             .revoke(principal)
             .await
+    }
+}
+
+/// The port the [`Authenticator`](coffer_auth::Authenticator) verifies external tokens through.
+#[async_trait]
+impl ExternalIssuers for OidcIssuers {
+    fn claimed_issuer(&self, token: &str) -> Option<String> {
+        unverified_issuer(token).filter(|issuer| self.contains(issuer))
+    }
+
+    async fn verify(&self, token: &str) -> Result<ExternalPrincipal, TokenError> {
+        OidcIssuers::verify(self, token).await
+    }
+
+    async fn revoke(&self, principal: &ExternalPrincipal) -> Result<(), TokenError> {
+        OidcIssuers::revoke(self, principal).await
     }
 }

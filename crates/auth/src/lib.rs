@@ -7,7 +7,9 @@
 //! - [`revocation`]: the revocation-list port (token denylist, per-user and global epochs) and
 //!   its in-memory adapter; [`revocation_cache`]: answers remembered while an invalidation feed
 //!   reports every revocation.
-//! - [`rbac`]: roles to permissions, configurable, with the defaults of DESIGN.md §3.
+//! - [`authenticator`]: a bearer token to a [`Principal`], Coffer's own or an external
+//!   issuer's through the [`ExternalIssuers`] port.
+//! - [`rbac`]: roles to permissions, configurable, with Coffer's default user and admin roles.
 //! - [`mfa`]: TOTP and the step-up rule for money-out.
 //! - [`email`], [`user`]: personal data newtypes; [`password`]: the policy and Argon2id off the
 //!   runtime; [`refresh`]: refresh tokens and the rotation and reuse decision.
@@ -17,6 +19,7 @@
 //! list in `coffer-auth-redis`, external OIDC issuers in `coffer-auth-oidc`.
 
 pub mod accounts;
+pub mod authenticator;
 pub mod email;
 pub mod mfa;
 pub mod password;
@@ -30,6 +33,7 @@ pub mod testkit;
 pub mod token;
 pub mod user;
 
+pub use authenticator::{Authenticator, ExternalIssuers, ExternalPrincipal, Principal};
 pub use mfa::MfaRule;
 pub use rbac::{Permission, Rbac, RbacError};
 pub use revocation::{InMemoryRevocationList, RevocationError, RevocationList, RevocationStatus};

@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use coffer_crypto::{Aad, DataKey, HmacKey, KeyRef, open_bytes, seal};
+use coffer_crypto::{Aad, DataKey, HmacKey, open_bytes};
 use coffer_keys::{KeyContext, KeyError, KeyProvider, WrappedKey};
 use coffer_secrets::{SecretBytes, SecretError, SecretName, SecretsManager};
 
@@ -193,9 +193,9 @@ pub(crate) async fn legacy_signing_key(
     let generated = keys
         .generate_data_key(&signing_key_context(key.kid()))
         .await?;
-    let sealed = seal(
+    let sealed = coffer_crypto::seal(
         &generated.plaintext,
-        &KeyRef::version_only(1),
+        &coffer_crypto::KeyRef::version_only(1),
         &signing_key_aad(key.kid()),
         key.expose_pkcs1_der(),
     )

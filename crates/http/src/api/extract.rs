@@ -9,78 +9,33 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use coffer_auth::Permission;
 use coffer_auth::accounts::RequestContext;
-use coffer_auth::token::AccessClaims;
 use coffer_auth::user::UserId;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use super::state::ApiState;
 
-/// The caller of a route that needs a bearer token: verified (signature, claims, revocation),
-/// Coffer's own or a configured external issuer's.
+/// The caller of a route that needs a bearer token: verified (signature, claims, revocation) by
+/// the [`Authenticator`](coffer_auth::Authenticator), Coffer's own token or a configured external
+/// issuer's. Its fields are the domain principal's.
 #[derive(Debug, Clone)]
-pub struct Principal {
-    /// The user: Coffer's own, or for an external subject a stable id derived from its issuer
-    /// and subject (UUIDv5), which owns its wallets like any user.
-    pub user: UserId,
-    /// The token's claims (for an external token: its roles, `amr`, `jti` and expiry mapped
-    /// into Coffer's shape).
-    pub claims: AccessClaims,
-    /// The external identity, when the token came from a configured OIDC issuer.
-    pub external: Option<coffer_auth_oidc::ExternalPrincipal>,
+pub struct Principal(pub coffer_auth::Principal);
+
+impl std::ops::Deref for Principal {
+    type Target = coffer_auth::Principal;
+
+    fn deref(&self) -> &coffer_auth::Principal {
+        &self.0
+    }
 }
 
-/// The namespace of the user ids derived for external subjects.
-const EXTERNAL_SUBJECTS: uuid::Uuid =
-    uuid::Uuid::from_u128(0x6f1c_3a52_8e0d_4b7a_9c21_5d4e_0f7b_2a19);
-
 impl Principal {
-    /// Verifies `token`: Coffer's own unless its (unverified) issuer is a configured external
-    /// one, which then verifies it against its own keys.
+    /// Verifies `token` through the state's authenticator.
     ///
     /// # Errors
     /// 401 with the token's reason; 503 when a dependency cannot be asked.
     pub async fn verify(state: &ApiState, token: &str) -> Result<Self, ApiError> {
-        if let Some(oidc) = &state.oidc
-            && let Some(issuer) = coffer_auth_oidc::unverified_issuer(token)
-            && issuer != state.accounts.tokens().config().issuer
-            && oidc.contains(&issuer)
-        {
-            let external = oidc.verify(token).await?;
-            let id = uuid::Uuid::new_v5(
-                &EXTERNAL_SUBJECTS,
-                format!("{}\u{0}{}", external.issuer, external.subject).as_bytes(),
-            );
-            let user = UserId::from_uuid(id);
-            let claims = AccessClaims {
-                iss: external.issuer.clone(),
-                sub: user.to_string(),
-                aud: state.accounts.tokens().config().audience.clone(),
-                exp: external.expires_at,
-                iat: 0,
-                jti: external.jti.clone().unwrap_or_default(),
-                client_id: external.client_id.clone().unwrap_or_default(),
-                roles: external.roles.clone(),
-                amr: external.amr.clone(),
-                uep: 0,
-                gep: 0,
-                sid: None,
-            };
-            return Ok(Self {
-                user,
-                claims,
-                external: Some(external),
-            });
-        }
-        let verified = state.accounts.verify(token).await?;
-        let user = UserId::parse(&verified.claims.sub).map_err(|_| {
-            ApiError::unauthenticated("malformed", "the token's subject is not a user")
-        })?;
-        Ok(Self {
-            user,
-            claims: verified.claims,
-            external: None,
-        })
+        Ok(Self(state.authenticator.authenticate(token).await?))
     }
 
     /// The ledger's id for this user.

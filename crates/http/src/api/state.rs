@@ -11,8 +11,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::http::HeaderName;
 use coffer_audit::ObservedAuditLog;
-use coffer_auth::MfaRule;
 use coffer_auth::accounts::Accounts;
+use coffer_auth::{Authenticator, MfaRule};
 use coffer_ledger::Ledger;
 
 use super::{extract, metrics};
@@ -36,8 +36,8 @@ pub struct ApiState {
     pub accounts: Arc<Accounts>,
     /// Master key rotation: status and requests (a worker runs them).
     pub rotation: Arc<coffer_rotation::Rotator>,
-    /// Configured external OIDC issuers, whose tokens are accepted next to Coffer's own.
-    pub oidc: Option<Arc<coffer_auth_oidc::OidcIssuers>>,
+    /// Bearer tokens to principals: Coffer's own, and those of configured external issuers.
+    pub authenticator: Authenticator,
     /// The audit log (admin reads and verification).
     pub audit: Arc<ObservedAuditLog>,
     /// The step-up rule for money-out.

@@ -110,11 +110,8 @@ pub(in crate::api) async fn logout(
     Ctx(ctx): Ctx,
     OptionalJson(_): OptionalJson<LogoutBody>,
 ) -> ApiResult {
-    match (&principal.external, &state.oidc) {
-        // An external token: denylisted under its issuer's key until it expires.
-        (Some(external), Some(oidc)) => oidc.revoke(external).await?,
-        _ => state.accounts.logout(&principal.claims, &ctx).await?,
-    }
+    // An external token is denylisted under its issuer's key until it expires.
+    state.authenticator.logout(&principal, &ctx).await?;
     no_content()
 }
 
