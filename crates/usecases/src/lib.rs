@@ -1,0 +1,22 @@
+//! Coffer's application layer: every use case as a driving adapter calls it (the HTTP API today;
+//! a CLI or another protocol tomorrow), with the application's rules applied in one place:
+//!
+//! - **Who may do what.** Each use case names the permission it needs, and the caller's roles
+//!   must grant it ([`Rbac`](coffer_auth::Rbac)); otherwise [`UseCaseError::Forbidden`].
+//! - **Which wallets a caller reads.** Whoever may administer wallets (`wallet:write`) reads any
+//!   wallet; everyone else reads their own, and another user's wallet is "not found"
+//!   ([`Wallets::reader`]).
+//! - **The second factor for money-out.** Withdrawals and transfers above the configured number
+//!   of major units need a second factor in the token's `amr`
+//!   ([`MfaRule`](coffer_auth::MfaRule)); a wallet that is not the caller's is "not found" first,
+//!   as everywhere ([`UseCaseError::MfaRequired`]).
+//!
+//! The domain services ([`Ledger`](coffer_ledger::Ledger)) keep their own rules (ownership on
+//! money-out, balances, PINs, idempotency); this layer adds only what depends on how the caller
+//! proved who they are. It does no I/O of its own.
+
+mod error;
+mod wallets;
+
+pub use error::UseCaseError;
+pub use wallets::Wallets;

@@ -1,0 +1,245 @@
+//! [`Wallets`]: the wallet and money use cases (open, list, read, history, one transaction,
+//! change the PIN, deposit, withdraw, transfer), each checking the caller's permission, the read
+//! rule and the second factor before the ledger runs it.
+
+use std::sync::Arc;
+
+use coffer_auth::{MfaRule, Permission, Principal, Rbac};
+use coffer_ledger::{
+    Caller, Currency, HistoryPageView, Ledger, MoneyRequest, TransactionId, TransactionView,
+    UserId, WalletId, WalletView,
+};
+
+use crate::UseCaseError;
+
+/// The wallet and money use cases.
+#[derive(Debug, Clone)]
+pub struct Wallets {
+    ledger: Arc<Ledger>,
+    rbac: Rbac,
+    mfa: MfaRule,
+}
+
+/// The ledger's id of a principal's user.
+fn ledger_user(principal: &Principal) -> UserId {
+    UserId::from_uuid(*principal.user.as_uuid())
+}
+
+impl Wallets {
+    /// The use cases over `ledger`, with `rbac` mapping roles to permissions and `mfa` the
+    /// step-up rule for money-out.
+    #[must_use]
+    pub fn new(ledger: Arc<Ledger>, rbac: Rbac, mfa: MfaRule) -> Self {
+        Self { ledger, rbac, mfa }
+    }
+
+    /// The ledger the use cases run on (for what has no rule of its own here).
+    #[must_use]
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// Refuses unless the principal's roles grant `permission`.
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`].
+    pub fn require(
+        &self,
+        principal: &Principal,
+        permission: Permission,
+    ) -> Result<(), UseCaseError> {
+        if self.rbac.allows(&principal.claims.roles, permission) {
+            Ok(())
+        } else {
+            Err(UseCaseError::Forbidden(permission))
+        }
+    }
+
+    /// Who the principal is to the ledger when reading: whoever may administer wallets reads
+    /// any; everyone else reads their own.
+    #[must_use]
+    pub fn reader(&self, principal: &Principal) -> Caller {
+        if self
+            .rbac
+            .allows(&principal.claims.roles, Permission::WalletWrite)
+        {
+            Caller::Admin(ledger_user(principal))
+        } else {
+            Caller::User(ledger_user(principal))
+        }
+    }
+
+    /// Opens a wallet for the principal (`wallet:manage`).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; the ledger's refusals.
+    pub async fn open_wallet(
+        &self,
+        principal: &Principal,
+        currency: &str,
+        pin: &str,
+    ) -> Result<WalletView, UseCaseError> {
+        self.require(principal, Permission::WalletManage)?;
+        Ok(self
+            .ledger
+            .open_wallet(ledger_user(principal), currency, pin)
+            .await?)
+    }
+
+    /// The principal's own wallets (`wallet:read`).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; the ledger's errors.
+    pub async fn wallets(&self, principal: &Principal) -> Result<Vec<WalletView>, UseCaseError> {
+        self.require(principal, Permission::WalletRead)?;
+        Ok(self.ledger.wallets_of(ledger_user(principal)).await?)
+    }
+
+    /// One wallet the principal may read (`wallet:read`).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; not found for a wallet the principal may not read.
+    pub async fn wallet(
+        &self,
+        principal: &Principal,
+        wallet: WalletId,
+    ) -> Result<WalletView, UseCaseError> {
+        self.require(principal, Permission::WalletRead)?;
+        Ok(self.ledger.wallet(self.reader(principal), wallet).await?)
+    }
+
+    /// A page of a wallet's history (`wallet:read`).
+    ///
+    /// # Errors
+    /// As [`Wallets::wallet`], and the ledger's refusal of a bad cursor or limit.
+    pub async fn history(
+        &self,
+        principal: &Principal,
+        wallet: WalletId,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<HistoryPageView, UseCaseError> {
+        self.require(principal, Permission::WalletRead)?;
+        Ok(self
+            .ledger
+            .history(self.reader(principal), wallet, cursor, limit)
+            .await?)
+    }
+
+    /// One transaction of a wallet the principal may read (`wallet:read`).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; not found for one the principal may not read.
+    pub async fn transaction(
+        &self,
+        principal: &Principal,
+        transaction: TransactionId,
+    ) -> Result<TransactionView, UseCaseError> {
+        self.require(principal, Permission::WalletRead)?;
+        Ok(self
+            .ledger
+            .transaction(self.reader(principal), transaction)
+            .await?)
+    }
+
+    /// Changes the PIN of the principal's wallet (`wallet:manage`).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; the ledger's refusals (wrong PIN, lockout, not found).
+    pub async fn change_pin(
+        &self,
+        principal: &Principal,
+        wallet: WalletId,
+        old_pin: &str,
+        new_pin: &str,
+    ) -> Result<WalletView, UseCaseError> {
+        self.require(principal, Permission::WalletManage)?;
+        Ok(self
+            .ledger
+            .change_pin(ledger_user(principal), wallet, old_pin, new_pin)
+            .await?)
+    }
+
+    /// Deposits into the principal's wallet (`wallet:deposit`).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; the ledger's refusals.
+    pub async fn deposit(
+        &self,
+        principal: &Principal,
+        wallet: WalletId,
+        request: &MoneyRequest<'_>,
+    ) -> Result<TransactionView, UseCaseError> {
+        self.require(principal, Permission::WalletDeposit)?;
+        Ok(self
+            .ledger
+            .deposit(ledger_user(principal), wallet, request)
+            .await?)
+    }
+
+    /// Withdraws from the principal's wallet (`wallet:withdraw`, its PIN, and a second factor
+    /// above the threshold).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`], [`UseCaseError::MfaRequired`]; the ledger's refusals.
+    pub async fn withdraw(
+        &self,
+        principal: &Principal,
+        wallet: WalletId,
+        pin: &str,
+        request: &MoneyRequest<'_>,
+    ) -> Result<TransactionView, UseCaseError> {
+        self.require(principal, Permission::WalletWithdraw)?;
+        self.second_factor(principal, wallet, request).await?;
+        Ok(self
+            .ledger
+            .withdraw(ledger_user(principal), wallet, pin, request)
+            .await?)
+    }
+
+    /// Transfers from the principal's wallet to another (`wallet:transfer`, the sending
+    /// wallet's PIN, and a second factor above the threshold).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`], [`UseCaseError::MfaRequired`]; the ledger's refusals.
+    pub async fn transfer(
+        &self,
+        principal: &Principal,
+        from: WalletId,
+        to: WalletId,
+        pin: &str,
+        request: &MoneyRequest<'_>,
+    ) -> Result<TransactionView, UseCaseError> {
+        self.require(principal, Permission::WalletTransfer)?;
+        self.second_factor(principal, from, request).await?;
+        Ok(self
+            .ledger
+            .transfer(ledger_user(principal), from, to, pin, request)
+            .await?)
+    }
+
+    /// Money-out above the threshold needs a second factor in the token's `amr`. A wallet that
+    /// is not the caller's is "not found" first, as everywhere; a currency the ledger does not
+    /// know is left for the ledger to name.
+    async fn second_factor(
+        &self,
+        principal: &Principal,
+        wallet: WalletId,
+        request: &MoneyRequest<'_>,
+    ) -> Result<(), UseCaseError> {
+        let Ok(currency) = Currency::parse(request.currency) else {
+            return Ok(());
+        };
+        let Err(refused) = self.mfa.check(
+            &principal.claims.amr,
+            request.amount_minor,
+            u32::from(currency.exponent()),
+        ) else {
+            return Ok(());
+        };
+        self.ledger
+            .wallet(Caller::User(ledger_user(principal)), wallet)
+            .await?;
+        Err(refused.into())
+    }
+}
