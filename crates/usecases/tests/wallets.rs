@@ -1,7 +1,7 @@
 //! The wallet and money use cases called as a second driving adapter would call them, over the
 //! SQLite ledger: permissions, the read rule and the second factor refuse here, not in a
 //! handler.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 
