@@ -337,6 +337,7 @@ async fn transit(full: bool) {
         provider,
         audit,
         RotationConfig::default(),
+        coffer_clock::system(),
     );
     rotator.request(request()).await.unwrap();
     let t = Instant::now();

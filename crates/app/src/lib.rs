@@ -2,7 +2,8 @@
 //! configuration) and [`App::build`], which picks the adapters the configuration names (SQLite or
 //! Postgres; the local key provider behind its cache; the database, in-process or Redis
 //! revocation list), opens the services and the HTTP router; [`serve`] runs it until a shutdown
-//! signal, letting requests in flight finish.
+//! signal, letting requests in flight finish. The time is an input like the adapters: one
+//! [`SystemClock`] is given to every service and store that reads it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use coffer_auth::{
     Authenticator, CachedRevocationList, ExternalIssuers, InMemoryRevocationList, MfaRule, Rbac,
     RevocationList, TokenConfig,
 };
+use coffer_clock::{Clock, SystemClock};
 use coffer_http::api::{ApiState, Limits, Readiness};
 use coffer_http::client_ip::TrustedProxies;
 use coffer_http::ratelimit::RateLimits;
@@ -179,11 +181,12 @@ impl App {
     /// [`AppError`] naming what failed.
     pub async fn build(config: Config) -> Result<Self, AppError> {
         config.validate()?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let Keys {
             provider: keys,
             metered,
             cache,
-        } = open_keys(&config).await?;
+        } = open_keys(&config, &clock).await?;
         let audit_service = audit_service_actor()?;
         let Stores {
             db,
@@ -192,7 +195,7 @@ impl App {
             audit,
             sql_revocation,
             secrets,
-        } = open_stores(&config, &keys).await?;
+        } = open_stores(&config, &keys, &clock).await?;
         let audit = Arc::new(ObservedAuditLog::new(
             audit,
             AlertConfig::default(),
@@ -203,16 +206,19 @@ impl App {
             match config.auth.revocation {
                 RevocationBackend::Database => match (&db, config.auth.revocation_cache_secs) {
                     (Db::Postgres(pool), secs) if secs > 0 => {
-                        let cache = Arc::new(CachedRevocationList::new(
-                            sql_revocation,
-                            Duration::from_secs(secs),
-                        ));
+                        let cache = Arc::new(
+                            CachedRevocationList::new(sql_revocation, Duration::from_secs(secs))
+                                .with_clock(clock.clone()),
+                        );
                         revocation_feed = Some((pool.clone(), cache.clone()));
                         (cache, None)
                     }
                     _ => (sql_revocation, None),
                 },
-                RevocationBackend::Memory => (Arc::new(InMemoryRevocationList::new()), None),
+                RevocationBackend::Memory => (
+                    Arc::new(InMemoryRevocationList::new().with_clock(clock.clone())),
+                    None,
+                ),
                 RevocationBackend::Redis => {
                     let url = config.auth.redis_url.as_deref().unwrap_or_default();
                     let list: Arc<dyn RevocationList> = Arc::new(
@@ -251,7 +257,8 @@ impl App {
                 large_transaction_major_units: config.ledger.large_transaction_major_units,
                 ..LedgerConfig::default()
             },
-        );
+        )
+        .with_clock(clock.clone());
         let hasher = PasswordHasher::with_params(
             config.auth.argon2_memory_kib,
             config.auth.argon2_iterations,
@@ -267,6 +274,7 @@ impl App {
                 audit: audit.clone(),
                 rbac,
                 secrets: secrets.clone(),
+                clock: clock.clone(),
             },
             AccountsConfig {
                 token: TokenConfig {
@@ -298,6 +306,7 @@ impl App {
                     retire_grace: Duration::from_secs(config.worker.retire_grace_secs),
                     ..RotationConfig::default()
                 },
+                clock.clone(),
             )
             .with_sessions(Arc::new(RevokeEveryone(accounts.clone()))),
         );
@@ -460,13 +469,20 @@ struct Stores {
 }
 
 /// Opens (creating and migrating, as configured) the database and its adapters.
-async fn open_stores(config: &Config, keys: &Arc<dyn KeyProvider>) -> Result<Stores, AppError> {
+async fn open_stores(
+    config: &Config,
+    keys: &Arc<dyn KeyProvider>,
+    clock: &Arc<dyn Clock>,
+) -> Result<Stores, AppError> {
     let manager = |store: Arc<dyn SecretStore>| {
-        Arc::new(SecretsManager::new(
-            store,
-            keys.clone(),
-            Duration::from_secs(config.keys.secrets_cache_ttl_secs),
-        ))
+        Arc::new(
+            SecretsManager::new(
+                store,
+                keys.clone(),
+                Duration::from_secs(config.keys.secrets_cache_ttl_secs),
+            )
+            .with_clock(clock.clone()),
+        )
     };
     Ok(if let Some(path) = sqlite_path(&config.database.url) {
         create_parent(path).map_err(AppError::Database)?;
@@ -476,14 +492,19 @@ async fn open_stores(config: &Config, keys: &Arc<dyn KeyProvider>) -> Result<Sto
         let secrets = manager(Arc::new(SqliteSecretStore::new(pool.clone())));
         let audit = SqliteAuditLog::open_with_secrets(pool.clone(), keys.as_ref(), &secrets)
             .await
-            .map_err(|e| AppError::Service(format!("audit log: {e}")))?;
+            .map_err(|e| AppError::Service(format!("audit log: {e}")))?
+            .with_clock(clock.clone());
         Stores {
             db: Db::Sqlite(pool.clone()),
-            ledger_store: Arc::new(SqliteLedgerStore::new(pool.clone(), audit.clone())),
-            user_store: Arc::new(SqliteUserStore::new(pool.clone(), audit.clone())),
+            ledger_store: Arc::new(
+                SqliteLedgerStore::new(pool.clone(), audit.clone()).with_clock(clock.clone()),
+            ),
+            user_store: Arc::new(
+                SqliteUserStore::new(pool.clone(), audit.clone()).with_clock(clock.clone()),
+            ),
             audit: Arc::new(audit),
             secrets,
-            sql_revocation: Arc::new(SqliteRevocationList::new(pool)),
+            sql_revocation: Arc::new(SqliteRevocationList::new(pool).with_clock(clock.clone())),
         }
     } else {
         let options = PgConnectOptions::from_str(&config.database.url).map_err(|_| {
@@ -503,14 +524,19 @@ async fn open_stores(config: &Config, keys: &Arc<dyn KeyProvider>) -> Result<Sto
         let secrets = manager(Arc::new(PgSecretStore::new(pool.clone())));
         let audit = PgAuditLog::open_with_secrets(pool.clone(), keys.as_ref(), &secrets)
             .await
-            .map_err(|e| AppError::Service(format!("audit log: {e}")))?;
+            .map_err(|e| AppError::Service(format!("audit log: {e}")))?
+            .with_clock(clock.clone());
         Stores {
             db: Db::Postgres(pool.clone()),
-            ledger_store: Arc::new(PgLedgerStore::new(pool.clone(), audit.clone())),
-            user_store: Arc::new(PgUserStore::new(pool.clone(), audit.clone())),
+            ledger_store: Arc::new(
+                PgLedgerStore::new(pool.clone(), audit.clone()).with_clock(clock.clone()),
+            ),
+            user_store: Arc::new(
+                PgUserStore::new(pool.clone(), audit.clone()).with_clock(clock.clone()),
+            ),
             audit: Arc::new(audit),
             secrets,
-            sql_revocation: Arc::new(PgRevocationList::new(pool)),
+            sql_revocation: Arc::new(PgRevocationList::new(pool).with_clock(clock.clone())),
         }
     })
 }
@@ -674,7 +700,7 @@ async fn open_provider(config: &Config) -> Result<Arc<dyn KeyProvider>, AppError
     }
 }
 
-async fn open_keys(config: &Config) -> Result<Keys, AppError> {
+async fn open_keys(config: &Config, clock: &Arc<dyn Clock>) -> Result<Keys, AppError> {
     let provider = open_provider(config).await?;
     let metered = Arc::new(MeteredKeyProvider::new(provider));
     let cache = CacheConfig {
@@ -682,7 +708,11 @@ async fn open_keys(config: &Config) -> Result<Keys, AppError> {
             .unwrap_or(std::num::NonZeroUsize::MIN),
         max_age: Duration::from_secs(config.keys.cache_ttl_secs),
     };
-    let cache = Arc::new(CachingKeyProvider::new(metered.clone(), cache));
+    let cache = Arc::new(CachingKeyProvider::with_clock(
+        metered.clone(),
+        cache,
+        clock.clone(),
+    ));
     Ok(Keys {
         provider: cache.clone(),
         metered,

@@ -7,13 +7,17 @@
 //! - a per-user epoch: every token carries the epoch of its user at issue, and bumping the epoch
 //!   invalidates every earlier token of that user (revoke-all, admin revoke);
 //! - a global epoch, carried and checked the same way (the emergency revoke of every session).
+//!
+//! The in-memory list tells an expired denylist entry by an injected [`Clock`] (the system's
+//! unless [`InMemoryRevocationList::with_clock`] says otherwise).
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use coffer_clock::Clock;
 
 /// Errors of the revocation port.
 #[derive(Debug, thiserror::Error)]
@@ -82,9 +86,19 @@ struct State {
 
 /// The in-process revocation list: one API process. Expired denylist entries are dropped as
 /// new ones arrive, so memory is bounded by the tokens revoked within one token lifetime.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct InMemoryRevocationList {
     state: Mutex<State>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for InMemoryRevocationList {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            clock: coffer_clock::system(),
+        }
+    }
 }
 
 impl InMemoryRevocationList {
@@ -92,6 +106,13 @@ impl InMemoryRevocationList {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same, reading the time from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Denylist entries held now (a metric, and how tests see expiry work).
@@ -109,7 +130,7 @@ impl InMemoryRevocationList {
 impl RevocationList for InMemoryRevocationList {
     async fn revoke_token(&self, jti: &str, expires: SystemTime) -> Result<(), RevocationError> {
         check("jti", jti)?;
-        let now = unix_secs(SystemTime::now());
+        let now = self.clock.unix_secs();
         let until = unix_secs(expires);
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         s.inserts += 1;
@@ -146,7 +167,7 @@ impl RevocationList for InMemoryRevocationList {
     async fn status(&self, jti: &str, user: &str) -> Result<RevocationStatus, RevocationError> {
         check("jti", jti)?;
         check("user", user)?;
-        let now = unix_secs(SystemTime::now());
+        let now = self.clock.unix_secs();
         let s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(RevocationStatus {
             token_revoked: s.denied.get(jti).is_some_and(|until| *until > now),

@@ -11,7 +11,8 @@
 //! told of. Each invalidation bumps a generation, and an answer read from the wrapped list is
 //! kept only when no invalidation happened while it was read, so a read that raced a
 //! revocation cannot put the old answer back. Entries also expire after a TTL, a bound for a
-//! feed that is live but late.
+//! feed that is live but late, measured on an injected clock's monotonic time (the system's
+//! unless [`CachedRevocationList::with_clock`] says otherwise).
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
+use coffer_clock::Clock;
 use lru::LruCache;
 
 use crate::revocation::{RevocationError, RevocationList, RevocationStatus};
@@ -51,6 +53,7 @@ pub struct CachedRevocationList {
     inner: Arc<dyn RevocationList>,
     ttl: Duration,
     cache: Mutex<Cache>,
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for CachedRevocationList {
@@ -78,7 +81,15 @@ impl CachedRevocationList {
                 users: LruCache::new(entries),
                 global: None,
             }),
+            clock: coffer_clock::system(),
         }
+    }
+
+    /// The same, measuring the TTL on `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
@@ -128,7 +139,7 @@ impl CachedRevocationList {
         if !c.live {
             return Err(None);
         }
-        let now = Instant::now();
+        let now = self.clock.monotonic();
         let fresh = |at: Instant| now.saturating_duration_since(at) < self.ttl;
         let token = c.tokens.get(jti).copied().filter(|(_, at)| fresh(*at));
         let epoch = c.users.get(user).copied().filter(|(_, at)| fresh(*at));
@@ -150,7 +161,7 @@ impl CachedRevocationList {
         if !c.live || c.generation != generation {
             return;
         }
-        let now = Instant::now();
+        let now = self.clock.monotonic();
         c.tokens.put(jti.to_owned(), (s.token_revoked, now));
         c.users.put(user.to_owned(), (s.user_epoch, now));
         c.global = Some((s.global_epoch, now));
@@ -201,6 +212,7 @@ mod tests {
 
     use super::*;
     use crate::InMemoryRevocationList;
+    use coffer_clock::ManualClock;
 
     /// The in-memory list, counting the questions that reach it; with `hold`, each answer is
     /// read, then held until released (a read racing a revocation).
@@ -304,11 +316,14 @@ mod tests {
 
     #[tokio::test]
     async fn answers_expire_after_the_ttl() {
-        let (inner, list) = cached(Duration::from_millis(50));
+        let clock = Arc::new(ManualClock::default());
+        let inner = Arc::new(Probe::default());
+        let list = CachedRevocationList::new(inner.clone(), Duration::from_millis(50))
+            .with_clock(clock.clone());
         list.set_live(true);
         list.status("t1", "u1").await.unwrap();
         inner.list.revoke_token("t1", later()).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(80)).await;
+        clock.advance(Duration::from_millis(80));
         assert!(list.status("t1", "u1").await.unwrap().token_revoked);
     }
 

@@ -11,6 +11,11 @@
 //! Rotation (the dual-key scheme): a new key is published and signs from then on; the previous
 //! one stops signing but stays in the JWKS, and verifies, until every token it signed has
 //! expired (its retirement plus the token lifetime plus the leeway). Then it is pruned.
+//!
+//! [`Tokens`] reads the time from an injected [`Clock`] (the system's unless
+//! [`Tokens::with_clock`] says otherwise): issue times and expiries, key windows, the JWKS and
+//! the `iat` check. The `exp` check is jsonwebtoken's, against the system clock, so a test's
+//! clock should stay near the present.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -19,6 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use coffer_clock::Clock;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rsa::RsaPrivateKey;
@@ -406,6 +412,7 @@ pub struct Tokens {
     ring: RwLock<KeyRing>,
     revocation: Arc<dyn RevocationList>,
     validation: Validation,
+    clock: Arc<dyn Clock>,
 }
 
 /// What to put in a new token.
@@ -447,7 +454,15 @@ impl Tokens {
             ring: RwLock::new(ring),
             revocation,
             validation,
+            clock: coffer_clock::system(),
         }
+    }
+
+    /// The same, reading the time from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The settings.
@@ -461,7 +476,7 @@ impl Tokens {
         self.ring
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .rotate(next, SystemTime::now());
+            .rotate(next, self.clock.now());
     }
 
     /// Replaces the ring (another replica rotated: the keys were read again from the store).
@@ -497,7 +512,7 @@ impl Tokens {
         self.ring
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .jwks(SystemTime::now())
+            .jwks(self.clock.now())
     }
 
     /// Issues an access token for `grant` at `now`.
@@ -549,7 +564,7 @@ impl Tokens {
     /// # Errors
     /// As [`Tokens::issue_at`].
     pub async fn issue(&self, grant: &Grant<'_>) -> Result<(String, AccessClaims), TokenError> {
-        self.issue_at(grant, SystemTime::now()).await
+        self.issue_at(grant, self.clock.now()).await
     }
 
     /// Verifies a token (see the module documentation).
@@ -577,7 +592,7 @@ impl Tokens {
             return Err(TokenError::WrongType);
         }
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
-        let now = unix_secs(SystemTime::now());
+        let now = self.clock.unix_secs();
         let key = {
             let ring = self.ring.read().unwrap_or_else(PoisonError::into_inner);
             let entry = ring

@@ -11,6 +11,9 @@
 //!   process is seen when entries reach their maximum age;
 //! - an evicted key's bytes are zeroized when its last user lets go (keys are shared, not copied:
 //!   see [`coffer_crypto::DataKey`]).
+//!
+//! Ages are measured on the injected clock's monotonic time ([`Clock::monotonic`]): the system
+//! clock from [`CachingKeyProvider::new`], a [`coffer_clock::ManualClock`] in tests of expiry.
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -19,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use coffer_clock::Clock;
 use coffer_crypto::DataKey;
 use lru::LruCache;
 
@@ -74,9 +78,6 @@ impl CacheStats {
     }
 }
 
-/// A source of monotonic time, injectable for tests.
-pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
-
 struct Entry {
     key: DataKey,
     version: u32,
@@ -88,7 +89,7 @@ pub struct CachingKeyProvider {
     inner: Arc<dyn KeyProvider>,
     config: CacheConfig,
     entries: Mutex<LruCache<Vec<u8>, Entry>>,
-    clock: Clock,
+    clock: Arc<dyn Clock>,
     hits: AtomicU64,
     misses: AtomicU64,
     evictions: AtomicU64,
@@ -101,12 +102,16 @@ impl CachingKeyProvider {
     /// Wraps `inner`.
     #[must_use]
     pub fn new(inner: Arc<dyn KeyProvider>, config: CacheConfig) -> Self {
-        Self::with_clock(inner, config, Arc::new(Instant::now))
+        Self::with_clock(inner, config, coffer_clock::system())
     }
 
     /// Wraps `inner`, reading time from `clock`.
     #[must_use]
-    pub fn with_clock(inner: Arc<dyn KeyProvider>, config: CacheConfig, clock: Clock) -> Self {
+    pub fn with_clock(
+        inner: Arc<dyn KeyProvider>,
+        config: CacheConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             inner,
             config,
@@ -151,7 +156,7 @@ impl CachingKeyProvider {
 
     /// Looks `key` up, counting a hit, or an expiry and a miss.
     fn lookup(&self, key: &[u8]) -> Option<DataKey> {
-        let now = (self.clock)();
+        let now = self.clock.monotonic();
         let mut entries = self.lock();
         let fresh = match entries.get(key) {
             Some(e) if now.saturating_duration_since(e.inserted) < self.config.max_age => {
@@ -183,7 +188,7 @@ impl CachingKeyProvider {
         let entry = Entry {
             key: data_key,
             version,
-            inserted: (self.clock)(),
+            inserted: self.clock.monotonic(),
         };
         let mut entries = self.lock();
         if let Some((old_key, _)) = entries.push(key, entry) {
@@ -274,8 +279,8 @@ impl KeyProvider for CachingKeyProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coffer_clock::ManualClock;
     use mockall::mock;
-    use std::sync::atomic::AtomicU64;
 
     mock! {
         #[derive(Debug)]
@@ -302,17 +307,6 @@ mod tests {
             version,
             ciphertext: vec![ct; 8],
         }
-    }
-
-    /// A clock that moves only when told.
-    fn manual_clock() -> (Clock, Arc<AtomicU64>) {
-        let start = Instant::now();
-        let offset_ms = Arc::new(AtomicU64::new(0));
-        let o = offset_ms.clone();
-        (
-            Arc::new(move || start + Duration::from_millis(o.load(Ordering::SeqCst))),
-            offset_ms,
-        )
     }
 
     fn config(max_entries: usize, max_age_ms: u64) -> CacheConfig {
@@ -394,13 +388,14 @@ mod tests {
         mock.expect_unwrap_data_key()
             .times(2)
             .returning(|_, _| Ok(DataKey::generate()));
-        let (clock, offset) = manual_clock();
-        let cache = CachingKeyProvider::with_clock(Arc::new(mock), config(10, 1_000), clock);
+        let clock = Arc::new(ManualClock::default());
+        let cache =
+            CachingKeyProvider::with_clock(Arc::new(mock), config(10, 1_000), clock.clone());
         let ctx = KeyContext::new();
         cache.unwrap_data_key(&wrapped(1, 1), &ctx).await.unwrap();
-        offset.store(999, Ordering::SeqCst);
+        clock.advance(Duration::from_millis(999));
         cache.unwrap_data_key(&wrapped(1, 1), &ctx).await.unwrap();
-        offset.store(1_000, Ordering::SeqCst);
+        clock.advance(Duration::from_millis(1));
         cache.unwrap_data_key(&wrapped(1, 1), &ctx).await.unwrap();
         let s = cache.stats();
         assert_eq!((s.hits, s.misses, s.expirations), (1, 2, 1));

@@ -1,15 +1,17 @@
 //! The [`Rotator`]: requests, runs and resumes master key rotations, validates the stored keys,
-//! and reports where the keys stand.
+//! and reports where the keys stand. Job times and version ages are read from the [`Clock`] it
+//! is given.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use coffer_audit::{
     Action, Actor, AuditEvent, AuditLog, Code, DetailValue, EntityId, Outcome, Subject,
 };
+use coffer_clock::Clock;
 use coffer_crypto::Envelope;
 use coffer_keys::{KeyError, KeyProvider, RewrapRequest, VersionState, WrappedKey};
 use futures_util::StreamExt as _;
@@ -212,6 +214,7 @@ pub struct Rotator {
     audit: Arc<dyn AuditLog>,
     sessions: Option<Arc<dyn SessionRevoker>>,
     config: RotationConfig,
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for Rotator {
@@ -221,12 +224,6 @@ impl fmt::Debug for Rotator {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn state_name(s: VersionState) -> &'static str {
@@ -257,13 +254,15 @@ fn count(n: u64) -> DetailValue {
 
 impl Rotator {
     /// A rotator over `store` and the master key provider `keys` (give it the provider the
-    /// worker calls directly, not through the unwrap cache, so validation reaches the provider).
+    /// worker calls directly, not through the unwrap cache, so validation reaches the provider),
+    /// reading the time from `clock`.
     #[must_use]
     pub fn new(
         store: Arc<dyn RotationStore>,
         keys: Arc<dyn KeyProvider>,
         audit: Arc<dyn AuditLog>,
         config: RotationConfig,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             store,
@@ -271,6 +270,7 @@ impl Rotator {
             audit,
             sessions: None,
             config,
+            clock,
         }
     }
 
@@ -340,7 +340,7 @@ impl Rotator {
         if let Some(open) = self.store.open_job().await? {
             return Ok((open, false));
         }
-        let now = now_secs();
+        let now = self.clock.unix_secs();
         let job = RotationJob {
             id: Uuid::now_v7(),
             state: JobState::Requested,
@@ -391,7 +391,7 @@ impl Rotator {
         };
         if job.state == JobState::Requested {
             job.state = JobState::Running;
-            job.started_at = Some(now_secs());
+            job.started_at = Some(self.clock.unix_secs());
             self.save(&mut job).await?;
             self.record(&job, Action::KeyRotationStarted, Outcome::Success)
                 .await;
@@ -402,7 +402,7 @@ impl Rotator {
                 job.error = Some(e.to_string());
                 if let RotationError::KeysFailed { .. } = e {
                     job.state = JobState::Failed;
-                    job.finished_at = Some(now_secs());
+                    job.finished_at = Some(self.clock.unix_secs());
                     self.record(&job, Action::KeyRotationFinished, Outcome::Failed)
                         .await;
                 }
@@ -502,7 +502,7 @@ impl Rotator {
             tracing::info!(below = target, "old master key versions retired");
         }
         job.state = JobState::Done;
-        job.finished_at = Some(now_secs());
+        job.finished_at = Some(self.clock.unix_secs());
         job.error = None;
         self.save(job).await?;
         progress(job);
@@ -597,7 +597,7 @@ impl Rotator {
     }
 
     async fn save(&self, job: &mut RotationJob) -> Result<(), RotationError> {
-        job.updated_at = now_secs();
+        job.updated_at = self.clock.unix_secs();
         self.store.update_job(job).await?;
         Ok(())
     }
@@ -741,7 +741,7 @@ impl Rotator {
     /// Provider and store failures.
     pub async fn overview(&self) -> Result<KeysOverview, RotationError> {
         let status = self.keys.status().await?;
-        let now = now_secs();
+        let now = self.clock.unix_secs();
         let versions = status
             .versions
             .iter()

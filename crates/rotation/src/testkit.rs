@@ -2,7 +2,9 @@
 //! case, each on a fresh database from the adapter's factory. The cases drive the port directly
 //! (paging, compare-and-swap replacement, jobs, the lock) and through the [`Rotator`] over real
 //! wallets and secrets with the backend's master key provider (rotation end to end, resumption after a
-//! failure, keys that will not re-wrap, validation).
+//! failure, keys that will not re-wrap, validation). One manual clock per test dates
+//! everything (the stores' rows, the ledger, the secrets, the rotator): a case that needs time to
+//! pass moves it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
@@ -11,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use coffer_audit::{AlertConfig, AuditLog, AuditQuery, EntityId, ObservedAuditLog};
+use coffer_clock::{Clock, ManualClock};
 use coffer_keys::{
     Capabilities, GeneratedDataKey, KeyContext, KeyError, KeyProvider, KeyStatus, RewrapRequest,
     VersionState, WrappedKey,
@@ -40,8 +43,9 @@ pub struct Stores {
 /// What an adapter gives the suite.
 #[async_trait]
 pub trait Backend: Send + Sync {
-    /// Opens the stores on this test's database, as a new process would.
-    async fn open(&self, keys: Arc<dyn KeyProvider>) -> Stores;
+    /// Opens the stores on this test's database, as a new process would, reading the time from
+    /// `clock`.
+    async fn open(&self, keys: Arc<dyn KeyProvider>, clock: Arc<dyn Clock>) -> Stores;
     /// Overwrites a wallet's data key row (version 1) with `wrapped`, as the schema owner.
     async fn set_wallet_key(&self, wallet: Uuid, wrapped: &[u8]);
     /// This test's master key provider: one that can rotate (add a version) and retire
@@ -84,11 +88,13 @@ struct World {
     stores: Stores,
     ledger: Ledger,
     secrets: SecretsManager,
+    clock: Arc<ManualClock>,
 }
 
 async fn world(backend: &dyn Backend) -> World {
     let keys = backend.keys();
-    let stores = backend.open(keys.clone()).await;
+    let clock = Arc::new(ManualClock::default());
+    let stores = backend.open(keys.clone(), clock.clone()).await;
     let observed = Arc::new(ObservedAuditLog::new(
         stores.audit.clone(),
         AlertConfig::default(),
@@ -99,17 +105,20 @@ async fn world(backend: &dyn Backend) -> World {
         keys.clone(),
         observed,
         coffer_ledger::testkit::config(),
-    );
+    )
+    .with_clock(clock.clone());
     let secrets = SecretsManager::new(
         stores.secrets.clone(),
         keys.clone(),
         std::time::Duration::from_secs(60),
-    );
+    )
+    .with_clock(clock.clone());
     World {
         keys,
         stores,
         ledger,
         secrets,
+        clock,
     }
 }
 
@@ -128,6 +137,7 @@ impl World {
                 retire_grace: std::time::Duration::ZERO,
                 ..RotationConfig::default()
             },
+            self.clock.clone(),
         )
     }
 
@@ -362,7 +372,7 @@ pub async fn the_lock_is_exclusive_and_released_when_dropped(backend: &dyn Backe
     let other = store.try_lock("job-b").await.unwrap();
     assert!(other.is_some(), "another job's lock is separate");
     // A second process on the same database (a fresh adapter) is refused too.
-    let second = backend.open(w.keys.clone()).await;
+    let second = backend.open(w.keys.clone(), w.clock.clone()).await;
     assert!(second.rotation.try_lock("job-a").await.unwrap().is_none());
     drop(lease);
     // Released as the lease drops (on Postgres by a statement the drop spawns).
@@ -690,15 +700,11 @@ pub async fn data_keys_due_by_age_skip_closed_wallets_and_rotated_ones(backend: 
             .is_empty(),
         "nothing was created before the epoch"
     );
-    // A rotated wallet's current key is new: not due against a bound just before now.
-    let bound = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_micros(),
-    )
-    .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // A rotated wallet's current key is new: not due against a bound just before now (and after
+    // the other wallets' keys were made).
+    w.clock.advance(std::time::Duration::from_millis(5));
+    let bound = w.clock.unix_micros();
+    w.clock.advance(std::time::Duration::from_millis(5));
     assert_eq!(w.ledger.rotate_data_key(wallets[0]).await.unwrap(), 2);
     let due = store
         .data_keys_due(crate::DataKeyOwner::Wallets, bound, None, 100)

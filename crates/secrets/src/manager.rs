@@ -1,14 +1,20 @@
 //! [`SecretsManager`]: the secrets manager's operations (get, set,
 //! rotate, list, backup, restore, status) on top of a [`SecretStore`] and a
 //! [`KeyProvider`].
+//!
+//! Time comes from an injected [`Clock`]: expiries, rotation due dates and backup times in its
+//! Unix seconds, the cache's age on its monotonic time. [`SecretsManager::new`] reads the
+//! system's; tests of expiry give a [`coffer_clock::ManualClock`] through
+//! [`SecretsManager::with_clock`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use coffer_clock::Clock;
 use coffer_crypto::{Aad, KeyRef, SecretBytes};
 use coffer_keys::{
     KeyContext, KeyError, KeyProvider, UsageCounter, WrappedKey, outcome_of, rewrap_one,
@@ -166,21 +172,12 @@ struct Cached {
     at: Instant,
 }
 
-/// Clock of unix seconds (injected by tests of expiry).
-pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
-
-fn system_clock() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// See the [crate documentation](crate).
 pub struct SecretsManager {
     store: Arc<dyn SecretStore>,
     keys: Arc<dyn KeyProvider>,
     ttl: Duration,
-    clock: Clock,
+    clock: Arc<dyn Clock>,
     /// `(name, None)` is the active version, `(name, Some(v))` a version asked for by number.
     cache: Mutex<HashMap<(SecretName, Option<u32>), Cached>>,
     /// Bumped by every rotation: a read that began before one does not cache what it read.
@@ -253,7 +250,7 @@ impl SecretsManager {
             store,
             keys,
             ttl,
-            clock: Arc::new(system_clock),
+            clock: coffer_clock::system(),
             cache: Mutex::new(HashMap::new()),
             rotations: AtomicU64::new(0),
             hits: AtomicU64::new(0),
@@ -271,13 +268,13 @@ impl SecretsManager {
 
     /// The same with another clock (tests of expiry and rotation due dates).
     #[must_use]
-    pub fn with_clock(mut self, clock: Clock) -> Self {
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
     }
 
     fn now(&self) -> u64 {
-        (self.clock)()
+        self.clock.unix_secs()
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<(SecretName, Option<u32>), Cached>> {
@@ -380,7 +377,7 @@ impl SecretsManager {
     ) -> Result<SecretBytes, SecretError> {
         let key = (name.clone(), version);
         if let Some(c) = self.cache().get(&key)
-            && c.at.elapsed() < self.ttl
+            && self.clock.monotonic().saturating_duration_since(c.at) < self.ttl
         {
             self.check_expiry(&c.meta)?;
             self.hits.fetch_add(1, Ordering::Relaxed);
@@ -407,7 +404,7 @@ impl SecretsManager {
                 Cached {
                     value: value.clone(),
                     meta: record.meta,
-                    at: Instant::now(),
+                    at: self.clock.monotonic(),
                 },
             );
         }

@@ -51,6 +51,7 @@ async fn accounts(
             EntityId::parse("failure-tests").unwrap(),
         )),
         rbac: Rbac::default(),
+        clock: coffer_clock::system(),
     };
     Accounts::open(deps, AccountsConfig::default()).await
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use coffer_clock::Clock;
 use coffer_keys::KeyProvider;
 use coffer_keys_local::{LocalKeyProvider, LocalKeySource};
 use coffer_rotation::testkit::{Backend, Stores};
@@ -48,13 +49,16 @@ struct Sqlite {
 
 #[async_trait]
 impl Backend for Sqlite {
-    async fn open(&self, keys: Arc<dyn KeyProvider>) -> Stores {
+    async fn open(&self, keys: Arc<dyn KeyProvider>, clock: Arc<dyn Clock>) -> Stores {
         let audit = SqliteAuditLog::open(self.pool.clone(), keys.as_ref())
             .await
-            .expect("open audit log");
+            .expect("open audit log")
+            .with_clock(clock.clone());
         Stores {
             rotation: Arc::new(SqliteRotationStore::new(self.pool.clone())),
-            ledger: Arc::new(SqliteLedgerStore::new(self.pool.clone(), audit.clone())),
+            ledger: Arc::new(
+                SqliteLedgerStore::new(self.pool.clone(), audit.clone()).with_clock(clock),
+            ),
             audit: Arc::new(audit),
             secrets: Arc::new(SqliteSecretStore::new(self.pool.clone())),
         }
@@ -83,13 +87,14 @@ struct Postgres {
 
 #[async_trait]
 impl Backend for Postgres {
-    async fn open(&self, keys: Arc<dyn KeyProvider>) -> Stores {
+    async fn open(&self, keys: Arc<dyn KeyProvider>, clock: Arc<dyn Clock>) -> Stores {
         let audit = PgAuditLog::open(self.app.clone(), keys.as_ref())
             .await
-            .expect("open audit log");
+            .expect("open audit log")
+            .with_clock(clock.clone());
         Stores {
             rotation: Arc::new(PgRotationStore::new(self.app.clone())),
-            ledger: Arc::new(PgLedgerStore::new(self.app.clone(), audit.clone())),
+            ledger: Arc::new(PgLedgerStore::new(self.app.clone(), audit.clone()).with_clock(clock)),
             audit: Arc::new(audit),
             secrets: Arc::new(PgSecretStore::new(self.app.clone())),
         }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use coffer_clock::{Clock as _, ManualClock};
 use coffer_keys::KeyProvider;
 use coffer_secrets::testkit::Subject;
 use coffer_secrets::{
@@ -130,10 +131,11 @@ async fn nothing_readable_is_stored_and_a_value_moved_to_another_name_does_not_o
 #[tokio::test]
 async fn expired_versions_are_refused_and_rotation_due_dates_are_reported() {
     let (store, _dir) = sqlite_store().await;
-    let now = Arc::new(AtomicU64::new(1_000_000));
-    let clock = now.clone();
-    let m = SecretsManager::new(store, common::provider(), Duration::from_secs(300))
-        .with_clock(Arc::new(move || clock.load(Ordering::SeqCst)));
+    let clock = Arc::new(ManualClock::at_unix_secs(1_000_000));
+    // The cache keeps values longer than the clock is moved on below, so the value is still
+    // cached when it expires.
+    let m = SecretsManager::new(store, common::provider(), Duration::from_secs(7 * 86_400))
+        .with_clock(clock.clone());
     let n = name("temp-token");
     m.set(
         &n,
@@ -150,7 +152,7 @@ async fn expired_versions_are_refused_and_rotation_due_dates_are_reported() {
     let status = m.status().await.unwrap();
     assert_eq!((status.expired, status.rotation_due), (0, 0));
 
-    now.fetch_add(3600, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(3600));
     // Even the cached value is refused once expired.
     let err = m.get(&n).await.unwrap_err();
     assert!(
@@ -165,12 +167,12 @@ async fn expired_versions_are_refused_and_rotation_due_dates_are_reported() {
         "{err:?}"
     );
     assert_eq!(m.status().await.unwrap().expired, 1);
-    now.fetch_add(86_400, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(86_400));
     assert_eq!(m.status().await.unwrap().rotation_due, 1);
 
     // Rotation gives a fresh hour.
     let v2 = m.rotate(&n, b"renewed").await.unwrap();
-    assert_eq!(v2.expires_at, Some(now.load(Ordering::SeqCst) + 3600));
+    assert_eq!(v2.expires_at, Some(clock.unix_secs() + 3600));
     assert_eq!(m.get(&n).await.unwrap().expose_secret(), b"renewed");
     let status = m.status().await.unwrap();
     assert_eq!(

@@ -16,12 +16,11 @@
 //! refresh family is stored, so a failure to sign leaves no session behind.
 
 use std::fmt;
-use std::time::SystemTime;
 
 use coffer_audit::{Action, Actor, Code, Outcome};
 
 use super::error::{AuthError, invalid};
-use super::shared::{RequestContext, entity, now_secs, user_key_context};
+use super::shared::{RequestContext, entity, user_key_context};
 use super::{Accounts, Session, seal_field};
 use crate::email::Email;
 use crate::password::NewPassword;
@@ -109,7 +108,7 @@ impl Accounts {
             roles: self.config.default_roles.clone(),
             dek_version: 1,
             totp: None,
-            created_at: coffer_audit::event::unix_micros(SystemTime::now()),
+            created_at: self.clock.unix_micros(),
         };
         let audit = self.event(
             Actor::Anonymous,
@@ -178,7 +177,7 @@ impl Accounts {
             }
             amr.push("otp".to_owned());
         }
-        let now = now_secs();
+        let now = self.clock.unix_secs();
         let token = RefreshToken::generate();
         let record = RefreshRecord {
             hash: token.hash(),

@@ -29,8 +29,11 @@
 //! and the steps several use cases take: loading a user and unwrapping their data key, sealing a
 //! field, checking a TOTP code, recording a failed login, signing a session, building an audit
 //! event) and two leaves that import nothing from their siblings, `error` ([`AuthError`]) and
-//! `shared` (the request context, audit details, the clock, a user field's key context and
-//! associated data).
+//! `shared` (the request context, audit details, a user field's key context and associated
+//! data).
+//!
+//! The time is an input: the [`Clock`] in [`AccountsDeps`] dates tokens, sessions, signing keys
+//! and registrations, picks the TOTP step a code is checked against and paces the key reloads.
 
 use std::fmt;
 use std::sync::Arc;
@@ -39,6 +42,7 @@ use std::time::Duration;
 use coffer_audit::{
     Action, Actor, AuditEvent, AuditHasher, Code, ObservedAuditLog, Outcome, Subject,
 };
+use coffer_clock::Clock;
 use coffer_crypto::{DataKey, HmacKey, KeyRef, open_bytes, seal};
 use coffer_keys::{KeyProvider, WrappedKey};
 use coffer_secrets::SecretsManager;
@@ -72,7 +76,7 @@ pub use totp::TotpEnrollment;
 pub use users::Profile;
 
 use error::corrupt;
-use shared::{code, entity, field_aad, now_secs};
+use shared::{code, entity, field_aad};
 use signing_keys::{load_ring, load_secret};
 
 /// The purpose the blind-index key is stored under.
@@ -141,6 +145,7 @@ pub struct Accounts {
     config: AccountsConfig,
     last_key_reload: tokio::sync::Mutex<Option<std::time::Instant>>,
     secrets: Arc<SecretsManager>,
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for Accounts {
@@ -169,6 +174,8 @@ pub struct AccountsDeps {
     pub rbac: Rbac,
     /// Where the service's own secrets live (the blind-index and audit-hashing keys).
     pub secrets: Arc<SecretsManager>,
+    /// The time (`coffer_clock::system()` in production).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Accounts {
@@ -189,11 +196,13 @@ impl Accounts {
             deps.keys.as_ref(),
             &deps.secrets,
             &config.token,
+            deps.clock.as_ref(),
         )
         .await?;
         let audit_hasher = AuditHasher::new(load_secret(&deps, "audit-detail-hash").await?);
         Ok(Self {
-            tokens: Tokens::new(config.token.clone(), ring, deps.revocation.clone()),
+            tokens: Tokens::new(config.token.clone(), ring, deps.revocation.clone())
+                .with_clock(deps.clock.clone()),
             store: deps.store,
             keys: deps.keys,
             index_key,
@@ -205,6 +214,7 @@ impl Accounts {
             config,
             last_key_reload: tokio::sync::Mutex::new(None),
             secrets: deps.secrets,
+            clock: deps.clock,
         })
     }
 
@@ -226,10 +236,12 @@ impl Accounts {
             Err(TokenError::UnknownKey) => {
                 {
                     let mut last = self.last_key_reload.lock().await;
-                    if !last.is_some_and(|t| t.elapsed() < KEY_RELOAD_INTERVAL) {
+                    let now = self.clock.monotonic();
+                    if !last.is_some_and(|t| now.saturating_duration_since(t) < KEY_RELOAD_INTERVAL)
+                    {
                         // Counted before the attempt: a failing store is not asked again for
                         // every forged kid.
-                        *last = Some(std::time::Instant::now());
+                        *last = Some(now);
                         self.reload_signing_keys().await?;
                     }
                 }
@@ -275,7 +287,7 @@ impl Accounts {
             return Ok(false);
         };
         let secret = self.totp_secret(user, totp).await?;
-        match secret.matching_step(&code, now_secs()) {
+        match secret.matching_step(&code, self.clock.unix_secs()) {
             Some(step) if step > totp.last_step => {
                 Ok(self.store.claim_totp_step(user.record.id, step).await?)
             }

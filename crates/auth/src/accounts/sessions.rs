@@ -27,7 +27,7 @@
 use coffer_audit::{Action, Actor, AuditEvent, Outcome, Subject};
 
 use super::error::{AuthError, corrupt};
-use super::shared::{RequestContext, code, entity, now_secs};
+use super::shared::{RequestContext, code, entity};
 use super::{Accounts, Session};
 use crate::refresh::{self, Decision, RefreshRecord, RefreshToken};
 use crate::store::Rotation;
@@ -62,7 +62,7 @@ impl Accounts {
             if replacement.is_some() && self.store.refresh_token(&hash).await? != record {
                 continue;
             }
-            let now = now_secs();
+            let now = self.clock.unix_secs();
             match refresh::decide(
                 record.as_ref(),
                 replacement.as_ref(),
@@ -232,6 +232,6 @@ impl Accounts {
     /// # Errors
     /// Store failures.
     pub async fn purge_ended_sessions(&self) -> Result<u64, AuthError> {
-        Ok(self.store.purge_families(now_secs()).await?)
+        Ok(self.store.purge_families(self.clock.unix_secs()).await?)
     }
 }

@@ -4,7 +4,6 @@
 //! - [`RequestContext`]: where a request came from, for the audit log and the alert rules.
 //! - Audit details: ids as entities, and codes that never fail the operation they describe (a
 //!   value that is not a token is recorded as `unrepresentable`).
-//! - The clock, in the revocation list's seconds.
 //! - The binding of a user's personal data: the key context their data key is generated and
 //!   unwrapped under (`purpose=user-dek`, the user id), and the associated data each sealed field
 //!   carries (`user.field`, the user id, the field name), so an envelope copied to another user
@@ -12,13 +11,11 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::time::SystemTime;
 
 use coffer_audit::{Code, DetailValue, EntityId};
 use coffer_crypto::Aad;
 use coffer_keys::KeyContext;
 
-use crate::revocation::unix_secs;
 use crate::user::UserId;
 
 /// Where a request came from (for the audit log and the alert rules).
@@ -55,8 +52,4 @@ pub(super) fn code(s: &str) -> DetailValue {
         Code::parse(s)
             .unwrap_or_else(|_| Code::parse("unrepresentable").expect("a constant token")),
     )
-}
-
-pub(super) fn now_secs() -> u64 {
-    unix_secs(SystemTime::now())
 }

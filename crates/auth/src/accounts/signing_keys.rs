@@ -20,14 +20,13 @@
 //! its `service_secrets` rows, which stay as they were.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
+use coffer_clock::Clock;
 use coffer_crypto::{Aad, DataKey, HmacKey, open_bytes};
 use coffer_keys::{KeyContext, KeyError, KeyProvider, WrappedKey};
 use coffer_secrets::{SecretBytes, SecretError, SecretName, SecretsManager};
 
 use super::error::{AuthError, corrupt, invalid};
-use super::shared::now_secs;
 use super::{Accounts, AccountsDeps};
 use crate::revocation::unix_secs;
 use crate::store::{StoredSigningKey, UserStore, UserStoreError};
@@ -51,7 +50,7 @@ impl Accounts {
     /// # Errors
     /// Store or key provider failures.
     pub async fn rotate_signing_key(&self) -> Result<String, AuthError> {
-        let stored = new_signing_key(&self.secrets).await?;
+        let stored = new_signing_key(&self.secrets, self.clock.as_ref()).await?;
         self.store.add_signing_key(&stored, false).await?;
         self.reload_signing_keys().await?;
         self.tokens
@@ -81,7 +80,8 @@ impl Accounts {
     /// # Errors
     /// [`AuthError::Invalid`] for the current or an unknown key, dependencies.
     pub async fn drop_signing_key(&self, kid: &str) -> Result<(), AuthError> {
-        if !self.store.drop_signing_key(kid, now_secs()).await? {
+        let now = self.clock.unix_secs();
+        if !self.store.drop_signing_key(kid, now).await? {
             return Err(invalid("kid", "not a retired signing key: rotate first"));
         }
         self.tokens.drop_key(kid);
@@ -98,6 +98,7 @@ impl Accounts {
             self.keys.as_ref(),
             &self.secrets,
             &self.config.token,
+            self.clock.as_ref(),
         )
         .await?;
         self.tokens.replace_ring(ring);
@@ -153,7 +154,10 @@ fn signing_tags() -> BTreeMap<String, String> {
 
 /// A new signing key: its private key (PKCS#1 DER) a secret of the secrets manager, its row in
 /// `signing_keys` the index (kid, when it signed, retired, dropped) with no material.
-async fn new_signing_key(secrets: &SecretsManager) -> Result<StoredSigningKey, AuthError> {
+async fn new_signing_key(
+    secrets: &SecretsManager,
+    clock: &dyn Clock,
+) -> Result<StoredSigningKey, AuthError> {
     let key = tokio::task::spawn_blocking(SigningKey::generate)
         .await
         .map_err(|e| AuthError::Internal(e.to_string()))?
@@ -174,7 +178,7 @@ async fn new_signing_key(secrets: &SecretsManager) -> Result<StoredSigningKey, A
         wrapped_dek: Vec::new(),
         kek_version: 0,
         sealed: Vec::new(),
-        created_at: now_secs(),
+        created_at: clock.unix_secs(),
         retired_at: None,
     })
 }
@@ -205,7 +209,7 @@ pub(crate) async fn legacy_signing_key(
         wrapped_dek: generated.wrapped.to_bytes(),
         kek_version: generated.wrapped.version,
         sealed: sealed.into_bytes(),
-        created_at: now_secs(),
+        created_at: coffer_clock::SystemClock.unix_secs(),
         retired_at: None,
     })
 }
@@ -241,14 +245,15 @@ pub(super) async fn load_ring(
     keys: &dyn KeyProvider,
     secrets: &SecretsManager,
     config: &TokenConfig,
+    clock: &dyn Clock,
 ) -> Result<KeyRing, AuthError> {
     let mut stored = store.signing_keys().await?;
     if !stored.iter().any(|k| k.retired_at.is_none()) {
-        let first = new_signing_key(secrets).await?;
+        let first = new_signing_key(secrets, clock).await?;
         store.add_signing_key(&first, true).await?;
         stored = store.signing_keys().await?;
     }
-    let now = SystemTime::now();
+    let now = clock.now();
     let window = (config.access_ttl + config.leeway).as_secs();
     let mut ring = Vec::with_capacity(stored.len());
     for k in stored {

@@ -13,6 +13,7 @@ use coffer_audit::{
     Action, Actor, AlertConfig, AuditLog, AuditQuery, DetailValue, EntityId, ObservedAuditLog,
     Subject,
 };
+use coffer_clock::{Clock, ManualClock};
 use coffer_keys::KeyProvider;
 
 use crate::accounts::{
@@ -100,6 +101,15 @@ pub async fn legacy_signing_key(keys: &dyn KeyProvider) -> crate::store::StoredS
 
 /// The service over a freshly opened store, with a cheap Argon2 and `grace` for refresh retries.
 pub async fn accounts(backend: &dyn Backend, grace: Duration) -> (Accounts, Arc<dyn AuditLog>) {
+    accounts_on(backend, grace, coffer_clock::system()).await
+}
+
+/// The same, reading the time from `clock`.
+pub async fn accounts_on(
+    backend: &dyn Backend,
+    grace: Duration,
+    clock: Arc<dyn Clock>,
+) -> (Accounts, Arc<dyn AuditLog>) {
     let (store, audit, revocation) = backend.open(backend.keys()).await;
     let observed = Arc::new(ObservedAuditLog::new(
         audit.clone(),
@@ -118,6 +128,7 @@ pub async fn accounts(backend: &dyn Backend, grace: Duration) -> (Accounts, Arc<
         revocation,
         audit: observed,
         rbac: Rbac::default(),
+        clock,
     };
     let config = AccountsConfig {
         refresh_grace: grace,
@@ -521,7 +532,8 @@ pub async fn a_revoked_session_stays_revoked_while_it_is_being_refreshed(backend
 /// fresh code and carries `amr` ["pwd","otp"]; a code is accepted once, also when sent by
 /// several logins at once; turning the factor off needs a fresh code.
 pub async fn totp_enrollment_login_and_replay(backend: &dyn Backend) {
-    let (a, audit) = accounts(backend, Duration::ZERO).await;
+    let clock = Arc::new(ManualClock::default());
+    let (a, audit) = accounts_on(backend, Duration::ZERO, clock.clone()).await;
     let a = Arc::new(a);
     let id = a.register(registration(EMAIL), &ctx()).await.unwrap();
     assert!(
@@ -540,13 +552,13 @@ pub async fn totp_enrollment_login_and_replay(backend: &dyn Backend) {
     );
     let secret = decode_base32(&enrollment.secret);
     // Codes are computed here and checked by the service a moment later: start well inside a
-    // step so both see the same one.
+    // step so both see the same one (the service's clock is the test's, and it stands still).
     let step = crate::mfa::STEP_SECS;
-    let in_step = unix_secs(std::time::SystemTime::now()) % step;
+    let in_step = clock.unix_secs() % step;
     if in_step > step - 8 {
-        tokio::time::sleep(Duration::from_secs(step - in_step + 1)).await;
+        clock.advance(Duration::from_secs(step - in_step + 1));
     }
-    let now = unix_secs(std::time::SystemTime::now());
+    let now = clock.unix_secs();
     let (previous, current, next) = (
         secret.code_at(now - step),
         secret.code_at(now),

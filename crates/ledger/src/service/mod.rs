@@ -28,6 +28,10 @@
 //! - `support`: the helpers that know nothing of [`Ledger`] (wallet rows, running again, PIN
 //!   turns, audit details).
 //!
+//! The time is an input: [`Ledger::new`] reads the system clock, [`Ledger::with_clock`] another
+//! (`coffer_clock::ManualClock` in tests); every timestamp the service writes (wallet rows,
+//! transactions, their audit records' times) is read from it.
+//!
 //! Dependencies point one way. The use-case modules use this module, `views` and `support`, and
 //! never one another's items (money-out calls `pin_attempts`' `unlock` as a method of
 //! [`Ledger`]); this module uses `views` and `support`; those two use nothing else of the
@@ -43,6 +47,7 @@ mod views;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use coffer_audit::{Action, Actor, AuditEvent, ObservedAuditLog, Outcome, Subject};
+use coffer_clock::Clock;
 use coffer_crypto::{KdfParams, KeyRef, WalletSigningKey};
 use coffer_keys::{KeyProvider, WrappedKey};
 
@@ -56,8 +61,7 @@ use crate::port::{
 };
 use crate::sealing::{Keyring, balance_aad, signing_key_aad, wallet_key_context};
 use support::{
-    WalletTurns, again_if_changed, code, entity, now_micros, parse_pin, pin_error, rewrite, state,
-    with,
+    WalletTurns, again_if_changed, code, entity, parse_pin, pin_error, rewrite, state, with,
 };
 pub use views::{HistoryPageView, TransactionView, WalletView};
 use views::{cursor, parse_cursor, wallet_view};
@@ -158,6 +162,7 @@ pub struct Ledger {
     pins: PinVerifier,
     pin_turns: WalletTurns,
     config: LedgerConfig,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -198,7 +203,20 @@ impl Ledger {
             pins: PinVerifier::new(config.pins),
             pin_turns: WalletTurns::default(),
             config,
+            clock: coffer_clock::system(),
         }
+    }
+
+    /// The same ledger, reading the time from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, in microseconds since the Unix epoch, on the ledger's clock.
+    fn now_micros(&self) -> i64 {
+        self.clock.unix_micros()
     }
 
     /// The storage port (for the worker's maintenance and the tests).
@@ -302,7 +320,7 @@ impl Ledger {
                 version: rec.version + 1,
                 public_key: change.public_key,
                 failed_pins: change.failed_pins,
-                updated_at: now_micros(),
+                updated_at: self.now_micros(),
                 ..rec.clone()
             };
             *view.lock().unwrap_or_else(PoisonError::into_inner) =
@@ -384,7 +402,7 @@ impl Ledger {
             .map_err(|e| Error::Storage(e.to_string()))?;
         let mut keys = Keyring::default();
         keys.insert(id, 1, generated.plaintext);
-        let now = now_micros();
+        let now = self.now_micros();
         let record = WalletRecord {
             id,
             owner,

@@ -55,7 +55,7 @@ use crate::port::{Applied, Apply, Changes, Idempotency, Locked, PostingRecord, T
 use crate::sealing::{Keyring, memo_aad, posting_aad};
 
 use super::support::{
-    again_if_changed, code, entity, now_micros, parse_pin, rewrite, state, wallet_stream, with,
+    again_if_changed, code, entity, parse_pin, rewrite, state, wallet_stream, with,
 };
 use super::views::{TransactionView, open_postings, sealer, transaction_view};
 use super::{Caller, Ledger, MAX_IDEMPOTENCY_KEY_LEN, MAX_MEMO_CHARS, MoneyRequest, Unlocked};
@@ -321,7 +321,7 @@ impl Ledger {
         }
         let draft = Draft {
             id: TransactionId::new(),
-            at_micros: now_micros(),
+            at_micros: self.now_micros(),
             from: None,
             to: Some(wallet),
             key_wallet: wallet,
@@ -441,7 +441,7 @@ impl Ledger {
         };
         let mut draft = Draft {
             id: TransactionId::new(),
-            at_micros: now_micros(),
+            at_micros: self.now_micros(),
             from: Some(from),
             to,
             key_wallet: from,
@@ -547,7 +547,7 @@ impl Ledger {
         let (_, keys) = self.load(&ids).await?;
         let draft = Draft {
             id: TransactionId::new(),
-            at_micros: now_micros(),
+            at_micros: self.now_micros(),
             from: original.to_wallet,
             to: original.from_wallet,
             key_wallet: original.key_wallet,

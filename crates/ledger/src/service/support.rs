@@ -15,16 +15,13 @@
 //! - PIN checks of one wallet take turns within a process (`WalletTurns`: a queue per wallet,
 //!   which exists only while someone waits or holds the turn), so a burst of requests with the
 //!   right PIN pays one attempt and one KDF and the rest find the PIN remembered.
-//! - Audit details (`entity`, `code`, `with`, `wallet_stream`), the clock, PIN parsing and how a
-//!   failed PIN check becomes an [`Error`].
+//! - Audit details (`entity`, `code`, `with`, `wallet_stream`), PIN parsing and how a failed PIN
+//!   check becomes an [`Error`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
 
-use coffer_audit::{
-    AuditEvent, Code, DetailValue, EntityId, StreamId, Subject, event::unix_micros,
-};
+use coffer_audit::{AuditEvent, Code, DetailValue, EntityId, StreamId, Subject};
 use coffer_crypto::Pin;
 
 use crate::domain::{WalletId, WalletState};
@@ -90,10 +87,6 @@ pub(super) fn code(s: &str) -> DetailValue {
 
 pub(super) fn wallet_stream(wallet: WalletId) -> StreamId {
     Subject::Wallet(entity(wallet)).default_stream()
-}
-
-pub(super) fn now_micros() -> i64 {
-    unix_micros(SystemTime::now())
 }
 
 pub(super) fn corrupt(what: &str, wallet: WalletId) -> impl FnOnce(String) -> Error + '_ {

@@ -14,14 +14,14 @@
 //!
 //! Postgres appends assume READ COMMITTED (the default); under a stricter isolation level a
 //! moved head is a serialization failure, reported as [`AuditError::Conflict`] for a retry.
-
-use std::time::SystemTime;
+//!
+//! A checkpoint's time is read from the log's clock (the system's as opened, another from
+//! `with_clock`); events carry the time their service gave them.
 
 use coffer_audit::chain::{
     AuditRecord, Checkpoint, CheckpointAnchor, CheckpointEntry, GENESIS, checkpoint_mac,
     decode_entries,
 };
-use coffer_audit::event::unix_micros;
 use coffer_audit::{
     Action, Actor, AuditError, AuditEvent, Code, Details, Outcome, StreamId, Subject, Verifier,
     VerifyProgress, VerifyReport,
@@ -295,8 +295,14 @@ struct NewCheckpoint {
 }
 
 impl NewCheckpoint {
-    /// From the heads that moved `(stream, seq, mac)` and the previous checkpoint's MAC.
-    fn build(key: &HmacKey, moved: Vec<(String, i64, Vec<u8>)>, prev_mac: Option<Vec<u8>>) -> Self {
+    /// From the heads that moved `(stream, seq, mac)` and the previous checkpoint's MAC, made
+    /// at `at` (Unix microseconds).
+    fn build(
+        key: &HmacKey,
+        moved: Vec<(String, i64, Vec<u8>)>,
+        prev_mac: Option<Vec<u8>>,
+        at: i64,
+    ) -> Self {
         let mut entries: Vec<CheckpointEntry> = moved
             .into_iter()
             .map(|(stream, seq, mac)| CheckpointEntry {
@@ -309,7 +315,6 @@ impl NewCheckpoint {
         let prev_mac = prev_mac
             .and_then(|m| <[u8; 32]>::try_from(m.as_slice()).ok())
             .unwrap_or(GENESIS);
-        let at = unix_micros(SystemTime::now());
         let mac = checkpoint_mac(key, at, &prev_mac, &entries);
         Self {
             at,

@@ -10,6 +10,7 @@ use coffer_audit::{
     AuditCapabilities, AuditError, AuditEvent, AuditLog, AuditQuery, AuditRecord, AuditTx,
     CheckpointAnchor, CheckpointSummary, Receipt, VerifyProgress, VerifyReport,
 };
+use coffer_clock::Clock;
 use coffer_crypto::HmacKey;
 use coffer_keys::KeyProvider;
 use lru::LruCache;
@@ -28,6 +29,7 @@ pub struct PgAuditLog {
     pool: PgPool,
     key: HmacKey,
     heads: HeadCache,
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for PgAuditLog {
@@ -47,6 +49,7 @@ impl PgAuditLog {
             pool,
             key,
             heads: new_head_cache(),
+            clock: coffer_clock::system(),
         })
     }
 
@@ -65,7 +68,15 @@ impl PgAuditLog {
             pool,
             key,
             heads: new_head_cache(),
+            clock: coffer_clock::system(),
         })
+    }
+
+    /// The same log, dating its checkpoints by `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The pool, for stores that append inside their own transactions.
@@ -412,7 +423,7 @@ impl AuditLog for PgAuditLog {
             prev_mac,
             entries,
             mac,
-        } = NewCheckpoint::build(&self.key, moved, prev_mac);
+        } = NewCheckpoint::build(&self.key, moved, prev_mac, self.clock.unix_micros());
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO audit_checkpoints (at_micros, prev_mac, entries, mac) \
              VALUES ($1, $2, $3, $4) RETURNING id",

@@ -3,6 +3,7 @@
 //! upgrade.
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use coffer_audit::chain::{GENESIS, encode_entries, record_mac};
@@ -10,6 +11,7 @@ use coffer_audit::{
     AuditCapabilities, AuditError, AuditEvent, AuditLog, AuditQuery, AuditRecord, AuditTx,
     CheckpointAnchor, CheckpointSummary, Receipt, VerifyProgress, VerifyReport,
 };
+use coffer_clock::Clock;
 use coffer_crypto::HmacKey;
 use coffer_keys::KeyProvider;
 use sqlx::sqlite::SqlitePool;
@@ -26,6 +28,7 @@ use crate::StoreError;
 pub struct SqliteAuditLog {
     pool: SqlitePool,
     key: HmacKey,
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for SqliteAuditLog {
@@ -41,7 +44,11 @@ impl SqliteAuditLog {
     /// [`StoreError::AuditKey`] when the key cannot be loaded, unwrapped or stored.
     pub async fn open(pool: SqlitePool, provider: &dyn KeyProvider) -> Result<Self, StoreError> {
         let key = load_audit_key!(&pool, provider).await?;
-        Ok(Self { pool, key })
+        Ok(Self {
+            pool,
+            key,
+            clock: coffer_clock::system(),
+        })
     }
 
     /// Opens the log with its key kept by the secrets manager (see
@@ -55,7 +62,18 @@ impl SqliteAuditLog {
         secrets: &coffer_secrets::SecretsManager,
     ) -> Result<Self, StoreError> {
         let key = audit_key_from_secrets!(&pool, provider, secrets).await?;
-        Ok(Self { pool, key })
+        Ok(Self {
+            pool,
+            key,
+            clock: coffer_clock::system(),
+        })
+    }
+
+    /// The same log, dating its checkpoints by `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The pool, for stores that append inside their own transactions.
@@ -219,7 +237,7 @@ impl AuditLog for SqliteAuditLog {
             prev_mac,
             entries,
             mac,
-        } = NewCheckpoint::build(&self.key, moved, prev_mac);
+        } = NewCheckpoint::build(&self.key, moved, prev_mac, self.clock.unix_micros());
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO audit_checkpoints (at_micros, prev_mac, entries, mac) \
              VALUES (?1, ?2, ?3, ?4) RETURNING id",

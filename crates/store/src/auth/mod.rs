@@ -19,6 +19,10 @@
 //!
 //! This module defines the user stores, [`PgUserStore`] and [`SqliteUserStore`], and hands each
 //! method of the [`UserStore`] port to its aggregate's function for the database.
+//!
+//! The times the stores write (`updated_at` of users, `created_at` of service secrets) and the
+//! revocation lists' idea of an expired entry come from a clock: the system's from `new`,
+//! another from `with_clock`.
 
 use coffer_auth::refresh::{RefreshHash, RefreshRecord};
 use coffer_auth::store::{
@@ -48,10 +52,6 @@ fn audit_err(e: coffer_audit::AuditError) -> UserStoreError {
     }
 }
 
-fn now_micros() -> i64 {
-    coffer_audit::event::unix_micros(std::time::SystemTime::now())
-}
-
 /// Expands to the user store `$store` on one database: the type, and the port, each method
 /// running its aggregate's function for the database (`users::$sql`, `refresh::$sql`,
 /// `signing::$sql`).
@@ -62,6 +62,7 @@ macro_rules! user_store {
         pub struct $store {
             pool: $Pool,
             audit: $Audit,
+            clock: std::sync::Arc<dyn coffer_clock::Clock>,
         }
 
         impl std::fmt::Debug for $store {
@@ -75,7 +76,18 @@ macro_rules! user_store {
             /// the same database).
             #[must_use]
             pub fn new(pool: $Pool, audit: $Audit) -> Self {
-                Self { pool, audit }
+                Self {
+                    pool,
+                    audit,
+                    clock: coffer_clock::system(),
+                }
+            }
+
+            /// The same store, reading the time from `clock`.
+            #[must_use]
+            pub fn with_clock(mut self, clock: std::sync::Arc<dyn coffer_clock::Clock>) -> Self {
+                self.clock = clock;
+                self
             }
         }
 

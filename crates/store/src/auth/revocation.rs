@@ -9,6 +9,9 @@
 //! revocation is also announced on [`REVOCATION_CHANNEL`] with `pg_notify`, in the statement that
 //! writes it, so the announcement goes out when the revocation commits and never for one that
 //! rolled back; the `feed` module relays the announcements to a process's cache.
+//!
+//! Whether an entry has expired is decided against the list's clock (the system's from `new`,
+//! another from `with_clock`), not the database's.
 
 use coffer_auth::revocation::RevocationError;
 use sqlx::Row;
@@ -26,10 +29,6 @@ const SWEEP_EVERY: u64 = 256;
 
 fn revocation_err(e: sqlx::Error) -> RevocationError {
     RevocationError::Unavailable(e.to_string())
-}
-
-fn now_secs() -> u64 {
-    coffer_auth::revocation::unix_secs(std::time::SystemTime::now())
 }
 
 fn check(what: &'static str, s: &str) -> Result<(), RevocationError> {
@@ -52,6 +51,7 @@ macro_rules! revocation_list {
         pub struct $revocation {
             pool: $Pool,
             inserts: std::sync::Arc<std::sync::atomic::AtomicU64>,
+            clock: std::sync::Arc<dyn coffer_clock::Clock>,
         }
 
         impl std::fmt::Debug for $revocation {
@@ -67,7 +67,15 @@ macro_rules! revocation_list {
                 Self {
                     pool,
                     inserts: std::sync::Arc::default(),
+                    clock: coffer_clock::system(),
                 }
+            }
+
+            /// The same list, reading the time from `clock`.
+            #[must_use]
+            pub fn with_clock(mut self, clock: std::sync::Arc<dyn coffer_clock::Clock>) -> Self {
+                self.clock = clock;
+                self
             }
 
             /// Denylist rows held now (expired ones are swept as new ones arrive).
@@ -112,7 +120,7 @@ macro_rules! revocation_list {
                 expires: std::time::SystemTime,
             ) -> Result<(), RevocationError> {
                 check("jti", jti)?;
-                let now = now_secs();
+                let now = self.clock.unix_secs();
                 let until = coffer_auth::revocation::unix_secs(expires);
                 if until <= now {
                     return Ok(());
@@ -187,7 +195,7 @@ macro_rules! revocation_list {
                     Ok(v.map_or(0, |v| u64::try_from(v).unwrap_or(0)))
                 };
                 Ok(coffer_auth::RevocationStatus {
-                    token_revoked: get("denied_until")? > now_secs(),
+                    token_revoked: get("denied_until")? > self.clock.unix_secs(),
                     user_epoch: get("user_epoch")?,
                     global_epoch: get("global_epoch")?,
                 })

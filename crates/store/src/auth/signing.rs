@@ -12,7 +12,7 @@
 use coffer_auth::store::{StoredSigningKey, UserStoreError};
 
 use super::rows::{db_err, i64_of, signing_key_from};
-use super::{PgUserStore, SqliteUserStore, now_micros};
+use super::{PgUserStore, SqliteUserStore};
 
 /// Expands to the signing-key and service-secret functions of the store `$store` on one database
 /// (whose write transactions begin with `$begin`).
@@ -120,7 +120,7 @@ macro_rules! signing {
             .bind(purpose)
             .bind(wrapped)
             .bind(i64::from(kek_version))
-            .bind(now_micros())
+            .bind(store.clock.unix_micros())
             .execute(&store.pool)
             .await
             .map_err(db_err)?;

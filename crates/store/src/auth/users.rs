@@ -14,7 +14,7 @@ use coffer_auth::store::{LoadedUser, TotpRecord, UserKeyRecord, UserRecord, User
 use coffer_auth::user::UserId;
 
 use super::rows::{USER_COLUMNS, db_err, i64_of, key_from, loaded, user_from};
-use super::{PgUserStore, SqliteUserStore, audit_err, now_micros};
+use super::{PgUserStore, SqliteUserStore, audit_err};
 
 /// Expands to the user functions of the store `$store` on one database (`$Db`, whose write
 /// transactions begin with `$begin`).
@@ -132,7 +132,7 @@ macro_rules! users {
             let q = sqlx::query("UPDATE users SET roles = $2, updated_at = $3 WHERE id = $1")
                 .bind(*id.as_uuid())
                 .bind(roles)
-                .bind(now_micros());
+                .bind(store.clock.unix_micros());
             update_user(store, q, audit).await
         }
 
@@ -156,7 +156,7 @@ macro_rules! users {
             .bind(sealed)
             .bind(confirmed)
             .bind(step)
-            .bind(now_micros())
+            .bind(store.clock.unix_micros())
             .bind(expect_confirmed)
             .bind(i64::from(dek_version));
             update_user(store, q, audit).await
@@ -166,7 +166,7 @@ macro_rules! users {
             store: &$store,
             r: &coffer_auth::store::UserKeyRotation<'_>,
         ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
-            let now = now_micros();
+            let now = store.clock.unix_micros();
             let q = sqlx::query(
                 "UPDATE users SET dek_version = $2, email = $3, phone = $4, tax_id = $5, \
                  totp = $6, updated_at = $7 \

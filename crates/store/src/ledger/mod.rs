@@ -9,6 +9,10 @@
 //! the same key is seen once it commits), decide, write, append the audit records, commit. Two
 //! requests racing with one new idempotency key both decide; the second insert fails on the
 //! unique index of (scope, key) and that request starts again, finding the first one's result.
+//!
+//! The time a commit stamps on the rows it writes (the changed wallets' `updated_at`, new data
+//! keys' and public keys' `created_at`) is read from the store's clock: the system's from `new`,
+//! another from `with_clock`.
 
 use coffer_ledger::domain::{TransactionId, TransactionKind, UserId, WalletId, WalletStatus};
 use coffer_ledger::port::{DataKeyRecord, PostingRecord, TransactionRecord, WalletRecord};
@@ -274,6 +278,7 @@ macro_rules! ledger_store {
         pub struct $name {
             pool: $Pool,
             audit: $Audit,
+            clock: std::sync::Arc<dyn coffer_clock::Clock>,
         }
 
         impl std::fmt::Debug for $name {
@@ -287,7 +292,18 @@ macro_rules! ledger_store {
             /// same database).
             #[must_use]
             pub fn new(pool: $Pool, audit: $Audit) -> Self {
-                Self { pool, audit }
+                Self {
+                    pool,
+                    audit,
+                    clock: coffer_clock::system(),
+                }
+            }
+
+            /// The same store, reading the time from `clock`.
+            #[must_use]
+            pub fn with_clock(mut self, clock: std::sync::Arc<dyn coffer_clock::Clock>) -> Self {
+                self.clock = clock;
+                self
             }
 
             async fn load_transactions(
@@ -434,7 +450,7 @@ macro_rules! ledger_store {
                         return Err(refusal.into());
                     }
                 };
-                let now = coffer_audit::event::unix_micros(std::time::SystemTime::now());
+                let now = self.clock.unix_micros();
                 let receipts = write_changes(&mut tx, &wallets, &changes, now, &self.audit).await?;
                 tx.commit().await?;
                 Ok(Applied::Committed {
