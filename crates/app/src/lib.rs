@@ -332,7 +332,7 @@ impl App {
                 revocation: redis,
             }),
         };
-        let rate = rate_limits(&config)?;
+        let rate = rate_limits(&config, &clock)?;
         Ok(Self {
             config,
             state,
@@ -541,12 +541,12 @@ async fn open_stores(
     })
 }
 
-fn rate_limits(config: &Config) -> Result<Option<RateLimits>, AppError> {
+fn rate_limits(config: &Config, clock: &Arc<dyn Clock>) -> Result<Option<RateLimits>, AppError> {
     let c = &config.rate_limit;
     if !c.enabled {
         return Ok(None);
     }
-    let in_process: Arc<dyn RateLimiter> = Arc::new(InProcessLimiter::new());
+    let in_process: Arc<dyn RateLimiter> = Arc::new(InProcessLimiter::with_clock(clock.clone()));
     let limiter: Arc<dyn RateLimiter> = match &c.redis_url {
         Some(url) => {
             let redis = coffer_ratelimit_redis::RedisLimiter::new(

@@ -5,15 +5,20 @@
 //! indistinguishable from a fresh one, so memory follows the number of recently active keys.
 //! Governor has no read-only query; `peek` reads the stored arrival time through a state store
 //! shared with the limiter, without writing.
+//!
+//! Time is the injected clock's monotonic time, mapped onto governor's clock trait (`PortClock`):
+//! the system's from [`InProcessLimiter::new`], another from [`InProcessLimiter::with_clock`]. A
+//! test on a `coffer_clock::ManualClock` sees budgets refill the moment it moves the clock.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::{Arc, PoisonError, RwLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use governor::clock::{Clock, QuantaClock, QuantaInstant, Reference as _};
+use coffer_clock::Clock;
+use governor::clock::{Clock as GovernorClock, Reference};
 use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
 use governor::state::StateStore;
@@ -55,19 +60,31 @@ impl ShrinkableKeyedStateStore<String> for SharedStore {
     }
 }
 
-type Limiter = Governor<String, SharedStore, QuantaClock, StateInformationMiddleware>;
+/// The port's monotonic time as governor's clock.
+#[derive(Clone)]
+struct PortClock(Arc<dyn Clock>);
+
+impl GovernorClock for PortClock {
+    type Instant = Instant;
+
+    fn now(&self) -> Instant {
+        self.0.monotonic()
+    }
+}
+
+type Limiter = Governor<String, SharedStore, PortClock, StateInformationMiddleware>;
 
 struct PolicyLimiter {
     limiter: Limiter,
     store: SharedStore,
-    clock: QuantaClock,
+    clock: PortClock,
     /// Read just before the limiter was built, so never after governor's own start.
-    start: QuantaInstant,
+    start: Instant,
 }
 
 impl PolicyLimiter {
-    fn new(policy: &Policy) -> Self {
-        let clock = QuantaClock::default();
+    fn new(policy: &Policy, clock: Arc<dyn Clock>) -> Self {
+        let clock = PortClock(clock);
         let store = SharedStore::default();
         let burst = NonZeroU32::new(policy.limit()).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::with_period(policy.emission_interval().max(Duration::from_nanos(1)))
@@ -89,7 +106,7 @@ impl PolicyLimiter {
             .max(1);
         let limit = u64::from(policy.limit());
         let tau = t.saturating_mul(limit - 1);
-        let now = self.clock.now().duration_since(self.start).as_u64();
+        let now = Reference::duration_since(&self.clock.now(), self.start).as_u64();
         let tat = if self.store.0.contains_key(key) {
             // An always-failing update: reads the stored arrival time, writes nothing.
             self.store
@@ -121,9 +138,18 @@ impl PolicyLimiter {
 }
 
 /// See the [module documentation](self).
-#[derive(Default)]
 pub struct InProcessLimiter {
     limiters: RwLock<HashMap<Policy, Arc<PolicyLimiter>>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for InProcessLimiter {
+    fn default() -> Self {
+        Self {
+            limiters: RwLock::default(),
+            clock: coffer_clock::system(),
+        }
+    }
 }
 
 impl fmt::Debug for InProcessLimiter {
@@ -141,6 +167,15 @@ impl InProcessLimiter {
         Self::default()
     }
 
+    /// An empty limiter on `clock` (its monotonic time).
+    #[must_use]
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            limiters: RwLock::default(),
+            clock,
+        }
+    }
+
     fn for_policy(&self, policy: &Policy) -> Arc<PolicyLimiter> {
         if let Some(l) = self
             .limiters
@@ -154,7 +189,7 @@ impl InProcessLimiter {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(policy.clone())
-            .or_insert_with(|| Arc::new(PolicyLimiter::new(policy)))
+            .or_insert_with(|| Arc::new(PolicyLimiter::new(policy, self.clock.clone())))
             .clone()
     }
 

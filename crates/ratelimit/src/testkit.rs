@@ -1,18 +1,29 @@
-//! The limiter port's contract suite, in real time (the Redis adapter runs on Redis's clock).
+//! The limiter port's contract suite.
 //! [`rate_limiter_contract_tests!`](crate::rate_limiter_contract_tests) expands to one test per
 //! case; each case uses keys under a fresh random namespace, so cases and runs never share state.
+//!
+//! Time passes in one of two ways. A limiter on a clock the test holds
+//! ([`LimiterUnderTest::with_clock`], the in-process limiter on a [`ManualClock`]) is moved on
+//! at once: no case waits. A limiter that keeps its own time ([`LimiterUnderTest::new`], the
+//! Redis adapter on Redis's clock) runs in real time, on short periods: a case that waits for a
+//! budget polls `peek` until the limiter says it is there (within a bound), and the steady-rate
+//! case samples every 10 ms for a second.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::{LimitError, Policy, RateLimiter};
+use coffer_clock::{Clock as _, ManualClock};
+
+use crate::{Decision, LimitError, Policy, RateLimiter};
 
 /// A limiter under test and the namespace its keys live in.
 pub struct LimiterUnderTest {
     /// The limiter.
     pub limiter: Arc<dyn RateLimiter>,
     namespace: String,
+    /// The limiter's clock, when the test holds it.
+    clock: Option<Arc<ManualClock>>,
 }
 
 impl std::fmt::Debug for LimiterUnderTest {
@@ -24,18 +35,67 @@ impl std::fmt::Debug for LimiterUnderTest {
 }
 
 impl LimiterUnderTest {
-    /// Wraps a limiter; keys get a namespace unique to this value.
+    /// Wraps a limiter that keeps its own time (the cases run in real time); keys get a
+    /// namespace unique to this value.
     pub fn new(limiter: Arc<dyn RateLimiter>) -> Self {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let namespace = format!("t{nanos:x}{:x}", std::process::id());
-        Self { limiter, namespace }
+        Self {
+            limiter,
+            namespace,
+            clock: None,
+        }
+    }
+
+    /// Wraps a limiter that reads its time from `clock`: the cases move it instead of waiting.
+    pub fn with_clock(limiter: Arc<dyn RateLimiter>, clock: Arc<ManualClock>) -> Self {
+        Self {
+            clock: Some(clock),
+            ..Self::new(limiter)
+        }
     }
 
     /// A key in this test's namespace.
     pub fn key(&self, name: &str) -> String {
         format!("{}:{name}", self.namespace)
+    }
+
+    /// The limiter's monotonic time: its clock's, or the machine's.
+    fn now(&self) -> Instant {
+        self.clock
+            .as_ref()
+            .map_or_else(Instant::now, |c| c.monotonic())
+    }
+
+    /// Lets `by` pass: moves the limiter's clock on, or sleeps in real time.
+    async fn pass(&self, by: Duration) {
+        match &self.clock {
+            Some(clock) => clock.advance(by),
+            None => tokio::time::sleep(by).await,
+        }
+    }
+
+    /// Lets `by` pass for `key` under `policy`: moves the limiter's clock on; in real time,
+    /// polls `peek` every 5 ms until `reached` holds of its answer (for at most `by` and 5 s
+    /// more; the case's own assertion then says what went wrong).
+    async fn wait(
+        &self,
+        by: Duration,
+        key: &str,
+        policy: &Policy,
+        reached: impl Fn(&Decision) -> bool,
+    ) {
+        if let Some(clock) = &self.clock {
+            clock.advance(by);
+            return;
+        }
+        let deadline = Instant::now() + by + Duration::from_secs(5);
+        while Instant::now() < deadline && !reached(&self.limiter.peek(key, policy).await.unwrap())
+        {
+            self.pass(Duration::from_millis(5)).await;
+        }
     }
 }
 
@@ -95,16 +155,24 @@ pub async fn a_burst_is_allowed_then_limited(s: &LimiterUnderTest) {
 
 /// Waiting less than `retry_after` is still refused; waiting it out is allowed.
 pub async fn retry_after_is_accurate(s: &LimiterUnderTest) {
-    let p = policy("retry", 2, 1_600); // one unit per 800 ms
+    let p = policy("retry", 2, 400); // one unit per 200 ms
     let k = s.key("a");
     s.limiter.check(&k, &p, 2).await.unwrap();
     let d = s.limiter.check(&k, &p, 1).await.unwrap();
     assert!(!d.allowed);
-    tokio::time::sleep(d.retry_after / 2).await;
+    let halfway = d.retry_after / 2;
+    s.wait(halfway, &k, &p, |now| now.retry_after <= halfway)
+        .await;
     let half = s.limiter.check(&k, &p, 1).await.unwrap();
     assert!(!half.allowed, "allowed before retry_after: {half:?}");
     assert!(half.retry_after < d.retry_after, "{half:?} vs {d:?}");
-    tokio::time::sleep(half.retry_after + Duration::from_millis(40)).await;
+    s.wait(
+        half.retry_after + Duration::from_millis(40),
+        &k,
+        &p,
+        |now| now.allowed,
+    )
+    .await;
     let after = s.limiter.check(&k, &p, 1).await.unwrap();
     assert!(after.allowed, "refused after retry_after: {after:?}");
 }
@@ -114,13 +182,13 @@ pub async fn the_steady_rate_is_the_policy_rate(s: &LimiterUnderTest) {
     let p = policy("steady", 10, 1_000); // one per 100 ms
     let k = s.key("a");
     s.limiter.check(&k, &p, 10).await.unwrap();
-    let start = tokio::time::Instant::now();
+    let start = s.now();
     let mut allowed = 0;
-    while start.elapsed() < Duration::from_millis(1_000) {
+    while s.now().duration_since(start) < Duration::from_millis(1_000) {
         if s.limiter.check(&k, &p, 1).await.unwrap().allowed {
             allowed += 1;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        s.pass(Duration::from_millis(10)).await;
     }
     // 1 s at 10/s: 10, give or take the edges and a slow machine.
     assert!(
