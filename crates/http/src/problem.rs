@@ -8,22 +8,36 @@ use serde::Serialize;
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// A problem response. `code` is the stable, machine-readable reason clients switch on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+///
+/// It is also the problem's schema in the OpenAPI document, under the component name
+/// `ProblemDoc` that generated clients know; the doc comments of its fields are the published
+/// descriptions. Members other than the typed ones (`extensions`) are not in the schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = ProblemDoc, description = "A problem (RFC 9457), as every 4xx and 5xx is.")]
 pub struct Problem {
-    /// A URI naming the problem type (`about:blank` style is avoided: each code has its own).
+    // Each code has its own type URI (`about:blank` style is avoided).
+    /// A URI naming the problem type.
     #[serde(rename = "type")]
     pub kind: String,
-    /// Short, human-readable summary of the type.
+    /// A short summary.
     pub title: String,
     /// The HTTP status.
     pub status: u16,
-    /// The stable code.
+    /// The stable code clients switch on (`insufficient_funds`, `pin_wrong`, …).
     pub code: String,
-    /// Human-readable detail of this occurrence (never secrets).
+    // Never secrets.
+    /// This occurrence, in words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    /// Extension members (RFC 9457 §3.2): `field`, `attempts_left`, `request_id`.
+    /// For `invalid_request`: the field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// For `pin_wrong`: guesses left before the PIN locks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts_left: Option<u32>,
+    /// Other extension members (RFC 9457 §3.2).
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -37,11 +51,13 @@ impl Problem {
             status: status.as_u16(),
             code: code.to_owned(),
             detail: None,
+            field: None,
+            attempts_left: None,
             extensions: serde_json::Map::new(),
         }
     }
 
-    /// Adds an extension member.
+    /// Adds an extension member (beyond the typed `field` and `attempts_left`).
     #[must_use]
     pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
         self.extensions.insert(key.to_owned(), value.into());

@@ -57,16 +57,17 @@ impl ApiError {
         StatusCode::from_u16(self.problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
-    /// 400 `invalid_request` naming a field.
+    /// 422 `invalid_request` naming a field.
     #[must_use]
     pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
-        Self::new(
+        let mut e = Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_request",
             "Invalid request",
         )
-        .detail(reason)
-        .with("field", field)
+        .detail(reason);
+        e.problem.field = Some(field.to_owned());
+        e
     }
 
     /// 403: the caller's roles do not grant this.
@@ -149,8 +150,9 @@ impl From<LedgerServiceError> for ApiError {
                 Self::new(status, code, "Refused").detail(r.to_string())
             }
             LedgerServiceError::WrongPin { attempts_left } => {
-                Self::new(S::FORBIDDEN, "pin_wrong", "Wrong PIN")
-                    .with("attempts_left", attempts_left)
+                let mut e = Self::new(S::FORBIDDEN, "pin_wrong", "Wrong PIN");
+                e.problem.attempts_left = Some(attempts_left);
+                e
             }
             LedgerServiceError::WalletNotFound(_) => {
                 Self::new(S::NOT_FOUND, "wallet_not_found", "No such wallet")

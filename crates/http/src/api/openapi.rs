@@ -1,113 +1,17 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations (utoipa), served at
 //! `/openapi.json` with a browsable page at `/docs`, and checked in as `docs/openapi.json` (a
 //! test fails when the checked-in copy is stale).
+//!
+//! A leaf aggregator: it names the handlers of `routes` and the bodies of `views`, and nothing
+//! imports from it but the router (which serves the document). The bodies are the types the
+//! handlers return; the problems each operation can answer are the error sets of
+//! `views::errors`.
 
-use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 use super::{routes, views};
-
-/// A problem (RFC 9457), as every 4xx and 5xx is.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProblemDoc {
-    /// A URI naming the problem type.
-    #[serde(rename = "type")]
-    kind: String,
-    /// A short summary.
-    title: String,
-    /// The HTTP status.
-    status: u16,
-    /// The stable code clients switch on (`insufficient_funds`, `pin_wrong`, …).
-    code: String,
-    /// This occurrence, in words.
-    detail: Option<String>,
-    /// For `invalid_request`: the field.
-    field: Option<String>,
-    /// For `pin_wrong`: guesses left before the PIN locks.
-    attempts_left: Option<u32>,
-}
-
-/// A registration's answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UserCreated {
-    /// The new user's id.
-    user_id: String,
-}
-
-/// The caller.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MeDoc {
-    user_id: String,
-    email: String,
-    roles: Vec<String>,
-    permissions: Vec<String>,
-    mfa_enabled: bool,
-}
-
-/// A TOTP enrollment, shown once.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TotpEnrollmentDoc {
-    /// Base32, for typing into an authenticator app.
-    secret: String,
-    /// `otpauth://` URI, for a QR code.
-    otpauth_uri: String,
-}
-
-/// A user's roles.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RolesDoc {
-    user_id: String,
-    roles: Vec<String>,
-}
-
-/// A page of audit records.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditPageDoc {
-    /// Records, newest first: id, stream, seq, time, actor, action, subject, outcome, details, MAC.
-    items: Vec<serde_json::Value>,
-    /// Pass as `before` for the next page.
-    next_before: Option<i64>,
-}
-
-/// The audit log's verification.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditVerifyDoc {
-    ok: bool,
-    checked: u64,
-    streams: u64,
-    /// The first bad record (stream, seq, id, kind), if any.
-    first_bad: Option<serde_json::Value>,
-}
-
-/// Where the master key stands (`GET /v1/admin/keys`).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct KeysDoc {
-    provider: String,
-    key_id: String,
-    active_version: u32,
-    /// Each version: `version`, `state` (active, decrypt_only, retired), `created_at`,
-    /// `age_secs`.
-    versions: Vec<serde_json::Value>,
-    /// Per table (`secrets`, `user_keys`, `wallet_keys`): data keys per master key version.
-    keys: Vec<serde_json::Value>,
-    /// Data keys under a version below the active one: what a rotation has left.
-    stale: u64,
-    /// The rotation requested or running (state, versions, total, rewrapped, failed, error).
-    open_job: Option<serde_json::Value>,
-    /// The last finished rotation.
-    last_done: Option<serde_json::Value>,
-}
-
-/// A rotation request's answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RotationDoc {
-    /// Whether this request created it.
-    created: bool,
-    /// The rotation: id, state (requested, running, done, failed), emergency, retire,
-    /// requested_by, versions, counts.
-    job: serde_json::Value,
-}
+use crate::problem::Problem;
 
 struct Bearer;
 
@@ -170,7 +74,14 @@ impl Modify for Bearer {
         routes::health::healthz,
         routes::health::readyz,
     ),
-    components(schemas(views::Wallet, views::Wallets, views::Transaction, views::History, views::Tokens, ProblemDoc)),
+    components(schemas(
+        views::Wallet,
+        views::Wallets,
+        views::Transaction,
+        views::History,
+        views::Tokens,
+        Problem
+    )),
     modifiers(&Bearer),
     tags(
         (name = "auth", description = "Registration, sessions, second factor"),

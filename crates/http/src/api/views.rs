@@ -1,6 +1,21 @@
 //! Response bodies: what the API promises clients (their schemas are published in
 //! `docs/openapi.json`). Money is integer minor units with its ISO 4217 code; times are RFC 3339;
 //! keys and signatures base64url.
+//!
+//! Here the `wallets` and `money` tags' bodies (wallets, transactions, history) and the tokens;
+//! the other tags' in [`auth`], [`admin`] and [`health`]; the problem sets each operation can
+//! answer in [`errors`]. A body's component name in the document is its type's, or the name
+//! given with `#[schema(as = ...)]` where generated clients know another one. Each module here
+//! imports nothing from its siblings.
+
+mod admin;
+mod auth;
+pub mod errors;
+mod health;
+
+pub use admin::{AuditPage, AuditVerify, Keys, Roles, Rotation};
+pub use auth::{Me, TotpEnrollment, UserCreated};
+pub use health::{Health, Ready};
 
 use std::time::{Duration, UNIX_EPOCH};
 

@@ -15,18 +15,19 @@ use axum::response::IntoResponse;
 use coffer_audit::{Actor, AuditQuery};
 use coffer_auth::Permission;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::shared::{ApiResult, created, entity, no_content, ok};
 use crate::api::error::ApiError;
 use crate::api::extract::{
     Ctx, IdempotencyKey, Json, OptionalJson, PathId, Principal, transaction_id, user_id, wallet_id,
 };
-use crate::api::openapi::{
-    AuditPageDoc, AuditVerifyDoc, KeysDoc, ProblemDoc, RolesDoc, RotationDoc,
-};
 use crate::api::state::ApiState;
 use crate::api::views;
+use crate::api::views::errors::{
+    Invalid, JsonErrors, MoneyJsonErrors, RoleErrors, ServiceErrors, Throttled,
+    TransactionNotFound, UserNotFound, WalletErrors,
+};
+use crate::problem::{PROBLEM_JSON, Problem};
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -38,7 +39,22 @@ pub(in crate::api) struct ReasonBody {
     _reason: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/admin/wallets/{id}/freeze", tag = "admin", request_body = ReasonBody, params(("id" = String, Path, description = "the resource id")), responses((status = 200, description = "frozen", body = views::Wallet), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/v1/admin/wallets/{id}/freeze",
+    tag = "admin",
+    request_body = ReasonBody,
+    params(("id" = String, Path, description = "the resource id")),
+    responses(
+        (status = 200, description = "frozen", body = views::Wallet),
+        WalletErrors,
+        (status = 409, description = "closed", body = Problem, content_type = PROBLEM_JSON),
+        JsonErrors,
+        Invalid,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn freeze(
     State(state): State<ApiState>,
     principal: Principal,
@@ -53,7 +69,22 @@ pub(in crate::api) async fn freeze(
     ok(views::Wallet::from(&w))
 }
 
-#[utoipa::path(post, path = "/v1/admin/wallets/{id}/unfreeze", tag = "admin", request_body = ReasonBody, params(("id" = String, Path, description = "the resource id")), responses((status = 200, description = "active again", body = views::Wallet), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/v1/admin/wallets/{id}/unfreeze",
+    tag = "admin",
+    request_body = ReasonBody,
+    params(("id" = String, Path, description = "the resource id")),
+    responses(
+        (status = 200, description = "active again", body = views::Wallet),
+        WalletErrors,
+        (status = 409, description = "closed", body = Problem, content_type = PROBLEM_JSON),
+        JsonErrors,
+        Invalid,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn unfreeze(
     State(state): State<ApiState>,
     principal: Principal,
@@ -68,7 +99,22 @@ pub(in crate::api) async fn unfreeze(
     ok(views::Wallet::from(&w))
 }
 
-#[utoipa::path(post, path = "/v1/admin/wallets/{id}/close", tag = "admin", request_body = ReasonBody, params(("id" = String, Path, description = "the resource id")), responses((status = 200, description = "closed", body = views::Wallet), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "not empty", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/v1/admin/wallets/{id}/close",
+    tag = "admin",
+    request_body = ReasonBody,
+    params(("id" = String, Path, description = "the resource id")),
+    responses(
+        (status = 200, description = "closed", body = views::Wallet),
+        WalletErrors,
+        (status = 409, description = "not empty", body = Problem, content_type = PROBLEM_JSON),
+        JsonErrors,
+        Invalid,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn close(
     State(state): State<ApiState>,
     principal: Principal,
@@ -83,7 +129,18 @@ pub(in crate::api) async fn close(
     ok(views::Wallet::from(&w))
 }
 
-#[utoipa::path(post, path = "/v1/admin/wallets/{id}/pin/unlock", tag = "admin", params(("id" = String, Path, description = "the resource id")), responses((status = 200, description = "PIN attempts reset", body = views::Wallet), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/v1/admin/wallets/{id}/pin/unlock",
+    tag = "admin",
+    params(("id" = String, Path, description = "the resource id")),
+    responses(
+        (status = 200, description = "PIN attempts reset", body = views::Wallet),
+        WalletErrors,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn unlock_pin(
     State(state): State<ApiState>,
     principal: Principal,
@@ -103,7 +160,21 @@ pub(in crate::api) struct ResetPinBody {
     new_pin: String,
 }
 
-#[utoipa::path(post, path = "/v1/admin/wallets/{id}/pin/reset", tag = "admin", request_body = ResetPinBody, params(("id" = String, Path, description = "the resource id")), responses((status = 200, description = "a new PIN and signing key", body = views::Wallet), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/v1/admin/wallets/{id}/pin/reset",
+    tag = "admin",
+    request_body = ResetPinBody,
+    params(("id" = String, Path, description = "the resource id")),
+    responses(
+        (status = 200, description = "a new PIN and signing key", body = views::Wallet),
+        WalletErrors,
+        JsonErrors,
+        Invalid,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn reset_pin(
     State(state): State<ApiState>,
     principal: Principal,
@@ -124,7 +195,26 @@ pub(in crate::api) struct ReversalBody {
     reason: String,
 }
 
-#[utoipa::path(post, path = "/v1/admin/transactions/{id}/reversal", tag = "admin", request_body = ReversalBody, params(("id" = String, Path, description = "the resource id"), ("Idempotency-Key" = String, Header, description = "replays the first answer for the same body")), responses((status = 201, description = "reversed", body = views::Transaction), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such transaction", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "already reversed", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/v1/admin/transactions/{id}/reversal",
+    tag = "admin",
+    request_body = ReversalBody,
+    params(
+        ("id" = String, Path, description = "the resource id"),
+        ("Idempotency-Key" = String, Header, description = "replays the first answer for the same body")
+    ),
+    responses(
+        (status = 201, description = "reversed", body = views::Transaction),
+        RoleErrors,
+        TransactionNotFound,
+        (status = 409, description = "already reversed", body = Problem, content_type = PROBLEM_JSON),
+        MoneyJsonErrors,
+        Invalid,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn reverse(
     State(state): State<ApiState>,
     principal: Principal,
@@ -151,7 +241,22 @@ pub(in crate::api) struct RolesBody {
     roles: Vec<String>,
 }
 
-#[utoipa::path(post, path = "/v1/admin/users/{id}/roles", tag = "admin", request_body = RolesBody, params(("id" = String, Path, description = "the resource id")), responses((status = 200, description = "the user's roles", body = RolesDoc), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such user", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/v1/admin/users/{id}/roles",
+    tag = "admin",
+    request_body = RolesBody,
+    params(("id" = String, Path, description = "the resource id")),
+    responses(
+        (status = 200, description = "the user's roles", body = views::Roles),
+        RoleErrors,
+        UserNotFound,
+        JsonErrors,
+        Invalid,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn set_roles(
     State(state): State<ApiState>,
     principal: Principal,
@@ -165,10 +270,22 @@ pub(in crate::api) async fn set_roles(
         .accounts
         .set_roles(principal.user, user, &b.roles, &ctx)
         .await?;
-    ok(json!({ "user_id": user.to_string(), "roles": roles }))
+    ok(views::Roles::new(user, roles))
 }
 
-#[utoipa::path(post, path = "/v1/admin/users/{id}/sessions/revoke", tag = "admin", params(("id" = String, Path, description = "the resource id")), responses((status = 204, description = "every session of the user stops working"), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such user", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/v1/admin/users/{id}/sessions/revoke",
+    tag = "admin",
+    params(("id" = String, Path, description = "the resource id")),
+    responses(
+        (status = 204, description = "every session of the user stops working"),
+        RoleErrors,
+        UserNotFound,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn revoke_user_sessions(
     State(state): State<ApiState>,
     principal: Principal,
@@ -203,7 +320,18 @@ fn rotation_error(e: &coffer_rotation::RotationError) -> ApiError {
     }
 }
 
-#[utoipa::path(get, path = "/v1/admin/keys", tag = "admin", responses((status = 200, description = "the master key's versions and ages, stored data keys per version, the rotation requested or running with its progress, the last finished one", body = KeysDoc), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 503, description = "the key provider or the database does not answer", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/v1/admin/keys",
+    tag = "admin",
+    responses(
+        (status = 200, description = "the master key's versions and ages, stored data keys per version, the rotation requested or running with its progress, the last finished one", body = views::Keys),
+        RoleErrors,
+        (status = 503, description = "the key provider or the database does not answer", body = Problem, content_type = PROBLEM_JSON),
+        Throttled,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn keys_overview(
     State(state): State<ApiState>,
     principal: Principal,
@@ -214,7 +342,7 @@ pub(in crate::api) async fn keys_overview(
         .overview()
         .await
         .map_err(|e| rotation_error(&e))?;
-    ok(overview)
+    ok(views::Keys::from(overview))
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -228,7 +356,22 @@ pub(in crate::api) struct RotateBody {
     retire: bool,
 }
 
-#[utoipa::path(post, path = "/v1/admin/keys/rotate", tag = "admin", request_body(content = Option<RotateBody>, description = "optional: {\"emergency\": bool, \"retire\": bool}"), responses((status = 202, description = "requested: a worker rotates the master key and re-wraps every data key; follow it at GET /v1/admin/keys", body = RotationDoc), (status = 200, description = "a rotation was already requested or running: that one", body = RotationDoc), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "the provider cannot rotate (or retire) its key", body = ProblemDoc, content_type = "application/problem+json"), (status = 503, description = "the key provider or the database does not answer", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/v1/admin/keys/rotate",
+    tag = "admin",
+    request_body(content = Option<RotateBody>, description = "optional: {\"emergency\": bool, \"retire\": bool}"),
+    responses(
+        (status = 202, description = "requested: a worker rotates the master key and re-wraps every data key; follow it at GET /v1/admin/keys", body = views::Rotation),
+        (status = 200, description = "a rotation was already requested or running: that one", body = views::Rotation),
+        RoleErrors,
+        (status = 422, description = "the provider cannot rotate (or retire) its key", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "the key provider or the database does not answer", body = Problem, content_type = PROBLEM_JSON),
+        JsonErrors,
+        Throttled,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn request_rotation(
     State(state): State<ApiState>,
     principal: Principal,
@@ -249,11 +392,7 @@ pub(in crate::api) async fn request_rotation(
     } else {
         StatusCode::OK
     };
-    Ok((
-        status,
-        JsonResponse(json!({ "created": created, "job": job })),
-    )
-        .into_response())
+    Ok((status, JsonResponse(views::Rotation::new(job, created))).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -263,7 +402,22 @@ pub(in crate::api) struct AuditPageQuery {
     limit: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/v1/admin/audit", tag = "admin", params(("before" = Option<i64>, Query, description = "next_before of the previous page"), ("limit" = Option<u32>, Query, description = "1 to 1000, default 100")), responses((status = 200, description = "newest first", body = AuditPageDoc), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/v1/admin/audit",
+    tag = "admin",
+    params(
+        ("before" = Option<i64>, Query, description = "next_before of the previous page"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000, default 100")
+    ),
+    responses(
+        (status = 200, description = "newest first", body = views::AuditPage),
+        RoleErrors,
+        Invalid,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn audit_events(
     State(state): State<ApiState>,
     principal: Principal,
@@ -286,24 +440,20 @@ pub(in crate::api) async fn audit_events(
     )
     .await
     .map_err(|e| ApiError::unavailable(&e))?;
-    let next = records.last().map(|r| r.id);
-    let items: Vec<_> = records
-        .iter()
-        .map(|r| {
-            coffer_audit::record_json(
-                &r.event,
-                &coffer_audit::Receipt {
-                    id: r.id,
-                    seq: r.seq,
-                    mac: r.mac,
-                },
-            )
-        })
-        .collect();
-    ok(json!({ "items": items, "next_before": next }))
+    ok(views::AuditPage::from(records.as_slice()))
 }
 
-#[utoipa::path(get, path = "/v1/admin/audit/verify", tag = "admin", responses((status = 200, description = "the verification report", body = AuditVerifyDoc), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/v1/admin/audit/verify",
+    tag = "admin",
+    responses(
+        (status = 200, description = "the verification report", body = views::AuditVerify),
+        RoleErrors,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn audit_verify(
     State(state): State<ApiState>,
     principal: Principal,
@@ -312,12 +462,5 @@ pub(in crate::api) async fn audit_verify(
     let report = coffer_audit::AuditLog::verify(state.audit.as_ref(), None, &|_| {})
         .await
         .map_err(|e| ApiError::unavailable(&e))?;
-    ok(json!({
-        "ok": report.ok,
-        "checked": report.checked,
-        "streams": report.streams,
-        "first_bad": report.first_bad.map(|f| json!({
-            "stream": f.stream, "seq": f.seq, "id": f.id, "kind": format!("{:?}", f.kind),
-        })),
-    }))
+    ok(views::AuditVerify::from(&report))
 }

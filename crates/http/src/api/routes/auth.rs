@@ -10,14 +10,14 @@ use coffer_audit::Actor;
 use coffer_auth::Permission;
 use coffer_auth::accounts::{Credentials, Registration};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::shared::{ApiResult, created, entity, no_content, ok};
 use crate::api::error::ApiError;
 use crate::api::extract::{Ctx, Json, OptionalJson, Principal};
-use crate::api::openapi::{MeDoc, ProblemDoc, TotpEnrollmentDoc, UserCreated};
 use crate::api::state::ApiState;
 use crate::api::views;
+use crate::api::views::errors::{AuthErrors, Invalid, JsonErrors, ServiceErrors};
+use crate::problem::{PROBLEM_JSON, Problem};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -28,7 +28,19 @@ pub(in crate::api) struct RegisterBody {
     tax_id: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterBody, responses((status = 201, description = "registered", body = UserCreated), (status = 409, description = "email taken", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/v1/auth/register",
+    tag = "auth",
+    request_body = RegisterBody,
+    responses(
+        (status = 201, description = "registered", body = views::UserCreated),
+        (status = 409, description = "email taken", body = Problem, content_type = PROBLEM_JSON),
+        JsonErrors,
+        Invalid,
+        ServiceErrors,
+    )
+)]
 pub(in crate::api) async fn register(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -46,7 +58,7 @@ pub(in crate::api) async fn register(
             &ctx,
         )
         .await?;
-    created(json!({ "user_id": id.to_string() }))
+    created(views::UserCreated::from(id))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -58,7 +70,19 @@ pub(in crate::api) struct LoginBody {
     client_id: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginBody, responses((status = 200, description = "signed in", body = views::Tokens), (status = 401, description = "invalid credentials, or mfa_required", body = ProblemDoc, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/v1/auth/login",
+    tag = "auth",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "signed in", body = views::Tokens),
+        (status = 401, description = "invalid credentials, or mfa_required", body = Problem, content_type = PROBLEM_JSON),
+        JsonErrors,
+        Invalid,
+        ServiceErrors,
+    )
+)]
 pub(in crate::api) async fn login(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -85,7 +109,19 @@ pub(in crate::api) struct RefreshBody {
     refresh_token: String,
 }
 
-#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshBody, responses((status = 200, description = "rotated", body = views::Tokens), (status = 401, description = "invalid refresh token", body = ProblemDoc, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/v1/auth/refresh",
+    tag = "auth",
+    request_body = RefreshBody,
+    responses(
+        (status = 200, description = "rotated", body = views::Tokens),
+        (status = 401, description = "invalid refresh token", body = Problem, content_type = PROBLEM_JSON),
+        JsonErrors,
+        Invalid,
+        ServiceErrors,
+    )
+)]
 pub(in crate::api) async fn refresh(
     State(state): State<ApiState>,
     Ctx(ctx): Ctx,
@@ -103,7 +139,19 @@ pub(in crate::api) struct LogoutBody {
     _refresh_token: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", responses((status = 204, description = "this token and its session stop working"), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/v1/auth/logout",
+    tag = "auth",
+    responses(
+        (status = 204, description = "this token and its session stop working"),
+        AuthErrors,
+        JsonErrors,
+        Invalid,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn logout(
     State(state): State<ApiState>,
     principal: Principal,
@@ -128,7 +176,18 @@ fn not_for_external(principal: &Principal) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[utoipa::path(post, path = "/v1/auth/sessions/revoke-all", tag = "auth", responses((status = 204, description = "every session of the caller stops working"), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/v1/auth/sessions/revoke-all",
+    tag = "auth",
+    responses(
+        (status = 204, description = "every session of the caller stops working"),
+        AuthErrors,
+        (status = 409, description = "external_identity: the sessions live at the token's issuer", body = Problem, content_type = PROBLEM_JSON),
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn revoke_all(
     State(state): State<ApiState>,
     principal: Principal,
@@ -152,7 +211,21 @@ pub(in crate::api) struct PasswordBody {
     password: String,
 }
 
-#[utoipa::path(post, path = "/v1/auth/totp/enroll", tag = "auth", request_body = PasswordBody, responses((status = 200, description = "the secret, shown once", body = TotpEnrollmentDoc), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "a factor is already on", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/v1/auth/totp/enroll",
+    tag = "auth",
+    request_body = PasswordBody,
+    responses(
+        (status = 200, description = "the secret, shown once", body = views::TotpEnrollment),
+        AuthErrors,
+        (status = 409, description = "a factor is already on", body = Problem, content_type = PROBLEM_JSON),
+        JsonErrors,
+        Invalid,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn totp_enroll(
     State(state): State<ApiState>,
     principal: Principal,
@@ -164,7 +237,7 @@ pub(in crate::api) async fn totp_enroll(
         .accounts
         .totp_enroll(principal.user, &b.password, &ctx)
         .await?;
-    ok(json!({ "secret": e.secret.as_str(), "otpauth_uri": e.otpauth_uri.as_str() }))
+    ok(views::TotpEnrollment::from(&e))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -173,7 +246,21 @@ pub(in crate::api) struct CodeBody {
     code: String,
 }
 
-#[utoipa::path(post, path = "/v1/auth/totp/confirm", tag = "auth", request_body = CodeBody, responses((status = 204, description = "logins now need a code"), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "no enrollment to confirm", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/v1/auth/totp/confirm",
+    tag = "auth",
+    request_body = CodeBody,
+    responses(
+        (status = 204, description = "logins now need a code"),
+        AuthErrors,
+        (status = 409, description = "no enrollment to confirm", body = Problem, content_type = PROBLEM_JSON),
+        JsonErrors,
+        Invalid,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn totp_confirm(
     State(state): State<ApiState>,
     principal: Principal,
@@ -188,7 +275,21 @@ pub(in crate::api) async fn totp_confirm(
     no_content()
 }
 
-#[utoipa::path(post, path = "/v1/auth/totp/disable", tag = "auth", request_body = CodeBody, responses((status = 204, description = "the factor is off"), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/v1/auth/totp/disable",
+    tag = "auth",
+    request_body = CodeBody,
+    responses(
+        (status = 204, description = "the factor is off"),
+        AuthErrors,
+        (status = 409, description = "no factor is on, or external_identity", body = Problem, content_type = PROBLEM_JSON),
+        JsonErrors,
+        Invalid,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn totp_disable(
     State(state): State<ApiState>,
     principal: Principal,
@@ -203,12 +304,30 @@ pub(in crate::api) async fn totp_disable(
     no_content()
 }
 
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth", responses((status = 200, description = "current and still-valid public signing keys", body = Object)))]
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "auth",
+    responses(
+        (status = 200, description = "current and still-valid public signing keys", body = Object),
+        ServiceErrors,
+    )
+)]
 pub(in crate::api) async fn jwks(State(state): State<ApiState>) -> ApiResult {
     ok(state.accounts.tokens().jwks())
 }
 
-#[utoipa::path(get, path = "/v1/me", tag = "auth", responses((status = 200, description = "the caller", body = MeDoc), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/v1/me",
+    tag = "auth",
+    responses(
+        (status = 200, description = "the caller", body = views::Me),
+        AuthErrors,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn me(State(state): State<ApiState>, principal: Principal) -> ApiResult {
     let permissions: Vec<&str> = state
         .accounts
@@ -218,20 +337,12 @@ pub(in crate::api) async fn me(State(state): State<ApiState>, principal: Princip
         .map(Permission::as_str)
         .collect();
     if let Some(external) = &principal.external {
-        return ok(json!({
-            "user_id": principal.user.to_string(),
-            "issuer": external.issuer,
-            "subject": external.subject,
-            "roles": principal.claims.roles,
-            "permissions": permissions,
-        }));
+        return ok(views::Me::external(&principal, external, permissions));
     }
     let profile = state.accounts.profile(principal.user).await?;
-    ok(json!({
-        "user_id": profile.id.to_string(),
-        "email": profile.email.expose(),
-        "roles": principal.claims.roles,
-        "permissions": permissions,
-        "mfa_enabled": profile.mfa_enabled,
-    }))
+    ok(views::Me::user(
+        &profile,
+        &principal.claims.roles,
+        permissions,
+    ))
 }

@@ -7,14 +7,25 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use coffer_auth::Permission;
-use serde_json::json;
 
 use super::shared::{ApiResult, ok};
 use crate::api::extract::Principal;
-use crate::api::openapi::ProblemDoc;
 use crate::api::state::ApiState;
+use crate::api::views;
+use crate::api::views::errors::{RoleErrors, ServiceErrors, Throttled};
+use crate::problem::Problem;
 
-#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        RoleErrors,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn metrics(
     State(state): State<ApiState>,
     principal: Principal,
@@ -31,28 +42,45 @@ pub(in crate::api) async fn metrics(
         .into_response())
 }
 
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "alive", body = Object)))]
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    responses(
+        (status = 200, description = "alive", body = inline(views::Health)),
+        ServiceErrors,
+    )
+)]
 pub(in crate::api) async fn healthz() -> ApiResult {
-    ok(json!({ "status": "ok" }))
+    ok(views::Health::OK)
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "ready", body = Object), (status = 503, description = "a dependency does not answer", body = Object)))]
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "ready", body = inline(views::Ready)),
+        (
+            status = 503,
+            description = "a dependency does not answer",
+            content(
+                (inline(views::Ready) = "application/json"),
+                (Problem = "application/problem+json")
+            )
+        ),
+        Throttled,
+    )
+)]
 pub(in crate::api) async fn readyz(State(state): State<ApiState>) -> ApiResult {
     let checks = state.readiness.check().await;
-    let ready = checks.iter().all(|(_, r)| r.is_ok());
-    let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "checks": checks.iter().map(|(name, r)| (name.to_string(), json!(match r {
-            Ok(()) => "ok",
-            Err(_) => "failing",
-        }))).collect::<serde_json::Map<_, _>>(),
-    });
+    let body = views::Ready::new(&checks);
     for (name, r) in &checks {
         if let Err(e) = r {
             tracing::warn!(check = name, error = %e, "not ready");
         }
     }
-    let status = if ready {
+    let status = if body.is_ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

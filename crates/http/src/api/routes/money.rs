@@ -12,9 +12,12 @@ use serde::Deserialize;
 use super::shared::{ApiResult, created};
 use crate::api::error::ApiError;
 use crate::api::extract::{IdempotencyKey, Json, PathId, Principal, wallet_id};
-use crate::api::openapi::ProblemDoc;
 use crate::api::state::ApiState;
 use crate::api::views;
+use crate::api::views::errors::{
+    Invalid, MoneyJsonErrors, MoneyOutErrors, ServiceErrors, WalletErrors,
+};
+use crate::problem::{PROBLEM_JSON, Problem};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -24,7 +27,25 @@ pub(in crate::api) struct DepositBody {
     reference: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/wallets/{id}/deposits", tag = "money", request_body = DepositBody, params(("id" = String, Path, description = "the resource id"), ("Idempotency-Key" = String, Header, description = "replays the first answer for the same body")), responses((status = 201, description = "deposited (or the replay of the first answer)", body = views::Transaction), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "frozen, closed, or idempotency conflict", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/v1/wallets/{id}/deposits",
+    tag = "money",
+    request_body = DepositBody,
+    params(
+        ("id" = String, Path, description = "the resource id"),
+        ("Idempotency-Key" = String, Header, description = "replays the first answer for the same body")
+    ),
+    responses(
+        (status = 201, description = "deposited (or the replay of the first answer)", body = views::Transaction),
+        WalletErrors,
+        (status = 409, description = "frozen, closed, or idempotency conflict", body = Problem, content_type = PROBLEM_JSON),
+        MoneyJsonErrors,
+        Invalid,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn deposit(
     State(state): State<ApiState>,
     principal: Principal,
@@ -89,7 +110,24 @@ async fn check_mfa(
     .detail(e.to_string()))
 }
 
-#[utoipa::path(post, path = "/v1/wallets/{id}/withdrawals", tag = "money", request_body = WithdrawBody, params(("id" = String, Path, description = "the resource id"), ("Idempotency-Key" = String, Header, description = "replays the first answer for the same body")), responses((status = 201, description = "withdrawn (or the replay)", body = views::Transaction), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "forbidden, pin_wrong or mfa_required", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "frozen, closed, or idempotency conflict", body = ProblemDoc, content_type = "application/problem+json"), (status = 423, description = "pin_locked", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/v1/wallets/{id}/withdrawals",
+    tag = "money",
+    request_body = WithdrawBody,
+    params(
+        ("id" = String, Path, description = "the resource id"),
+        ("Idempotency-Key" = String, Header, description = "replays the first answer for the same body")
+    ),
+    responses(
+        (status = 201, description = "withdrawn (or the replay)", body = views::Transaction),
+        MoneyOutErrors,
+        MoneyJsonErrors,
+        Invalid,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn withdraw(
     State(state): State<ApiState>,
     principal: Principal,
@@ -126,7 +164,24 @@ pub(in crate::api) struct TransferBody {
     memo: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/wallets/{id}/transfers", tag = "money", request_body = TransferBody, params(("id" = String, Path, description = "the resource id"), ("Idempotency-Key" = String, Header, description = "replays the first answer for the same body")), responses((status = 201, description = "transferred (or the replay)", body = views::Transaction), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "forbidden, pin_wrong or mfa_required", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "frozen, closed, or idempotency conflict", body = ProblemDoc, content_type = "application/problem+json"), (status = 423, description = "pin_locked", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/v1/wallets/{id}/transfers",
+    tag = "money",
+    request_body = TransferBody,
+    params(
+        ("id" = String, Path, description = "the resource id"),
+        ("Idempotency-Key" = String, Header, description = "replays the first answer for the same body")
+    ),
+    responses(
+        (status = 201, description = "transferred (or the replay)", body = views::Transaction),
+        MoneyOutErrors,
+        MoneyJsonErrors,
+        Invalid,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn transfer(
     State(state): State<ApiState>,
     principal: Principal,

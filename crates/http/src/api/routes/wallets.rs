@@ -11,9 +11,11 @@ use serde::Deserialize;
 use super::shared::{ApiResult, created, no_content, ok};
 use crate::api::error::ApiError;
 use crate::api::extract::{Json, PathId, Principal, transaction_id, wallet_id};
-use crate::api::openapi::ProblemDoc;
 use crate::api::state::ApiState;
 use crate::api::views;
+use crate::api::views::errors::{
+    Invalid, JsonErrors, PinErrors, RoleErrors, ServiceErrors, TransactionNotFound, WalletErrors,
+};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -22,7 +24,20 @@ pub(in crate::api) struct OpenWalletBody {
     pin: String,
 }
 
-#[utoipa::path(post, path = "/v1/wallets", tag = "wallets", request_body = OpenWalletBody, responses((status = 201, description = "opened", body = views::Wallet), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/v1/wallets",
+    tag = "wallets",
+    request_body = OpenWalletBody,
+    responses(
+        (status = 201, description = "opened", body = views::Wallet),
+        RoleErrors,
+        JsonErrors,
+        Invalid,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn open_wallet(
     State(state): State<ApiState>,
     principal: Principal,
@@ -36,7 +51,17 @@ pub(in crate::api) async fn open_wallet(
     created(views::Wallet::from(&w))
 }
 
-#[utoipa::path(get, path = "/v1/wallets", tag = "wallets", responses((status = 200, description = "the caller's wallets", body = views::Wallets), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/v1/wallets",
+    tag = "wallets",
+    responses(
+        (status = 200, description = "the caller's wallets", body = views::Wallets),
+        RoleErrors,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn list_wallets(
     State(state): State<ApiState>,
     principal: Principal,
@@ -59,7 +84,18 @@ fn caller(state: &ApiState, principal: &Principal) -> Caller {
     }
 }
 
-#[utoipa::path(get, path = "/v1/wallets/{id}", tag = "wallets", params(("id" = String, Path, description = "the resource id")), responses((status = 200, description = "the wallet", body = views::Wallet), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/v1/wallets/{id}",
+    tag = "wallets",
+    params(("id" = String, Path, description = "the resource id")),
+    responses(
+        (status = 200, description = "the wallet", body = views::Wallet),
+        WalletErrors,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn get_wallet(
     State(state): State<ApiState>,
     principal: Principal,
@@ -80,7 +116,23 @@ pub(in crate::api) struct HistoryQuery {
     cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/wallets/{id}/transactions", tag = "wallets", params(("id" = String, Path, description = "the resource id"), ("limit" = Option<u32>, Query, description = "1 to 200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, description = "newest first", body = views::History), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/v1/wallets/{id}/transactions",
+    tag = "wallets",
+    params(
+        ("id" = String, Path, description = "the resource id"),
+        ("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")
+    ),
+    responses(
+        (status = 200, description = "newest first", body = views::History),
+        WalletErrors,
+        Invalid,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn history(
     State(state): State<ApiState>,
     principal: Principal,
@@ -102,7 +154,19 @@ pub(in crate::api) async fn history(
     ok(views::History::from(&page))
 }
 
-#[utoipa::path(get, path = "/v1/transactions/{id}", tag = "wallets", params(("id" = String, Path, description = "the resource id")), responses((status = 200, description = "with signature and signer key", body = views::Transaction), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role lacks the permission", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such transaction", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/v1/transactions/{id}",
+    tag = "wallets",
+    params(("id" = String, Path, description = "the resource id")),
+    responses(
+        (status = 200, description = "with signature and signer key", body = views::Transaction),
+        RoleErrors,
+        TransactionNotFound,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn get_transaction(
     State(state): State<ApiState>,
     principal: Principal,
@@ -123,7 +187,21 @@ pub(in crate::api) struct ChangePinBody {
     new_pin: String,
 }
 
-#[utoipa::path(put, path = "/v1/wallets/{id}/pin", tag = "wallets", request_body = ChangePinBody, params(("id" = String, Path, description = "the resource id")), responses((status = 204, description = "changed"), (status = 401, description = "no valid access token", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "forbidden or pin_wrong", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "no such wallet (or not the caller's)", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "a field is invalid", body = ProblemDoc, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(
+    put,
+    path = "/v1/wallets/{id}/pin",
+    tag = "wallets",
+    request_body = ChangePinBody,
+    params(("id" = String, Path, description = "the resource id")),
+    responses(
+        (status = 204, description = "changed"),
+        PinErrors,
+        JsonErrors,
+        Invalid,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub(in crate::api) async fn change_pin(
     State(state): State<ApiState>,
     principal: Principal,
