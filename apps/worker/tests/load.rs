@@ -1,7 +1,8 @@
 //! The API under load during a rotation: clients transfer money over HTTP while the real
 //! `coffer-worker keys rotate --retire` rotates the master key, re-wraps every data key and
 //! retires the old version. No request fails because of it, money keeps moving throughout, and
-//! the ledger verifies afterwards.
+//! the ledger verifies afterwards. The test waits for the load by its progress (rounds of
+//! requests answered), not for fixed times.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -44,6 +45,15 @@ impl Client {
             .unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// Waits until the clients have answered `n` rounds in all (for at most 60 s; the assertions
+/// that follow say what went wrong).
+async fn until_rounds(rounds: &AtomicU64, n: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while rounds.load(Ordering::Relaxed) < n && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -94,9 +104,16 @@ async fn the_api_serves_every_request_during_a_rotation() {
     let running = Arc::new(AtomicBool::new(true));
     let rotating = Arc::new(AtomicBool::new(false));
     let during = Arc::new(AtomicU64::new(0));
+    // Rounds (a transfer and a read) answered, by every client.
+    let rounds = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for (n, (c, wallets)) in clients.into_iter().enumerate() {
-        let (running, rotating, during) = (running.clone(), rotating.clone(), during.clone());
+        let (running, rotating, during, rounds) = (
+            running.clone(),
+            rotating.clone(),
+            during.clone(),
+            rounds.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut failures = Vec::new();
             let mut i = 0u64;
@@ -124,12 +141,14 @@ async fn the_api_serves_every_request_during_a_rotation() {
                 if rotating.load(Ordering::Relaxed) {
                     during.fetch_add(1, Ordering::Relaxed);
                 }
+                rounds.fetch_add(1, Ordering::Relaxed);
             }
             failures
         }));
     }
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every client is under way.
+    until_rounds(&rounds, 4).await;
     rotating.store(true, Ordering::Relaxed);
     let rotation = f
         .worker(&["keys", "rotate", "--retire"])
@@ -141,8 +160,8 @@ async fn the_api_serves_every_request_during_a_rotation() {
     let rotation = common::Ran(rotation).expect(0);
     assert_eq!(rotation.json()["state"], "done");
     assert_eq!(rotation.json()["retired_below"], 2);
-    // A while after the old version is gone.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A while after the old version is gone: two more rounds of every client.
+    until_rounds(&rounds, rounds.load(Ordering::Relaxed) + 8).await;
     running.store(false, Ordering::Relaxed);
     let mut failures = Vec::new();
     for t in tasks {

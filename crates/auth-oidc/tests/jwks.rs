@@ -1,6 +1,7 @@
 //! The JWKS cache with real adapters: keys skipped not fatal, rotation through the refetch,
 //! single flight, rate-limited refetches, stale keys when the IdP is down, the file source,
-//! and the HTTP fetcher's limits.
+//! and the HTTP fetcher's limits. The cache measures its intervals on tokio's clock, so a test
+//! moves that clock on ([`pass`]) instead of waiting.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -21,6 +22,14 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 fn verifier(config: IssuerConfig) -> Arc<OidcVerifier> {
     Arc::new(OidcVerifier::new(config, revocation().1).unwrap())
+}
+
+/// Moves tokio's clock (the JWKS cache's) on by `by` at once, then lets it run again (the IdP
+/// and the HTTP client keep working in real time). Only on a current-thread runtime.
+async fn pass(by: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
 }
 
 #[tokio::test]
@@ -148,7 +157,7 @@ async fn unknown_kids_refetch_at_most_once_per_interval() {
         );
     }
     assert_eq!(idp.requests(), 2, "no refetch within the interval");
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    pass(Duration::from_millis(450)).await;
     assert_eq!(
         v.verify(&forged("x4")).await.unwrap_err().reason(),
         "unknown_key"
@@ -224,7 +233,7 @@ async fn a_failing_refetch_keeps_the_cached_keys_working() {
     });
     v.verify(&known()).await.unwrap();
     idp.set_status(500);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    pass(Duration::from_millis(600)).await;
     v.verify(&known()).await.unwrap();
     v.verify(&known()).await.unwrap();
     assert_eq!(idp.requests(), 2, "one failed refresh, then the pause");
@@ -234,7 +243,7 @@ async fn a_failing_refetch_keeps_the_cached_keys_working() {
     );
     assert_eq!(idp.requests(), 2);
     idp.set_status(200);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    pass(Duration::from_millis(600)).await;
     v.verify(&known()).await.unwrap();
     assert_eq!(idp.requests(), 3, "refreshed once the IdP is back");
     assert_eq!(

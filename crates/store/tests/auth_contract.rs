@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use coffer_audit::AuditLog;
 use coffer_auth::RevocationList;
 use coffer_auth::store::UserStore;
+use coffer_auth::testkit::ListUnderTest;
 use coffer_auth::testkit::accounts::Backend;
+use coffer_clock::ManualClock;
 use coffer_keys::KeyProvider;
 use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
 use coffer_store::auth::{PgRevocationList, PgUserStore, SqliteRevocationList, SqliteUserStore};
@@ -122,14 +124,18 @@ mod sqlite_revocation {
         let (pool, dir) = testing::sqlite_pool().await;
         // The directory lives as long as the test process; the pool keeps the file open.
         std::mem::forget(dir);
-        Arc::new(SqliteRevocationList::new(pool)) as Arc<dyn RevocationList>
+        let clock = Arc::new(ManualClock::default());
+        let list = SqliteRevocationList::new(pool).with_clock(clock.clone());
+        ListUnderTest::with_clock(Arc::new(list) as Arc<dyn RevocationList>, clock)
     });
 }
 
 mod postgres_revocation {
     use super::*;
     coffer_auth::revocation_list_contract_tests!(|| async {
-        Arc::new(PgRevocationList::new(testing::pg_pool().await)) as Arc<dyn RevocationList>
+        let clock = Arc::new(ManualClock::default());
+        let list = PgRevocationList::new(testing::pg_pool().await).with_clock(clock.clone());
+        ListUnderTest::with_clock(Arc::new(list) as Arc<dyn RevocationList>, clock)
     });
 }
 
@@ -137,16 +143,20 @@ mod postgres_cached_revocation {
     use super::*;
     coffer_auth::revocation_list_contract_tests!(|| async {
         let pool = testing::pg_pool().await;
-        let cache = Arc::new(coffer_auth::CachedRevocationList::new(
-            Arc::new(PgRevocationList::new(pool.clone())),
-            Duration::from_secs(600),
-        ));
+        let clock = Arc::new(ManualClock::default());
+        let cache = Arc::new(
+            coffer_auth::CachedRevocationList::new(
+                Arc::new(PgRevocationList::new(pool.clone()).with_clock(clock.clone())),
+                Duration::from_secs(600),
+            )
+            .with_clock(clock.clone()),
+        );
         tokio::spawn(coffer_store::auth::feed_revocations(
             pool,
             cache.clone(),
             Duration::from_millis(100),
         ));
-        cache as Arc<dyn RevocationList>
+        ListUnderTest::with_clock(cache as Arc<dyn RevocationList>, clock)
     });
 }
 

@@ -2,15 +2,78 @@
 //!
 //! The revocation port's: every adapter runs it through
 //! [`revocation_list_contract_tests!`](crate::revocation_list_contract_tests), one
-//! `#[tokio::test]` per case, each on a fresh, empty list.
+//! `#[tokio::test]` per case, each on a fresh, empty list. The factory answers a
+//! [`ListUnderTest`] (or a bare `Arc<dyn RevocationList>`, which runs in real time): a list on a
+//! [`ManualClock`] the test holds sees its entries expire the moment the clock is moved on. What
+//! a case may still have to wait for, it polls, within a bound: a list that keeps its own time
+//! (Redis's key expiry), or a Postgres announcement reaching a cached list.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+
+use coffer_clock::{Clock as _, ManualClock};
 
 use crate::revocation::{RevocationError, RevocationList};
 
 pub mod accounts;
+
+/// A revocation list under test, and its clock when the test holds it. Dereferences to the list.
+#[derive(Debug, Clone)]
+pub struct ListUnderTest {
+    /// The list.
+    pub list: Arc<dyn RevocationList>,
+    clock: Option<Arc<ManualClock>>,
+}
+
+impl ListUnderTest {
+    /// A list that keeps its own time: the cases run in real time.
+    pub fn new(list: Arc<dyn RevocationList>) -> Self {
+        Self { list, clock: None }
+    }
+
+    /// A list reading its time from `clock`: the cases move it instead of waiting.
+    pub fn with_clock(list: Arc<dyn RevocationList>, clock: Arc<ManualClock>) -> Self {
+        Self {
+            list,
+            clock: Some(clock),
+        }
+    }
+
+    /// The list's wall-clock time.
+    pub fn now(&self) -> SystemTime {
+        self.clock
+            .as_ref()
+            .map_or_else(SystemTime::now, |c| c.now())
+    }
+
+    /// Lets `by` pass for the list: moves its clock on when the test holds it, then asks
+    /// `reached` every 20 ms until it holds (for at most `by` and 5 s more; the case's own
+    /// assertion then says what went wrong).
+    async fn wait(&self, by: Duration, reached: impl AsyncFn() -> bool) {
+        if let Some(clock) = &self.clock {
+            clock.advance(by);
+        }
+        let deadline = Instant::now() + by + Duration::from_secs(5);
+        while Instant::now() < deadline && !reached().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl From<Arc<dyn RevocationList>> for ListUnderTest {
+    fn from(list: Arc<dyn RevocationList>) -> Self {
+        Self::new(list)
+    }
+}
+
+impl std::ops::Deref for ListUnderTest {
+    type Target = dyn RevocationList;
+
+    fn deref(&self) -> &Self::Target {
+        self.list.as_ref()
+    }
+}
 
 /// Expands to one test per contract case.
 #[macro_export]
@@ -30,7 +93,7 @@ macro_rules! revocation_list_contract_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 let list = ($factory)().await;
-                $crate::testkit::$case(list).await;
+                $crate::testkit::$case(list.into()).await;
             }
         )+
     };
@@ -41,14 +104,17 @@ fn unique(prefix: &str) -> String {
 }
 
 /// Logout: denied now, forgotten once the token would have expired anyway.
-pub async fn a_revoked_token_is_denied_until_it_would_expire(list: Arc<dyn RevocationList>) {
+pub async fn a_revoked_token_is_denied_until_it_would_expire(list: ListUnderTest) {
     let (jti, other, user) = (unique("jti"), unique("jti"), unique("user"));
-    list.revoke_token(&jti, SystemTime::now() + Duration::from_secs(2))
+    list.revoke_token(&jti, list.now() + Duration::from_secs(2))
         .await
         .unwrap();
     assert!(list.status(&jti, &user).await.unwrap().token_revoked);
     assert!(!list.status(&other, &user).await.unwrap().token_revoked);
-    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    list.wait(Duration::from_millis(3_100), async || {
+        !list.status(&jti, &user).await.unwrap().token_revoked
+    })
+    .await;
     assert!(
         !list.status(&jti, &user).await.unwrap().token_revoked,
         "the entry lives only as long as the token"
@@ -56,16 +122,16 @@ pub async fn a_revoked_token_is_denied_until_it_would_expire(list: Arc<dyn Revoc
 }
 
 /// Revoking a token that expired already denies nothing (both adapters also skip storing it).
-pub async fn revoking_an_expired_token_denies_nothing(list: Arc<dyn RevocationList>) {
+pub async fn revoking_an_expired_token_denies_nothing(list: ListUnderTest) {
     let (jti, user) = (unique("jti"), unique("user"));
-    list.revoke_token(&jti, SystemTime::now() - Duration::from_secs(5))
+    list.revoke_token(&jti, list.now() - Duration::from_secs(5))
         .await
         .unwrap();
     assert!(!list.status(&jti, &user).await.unwrap().token_revoked);
 }
 
 /// Revoke-all of one user moves that user's epoch only.
-pub async fn user_epochs_move_one_user_at_a_time(list: Arc<dyn RevocationList>) {
+pub async fn user_epochs_move_one_user_at_a_time(list: ListUnderTest) {
     let (a, b) = (unique("user"), unique("user"));
     let (before_a, global) = list.epochs(&a).await.unwrap();
     let (before_b, _) = list.epochs(&b).await.unwrap();
@@ -78,7 +144,7 @@ pub async fn user_epochs_move_one_user_at_a_time(list: Arc<dyn RevocationList>) 
 }
 
 /// The emergency revoke moves the global epoch that every token carries.
-pub async fn the_global_epoch_moves_for_everyone(list: Arc<dyn RevocationList>) {
+pub async fn the_global_epoch_moves_for_everyone(list: ListUnderTest) {
     let user = unique("user");
     let (_, before) = list.epochs(&user).await.unwrap();
     let after = list.revoke_everyone().await.unwrap();
@@ -94,7 +160,7 @@ pub async fn the_global_epoch_moves_for_everyone(list: Arc<dyn RevocationList>) 
 }
 
 /// Fifty concurrent revoke-alls of one user move its epoch fifty times.
-pub async fn concurrent_revocations_are_never_lost(list: Arc<dyn RevocationList>) {
+pub async fn concurrent_revocations_are_never_lost(list: ListUnderTest) {
     let user = unique("user");
     let (before, _) = list.epochs(&user).await.unwrap();
     let tasks: Vec<_> = (0..50)
@@ -114,7 +180,7 @@ pub async fn concurrent_revocations_are_never_lost(list: Arc<dyn RevocationList>
 }
 
 /// Empty ids are refused with a typed error.
-pub async fn bad_arguments_are_refused(list: Arc<dyn RevocationList>) {
+pub async fn bad_arguments_are_refused(list: ListUnderTest) {
     assert!(matches!(
         list.revoke_token("", SystemTime::now()).await,
         Err(RevocationError::Invalid(_))
