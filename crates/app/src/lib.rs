@@ -42,6 +42,7 @@ use coffer_store::auth::{PgRevocationList, PgUserStore, SqliteRevocationList, Sq
 use coffer_store::ledger::{PgLedgerStore, SqliteLedgerStore};
 use coffer_store::rotation::{PgRotationStore, SqliteRotationStore};
 use coffer_store::secrets::{PgSecretStore, SqliteSecretStore};
+use coffer_usecases::Wallets;
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::sqlite::SqlitePool;
 
@@ -310,15 +311,17 @@ impl App {
             )
             .with_sessions(Arc::new(RevokeEveryone(accounts.clone()))),
         );
+        let ledger = Arc::new(ledger);
+        let mfa = MfaRule {
+            above_major_units: config.auth.mfa_above_major_units,
+        };
         let state = ApiState {
-            ledger: Arc::new(ledger),
+            wallets: Wallets::new(ledger.clone(), accounts.rbac().clone(), mfa),
+            ledger,
             accounts: accounts.clone(),
             rotation: rotation.clone(),
             authenticator: Authenticator::new(accounts.clone(), oidc),
             audit: audit.clone(),
-            mfa: MfaRule {
-                above_major_units: config.auth.mfa_above_major_units,
-            },
             metrics: Arc::new(coffer_http::api::metrics::Metrics::new(
                 coffer_http::api::metrics::Sources {
                     key_provider: Some(metered.clone()),

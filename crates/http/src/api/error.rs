@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use coffer_auth::TokenError;
 use coffer_auth::accounts::AuthError;
 use coffer_ledger::{Error as LedgerServiceError, LedgerError};
+use coffer_usecases::UseCaseError;
 
 use crate::problem::Problem;
 
@@ -168,6 +169,22 @@ impl From<LedgerServiceError> for ApiError {
             .detail("this Idempotency-Key was used with another request"),
             LedgerServiceError::Invalid { field, reason } => Self::invalid(field, reason),
             e if e.is_retryable() => Self::unavailable(&e),
+            other => Self::internal(&other),
+        }
+    }
+}
+
+impl From<UseCaseError> for ApiError {
+    fn from(e: UseCaseError) -> Self {
+        match e {
+            UseCaseError::Forbidden(permission) => Self::forbidden(permission.as_str()),
+            UseCaseError::MfaRequired(refused) => Self::new(
+                StatusCode::FORBIDDEN,
+                "mfa_required",
+                "Second factor required",
+            )
+            .detail(refused.to_string()),
+            UseCaseError::Ledger(e) => e.into(),
             other => Self::internal(&other),
         }
     }

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::http::HeaderName;
 use coffer_audit::ObservedAuditLog;
+use coffer_auth::Authenticator;
 use coffer_auth::accounts::Accounts;
-use coffer_auth::{Authenticator, MfaRule};
 use coffer_ledger::Ledger;
+use coffer_usecases::Wallets;
 
 use super::{extract, metrics};
 
@@ -30,8 +31,10 @@ pub trait Readiness: Send + Sync {
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
-    /// The ledger.
+    /// The ledger (admin operations; the wallet and money use cases go through `wallets`).
     pub ledger: Arc<Ledger>,
+    /// The wallet and money use cases, with their permissions, read rule and second factor.
+    pub wallets: Wallets,
     /// Accounts and tokens.
     pub accounts: Arc<Accounts>,
     /// Master key rotation: status and requests (a worker runs them).
@@ -40,8 +43,6 @@ pub struct ApiState {
     pub authenticator: Authenticator,
     /// The audit log (admin reads and verification).
     pub audit: Arc<ObservedAuditLog>,
-    /// The step-up rule for money-out.
-    pub mfa: MfaRule,
     /// Readiness checks.
     pub readiness: Arc<dyn Readiness>,
     /// The metrics registry.

@@ -1,12 +1,11 @@
 //! `money`: deposits, withdrawals and transfers. Each POST needs an `Idempotency-Key` (the
 //! ledger replays the first answer for the same body, or refuses a different one); money-out
 //! (withdrawals and transfers) takes the wallet's PIN and, above the configured threshold, a
-//! second factor in the token's `amr` (403 `mfa_required`).
+//! second factor in the token's `amr` (403 `mfa_required`). The permissions and the second
+//! factor are the use cases' rules (`coffer_usecases::Wallets`): the handlers parse and call.
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use coffer_auth::Permission;
-use coffer_ledger::{Caller, MoneyRequest};
+use coffer_ledger::MoneyRequest;
 use serde::Deserialize;
 
 use super::shared::{ApiResult, created};
@@ -53,11 +52,10 @@ pub(in crate::api) async fn deposit(
     IdempotencyKey(key): IdempotencyKey,
     Json(b): Json<DepositBody>,
 ) -> ApiResult {
-    principal.require(&state, Permission::WalletDeposit)?;
     let t = state
-        .ledger
+        .wallets
         .deposit(
-            principal.ledger_user(),
+            &principal,
             wallet_id(&id)?,
             &MoneyRequest {
                 amount_minor: b.amount,
@@ -77,37 +75,6 @@ pub(in crate::api) struct WithdrawBody {
     currency: String,
     pin: String,
     reference: Option<String>,
-}
-
-/// Money-out above the configured threshold needs a second factor in the token's `amr`. A
-/// wallet that is not the caller's is a 404 first, as everywhere.
-async fn check_mfa(
-    state: &ApiState,
-    principal: &Principal,
-    wallet: coffer_ledger::WalletId,
-    amount: i64,
-    currency: &str,
-) -> Result<(), ApiError> {
-    let Ok(c) = coffer_ledger::Currency::parse(currency) else {
-        // The ledger names the bad currency.
-        return Ok(());
-    };
-    let Err(e) = state
-        .mfa
-        .check(&principal.claims.amr, amount, u32::from(c.exponent()))
-    else {
-        return Ok(());
-    };
-    state
-        .ledger
-        .wallet(Caller::User(principal.ledger_user()), wallet)
-        .await?;
-    Err(ApiError::new(
-        StatusCode::FORBIDDEN,
-        "mfa_required",
-        "Second factor required",
-    )
-    .detail(e.to_string()))
 }
 
 #[utoipa::path(
@@ -135,12 +102,10 @@ pub(in crate::api) async fn withdraw(
     IdempotencyKey(key): IdempotencyKey,
     Json(b): Json<WithdrawBody>,
 ) -> ApiResult {
-    principal.require(&state, Permission::WalletWithdraw)?;
-    check_mfa(&state, &principal, wallet_id(&id)?, b.amount, &b.currency).await?;
     let t = state
-        .ledger
+        .wallets
         .withdraw(
-            principal.ledger_user(),
+            &principal,
             wallet_id(&id)?,
             &b.pin,
             &MoneyRequest {
@@ -189,15 +154,14 @@ pub(in crate::api) async fn transfer(
     IdempotencyKey(key): IdempotencyKey,
     Json(b): Json<TransferBody>,
 ) -> ApiResult {
-    principal.require(&state, Permission::WalletTransfer)?;
-    check_mfa(&state, &principal, wallet_id(&id)?, b.amount, &b.currency).await?;
+    let from = wallet_id(&id)?;
     let to = coffer_ledger::WalletId::parse(&b.to_wallet_id)
         .map_err(|_| ApiError::invalid("to_wallet_id", "not a wallet id"))?;
     let t = state
-        .ledger
+        .wallets
         .transfer(
-            principal.ledger_user(),
-            wallet_id(&id)?,
+            &principal,
+            from,
             to,
             &b.pin,
             &MoneyRequest {

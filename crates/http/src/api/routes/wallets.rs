@@ -1,11 +1,10 @@
 //! `wallets`: opening and listing the caller's wallets, reading one, its history and one
 //! transaction (with its signature and signer key), and changing a wallet's PIN. Whoever may
 //! administer wallets (`wallet:write`) reads any wallet; everyone else reads their own, and
-//! another user's wallet is a 404.
+//! another user's wallet is a 404: rules of the use cases (`coffer_usecases::Wallets`), which
+//! the handlers call after parsing.
 
 use axum::extract::{Query, State};
-use coffer_auth::Permission;
-use coffer_ledger::Caller;
 use serde::Deserialize;
 
 use super::shared::{ApiResult, created, no_content, ok};
@@ -43,10 +42,9 @@ pub(in crate::api) async fn open_wallet(
     principal: Principal,
     Json(b): Json<OpenWalletBody>,
 ) -> ApiResult {
-    principal.require(&state, Permission::WalletManage)?;
     let w = state
-        .ledger
-        .open_wallet(principal.ledger_user(), &b.currency, &b.pin)
+        .wallets
+        .open_wallet(&principal, &b.currency, &b.pin)
         .await?;
     created(views::Wallet::from(&w))
 }
@@ -66,22 +64,8 @@ pub(in crate::api) async fn list_wallets(
     State(state): State<ApiState>,
     principal: Principal,
 ) -> ApiResult {
-    principal.require(&state, Permission::WalletRead)?;
-    let ws = state.ledger.wallets_of(principal.ledger_user()).await?;
+    let ws = state.wallets.wallets(&principal).await?;
     ok(views::Wallets::from(ws.as_slice()))
-}
-
-fn caller(state: &ApiState, principal: &Principal) -> Caller {
-    // Whoever may administer wallets reads any; everyone else reads their own.
-    if state
-        .accounts
-        .rbac()
-        .allows(&principal.claims.roles, Permission::WalletWrite)
-    {
-        Caller::Admin(principal.ledger_user())
-    } else {
-        Caller::User(principal.ledger_user())
-    }
 }
 
 #[utoipa::path(
@@ -101,11 +85,7 @@ pub(in crate::api) async fn get_wallet(
     principal: Principal,
     PathId(id): PathId,
 ) -> ApiResult {
-    principal.require(&state, Permission::WalletRead)?;
-    let w = state
-        .ledger
-        .wallet(caller(&state, &principal), wallet_id(&id)?)
-        .await?;
+    let w = state.wallets.wallet(&principal, wallet_id(&id)?).await?;
     ok(views::Wallet::from(&w))
 }
 
@@ -139,13 +119,12 @@ pub(in crate::api) async fn history(
     PathId(id): PathId,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    principal.require(&state, Permission::WalletRead)?;
     let Query(q) =
         query.map_err(|_| ApiError::invalid("query", "limit (1-100) and cursor only"))?;
     let page = state
-        .ledger
+        .wallets
         .history(
-            caller(&state, &principal),
+            &principal,
             wallet_id(&id)?,
             q.cursor.as_deref(),
             q.limit.unwrap_or(50),
@@ -172,10 +151,9 @@ pub(in crate::api) async fn get_transaction(
     principal: Principal,
     PathId(id): PathId,
 ) -> ApiResult {
-    principal.require(&state, Permission::WalletRead)?;
     let t = state
-        .ledger
-        .transaction(caller(&state, &principal), transaction_id(&id)?)
+        .wallets
+        .transaction(&principal, transaction_id(&id)?)
         .await?;
     ok(views::Transaction::from(&t))
 }
@@ -208,15 +186,9 @@ pub(in crate::api) async fn change_pin(
     PathId(id): PathId,
     Json(b): Json<ChangePinBody>,
 ) -> ApiResult {
-    principal.require(&state, Permission::WalletManage)?;
     state
-        .ledger
-        .change_pin(
-            principal.ledger_user(),
-            wallet_id(&id)?,
-            &b.old_pin,
-            &b.new_pin,
-        )
+        .wallets
+        .change_pin(&principal, wallet_id(&id)?, &b.old_pin, &b.new_pin)
         .await?;
     no_content()
 }
