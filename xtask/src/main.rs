@@ -33,7 +33,8 @@ commands:
   schemathesis
         the API fuzzed against its own OpenAPI document (also part of `test`): the debug
         coffer-api on a free loopback port with the embedded defaults in a temporary data
-        directory (rate limits raised), an administrator and a user signed in, then schemathesis
+        directory (rate limits raised), an administrator and a user signed in (the user with two
+        wallets and a deposit, whose ids schemathesis reuses), then schemathesis
         (pinned, installed with pip into target/services-venv when missing) with the checks
         not_a_server_error, status_code_conformance, content_type_conformance and
         response_schema_conformance, once per token (about two minutes); any failure fails it

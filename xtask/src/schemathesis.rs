@@ -4,8 +4,12 @@
 //! The debug `coffer-api` is started on a free loopback port with the embedded defaults (SQLite
 //! and a key file) in a fresh temporary data directory, its rate limits raised so the fuzzer
 //! meets the handlers rather than 429s (429 stays documented). An administrator is created with
-//! `coffer-api admin create`, a user registered, and both signed in. Then schemathesis (pinned,
-//! from target/services-venv) runs `/openapi.json` with the checks [`CHECKS`] for each token:
+//! `coffer-api admin create`, a user registered, and both signed in; the user opens two wallets
+//! and deposits into one. Those ids (wallets, the deposit, the user), a currency, a PIN and a few
+//! amounts go into schemathesis's dictionaries, which it uses for most generated values, so the
+//! requests also reach the handlers' success paths rather than only their refusals. Then
+//! schemathesis (pinned, from target/services-venv) runs `/openapi.json` with the checks
+//! [`CHECKS`] for each token:
 //! every operation but the ones that end the token's sessions (or, for the administrator,
 //! change their own roles) for [`MAIN_SECONDS`], then those operations alone for
 //! [`SESSION_SECONDS`], last, since after them the token answers only 401. Any failure fails the
@@ -36,6 +40,35 @@ const USER_EMAIL: &str = "fuzz-user@example.com";
 const USER_PASSWORD: &str = "a long user password for fuzzing";
 const ADMIN_EMAIL: &str = "fuzz-admin@example.com";
 const ADMIN_PASSWORD: &str = "a long admin password for fuzzing";
+const PIN: &str = "493817";
+
+/// schemathesis's configuration: dictionaries of real ids and valid values, each used for 70%
+/// of the generated values of the members they are bound to.
+fn schemathesis_config(ids: &[String]) -> String {
+    let quoted: Vec<String> = ids.iter().map(|id| format!("{id:?}")).collect();
+    let mut config = format!(
+        "[dictionaries.ids]\nvalues = [{}]\n\
+         [dictionaries.currencies]\nvalues = [\"USD\", \"EUR\"]\n\
+         [dictionaries.pins]\nvalues = [\"{PIN}\", \"123456\"]\n\
+         [dictionaries.amounts]\nvalues = [1, 250, 2500]\n\
+         [parameters]\n",
+        quoted.join(", ")
+    );
+    for (member, dictionary) in [
+        ("path.id", "ids"),
+        ("body.to_wallet_id", "ids"),
+        ("body.currency", "currencies"),
+        ("body.pin", "pins"),
+        ("body.old_pin", "pins"),
+        ("body.new_pin", "pins"),
+        ("body.amount", "amounts"),
+    ] {
+        config.push_str(&format!(
+            "\"{member}\" = {{ dictionary = \"{dictionary}\", probability = 0.7 }}\n"
+        ));
+    }
+    config
+}
 
 /// Every policy at a million requests a minute: rate limiting stays on (its headers and its
 /// 429 are documented) without refusing the fuzzer.
@@ -78,14 +111,23 @@ impl Drop for TempDir {
     }
 }
 
-/// One HTTP/1.1 request with a JSON body; the status and the body.
-fn post_json(addr: SocketAddr, path: &str, body: &serde_json::Value) -> Result<(u16, String)> {
+/// One HTTP/1.1 POST with a JSON body and `headers`; the status and the body.
+fn post_json(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &serde_json::Value,
+) -> Result<(u16, String)> {
     let body = body.to_string();
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let headers: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{headers}\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
@@ -102,27 +144,44 @@ fn post_json(addr: SocketAddr, path: &str, body: &serde_json::Value) -> Result<(
     Ok((status, body))
 }
 
-/// Signs in; the access token.
-fn login(addr: SocketAddr, email: &str, password: &str) -> Result<String> {
-    let (status, body) = post_json(
-        addr,
-        "/v1/auth/login",
-        &serde_json::json!({ "email": email, "password": password }),
-    )?;
-    if status != 200 {
-        bail!("login of {email} answered {status}: {body}");
+/// POSTs and takes the member `field` of the answer, which must have status `expect`.
+fn post_for(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &serde_json::Value,
+    expect: u16,
+    field: &str,
+) -> Result<String> {
+    let (status, answer) = post_json(addr, path, headers, body)?;
+    if status != expect {
+        bail!("POST {path} answered {status}: {answer}");
     }
-    let tokens: serde_json::Value = serde_json::from_str(&body)
-        .with_context(|| format!("login of {email}: not JSON: {body:?}"))?;
-    tokens["access_token"]
+    let answer: serde_json::Value = serde_json::from_str(&answer)
+        .with_context(|| format!("POST {path}: not JSON: {answer:?}"))?;
+    answer[field]
         .as_str()
         .map(str::to_owned)
-        .with_context(|| format!("login of {email}: no access_token in {body}"))
+        .with_context(|| format!("POST {path}: no {field} in {answer}"))
+}
+
+/// Signs in; the access token.
+fn login(addr: SocketAddr, email: &str, password: &str) -> Result<String> {
+    let credentials = serde_json::json!({ "email": email, "password": password });
+    post_for(
+        addr,
+        "/v1/auth/login",
+        &[],
+        &credentials,
+        200,
+        "access_token",
+    )
 }
 
 /// One schemathesis run with `token`; fails when it reports any failure.
 fn fuzz(
     bin: &Path,
+    config: &Path,
     cwd: &Path,
     url: &str,
     who: &str,
@@ -136,6 +195,8 @@ fn fuzz(
     };
     let mut cmd = Command::new(bin.join("schemathesis"));
     cmd.current_dir(cwd)
+        .arg("--config-file")
+        .arg(config)
         .args(["run", url, "--checks", CHECKS])
         .arg("--header")
         .arg(format!("Authorization: Bearer {token}"))
@@ -219,22 +280,37 @@ pub fn run() -> Result<()> {
         "coffer-api: listening at {addr}, data in {}",
         data.0.display()
     );
-    let (status, body) = post_json(
+    let user_id = post_for(
         addr,
         "/v1/auth/register",
+        &[],
         &serde_json::json!({ "email": USER_EMAIL, "password": USER_PASSWORD }),
+        201,
+        "user_id",
     )?;
-    if status != 201 {
-        bail!("registering the user answered {status}: {body}");
-    }
     let user = login(addr, USER_EMAIL, USER_PASSWORD)?;
     let admin = login(addr, ADMIN_EMAIL, ADMIN_PASSWORD)?;
+    let bearer = format!("Bearer {user}");
+    let auth = [("Authorization", bearer.as_str())];
+    let wallet = serde_json::json!({ "currency": "USD", "pin": PIN });
+    let a = post_for(addr, "/v1/wallets", &auth, &wallet, 201, "id")?;
+    let b = post_for(addr, "/v1/wallets", &auth, &wallet, 201, "id")?;
+    let deposit = post_for(
+        addr,
+        &format!("/v1/wallets/{a}/deposits"),
+        &[auth[0], ("Idempotency-Key", "schemathesis-seed")],
+        &serde_json::json!({ "amount": 1_000_000, "currency": "USD" }),
+        201,
+        "id",
+    )?;
+    let st_config = data.0.join("schemathesis.toml");
+    std::fs::write(&st_config, schemathesis_config(&[a, b, deposit, user_id]))?;
 
     let url = format!("http://{addr}/openapi.json");
     let mut failed = Vec::new();
     for (who, token) in [("the user", &user), ("the admin", &admin)] {
         for session_ending in [false, true] {
-            if let Err(e) = fuzz(&venv, &data.0, &url, who, token, session_ending) {
+            if let Err(e) = fuzz(&venv, &st_config, &data.0, &url, who, token, session_ending) {
                 failed.push(format!("{e:#}"));
             }
         }
