@@ -32,9 +32,7 @@ use crate::problem::{PROBLEM_JSON, Problem};
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(in crate::api) struct ReasonBody {
-    // This doc comment is the field's description in the published document (docs/openapi.json):
-    // rewording it changes the contract.
-    /// Accepted (DESIGN.md §3); the ledger's audit record names the action and the admin.
+    /// Accepted and not stored; the ledger's audit record names the action and the admin.
     #[serde(rename = "reason")]
     _reason: Option<String>,
 }
