@@ -235,7 +235,15 @@ pub fn run() -> Result<()> {
         "build coffer-api",
         crate::cargo().args(["build", "-p", "coffer-api"]),
     )?;
-    let api = crate::project_root().join("target/debug/coffer-api");
+    // Where cargo put it: CARGO_TARGET_DIR when set (CI keeps its build cache outside the
+    // clone), else the project's target/.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .map_or_else(
+            || crate::project_root().join("target"),
+            |dir| crate::project_root().join(dir),
+        );
+    let api = target.join("debug/coffer-api");
     // Absolute: schemathesis runs in the data directory (where it keeps its own files).
     let venv = std::fs::canonicalize(services::services_venv()?)?;
     let data = TempDir::new()?;
