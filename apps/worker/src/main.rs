@@ -408,7 +408,7 @@ async fn ledger_verify(app: &App, flags: &[&str]) -> anyhow::Result<()> {
 async fn audit_verify(app: &App) -> anyhow::Result<()> {
     let bar = Progress::new("verifying the audit log");
     let report = coffer_audit::AuditLog::verify(
-        app.state.audit.as_ref(),
+        app.audit.as_ref(),
         None,
         &|p: coffer_audit::VerifyProgress| bar.set(p.checked, Some(p.total)),
     )

@@ -66,13 +66,8 @@ async fn the_commands_work(db: Database) {
             owner,
             wallets[0],
             wallets[1],
-            common::PIN,
-            &coffer_ledger::MoneyRequest {
-                amount_minor: 125,
-                currency: "USD",
-                memo: Some("after the rotation"),
-                idempotency_key: "after-rotation",
-            },
+            &common::pin(),
+            &common::money(125, Some("after the rotation"), "after-rotation"),
         )
         .await
         .unwrap();

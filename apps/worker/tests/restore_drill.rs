@@ -34,13 +34,12 @@ async fn backup_wipe_restore_and_the_ledger_verifies() {
                 owner,
                 wallets[i],
                 wallets[i + 1],
-                common::PIN,
-                &coffer_ledger::MoneyRequest {
-                    amount_minor: 100 + i64::try_from(i).unwrap(),
-                    currency: "USD",
-                    memo: Some("drill"),
-                    idempotency_key: &format!("drill-{i}"),
-                },
+                &common::pin(),
+                &common::money(
+                    100 + i64::try_from(i).unwrap(),
+                    Some("drill"),
+                    &format!("drill-{i}"),
+                ),
             )
             .await
             .unwrap();

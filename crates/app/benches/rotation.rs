@@ -29,7 +29,7 @@ use coffer_auth::accounts::{Credentials, Registration, RequestContext};
 use coffer_keys::{KeyProvider, WrappedKey};
 use coffer_keys_local::{LocalKeyProvider, LocalKeySource};
 use coffer_keys_vault::{TransitSettings, VaultAuth, VaultConnection, VaultTransitProvider};
-use coffer_ledger::{MoneyRequest, UserId, WalletId};
+use coffer_ledger::{Currency, MoneyRequest, UserId, WalletId, parse_pin};
 use coffer_rotation::{RotateRequest, RotationConfig, RotationJob, Rotator};
 use coffer_store::rotation::PgRotationStore;
 use futures_util::StreamExt as _;
@@ -155,7 +155,11 @@ async fn start_load(app: &App, base: &str) -> Load {
             let w = app
                 .state
                 .ledger
-                .open_wallet(owner, "USD", PIN)
+                .open_wallet(
+                    owner,
+                    Currency::parse("USD").unwrap(),
+                    &parse_pin(PIN).unwrap(),
+                )
                 .await
                 .unwrap()
                 .id;
@@ -164,12 +168,14 @@ async fn start_load(app: &App, base: &str) -> Load {
                 .deposit(
                     owner,
                     w,
-                    &MoneyRequest {
-                        amount_minor: 1_000_000_000,
-                        currency: "USD",
-                        memo: None,
-                        idempotency_key: &format!("seed-{c}-{i}"),
-                    },
+                    &MoneyRequest::parse(
+                        1_000_000_000,
+                        "USD",
+                        None,
+                        &format!("seed-{c}-{i}"),
+                        i64::MAX,
+                    )
+                    .unwrap(),
                 )
                 .await
                 .unwrap();

@@ -42,7 +42,7 @@ use coffer_store::auth::{PgRevocationList, PgUserStore, SqliteRevocationList, Sq
 use coffer_store::ledger::{PgLedgerStore, SqliteLedgerStore};
 use coffer_store::rotation::{PgRotationStore, SqliteRotationStore};
 use coffer_store::secrets::{PgSecretStore, SqliteSecretStore};
-use coffer_usecases::Wallets;
+use coffer_usecases::{Account, Admin, Wallets};
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::sqlite::SqlitePool;
 
@@ -116,6 +116,8 @@ pub struct App {
     pub secrets: Arc<SecretsManager>,
     /// Master key rotation (requested by the API, run by the worker).
     pub rotation: Arc<Rotator>,
+    /// The audit log, behind its alert rules.
+    pub audit: Arc<ObservedAuditLog>,
     /// The key provider as called under the cache (its use is audited in aggregate).
     metered: Arc<MeteredKeyProvider>,
     /// Who the aggregate records name.
@@ -317,11 +319,16 @@ impl App {
         };
         let state = ApiState {
             wallets: Wallets::new(ledger.clone(), accounts.rbac().clone(), mfa),
+            admin: Admin::new(
+                ledger.clone(),
+                accounts.clone(),
+                rotation.clone(),
+                audit.clone(),
+            ),
+            account: Account::new(accounts.clone()),
             ledger,
             accounts: accounts.clone(),
-            rotation: rotation.clone(),
             authenticator: Authenticator::new(accounts.clone(), oidc),
-            audit: audit.clone(),
             metrics: Arc::new(coffer_http::api::metrics::Metrics::new(
                 coffer_http::api::metrics::Sources {
                     key_provider: Some(metered.clone()),
@@ -343,6 +350,7 @@ impl App {
             rate,
             secrets,
             rotation,
+            audit,
             metered,
             actor: Actor::Service(audit_service_actor()?),
             revocation_feed,
@@ -357,7 +365,7 @@ impl App {
     /// [`App::shutdown`] at the end.
     #[must_use]
     pub fn spawn_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
-        let log: Arc<dyn AuditLog> = self.state.audit.clone();
+        let log: Arc<dyn AuditLog> = self.audit.clone();
         let mut tasks = vec![usage::spawn_flusher(
             self.metered.clone(),
             self.secrets.clone(),
@@ -383,7 +391,7 @@ impl App {
         usage::flush(
             &self.metered,
             &self.secrets,
-            self.state.audit.as_ref(),
+            self.audit.as_ref(),
             &self.actor,
             true,
         )
@@ -393,7 +401,7 @@ impl App {
     /// After the server stopped: writes what is still counted and closes the database.
     pub async fn shutdown(&self) {
         if let Some(rate) = &self.rate {
-            rate.limited.flush(self.state.audit.as_ref(), true).await;
+            rate.limited.flush(self.audit.as_ref(), true).await;
         }
         self.flush_key_use().await;
         self.db.close().await;

@@ -295,7 +295,7 @@ impl Worker {
             rotation: app.rotation.clone(),
             ledger: app.state.ledger.clone(),
             accounts: app.state.accounts.clone(),
-            audit: app.state.audit.clone(),
+            audit: app.audit.clone(),
             secrets: app.secrets.clone(),
             config: app.config.worker.clone(),
             metrics: Arc::new(WorkerMetrics::new()),

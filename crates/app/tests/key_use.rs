@@ -30,7 +30,7 @@ async fn key_and_secret_use_is_audited_per_minute_with_counts() {
         limit: 1000,
         ..AuditQuery::default()
     };
-    let records = app.state.audit.list(&query).await.unwrap();
+    let records = app.audit.list(&query).await.unwrap();
     let summary: Vec<(String, String, String, String, i64)> = records
         .iter()
         .filter(|r| r.event.action.as_str().starts_with("key."))
@@ -97,5 +97,5 @@ async fn key_and_secret_use_is_audited_per_minute_with_counts() {
     // Drained: a second flush writes nothing more.
     let before = records.len();
     app.flush_key_use().await;
-    assert_eq!(app.state.audit.list(&query).await.unwrap().len(), before);
+    assert_eq!(app.audit.list(&query).await.unwrap().len(), before);
 }

@@ -121,6 +121,15 @@ token_type!(
     "id",
     128
 );
+impl EntityId {
+    /// The id of a UUID-named entity (a user, a wallet, a transaction). Infallible: a UUID's
+    /// hyphenated form is always a token.
+    #[must_use]
+    pub fn from_uuid(id: &uuid::Uuid) -> Self {
+        Self(id.hyphenated().to_string())
+    }
+}
+
 token_type!(
     /// A short non-secret value: a currency, an error code, a route class.
     Code,
@@ -604,6 +613,13 @@ impl AuditHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_uuid_is_the_entity_id_its_text_parses_to() {
+        let id = uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        let parsed = EntityId::parse("01234567-89ab-cdef-0123-456789abcdef");
+        assert_eq!(Ok(EntityId::from_uuid(&id)), parsed);
+    }
 
     #[test]
     fn tokens_refuse_free_text() {

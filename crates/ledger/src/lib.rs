@@ -1,13 +1,15 @@
 //! Coffer's wallet ledger: money, wallets, double-entry plans and the rules, as pure functions of
 //! the locked, decrypted state (`domain`, `money`, no I/O); the storage port and its contract
-//! suite (`port`, `testkit`); the service that runs every use case on the ports (`service`,
-//! `sealing`, `verify`); and PIN verification off the async runtime (`pin`).
+//! suite (`port`, `testkit`); the requests the service takes, parsed at the edge (`request`); the
+//! service that runs every use case on the ports (`service`, `sealing`, `verify`); and PIN
+//! verification off the async runtime (`pin`).
 
 pub mod domain;
 pub mod error;
 pub mod money;
 pub mod pin;
 pub mod port;
+pub mod request;
 pub mod sealing;
 pub mod service;
 #[cfg(feature = "testkit")]
@@ -21,6 +23,5 @@ pub use domain::{
 pub use error::Error;
 pub use money::{Amount, Balance, Currency, Money, MoneyError};
 pub use port::LedgerStore;
-pub use service::{
-    Caller, HistoryPageView, Ledger, LedgerConfig, MoneyRequest, TransactionView, WalletView,
-};
+pub use request::{IdempotencyKey, Memo, MoneyRequest, Pin, Reason, parse_pin};
+pub use service::{Caller, HistoryPageView, Ledger, LedgerConfig, TransactionView, WalletView};

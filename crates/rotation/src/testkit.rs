@@ -18,7 +18,8 @@ use coffer_keys::{
     Capabilities, GeneratedDataKey, KeyContext, KeyError, KeyProvider, KeyStatus, RewrapRequest,
     VersionState, WrappedKey,
 };
-use coffer_ledger::{Ledger, LedgerStore, MoneyRequest, UserId, WalletId};
+use coffer_ledger::testkit::{Client, MoneyRequest};
+use coffer_ledger::{Ledger, LedgerStore, UserId, WalletId};
 use coffer_secrets::{SecretName, SecretStore, SecretsManager, SetOptions};
 use uuid::Uuid;
 
@@ -86,7 +87,7 @@ const PIN: &str = "493817";
 struct World {
     keys: Arc<dyn KeyProvider>,
     stores: Stores,
-    ledger: Ledger,
+    ledger: Client,
     secrets: SecretsManager,
     clock: Arc<ManualClock>,
 }
@@ -100,13 +101,15 @@ async fn world(backend: &dyn Backend) -> World {
         AlertConfig::default(),
         EntityId::parse("rotation-tests").unwrap(),
     ));
-    let ledger = Ledger::new(
-        stores.ledger.clone(),
-        keys.clone(),
-        observed,
-        coffer_ledger::testkit::config(),
-    )
-    .with_clock(clock.clone());
+    let ledger = Client::new(
+        Ledger::new(
+            stores.ledger.clone(),
+            keys.clone(),
+            observed,
+            coffer_ledger::testkit::config(),
+        )
+        .with_clock(clock.clone()),
+    );
     let secrets = SecretsManager::new(
         stores.secrets.clone(),
         keys.clone(),

@@ -29,7 +29,9 @@ use coffer_keys::KeyProvider;
 use coffer_keys::cache::{CacheConfig, CachingKeyProvider};
 use coffer_keys_local::{LocalKeyProvider, LocalKeySource, generate_inline_key};
 use coffer_ledger::pin::{PinVerifier, PinVerifierConfig};
-use coffer_ledger::{Ledger, LedgerConfig, MoneyRequest, UserId, WalletId};
+use coffer_ledger::{
+    Currency, Ledger, LedgerConfig, MoneyRequest, Pin, UserId, WalletId, parse_pin,
+};
 use coffer_store::audit::PgAuditLog;
 use coffer_store::ledger::PgLedgerStore;
 use coffer_store::testing;
@@ -70,14 +72,18 @@ async fn setup(wallets: usize, kdf_iterations: u32) -> Setup {
     let mut made = Vec::new();
     for _ in 0..wallets {
         let owner = UserId::new();
-        let w = ledger.open_wallet(owner, "USD", PIN).await.unwrap().id;
+        let w = ledger
+            .open_wallet(owner, Currency::parse("USD").unwrap(), &pin())
+            .await
+            .unwrap()
+            .id;
         ledger
             .deposit(owner, w, &request(1_000_000_000, &format!("seed-{w}")))
             .await
             .unwrap();
         // Warms the PIN cache: the KDF runs once per wallet, here.
         ledger
-            .withdraw(owner, w, PIN, &request(1, &format!("warm-{w}")))
+            .withdraw(owner, w, &pin(), &request(1, &format!("warm-{w}")))
             .await
             .unwrap();
         made.push((owner, w));
@@ -88,13 +94,13 @@ async fn setup(wallets: usize, kdf_iterations: u32) -> Setup {
     }
 }
 
-fn request(amount: i64, key: &str) -> MoneyRequest<'_> {
-    MoneyRequest {
-        amount_minor: amount,
-        currency: "USD",
-        memo: None,
-        idempotency_key: key,
-    }
+/// What a client sends, parsed as the API parses it (part of the work measured).
+fn request(amount: i64, key: &str) -> MoneyRequest {
+    MoneyRequest::parse(amount, "USD", None, key, i64::MAX).unwrap()
+}
+
+fn pin() -> Pin {
+    parse_pin(PIN).unwrap()
 }
 
 struct Run {
@@ -121,7 +127,7 @@ async fn transfers(s: &Setup, duration: Duration, round: usize) -> Run {
                     let key = format!("r{round}-t{task}-{i}");
                     let began = Instant::now();
                     ledger
-                        .transfer(owner, from, to, PIN, &request(1, &key))
+                        .transfer(owner, from, to, &pin(), &request(1, &key))
                         .await
                         .unwrap();
                     latencies.push(began.elapsed());

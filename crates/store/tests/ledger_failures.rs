@@ -10,8 +10,8 @@ use std::sync::Arc;
 use coffer_audit::{AlertConfig, AuditLog, EntityId, ObservedAuditLog};
 use coffer_keys::{KeyError, KeyProvider};
 use coffer_keys_local::{LocalKeyProvider, LocalKeySource, generate_inline_key};
-use coffer_ledger::testkit::config;
-use coffer_ledger::{Caller, Error, Ledger, LedgerStore, MoneyRequest, UserId};
+use coffer_ledger::testkit::{Client, MoneyRequest, config};
+use coffer_ledger::{Caller, Error, Ledger, LedgerStore, UserId};
 use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
 use coffer_store::ledger::{PgLedgerStore, SqliteLedgerStore};
 use coffer_store::testing;
@@ -22,13 +22,13 @@ fn ledger(
     store: Arc<dyn LedgerStore>,
     audit: Arc<dyn AuditLog>,
     keys: Arc<dyn KeyProvider>,
-) -> Ledger {
+) -> Client {
     let observed = Arc::new(ObservedAuditLog::new(
         audit,
         AlertConfig::default(),
         EntityId::parse("failure-tests").unwrap(),
     ));
-    Ledger::new(store, keys, observed, config())
+    Client::new(Ledger::new(store, keys, observed, config()))
 }
 
 fn local_keys() -> Arc<dyn KeyProvider> {

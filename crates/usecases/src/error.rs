@@ -1,6 +1,7 @@
 //! [`UseCaseError`]: why a use case refused, before or inside the domain service.
 
 use coffer_auth::Permission;
+use coffer_auth::accounts::AuthError;
 use coffer_auth::mfa::MfaRequired;
 
 /// Why a use case refused.
@@ -13,7 +14,25 @@ pub enum UseCaseError {
     /// Money-out above the threshold, by a token without a second factor.
     #[error(transparent)]
     MfaRequired(#[from] MfaRequired),
+    /// The caller is an external issuer's principal: its sessions and factors live there.
+    #[error("this identity is managed by its issuer")]
+    ExternalIdentity,
+    /// A page size outside 1 to `max`.
+    #[error("a page holds 1 to {max} items")]
+    PageSize {
+        /// The largest page.
+        max: u32,
+    },
     /// The ledger refused, or could not answer.
     #[error(transparent)]
     Ledger(#[from] coffer_ledger::Error),
+    /// The accounts refused, or could not answer.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The key rotation refused, or could not answer.
+    #[error(transparent)]
+    Rotation(#[from] coffer_rotation::RotationError),
+    /// The audit log could not answer.
+    #[error(transparent)]
+    Audit(#[from] coffer_audit::AuditError),
 }

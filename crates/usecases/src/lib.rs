@@ -11,12 +11,25 @@
 //!   ([`MfaRule`](coffer_auth::MfaRule)); a wallet that is not the caller's is "not found" first,
 //!   as everywhere ([`UseCaseError::MfaRequired`]).
 //!
+//! - **Whose account.** An external issuer's principal has no sessions or factors here
+//!   ([`UseCaseError::ExternalIdentity`], [`Account`]).
+//!
+//! [`Wallets`] holds the wallet and money use cases, [`Admin`] the operators' (wallets,
+//! reversals, users, keys, the audit log, metrics), [`Account`] the caller's own account. Each
+//! takes what the driving adapter parsed (ids, money, PINs, reasons): nothing here parses a
+//! string.
+//!
 //! The domain services ([`Ledger`](coffer_ledger::Ledger)) keep their own rules (ownership on
 //! money-out, balances, PINs, idempotency); this layer adds only what depends on how the caller
 //! proved who they are. It does no I/O of its own.
 
+mod account;
+mod admin;
 mod error;
+mod shared;
 mod wallets;
 
+pub use account::Account;
+pub use admin::{Admin, MAX_AUDIT_PAGE};
 pub use error::UseCaseError;
 pub use wallets::Wallets;

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use coffer_auth::{MfaRule, Permission, Principal, Rbac};
 use coffer_ledger::{
-    Caller, Currency, HistoryPageView, Ledger, MoneyRequest, TransactionId, TransactionView,
-    UserId, WalletId, WalletView,
+    Caller, Currency, HistoryPageView, Ledger, MoneyRequest, Pin, TransactionId, TransactionView,
+    WalletId, WalletView,
 };
 
 use crate::UseCaseError;
+use crate::shared::{ledger_user, require};
 
 /// The wallet and money use cases.
 #[derive(Debug, Clone)]
@@ -18,11 +19,6 @@ pub struct Wallets {
     ledger: Arc<Ledger>,
     rbac: Rbac,
     mfa: MfaRule,
-}
-
-/// The ledger's id of a principal's user.
-fn ledger_user(principal: &Principal) -> UserId {
-    UserId::from_uuid(*principal.user.as_uuid())
 }
 
 impl Wallets {
@@ -48,11 +44,7 @@ impl Wallets {
         principal: &Principal,
         permission: Permission,
     ) -> Result<(), UseCaseError> {
-        if self.rbac.allows(&principal.claims.roles, permission) {
-            Ok(())
-        } else {
-            Err(UseCaseError::Forbidden(permission))
-        }
+        require(&self.rbac, principal, permission)
     }
 
     /// Who the principal is to the ledger when reading: whoever may administer wallets reads
@@ -76,8 +68,8 @@ impl Wallets {
     pub async fn open_wallet(
         &self,
         principal: &Principal,
-        currency: &str,
-        pin: &str,
+        currency: Currency,
+        pin: &Pin,
     ) -> Result<WalletView, UseCaseError> {
         self.require(principal, Permission::WalletManage)?;
         Ok(self
@@ -150,8 +142,8 @@ impl Wallets {
         &self,
         principal: &Principal,
         wallet: WalletId,
-        old_pin: &str,
-        new_pin: &str,
+        old_pin: &Pin,
+        new_pin: &Pin,
     ) -> Result<WalletView, UseCaseError> {
         self.require(principal, Permission::WalletManage)?;
         Ok(self
@@ -168,7 +160,7 @@ impl Wallets {
         &self,
         principal: &Principal,
         wallet: WalletId,
-        request: &MoneyRequest<'_>,
+        request: &MoneyRequest,
     ) -> Result<TransactionView, UseCaseError> {
         self.require(principal, Permission::WalletDeposit)?;
         Ok(self
@@ -186,8 +178,8 @@ impl Wallets {
         &self,
         principal: &Principal,
         wallet: WalletId,
-        pin: &str,
-        request: &MoneyRequest<'_>,
+        pin: &Pin,
+        request: &MoneyRequest,
     ) -> Result<TransactionView, UseCaseError> {
         self.require(principal, Permission::WalletWithdraw)?;
         self.second_factor(principal, wallet, request).await?;
@@ -207,8 +199,8 @@ impl Wallets {
         principal: &Principal,
         from: WalletId,
         to: WalletId,
-        pin: &str,
-        request: &MoneyRequest<'_>,
+        pin: &Pin,
+        request: &MoneyRequest,
     ) -> Result<TransactionView, UseCaseError> {
         self.require(principal, Permission::WalletTransfer)?;
         self.second_factor(principal, from, request).await?;
@@ -219,21 +211,18 @@ impl Wallets {
     }
 
     /// Money-out above the threshold needs a second factor in the token's `amr`. A wallet that
-    /// is not the caller's is "not found" first, as everywhere; a currency the ledger does not
-    /// know is left for the ledger to name.
+    /// is not the caller's is "not found" first, as everywhere.
     async fn second_factor(
         &self,
         principal: &Principal,
         wallet: WalletId,
-        request: &MoneyRequest<'_>,
+        request: &MoneyRequest,
     ) -> Result<(), UseCaseError> {
-        let Ok(currency) = Currency::parse(request.currency) else {
-            return Ok(());
-        };
+        let money = request.money;
         let Err(refused) = self.mfa.check(
             &principal.claims.amr,
-            request.amount_minor,
-            u32::from(currency.exponent()),
+            money.amount.minor(),
+            u32::from(money.currency.exponent()),
         ) else {
             return Ok(());
         };

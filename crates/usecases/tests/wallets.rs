@@ -11,7 +11,7 @@ use coffer_auth::user::UserId;
 use coffer_auth::{MfaRule, Permission, Principal, Rbac};
 use coffer_keys::KeyProvider;
 use coffer_keys_local::{LocalKeyProvider, LocalKeySource, generate_inline_key};
-use coffer_ledger::{Caller, Error, Ledger, MoneyRequest, WalletId};
+use coffer_ledger::{Caller, Currency, Error, Ledger, MoneyRequest, Pin, WalletId, parse_pin};
 use coffer_store::audit::SqliteAuditLog;
 use coffer_store::ledger::SqliteLedgerStore;
 use coffer_store::testing;
@@ -78,13 +78,16 @@ fn principal(roles: &[&str], amr: &[&str]) -> Principal {
     }
 }
 
-fn money(amount_minor: i64, key: &str) -> MoneyRequest<'_> {
-    MoneyRequest {
-        amount_minor,
-        currency: "USD",
-        memo: None,
-        idempotency_key: key,
-    }
+fn money(amount_minor: i64, key: &str) -> MoneyRequest {
+    MoneyRequest::parse(amount_minor, "USD", None, key, i64::MAX).unwrap()
+}
+
+fn pin(digits: &str) -> Pin {
+    parse_pin(digits).unwrap()
+}
+
+fn usd() -> Currency {
+    Currency::parse("USD").unwrap()
 }
 
 fn forbidden(r: Result<impl std::fmt::Debug, UseCaseError>) -> Permission {
@@ -105,11 +108,16 @@ fn not_found(r: Result<impl std::fmt::Debug, UseCaseError>) {
 async fn each_use_case_needs_its_permission() {
     let w = world().await;
     let alice = principal(&["user"], &["pwd"]);
-    let wallet = w.wallets.open_wallet(&alice, "USD", PIN).await.unwrap().id;
+    let wallet = w
+        .wallets
+        .open_wallet(&alice, usd(), &pin(PIN))
+        .await
+        .unwrap()
+        .id;
     let nobody = principal(&["no-such-role"], &["pwd", "otp"]);
     let to = WalletId::new();
     assert_eq!(
-        forbidden(w.wallets.open_wallet(&nobody, "USD", PIN).await),
+        forbidden(w.wallets.open_wallet(&nobody, usd(), &pin(PIN)).await),
         Permission::WalletManage
     );
     assert_eq!(
@@ -125,7 +133,11 @@ async fn each_use_case_needs_its_permission() {
         Permission::WalletRead
     );
     assert_eq!(
-        forbidden(w.wallets.change_pin(&nobody, wallet, PIN, "111111").await),
+        forbidden(
+            w.wallets
+                .change_pin(&nobody, wallet, &pin(PIN), &pin("111111"))
+                .await
+        ),
         Permission::WalletManage
     );
     assert_eq!(
@@ -135,7 +147,7 @@ async fn each_use_case_needs_its_permission() {
     assert_eq!(
         forbidden(
             w.wallets
-                .withdraw(&nobody, wallet, PIN, &money(100, "w"))
+                .withdraw(&nobody, wallet, &pin(PIN), &money(100, "w"))
                 .await
         ),
         Permission::WalletWithdraw
@@ -143,7 +155,7 @@ async fn each_use_case_needs_its_permission() {
     assert_eq!(
         forbidden(
             w.wallets
-                .transfer(&nobody, wallet, to, PIN, &money(100, "t"))
+                .transfer(&nobody, wallet, to, &pin(PIN), &money(100, "t"))
                 .await
         ),
         Permission::WalletTransfer
@@ -166,7 +178,12 @@ async fn users_read_their_own_wallets_and_wallet_administrators_read_any() {
         principal(&["user"], &["pwd"]),
         principal(&["user"], &["pwd"]),
     );
-    let wallet = w.wallets.open_wallet(&alice, "USD", PIN).await.unwrap().id;
+    let wallet = w
+        .wallets
+        .open_wallet(&alice, usd(), &pin(PIN))
+        .await
+        .unwrap()
+        .id;
     let t = w
         .wallets
         .deposit(&alice, wallet, &money(5_000, "d1"))
@@ -200,8 +217,18 @@ async fn money_out_above_the_threshold_needs_a_second_factor_and_counts_no_pin_a
         },
         ..alice.clone()
     };
-    let from = w.wallets.open_wallet(&alice, "USD", PIN).await.unwrap().id;
-    let to = w.wallets.open_wallet(&alice, "USD", PIN).await.unwrap().id;
+    let from = w
+        .wallets
+        .open_wallet(&alice, usd(), &pin(PIN))
+        .await
+        .unwrap()
+        .id;
+    let to = w
+        .wallets
+        .open_wallet(&alice, usd(), &pin(PIN))
+        .await
+        .unwrap()
+        .id;
     w.wallets
         .deposit(&alice, from, &money(50_000, "d"))
         .await
@@ -212,13 +239,13 @@ async fn money_out_above_the_threshold_needs_a_second_factor_and_counts_no_pin_a
     for _ in 0..coffer_ledger::PIN_LOCK_THRESHOLD + 1 {
         assert!(matches!(
             w.wallets
-                .withdraw(&alice, from, "000000", &money(10_001, "w1"))
+                .withdraw(&alice, from, &pin("000000"), &money(10_001, "w1"))
                 .await,
             Err(UseCaseError::MfaRequired(_))
         ));
         assert!(matches!(
             w.wallets
-                .transfer(&alice, from, to, "000000", &money(10_001, "t1"))
+                .transfer(&alice, from, to, &pin("000000"), &money(10_001, "t1"))
                 .await,
             Err(UseCaseError::MfaRequired(_))
         ));
@@ -226,11 +253,11 @@ async fn money_out_above_the_threshold_needs_a_second_factor_and_counts_no_pin_a
     assert_eq!(w.wallets.wallet(&alice, from).await.unwrap().failed_pins, 0);
     // Up to the threshold, or with the second factor, it goes through.
     w.wallets
-        .withdraw(&alice, from, PIN, &money(10_000, "w2"))
+        .withdraw(&alice, from, &pin(PIN), &money(10_000, "w2"))
         .await
         .unwrap();
     w.wallets
-        .transfer(&alice_otp, from, to, PIN, &money(10_001, "t2"))
+        .transfer(&alice_otp, from, to, &pin(PIN), &money(10_001, "t2"))
         .await
         .unwrap();
     assert_eq!(
@@ -247,12 +274,12 @@ async fn money_out_above_the_threshold_needs_a_second_factor_and_counts_no_pin_a
     let bob = principal(&["user"], &["pwd"]);
     not_found(
         w.wallets
-            .withdraw(&bob, from, PIN, &money(10_001, "w3"))
+            .withdraw(&bob, from, &pin(PIN), &money(10_001, "w3"))
             .await,
     );
     not_found(
         w.wallets
-            .transfer(&bob, from, to, PIN, &money(10_001, "t3"))
+            .transfer(&bob, from, to, &pin(PIN), &money(10_001, "t3"))
             .await,
     );
 }

@@ -9,10 +9,20 @@ use std::process::{Command, Output, Stdio};
 use coffer_app::{App, Config};
 use coffer_auth::accounts::{Credentials, Registration, RequestContext};
 use coffer_auth::user::UserId as AuthUserId;
-use coffer_ledger::{MoneyRequest, UserId, WalletId};
+use coffer_ledger::{Currency, MoneyRequest, Pin, UserId, WalletId, parse_pin};
 
 pub const PIN: &str = "493817";
 pub const PASSWORD: &str = "correct plum tart at noon";
+
+/// [`PIN`], parsed as a client's request is.
+pub fn pin() -> Pin {
+    parse_pin(PIN).unwrap()
+}
+
+/// A request for `amount_minor` US cents, parsed as a client's is.
+pub fn money(amount_minor: i64, memo: Option<&str>, key: &str) -> MoneyRequest {
+    MoneyRequest::parse(amount_minor, "USD", memo, key, i64::MAX).unwrap()
+}
 
 /// Which database.
 #[derive(Debug, Clone, Copy)]
@@ -92,18 +102,13 @@ impl Fixture {
         let owner = UserId::new();
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
-            let w = ledger.open_wallet(owner, "USD", PIN).await.unwrap().id;
+            let w = ledger
+                .open_wallet(owner, Currency::parse("USD").unwrap(), &pin())
+                .await
+                .unwrap()
+                .id;
             ledger
-                .deposit(
-                    owner,
-                    w,
-                    &MoneyRequest {
-                        amount_minor: 10_000,
-                        currency: "USD",
-                        memo: None,
-                        idempotency_key: &format!("fund-{i}"),
-                    },
-                )
+                .deposit(owner, w, &money(10_000, None, &format!("fund-{i}")))
                 .await
                 .unwrap();
             out.push(w);

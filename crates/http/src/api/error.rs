@@ -184,7 +184,25 @@ impl From<UseCaseError> for ApiError {
                 "Second factor required",
             )
             .detail(refused.to_string()),
+            UseCaseError::ExternalIdentity => Self::new(
+                StatusCode::CONFLICT,
+                "external_identity",
+                "Managed by your identity provider",
+            )
+            .detail("this token comes from an external issuer: manage its sessions there"),
+            UseCaseError::PageSize { max } => Self::invalid("limit", format!("1 to {max}")),
             UseCaseError::Ledger(e) => e.into(),
+            UseCaseError::Auth(e) => e.into(),
+            UseCaseError::Rotation(e) => match &e {
+                coffer_rotation::RotationError::Refused(reason) => Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    e.code(),
+                    "the rotation cannot be done as asked",
+                )
+                .detail(reason.clone()),
+                _ => Self::unavailable(&e),
+            },
+            UseCaseError::Audit(e) => Self::unavailable(&e),
             other => Self::internal(&other),
         }
     }

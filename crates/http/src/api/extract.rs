@@ -7,10 +7,11 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use coffer_auth::Permission;
 use coffer_auth::accounts::RequestContext;
 use coffer_auth::user::UserId;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use zeroize::Zeroizing;
 
 use super::error::ApiError;
 use super::state::ApiState;
@@ -36,24 +37,6 @@ impl Principal {
     /// 401 with the token's reason; 503 when a dependency cannot be asked.
     pub async fn verify(state: &ApiState, token: &str) -> Result<Self, ApiError> {
         Ok(Self(state.authenticator.authenticate(token).await?))
-    }
-
-    /// The ledger's id for this user.
-    #[must_use]
-    pub fn ledger_user(&self) -> coffer_ledger::UserId {
-        coffer_ledger::UserId::from_uuid(*self.user.as_uuid())
-    }
-
-    /// Refuses (403) unless the caller's roles grant `permission`.
-    ///
-    /// # Errors
-    /// [`ApiError::forbidden`].
-    pub fn require(&self, state: &ApiState, permission: Permission) -> Result<(), ApiError> {
-        if state.accounts.rbac().allows(&self.claims.roles, permission) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(permission.as_str()))
-        }
     }
 }
 
@@ -243,11 +226,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     }
 }
 
-/// The `Idempotency-Key` header, required on money-moving POSTs.
+/// The `Idempotency-Key` header, required on money-moving POSTs, as sent: the handler parses it
+/// into a [`coffer_ledger::IdempotencyKey`] with the rest of the request.
 #[derive(Debug, Clone)]
-pub struct IdempotencyKey(pub String);
+pub struct IdempotencyHeader(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
@@ -263,6 +247,33 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
             .to_str()
             .map_err(|_| ApiError::invalid("Idempotency-Key", "visible ASCII only"))?;
         Ok(Self(key.to_owned()))
+    }
+}
+
+/// A PIN as a request body carries it: its text is zeroized when the body is dropped, and the
+/// handler parses it into a [`coffer_ledger::Pin`] (zeroized too) with [`PinText::parse`]. In a
+/// body it is described as a string (`#[schema(value_type = String)]`).
+pub struct PinText(Zeroizing<String>);
+
+impl PinText {
+    /// The PIN, parsed: a malformed one is a 422 on the field `pin`, as the ledger names it.
+    ///
+    /// # Errors
+    /// [`ApiError::invalid`].
+    pub fn parse(&self) -> Result<coffer_ledger::Pin, ApiError> {
+        Ok(coffer_ledger::parse_pin(&self.0)?)
+    }
+}
+
+impl std::fmt::Debug for PinText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PinText(..)")
+    }
+}
+
+impl<'de> Deserialize<'de> for PinText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| Self(Zeroizing::new(s)))
     }
 }
 

@@ -10,11 +10,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::http::HeaderName;
-use coffer_audit::ObservedAuditLog;
 use coffer_auth::Authenticator;
 use coffer_auth::accounts::Accounts;
 use coffer_ledger::Ledger;
-use coffer_usecases::Wallets;
+use coffer_usecases::{Account, Admin, Wallets};
 
 use super::{extract, metrics};
 
@@ -31,18 +30,19 @@ pub trait Readiness: Send + Sync {
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
-    /// The ledger (admin operations; the wallet and money use cases go through `wallets`).
+    /// The ledger (its settings and PIN queue; every use case goes through `wallets`, `admin`
+    /// or `account`).
     pub ledger: Arc<Ledger>,
     /// The wallet and money use cases, with their permissions, read rule and second factor.
     pub wallets: Wallets,
+    /// The operators' use cases, each behind its permission.
+    pub admin: Admin,
+    /// The caller's own account (sessions, second factor).
+    pub account: Account,
     /// Accounts and tokens.
     pub accounts: Arc<Accounts>,
-    /// Master key rotation: status and requests (a worker runs them).
-    pub rotation: Arc<coffer_rotation::Rotator>,
     /// Bearer tokens to principals: Coffer's own, and those of configured external issuers.
     pub authenticator: Authenticator,
-    /// The audit log (admin reads and verification).
-    pub audit: Arc<ObservedAuditLog>,
     /// Readiness checks.
     pub readiness: Arc<dyn Readiness>,
     /// The metrics registry.

@@ -67,7 +67,7 @@ impl Ledger {
                 EntityId::parse("coffer-ledger").map_err(|e| Error::Storage(e.to_string()))?,
             ),
             Action::KeyDataKeyCreated,
-            Subject::Wallet(entity(wallet)),
+            Subject::Wallet(entity(wallet.as_uuid())),
             Outcome::Success,
         );
         let event = with(event, "version", DetailValue::Int(i64::from(next)));

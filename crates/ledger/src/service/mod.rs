@@ -48,7 +48,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use coffer_audit::{Action, Actor, AuditEvent, ObservedAuditLog, Outcome, Subject};
 use coffer_clock::Clock;
-use coffer_crypto::{KdfParams, KeyRef, WalletSigningKey};
+use coffer_crypto::{KdfParams, KeyRef, Pin, WalletSigningKey};
 use coffer_keys::{KeyProvider, WrappedKey};
 
 use crate::domain::{TransactionId, UserId, WalletId, WalletState, WalletStatus};
@@ -60,17 +60,13 @@ use crate::port::{
     NewWallet, TransactionRecord, WalletChange, WalletRecord,
 };
 use crate::sealing::{Keyring, balance_aad, signing_key_aad, wallet_key_context};
-use support::{
-    WalletTurns, again_if_changed, code, entity, parse_pin, pin_error, rewrite, state, with,
-};
+use support::{WalletTurns, again_if_changed, code, entity, pin_error, rewrite, state, with};
 pub use views::{HistoryPageView, TransactionView, WalletView};
 use views::{cursor, parse_cursor, wallet_view};
 pub(crate) use views::{open_postings, transaction_view};
 
-/// Longest memo, in characters.
-pub const MAX_MEMO_CHARS: usize = 256;
-/// Longest idempotency key, in bytes.
-pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+pub use crate::request::{MAX_IDEMPOTENCY_KEY_LEN, MAX_MEMO_CHARS, MoneyRequest};
+
 /// Largest history page.
 pub const MAX_PAGE: u32 = 200;
 
@@ -111,8 +107,8 @@ pub enum Caller {
 impl Caller {
     fn actor(self) -> Actor {
         match self {
-            Self::User(u) => Actor::User(entity(u)),
-            Self::Admin(u) => Actor::Admin(entity(u)),
+            Self::User(u) => Actor::User(entity(u.as_uuid())),
+            Self::Admin(u) => Actor::Admin(entity(u.as_uuid())),
         }
     }
 
@@ -128,29 +124,6 @@ impl Caller {
             Self::User(u) => wallet.owner == u,
             Self::Admin(_) => true,
         }
-    }
-}
-
-/// A money request: what every money-moving operation takes (`Debug` leaves out the amount
-/// and the memo).
-#[derive(Clone)]
-pub struct MoneyRequest<'a> {
-    /// Minor units.
-    pub amount_minor: i64,
-    /// ISO 4217 code.
-    pub currency: &'a str,
-    /// Optional memo (at most [`MAX_MEMO_CHARS`] characters, no control characters).
-    pub memo: Option<&'a str>,
-    /// The client's idempotency key.
-    pub idempotency_key: &'a str,
-}
-
-impl std::fmt::Debug for MoneyRequest<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MoneyRequest")
-            .field("currency", &self.currency)
-            .field("idempotency_key", &self.idempotency_key)
-            .finish_non_exhaustive()
     }
 }
 
@@ -333,7 +306,7 @@ impl Ledger {
                 audit: vec![AuditEvent::new(
                     caller.actor(),
                     action,
-                    Subject::Wallet(entity(wallet)),
+                    Subject::Wallet(entity(wallet.as_uuid())),
                     Outcome::Success,
                 )],
                 transaction: None,
@@ -377,20 +350,18 @@ impl Ledger {
     /// Opens a wallet for `owner` with `pin`.
     ///
     /// # Errors
-    /// Unknown currency, malformed PIN, key provider or storage failures.
+    /// Key provider or storage failures.
     pub async fn open_wallet(
         &self,
         owner: UserId,
-        currency: &str,
-        pin: &str,
+        currency: Currency,
+        pin: &Pin,
     ) -> Result<WalletView, Error> {
-        let currency = Currency::parse(currency)?;
-        let pin = parse_pin(pin)?;
         let id = WalletId::new();
         let generated = self.keys.generate_data_key(&wallet_key_context(id)).await?;
         let params = KdfParams::generate(self.config.kdf_iterations)
             .map_err(|e| Error::Storage(format!("KDF parameters: {e}")))?;
-        let pin_key = self.pins.derive(&pin, &params).await.map_err(pin_error)?;
+        let pin_key = self.pins.derive(pin, &params).await.map_err(pin_error)?;
         let signing = WalletSigningKey::generate();
         let sealed = signing
             .seal(
@@ -422,7 +393,7 @@ impl Ledger {
             AuditEvent::new(
                 Caller::User(owner).actor(),
                 Action::WalletCreate,
-                Subject::Wallet(entity(id)),
+                Subject::Wallet(entity(id.as_uuid())),
                 Outcome::Success,
             )
             .at(now),

@@ -43,60 +43,21 @@
 //! deposit, withdrawal or transfer refused by a rule (its [`LedgerError::code`]) or for a wrong
 //! PIN is audited as `transaction.failed` (the `failed_transactions` alert).
 
-use coffer_audit::{Action, AuditEvent, Code, DetailValue, Outcome, Subject};
-use coffer_crypto::WalletSignature;
+use coffer_audit::{Action, AuditEvent, DetailValue, Outcome, Subject};
+use coffer_crypto::{Pin, WalletSignature};
 
 use crate::domain::{
     self, Account, LedgerError, Original, Plan, TransactionId, TransactionKind, UserId, WalletId,
 };
 use crate::error::Error;
-use crate::money::{Amount, Currency, Money};
+use crate::money::{Currency, Money, MoneyError};
 use crate::port::{Applied, Apply, Changes, Idempotency, Locked, PostingRecord, TransactionRecord};
+use crate::request::{IdempotencyKey, Memo, Reason};
 use crate::sealing::{Keyring, memo_aad, posting_aad};
 
-use super::support::{
-    again_if_changed, code, entity, parse_pin, rewrite, state, wallet_stream, with,
-};
+use super::support::{again_if_changed, code, entity, rewrite, state, wallet_stream, with};
 use super::views::{TransactionView, open_postings, sealer, transaction_view};
-use super::{Caller, Ledger, MAX_IDEMPOTENCY_KEY_LEN, MAX_MEMO_CHARS, MoneyRequest, Unlocked};
-
-fn parse_money(max: i64, amount_minor: i64, currency: &str) -> Result<Money, Error> {
-    Ok(Money {
-        currency: Currency::parse(currency)?,
-        amount: Amount::parse(amount_minor, max)?,
-    })
-}
-
-fn check_memo(memo: Option<&str>) -> Result<(), Error> {
-    if let Some(m) = memo {
-        if m.chars().count() > MAX_MEMO_CHARS {
-            return Err(Error::invalid(
-                "memo",
-                format!("longer than {MAX_MEMO_CHARS} characters"),
-            ));
-        }
-        if m.chars().any(char::is_control) {
-            return Err(Error::invalid("memo", "contains control characters"));
-        }
-    }
-    Ok(())
-}
-
-fn check_idempotency_key(key: &str) -> Result<(), Error> {
-    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
-        return Err(Error::invalid(
-            "idempotency_key",
-            format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} bytes"),
-        ));
-    }
-    if !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Error::invalid(
-            "idempotency_key",
-            "must be printable ASCII without spaces",
-        ));
-    }
-    Ok(())
-}
+use super::{Caller, Ledger, MoneyRequest, Unlocked};
 
 /// What a transaction to be written looks like before the locked rows are seen.
 struct Draft<'a> {
@@ -123,7 +84,7 @@ impl Ledger {
         let event = AuditEvent::new(
             caller.actor(),
             Action::TransactionFailed,
-            Subject::Wallet(entity(wallet)),
+            Subject::Wallet(entity(wallet.as_uuid())),
             Outcome::Denied,
         );
         let event = with(event, "reason", code(reason));
@@ -133,16 +94,23 @@ impl Ledger {
         }
     }
 
+    /// The configured maximum holds whatever the adapter parsed the amount against.
+    fn within_limit(&self, money: Money) -> Result<Money, Error> {
+        let max = self.config.max_amount_minor;
+        if money.amount.minor() > max {
+            return Err(MoneyError::TooLarge { max }.into());
+        }
+        Ok(money)
+    }
+
     fn idempotency(
         &self,
         caller: Caller,
         kind: TransactionKind,
         wallets: &[Option<WalletId>],
-        money: Money,
-        request: &MoneyRequest<'_>,
-    ) -> Result<Idempotency, Error> {
-        check_idempotency_key(request.idempotency_key)?;
-        check_memo(request.memo)?;
+        request: &MoneyRequest,
+    ) -> Idempotency {
+        let money = request.money;
         let ids: Vec<[u8; 16]> = wallets
             .iter()
             .map(|w| w.map_or([0; 16], |w| *w.as_uuid().as_bytes()))
@@ -152,12 +120,17 @@ impl Ledger {
         let amount = money.amount.minor().to_be_bytes();
         parts.push(&amount);
         parts.push(money.currency.code().as_bytes());
-        parts.push(request.memo.map_or(&b"\0none"[..], str::as_bytes));
-        Ok(Idempotency {
+        parts.push(
+            request
+                .memo
+                .as_ref()
+                .map_or(&b"\0none"[..], |m| m.as_str().as_bytes()),
+        );
+        Idempotency {
             scope: caller.scope(),
-            key: request.idempotency_key.to_owned(),
+            key: request.idempotency_key.as_str().to_owned(),
             fingerprint: domain::request_fingerprint(&parts),
-        })
+        }
     }
 
     /// Builds what a money operation writes from the domain's plan.
@@ -246,7 +219,7 @@ impl Ledger {
         let mut e = AuditEvent::new(
             caller.actor(),
             action,
-            Subject::Transaction(entity(draft.id)),
+            Subject::Transaction(entity(draft.id.as_uuid())),
             Outcome::Success,
         )
         .at(draft.at_micros)
@@ -296,7 +269,7 @@ impl Ledger {
         &self,
         user: UserId,
         wallet: WalletId,
-        request: &MoneyRequest<'_>,
+        request: &MoneyRequest,
     ) -> Result<TransactionView, Error> {
         again_if_changed(|| self.deposit_once(user, wallet, request)).await
     }
@@ -305,16 +278,12 @@ impl Ledger {
         &self,
         user: UserId,
         wallet: WalletId,
-        request: &MoneyRequest<'_>,
+        request: &MoneyRequest,
     ) -> Result<TransactionView, Error> {
         let caller = Caller::User(user);
-        let money = parse_money(
-            self.config.max_amount_minor,
-            request.amount_minor,
-            request.currency,
-        )?;
+        let money = self.within_limit(request.money)?;
         let kind = TransactionKind::Deposit;
-        let idem = self.idempotency(caller, kind, &[Some(wallet)], money, request)?;
+        let idem = self.idempotency(caller, kind, &[Some(wallet)], request);
         let (loaded, keys) = self.load(&[wallet]).await?;
         if !loaded.iter().all(|w| caller.may_see(&w.record)) {
             return Err(Error::WalletNotFound(wallet));
@@ -327,7 +296,7 @@ impl Ledger {
             key_wallet: wallet,
             reverses: None,
             idempotency: &idem,
-            memo: request.memo,
+            memo: request.memo.as_ref().map(Memo::as_str),
             signature: None,
         };
         let event = self.transaction_event(caller, Action::TransactionDeposit, &draft, money);
@@ -363,8 +332,8 @@ impl Ledger {
         &self,
         user: UserId,
         wallet: WalletId,
-        pin: &str,
-        request: &MoneyRequest<'_>,
+        pin: &Pin,
+        request: &MoneyRequest,
     ) -> Result<TransactionView, Error> {
         self.money_out(user, wallet, None, pin, request).await
     }
@@ -379,8 +348,8 @@ impl Ledger {
         user: UserId,
         from: WalletId,
         to: WalletId,
-        pin: &str,
-        request: &MoneyRequest<'_>,
+        pin: &Pin,
+        request: &MoneyRequest,
     ) -> Result<TransactionView, Error> {
         self.money_out(user, from, Some(to), pin, request).await
     }
@@ -390,8 +359,8 @@ impl Ledger {
         user: UserId,
         from: WalletId,
         to: Option<WalletId>,
-        pin: &str,
-        request: &MoneyRequest<'_>,
+        pin: &Pin,
+        request: &MoneyRequest,
     ) -> Result<TransactionView, Error> {
         again_if_changed(|| self.money_out_once(user, from, to, pin, request)).await
     }
@@ -401,21 +370,16 @@ impl Ledger {
         user: UserId,
         from: WalletId,
         to: Option<WalletId>,
-        pin: &str,
-        request: &MoneyRequest<'_>,
+        pin: &Pin,
+        request: &MoneyRequest,
     ) -> Result<TransactionView, Error> {
         let caller = Caller::User(user);
         let (kind, action) = match to {
             Some(_) => (TransactionKind::Transfer, Action::TransactionTransfer),
             None => (TransactionKind::Withdrawal, Action::TransactionWithdrawal),
         };
-        let money = parse_money(
-            self.config.max_amount_minor,
-            request.amount_minor,
-            request.currency,
-        )?;
-        let idem = self.idempotency(caller, kind, &[Some(from), to], money, request)?;
-        let pin = parse_pin(pin)?;
+        let money = self.within_limit(request.money)?;
+        let idem = self.idempotency(caller, kind, &[Some(from), to], request);
         if to == Some(from) {
             return Err(LedgerError::SameWallet.into());
         }
@@ -429,7 +393,7 @@ impl Ledger {
             .ok_or(Error::WalletNotFound(from))?;
         let sealed_key = sender.record.signing_key.clone();
         let (signing, reserved) = match self
-            .unlock(caller, &sender.record, &keys, &pin, Some(&idem))
+            .unlock(caller, &sender.record, &keys, pin, Some(&idem))
             .await
         {
             Ok(Unlocked::Key { key, reserved }) => (key, reserved),
@@ -447,7 +411,7 @@ impl Ledger {
             key_wallet: from,
             reverses: None,
             idempotency: &idem,
-            memo: request.memo,
+            memo: request.memo.as_ref().map(Memo::as_str),
             signature: None,
         };
         let bytes =
@@ -512,8 +476,8 @@ impl Ledger {
         &self,
         admin: UserId,
         transaction: TransactionId,
-        reason: &str,
-        idempotency_key: &str,
+        reason: &Reason,
+        idempotency_key: &IdempotencyKey,
     ) -> Result<TransactionView, Error> {
         again_if_changed(|| self.reverse_once(admin, transaction, reason, idempotency_key)).await
     }
@@ -522,13 +486,10 @@ impl Ledger {
         &self,
         admin: UserId,
         transaction: TransactionId,
-        reason: &str,
-        idempotency_key: &str,
+        reason: &Reason,
+        idempotency_key: &IdempotencyKey,
     ) -> Result<TransactionView, Error> {
         let caller = Caller::Admin(admin);
-        check_idempotency_key(idempotency_key)?;
-        let reason_code = Code::parse(reason)
-            .map_err(|_| Error::invalid("reason", "a short token (letters, digits, . _ : -)"))?;
         let original = self
             .store
             .transaction(transaction)
@@ -536,11 +497,11 @@ impl Ledger {
             .ok_or(Error::TransactionNotFound(transaction))?;
         let idem = Idempotency {
             scope: caller.scope(),
-            key: idempotency_key.to_owned(),
+            key: idempotency_key.as_str().to_owned(),
             fingerprint: domain::request_fingerprint(&[
                 b"reversal",
                 transaction.as_uuid().as_bytes(),
-                reason.as_bytes(),
+                reason.as_str().as_bytes(),
             ]),
         };
         let ids = original.wallets();
@@ -577,7 +538,7 @@ impl Ledger {
             let event = with(
                 self.transaction_event(caller, Action::TransactionReversal, &draft, view.money),
                 "reason",
-                DetailValue::Code(reason_code.clone()),
+                DetailValue::Code(reason.code().clone()),
             );
             self.changes(&keys, locked, &plan, &draft, orig.currency, event)
         };

@@ -44,9 +44,7 @@ use crate::pin::PinCheckError;
 use crate::port::{Changes, Idempotency, WalletRecord};
 use crate::sealing::{Keyring, signing_key_aad};
 
-use super::support::{
-    again_if_changed, corrupt, entity, parse_pin, pin_error, rewrite, state, with,
-};
+use super::support::{again_if_changed, corrupt, entity, pin_error, rewrite, state, with};
 use super::views::WalletView;
 use super::{Caller, Ledger, Unlocked};
 
@@ -183,7 +181,7 @@ impl Ledger {
         let failed = AuditEvent::new(
             caller.actor(),
             Action::WalletPinFailed,
-            Subject::Wallet(entity(wallet)),
+            Subject::Wallet(entity(wallet.as_uuid())),
             Outcome::Denied,
         );
         let mut audit = vec![with(
@@ -195,7 +193,7 @@ impl Ledger {
             audit.push(AuditEvent::new(
                 caller.actor(),
                 Action::WalletPinLocked,
-                Subject::Wallet(entity(wallet)),
+                Subject::Wallet(entity(wallet.as_uuid())),
                 Outcome::Success,
             ));
             self.pins.forget(wallet);
@@ -232,8 +230,8 @@ impl Ledger {
         &self,
         user: UserId,
         wallet: WalletId,
-        old_pin: &str,
-        new_pin: &str,
+        old_pin: &Pin,
+        new_pin: &Pin,
     ) -> Result<WalletView, Error> {
         again_if_changed(|| self.change_pin_once(user, wallet, old_pin, new_pin)).await
     }
@@ -242,24 +240,23 @@ impl Ledger {
         &self,
         user: UserId,
         wallet: WalletId,
-        old_pin: &str,
-        new_pin: &str,
+        old: &Pin,
+        new: &Pin,
     ) -> Result<WalletView, Error> {
         let caller = Caller::User(user);
-        let (old, new) = (parse_pin(old_pin)?, parse_pin(new_pin)?);
         let (loaded, keys) = self.load(&[wallet]).await?;
         let rec = loaded
             .first()
             .map(|w| &w.record)
             .filter(|r| caller.may_see(r))
             .ok_or(Error::WalletNotFound(wallet))?;
-        let (signing, reserved) = match self.unlock(caller, rec, &keys, &old, None).await? {
+        let (signing, reserved) = match self.unlock(caller, rec, &keys, old, None).await? {
             Unlocked::Key { key, reserved } => (key, reserved),
             Unlocked::Replayed(_) => {
                 return Err(Error::Storage("a PIN change has no idempotency key".into()));
             }
         };
-        let sealed = self.seal_signing_key(&signing, &new, rec, &keys).await?;
+        let sealed = self.seal_signing_key(&signing, new, rec, &keys).await?;
         let expected_key = rec.signing_key.clone();
         let result = self
             .update_wallet(caller, wallet, Action::WalletPinChanged, &keys, &|s, c| {
@@ -292,7 +289,7 @@ impl Ledger {
         &self,
         admin: UserId,
         wallet: WalletId,
-        new_pin: &str,
+        new_pin: &Pin,
     ) -> Result<WalletView, Error> {
         again_if_changed(|| self.reset_pin_once(admin, wallet, new_pin)).await
     }
@@ -301,14 +298,13 @@ impl Ledger {
         &self,
         admin: UserId,
         wallet: WalletId,
-        new_pin: &str,
+        pin: &Pin,
     ) -> Result<WalletView, Error> {
-        let pin = parse_pin(new_pin)?;
         let (loaded, keys) = self.load(&[wallet]).await?;
         let rec = &loaded.first().ok_or(Error::WalletNotFound(wallet))?.record;
         let signing = WalletSigningKey::generate();
         let public = signing.public_key().to_bytes();
-        let sealed = self.seal_signing_key(&signing, &pin, rec, &keys).await?;
+        let sealed = self.seal_signing_key(&signing, pin, rec, &keys).await?;
         self.admin_update(admin, wallet, Action::WalletPinChanged, &|_, c| {
             (c.signing_key, c.kdf_params) = sealed.clone();
             c.public_key = public;

@@ -15,14 +15,13 @@
 //! - PIN checks of one wallet take turns within a process (`WalletTurns`: a queue per wallet,
 //!   which exists only while someone waits or holds the turn), so a burst of requests with the
 //!   right PIN pays one attempt and one KDF and the rest find the PIN remembered.
-//! - Audit details (`entity`, `code`, `with`, `wallet_stream`), PIN parsing and how a failed PIN
-//!   check becomes an [`Error`].
+//! - Audit details (`entity`, `code`, `with`, `wallet_stream`) and how a failed PIN check
+//!   becomes an [`Error`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use coffer_audit::{AuditEvent, Code, DetailValue, EntityId, StreamId, Subject};
-use coffer_crypto::Pin;
 
 use crate::domain::{WalletId, WalletState};
 use crate::error::Error;
@@ -74,9 +73,8 @@ impl Drop for Turn<'_> {
     }
 }
 
-#[allow(clippy::expect_used)] // a UUID's hyphenated form is always a valid token
-pub(super) fn entity(id: impl std::fmt::Display) -> EntityId {
-    EntityId::parse(&id.to_string()).expect("a UUID is an entity token")
+pub(super) fn entity(id: &uuid::Uuid) -> EntityId {
+    EntityId::from_uuid(id)
 }
 
 /// A token detail: currency codes, UUIDs, action names and refusal codes are all valid tokens.
@@ -86,7 +84,7 @@ pub(super) fn code(s: &str) -> DetailValue {
 }
 
 pub(super) fn wallet_stream(wallet: WalletId) -> StreamId {
-    Subject::Wallet(entity(wallet)).default_stream()
+    Subject::Wallet(entity(wallet.as_uuid())).default_stream()
 }
 
 pub(super) fn corrupt(what: &str, wallet: WalletId) -> impl FnOnce(String) -> Error + '_ {
@@ -99,10 +97,6 @@ pub(super) fn with(mut event: AuditEvent, key: &str, value: DetailValue) -> Audi
     let inserted = event.details.insert(key, value);
     debug_assert!(inserted.is_ok(), "detail {key}");
     event
-}
-
-pub(super) fn parse_pin(pin: &str) -> Result<Pin, Error> {
-    Pin::parse(pin).map_err(|e| Error::invalid("pin", e.to_string()))
 }
 
 pub(super) fn pin_error(e: PinCheckError) -> Error {

@@ -12,14 +12,13 @@ use axum::Json as JsonResponse;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use coffer_audit::{Actor, AuditQuery};
-use coffer_auth::Permission;
 use serde::Deserialize;
 
-use super::shared::{ApiResult, created, entity, no_content, ok};
+use super::shared::{ApiResult, created, no_content, ok};
 use crate::api::error::ApiError;
 use crate::api::extract::{
-    Ctx, IdempotencyKey, Json, OptionalJson, PathId, Principal, transaction_id, user_id, wallet_id,
+    Ctx, IdempotencyHeader, Json, OptionalJson, PathId, PinText, Principal, transaction_id,
+    user_id, wallet_id,
 };
 use crate::api::state::ApiState;
 use crate::api::views;
@@ -59,11 +58,7 @@ pub(in crate::api) async fn freeze(
     PathId(id): PathId,
     OptionalJson(_): OptionalJson<ReasonBody>,
 ) -> ApiResult {
-    principal.require(&state, Permission::WalletFreeze)?;
-    let w = state
-        .ledger
-        .freeze(principal.ledger_user(), wallet_id(&id)?)
-        .await?;
+    let w = state.admin.freeze(&principal, wallet_id(&id)?).await?;
     ok(views::Wallet::from(&w))
 }
 
@@ -89,11 +84,7 @@ pub(in crate::api) async fn unfreeze(
     PathId(id): PathId,
     OptionalJson(_): OptionalJson<ReasonBody>,
 ) -> ApiResult {
-    principal.require(&state, Permission::WalletFreeze)?;
-    let w = state
-        .ledger
-        .unfreeze(principal.ledger_user(), wallet_id(&id)?)
-        .await?;
+    let w = state.admin.unfreeze(&principal, wallet_id(&id)?).await?;
     ok(views::Wallet::from(&w))
 }
 
@@ -119,11 +110,7 @@ pub(in crate::api) async fn close(
     PathId(id): PathId,
     OptionalJson(_): OptionalJson<ReasonBody>,
 ) -> ApiResult {
-    principal.require(&state, Permission::WalletClose)?;
-    let w = state
-        .ledger
-        .close(principal.ledger_user(), wallet_id(&id)?)
-        .await?;
+    let w = state.admin.close(&principal, wallet_id(&id)?).await?;
     ok(views::Wallet::from(&w))
 }
 
@@ -144,18 +131,15 @@ pub(in crate::api) async fn unlock_pin(
     principal: Principal,
     PathId(id): PathId,
 ) -> ApiResult {
-    principal.require(&state, Permission::WalletWrite)?;
-    let w = state
-        .ledger
-        .unlock_pin(principal.ledger_user(), wallet_id(&id)?)
-        .await?;
+    let w = state.admin.unlock_pin(&principal, wallet_id(&id)?).await?;
     ok(views::Wallet::from(&w))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(in crate::api) struct ResetPinBody {
-    new_pin: String,
+    #[schema(value_type = String)]
+    new_pin: PinText,
 }
 
 #[utoipa::path(
@@ -179,11 +163,9 @@ pub(in crate::api) async fn reset_pin(
     PathId(id): PathId,
     Json(b): Json<ResetPinBody>,
 ) -> ApiResult {
-    principal.require(&state, Permission::WalletWrite)?;
-    let w = state
-        .ledger
-        .reset_pin(principal.ledger_user(), wallet_id(&id)?, &b.new_pin)
-        .await?;
+    let wallet = wallet_id(&id)?;
+    let pin = b.new_pin.parse()?;
+    let w = state.admin.reset_pin(&principal, wallet, &pin).await?;
     ok(views::Wallet::from(&w))
 }
 
@@ -217,18 +199,15 @@ pub(in crate::api) async fn reverse(
     State(state): State<ApiState>,
     principal: Principal,
     PathId(id): PathId,
-    IdempotencyKey(key): IdempotencyKey,
+    IdempotencyHeader(key): IdempotencyHeader,
     Json(b): Json<ReversalBody>,
 ) -> ApiResult {
-    principal.require(&state, Permission::WalletWrite)?;
+    let transaction = transaction_id(&id)?;
+    let key = coffer_ledger::IdempotencyKey::parse(&key)?;
+    let reason = coffer_ledger::Reason::parse(&b.reason)?;
     let t = state
-        .ledger
-        .reverse(
-            principal.ledger_user(),
-            transaction_id(&id)?,
-            &b.reason,
-            &key,
-        )
+        .admin
+        .reverse(&principal, transaction, &reason, &key)
         .await?;
     created(views::Transaction::from(&t))
 }
@@ -262,11 +241,10 @@ pub(in crate::api) async fn set_roles(
     PathId(id): PathId,
     Json(b): Json<RolesBody>,
 ) -> ApiResult {
-    principal.require(&state, Permission::UserAdmin)?;
     let user = user_id(&id)?;
     let roles = state
-        .accounts
-        .set_roles(principal.user, user, &b.roles, &ctx)
+        .admin
+        .set_roles(&principal, user, &b.roles, &ctx)
         .await?;
     ok(views::Roles::new(user, roles))
 }
@@ -290,33 +268,12 @@ pub(in crate::api) async fn revoke_user_sessions(
     Ctx(ctx): Ctx,
     PathId(id): PathId,
 ) -> ApiResult {
-    principal.require(&state, Permission::UserAdmin)?;
     let user = user_id(&id)?;
-    state
-        .accounts
-        .revoke_sessions(
-            Actor::Admin(entity(&principal.user.to_string())),
-            user,
-            &ctx,
-        )
-        .await?;
+    state.admin.revoke_sessions(&principal, user, &ctx).await?;
     no_content()
 }
 
 // ---- keys ----
-
-fn rotation_error(e: &coffer_rotation::RotationError) -> ApiError {
-    use coffer_rotation::RotationError as E;
-    match e {
-        E::Refused(reason) => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            e.code(),
-            "the rotation cannot be done as asked",
-        )
-        .detail(reason.clone()),
-        _ => ApiError::unavailable(e),
-    }
-}
 
 #[utoipa::path(
     get,
@@ -334,12 +291,7 @@ pub(in crate::api) async fn keys_overview(
     State(state): State<ApiState>,
     principal: Principal,
 ) -> ApiResult {
-    principal.require(&state, Permission::KeyRead)?;
-    let overview = state
-        .rotation
-        .overview()
-        .await
-        .map_err(|e| rotation_error(&e))?;
+    let overview = state.admin.keys(&principal).await?;
     ok(views::Keys::from(overview))
 }
 
@@ -375,16 +327,10 @@ pub(in crate::api) async fn request_rotation(
     principal: Principal,
     OptionalJson(b): OptionalJson<RotateBody>,
 ) -> ApiResult {
-    principal.require(&state, Permission::KeyRotate)?;
     let (job, created) = state
-        .rotation
-        .request(coffer_rotation::RotateRequest {
-            requested_by: format!("admin:{}", principal.user),
-            emergency: b.emergency,
-            retire: b.retire,
-        })
-        .await
-        .map_err(|e| rotation_error(&e))?;
+        .admin
+        .request_rotation(&principal, b.emergency, b.retire)
+        .await?;
     let status = if created {
         StatusCode::ACCEPTED
     } else {
@@ -421,23 +367,10 @@ pub(in crate::api) async fn audit_events(
     principal: Principal,
     query: Result<Query<AuditPageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    principal.require(&state, Permission::AuditRead)?;
     let Query(q) =
         query.map_err(|_| ApiError::invalid("query", "before (an event id) and limit only"))?;
     let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit", "1 to 1000"));
-    }
-    let records = coffer_audit::AuditLog::list(
-        state.audit.as_ref(),
-        &AuditQuery {
-            before_id: q.before,
-            stream: None,
-            limit,
-        },
-    )
-    .await
-    .map_err(|e| ApiError::unavailable(&e))?;
+    let records = state.admin.audit_page(&principal, q.before, limit).await?;
     ok(views::AuditPage::from(records.as_slice()))
 }
 
@@ -456,9 +389,6 @@ pub(in crate::api) async fn audit_verify(
     State(state): State<ApiState>,
     principal: Principal,
 ) -> ApiResult {
-    principal.require(&state, Permission::AuditRead)?;
-    let report = coffer_audit::AuditLog::verify(state.audit.as_ref(), None, &|_| {})
-        .await
-        .map_err(|e| ApiError::unavailable(&e))?;
+    let report = state.admin.audit_verify(&principal).await?;
     ok(views::AuditVerify::from(&report))
 }

@@ -5,14 +5,11 @@
 //! manage sessions or factors refuse it with 409 `external_identity` (they live at its issuer).
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use coffer_audit::Actor;
 use coffer_auth::Permission;
 use coffer_auth::accounts::{Credentials, Registration};
 use serde::Deserialize;
 
-use super::shared::{ApiResult, created, entity, no_content, ok};
-use crate::api::error::ApiError;
+use super::shared::{ApiResult, created, no_content, ok};
 use crate::api::extract::{Ctx, Json, OptionalJson, Principal};
 use crate::api::state::ApiState;
 use crate::api::views;
@@ -163,19 +160,6 @@ pub(in crate::api) async fn logout(
     no_content()
 }
 
-/// Sessions of an external identity live at its issuer.
-fn not_for_external(principal: &Principal) -> Result<(), ApiError> {
-    if principal.external.is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "external_identity",
-            "Managed by your identity provider",
-        )
-        .detail("this token comes from an external issuer: manage its sessions there"));
-    }
-    Ok(())
-}
-
 #[utoipa::path(
     post,
     path = "/v1/auth/sessions/revoke-all",
@@ -193,15 +177,7 @@ pub(in crate::api) async fn revoke_all(
     principal: Principal,
     Ctx(ctx): Ctx,
 ) -> ApiResult {
-    not_for_external(&principal)?;
-    state
-        .accounts
-        .revoke_sessions(
-            Actor::User(entity(&principal.user.to_string())),
-            principal.user,
-            &ctx,
-        )
-        .await?;
+    state.account.revoke_all_sessions(&principal, &ctx).await?;
     no_content()
 }
 
@@ -232,10 +208,9 @@ pub(in crate::api) async fn totp_enroll(
     Ctx(ctx): Ctx,
     Json(b): Json<PasswordBody>,
 ) -> ApiResult {
-    not_for_external(&principal)?;
     let e = state
-        .accounts
-        .totp_enroll(principal.user, &b.password, &ctx)
+        .account
+        .totp_enroll(&principal, &b.password, &ctx)
         .await?;
     ok(views::TotpEnrollment::from(&e))
 }
@@ -267,10 +242,9 @@ pub(in crate::api) async fn totp_confirm(
     Ctx(ctx): Ctx,
     Json(b): Json<CodeBody>,
 ) -> ApiResult {
-    not_for_external(&principal)?;
     state
-        .accounts
-        .totp_confirm(principal.user, &b.code, &ctx)
+        .account
+        .totp_confirm(&principal, &b.code, &ctx)
         .await?;
     no_content()
 }
@@ -296,10 +270,9 @@ pub(in crate::api) async fn totp_disable(
     Ctx(ctx): Ctx,
     Json(b): Json<CodeBody>,
 ) -> ApiResult {
-    not_for_external(&principal)?;
     state
-        .accounts
-        .totp_disable(principal.user, &b.code, &ctx)
+        .account
+        .totp_disable(&principal, &b.code, &ctx)
         .await?;
     no_content()
 }

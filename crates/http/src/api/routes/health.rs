@@ -6,7 +6,6 @@ use axum::Json as JsonResponse;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use coffer_auth::Permission;
 
 use super::shared::{ApiResult, ok};
 use crate::api::extract::Principal;
@@ -30,7 +29,7 @@ pub(in crate::api) async fn metrics(
     State(state): State<ApiState>,
     principal: Principal,
 ) -> ApiResult {
-    principal.require(&state, Permission::SystemMetrics)?;
+    state.admin.read_metrics(&principal)?;
     let text = state.metrics.render(state.ledger.pins().queue_depth());
     Ok((
         [(

@@ -1,11 +1,10 @@
 //! The handlers, one module per OpenAPI tag (`auth`, `wallets`, `money`, `admin`, `health`).
-//! Each handler checks its permission, calls one service operation and maps the result;
-//! ownership (a user reaches only their own wallets: another's answers 404) is the ledger's
-//! rule, not a route's.
-//!
-//! The permission check is [`Principal::require`](crate::api::extract::Principal::require), the
-//! route-level RBAC check, against the bearer token verified once by the API's `authenticate`
-//! middleware (or by the extractor when that middleware did not run). The path of every route is
+//! Each handler parses what the request carries into the ledger's and the accounts' types (ids,
+//! money, PINs, idempotency keys, reasons), calls one use case (`coffer_usecases::Wallets`,
+//! `Admin`, `Account`) with the caller the API's `authenticate` middleware verified, and maps
+//! the answer. Who may do what (permissions, the second factor, the external-identity rule) is
+//! the use cases'; ownership (a user reaches only their own wallets: another's answers 404) is
+//! the ledger's. Neither is a route's. The path of every route is
 //! in its handler's `#[utoipa::path]` annotation, from which the OpenAPI document is generated;
 //! `api::router` wires the same paths to the handlers.
 //!

@@ -5,12 +5,11 @@
 //! factor are the use cases' rules (`coffer_usecases::Wallets`): the handlers parse and call.
 
 use axum::extract::State;
-use coffer_ledger::MoneyRequest;
 use serde::Deserialize;
 
-use super::shared::{ApiResult, created};
+use super::shared::{ApiResult, created, money_request};
 use crate::api::error::ApiError;
-use crate::api::extract::{IdempotencyKey, Json, PathId, Principal, wallet_id};
+use crate::api::extract::{IdempotencyHeader, Json, PathId, PinText, Principal, wallet_id};
 use crate::api::state::ApiState;
 use crate::api::views;
 use crate::api::views::errors::{
@@ -49,22 +48,12 @@ pub(in crate::api) async fn deposit(
     State(state): State<ApiState>,
     principal: Principal,
     PathId(id): PathId,
-    IdempotencyKey(key): IdempotencyKey,
+    IdempotencyHeader(key): IdempotencyHeader,
     Json(b): Json<DepositBody>,
 ) -> ApiResult {
-    let t = state
-        .wallets
-        .deposit(
-            &principal,
-            wallet_id(&id)?,
-            &MoneyRequest {
-                amount_minor: b.amount,
-                currency: &b.currency,
-                memo: b.reference.as_deref(),
-                idempotency_key: &key,
-            },
-        )
-        .await?;
+    let wallet = wallet_id(&id)?;
+    let request = money_request(&state, b.amount, &b.currency, b.reference.as_deref(), &key)?;
+    let t = state.wallets.deposit(&principal, wallet, &request).await?;
     created(views::Transaction::from(&t))
 }
 
@@ -73,7 +62,8 @@ pub(in crate::api) async fn deposit(
 pub(in crate::api) struct WithdrawBody {
     amount: i64,
     currency: String,
-    pin: String,
+    #[schema(value_type = String)]
+    pin: PinText,
     reference: Option<String>,
 }
 
@@ -99,22 +89,15 @@ pub(in crate::api) async fn withdraw(
     State(state): State<ApiState>,
     principal: Principal,
     PathId(id): PathId,
-    IdempotencyKey(key): IdempotencyKey,
+    IdempotencyHeader(key): IdempotencyHeader,
     Json(b): Json<WithdrawBody>,
 ) -> ApiResult {
+    let wallet = wallet_id(&id)?;
+    let request = money_request(&state, b.amount, &b.currency, b.reference.as_deref(), &key)?;
+    let pin = b.pin.parse()?;
     let t = state
         .wallets
-        .withdraw(
-            &principal,
-            wallet_id(&id)?,
-            &b.pin,
-            &MoneyRequest {
-                amount_minor: b.amount,
-                currency: &b.currency,
-                memo: b.reference.as_deref(),
-                idempotency_key: &key,
-            },
-        )
+        .withdraw(&principal, wallet, &pin, &request)
         .await?;
     created(views::Transaction::from(&t))
 }
@@ -125,7 +108,8 @@ pub(in crate::api) struct TransferBody {
     to_wallet_id: String,
     amount: i64,
     currency: String,
-    pin: String,
+    #[schema(value_type = String)]
+    pin: PinText,
     memo: Option<String>,
 }
 
@@ -151,26 +135,17 @@ pub(in crate::api) async fn transfer(
     State(state): State<ApiState>,
     principal: Principal,
     PathId(id): PathId,
-    IdempotencyKey(key): IdempotencyKey,
+    IdempotencyHeader(key): IdempotencyHeader,
     Json(b): Json<TransferBody>,
 ) -> ApiResult {
     let from = wallet_id(&id)?;
     let to = coffer_ledger::WalletId::parse(&b.to_wallet_id)
         .map_err(|_| ApiError::invalid("to_wallet_id", "not a wallet id"))?;
+    let request = money_request(&state, b.amount, &b.currency, b.memo.as_deref(), &key)?;
+    let pin = b.pin.parse()?;
     let t = state
         .wallets
-        .transfer(
-            &principal,
-            from,
-            to,
-            &b.pin,
-            &MoneyRequest {
-                amount_minor: b.amount,
-                currency: &b.currency,
-                memo: b.memo.as_deref(),
-                idempotency_key: &key,
-            },
-        )
+        .transfer(&principal, from, to, &pin, &request)
         .await?;
     created(views::Transaction::from(&t))
 }

@@ -7,9 +7,9 @@
 use axum::extract::{Query, State};
 use serde::Deserialize;
 
-use super::shared::{ApiResult, created, no_content, ok};
+use super::shared::{ApiResult, created, currency, no_content, ok};
 use crate::api::error::ApiError;
-use crate::api::extract::{Json, PathId, Principal, transaction_id, wallet_id};
+use crate::api::extract::{Json, PathId, PinText, Principal, transaction_id, wallet_id};
 use crate::api::state::ApiState;
 use crate::api::views;
 use crate::api::views::errors::{
@@ -20,7 +20,8 @@ use crate::api::views::errors::{
 #[serde(deny_unknown_fields)]
 pub(in crate::api) struct OpenWalletBody {
     currency: String,
-    pin: String,
+    #[schema(value_type = String)]
+    pin: PinText,
 }
 
 #[utoipa::path(
@@ -42,9 +43,10 @@ pub(in crate::api) async fn open_wallet(
     principal: Principal,
     Json(b): Json<OpenWalletBody>,
 ) -> ApiResult {
+    let (currency, pin) = (currency(&b.currency)?, b.pin.parse()?);
     let w = state
         .wallets
-        .open_wallet(&principal, &b.currency, &b.pin)
+        .open_wallet(&principal, currency, &pin)
         .await?;
     created(views::Wallet::from(&w))
 }
@@ -161,8 +163,10 @@ pub(in crate::api) async fn get_transaction(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(in crate::api) struct ChangePinBody {
-    old_pin: String,
-    new_pin: String,
+    #[schema(value_type = String)]
+    old_pin: PinText,
+    #[schema(value_type = String)]
+    new_pin: PinText,
 }
 
 #[utoipa::path(
@@ -186,9 +190,11 @@ pub(in crate::api) async fn change_pin(
     PathId(id): PathId,
     Json(b): Json<ChangePinBody>,
 ) -> ApiResult {
+    let wallet = wallet_id(&id)?;
+    let (old, new) = (b.old_pin.parse()?, b.new_pin.parse()?);
     state
         .wallets
-        .change_pin(&principal, wallet_id(&id)?, &b.old_pin, &b.new_pin)
+        .change_pin(&principal, wallet, &old, &new)
         .await?;
     no_content()
 }

@@ -26,9 +26,13 @@ use crate::port::{
 };
 use crate::verify::{Problem, VerifyOptions};
 use crate::{
-    Caller, Error, Ledger, LedgerConfig, LedgerError, MoneyError, MoneyRequest, TransactionId,
-    TransactionKind, UserId, WalletId, WalletStatus,
+    Caller, Error, Ledger, LedgerConfig, LedgerError, MoneyError, TransactionId, TransactionKind,
+    UserId, WalletId, WalletStatus,
 };
+
+mod client;
+
+pub use client::{Client, MoneyRequest};
 
 /// What an adapter's test provides: its database, opened as often as a test needs.
 #[async_trait]
@@ -89,19 +93,19 @@ pub fn config() -> LedgerConfig {
     }
 }
 
-/// A ledger over a freshly opened store.
-pub async fn ledger(backend: &dyn Backend) -> Ledger {
+/// A ledger over a freshly opened store, driven as a client drives it.
+pub async fn ledger(backend: &dyn Backend) -> Client {
     ledger_with(backend, backend.keys()).await
 }
 
-async fn ledger_with(backend: &dyn Backend, keys: Arc<dyn KeyProvider>) -> Ledger {
+async fn ledger_with(backend: &dyn Backend, keys: Arc<dyn KeyProvider>) -> Client {
     let (store, audit) = backend.open(keys.clone()).await;
     let observed = Arc::new(ObservedAuditLog::new(
         audit,
         AlertConfig::default(),
         EntityId::parse("ledger-tests").unwrap(),
     ));
-    Ledger::new(store, keys, observed, config())
+    Client::new(Ledger::new(store, keys, observed, config()))
 }
 
 const PIN: &str = "493817";
@@ -115,7 +119,7 @@ fn req<'a>(amount: i64, key: &'a str) -> MoneyRequest<'a> {
     }
 }
 
-async fn funded(l: &Ledger, owner: UserId, amount: i64) -> WalletId {
+async fn funded(l: &Client, owner: UserId, amount: i64) -> WalletId {
     let w = l.open_wallet(owner, "USD", PIN).await.unwrap().id;
     if amount > 0 {
         l.deposit(owner, w, &req(amount, &format!("fund-{w}")))
@@ -125,7 +129,7 @@ async fn funded(l: &Ledger, owner: UserId, amount: i64) -> WalletId {
     w
 }
 
-async fn balance(l: &Ledger, w: WalletId) -> i64 {
+async fn balance(l: &Client, w: WalletId) -> i64 {
     l.wallet(Caller::Admin(UserId::new()), w)
         .await
         .unwrap()
@@ -145,7 +149,7 @@ async fn all_transactions(store: &dyn LedgerStore) -> Vec<TransactionRecord> {
     out
 }
 
-async fn assert_verifies(l: &Ledger) -> crate::verify::LedgerVerifyReport {
+async fn assert_verifies(l: &Client) -> crate::verify::LedgerVerifyReport {
     let report = l.verify(VerifyOptions::default(), &|_| {}).await.unwrap();
     assert!(report.ok(), "verification found: {:?}", report.findings);
     assert!(report.complete);
@@ -354,7 +358,7 @@ pub async fn money_moves_by_double_entry_and_keys_are_never_fetched_under_lock(
         inner: store,
         in_apply,
     });
-    let l = Ledger::new(
+    let l = Client::new(Ledger::new(
         store,
         keys.clone(),
         Arc::new(ObservedAuditLog::new(
@@ -363,7 +367,7 @@ pub async fn money_moves_by_double_entry_and_keys_are_never_fetched_under_lock(
             EntityId::parse("ledger-tests").unwrap(),
         )),
         config(),
-    );
+    ));
     let (alice, bob) = (UserId::new(), UserId::new());
     let a = funded(&l, alice, 10_000).await;
     let b = funded(&l, bob, 0).await;
@@ -399,8 +403,9 @@ pub async fn money_moves_by_double_entry_and_keys_are_never_fetched_under_lock(
         ..req(31_415_926, "canary")
     };
     let d = l.deposit(alice, a, &canary).await.unwrap();
+    let request = canary.parse(&l).unwrap();
     let printed = format!(
-        "{d:?} {:?} {canary:?}",
+        "{d:?} {:?} {request:?} {canary:?}",
         l.wallet(Caller::User(alice), a).await.unwrap()
     );
     for secret in ["31415926", "31423426", "memo-canary-debug"] {
@@ -1471,7 +1476,7 @@ pub async fn concurrent_random_operations_keep_the_books(backend: &dyn Backend) 
     assert!(report.audit.ok && report.audit.checked > 0);
 }
 
-async fn amount_of(l: &Ledger, t: &TransactionRecord) -> i64 {
+async fn amount_of(l: &Client, t: &TransactionRecord) -> i64 {
     l.transaction(Caller::Admin(UserId::new()), t.id)
         .await
         .unwrap()

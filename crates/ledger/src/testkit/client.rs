@@ -1,0 +1,178 @@
+//! The ledger as a client drives it. The cases send what a request carries (strings), and
+//! [`Client`] parses them with the [`request`](crate::request) parsers, as a driving adapter
+//! does, before it calls the service: so a case that sends a malformed field sees the refusal a
+//! client sees. Everything else is the [`Ledger`] itself (`Client` dereferences to it).
+
+use std::ops::Deref;
+
+use crate::request::parse_pin;
+use crate::{
+    Currency, Error, IdempotencyKey, Ledger, Reason, TransactionId, TransactionView, UserId,
+    WalletId, WalletView,
+};
+
+/// A money request as a client sends it (`Debug` leaves out the amount and the memo, as the
+/// parsed request's does).
+#[derive(Clone, Copy)]
+pub struct MoneyRequest<'a> {
+    /// Minor units.
+    pub amount_minor: i64,
+    /// ISO 4217 code.
+    pub currency: &'a str,
+    /// The memo, if any.
+    pub memo: Option<&'a str>,
+    /// The idempotency key.
+    pub idempotency_key: &'a str,
+}
+
+impl MoneyRequest<'_> {
+    /// Parses it against the ledger's maximum amount.
+    ///
+    /// # Errors
+    /// What [`crate::MoneyRequest::parse`] refuses.
+    pub fn parse(&self, ledger: &Ledger) -> Result<crate::MoneyRequest, Error> {
+        crate::MoneyRequest::parse(
+            self.amount_minor,
+            self.currency,
+            self.memo,
+            self.idempotency_key,
+            ledger.config().max_amount_minor,
+        )
+    }
+}
+
+impl std::fmt::Debug for MoneyRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MoneyRequest")
+            .field("currency", &self.currency)
+            .field("idempotency_key", &self.idempotency_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A [`Ledger`] driven with strings (see the [module documentation](self)).
+#[derive(Debug)]
+pub struct Client(Ledger);
+
+impl Client {
+    /// Drives `ledger`.
+    #[must_use]
+    pub fn new(ledger: Ledger) -> Self {
+        Self(ledger)
+    }
+
+    /// [`Ledger::open_wallet`].
+    ///
+    /// # Errors
+    /// A malformed currency or PIN; the ledger's.
+    pub async fn open_wallet(
+        &self,
+        owner: UserId,
+        currency: &str,
+        pin: &str,
+    ) -> Result<WalletView, Error> {
+        let currency = Currency::parse(currency)?;
+        self.0.open_wallet(owner, currency, &parse_pin(pin)?).await
+    }
+
+    /// [`Ledger::deposit`].
+    ///
+    /// # Errors
+    /// A malformed request; the ledger's.
+    pub async fn deposit(
+        &self,
+        user: UserId,
+        wallet: WalletId,
+        request: &MoneyRequest<'_>,
+    ) -> Result<TransactionView, Error> {
+        let request = request.parse(&self.0)?;
+        self.0.deposit(user, wallet, &request).await
+    }
+
+    /// [`Ledger::withdraw`].
+    ///
+    /// # Errors
+    /// A malformed request or PIN; the ledger's.
+    pub async fn withdraw(
+        &self,
+        user: UserId,
+        wallet: WalletId,
+        pin: &str,
+        request: &MoneyRequest<'_>,
+    ) -> Result<TransactionView, Error> {
+        let request = request.parse(&self.0)?;
+        self.0
+            .withdraw(user, wallet, &parse_pin(pin)?, &request)
+            .await
+    }
+
+    /// [`Ledger::transfer`].
+    ///
+    /// # Errors
+    /// A malformed request or PIN; the ledger's.
+    pub async fn transfer(
+        &self,
+        user: UserId,
+        from: WalletId,
+        to: WalletId,
+        pin: &str,
+        request: &MoneyRequest<'_>,
+    ) -> Result<TransactionView, Error> {
+        let request = request.parse(&self.0)?;
+        self.0
+            .transfer(user, from, to, &parse_pin(pin)?, &request)
+            .await
+    }
+
+    /// [`Ledger::change_pin`].
+    ///
+    /// # Errors
+    /// A malformed PIN; the ledger's.
+    pub async fn change_pin(
+        &self,
+        user: UserId,
+        wallet: WalletId,
+        old_pin: &str,
+        new_pin: &str,
+    ) -> Result<WalletView, Error> {
+        let (old, new) = (parse_pin(old_pin)?, parse_pin(new_pin)?);
+        self.0.change_pin(user, wallet, &old, &new).await
+    }
+
+    /// [`Ledger::reset_pin`].
+    ///
+    /// # Errors
+    /// A malformed PIN; the ledger's.
+    pub async fn reset_pin(
+        &self,
+        admin: UserId,
+        wallet: WalletId,
+        new_pin: &str,
+    ) -> Result<WalletView, Error> {
+        self.0.reset_pin(admin, wallet, &parse_pin(new_pin)?).await
+    }
+
+    /// [`Ledger::reverse`].
+    ///
+    /// # Errors
+    /// A malformed key or reason; the ledger's.
+    pub async fn reverse(
+        &self,
+        admin: UserId,
+        transaction: TransactionId,
+        reason: &str,
+        idempotency_key: &str,
+    ) -> Result<TransactionView, Error> {
+        let key = IdempotencyKey::parse(idempotency_key)?;
+        let reason = Reason::parse(reason)?;
+        self.0.reverse(admin, transaction, &reason, &key).await
+    }
+}
+
+impl Deref for Client {
+    type Target = Ledger;
+
+    fn deref(&self) -> &Ledger {
+        &self.0
+    }
+}

@@ -1,0 +1,108 @@
+//! [`Account`]: what a signed-in user does to their own account: end every session, and enrol,
+//! confirm or turn off the second factor. An external issuer's principal has no account here:
+//! its sessions and factors live at its issuer ([`UseCaseError::ExternalIdentity`]).
+
+use std::sync::Arc;
+
+use coffer_audit::Actor;
+use coffer_auth::Principal;
+use coffer_auth::accounts::{Accounts, RequestContext, TotpEnrollment};
+
+use crate::UseCaseError;
+use crate::shared::actor;
+
+/// The own-account use cases.
+#[derive(Clone)]
+pub struct Account {
+    accounts: Arc<Accounts>,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account").finish_non_exhaustive()
+    }
+}
+
+/// Refuses a principal of an external issuer.
+fn own(principal: &Principal) -> Result<(), UseCaseError> {
+    if principal.external.is_some() {
+        return Err(UseCaseError::ExternalIdentity);
+    }
+    Ok(())
+}
+
+impl Account {
+    /// The use cases over `accounts`.
+    #[must_use]
+    pub fn new(accounts: Arc<Accounts>) -> Self {
+        Self { accounts }
+    }
+
+    /// Ends every session of the caller.
+    ///
+    /// # Errors
+    /// [`UseCaseError::ExternalIdentity`]; the accounts' errors.
+    pub async fn revoke_all_sessions(
+        &self,
+        principal: &Principal,
+        ctx: &RequestContext,
+    ) -> Result<(), UseCaseError> {
+        own(principal)?;
+        let user = Actor::User(actor(principal));
+        Ok(self
+            .accounts
+            .revoke_sessions(user, principal.user, ctx)
+            .await?)
+    }
+
+    /// Starts a TOTP enrolment (the password again); the secret is shown once.
+    ///
+    /// # Errors
+    /// [`UseCaseError::ExternalIdentity`]; the accounts' refusals.
+    pub async fn totp_enroll(
+        &self,
+        principal: &Principal,
+        password: &str,
+        ctx: &RequestContext,
+    ) -> Result<TotpEnrollment, UseCaseError> {
+        own(principal)?;
+        Ok(self
+            .accounts
+            .totp_enroll(principal.user, password, ctx)
+            .await?)
+    }
+
+    /// Confirms the enrolment with a first code: logins need a code from then on.
+    ///
+    /// # Errors
+    /// [`UseCaseError::ExternalIdentity`]; the accounts' refusals.
+    pub async fn totp_confirm(
+        &self,
+        principal: &Principal,
+        code: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), UseCaseError> {
+        own(principal)?;
+        Ok(self
+            .accounts
+            .totp_confirm(principal.user, code, ctx)
+            .await?)
+    }
+
+    /// Turns the second factor off (a current code).
+    ///
+    /// # Errors
+    /// [`UseCaseError::ExternalIdentity`]; the accounts' refusals.
+    pub async fn totp_disable(
+        &self,
+        principal: &Principal,
+        code: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), UseCaseError> {
+        own(principal)?;
+        Ok(self
+            .accounts
+            .totp_disable(principal.user, code, ctx)
+            .await?)
+    }
+}

@@ -1,0 +1,256 @@
+//! [`Admin`]: the operators' use cases, each behind the permission it needs: wallets (freeze,
+//! unfreeze, close, PIN unlock and reset), reversals, users (roles, ending every session), the
+//! master key (the rotation overview, a rotation request), the audit log (a page, the
+//! verification) and the service's metrics.
+
+use std::sync::Arc;
+
+use coffer_audit::{AuditLog, AuditQuery, AuditRecord, VerifyReport};
+use coffer_auth::accounts::{Accounts, RequestContext};
+use coffer_auth::{Permission, Principal, Rbac};
+use coffer_ledger::{
+    IdempotencyKey, Ledger, Pin, Reason, TransactionId, TransactionView, WalletId, WalletView,
+};
+use coffer_rotation::{KeysOverview, RotateRequest, RotationJob, Rotator};
+
+use crate::UseCaseError;
+use crate::shared::{actor, ledger_user, require};
+
+/// The largest audit page.
+pub const MAX_AUDIT_PAGE: u32 = 1000;
+
+/// The operators' use cases.
+#[derive(Clone)]
+pub struct Admin {
+    ledger: Arc<Ledger>,
+    accounts: Arc<Accounts>,
+    rotation: Arc<Rotator>,
+    audit: Arc<dyn AuditLog>,
+    rbac: Rbac,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin").finish_non_exhaustive()
+    }
+}
+
+impl Admin {
+    /// The use cases over the services, with the accounts' role table.
+    #[must_use]
+    pub fn new(
+        ledger: Arc<Ledger>,
+        accounts: Arc<Accounts>,
+        rotation: Arc<Rotator>,
+        audit: Arc<dyn AuditLog>,
+    ) -> Self {
+        let rbac = accounts.rbac().clone();
+        Self {
+            ledger,
+            accounts,
+            rotation,
+            audit,
+            rbac,
+        }
+    }
+
+    fn require(&self, principal: &Principal, permission: Permission) -> Result<(), UseCaseError> {
+        require(&self.rbac, principal, permission)
+    }
+
+    /// Freezes a wallet (`wallet:freeze`): it receives and sends nothing until unfrozen.
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; the ledger's refusals.
+    pub async fn freeze(
+        &self,
+        principal: &Principal,
+        wallet: WalletId,
+    ) -> Result<WalletView, UseCaseError> {
+        self.require(principal, Permission::WalletFreeze)?;
+        Ok(self.ledger.freeze(ledger_user(principal), wallet).await?)
+    }
+
+    /// Unfreezes a wallet (`wallet:freeze`).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; the ledger's refusals.
+    pub async fn unfreeze(
+        &self,
+        principal: &Principal,
+        wallet: WalletId,
+    ) -> Result<WalletView, UseCaseError> {
+        self.require(principal, Permission::WalletFreeze)?;
+        Ok(self.ledger.unfreeze(ledger_user(principal), wallet).await?)
+    }
+
+    /// Closes an empty wallet for good (`wallet:close`).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; the ledger's refusals.
+    pub async fn close(
+        &self,
+        principal: &Principal,
+        wallet: WalletId,
+    ) -> Result<WalletView, UseCaseError> {
+        self.require(principal, Permission::WalletClose)?;
+        Ok(self.ledger.close(ledger_user(principal), wallet).await?)
+    }
+
+    /// Ends a wallet's PIN lockout (`wallet:write`).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; the ledger's refusals.
+    pub async fn unlock_pin(
+        &self,
+        principal: &Principal,
+        wallet: WalletId,
+    ) -> Result<WalletView, UseCaseError> {
+        self.require(principal, Permission::WalletWrite)?;
+        Ok(self
+            .ledger
+            .unlock_pin(ledger_user(principal), wallet)
+            .await?)
+    }
+
+    /// Gives a wallet a new PIN and signing key (`wallet:write`).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; the ledger's refusals.
+    pub async fn reset_pin(
+        &self,
+        principal: &Principal,
+        wallet: WalletId,
+        pin: &Pin,
+    ) -> Result<WalletView, UseCaseError> {
+        self.require(principal, Permission::WalletWrite)?;
+        Ok(self
+            .ledger
+            .reset_pin(ledger_user(principal), wallet, pin)
+            .await?)
+    }
+
+    /// Reverses a transaction, once (`wallet:write`).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; the ledger's refusals.
+    pub async fn reverse(
+        &self,
+        principal: &Principal,
+        transaction: TransactionId,
+        reason: &Reason,
+        idempotency_key: &IdempotencyKey,
+    ) -> Result<TransactionView, UseCaseError> {
+        self.require(principal, Permission::WalletWrite)?;
+        Ok(self
+            .ledger
+            .reverse(ledger_user(principal), transaction, reason, idempotency_key)
+            .await?)
+    }
+
+    /// Replaces a user's roles (`user:admin`); answers the roles now held.
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; the accounts' refusals (unknown user or role).
+    pub async fn set_roles(
+        &self,
+        principal: &Principal,
+        user: coffer_auth::user::UserId,
+        roles: &[String],
+        ctx: &RequestContext,
+    ) -> Result<Vec<String>, UseCaseError> {
+        self.require(principal, Permission::UserAdmin)?;
+        Ok(self
+            .accounts
+            .set_roles(principal.user, user, roles, ctx)
+            .await?)
+    }
+
+    /// Ends every session of a user (`user:admin`).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; the accounts' refusals (unknown user).
+    pub async fn revoke_sessions(
+        &self,
+        principal: &Principal,
+        user: coffer_auth::user::UserId,
+        ctx: &RequestContext,
+    ) -> Result<(), UseCaseError> {
+        self.require(principal, Permission::UserAdmin)?;
+        let admin = coffer_audit::Actor::Admin(actor(principal));
+        Ok(self.accounts.revoke_sessions(admin, user, ctx).await?)
+    }
+
+    /// The master key's versions, the data keys per version and the rotations (`key:read`).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; [`UseCaseError::Rotation`].
+    pub async fn keys(&self, principal: &Principal) -> Result<KeysOverview, UseCaseError> {
+        self.require(principal, Permission::KeyRead)?;
+        Ok(self.rotation.overview().await?)
+    }
+
+    /// Requests a master key rotation (`key:rotate`): the job a worker will run, and whether
+    /// it is new (`false`: the one already requested or running).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; [`UseCaseError::Rotation`] (refused, or unavailable).
+    pub async fn request_rotation(
+        &self,
+        principal: &Principal,
+        emergency: bool,
+        retire: bool,
+    ) -> Result<(RotationJob, bool), UseCaseError> {
+        self.require(principal, Permission::KeyRotate)?;
+        Ok(self
+            .rotation
+            .request(RotateRequest {
+                requested_by: format!("admin:{}", principal.user),
+                emergency,
+                retire,
+            })
+            .await?)
+    }
+
+    /// A page of the audit log, newest first, before the event id `before` (`audit:read`).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; [`UseCaseError::PageSize`] for a `limit` outside 1 to
+    /// [`MAX_AUDIT_PAGE`]; [`UseCaseError::Audit`].
+    pub async fn audit_page(
+        &self,
+        principal: &Principal,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, UseCaseError> {
+        self.require(principal, Permission::AuditRead)?;
+        if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
+            return Err(UseCaseError::PageSize {
+                max: MAX_AUDIT_PAGE,
+            });
+        }
+        let query = AuditQuery {
+            before_id: before,
+            stream: None,
+            limit,
+        };
+        Ok(self.audit.list(&query).await?)
+    }
+
+    /// Verifies the whole audit log (`audit:read`).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; [`UseCaseError::Audit`].
+    pub async fn audit_verify(&self, principal: &Principal) -> Result<VerifyReport, UseCaseError> {
+        self.require(principal, Permission::AuditRead)?;
+        Ok(self.audit.verify(None, &|_| {}).await?)
+    }
+
+    /// Whether the principal may read the service's metrics (`system:metrics`).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`].
+    pub fn read_metrics(&self, principal: &Principal) -> Result<(), UseCaseError> {
+        self.require(principal, Permission::SystemMetrics)
+    }
+}
