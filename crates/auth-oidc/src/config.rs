@@ -86,7 +86,7 @@ fn default_require_jti() -> bool {
 /// Why an issuer's configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub enum IssuerConfigError {
     /// `issuer` is empty.
     #[error("an OIDC issuer needs a non-empty `issuer`")]
     EmptyIssuer,
@@ -189,20 +189,20 @@ impl IssuerConfig {
     /// Checks the configuration (the verifier's constructor calls it).
     ///
     /// # Errors
-    /// The first [`ConfigError`] found.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// The first [`IssuerConfigError`] found.
+    pub fn validate(&self) -> Result<(), IssuerConfigError> {
         if self.issuer.trim().is_empty() {
-            return Err(ConfigError::EmptyIssuer);
+            return Err(IssuerConfigError::EmptyIssuer);
         }
         let issuer = || self.issuer.clone();
         if self.audience.trim().is_empty() {
-            return Err(ConfigError::EmptyAudience { issuer: issuer() });
+            return Err(IssuerConfigError::EmptyAudience { issuer: issuer() });
         }
         if let JwksSource::Url(url) = &self.jwks {
             check_jwks_url(&self.issuer, url)?;
         }
         if self.roles_claim.is_empty() || self.roles_claim.split('.').any(str::is_empty) {
-            return Err(ConfigError::InvalidRolesClaim {
+            return Err(IssuerConfigError::InvalidRolesClaim {
                 issuer: issuer(),
                 path: self.roles_claim.clone(),
             });
@@ -210,13 +210,13 @@ impl IssuerConfig {
         for (external, roles) in &self.role_map {
             if external.is_empty() || roles.is_empty() || roles.iter().any(|r| r.trim().is_empty())
             {
-                return Err(ConfigError::InvalidRoleMapping {
+                return Err(IssuerConfigError::InvalidRoleMapping {
                     issuer: issuer(),
                     external: external.clone(),
                 });
             }
         }
-        let range = |field, reason| ConfigError::OutOfRange {
+        let range = |field, reason| IssuerConfigError::OutOfRange {
             issuer: issuer(),
             field,
             reason,
@@ -243,10 +243,10 @@ impl IssuerConfig {
     /// silently grant nothing).
     ///
     /// # Errors
-    /// [`ConfigError::UnknownRole`] for the first unknown role.
-    pub fn check_roles(&self, rbac: &Rbac) -> Result<(), ConfigError> {
+    /// [`IssuerConfigError::UnknownRole`] for the first unknown role.
+    pub fn check_roles(&self, rbac: &Rbac) -> Result<(), IssuerConfigError> {
         match self.role_map.values().flatten().find(|r| !rbac.knows(r)) {
-            Some(role) => Err(ConfigError::UnknownRole {
+            Some(role) => Err(IssuerConfigError::UnknownRole {
                 issuer: self.issuer.clone(),
                 role: role.clone(),
             }),
@@ -256,8 +256,8 @@ impl IssuerConfig {
 }
 
 /// Parses a JWKS URL and checks it is https, or http on a loopback host.
-pub(crate) fn check_jwks_url(issuer: &str, url: &str) -> Result<Url, ConfigError> {
-    let invalid = |reason| ConfigError::InvalidJwksUrl {
+pub(crate) fn check_jwks_url(issuer: &str, url: &str) -> Result<Url, IssuerConfigError> {
+    let invalid = |reason| IssuerConfigError::InvalidJwksUrl {
         issuer: issuer.to_owned(),
         reason,
     };
@@ -267,7 +267,7 @@ pub(crate) fn check_jwks_url(issuer: &str, url: &str) -> Result<Url, ConfigError
     }
     check_url_scheme(&parsed).map_err(|e| match e {
         UrlRefusal::Scheme => invalid("only https (or http on localhost) is supported"),
-        UrlRefusal::Insecure => ConfigError::InsecureJwksUrl {
+        UrlRefusal::Insecure => IssuerConfigError::InsecureJwksUrl {
             issuer: issuer.to_owned(),
             url: url.to_owned(),
         },
@@ -368,7 +368,7 @@ mod tests {
             assert!(
                 matches!(
                     check_jwks_url("i", url),
-                    Err(ConfigError::InsecureJwksUrl { .. })
+                    Err(IssuerConfigError::InsecureJwksUrl { .. })
                 ),
                 "{url}"
             );
@@ -377,7 +377,7 @@ mod tests {
             assert!(
                 matches!(
                     check_jwks_url("i", url),
-                    Err(ConfigError::InvalidJwksUrl { .. })
+                    Err(IssuerConfigError::InvalidJwksUrl { .. })
                 ),
                 "{url}"
             );
@@ -385,7 +385,7 @@ mod tests {
         let with_password = check_jwks_url("i", "https://u:secret@idp.example/jwks");
         assert!(matches!(
             with_password,
-            Err(ConfigError::InvalidJwksUrl { .. })
+            Err(IssuerConfigError::InvalidJwksUrl { .. })
         ));
         assert!(!format!("{:?}", with_password).contains("secret"));
     }

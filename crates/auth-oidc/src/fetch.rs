@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use reqwest::redirect::{Attempt, Policy};
 use reqwest::{Client, Url};
 
-use crate::config::{ConfigError, UrlRefusal, check_jwks_url, check_url_scheme};
+use crate::config::{IssuerConfigError, UrlRefusal, check_jwks_url, check_url_scheme};
 
 /// The largest JWKS document read by default (1 MiB).
 pub const DEFAULT_MAX_JWKS_BYTES: usize = 1024 * 1024;
@@ -87,9 +87,13 @@ impl HttpJwksFetcher {
     /// `issuer` only names the configuration in errors.
     ///
     /// # Errors
-    /// [`ConfigError::InvalidJwksUrl`], [`ConfigError::InsecureJwksUrl`], or
-    /// [`ConfigError::HttpClient`] when the TLS client cannot be built.
-    pub fn new(issuer: &str, url: &str, config: HttpFetcherConfig) -> Result<Self, ConfigError> {
+    /// [`IssuerConfigError::InvalidJwksUrl`], [`IssuerConfigError::InsecureJwksUrl`], or
+    /// [`IssuerConfigError::HttpClient`] when the TLS client cannot be built.
+    pub fn new(
+        issuer: &str,
+        url: &str,
+        config: HttpFetcherConfig,
+    ) -> Result<Self, IssuerConfigError> {
         let url = check_jwks_url(issuer, url)?;
         let max_redirects = config.max_redirects;
         let redirects = Policy::custom(move |attempt: Attempt<'_>| {
@@ -110,7 +114,7 @@ impl HttpJwksFetcher {
             .redirect(redirects)
             .user_agent(concat!("coffer-auth-oidc/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ConfigError::HttpClient {
+            .map_err(|e| IssuerConfigError::HttpClient {
                 issuer: issuer.to_owned(),
                 reason: e.to_string(),
             })?;

@@ -7,7 +7,7 @@
 //!   audience, where the JWKS comes from ([`JwksSource`]: an https URL, plain http only on
 //!   localhost, or a file), which claim holds roles or scopes and how they map to Coffer roles,
 //!   and the timings. [`IssuerConfig::validate`] (run by the constructors) refuses a bad one
-//!   with a [`ConfigError`]; [`IssuerConfig::check_roles`] checks the mapped roles against the
+//!   with a [`IssuerConfigError`]; [`IssuerConfig::check_roles`] checks the mapped roles against the
 //!   RBAC configuration.
 //! - [`JwksFetcher`], the port that fetches a JWKS document, with [`HttpJwksFetcher`]
 //!   (reqwest on rustls: connect and total timeouts, a size limit, non-2xx is an error,
@@ -71,7 +71,7 @@ mod fetch;
 mod jwks;
 mod verify;
 
-pub use config::{ConfigError, IssuerConfig, JwksSource, MAX_CACHE_TTL, MAX_LEEWAY};
+pub use config::{IssuerConfig, IssuerConfigError, JwksSource, MAX_CACHE_TTL, MAX_LEEWAY};
 pub use fetch::{
     DEFAULT_MAX_JWKS_BYTES, FetchError, FileJwksFetcher, HttpFetcherConfig, HttpJwksFetcher,
     JwksFetcher,

@@ -17,7 +17,7 @@ use jsonwebtoken::{AlgorithmFamily, Validation};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{ConfigError, IssuerConfig, JwksSource};
+use crate::config::{IssuerConfig, IssuerConfigError, JwksSource};
 use crate::fetch::{FileJwksFetcher, HttpFetcherConfig, HttpJwksFetcher, JwksFetcher};
 use crate::jwks::{JwksCache, accepted_algorithm};
 
@@ -84,11 +84,11 @@ impl OidcVerifier {
     /// [`HttpFetcherConfig::default`], or the file).
     ///
     /// # Errors
-    /// [`ConfigError`] for an invalid configuration.
+    /// [`IssuerConfigError`] for an invalid configuration.
     pub fn new(
         config: IssuerConfig,
         revocation: Arc<dyn RevocationList>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, IssuerConfigError> {
         config.validate()?;
         let fetcher: Arc<dyn JwksFetcher> = match &config.jwks {
             JwksSource::Url(url) => Arc::new(HttpJwksFetcher::new(
@@ -104,12 +104,12 @@ impl OidcVerifier {
     /// A verifier with the caller's fetcher (`config.jwks` is then only checked, not used).
     ///
     /// # Errors
-    /// [`ConfigError`] for an invalid configuration.
+    /// [`IssuerConfigError`] for an invalid configuration.
     pub fn with_fetcher(
         config: IssuerConfig,
         fetcher: Arc<dyn JwksFetcher>,
         revocation: Arc<dyn RevocationList>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, IssuerConfigError> {
         config.validate()?;
         let mut validation = Validation::new(jsonwebtoken::Algorithm::RS256);
         validation.leeway = config.leeway.as_secs();
@@ -329,13 +329,15 @@ impl OidcIssuers {
     /// The issuers from their verifiers.
     ///
     /// # Errors
-    /// [`ConfigError::DuplicateIssuer`].
-    pub fn new(verifiers: impl IntoIterator<Item = OidcVerifier>) -> Result<Self, ConfigError> {
+    /// [`IssuerConfigError::DuplicateIssuer`].
+    pub fn new(
+        verifiers: impl IntoIterator<Item = OidcVerifier>,
+    ) -> Result<Self, IssuerConfigError> {
         let mut by_issuer = HashMap::new();
         for v in verifiers {
             let issuer = v.issuer().to_owned();
             if by_issuer.insert(issuer.clone(), v).is_some() {
-                return Err(ConfigError::DuplicateIssuer(issuer));
+                return Err(IssuerConfigError::DuplicateIssuer(issuer));
             }
         }
         Ok(Self { by_issuer })
@@ -344,11 +346,11 @@ impl OidcIssuers {
     /// The issuers from configuration, each with its configured key source.
     ///
     /// # Errors
-    /// [`ConfigError`] for the first invalid configuration.
+    /// [`IssuerConfigError`] for the first invalid configuration.
     pub fn from_configs(
         configs: impl IntoIterator<Item = IssuerConfig>,
         revocation: &Arc<dyn RevocationList>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, IssuerConfigError> {
         let verifiers = configs
             .into_iter()
             .map(|c| OidcVerifier::new(c, revocation.clone()))

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use coffer_auth::{Rbac, RevocationError, RevocationList, RevocationStatus};
 use coffer_auth_oidc::{
-    ConfigError, IssuerConfig, JwksSource, MAX_TOKEN_BYTES, OidcIssuers, OidcVerifier,
+    IssuerConfig, IssuerConfigError, JwksSource, MAX_TOKEN_BYTES, OidcIssuers, OidcVerifier,
     revocation_key, unverified_issuer,
 };
 use common::{AUDIENCE, ISSUER, Idp, claims, config, ec_p256, ed25519, now, revocation, rsa};
@@ -512,7 +512,7 @@ async fn several_issuers_dispatch_by_iss() {
     let twice = OidcIssuers::from_configs([config_b.clone(), config_b], &list);
     assert_eq!(
         twice.unwrap_err(),
-        ConfigError::DuplicateIssuer(OTHER.to_owned())
+        IssuerConfigError::DuplicateIssuer(OTHER.to_owned())
     );
 }
 
@@ -528,7 +528,7 @@ fn configuration_is_validated() {
     // Plain http off localhost is refused when the verifier is built.
     let err = OidcVerifier::new(config("http://idp.example/jwks"), list.clone()).unwrap_err();
     assert!(
-        matches!(err, ConfigError::InsecureJwksUrl { ref url, .. } if url == "http://idp.example/jwks"),
+        matches!(err, IssuerConfigError::InsecureJwksUrl { ref url, .. } if url == "http://idp.example/jwks"),
         "{err:?}"
     );
     OidcVerifier::new(config("https://idp.example/jwks"), list.clone()).unwrap();
@@ -588,7 +588,7 @@ fn configuration_is_validated() {
     };
     assert_eq!(
         typo.check_roles(&rbac).unwrap_err(),
-        ConfigError::UnknownRole {
+        IssuerConfigError::UnknownRole {
             issuer: ISSUER.to_owned(),
             role: "admni".to_owned()
         }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use coffer_auth::password::{NewPassword, PasswordHasher};
-use coffer_auth::{Grant, InMemoryRevocationList, KeyRing, SigningKey, TokenConfig, Tokens};
+use coffer_auth::{Grant, InMemoryRevocationList, SigningKey, TokenConfig, TokenKeys, Tokens};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn tokens(c: &mut Criterion) {
@@ -16,7 +16,7 @@ fn tokens(c: &mut Criterion) {
     let config = TokenConfig::default();
     let tokens = Tokens::new(
         config.clone(),
-        KeyRing::new(SigningKey::generate().unwrap(), &config),
+        TokenKeys::new(SigningKey::generate().unwrap(), &config),
         Arc::new(InMemoryRevocationList::new()),
     );
     let roles = vec!["user".to_owned()];

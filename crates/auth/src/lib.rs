@@ -39,5 +39,5 @@ pub use rbac::{Permission, Rbac, RbacError};
 pub use revocation::{InMemoryRevocationList, RevocationError, RevocationList, RevocationStatus};
 pub use revocation_cache::CachedRevocationList;
 pub use token::{
-    AccessClaims, Grant, KeyRing, SigningKey, TokenConfig, TokenError, Tokens, VerifiedToken,
+    AccessClaims, Grant, SigningKey, TokenConfig, TokenError, TokenKeys, Tokens, VerifiedToken,
 };

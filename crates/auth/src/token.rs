@@ -280,14 +280,14 @@ struct RingEntry {
 }
 
 /// The signing keys: the current one (signs) and earlier ones still in their window.
-pub struct KeyRing {
+pub struct TokenKeys {
     entries: Vec<RingEntry>,
     window: u64,
 }
 
-impl fmt::Debug for KeyRing {
+impl fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyRing")
+        f.debug_struct("TokenKeys")
             .field(
                 "kids",
                 &self.entries.iter().map(|e| e.key.kid()).collect::<Vec<_>>(),
@@ -296,7 +296,7 @@ impl fmt::Debug for KeyRing {
     }
 }
 
-impl KeyRing {
+impl TokenKeys {
     /// A ring whose current key is `current`; `config` sets how long a retired key verifies.
     #[must_use]
     pub fn new(current: SigningKey, config: &TokenConfig) -> Self {
@@ -409,7 +409,7 @@ pub struct VerifiedToken {
 #[derive(Debug)]
 pub struct Tokens {
     config: TokenConfig,
-    ring: RwLock<KeyRing>,
+    ring: RwLock<TokenKeys>,
     revocation: Arc<dyn RevocationList>,
     validation: Validation,
     clock: Arc<dyn Clock>,
@@ -436,7 +436,7 @@ pub struct Grant<'a> {
 impl Tokens {
     /// Tokens signed by `ring`, checked against `revocation`.
     #[must_use]
-    pub fn new(config: TokenConfig, ring: KeyRing, revocation: Arc<dyn RevocationList>) -> Self {
+    pub fn new(config: TokenConfig, ring: TokenKeys, revocation: Arc<dyn RevocationList>) -> Self {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.algorithms = vec![Algorithm::RS256];
         validation.leeway = config.leeway.as_secs();
@@ -480,7 +480,7 @@ impl Tokens {
     }
 
     /// Replaces the ring (another replica rotated: the keys were read again from the store).
-    pub fn replace_ring(&self, ring: KeyRing) {
+    pub fn replace_ring(&self, ring: TokenKeys) {
         *self.ring.write().unwrap_or_else(PoisonError::into_inner) = ring;
     }
 

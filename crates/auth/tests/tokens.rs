@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use coffer_auth::revocation::unix_secs;
 use coffer_auth::{
-    Grant, InMemoryRevocationList, KeyRing, RevocationList, SigningKey, TokenConfig, Tokens,
+    Grant, InMemoryRevocationList, RevocationList, SigningKey, TokenConfig, TokenKeys, Tokens,
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -34,7 +34,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let config = TokenConfig::default();
     let revocation = Arc::new(InMemoryRevocationList::new());
-    let ring = KeyRing::new(key(0), &config);
+    let ring = TokenKeys::new(key(0), &config);
     Fixture {
         tokens: Tokens::new(config, ring, revocation.clone()),
         revocation,
@@ -163,7 +163,7 @@ async fn every_attack_is_refused_with_its_reason() {
         leeway: Duration::from_secs(5),
         ..TokenConfig::default()
     };
-    let mut ring = KeyRing::new(key(2), &config);
+    let mut ring = TokenKeys::new(key(2), &config);
     ring.rotate(key(0), SystemTime::now() - Duration::from_secs(120));
     let short = Tokens::new(config, ring, f.revocation.clone());
     let retired = forge(2, &claims(now), |_| {});
@@ -305,7 +305,7 @@ async fn every_attack_is_refused_with_its_reason() {
     // below the tokens': those tokens are refused, not trusted.
     let forgetful = Tokens::new(
         TokenConfig::default(),
-        KeyRing::new(key(0), &TokenConfig::default()),
+        TokenKeys::new(key(0), &TokenConfig::default()),
         Arc::new(InMemoryRevocationList::new()),
     );
     assert_eq!(

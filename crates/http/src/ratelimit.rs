@@ -22,7 +22,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use coffer_ratelimit::audit::LimitedRequests;
-use coffer_ratelimit::policy::{Caller, Policies, RouteClass};
+use coffer_ratelimit::policy::{Policies, Requester, RouteClass};
 use coffer_ratelimit::{Decision, LimitError, Policy, RateLimiter};
 use ipnet::IpNet;
 
@@ -116,9 +116,9 @@ pub async fn enforce(State(limits): State<RateLimits>, mut req: Request, next: N
     req.extensions_mut().insert(ClientIp(ip));
     let caller = req
         .extensions()
-        .get::<Caller>()
+        .get::<Requester>()
         .cloned()
-        .unwrap_or(Caller::Anonymous);
+        .unwrap_or(Requester::Anonymous);
     let class = (limits.classify)(&req);
     let checks = limits.policies.applicable(ip, &caller, class);
     let applied: Vec<&Policy> = checks.iter().map(|(_, p)| *p).collect();

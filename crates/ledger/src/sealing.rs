@@ -59,19 +59,19 @@ pub fn memo_aad(transaction: TransactionId) -> Aad {
 
 /// Unwrapped data keys of the wallets an operation touches, by wallet and version.
 #[derive(Default)]
-pub struct Keyring {
+pub struct DataKeys {
     keys: HashMap<(WalletId, u32), DataKey>,
 }
 
-impl std::fmt::Debug for Keyring {
+impl std::fmt::Debug for DataKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keyring")
+        f.debug_struct("DataKeys")
             .field("keys", &self.keys.len())
             .finish()
     }
 }
 
-impl Keyring {
+impl DataKeys {
     /// Unwraps every data key of `wallets` not held yet.
     ///
     /// # Errors
@@ -132,7 +132,7 @@ impl Keyring {
     /// Seals `plaintext` under `wallet`'s data key `version`.
     ///
     /// # Errors
-    /// As [`Keyring::key`].
+    /// As [`DataKeys::key`].
     pub fn seal(
         &self,
         wallet: WalletId,
@@ -176,7 +176,7 @@ impl Keyring {
     /// Seals an integer.
     ///
     /// # Errors
-    /// As [`Keyring::seal`].
+    /// As [`DataKeys::seal`].
     pub fn seal_i64(
         &self,
         wallet: WalletId,
@@ -190,7 +190,7 @@ impl Keyring {
     /// Opens an integer.
     ///
     /// # Errors
-    /// As [`Keyring::open`], and for a plaintext that is not 8 bytes.
+    /// As [`DataKeys::open`], and for a plaintext that is not 8 bytes.
     pub fn open_i64(
         &self,
         wallet: WalletId,

@@ -17,7 +17,7 @@ use coffer_crypto::{WalletPublicKey, WalletSignature};
 use crate::domain::{self, Account, TransactionId, WalletId};
 use crate::error::Error;
 use crate::port::{LoadedWallet, TransactionRecord};
-use crate::sealing::{Keyring, balance_aad};
+use crate::sealing::{DataKeys, balance_aad};
 use crate::service::{Ledger, open_postings, transaction_view};
 
 /// Which part is being checked.
@@ -158,7 +158,7 @@ impl Ledger {
         let mut wallet_totals: BTreeMap<String, i128> = BTreeMap::new();
         let mut settlement: BTreeMap<String, i128> = BTreeMap::new();
         let mut resume = options.clone();
-        let mut keys = Keyring::default();
+        let mut keys = DataKeys::default();
 
         let mut wallets = 0u64;
         if !options.skip_wallets {
@@ -258,7 +258,7 @@ impl Ledger {
 
     async fn verify_wallet(
         &self,
-        keys: &Keyring,
+        keys: &DataKeys,
         w: &LoadedWallet,
         findings: &mut Vec<Finding>,
         totals: &mut BTreeMap<String, i128>,
@@ -309,7 +309,7 @@ impl Ledger {
     /// Checks one transaction; returns whether a signature was verified.
     async fn verify_transaction(
         &self,
-        keys: &Keyring,
+        keys: &DataKeys,
         t: &TransactionRecord,
         public_keys: &mut HashMap<WalletId, Vec<[u8; 32]>>,
         findings: &mut Vec<Finding>,

@@ -52,7 +52,7 @@ impl RouteClass {
 
 /// Who is calling, as far as the limiter is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
+pub enum Requester {
     /// Not signed in.
     Anonymous,
     /// A user (token subject).
@@ -143,18 +143,18 @@ impl Policies {
     pub fn applicable(
         &self,
         ip: IpAddr,
-        caller: &Caller,
+        caller: &Requester,
         class: RouteClass,
     ) -> Vec<(String, &Policy)> {
         let ip_key = format!("ip:{ip}");
         let mut out = vec![(ip_key.clone(), &self.per_ip)];
         let class_scope = match caller {
-            Caller::Anonymous => ip_key,
-            Caller::User(id) => {
+            Requester::Anonymous => ip_key,
+            Requester::User(id) => {
                 out.push((format!("user:{id}"), &self.per_user));
                 format!("user:{id}")
             }
-            Caller::ApiKey(id) => {
+            Requester::ApiKey(id) => {
                 out.push((format!("api_key:{id}"), &self.per_api_key));
                 format!("api_key:{id}")
             }
@@ -176,13 +176,13 @@ mod tests {
         let p = Policies::defaults().unwrap();
         let ip: IpAddr = "203.0.113.9".parse().unwrap();
         let keys: Vec<String> = p
-            .applicable(ip, &Caller::Anonymous, RouteClass::Login)
+            .applicable(ip, &Requester::Anonymous, RouteClass::Login)
             .into_iter()
             .map(|(k, p)| format!("{k}={}", p.name()))
             .collect();
         assert_eq!(keys, ["ip:203.0.113.9=ip", "login:ip:203.0.113.9=login"]);
         let keys: Vec<String> = p
-            .applicable(ip, &Caller::User("u1".into()), RouteClass::MoneyOut)
+            .applicable(ip, &Requester::User("u1".into()), RouteClass::MoneyOut)
             .into_iter()
             .map(|(k, _)| k)
             .collect();

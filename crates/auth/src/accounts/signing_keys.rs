@@ -30,7 +30,7 @@ use super::error::{AuthError, corrupt, invalid};
 use super::{Accounts, AccountsDeps};
 use crate::revocation::unix_secs;
 use crate::store::{StoredSigningKey, UserStore, UserStoreError};
-use crate::token::{KeyRing, SigningKey, TokenConfig};
+use crate::token::{SigningKey, TokenConfig, TokenKeys};
 
 fn signing_key_context(kid: &str) -> KeyContext {
     KeyContext::new()
@@ -246,7 +246,7 @@ pub(super) async fn load_ring(
     secrets: &SecretsManager,
     config: &TokenConfig,
     clock: &dyn Clock,
-) -> Result<KeyRing, AuthError> {
+) -> Result<TokenKeys, AuthError> {
     let mut stored = store.signing_keys().await?;
     if !stored.iter().any(|k| k.retired_at.is_none()) {
         let first = new_signing_key(secrets, clock).await?;
@@ -270,5 +270,5 @@ pub(super) async fn load_ring(
         }
         ring.push((key, k.retired_at));
     }
-    KeyRing::restore(ring, config, now).ok_or_else(|| corrupt("no signing key is current"))
+    TokenKeys::restore(ring, config, now).ok_or_else(|| corrupt("no signing key is current"))
 }

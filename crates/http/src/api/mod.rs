@@ -79,7 +79,7 @@ async fn authenticate(State(state): State<ApiState>, mut req: Request, next: Nex
         && let Ok(principal) = extract::Principal::verify(&state, &token).await
     {
         req.extensions_mut()
-            .insert(coffer_ratelimit::policy::Caller::User(
+            .insert(coffer_ratelimit::policy::Requester::User(
                 principal.user.to_string(),
             ));
         req.extensions_mut().insert(Authenticated(principal));

@@ -5,7 +5,7 @@
 //! under it: the balance and the signing key's outer layer (`reseal_data_layer`; the PIN layer
 //! inside is untouched, so no PIN is needed). Postings and memos are append-only and keep the
 //! version they were written under, which stays readable. An operation that loaded the wallet
-//! before such a commit meets a version it has not unwrapped (the `Keyring` answers
+//! before such a commit meets a version it has not unwrapped (the `DataKeys` answers
 //! [`Error::Changed`], as it does for a PIN changed meanwhile) and runs again from loading; so
 //! does a rotation that finds, under the lock, that another one came first. Each rotation is
 //! audited as `key.data_key_created` with its version.

@@ -59,7 +59,7 @@ use crate::port::{
     Applied, Apply, Changes, DataKeyRecord, Idempotency, LedgerStore, LoadedWallet, Locked,
     NewWallet, TransactionRecord, WalletChange, WalletRecord,
 };
-use crate::sealing::{Keyring, balance_aad, signing_key_aad, wallet_key_context};
+use crate::sealing::{DataKeys, balance_aad, signing_key_aad, wallet_key_context};
 use support::{WalletTurns, again_if_changed, code, entity, pin_error, rewrite, state, with};
 pub use views::{HistoryPageView, TransactionView, WalletView};
 use views::{cursor, parse_cursor, wallet_view};
@@ -210,14 +210,14 @@ impl Ledger {
         &self.config
     }
 
-    async fn keyring(&self, wallets: &[LoadedWallet]) -> Result<Keyring, Error> {
-        let mut keys = Keyring::default();
+    async fn keyring(&self, wallets: &[LoadedWallet]) -> Result<DataKeys, Error> {
+        let mut keys = DataKeys::default();
         keys.unwrap(self.keys.as_ref(), wallets).await?;
         Ok(keys)
     }
 
     /// Loads `ids` (all must exist) with their keys.
-    async fn load(&self, ids: &[WalletId]) -> Result<(Vec<LoadedWallet>, Keyring), Error> {
+    async fn load(&self, ids: &[WalletId]) -> Result<(Vec<LoadedWallet>, DataKeys), Error> {
         let loaded = self.store.load_wallets(ids).await?;
         if let Some(missing) = ids
             .iter()
@@ -276,7 +276,7 @@ impl Ledger {
         caller: Caller,
         wallet: WalletId,
         action: Action,
-        keys: &Keyring,
+        keys: &DataKeys,
         mutate: &(dyn Fn(&WalletState, &mut WalletChange) -> Result<(), Error> + Send + Sync),
     ) -> Result<WalletView, Error> {
         let view = Mutex::new(None);
@@ -371,7 +371,7 @@ impl Ledger {
                 &signing_key_aad(id),
             )
             .map_err(|e| Error::Storage(e.to_string()))?;
-        let mut keys = Keyring::default();
+        let mut keys = DataKeys::default();
         keys.insert(id, 1, generated.plaintext);
         let now = self.now_micros();
         let record = WalletRecord {

@@ -53,7 +53,7 @@ use crate::error::Error;
 use crate::money::{Currency, Money, MoneyError};
 use crate::port::{Applied, Apply, Changes, Idempotency, Locked, PostingRecord, TransactionRecord};
 use crate::request::{IdempotencyKey, Memo, Reason};
-use crate::sealing::{Keyring, memo_aad, posting_aad};
+use crate::sealing::{DataKeys, memo_aad, posting_aad};
 
 use super::support::{again_if_changed, code, entity, rewrite, state, wallet_stream, with};
 use super::views::{TransactionView, open_postings, sealer, transaction_view};
@@ -136,7 +136,7 @@ impl Ledger {
     /// Builds what a money operation writes from the domain's plan.
     fn changes(
         &self,
-        keys: &Keyring,
+        keys: &DataKeys,
         locked: &Locked<'_>,
         plan: &Plan,
         draft: &Draft<'_>,
@@ -246,7 +246,7 @@ impl Ledger {
 
     /// The view of what `apply` wrote or replayed. `keys` holds the keys of the request's
     /// wallets, which are the transaction's (a replay had the same request).
-    async fn finish(&self, applied: Applied, keys: &Keyring) -> Result<TransactionView, Error> {
+    async fn finish(&self, applied: Applied, keys: &DataKeys) -> Result<TransactionView, Error> {
         self.observe(&applied).await;
         match applied {
             Applied::Committed {

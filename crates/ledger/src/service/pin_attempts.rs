@@ -42,7 +42,7 @@ use crate::domain::{LedgerError, PIN_LOCK_THRESHOLD, UserId, WalletId};
 use crate::error::Error;
 use crate::pin::PinCheckError;
 use crate::port::{Changes, Idempotency, WalletRecord};
-use crate::sealing::{Keyring, signing_key_aad};
+use crate::sealing::{DataKeys, signing_key_aad};
 
 use super::support::{again_if_changed, corrupt, entity, pin_error, rewrite, state, with};
 use super::views::WalletView;
@@ -61,7 +61,7 @@ impl Ledger {
         &self,
         caller: Caller,
         rec: &WalletRecord,
-        keys: &Keyring,
+        keys: &DataKeys,
         pin: &Pin,
         idem: Option<&Idempotency>,
     ) -> Result<Unlocked, Error> {
@@ -126,7 +126,7 @@ impl Ledger {
     ///
     /// # Errors
     /// [`LedgerError::PinLocked`] when no attempt is left.
-    async fn reserve_pin_attempt(&self, wallet: WalletId, keys: &Keyring) -> Result<u32, Error> {
+    async fn reserve_pin_attempt(&self, wallet: WalletId, keys: &DataKeys) -> Result<u32, Error> {
         self.set_failed_pins(wallet, keys, &|n| {
             if n >= PIN_LOCK_THRESHOLD {
                 Err(LedgerError::PinLocked.into())
@@ -142,7 +142,7 @@ impl Ledger {
     pub(super) async fn release_pin_attempt(
         &self,
         wallet: WalletId,
-        keys: &Keyring,
+        keys: &DataKeys,
     ) -> Result<(), Error> {
         self.set_failed_pins(wallet, keys, &|_| Ok(0))
             .await
@@ -153,7 +153,7 @@ impl Ledger {
     async fn set_failed_pins(
         &self,
         wallet: WalletId,
-        keys: &Keyring,
+        keys: &DataKeys,
         next: &(dyn Fn(u32) -> Result<u32, Error> + Send + Sync),
     ) -> Result<u32, Error> {
         let count = AtomicU32::new(0);
@@ -319,7 +319,7 @@ impl Ledger {
         signing: &WalletSigningKey,
         pin: &Pin,
         rec: &WalletRecord,
-        keys: &Keyring,
+        keys: &DataKeys,
     ) -> Result<(Vec<u8>, Vec<u8>), Error> {
         let params = KdfParams::generate(self.config.kdf_iterations)
             .map_err(|e| Error::Storage(format!("KDF parameters: {e}")))?;

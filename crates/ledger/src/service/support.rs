@@ -7,7 +7,7 @@
 //!   unchanged but for its balance, for the row's next version.
 //! - Running again: `again_if_changed`. Every operation loads its wallets and unwraps their data
 //!   keys before the database transaction, so what it loaded may be stale once the rows are
-//!   locked: a data-key rotation committed meanwhile (the [`Keyring`] meets a version it has not
+//!   locked: a data-key rotation committed meanwhile (the [`DataKeys`] meets a version it has not
 //!   unwrapped) or the PIN was changed or reset (the wallet's sealed signing key is no longer the
 //!   one that was unsealed). Then `decide` answers [`Error::Changed`] and the whole operation runs
 //!   again from loading, five times at most. Every use case that changes an existing wallet is a
@@ -28,7 +28,7 @@ use crate::error::Error;
 use crate::money::Balance;
 use crate::pin::PinCheckError;
 use crate::port::{WalletChange, WalletRecord};
-use crate::sealing::{Keyring, balance_aad};
+use crate::sealing::{DataKeys, balance_aad};
 
 /// A queue per wallet (entries exist only while someone waits or holds the turn).
 #[derive(Default)]
@@ -108,7 +108,7 @@ pub(super) fn pin_error(e: PinCheckError) -> Error {
 }
 
 /// Decrypts a locked or loaded row.
-pub(super) fn state(keys: &Keyring, rec: &WalletRecord) -> Result<WalletState, Error> {
+pub(super) fn state(keys: &DataKeys, rec: &WalletRecord) -> Result<WalletState, Error> {
     let minor = keys.open_i64(
         rec.id,
         &balance_aad(rec.id, rec.version),
@@ -144,7 +144,7 @@ where
 
 /// `rec` unchanged but for `balance`, sealed for the next version.
 pub(super) fn rewrite(
-    keys: &Keyring,
+    keys: &DataKeys,
     rec: &WalletRecord,
     balance: Balance,
 ) -> Result<WalletChange, Error> {

@@ -27,7 +27,7 @@ use crate::domain::{
 use crate::error::Error;
 use crate::money::{Amount, Balance, Currency, Money};
 use crate::port::{TransactionRecord, WalletRecord};
-use crate::sealing::{Keyring, memo_aad, posting_aad};
+use crate::sealing::{DataKeys, memo_aad, posting_aad};
 
 /// A wallet as its owner sees it. `Debug` leaves the balance out: it is the owner's data, which
 /// the database only holds encrypted, and logs should not hold it at all.
@@ -170,7 +170,7 @@ pub(super) fn sealer(account: Option<WalletId>, key_wallet: WalletId) -> WalletI
 }
 
 /// Decrypts the postings of a stored transaction.
-pub(crate) fn open_postings(keys: &Keyring, t: &TransactionRecord) -> Result<Vec<Posting>, Error> {
+pub(crate) fn open_postings(keys: &DataKeys, t: &TransactionRecord) -> Result<Vec<Posting>, Error> {
     t.postings
         .iter()
         .map(|p| {
@@ -190,7 +190,7 @@ pub(crate) fn open_postings(keys: &Keyring, t: &TransactionRecord) -> Result<Vec
 
 /// Decrypts a stored transaction (the keyring holds the keys of its wallets).
 pub(crate) fn transaction_view(
-    keys: &Keyring,
+    keys: &DataKeys,
     t: &TransactionRecord,
 ) -> Result<TransactionView, Error> {
     let postings = open_postings(keys, t)?;
