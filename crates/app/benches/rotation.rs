@@ -29,7 +29,7 @@ use coffer_auth::accounts::{Credentials, Registration, RequestContext};
 use coffer_keys::{KeyProvider, WrappedKey};
 use coffer_keys_local::{LocalKeyProvider, LocalKeySource};
 use coffer_keys_vault::{TransitSettings, VaultAuth, VaultConnection, VaultTransitProvider};
-use coffer_ledger::{Currency, MoneyRequest, UserId, WalletId, parse_pin};
+use coffer_ledger::{Currency, MoneyRequest, WalletId, parse_pin};
 use coffer_rotation::{RotateRequest, RotationConfig, RotationJob, Rotator};
 use coffer_store::rotation::PgRotationStore;
 use futures_util::StreamExt as _;
@@ -149,7 +149,7 @@ async fn start_load(app: &App, base: &str) -> Load {
             .unwrap()
             .access_token
             .to_string();
-        let owner = UserId::from_uuid(*user.as_uuid());
+        let owner = user;
         let mut wallets = Vec::new();
         for i in 0..2 {
             let w = app

@@ -6,54 +6,7 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
-/// A user's id (a UUID; the `sub` of their tokens).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct UserId(uuid::Uuid);
-
-/// Not a user id.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a user id")]
-pub struct BadUserId;
-
-impl UserId {
-    /// A new id (UUIDv7: ordered by creation).
-    #[must_use]
-    pub fn new() -> Self {
-        Self(uuid::Uuid::now_v7())
-    }
-
-    /// From a stored or presented UUID.
-    #[must_use]
-    pub fn from_uuid(id: uuid::Uuid) -> Self {
-        Self(id)
-    }
-
-    /// Parses the text form (a token's `sub`, a path segment).
-    ///
-    /// # Errors
-    /// [`BadUserId`].
-    pub fn parse(s: &str) -> Result<Self, BadUserId> {
-        uuid::Uuid::parse_str(s).map(Self).map_err(|_| BadUserId)
-    }
-
-    /// The UUID.
-    #[must_use]
-    pub fn as_uuid(&self) -> &uuid::Uuid {
-        &self.0
-    }
-}
-
-impl Default for UserId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+pub use coffer_ids::UserId;
 
 /// Why a phone number or tax id is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -171,6 +124,6 @@ mod tests {
         }
         let id = UserId::new();
         assert_eq!(UserId::parse(&id.to_string()), Ok(id));
-        assert_eq!(UserId::parse("alice"), Err(BadUserId));
+        assert_eq!(UserId::parse("alice"), Err(coffer_ids::IdError("UserId")));
     }
 }

@@ -75,18 +75,11 @@ macro_rules! id_type {
     };
 }
 
-/// A string that is not an id.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a valid {0} (a UUID)")]
-pub struct IdError(&'static str);
+pub use coffer_ids::{IdError, UserId};
 
 id_type!(
     /// A wallet.
     WalletId
-);
-id_type!(
-    /// A user (wallet owner).
-    UserId
 );
 id_type!(
     /// A ledger transaction.

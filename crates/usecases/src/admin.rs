@@ -14,7 +14,7 @@ use coffer_ledger::{
 use coffer_rotation::{KeysOverview, RotateRequest, RotationJob, Rotator};
 
 use crate::UseCaseError;
-use crate::shared::{actor, ledger_user, require};
+use crate::shared::{actor, require};
 
 /// The largest audit page.
 pub const MAX_AUDIT_PAGE: u32 = 1000;
@@ -68,7 +68,7 @@ impl Admin {
         wallet: WalletId,
     ) -> Result<WalletView, UseCaseError> {
         self.require(principal, Permission::WalletFreeze)?;
-        Ok(self.ledger.freeze(ledger_user(principal), wallet).await?)
+        Ok(self.ledger.freeze(principal.user, wallet).await?)
     }
 
     /// Unfreezes a wallet (`wallet:freeze`).
@@ -81,7 +81,7 @@ impl Admin {
         wallet: WalletId,
     ) -> Result<WalletView, UseCaseError> {
         self.require(principal, Permission::WalletFreeze)?;
-        Ok(self.ledger.unfreeze(ledger_user(principal), wallet).await?)
+        Ok(self.ledger.unfreeze(principal.user, wallet).await?)
     }
 
     /// Closes an empty wallet for good (`wallet:close`).
@@ -94,7 +94,7 @@ impl Admin {
         wallet: WalletId,
     ) -> Result<WalletView, UseCaseError> {
         self.require(principal, Permission::WalletClose)?;
-        Ok(self.ledger.close(ledger_user(principal), wallet).await?)
+        Ok(self.ledger.close(principal.user, wallet).await?)
     }
 
     /// Ends a wallet's PIN lockout (`wallet:write`).
@@ -107,10 +107,7 @@ impl Admin {
         wallet: WalletId,
     ) -> Result<WalletView, UseCaseError> {
         self.require(principal, Permission::WalletWrite)?;
-        Ok(self
-            .ledger
-            .unlock_pin(ledger_user(principal), wallet)
-            .await?)
+        Ok(self.ledger.unlock_pin(principal.user, wallet).await?)
     }
 
     /// Gives a wallet a new PIN and signing key (`wallet:write`).
@@ -124,10 +121,7 @@ impl Admin {
         pin: &Pin,
     ) -> Result<WalletView, UseCaseError> {
         self.require(principal, Permission::WalletWrite)?;
-        Ok(self
-            .ledger
-            .reset_pin(ledger_user(principal), wallet, pin)
-            .await?)
+        Ok(self.ledger.reset_pin(principal.user, wallet, pin).await?)
     }
 
     /// Reverses a transaction, once (`wallet:write`).
@@ -144,7 +138,7 @@ impl Admin {
         self.require(principal, Permission::WalletWrite)?;
         Ok(self
             .ledger
-            .reverse(ledger_user(principal), transaction, reason, idempotency_key)
+            .reverse(principal.user, transaction, reason, idempotency_key)
             .await?)
     }
 

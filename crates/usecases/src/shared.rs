@@ -1,9 +1,8 @@
-//! What the use cases share: the permission check, and who a principal is to the ledger and to
-//! the audit log. A leaf: it imports none of its siblings but the error.
+//! What the use cases share: the permission check, and a principal as the audit log's actor. A
+//! leaf: it imports none of its siblings but the error.
 
 use coffer_audit::EntityId;
 use coffer_auth::{Permission, Principal, Rbac};
-use coffer_ledger::UserId;
 
 use crate::UseCaseError;
 
@@ -18,11 +17,6 @@ pub(crate) fn require(
     } else {
         Err(UseCaseError::Forbidden(permission))
     }
-}
-
-/// The ledger's id of a principal's user.
-pub(crate) fn ledger_user(principal: &Principal) -> UserId {
-    UserId::from_uuid(*principal.user.as_uuid())
 }
 
 /// The principal's user as an audit actor's id.

@@ -11,7 +11,7 @@ use coffer_ledger::{
 };
 
 use crate::UseCaseError;
-use crate::shared::{ledger_user, require};
+use crate::shared::require;
 
 /// The wallet and money use cases.
 #[derive(Debug, Clone)]
@@ -55,9 +55,9 @@ impl Wallets {
             .rbac
             .allows(&principal.claims.roles, Permission::WalletWrite)
         {
-            Caller::Admin(ledger_user(principal))
+            Caller::Admin(principal.user)
         } else {
-            Caller::User(ledger_user(principal))
+            Caller::User(principal.user)
         }
     }
 
@@ -74,7 +74,7 @@ impl Wallets {
         self.require(principal, Permission::WalletManage)?;
         Ok(self
             .ledger
-            .open_wallet(ledger_user(principal), currency, pin)
+            .open_wallet(principal.user, currency, pin)
             .await?)
     }
 
@@ -84,7 +84,7 @@ impl Wallets {
     /// [`UseCaseError::Forbidden`]; the ledger's errors.
     pub async fn wallets(&self, principal: &Principal) -> Result<Vec<WalletView>, UseCaseError> {
         self.require(principal, Permission::WalletRead)?;
-        Ok(self.ledger.wallets_of(ledger_user(principal)).await?)
+        Ok(self.ledger.wallets_of(principal.user).await?)
     }
 
     /// One wallet the principal may read (`wallet:read`).
@@ -148,7 +148,7 @@ impl Wallets {
         self.require(principal, Permission::WalletManage)?;
         Ok(self
             .ledger
-            .change_pin(ledger_user(principal), wallet, old_pin, new_pin)
+            .change_pin(principal.user, wallet, old_pin, new_pin)
             .await?)
     }
 
@@ -163,10 +163,7 @@ impl Wallets {
         request: &MoneyRequest,
     ) -> Result<TransactionView, UseCaseError> {
         self.require(principal, Permission::WalletDeposit)?;
-        Ok(self
-            .ledger
-            .deposit(ledger_user(principal), wallet, request)
-            .await?)
+        Ok(self.ledger.deposit(principal.user, wallet, request).await?)
     }
 
     /// Withdraws from the principal's wallet (`wallet:withdraw`, its PIN, and a second factor
@@ -185,7 +182,7 @@ impl Wallets {
         self.second_factor(principal, wallet, request).await?;
         Ok(self
             .ledger
-            .withdraw(ledger_user(principal), wallet, pin, request)
+            .withdraw(principal.user, wallet, pin, request)
             .await?)
     }
 
@@ -206,7 +203,7 @@ impl Wallets {
         self.second_factor(principal, from, request).await?;
         Ok(self
             .ledger
-            .transfer(ledger_user(principal), from, to, pin, request)
+            .transfer(principal.user, from, to, pin, request)
             .await?)
     }
 
@@ -227,7 +224,7 @@ impl Wallets {
             return Ok(());
         };
         self.ledger
-            .wallet(Caller::User(ledger_user(principal)), wallet)
+            .wallet(Caller::User(principal.user), wallet)
             .await?;
         Err(refused.into())
     }
