@@ -1,9 +1,32 @@
-//! The ledger's one error type: what a caller can act on, then the opaque failures.
+//! The ledger's one error type: what a caller can act on, then the opaque failures. An opaque
+//! failure keeps its cause ([`Cause`], the source chain intact), with what was being done when
+//! it happened ([`context`]) where that helps the reader of a log.
 
 use coffer_keys::KeyError;
 
 use crate::domain::{IdError, LedgerError, TransactionId, WalletId};
 use crate::money::MoneyError;
+
+/// The cause of an opaque failure: any error, or a message (`"…".into()`).
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A cause with what was being done when it happened: shown as `what: source`, and its
+/// `source()` is the cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct Context {
+    what: String,
+    #[source]
+    source: Cause,
+}
+
+/// `source`, with what was being done.
+pub fn context(what: impl Into<String>, source: impl Into<Cause>) -> Cause {
+    Box::new(Context {
+        what: what.into(),
+        source: source.into(),
+    })
+}
 
 /// Why a ledger operation did not happen. Nothing was written when it is returned (except the
 /// wrong-PIN count of [`Error::WrongPin`], which is the point).
@@ -44,7 +67,7 @@ pub enum Error {
     Keys(#[from] KeyError),
     /// The database is unreachable or timed out.
     #[error("ledger storage unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// The wallet changed between loading and locking in a way the operation cannot decide
     /// on (its PIN, or a new data key): the service tries again itself a few times, then
     /// answers this (retryable).
@@ -53,10 +76,10 @@ pub enum Error {
     /// Stored data does not decrypt or parse: tampering, a lost key, or a bug. Never the
     /// caller's fault.
     #[error("ledger data is corrupt: {0}")]
-    Corrupt(String),
+    Corrupt(#[source] Cause),
     /// Anything else from the store.
     #[error("ledger storage error: {0}")]
-    Storage(String),
+    Storage(#[source] Cause),
 }
 
 impl Error {
@@ -89,5 +112,26 @@ impl From<MoneyError> for Error {
 impl From<IdError> for Error {
     fn from(e: IdError) -> Self {
         Self::invalid("id", e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_opaque_failure_keeps_its_cause_and_says_what_was_being_done() {
+        let io = std::io::Error::other("disk on fire");
+        let e = Error::Storage(context("sealing a balance", io));
+        assert_eq!(
+            e.to_string(),
+            "ledger storage error: sealing a balance: disk on fire"
+        );
+        let source = std::error::Error::source(&e).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("sealing a balance: disk on fire"));
+        let root = std::error::Error::source(&e)
+            .and_then(std::error::Error::source)
+            .map(ToString::to_string);
+        assert_eq!(root.as_deref(), Some("disk on fire"));
     }
 }

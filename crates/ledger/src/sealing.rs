@@ -8,7 +8,7 @@ use coffer_crypto::{Aad, DataKey, Envelope, KeyRef, open, seal};
 use coffer_keys::{KeyContext, KeyProvider, WrappedKey};
 
 use crate::domain::{Account, TransactionId, WalletId};
-use crate::error::Error;
+use crate::error::{Error, context};
 use crate::port::LoadedWallet;
 
 /// The key-provider context every wallet data key is wrapped with.
@@ -87,7 +87,10 @@ impl DataKeys {
                     continue;
                 }
                 let wrapped = WrappedKey::from_bytes(&k.wrapped).map_err(|e| {
-                    Error::Corrupt(format!("wallet {} data key v{}: {e}", k.wallet, k.version))
+                    Error::Corrupt(context(
+                        format!("wallet {} data key v{}", k.wallet, k.version),
+                        e,
+                    ))
                 })?;
                 let key = provider
                     .unwrap_data_key(&wrapped, &wallet_key_context(k.wallet))
@@ -143,7 +146,7 @@ impl DataKeys {
         let key = self.key(wallet, version)?;
         seal(key, &KeyRef::version_only(version), aad, plaintext)
             .map(Envelope::into_bytes)
-            .map_err(|e| Error::Storage(e.to_string()))
+            .map_err(|e| Error::Storage(e.into()))
     }
 
     /// Opens an envelope sealed under one of `wallet`'s data keys.
@@ -158,7 +161,7 @@ impl DataKeys {
         what: &str,
     ) -> Result<coffer_crypto::SecretBytes, Error> {
         let envelope = Envelope::from_bytes(bytes)
-            .map_err(|e| Error::Corrupt(format!("{what} of wallet {wallet}: {e}")))?;
+            .map_err(|e| Error::Corrupt(context(format!("{what} of wallet {wallet}"), e)))?;
         // The wallet's keys were all unwrapped: an envelope naming a version below the newest
         // one held is damaged; one above it was sealed under a data key rotated in since.
         let version = envelope.key_ref().version();
@@ -166,11 +169,11 @@ impl DataKeys {
             if self.newest(wallet).is_some_and(|newest| version > newest) {
                 key_appeared(wallet, version)
             } else {
-                Error::Corrupt(format!("{what} of wallet {wallet}: no data key v{version}"))
+                Error::Corrupt(format!("{what} of wallet {wallet}: no data key v{version}").into())
             }
         })?;
         open(key, aad, &envelope)
-            .map_err(|e| Error::Corrupt(format!("{what} of wallet {wallet}: {e}")))
+            .map_err(|e| Error::Corrupt(context(format!("{what} of wallet {wallet}"), e)))
     }
 
     /// Seals an integer.
@@ -201,6 +204,6 @@ impl DataKeys {
         let plain = self.open(wallet, aad, bytes, what)?;
         <[u8; 8]>::try_from(plain.expose_secret())
             .map(i64::from_be_bytes)
-            .map_err(|_| Error::Corrupt(format!("{what} of wallet {wallet}: not 8 bytes")))
+            .map_err(|_| Error::Corrupt(format!("{what} of wallet {wallet}: not 8 bytes").into()))
     }
 }

@@ -15,7 +15,7 @@ use coffer_audit::{AuditLog, CheckpointAnchor};
 use coffer_crypto::{WalletPublicKey, WalletSignature};
 
 use crate::domain::{self, Account, TransactionId, WalletId};
-use crate::error::Error;
+use crate::error::{Error, context};
 use crate::port::{LoadedWallet, TransactionRecord};
 use crate::sealing::{DataKeys, balance_aad};
 use crate::service::{Ledger, open_postings, transaction_view};
@@ -228,7 +228,7 @@ impl Ledger {
                 });
             })
             .await
-            .map_err(|e| Error::Storage(format!("audit verification: {e}")))?;
+            .map_err(|e| Error::Storage(context("audit verification", e)))?;
         if !audit.ok {
             findings.push(finding(
                 None,

@@ -16,6 +16,10 @@ use crate::password::HashError;
 use crate::store::UserStoreError;
 use crate::token::TokenError;
 
+/// The cause of an opaque failure: any error, or a message (`"…".into()`); the source chain is
+/// kept.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Why an accounts operation failed. [`AuthError::code`] is the stable API problem code.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -54,13 +58,13 @@ pub enum AuthError {
     Token(#[from] TokenError),
     /// A dependency does not answer (database, key provider, revocation list). Retry later.
     #[error("temporarily unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// Stored data does not decrypt or decode.
     #[error("stored account data is corrupt: {0}")]
-    Corrupt(String),
+    Corrupt(#[source] Cause),
     /// Anything else.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] Cause),
 }
 
 impl AuthError {
@@ -88,9 +92,9 @@ impl From<UserStoreError> for AuthError {
     fn from(e: UserStoreError) -> Self {
         match e {
             UserStoreError::DuplicateEmail => Self::EmailTaken,
-            UserStoreError::Unavailable(m) => Self::Unavailable(m),
-            UserStoreError::Corrupt(m) => Self::Corrupt(m),
-            other => Self::Internal(other.to_string()),
+            UserStoreError::Unavailable(_) => Self::Unavailable(e.into()),
+            UserStoreError::Corrupt(_) => Self::Corrupt(e.into()),
+            other => Self::Internal(other.into()),
         }
     }
 }
@@ -98,9 +102,9 @@ impl From<UserStoreError> for AuthError {
 impl From<KeyError> for AuthError {
     fn from(e: KeyError) -> Self {
         match e {
-            KeyError::Unavailable { .. } => Self::Unavailable(e.to_string()),
-            KeyError::Corrupt(m) => Self::Corrupt(m),
-            other => Self::Internal(other.to_string()),
+            KeyError::Unavailable { .. } => Self::Unavailable(e.into()),
+            KeyError::Corrupt(_) => Self::Corrupt(e.into()),
+            other => Self::Internal(other.into()),
         }
     }
 }
@@ -109,11 +113,11 @@ impl From<SecretError> for AuthError {
     fn from(e: SecretError) -> Self {
         match e {
             SecretError::Keys(k) => Self::from(k),
-            SecretError::Store(coffer_secrets::SecretStoreError::Unavailable(m)) => {
-                Self::Unavailable(m)
+            SecretError::Store(coffer_secrets::SecretStoreError::Unavailable(_)) => {
+                Self::Unavailable(e.into())
             }
-            SecretError::Corrupt { .. } => Self::Corrupt(e.to_string()),
-            other => Self::Internal(other.to_string()),
+            SecretError::Corrupt { .. } => Self::Corrupt(e.into()),
+            other => Self::Internal(other.into()),
         }
     }
 }
@@ -121,8 +125,8 @@ impl From<SecretError> for AuthError {
 impl From<HashError> for AuthError {
     fn from(e: HashError) -> Self {
         match e {
-            HashError::Unavailable => Self::Unavailable(e.to_string()),
-            HashError::Corrupt(m) => Self::Corrupt(format!("password hash: {m}")),
+            HashError::Unavailable => Self::Unavailable(e.into()),
+            HashError::Corrupt(m) => Self::Corrupt(format!("password hash: {m}").into()),
         }
     }
 }
@@ -135,5 +139,5 @@ pub(super) fn invalid(field: &'static str, e: impl fmt::Display) -> AuthError {
 }
 
 pub(super) fn corrupt(e: impl fmt::Display) -> AuthError {
-    AuthError::Corrupt(e.to_string())
+    AuthError::Corrupt(e.to_string().into())
 }

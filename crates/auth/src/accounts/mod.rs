@@ -405,5 +405,5 @@ fn seal_field(
         plain,
     )
     .map(coffer_crypto::Envelope::into_bytes)
-    .map_err(|e| AuthError::Internal(e.to_string()))
+    .map_err(|e| AuthError::Internal(e.into()))
 }

@@ -129,7 +129,7 @@ impl Accounts {
             }
         }
         Err(AuthError::Unavailable(
-            "refresh token contended: retry".to_owned(),
+            "refresh token contended: retry".into(),
         ))
     }
 
@@ -161,7 +161,7 @@ impl Accounts {
             None => {
                 coffer_audit::AuditLog::append(self.audit.as_ref(), &event)
                     .await
-                    .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+                    .map_err(|e| AuthError::Unavailable(e.into()))?;
             }
         }
         self.tokens.revoke(claims).await?;

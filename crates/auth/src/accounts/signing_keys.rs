@@ -160,8 +160,8 @@ async fn new_signing_key(
 ) -> Result<StoredSigningKey, AuthError> {
     let key = tokio::task::spawn_blocking(SigningKey::generate)
         .await
-        .map_err(|e| AuthError::Internal(e.to_string()))?
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
+        .map_err(|e| AuthError::Internal(e.into()))?
+        .map_err(|e| AuthError::Internal(e.into()))?;
     let options = coffer_secrets::SetOptions {
         tags: signing_tags(),
         ..coffer_secrets::SetOptions::default()
@@ -192,8 +192,8 @@ pub(crate) async fn legacy_signing_key(
 ) -> Result<StoredSigningKey, AuthError> {
     let key = tokio::task::spawn_blocking(SigningKey::generate)
         .await
-        .map_err(|e| AuthError::Internal(e.to_string()))?
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
+        .map_err(|e| AuthError::Internal(e.into()))?
+        .map_err(|e| AuthError::Internal(e.into()))?;
     let generated = keys
         .generate_data_key(&signing_key_context(key.kid()))
         .await?;
@@ -203,7 +203,7 @@ pub(crate) async fn legacy_signing_key(
         &signing_key_aad(key.kid()),
         key.expose_pkcs1_der(),
     )
-    .map_err(|e| AuthError::Internal(e.to_string()))?;
+    .map_err(|e| AuthError::Internal(e.into()))?;
     Ok(StoredSigningKey {
         kid: key.kid().to_owned(),
         wrapped_dek: generated.wrapped.to_bytes(),

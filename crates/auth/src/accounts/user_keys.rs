@@ -96,8 +96,8 @@ impl Accounts {
                 return Ok(next);
             }
         }
-        Err(AuthError::Unavailable(format!(
-            "user {user} kept changing during a data-key rotation; try again later"
-        )))
+        Err(AuthError::Unavailable(
+            format!("user {user} kept changing during a data-key rotation; try again later").into(),
+        ))
     }
 }

@@ -14,7 +14,7 @@ use coffer_audit::{Action, Actor, AuditEvent, DetailValue, EntityId, Outcome, Su
 use coffer_crypto::{KeyRef, SealedSigningKey};
 
 use crate::domain::WalletId;
-use crate::error::Error;
+use crate::error::{Error, context};
 use crate::port::{Changes, DataKeyRecord, Locked, WalletChange};
 use crate::sealing::{balance_aad, signing_key_aad, wallet_key_context};
 
@@ -50,7 +50,9 @@ impl Ledger {
             .max()
             .unwrap_or(current)
             .checked_add(1)
-            .ok_or_else(|| Error::Corrupt(format!("wallet {wallet} has too many data keys")))?;
+            .ok_or_else(|| {
+                Error::Corrupt(format!("wallet {wallet} has too many data keys").into())
+            })?;
         let generated = self
             .keys
             .generate_data_key(&wallet_key_context(wallet))
@@ -63,9 +65,7 @@ impl Ledger {
         };
         keys.insert(wallet, next, generated.plaintext);
         let event = AuditEvent::new(
-            Actor::Service(
-                EntityId::parse("coffer-ledger").map_err(|e| Error::Storage(e.to_string()))?,
-            ),
+            Actor::Service(EntityId::parse("coffer-ledger").map_err(|e| Error::Storage(e.into()))?),
             Action::KeyDataKeyCreated,
             Subject::Wallet(entity(wallet.as_uuid())),
             Outcome::Success,
@@ -83,10 +83,9 @@ impl Ledger {
                 &balance_aad(wallet, rec.version + 1),
                 s.balance.minor(),
             )?;
-            let corrupt = |e: &dyn std::fmt::Display| {
-                Error::Corrupt(format!("signing key of wallet {wallet}: {e}"))
-            };
-            let sealed = SealedSigningKey::from_bytes(&rec.signing_key).map_err(|e| corrupt(&e))?;
+            let what = || format!("signing key of wallet {wallet}");
+            let sealed = SealedSigningKey::from_bytes(&rec.signing_key)
+                .map_err(|e| Error::Corrupt(context(what(), e)))?;
             let old = keys.key(wallet, sealed.data_key_ref().version())?;
             let moved = sealed
                 .reseal_data_layer(
@@ -95,7 +94,7 @@ impl Ledger {
                     &KeyRef::version_only(next),
                     &signing_key_aad(wallet),
                 )
-                .map_err(|e| corrupt(&e))?;
+                .map_err(|e| Error::Corrupt(context(what(), e)))?;
             Ok(Changes {
                 wallets: vec![WalletChange {
                     id: wallet,

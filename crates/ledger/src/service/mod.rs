@@ -52,7 +52,7 @@ use coffer_crypto::{KdfParams, KeyRef, Pin, WalletSigningKey};
 use coffer_keys::{KeyProvider, WrappedKey};
 
 use crate::domain::{TransactionId, UserId, WalletId, WalletState, WalletStatus};
-use crate::error::Error;
+use crate::error::{Error, context};
 use crate::money::{Balance, Currency};
 use crate::pin::{PinVerifier, PinVerifierConfig};
 use crate::port::{
@@ -360,7 +360,7 @@ impl Ledger {
         let id = WalletId::new();
         let generated = self.keys.generate_data_key(&wallet_key_context(id)).await?;
         let params = KdfParams::generate(self.config.kdf_iterations)
-            .map_err(|e| Error::Storage(format!("KDF parameters: {e}")))?;
+            .map_err(|e| Error::Storage(context("KDF parameters", e)))?;
         let pin_key = self.pins.derive(pin, &params).await.map_err(pin_error)?;
         let signing = WalletSigningKey::generate();
         let sealed = signing
@@ -370,7 +370,7 @@ impl Ledger {
                 &KeyRef::version_only(1),
                 &signing_key_aad(id),
             )
-            .map_err(|e| Error::Storage(e.to_string()))?;
+            .map_err(|e| Error::Storage(e.into()))?;
         let mut keys = DataKeys::default();
         keys.insert(id, 1, generated.plaintext);
         let now = self.now_micros();

@@ -39,7 +39,7 @@ use coffer_audit::{Action, AuditEvent, DetailValue, Outcome, Subject};
 use coffer_crypto::{KdfParams, KeyRef, Pin, SealedSigningKey, WalletPublicKey, WalletSigningKey};
 
 use crate::domain::{LedgerError, PIN_LOCK_THRESHOLD, UserId, WalletId};
-use crate::error::Error;
+use crate::error::{Error, context};
 use crate::pin::PinCheckError;
 use crate::port::{Changes, Idempotency, WalletRecord};
 use crate::sealing::{DataKeys, signing_key_aad};
@@ -322,7 +322,7 @@ impl Ledger {
         keys: &DataKeys,
     ) -> Result<(Vec<u8>, Vec<u8>), Error> {
         let params = KdfParams::generate(self.config.kdf_iterations)
-            .map_err(|e| Error::Storage(format!("KDF parameters: {e}")))?;
+            .map_err(|e| Error::Storage(context("KDF parameters", e)))?;
         let pin_key = self.pins.derive(pin, &params).await.map_err(pin_error)?;
         let sealed = signing
             .seal(
@@ -331,7 +331,7 @@ impl Ledger {
                 &KeyRef::version_only(rec.dek_version),
                 &signing_key_aad(rec.id),
             )
-            .map_err(|e| Error::Storage(e.to_string()))?;
+            .map_err(|e| Error::Storage(e.into()))?;
         Ok((sealed.as_bytes().to_vec(), params.to_bytes().to_vec()))
     }
 }

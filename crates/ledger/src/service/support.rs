@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use coffer_audit::{AuditEvent, Code, DetailValue, EntityId, StreamId, Subject};
 
 use crate::domain::{WalletId, WalletState};
-use crate::error::Error;
+use crate::error::{Error, context};
 use crate::money::Balance;
 use crate::pin::PinCheckError;
 use crate::port::{WalletChange, WalletRecord};
@@ -88,7 +88,7 @@ pub(super) fn wallet_stream(wallet: WalletId) -> StreamId {
 }
 
 pub(super) fn corrupt(what: &str, wallet: WalletId) -> impl FnOnce(String) -> Error + '_ {
-    move |e| Error::Corrupt(format!("{what} of wallet {wallet}: {e}"))
+    move |e| Error::Corrupt(context(format!("{what} of wallet {wallet}"), e))
 }
 
 /// Adds a detail. The keys here are literals of `[a-z_]` and no event gets more than six, so
@@ -102,7 +102,7 @@ pub(super) fn with(mut event: AuditEvent, key: &str, value: DetailValue) -> Audi
 pub(super) fn pin_error(e: PinCheckError) -> Error {
     match e {
         PinCheckError::WrongPin => Error::WrongPin { attempts_left: 0 },
-        PinCheckError::Corrupt(r) => Error::Corrupt(r),
+        PinCheckError::Corrupt(r) => Error::Corrupt(r.into()),
         PinCheckError::Unavailable => Error::Unavailable("PIN verification unavailable".into()),
     }
 }
@@ -120,8 +120,9 @@ pub(super) fn state(keys: &DataKeys, rec: &WalletRecord) -> Result<WalletState, 
         owner: rec.owner,
         currency: rec.currency,
         status: rec.status,
-        balance: Balance::from_minor(minor)
-            .ok_or_else(|| Error::Corrupt(format!("negative balance in wallet {}", rec.id)))?,
+        balance: Balance::from_minor(minor).ok_or_else(|| {
+            Error::Corrupt(format!("negative balance in wallet {}", rec.id).into())
+        })?,
         failed_pins: rec.failed_pins,
     })
 }

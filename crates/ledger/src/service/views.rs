@@ -24,7 +24,7 @@ use coffer_crypto::{WalletPublicKey, WalletSignature};
 use crate::domain::{
     self, Account, Posting, TransactionId, TransactionKind, UserId, WalletId, WalletStatus,
 };
-use crate::error::Error;
+use crate::error::{Error, context};
 use crate::money::{Amount, Balance, Currency, Money};
 use crate::port::{TransactionRecord, WalletRecord};
 use crate::sealing::{DataKeys, memo_aad, posting_aad};
@@ -133,11 +133,11 @@ impl TransactionView {
         else {
             return Ok(false);
         };
-        let pk = WalletPublicKey::from_bytes(&pk).map_err(|e| Error::Corrupt(e.to_string()))?;
-        let sig = WalletSignature::from_bytes(&sig).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let pk = WalletPublicKey::from_bytes(&pk).map_err(|e| Error::Corrupt(e.into()))?;
+        let sig = WalletSignature::from_bytes(&sig).map_err(|e| Error::Corrupt(e.into()))?;
         pk.verify(&bytes, &sig)
             .map(|()| true)
-            .map_err(|e| Error::Corrupt(format!("transaction {}: {e}", self.id)))
+            .map_err(|e| Error::Corrupt(context(format!("transaction {}", self.id), e)))
     }
 }
 
@@ -198,20 +198,20 @@ pub(crate) fn transaction_view(
         .first()
         .map(|p| p.delta.unsigned_abs())
         .and_then(|a| i64::try_from(a).ok())
-        .ok_or_else(|| Error::Corrupt(format!("transaction {} has no postings", t.id)))?;
+        .ok_or_else(|| Error::Corrupt(format!("transaction {} has no postings", t.id).into()))?;
     let memo = match &t.memo {
         Some(m) => {
             let plain = keys.open(t.key_wallet, &memo_aad(t.id), m, "memo")?;
             Some(
                 String::from_utf8(plain.expose_secret().to_vec())
-                    .map_err(|_| Error::Corrupt(format!("memo of transaction {}", t.id)))?,
+                    .map_err(|_| Error::Corrupt(format!("memo of transaction {}", t.id).into()))?,
             )
         }
         None => None,
     };
     let signature = match &t.signature {
         Some(s) => Some(<[u8; 64]>::try_from(s.as_slice()).map_err(|_| {
-            Error::Corrupt(format!("signature of transaction {} is not 64 bytes", t.id))
+            Error::Corrupt(format!("signature of transaction {} is not 64 bytes", t.id).into())
         })?),
         None => None,
     };
@@ -219,8 +219,9 @@ pub(crate) fn transaction_view(
         id: t.id,
         kind: t.kind,
         money: Money {
-            amount: Amount::parse(amount, i64::MAX)
-                .map_err(|_| Error::Corrupt(format!("transaction {} moves nothing", t.id)))?,
+            amount: Amount::parse(amount, i64::MAX).map_err(|_| {
+                Error::Corrupt(format!("transaction {} moves nothing", t.id).into())
+            })?,
             currency: t.currency,
         },
         from_wallet: t.from_wallet,

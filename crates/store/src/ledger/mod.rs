@@ -15,6 +15,7 @@
 //! another from `with_clock`.
 
 use coffer_ledger::domain::{TransactionId, TransactionKind, UserId, WalletId, WalletStatus};
+use coffer_ledger::error::context;
 use coffer_ledger::port::{DataKeyRecord, PostingRecord, TransactionRecord, WalletRecord};
 use coffer_ledger::{Currency, Error};
 use sqlx::Row;
@@ -60,17 +61,19 @@ fn db_err(e: sqlx::Error) -> Error {
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => Error::Unavailable(e.to_string()),
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => Error::Corrupt(e.to_string()),
-        other => Error::Storage(other.to_string()),
+        | sqlx::Error::WorkerCrashed => Error::Unavailable(e.into()),
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => Error::Corrupt(e.into()),
+        other => Error::Storage(other.into()),
     }
 }
 
 fn audit_err(e: coffer_audit::AuditError) -> Failure {
     match e {
         coffer_audit::AuditError::Conflict(_) => Failure::Retry,
-        coffer_audit::AuditError::Unavailable(m) => Failure::Error(Error::Unavailable(m)),
-        other => Failure::Error(Error::Storage(format!("audit: {other}"))),
+        e @ coffer_audit::AuditError::Unavailable(_) => {
+            Failure::Error(Error::Unavailable(e.into()))
+        }
+        other => Failure::Error(Error::Storage(context("audit", other))),
     }
 }
 
@@ -100,16 +103,16 @@ fn write_failure(e: sqlx::Error) -> Failure {
 }
 
 fn corrupt(what: &str) -> impl Fn(String) -> Error + '_ {
-    move |e| Error::Corrupt(format!("stored {what}: {e}"))
+    move |e| Error::Corrupt(context(format!("stored {what}"), e))
 }
 
 fn u32_of(v: i64, what: &str) -> Result<u32, Error> {
-    u32::try_from(v).map_err(|_| Error::Corrupt(format!("stored {what} out of range: {v}")))
+    u32::try_from(v).map_err(|_| Error::Corrupt(format!("stored {what} out of range: {v}").into()))
 }
 
 fn key32(v: Vec<u8>, what: &str) -> Result<[u8; 32], Error> {
     <[u8; 32]>::try_from(v.as_slice())
-        .map_err(|_| Error::Corrupt(format!("stored {what} is not 32 bytes")))
+        .map_err(|_| Error::Corrupt(format!("stored {what} is not 32 bytes").into()))
 }
 
 fn currency(s: &str) -> Result<Currency, Error> {
@@ -418,7 +421,7 @@ macro_rules! ledger_store {
                     }
                     let id = TransactionId::from_uuid(id);
                     let t = Self::one_transaction(&mut tx, id).await?.ok_or_else(|| {
-                        Error::Corrupt(format!("idempotency key names missing transaction {id}"))
+                        Error::Corrupt(format!("idempotency key names missing transaction {id}").into())
                     })?;
                     return Ok(Applied::Replayed(t));
                 }

@@ -114,7 +114,9 @@ async fn write_changes(
         .execute(&mut *conn)
         .await?;
         if updated.rows_affected() != 1 {
-            return Err(Error::Storage(format!("wallet {} changed while locked", c.id)).into());
+            return Err(
+                Error::Storage(format!("wallet {} changed while locked", c.id).into()).into(),
+            );
         }
     }
     if let Some((wallet, key)) = changes.new_public_key {
