@@ -42,7 +42,9 @@ mod worker;
 
 pub use auth::{AuthConfig, RevocationBackend};
 pub use database::DatabaseConfig;
-pub use keys::{AwsKmsSettings, KEY_PROVIDERS, KeysConfig, VaultAuthMethod, VaultSettings};
+pub use keys::{
+    AwsKmsSettings, KEY_PROVIDERS, KeyProviderKind, KeysConfig, VaultAuthMethod, VaultSettings,
+};
 pub use ledger::LedgerSettings;
 pub use log::{LogConfig, LogFormat};
 pub use rate_limit::{POLICY_NAMES, PolicySetting, RateLimitConfig};

@@ -143,7 +143,10 @@ mod tests {
         let mut c = Config::default();
         c.apply_env(&vars).unwrap();
         c.validate().unwrap();
-        assert_eq!(c.keys.provider, "vault-transit");
+        assert_eq!(
+            c.keys.provider,
+            crate::config::KeyProviderKind::VaultTransit
+        );
         assert_eq!(c.vault.token.as_ref().unwrap().expose(), "hvs.s3cret-token");
         // Taken verbatim: a number stays a string, quotes stay.
         assert_eq!(c.vault.password.as_ref().unwrap().expose(), "123456");
