@@ -5,8 +5,8 @@
 //! region, `endpoint_url`, fixed keys or the AWS default chain, timeout).
 //!
 //! `keys.provider` is a [`KeyProviderKind`], parsed from its spelling (one of [`KEY_PROVIDERS`]):
-//! an unknown spelling is refused while the configuration is read, the message naming
-//! `keys.provider` and the accepted values. `keys.key_id` names the key file's id, the KV
+//! an unknown spelling is refused while the configuration is read, the error naming
+//! `keys.provider` (or its variable) and the accepted values. `keys.key_id` names the key file's id, the KV
 //! secret, the Transit key or the KMS key (id, ARN or alias). `[vault]` and `[aws_kms]` are
 //! checked only when `keys.provider` chooses them. Their credentials (the Vault token,
 //! password and secret id, the AWS secret key) are [`SecretSetting`]s, best given in the
@@ -24,7 +24,7 @@ use super::{ConfigError, SecretSetting, error};
 /// The master key provider `keys.provider` names, spelled `local`, `vault-kv`,
 /// `vault-transit` or `aws-kms` in the file, the environment and `Display`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(try_from = "String", rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 pub enum KeyProviderKind {
     /// A key file, or `COFFER_MASTER_KEY`.
     #[default]
@@ -65,14 +65,6 @@ impl fmt::Display for KeyProviderKind {
     }
 }
 
-/// The problem and the fix of an unknown spelling: it names the setting, as the message
-/// reaches the user through the deserializer's error.
-fn unknown_provider(given: &str) -> String {
-    format!(
-        "{given:?} is not a key provider (keys.provider takes local, vault-kv, vault-transit or aws-kms)"
-    )
-}
-
 impl FromStr for KeyProviderKind {
     type Err = ConfigError;
 
@@ -87,14 +79,6 @@ impl FromStr for KeyProviderKind {
                     "use local, vault-kv, vault-transit or aws-kms",
                 )
             })
-    }
-}
-
-impl TryFrom<String> for KeyProviderKind {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse().map_err(|_| unknown_provider(&s))
     }
 }
 
