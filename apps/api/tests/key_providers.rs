@@ -44,7 +44,7 @@ async fn vault_user() -> (String, String, String) {
 }
 
 fn use_vault(c: &mut Config, provider: &str, addr: String, key: String, password: String) {
-    c.keys.provider = provider.into();
+    c.keys.provider = provider.parse().unwrap();
     c.keys.key_id.clone_from(&key);
     c.vault.address = addr;
     c.vault.auth = VaultAuthMethod::Userpass;
@@ -147,7 +147,7 @@ async fn aws_kms_by_configuration() {
     let key = kms.create_key().send().await.unwrap();
     let key_id = key.key_metadata().unwrap().key_id().to_owned();
     let s = Server::start_with(Database::Sqlite, |c| {
-        c.keys.provider = "aws-kms".into();
+        c.keys.provider = coffer_app::KeyProviderKind::AwsKms;
         c.keys.key_id = key_id;
         c.aws_kms.region = "eu-west-1".into();
         c.aws_kms.endpoint_url = Some(url);

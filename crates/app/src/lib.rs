@@ -53,7 +53,8 @@ pub mod usage;
 pub mod worker;
 
 pub use config::{
-    Config, ConfigError, LogFormat, RevocationBackend, VaultAuthMethod, WorkerConfig,
+    Config, ConfigError, KeyProviderKind, LogFormat, RevocationBackend, VaultAuthMethod,
+    WorkerConfig,
 };
 
 /// Why the application could not start.
@@ -627,8 +628,8 @@ async fn open_provider(config: &Config) -> Result<Arc<dyn KeyProvider>, AppError
     let keys = &config.keys;
     let failed =
         |e: coffer_keys::KeyError| AppError::Keys(format!("key provider {}: {e}", keys.provider));
-    match keys.provider.as_str() {
-        "vault-kv" | "vault-transit" => {
+    match keys.provider {
+        KeyProviderKind::VaultKv | KeyProviderKind::VaultTransit => {
             let v = &config.vault;
             let mount = |default: &str| {
                 if v.auth_mount.is_empty() {
@@ -660,7 +661,7 @@ async fn open_provider(config: &Config) -> Result<Arc<dyn KeyProvider>, AppError
             conn.namespace.clone_from(&v.namespace);
             conn.ca_file.clone_from(&v.ca_file);
             conn.timeout = Duration::from_millis(v.timeout_ms);
-            if keys.provider == "vault-kv" {
+            if keys.provider == KeyProviderKind::VaultKv {
                 let mut s = KvSettings::new(&keys.key_id);
                 s.mount.clone_from(&v.kv_mount);
                 s.prefix.clone_from(&v.kv_prefix);
@@ -680,7 +681,7 @@ async fn open_provider(config: &Config) -> Result<Arc<dyn KeyProvider>, AppError
                 ))
             }
         }
-        "aws-kms" => {
+        KeyProviderKind::AwsKms => {
             let k = &config.aws_kms;
             let mut s = KmsSettings::new(&keys.key_id, &k.region);
             s.endpoint_url.clone_from(&k.endpoint_url);
@@ -693,7 +694,7 @@ async fn open_provider(config: &Config) -> Result<Arc<dyn KeyProvider>, AppError
             }
             Ok(Arc::new(AwsKmsProvider::connect(s).await.map_err(failed)?))
         }
-        _ => {
+        KeyProviderKind::Local => {
             let source = match std::env::var("COFFER_MASTER_KEY") {
                 Ok(inline) => LocalKeySource::Inline(zeroize::Zeroizing::new(inline)),
                 Err(_) => {

@@ -4,18 +4,83 @@
 //! timeout, KV refresh, `create_key`) and `[aws_kms]` ([`AwsKmsSettings`], for `aws-kms`:
 //! region, `endpoint_url`, fixed keys or the AWS default chain, timeout).
 //!
-//! `keys.provider` is one of [`KEY_PROVIDERS`]; `keys.key_id` names the key file's id, the KV
+//! `keys.provider` is a [`KeyProviderKind`], parsed from its spelling (one of [`KEY_PROVIDERS`]):
+//! an unknown spelling is refused while the configuration is read, the error naming
+//! `keys.provider` (or its variable) and the accepted values. `keys.key_id` names the key file's id, the KV
 //! secret, the Transit key or the KMS key (id, ARN or alias). `[vault]` and `[aws_kms]` are
 //! checked only when `keys.provider` chooses them. Their credentials (the Vault token,
 //! password and secret id, the AWS secret key) are [`SecretSetting`]s, best given in the
 //! environment (`COFFER_VAULT__TOKEN`, `COFFER_VAULT__PASSWORD`, `COFFER_VAULT__SECRET_ID`,
 //! `COFFER_AWS_KMS__SECRET_ACCESS_KEY`) and shown as `***`.
 
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, SecretSetting, error};
+
+/// The master key provider `keys.provider` names, spelled `local`, `vault-kv`,
+/// `vault-transit` or `aws-kms` in the file, the environment and `Display`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyProviderKind {
+    /// A key file, or `COFFER_MASTER_KEY`.
+    #[default]
+    Local,
+    /// Vault or OpenBao KV v2 ([vault]).
+    VaultKv,
+    /// Vault or OpenBao Transit ([vault]).
+    VaultTransit,
+    /// AWS KMS ([aws_kms]).
+    AwsKms,
+}
+
+impl KeyProviderKind {
+    /// Every provider, in the order the documentation lists them.
+    pub const ALL: [Self; 4] = [Self::Local, Self::VaultKv, Self::VaultTransit, Self::AwsKms];
+
+    /// The spelling of the configuration (and of the logs).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::VaultKv => "vault-kv",
+            Self::VaultTransit => "vault-transit",
+            Self::AwsKms => "aws-kms",
+        }
+    }
+
+    /// Vault or OpenBao (`[vault]` is checked and used).
+    #[must_use]
+    pub const fn is_vault(self) -> bool {
+        matches!(self, Self::VaultKv | Self::VaultTransit)
+    }
+}
+
+impl fmt::Display for KeyProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for KeyProviderKind {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                error(
+                    "keys.provider",
+                    format!("{s:?} is not a key provider"),
+                    "use local, vault-kv, vault-transit or aws-kms",
+                )
+            })
+    }
+}
 
 /// The master key provider.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -23,7 +88,7 @@ use super::{ConfigError, SecretSetting, error};
 pub struct KeysConfig {
     /// `local` (a key file, or `COFFER_MASTER_KEY`), `vault-kv`, `vault-transit` ([vault]) or
     /// `aws-kms` ([aws_kms]).
-    pub provider: String,
+    pub provider: KeyProviderKind,
     /// The key file.
     pub key_file: PathBuf,
     /// Create the key file on first start when it is absent.
@@ -42,7 +107,7 @@ pub struct KeysConfig {
 impl Default for KeysConfig {
     fn default() -> Self {
         Self {
-            provider: "local".to_owned(),
+            provider: KeyProviderKind::Local,
             key_file: PathBuf::from("data/master.json"),
             create_key_file: true,
             key_id: "coffer-master".to_owned(),
@@ -156,27 +221,26 @@ impl Default for AwsKmsSettings {
     }
 }
 
-/// The key providers `keys.provider` may name.
-pub const KEY_PROVIDERS: &[&str] = &["local", "vault-kv", "vault-transit", "aws-kms"];
+/// The spellings `keys.provider` accepts, those of [`KeyProviderKind::ALL`].
+pub const KEY_PROVIDERS: &[&str] = &[
+    KeyProviderKind::Local.as_str(),
+    KeyProviderKind::VaultKv.as_str(),
+    KeyProviderKind::VaultTransit.as_str(),
+    KeyProviderKind::AwsKms.as_str(),
+];
 
 impl KeysConfig {
-    /// The provider, then the key manager it chooses (`vault`, `aws_kms`), then the cache.
+    /// The key manager the provider chooses (`vault`, `aws_kms`), then the cache (the provider
+    /// itself was checked when it was parsed).
     pub(super) fn validate(
         &self,
         vault: &VaultSettings,
         aws_kms: &AwsKmsSettings,
     ) -> Result<(), ConfigError> {
-        if !KEY_PROVIDERS.contains(&self.provider.as_str()) {
-            return Err(error(
-                "keys.provider",
-                format!("{:?} is not a key provider", self.provider),
-                "use local, vault-kv, vault-transit or aws-kms",
-            ));
-        }
-        if self.provider.starts_with("vault-") {
+        if self.provider.is_vault() {
             vault.validate()?;
         }
-        if self.provider == "aws-kms" {
+        if self.provider == KeyProviderKind::AwsKms {
             aws_kms.validate()?;
         }
         if self.cache_entries == 0 {
@@ -261,10 +325,20 @@ mod tests {
 
     #[test]
     fn a_key_manager_without_its_credentials_is_refused_by_name() {
+        // An unknown provider is refused while parsing, naming the setting and the fix.
+        let e = Config::from_toml("[keys]\nprovider = \"hsm\"\n").unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.contains("keys.provider"), "{shown}");
+        assert!(
+            shown.contains("local, vault-kv, vault-transit or aws-kms"),
+            "{shown}"
+        );
+        assert_eq!(
+            "hsm".parse::<KeyProviderKind>().unwrap_err().setting,
+            "keys.provider"
+        );
         let mut c = Config::default();
-        c.keys.provider = "hsm".into();
-        assert_eq!(c.validate().unwrap_err().setting, "keys.provider");
-        c.keys.provider = "vault-kv".into();
+        c.keys.provider = KeyProviderKind::VaultKv;
         assert_eq!(c.validate().unwrap_err().setting, "vault.token");
         c.vault.auth = VaultAuthMethod::Userpass;
         c.vault.username = Some("coffer-api".into());
@@ -274,9 +348,22 @@ mod tests {
         c.vault.address = "vault:8200".into();
         assert_eq!(c.validate().unwrap_err().setting, "vault.address");
         let mut k = Config::default();
-        k.keys.provider = "aws-kms".into();
+        k.keys.provider = KeyProviderKind::AwsKms;
         k.validate().unwrap(); // the AWS default chain
         k.aws_kms.access_key_id = Some("AKIAEXAMPLE".into());
         assert_eq!(k.validate().unwrap_err().setting, "aws_kms.access_key_id");
+    }
+
+    #[test]
+    fn key_providers_keep_their_spelling_both_ways() {
+        for (p, spelled) in KeyProviderKind::ALL.into_iter().zip(KEY_PROVIDERS) {
+            assert_eq!(p.to_string(), *spelled);
+            assert_eq!(spelled.parse::<KeyProviderKind>().unwrap(), p);
+            let c = Config::from_toml(&format!("[keys]\nprovider = \"{spelled}\"\n")).unwrap();
+            assert_eq!(c.keys.provider, p);
+            let tree = toml::Table::try_from(&c.keys).unwrap();
+            assert_eq!(tree["provider"].as_str(), Some(*spelled));
+        }
+        assert_eq!(KeyProviderKind::default(), KeyProviderKind::Local);
     }
 }

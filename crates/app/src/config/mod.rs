@@ -4,10 +4,10 @@
 //!
 //! Environment overrides: `COFFER_LISTEN`, `COFFER_DATA_DIR` (where the embedded database and
 //! key file live), `COFFER_DATABASE_URL`, `COFFER_KEY_FILE`, `COFFER_REDIS_URL` (set: the
-//! revocation list and the rate limiter go to Redis), `COFFER_REVOCATION` (`database`, `memory` or `redis`), `COFFER_LOG_FORMAT`
-//! (`pretty` or `json`), and `COFFER_<SECTION>__<KEY>` for every other setting.
-//! `COFFER_MASTER_KEY` (inline master keys, read by the key provider) takes
-//! the place of the key file when set.
+//! revocation list and the rate limiter go to Redis), `COFFER_REVOCATION` (`database`,
+//! `memory` or `redis`), `COFFER_LOG_FORMAT` (`pretty` or `json`), and
+//! `COFFER_<SECTION>__<KEY>` for every other setting. `COFFER_MASTER_KEY` (inline master keys,
+//! read by the key provider) takes the place of the key file when set.
 //!
 //! [`Config`] has one field per section (and `data_dir`), each section a type of its own module
 //! with its defaults and its checks: `server` ([`ServerConfig`]), `database`
@@ -16,14 +16,17 @@
 //! ([`RateLimitConfig`]), `worker` ([`WorkerConfig`]) and `log` ([`LogConfig`]). Every section
 //! refuses unknown keys and takes its defaults for the keys it is not given.
 //!
-//! The layers: [`Config::load`] starts from [`Config::default`], reads the file over it
-//! ([`Config::from_toml`]), then the `COFFER_*` variables ([`Config::apply_env`], in the `env`
-//! module), then validates. [`Config::validate`] runs each section's checks and stops at the
-//! first wrong setting, a [`ConfigError`] naming the setting (`section.name`, or the
-//! environment variable), the problem and the fix, which `config check` prints; the order of
-//! the checks is the order in which settings are reported when several are wrong. Secrets
-//! (the key managers' credentials, passwords in URLs) are masked wherever the configuration is
-//! shown: in `Debug` and in [`Config::masked_toml`] (the `secret` module).
+//! The layers (figment, in the `env` module): [`Config::load`] reads the file and the
+//! `COFFER_*` variables and hands them to [`Config::from_sources`], which merges
+//! [`Config::default`], the file and the `COFFER_<SECTION>__<KEY>` variables, extracts the
+//! configuration once, then applies the named variables; `load` then validates.
+//! [`Config::from_toml`] is the defaults and a file alone. [`Config::validate`] runs each
+//! section's checks and stops at the first wrong setting, a [`ConfigError`] naming the setting
+//! (`section.name`, or the environment variable), the problem and the fix, which `config
+//! check` prints; the order of the checks is the order in which settings are reported when
+//! several are wrong. Secrets (the key managers' credentials, passwords in URLs) are masked
+//! wherever the configuration is shown: in `Debug`, in [`Config::masked_toml`], and in any
+//! serialisation (the `secret` module).
 
 use std::path::{Path, PathBuf};
 
@@ -42,7 +45,9 @@ mod worker;
 
 pub use auth::{AuthConfig, RevocationBackend};
 pub use database::DatabaseConfig;
-pub use keys::{AwsKmsSettings, KEY_PROVIDERS, KeysConfig, VaultAuthMethod, VaultSettings};
+pub use keys::{
+    AwsKmsSettings, KEY_PROVIDERS, KeyProviderKind, KeysConfig, VaultAuthMethod, VaultSettings,
+};
 pub use ledger::LedgerSettings;
 pub use log::{LogConfig, LogFormat};
 pub use rate_limit::{POLICY_NAMES, PolicySetting, RateLimitConfig};
@@ -122,39 +127,34 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] naming the setting.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut config = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = file
+            .map(|path| {
+                std::fs::read_to_string(path).map_err(|e| {
                     error(
                         "--config",
                         format!("cannot read {}: {e}", path.display()),
                         "pass an existing TOML file, or none for the defaults",
                     )
-                })?;
-                Self::from_toml(&text)?
-            }
-            None => Self::default(),
-        };
+                })
+            })
+            .transpose()?;
         let vars: std::collections::BTreeMap<String, String> = std::env::vars()
             .filter(|(k, _)| k.starts_with("COFFER_"))
             .collect();
-        config.apply_env(&vars)?;
+        let config = Self::from_sources(text.as_deref(), &vars)?;
         config.validate()?;
         Ok(config)
     }
 
-    /// Parses TOML (no environment, not validated).
+    /// The defaults with a TOML file over them (no environment, not validated).
     ///
     /// # Errors
-    /// [`ConfigError`] with the parser's message (it names the key and line).
+    /// [`ConfigError`] naming the setting (or `config file` for a syntax error, with its line).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| {
-            error(
-                "config file",
-                e.message().to_owned(),
-                "see docs/CONFIGURATION in README for the settings",
-            )
-        })
+        let none = env::SettingVars::new(&std::collections::BTreeMap::new());
+        env::layers(Some(text))
+            .extract()
+            .map_err(|e| env::config_error(&e, &none))
     }
 
     /// Checks every setting.

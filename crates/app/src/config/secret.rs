@@ -1,7 +1,8 @@
 //! Keeping secrets out of sight. The key managers' credentials (the Vault token, password and
-//! secret id, the AWS secret key: [`SECRET_KEYS`]) are [`SecretSetting`]s: `***` in `Debug`,
-//! zeroized on drop, and taken verbatim from the environment (never parsed as TOML, so a
-//! numeric password stays a string and quotes stay). Passwords in URLs (`database.url`, the
+//! secret id, the AWS secret key: [`SECRET_KEYS`]) are [`SecretSetting`]s: `***` in `Debug`
+//! and when serialised (nothing serialises one to read it back: the layers start from the
+//! defaults, which hold none), zeroized on drop, and taken verbatim from the environment
+//! (never parsed as TOML, so a numeric password stays a string and quotes stay). Passwords in URLs (`database.url`, the
 //! Redis URLs) are masked by [`mask_url`], in the userinfo or in a `password=` query pair;
 //! the sections holding them mask them in `Debug`. [`Config::masked_toml`] is the effective
 //! configuration that `config check` prints, with both kinds masked.
@@ -12,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Config;
 
-/// A secret setting (a token, a password): redacted in `Debug`, zeroized on drop, masked by
-/// [`Config::masked_toml`].
+/// A secret setting (a token, a password): redacted in `Debug` and when serialised, zeroized on
+/// drop.
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]
 pub struct SecretSetting(secrecy::SecretString);
@@ -30,10 +31,6 @@ impl SecretSetting {
     pub fn secret(&self) -> secrecy::SecretString {
         self.0.clone()
     }
-
-    fn masked() -> Self {
-        Self(secrecy::SecretString::from("***"))
-    }
 }
 
 impl From<&str> for SecretSetting {
@@ -48,11 +45,11 @@ impl fmt::Debug for SecretSetting {
     }
 }
 
-/// Serialized as its value: only [`Config::apply_env`] round-trips the configuration through
-/// TOML; what is shown goes through [`Config::masked_toml`], which masks it first.
+/// Serialised as `***`, never as its value: the configuration is serialised to be shown
+/// ([`Config::masked_toml`]) and, defaults only, as the first layer.
 impl Serialize for SecretSetting {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.expose())
+        s.serialize_str("***")
     }
 }
 
@@ -102,16 +99,7 @@ impl Config {
         shown.database.url = mask_url(&shown.database.url);
         shown.auth.redis_url = shown.auth.redis_url.as_deref().map(mask_url);
         shown.rate_limit.redis_url = shown.rate_limit.redis_url.as_deref().map(mask_url);
-        for secret in [
-            &mut shown.vault.token,
-            &mut shown.vault.password,
-            &mut shown.vault.secret_id,
-            &mut shown.aws_kms.secret_access_key,
-        ] {
-            if secret.is_some() {
-                *secret = Some(SecretSetting::masked());
-            }
-        }
+        // The secrets serialise as `***` (see `SecretSetting`'s `Serialize`).
         let mut out = toml::to_string_pretty(&shown).unwrap_or_default();
         if std::env::var_os("COFFER_MASTER_KEY").is_some() {
             out.push_str("\n# COFFER_MASTER_KEY is set (***): it replaces keys.key_file\n");
@@ -132,6 +120,7 @@ mod tests {
             ("COFFER_VAULT__TOKEN", "hvs.s3cret-token"),
             ("COFFER_VAULT__PASSWORD", "123456"),
             ("COFFER_VAULT__SECRET_ID", "'quoted'"),
+            ("COFFER_VAULT__USERNAME", "0123"),
             ("COFFER_AWS_KMS__ACCESS_KEY_ID", "AKIAEXAMPLE"),
             ("COFFER_AWS_KMS__SECRET_ACCESS_KEY", "aws-s3cret-key"),
             // Another generic setting after the secrets: the round trip keeps them.
@@ -140,10 +129,12 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let mut c = Config::default();
-        c.apply_env(&vars).unwrap();
+        let c = Config::from_sources(None, &vars).unwrap();
         c.validate().unwrap();
-        assert_eq!(c.keys.provider, "vault-transit");
+        assert_eq!(
+            c.keys.provider,
+            crate::config::KeyProviderKind::VaultTransit
+        );
         assert_eq!(c.vault.token.as_ref().unwrap().expose(), "hvs.s3cret-token");
         // Taken verbatim: a number stays a string, quotes stay.
         assert_eq!(c.vault.password.as_ref().unwrap().expose(), "123456");
@@ -159,5 +150,42 @@ mod tests {
         );
         assert!(shown.contains("token = \"***\""), "{shown}");
         assert!(!format!("{c:?}").contains("s3cret"));
+        // Not a secret: parsed as TOML, so 0123 (not a TOML number) stays a string.
+        assert_eq!(c.vault.username.as_deref(), Some("0123"));
+        // Serialised, a secret is `***` whatever the serialiser.
+        let tree = toml::to_string(&c).unwrap();
+        assert!(
+            !tree.contains("s3cret") && !tree.contains("123456"),
+            "{tree}"
+        );
+    }
+
+    #[test]
+    fn secrets_are_taken_as_written_and_a_files_survive_the_environment() {
+        for written in ["0123", "true", "[x", "'x'", "1e3", "\"q\""] {
+            let vars = [("COFFER_VAULT__PASSWORD".to_owned(), written.to_owned())].into();
+            let c = Config::from_sources(None, &vars).unwrap();
+            assert_eq!(c.vault.password.as_ref().unwrap().expose(), written);
+        }
+        // A secret from the file stays when other settings come from the environment.
+        let vars = [(
+            "COFFER_LEDGER__MAX_AMOUNT_MINOR".to_owned(),
+            "1000".to_owned(),
+        )]
+        .into();
+        let c = Config::from_sources(
+            Some("[aws_kms]\naccess_key_id = \"AKIA\"\nsecret_access_key = \"file-s3cret\"\n"),
+            &vars,
+        )
+        .unwrap();
+        assert_eq!(
+            c.aws_kms.secret_access_key.as_ref().unwrap().expose(),
+            "file-s3cret"
+        );
+        assert_eq!(c.ledger.max_amount_minor, 1000);
+        // A secret of the wrong type in the file is refused without quoting it.
+        let e = Config::from_toml("[vault]\npassword = 987654\n").unwrap_err();
+        assert_eq!(e.setting, "vault.password");
+        assert!(!e.to_string().contains("987654"), "{e}");
     }
 }
