@@ -12,6 +12,10 @@
 //!   [`secrets::SqliteSecretStore`]).
 //! - [`rotation`]: the rotation store ([`rotation::PgRotationStore`],
 //!   [`rotation::SqliteRotationStore`]): wrapped keys by KEK version, rotation jobs, job locks.
+//!
+//! Every adapter classifies the driver's errors in one place, `db` (unavailable, conflict,
+//! corrupt, storage, the driver's error kept as the source), and each port's error has one
+//! conversion from that classification.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -24,6 +28,7 @@ use sqlx::sqlite::{
 
 pub mod audit;
 pub mod auth;
+mod db;
 pub mod ledger;
 pub mod rotation;
 pub mod secrets;

@@ -22,25 +22,23 @@ use coffer_rotation::{
 use sqlx::Row;
 use uuid::Uuid;
 
-fn db_err(e: sqlx::Error) -> RotationStoreError {
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => RotationStoreError::Unavailable(e.to_string()),
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
-            RotationStoreError::Corrupt(e.to_string())
+use crate::db::{Conflict, DbFailure, DbFailureKind};
+
+impl From<DbFailure> for RotationStoreError {
+    fn from(f: DbFailure) -> Self {
+        match f.kind() {
+            DbFailureKind::Unavailable => Self::Unavailable(f.message()),
+            DbFailureKind::Corrupt => Self::Corrupt(f.message()),
+            DbFailureKind::Conflict(Conflict::Unique) => Self::Conflict,
+            DbFailureKind::Conflict(Conflict::Retry) | DbFailureKind::Storage => {
+                Self::Storage(f.message())
+            }
         }
-        other
-            if other
-                .as_database_error()
-                .is_some_and(|d| d.is_unique_violation()) =>
-        {
-            RotationStoreError::Conflict
-        }
-        other => RotationStoreError::Storage(other.to_string()),
     }
+}
+
+fn db_err(e: sqlx::Error) -> RotationStoreError {
+    DbFailure::from(e).into()
 }
 
 fn corrupt(what: &str) -> RotationStoreError {

@@ -10,23 +10,20 @@ use coffer_secrets::{
 };
 use sqlx::Row;
 
-fn db_err(e: sqlx::Error) -> SecretStoreError {
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => SecretStoreError::Unavailable(e.to_string()),
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
-            SecretStoreError::Corrupt(e.to_string())
+use crate::db::{DbFailure, DbFailureKind};
+
+impl From<DbFailure> for SecretStoreError {
+    fn from(f: DbFailure) -> Self {
+        match f.kind() {
+            DbFailureKind::Unavailable => Self::Unavailable(f.message()),
+            DbFailureKind::Corrupt => Self::Corrupt(f.message()),
+            DbFailureKind::Conflict(_) | DbFailureKind::Storage => Self::Storage(f.message()),
         }
-        other => SecretStoreError::Storage(other.to_string()),
     }
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .is_some_and(|d| d.is_unique_violation())
+fn db_err(e: sqlx::Error) -> SecretStoreError {
+    DbFailure::from(e).into()
 }
 
 fn corrupt(what: &str) -> SecretStoreError {
@@ -149,7 +146,7 @@ macro_rules! secret_stores {
             async fn insert(
                 conn: &mut $Conn,
                 v: &Values,
-            ) -> Result<(), sqlx::Error> {
+            ) -> Result<(), DbFailure> {
                 sqlx::query(&format!(
                     "INSERT INTO secrets ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
                 ))
@@ -166,6 +163,7 @@ macro_rules! secret_stores {
                 .execute(conn)
                 .await
                 .map(drop)
+                .map_err(DbFailure::from)
             }
         }
 
@@ -175,10 +173,10 @@ macro_rules! secret_stores {
                 let v = values(record, true)?;
                 let mut conn = self.pool.acquire().await.map_err(db_err)?;
                 match Self::insert(&mut conn, &v).await {
-                    Err(e) if is_unique_violation(&e) => {
+                    Err(f) if f.is_unique() => {
                         Err(SecretStoreError::Exists(record.meta.name.clone()))
                     }
-                    other => other.map_err(db_err),
+                    other => other.map_err(SecretStoreError::from),
                 }
             }
 
@@ -217,13 +215,13 @@ macro_rules! secret_stores {
                 }
                 match Self::insert(&mut tx, &v).await {
                     // The version exists (restored, or inserted by a rotation that won).
-                    Err(e) if is_unique_violation(&e) => {
+                    Err(f) if f.is_unique() => {
                         return Err(SecretStoreError::Conflict {
                             name: name.clone(),
                             expected: expected_active,
                         });
                     }
-                    other => other.map_err(db_err)?,
+                    other => other.map_err(SecretStoreError::from)?,
                 }
                 tx.commit().await.map_err(db_err)
             }
@@ -300,13 +298,13 @@ macro_rules! secret_stores {
                     // Another process restored or activated a version meanwhile (Postgres; SQLite's
                     // write transactions do not interleave): say so rather than count it skipped.
                     // Restoring again is harmless.
-                    Err(e) if is_unique_violation(&e) => {
+                    Err(f) if f.is_unique() => {
                         return Err(SecretStoreError::Conflict {
                             name: record.meta.name.clone(),
                             expected: record.meta.version,
                         });
                     }
-                    other => other.map_err(db_err)?,
+                    other => other.map_err(SecretStoreError::from)?,
                 }
                 tx.commit().await.map_err(db_err)?;
                 Ok(true)

@@ -30,6 +30,8 @@ use coffer_crypto::HmacKey;
 use coffer_keys::{KeyContext, KeyProvider, WrappedKey};
 use futures_util::{Stream, StreamExt};
 
+use crate::db::{Conflict, DbFailure, DbFailureKind};
+
 /// Loads the audit key from `audit_key`, creating and wrapping one on first use (whoever wins a
 /// creation race, every process then uses the stored key). One body for both databases: the SQL
 /// is the same and `$n` placeholders work on both.
@@ -138,21 +140,23 @@ pub fn audit_key_context() -> KeyContext {
     KeyContext::new().with("purpose", "audit-key")
 }
 
+/// A serialization failure or deadlock is a conflict the caller retries (the whole
+/// transaction); a stored value that cannot be decoded, a unique violation and anything else
+/// are the driver's error as it is.
+impl From<DbFailure> for AuditError {
+    fn from(f: DbFailure) -> Self {
+        match f.kind() {
+            DbFailureKind::Unavailable => Self::Unavailable(f.message()),
+            DbFailureKind::Conflict(Conflict::Retry) => Self::Conflict(f.message()),
+            DbFailureKind::Conflict(Conflict::Unique)
+            | DbFailureKind::Corrupt
+            | DbFailureKind::Storage => Self::Other(Box::new(f.into_source())),
+        }
+    }
+}
+
 fn db_err(e: sqlx::Error) -> AuditError {
-    // 40001 serialization_failure, 40P01 deadlock_detected: the caller retries the transaction.
-    if let Some(code) = e.as_database_error().and_then(|d| d.code())
-        && (code == "40001" || code == "40P01")
-    {
-        return AuditError::Conflict(e.to_string());
-    }
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => AuditError::Unavailable(e.to_string()),
-        other => AuditError::Other(Box::new(other)),
-    }
+    DbFailure::from(e).into()
 }
 
 /// The columns an event is stored as.

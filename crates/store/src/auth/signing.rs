@@ -11,6 +11,8 @@
 
 use coffer_auth::store::{StoredSigningKey, UserStoreError};
 
+use crate::db::DbFailure;
+
 use super::rows::{db_err, i64_of, signing_key_from};
 use super::{PgUserStore, SqliteUserStore};
 
@@ -62,16 +64,12 @@ macro_rules! signing {
             .bind(&key.sealed)
             .bind(i64_of(key.created_at))
             .execute(&mut *tx)
-            .await;
+            .await
+            .map_err(DbFailure::from);
             match inserted {
                 // Another process made a key current meanwhile.
-                Err(e)
-                    if e.as_database_error()
-                        .is_some_and(|d| d.is_unique_violation()) =>
-                {
-                    Ok(false)
-                }
-                Err(e) => Err(db_err(e)),
+                Err(f) if f.is_unique() => Ok(false),
+                Err(f) => Err(f.into()),
                 Ok(_) => {
                     tx.commit().await.map_err(db_err)?;
                     Ok(true)

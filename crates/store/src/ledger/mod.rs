@@ -20,6 +20,8 @@ use coffer_ledger::{Currency, Error};
 use sqlx::Row;
 use uuid::Uuid;
 
+use crate::db::{Conflict, DbFailure, DbFailureKind};
+
 mod pg;
 mod sqlite;
 
@@ -53,17 +55,19 @@ impl From<sqlx::Error> for Failure {
     }
 }
 
+impl From<DbFailure> for Error {
+    fn from(f: DbFailure) -> Self {
+        match f.kind() {
+            DbFailureKind::Unavailable => Error::Unavailable(f.message()),
+            DbFailureKind::Corrupt => Error::Corrupt(f.message()),
+            DbFailureKind::Conflict(_) | DbFailureKind::Storage => Error::Storage(f.message()),
+        }
+    }
+}
+
 /// Translates a driver error into the port's.
 fn db_err(e: sqlx::Error) -> Error {
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => Error::Unavailable(e.to_string()),
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => Error::Corrupt(e.to_string()),
-        other => Error::Storage(other.to_string()),
-    }
+    DbFailure::from(e).into()
 }
 
 fn audit_err(e: coffer_audit::AuditError) -> Failure {
@@ -74,28 +78,18 @@ fn audit_err(e: coffer_audit::AuditError) -> Failure {
     }
 }
 
-/// Whether `e` is a unique violation on a constraint or index whose name contains `what`.
-fn unique_violation(e: &sqlx::Error, what: &str) -> bool {
-    e.as_database_error().is_some_and(|d| {
-        d.is_unique_violation()
-            && (d.constraint().is_some_and(|c| c.contains(what)) || d.message().contains(what))
-    })
-}
-
 /// A failed write: a second reversal loses to the unique index on `reverses`; a second use of
-/// a new idempotency key loses to its primary key and is retried (it then finds the first).
+/// a new idempotency key loses to its primary key and is retried (it then finds the first), and
+/// so is a transaction Postgres aborted as a serialization failure or deadlock.
 fn write_failure(e: sqlx::Error) -> Failure {
-    if unique_violation(&e, "reverses") {
+    let f = DbFailure::from(e);
+    if f.is_unique_on("reverses") {
         Failure::Error(Error::Rejected(coffer_ledger::LedgerError::AlreadyReversed))
-    } else if unique_violation(&e, "idempotency")
-        // 40001 serialization_failure, 40P01 deadlock_detected: the transaction runs again.
-        || e.as_database_error()
-            .and_then(|d| d.code())
-            .is_some_and(|c| c == "40001" || c == "40P01")
+    } else if f.is_unique_on("idempotency") || f.kind() == DbFailureKind::Conflict(Conflict::Retry)
     {
         Failure::Retry
     } else {
-        Failure::Error(db_err(e))
+        Failure::Error(f.into())
     }
 }
 
@@ -506,13 +500,11 @@ macro_rules! ledger_store {
                 .execute(&mut *tx)
                 .await;
                 if let Err(e) = inserted {
-                    return Err(if e
-                        .as_database_error()
-                        .is_some_and(|d| d.is_unique_violation())
-                    {
+                    let f = crate::db::DbFailure::from(e);
+                    return Err(if f.is_unique() {
                         Error::DuplicateWallet(r.id)
                     } else {
-                        db_err(e)
+                        f.into()
                     });
                 }
                 sqlx::query(
