@@ -162,62 +162,103 @@ async fn write_changes(
     let t = changes.transaction.as_ref();
     let dk = changes.new_data_key.as_ref();
     let postings = t.map_or(&[][..], |t| t.postings.as_slice());
+    // Each `.bind` is the statement's next parameter, in order, named by its `$n`; `w`
+    // parameters are arrays with an element per changed wallet, `t` ones the new transaction's
+    // (NULL without one), `dk` ones the new data key's (NULL without one).
     let row = sqlx::query(&SQL)
+        // $1..$8: the changed wallets (`w`), unnested together.
+        // $1: the wallets' ids.
         .bind(w.iter().map(|c| *c.id.as_uuid()).collect::<Vec<_>>())
+        // $2: their new statuses.
         .bind(w.iter().map(|c| c.status.as_str()).collect::<Vec<_>>())
+        // $3: their versions as locked (the update requires them, and stores each plus one).
         .bind(versions)
+        // $4: their new balances.
         .bind(w.iter().map(|c| c.balance.clone()).collect::<Vec<_>>())
+        // $5: their new signing keys (sealed).
         .bind(w.iter().map(|c| c.signing_key.clone()).collect::<Vec<_>>())
+        // $6: their new public keys.
         .bind(w.iter().map(|c| c.public_key.to_vec()).collect::<Vec<_>>())
+        // $7: their new PIN KDF parameters.
         .bind(w.iter().map(|c| c.kdf_params.clone()).collect::<Vec<_>>())
+        // $8: their new failed-PIN counts.
         .bind(
             w.iter()
                 .map(|c| i64::from(c.failed_pins))
                 .collect::<Vec<_>>(),
         )
+        // $9: now: the wallets' `updated_at`, the new keys' `created_at`.
         .bind(now)
+        // $10: the wallet of a new public key (`k`; NULL: none).
         .bind(changes.new_public_key.map(|(w, _)| *w.as_uuid()))
+        // $11: the new public key.
         .bind(changes.new_public_key.map(|(_, k)| k.to_vec()))
+        // $12..$24 and $29: the new transaction (`t`; $12 NULL: none).
+        // $12: its id (also the postings' `transaction_id`).
         .bind(t.map(|t| *t.id.as_uuid()))
+        // $13: its kind.
         .bind(t.map(|t| t.kind.as_str()))
+        // $14: its currency.
         .bind(t.map(|t| t.currency.code()))
+        // $15: its time.
         .bind(t.map(|t| t.at_micros))
+        // $16: the wallet money left.
         .bind(t.and_then(|t| t.from_wallet).map(|w| *w.as_uuid()))
+        // $17: the wallet money reached.
         .bind(t.and_then(|t| t.to_wallet).map(|w| *w.as_uuid()))
+        // $18: the wallet whose data key seals its memo and settlement posting.
         .bind(t.map(|t| *t.key_wallet.as_uuid()))
+        // $19: the transaction it reverses.
         .bind(t.and_then(|t| t.reverses).map(|r| *r.as_uuid()))
+        // $20: its idempotency scope.
         .bind(t.map(|t| t.scope.as_str()))
+        // $21: its idempotency key.
         .bind(t.map(|t| t.idempotency_key.as_str()))
+        // $22: its memo (an envelope).
         .bind(t.and_then(|t| t.memo.as_deref()))
+        // $23: its signature.
         .bind(t.and_then(|t| t.signature.as_deref()))
+        // $24: the public key that made the signature.
         .bind(
             t.and_then(|t| t.public_key.as_ref())
                 .map(<[u8; 32]>::as_slice),
         )
+        // $25..$28: its postings (`p`), unnested together.
+        // $25: the postings' line numbers.
         .bind(
             postings
                 .iter()
                 .map(|p| i64::from(p.line))
                 .collect::<Vec<_>>(),
         )
+        // $26: their wallets (NULL: the currency's settlement account).
         .bind(
             postings
                 .iter()
                 .map(|p| p.wallet.map(|w| *w.as_uuid()))
                 .collect::<Vec<_>>(),
         )
+        // $27: the wallet row versions they produced.
         .bind(postings.iter().map(|p| p.wallet_seq).collect::<Vec<_>>())
+        // $28: their amounts.
         .bind(
             postings
                 .iter()
                 .map(|p| p.amount.clone())
                 .collect::<Vec<_>>(),
         )
+        // $29: the transaction's request fingerprint.
         .bind(t.map(|t| t.fingerprint.as_slice()))
+        // $30..$33: the new data key (`dk`; $30 NULL: none).
+        // $30: its wallet (whose `dek_version` becomes $31).
         .bind(dk.map(|k| *k.wallet.as_uuid()))
+        // $31: its version.
         .bind(dk.map(|k| i64::from(k.version)))
+        // $32: the key, wrapped.
         .bind(dk.map(|k| k.wrapped.as_slice()))
+        // $33: the KEK version it is wrapped under.
         .bind(dk.map(|k| i64::from(k.kek_version)));
+    // $34..$46: the first audit record (`ah`, `ae`), bound by `bind_append`.
     let row = bind_append(row, first.as_ref())
         .fetch_one(&mut *conn)
         .await
