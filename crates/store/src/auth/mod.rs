@@ -73,6 +73,9 @@ pub(super) trait AuthDialect: Send + Sync + 'static {
         event: &AuditEvent,
     ) -> Result<Receipt, AuditError>;
 
+    /// Whether each revocation is announced on [`REVOCATION_CHANNEL`] (Postgres' `pg_notify`).
+    const ANNOUNCE: bool;
+
     /// How many rows a statement changed.
     fn rows_affected(done: &<Self::Db as Database>::QueryResult) -> u64;
 }

@@ -1,4 +1,5 @@
-//! The user store's dialect on Postgres: a write transaction begins with a plain `BEGIN`.
+//! The user store's and the revocation list's dialect on Postgres: a write transaction begins with
+//! a plain `BEGIN`, and each revocation is announced with `pg_notify`.
 //! Audit records are appended through [`PgAuditLog`](crate::audit::PgAuditLog).
 
 use coffer_audit::{AuditError, AuditEvent, Receipt};
@@ -15,6 +16,8 @@ pub(super) struct PgDialect;
 impl AuthDialect for PgDialect {
     type Db = Postgres;
     type Audit = PgAuditLog;
+
+    const ANNOUNCE: bool = true;
 
     async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         pool.begin_with("BEGIN").await

@@ -1,4 +1,4 @@
-//! The user store's dialect on SQLite: a write transaction begins with `BEGIN IMMEDIATE`, taking the database's one
+//! The user store's and the revocation list's dialect on SQLite (no announcements): a write transaction begins with `BEGIN IMMEDIATE`, taking the database's one
 //! write lock up front.
 //! Audit records are appended through [`SqliteAuditLog`](crate::audit::SqliteAuditLog).
 
@@ -16,6 +16,8 @@ pub(super) struct SqliteDialect;
 impl AuthDialect for SqliteDialect {
     type Db = Sqlite;
     type Audit = SqliteAuditLog;
+
+    const ANNOUNCE: bool = false;
 
     async fn begin(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         pool.begin_with("BEGIN IMMEDIATE").await
