@@ -1,6 +1,6 @@
-//! The user store's and the revocation list's dialect on Postgres: a write transaction begins with
-//! a plain `BEGIN`, and each revocation is announced with `pg_notify`.
-//! Audit records are appended through [`PgAuditLog`](crate::audit::PgAuditLog).
+//! The user store's and the revocation list's dialect on Postgres: a write transaction
+//! begins with a plain `BEGIN`, and each revocation is announced with `pg_notify`. Audit
+//! records are appended through [`PgAuditLog`](crate::audit::PgAuditLog).
 
 use coffer_audit::{AuditError, AuditEvent, Receipt};
 use sqlx::postgres::PgPool;

@@ -1,6 +1,7 @@
-//! The user store's and the revocation list's dialect on SQLite (no announcements): a write transaction begins with `BEGIN IMMEDIATE`, taking the database's one
-//! write lock up front.
-//! Audit records are appended through [`SqliteAuditLog`](crate::audit::SqliteAuditLog).
+//! The user store's and the revocation list's dialect on SQLite: a write transaction begins
+//! with `BEGIN IMMEDIATE`, taking the database's one write lock up front; revocations are not
+//! announced. Audit records are appended through
+//! [`SqliteAuditLog`](crate::audit::SqliteAuditLog).
 
 use coffer_audit::{AuditError, AuditEvent, Receipt};
 use sqlx::sqlite::SqlitePool;

@@ -9,8 +9,9 @@
 //! their decoding are in [`rows`].
 //!
 //! `apply` follows [`coffer_ledger::port`]: read the original transaction (a reversal), lock the
-//! wallets in id order (the original's among them), read the original again, check the idempotency key (after the locks, so a concurrent request with
-//! the same key is seen once it commits), decide, write, append the audit records, commit. Two
+//! wallets in id order (the original's among them), read the original again, check the
+//! idempotency key (after the locks, so a concurrent request with the same key is seen once it
+//! commits), decide, write, append the audit records, commit. Two
 //! requests racing with one new idempotency key both decide; the second insert fails on the
 //! unique index of (scope, key) and that request starts again, finding the first one's result.
 //!

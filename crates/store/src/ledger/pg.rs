@@ -1,10 +1,10 @@
 //! The ledger store on Postgres ([`PgLedgerStore`]) and its dialect ([`PgDialect`], the
-//! [`LedgerDialect`] steps that differ from SQLite's). Round trips are what a transfer costs here, so each step is
-//! one statement: the wallets with their data keys (one join), the locks with the idempotency
-//! lookup (one `FOR UPDATE` in id order), and every write of the operation with its audit
-//! record (one statement of data-modifying `WITH` clauses over arrays, the audit append's among
-//! them while this process remembers the head of the record's stream). With `BEGIN`/`COMMIT`, a
-//! transfer is five round trips, three of them under the wallets' locks.
+//! [`LedgerDialect`] steps that differ from SQLite's). Round trips are what a transfer costs
+//! here, so each step is one statement: the wallets with their data keys (one join), the locks
+//! with the idempotency lookup (one `FOR UPDATE` in id order), and every write of the operation
+//! with its audit record (one statement of data-modifying `WITH` clauses over arrays, the audit
+//! append's among them while this process remembers the head of the record's stream). With
+//! `BEGIN`/`COMMIT`, a transfer is five round trips, three of them under the wallets' locks.
 
 use coffer_audit::{AuditError, AuditEvent, Receipt};
 use coffer_ledger::port::{Changes, DataKeyRecord, Idempotency, LoadedWallet, WalletRecord};

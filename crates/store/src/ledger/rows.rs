@@ -11,12 +11,13 @@ use uuid::Uuid;
 
 use super::db_err;
 
-pub(super) const WALLET_COLUMNS: &str = "id, owner_id, currency, status, version, balance, dek_version, \
-     signing_key, public_key, kdf_params, failed_pins, created_at, updated_at";
+pub(super) const WALLET_COLUMNS: &str = "id, owner_id, currency, status, version, balance, \
+     dek_version, signing_key, public_key, kdf_params, failed_pins, created_at, updated_at";
 
-pub(super) const TRANSACTION_COLUMNS: &str = "t.id, t.kind, t.currency, t.at_micros, t.from_wallet, \
-     t.to_wallet, t.key_wallet, t.reverses, t.scope, t.idempotency_key, t.memo, t.signature, \
-     t.public_key, t.fingerprint, (SELECT r.id FROM transactions r WHERE r.reverses = t.id) AS reversed_by";
+pub(super) const TRANSACTION_COLUMNS: &str = "t.id, t.kind, t.currency, t.at_micros, \
+     t.from_wallet, t.to_wallet, t.key_wallet, t.reverses, t.scope, t.idempotency_key, t.memo, \
+     t.signature, t.public_key, t.fingerprint, \
+     (SELECT r.id FROM transactions r WHERE r.reverses = t.id) AS reversed_by";
 
 pub(super) const POSTING_COLUMNS: &str = "transaction_id, line, wallet_id, wallet_seq, amount";
 

@@ -1,7 +1,7 @@
 //! The ledger store on SQLite ([`SqliteLedgerStore`]) and its dialect ([`SqliteDialect`], the
-//! [`LedgerDialect`] steps that differ from Postgres's): `BEGIN IMMEDIATE` takes the database's one write lock up front,
-//! so rows need no locks of their own; rows are read and written one statement at a time (there
-//! is no network between the process and the database).
+//! [`LedgerDialect`] steps that differ from Postgres's): `BEGIN IMMEDIATE` takes the database's
+//! one write lock up front, so rows need no locks of their own; rows are read and written one
+//! statement at a time (there is no network between the process and the database).
 
 use coffer_audit::{AuditError, AuditEvent, Receipt};
 use coffer_ledger::port::{Changes, Idempotency, LoadedWallet, WalletRecord};
