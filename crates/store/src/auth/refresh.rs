@@ -32,11 +32,8 @@ where
     for<'q> String: Encode<'q, D::Db> + Type<D::Db> + Decode<'q, D::Db>,
     for<'q> Vec<u8>: Encode<'q, D::Db> + Type<D::Db> + Decode<'q, D::Db>,
     for<'q> Option<i64>: Encode<'q, D::Db>,
-    for<'q> Option<String>: Encode<'q, D::Db>,
     for<'q> Option<Vec<u8>>: Encode<'q, D::Db>,
     for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db> + ColumnIndex<<D::Db as Database>::Row>,
-    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
-    for<'q> Option<&'q [u8]>: Encode<'q, D::Db>,
     usize: ColumnIndex<<D::Db as Database>::Row>,
 {
     /// Inserts one refresh token inside the caller's transaction.

@@ -11,7 +11,6 @@
 
 use coffer_auth::store::{StoredSigningKey, UserStoreError};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
-use uuid::Uuid;
 
 use crate::db::DbFailure;
 
@@ -22,17 +21,12 @@ impl<D: AuthDialect> UserStoreOn<D>
 where
     for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
     for<'q> <D::Db as Database>::Arguments<'q>: IntoArguments<'q, D::Db>,
-    for<'q> Uuid: Encode<'q, D::Db> + Type<D::Db> + Decode<'q, D::Db>,
     for<'q> i64: Encode<'q, D::Db> + Type<D::Db> + Decode<'q, D::Db>,
-    for<'q> bool: Encode<'q, D::Db> + Type<D::Db> + Decode<'q, D::Db>,
     for<'q> String: Encode<'q, D::Db> + Type<D::Db> + Decode<'q, D::Db>,
     for<'q> Vec<u8>: Encode<'q, D::Db> + Type<D::Db> + Decode<'q, D::Db>,
-    for<'q> Option<i64>: Encode<'q, D::Db>,
-    for<'q> Option<String>: Encode<'q, D::Db>,
     for<'q> Option<Vec<u8>>: Encode<'q, D::Db>,
     for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db> + ColumnIndex<<D::Db as Database>::Row>,
     for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
-    for<'q> Option<&'q [u8]>: Encode<'q, D::Db>,
     usize: ColumnIndex<<D::Db as Database>::Row>,
 {
     pub(in crate::auth) async fn signing_keys(
