@@ -2,13 +2,13 @@
 //!
 //! One body of portable SQL serves both databases: each aggregate's module below holds its
 //! statements in an `impl` block on [`UserStoreOn`], generic over the database's
-//! [`AuthDialect`]; the dialects ([`pg`], [`sqlite`]) differ only in how a write transaction
-//! begins (SQLite takes the write lock up front with `BEGIN IMMEDIATE`) and in the audit
-//! adapter, and Postgres announces each revocation. Every write that changes who may do what
-//! appends its audit record inside the same database transaction (the audit log's
-//! `append_in`), so the change and its record commit together.
+//! [`AuthDialect`]; the dialects differ only in how a write transaction begins (SQLite takes the
+//! write lock up front with `BEGIN IMMEDIATE`) and in the audit adapter (both every store's,
+//! [`crate::dialect`]), and Postgres announces each revocation ([`pg`], [`sqlite`]). Every write
+//! that changes who may do what appends its audit record inside the same database transaction
+//! (the audit log's `append_in`), so the change and its record commit together.
 //!
-//! - `pg`, `sqlite`: the dialects, [`AuthDialect`]'s two implementations;
+//! - `pg`, `sqlite`: [`AuthDialect`]'s two implementations;
 //! - `rows`: column lists, row decoders, the conversions and error translation they share (a
 //!   leaf);
 //! - `users`: users, their data keys, roles and second factor;
@@ -27,18 +27,18 @@
 //! revocation lists' idea of an expired entry come from a clock: the system's from `new`,
 //! another from `with_clock`.
 
-use coffer_audit::{AuditError, AuditEvent, Receipt};
 use coffer_auth::refresh::{RefreshHash, RefreshRecord};
 use coffer_auth::store::{
     LoadedUser, StoredSigningKey, TotpRecord, UserKeyRecord, UserRecord, UserStore, UserStoreError,
 };
 use coffer_auth::user::UserId;
+use sqlx::Pool;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
-use sqlx::{Database, Pool, Transaction};
 use uuid::Uuid;
 
 use crate::audit::{PgAuditLog, SqliteAuditLog};
+use crate::dialect::{Conn, Dialect};
 
 mod feed;
 mod pg;
@@ -52,32 +52,12 @@ mod users;
 pub use feed::feed_revocations;
 pub use revocation::{PgRevocationList, REVOCATION_CHANNEL, SqliteRevocationList};
 
-/// A database's connection.
-type Conn<D> = <<D as AuthDialect>::Db as Database>::Connection;
-
-/// What the user store does differently on each database ([`pg`], [`sqlite`]); everything else
-/// is the aggregates' (`users`, `refresh`, `signing`), on [`UserStoreOn`].
-pub(super) trait AuthDialect: Send + Sync + 'static {
-    /// The database.
-    type Db: Database;
-    /// The audit log on it, which appends inside the store's transactions.
-    type Audit: Clone + Send + Sync + 'static;
-
-    /// Begins a write transaction.
-    async fn begin(pool: &Pool<Self::Db>) -> Result<Transaction<'static, Self::Db>, sqlx::Error>;
-
-    /// Appends `event` inside the transaction on `conn`.
-    async fn append_audit(
-        audit: &Self::Audit,
-        conn: &mut Conn<Self>,
-        event: &AuditEvent,
-    ) -> Result<Receipt, AuditError>;
-
+/// What the user store and the revocation list do differently on each database, beyond the
+/// [`Dialect`] ([`pg`], [`sqlite`]); everything else is the aggregates' (`users`, `refresh`,
+/// `signing`, on [`UserStoreOn`]) and the revocation list's.
+pub(super) trait AuthDialect: Dialect {
     /// Whether each revocation is announced on [`REVOCATION_CHANNEL`] (Postgres' `pg_notify`).
     const ANNOUNCE: bool;
-
-    /// How many rows a statement changed.
-    fn rows_affected(done: &<Self::Db as Database>::QueryResult) -> u64;
 }
 
 /// The user store on the database of `D`: its pool, audit log and clock; each aggregate's
@@ -276,14 +256,14 @@ macro_rules! user_store {
 
 user_store!(
     PgUserStore,
-    dialect = pg::PgDialect,
+    dialect = crate::dialect::Pg,
     pool = PgPool,
     audit = PgAuditLog,
     db = "Postgres"
 );
 user_store!(
     SqliteUserStore,
-    dialect = sqlite::SqliteDialect,
+    dialect = crate::dialect::Sqlite,
     pool = SqlitePool,
     audit = SqliteAuditLog,
     db = "SQLite"

@@ -28,7 +28,7 @@ use sqlx::sqlite::SqlitePool;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use super::rows::i64_of;
-use super::{AuthDialect, Conn, pg, sqlite};
+use super::{AuthDialect, Conn};
 
 /// The channel on which the Postgres revocation list announces each revocation it commits
 /// (payload `token:<jti>`, `user:<id>` or `global`), for [`feed_revocations`](super::feed_revocations).
@@ -267,13 +267,13 @@ macro_rules! revocation_list {
 
 revocation_list!(
     PgRevocationList,
-    dialect = pg::PgDialect,
+    dialect = crate::dialect::Pg,
     pool = PgPool,
     db = "Postgres"
 );
 revocation_list!(
     SqliteRevocationList,
-    dialect = sqlite::SqliteDialect,
+    dialect = crate::dialect::Sqlite,
     pool = SqlitePool,
     db = "SQLite"
 );

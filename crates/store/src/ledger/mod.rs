@@ -1,12 +1,13 @@
-//! The ledger store on Postgres and SQLite: one body of SQL and row handling for both,
-//! [`Ledger`], generic over the database's [`LedgerDialect`]. The dialects differ only in how a
-//! transaction begins (SQLite takes the write lock up front with `BEGIN IMMEDIATE`), how several
-//! wallets are selected and locked (Postgres: one `= ANY($1) ORDER BY id FOR UPDATE`, locking in
-//! id order; SQLite: one row at a time, its single writer already excludes everyone), how the
-//! changes of an operation are written (Postgres: one statement; SQLite: one per row) and the
-//! audit adapter; each implements the trait in its module ([`pg`], [`sqlite`]). The public store
-//! types are thin shells around `Ledger<dialect>`, made by [`ledger_store!`]; the rows and
-//! their decoding are in [`rows`].
+//! The ledger store on Postgres and SQLite: one body of SQL and row handling for both, [`Ledger`],
+//! generic over the database's [`LedgerDialect`]. The dialects differ only in how a transaction
+//! begins (SQLite takes the write lock up front with `BEGIN IMMEDIATE`), how several wallets are
+//! selected and locked (Postgres: one `= ANY($1) ORDER BY id FOR UPDATE`, locking in id order;
+//! SQLite: one row at a time, its single writer already excludes everyone), how the changes of an
+//! operation are written (Postgres: one statement; SQLite: one per row) and the audit adapter. How
+//! a transaction begins and the audit adapter are every store's ([`crate::dialect`]); the rest is
+//! [`LedgerDialect`], implemented in [`pg`] and [`sqlite`]. The public store types are thin shells
+//! around `Ledger<dialect>`, made by [`ledger_store!`]; the rows and their decoding are in
+//! [`rows`].
 //!
 //! `apply` follows [`coffer_ledger::port`]: read the original transaction (a reversal), lock the
 //! wallets in id order (the original's among them), read the original again, check the
@@ -21,17 +22,18 @@
 
 use std::sync::Arc;
 
-use coffer_audit::{AuditError, AuditEvent, Receipt};
+use coffer_audit::Receipt;
 use coffer_ledger::Error;
 use coffer_ledger::domain::{TransactionId, UserId, WalletId};
 use coffer_ledger::port::{
     Applied, Apply, Changes, HistoryPage, Idempotency, LoadedWallet, Locked, NewWallet,
     PostingRecord, TransactionRecord, WalletRecord,
 };
-use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Transaction, Type};
+use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type};
 use uuid::Uuid;
 
 use crate::db::{Conflict, DbFailure, DbFailureKind};
+use crate::dialect::{Conn, Dialect};
 
 mod pg;
 mod rows;
@@ -45,19 +47,9 @@ use rows::{
     transaction_from, wallet_from,
 };
 
-/// A database's connection.
-type Conn<D> = <<D as LedgerDialect>::Db as Database>::Connection;
-
-/// What the ledger store does differently on each database; everything else is [`Ledger`]'s.
-pub(super) trait LedgerDialect: Send + Sync + 'static {
-    /// The database.
-    type Db: Database;
-    /// The audit log on it, which appends inside the store's transactions.
-    type Audit: Clone + Send + Sync + 'static;
-
-    /// Begins a write transaction.
-    async fn begin(pool: &Pool<Self::Db>) -> Result<Transaction<'static, Self::Db>, sqlx::Error>;
-
+/// What the ledger store does differently on each database, beyond the [`Dialect`];
+/// everything else is [`Ledger`]'s.
+pub(super) trait LedgerDialect: Dialect {
     /// The wallets among `ids` that exist, with their data keys, in id order.
     async fn select_loaded(
         conn: &mut Conn<Self>,
@@ -81,13 +73,6 @@ pub(super) trait LedgerDialect: Send + Sync + 'static {
         now: i64,
         audit: &Self::Audit,
     ) -> Result<Vec<Receipt>, Failure>;
-
-    /// Appends `event` inside the transaction on `conn`.
-    async fn append_audit(
-        audit: &Self::Audit,
-        conn: &mut Conn<Self>,
-        event: &AuditEvent,
-    ) -> Result<Receipt, AuditError>;
 }
 
 /// Why a write did not go through: an error for the caller, or a lost idempotency race to retry.

@@ -1,39 +1,29 @@
-//! The ledger store on Postgres ([`PgLedgerStore`]) and its dialect ([`PgDialect`], the
-//! [`LedgerDialect`] steps that differ from SQLite's). Round trips are what a transfer costs
-//! here, so each step is one statement: the wallets with their data keys (one join), the locks
-//! with the idempotency lookup (one `FOR UPDATE` in id order), and every write of the operation
-//! with its audit record (one statement of data-modifying `WITH` clauses over arrays, the audit
-//! append's among them while this process remembers the head of the record's stream). With
-//! `BEGIN`/`COMMIT`, a transfer is five round trips, three of them under the wallets' locks.
+//! The ledger store on Postgres ([`PgLedgerStore`]) and its [`LedgerDialect`] steps (those that
+//! differ from SQLite's). Round trips are what a transfer costs here, so each step is one
+//! statement: the wallets with their data keys (one join), the locks with the idempotency lookup
+//! (one `FOR UPDATE` in id order), and every write of the operation with its audit record (one
+//! statement of data-modifying `WITH` clauses over arrays, the audit append's among them while
+//! this process remembers the head of the record's stream). With `BEGIN`/`COMMIT`, a transfer
+//! is five round trips, three of them under the wallets' locks.
 
-use coffer_audit::{AuditError, AuditEvent, Receipt};
+use coffer_audit::Receipt;
 use coffer_ledger::port::{Changes, DataKeyRecord, Idempotency, LoadedWallet, WalletRecord};
 use coffer_ledger::{Error, WalletId};
 use sqlx::postgres::PgPool;
-use sqlx::{PgConnection, Postgres, Row, Transaction};
+use sqlx::{PgConnection, Row};
 use std::sync::LazyLock;
 use uuid::Uuid;
 
 use super::rows::{WALLET_COLUMNS, u32_of, wallet_from};
 use super::{Failure, LedgerDialect, audit_err, db_err, ledger_store, write_failure};
 use crate::audit::{PgAuditLog, append_ctes, bind_append};
+use crate::dialect::Pg;
 
 fn uuids(ids: &[WalletId]) -> Vec<Uuid> {
     ids.iter().map(|w| *w.as_uuid()).collect()
 }
 
-/// The ledger store's Postgres dialect.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct PgDialect;
-
-impl LedgerDialect for PgDialect {
-    type Db = Postgres;
-    type Audit = PgAuditLog;
-
-    async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        pool.begin().await
-    }
-
+impl LedgerDialect for Pg {
     async fn select_loaded(
         conn: &mut PgConnection,
         ids: &[WalletId],
@@ -291,20 +281,12 @@ impl LedgerDialect for PgDialect {
         }
         Ok(receipts)
     }
-
-    async fn append_audit(
-        audit: &PgAuditLog,
-        conn: &mut PgConnection,
-        event: &AuditEvent,
-    ) -> Result<Receipt, AuditError> {
-        audit.append_in(conn, event).await
-    }
 }
 
 ledger_store!(
     /// The ledger store on Postgres.
     PgLedgerStore,
-    dialect = PgDialect,
+    dialect = Pg,
     pool = PgPool,
     audit = PgAuditLog
 );

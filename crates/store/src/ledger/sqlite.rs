@@ -1,18 +1,19 @@
-//! The ledger store on SQLite ([`SqliteLedgerStore`]) and its dialect ([`SqliteDialect`], the
-//! [`LedgerDialect`] steps that differ from Postgres's): `BEGIN IMMEDIATE` takes the database's
-//! one write lock up front, so rows need no locks of their own; rows are read and written one
-//! statement at a time (there is no network between the process and the database).
+//! The ledger store on SQLite ([`SqliteLedgerStore`]) and its [`LedgerDialect`] steps (those
+//! that differ from Postgres's): `BEGIN IMMEDIATE` takes the database's one write lock up front,
+//! so rows need no locks of their own; rows are read and written one statement at a time (there
+//! is no network between the process and the database).
 
-use coffer_audit::{AuditError, AuditEvent, Receipt};
+use coffer_audit::Receipt;
 use coffer_ledger::port::{Changes, Idempotency, LoadedWallet, WalletRecord};
 use coffer_ledger::{Error, WalletId};
+use sqlx::SqliteConnection;
 use sqlx::sqlite::SqlitePool;
-use sqlx::{Sqlite, SqliteConnection, Transaction};
 use uuid::Uuid;
 
 use super::rows::{WALLET_COLUMNS, key_from, wallet_from};
 use super::{Failure, Ledger, LedgerDialect, audit_err, db_err, ledger_store, write_failure};
 use crate::audit::SqliteAuditLog;
+use crate::dialect::Sqlite;
 
 async fn select_wallets(
     conn: &mut SqliteConnection,
@@ -34,18 +35,7 @@ async fn select_wallets(
     Ok(out)
 }
 
-/// The ledger store's SQLite dialect.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct SqliteDialect;
-
-impl LedgerDialect for SqliteDialect {
-    type Db = Sqlite;
-    type Audit = SqliteAuditLog;
-
-    async fn begin(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        pool.begin_with("BEGIN IMMEDIATE").await
-    }
-
+impl LedgerDialect for Sqlite {
     async fn select_loaded(
         conn: &mut SqliteConnection,
         ids: &[WalletId],
@@ -186,20 +176,12 @@ impl LedgerDialect for SqliteDialect {
         }
         Ok(receipts)
     }
-
-    async fn append_audit(
-        audit: &SqliteAuditLog,
-        conn: &mut SqliteConnection,
-        event: &AuditEvent,
-    ) -> Result<Receipt, AuditError> {
-        audit.append_in(conn, event).await
-    }
 }
 
 ledger_store!(
     /// The ledger store on SQLite (the embedded default).
     SqliteLedgerStore,
-    dialect = SqliteDialect,
+    dialect = Sqlite,
     pool = SqlitePool,
     audit = SqliteAuditLog
 );

@@ -26,6 +26,7 @@ use sqlx::{Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 use uuid::Uuid;
 
 use crate::db::{Conflict, DbFailure, DbFailureKind};
+use crate::dialect::Dialect;
 
 mod pg;
 mod sqlite;
@@ -239,10 +240,7 @@ where
 
 /// What the rotation store does differently on each database; everything else is
 /// [`Rotation`]'s.
-pub(super) trait RotationDialect: Send + Sync + 'static {
-    /// The database.
-    type Db: Database;
-
+pub(super) trait RotationDialect: Dialect {
     /// Writes a batch of replacements (all of one set), each only where the row still holds
     /// its `old` bytes; how many rows changed.
     async fn replace_batch(
@@ -256,9 +254,6 @@ pub(super) trait RotationDialect: Send + Sync + 'static {
         pool: &Pool<Self::Db>,
         name: &str,
     ) -> Result<Option<JobLease>, RotationStoreError>;
-
-    /// How many rows a statement changed.
-    fn rows_affected(done: &<Self::Db as Database>::QueryResult) -> u64;
 }
 
 /// The rotation store on the database of `D`.

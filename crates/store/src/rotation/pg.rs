@@ -1,17 +1,19 @@
-//! The rotation store on Postgres ([`PgRotationStore`]) and its dialect ([`PgDialect`]): a
+//! The rotation store on Postgres ([`PgRotationStore`]) and its [`RotationDialect`] steps: a
 //! batch of replacements is one `UPDATE … FROM UNNEST` over arrays; a job's lock is a session
 //! advisory lock on a connection the lease keeps.
 
 use coffer_rotation::{JobLease, KeySet, Replacement, RotationStoreError};
 use sqlx::PgPool;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgQueryResult, Postgres};
+use sqlx::postgres::Postgres;
+
+use crate::dialect::Pg;
 
 use super::{Owner, RotationDialect, db_err, owner_of, rotation_store, table};
 
 rotation_store!(
     PgRotationStore,
-    dialect = PgDialect,
+    dialect = Pg,
     pool = PgPool,
     db = "Postgres"
 );
@@ -47,13 +49,7 @@ impl Drop for AdvisoryLock {
     }
 }
 
-/// The rotation store's Postgres dialect.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct PgDialect;
-
-impl RotationDialect for PgDialect {
-    type Db = Postgres;
-
+impl RotationDialect for Pg {
     async fn replace_batch(
         pool: &PgPool,
         set: KeySet,
@@ -126,9 +122,5 @@ impl RotationDialect for PgDialect {
                 key,
             })
         }))
-    }
-
-    fn rows_affected(done: &PgQueryResult) -> u64 {
-        done.rows_affected()
     }
 }

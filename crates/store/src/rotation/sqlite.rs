@@ -1,26 +1,22 @@
-//! The rotation store on SQLite ([`SqliteRotationStore`]) and its dialect ([`SqliteDialect`]):
+//! The rotation store on SQLite ([`SqliteRotationStore`]) and its [`RotationDialect`] steps:
 //! a batch of replacements is one `UPDATE` a row in one transaction; a job's lock is an
 //! exclusive `flock` on a file next to the database.
 
 use coffer_rotation::{JobLease, KeySet, Replacement, RotationStoreError};
-use sqlx::sqlite::{Sqlite, SqlitePool, SqliteQueryResult};
+use sqlx::sqlite::SqlitePool;
+
+use crate::dialect::Sqlite;
 
 use super::{Owner, RotationDialect, db_err, owner_of, rotation_store, table};
 
 rotation_store!(
     SqliteRotationStore,
-    dialect = SqliteDialect,
+    dialect = Sqlite,
     pool = SqlitePool,
     db = "SQLite"
 );
 
-/// The rotation store's SQLite dialect.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct SqliteDialect;
-
-impl RotationDialect for SqliteDialect {
-    type Db = Sqlite;
-
+impl RotationDialect for Sqlite {
     async fn replace_batch(
         pool: &SqlitePool,
         set: KeySet,
@@ -91,9 +87,5 @@ impl RotationDialect for SqliteDialect {
                 Err(RotationStoreError::Unavailable(format!("{path}: {e}")))
             }
         }
-    }
-
-    fn rows_affected(done: &SqliteQueryResult) -> u64 {
-        done.rows_affected()
     }
 }

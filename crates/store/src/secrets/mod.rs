@@ -1,6 +1,6 @@
 //! The secrets manager's store on Postgres and SQLite: one body of SQL for both, [`Secrets`],
-//! generic over the database's [`SecretsDialect`] (which only says how a write transaction
-//! begins: SQLite takes the write lock up front with `BEGIN IMMEDIATE`). The public store types
+//! generic over the database's [`Dialect`] (of which the store only uses how a write
+//! transaction begins: SQLite takes the write lock up front with `BEGIN IMMEDIATE`). The public store types
 //! ([`PgSecretStore`] in [`pg`], [`SqliteSecretStore`] in [`sqlite`]) are thin shells around
 //! `Secrets<dialect>`, made by [`secret_store!`]. A rotation deactivates the version the caller
 //! saw active and inserts the next in one transaction; the unique index on the active version
@@ -9,9 +9,10 @@
 use std::collections::BTreeMap;
 
 use coffer_secrets::{RotationPolicy, SecretMeta, SecretName, SecretRecord, SecretStoreError};
-use sqlx::{Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type};
+use sqlx::{Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use crate::db::{DbFailure, DbFailureKind};
+use crate::dialect::{Conn, Dialect};
 
 mod pg;
 mod sqlite;
@@ -128,27 +129,12 @@ where
     })
 }
 
-/// A database's connection.
-type Conn<D> = <<D as SecretsDialect>::Db as Database>::Connection;
-
-/// What the secrets store does differently on each database; everything else is [`Secrets`]'s.
-pub(super) trait SecretsDialect: Send + Sync + 'static {
-    /// The database.
-    type Db: Database;
-
-    /// Begins a write transaction.
-    async fn begin(pool: &Pool<Self::Db>) -> Result<Transaction<'static, Self::Db>, sqlx::Error>;
-
-    /// How many rows a statement changed.
-    fn rows_affected(done: &<Self::Db as Database>::QueryResult) -> u64;
-}
-
 /// The secrets store on the database of `D`.
-pub(super) struct Secrets<D: SecretsDialect> {
+pub(super) struct Secrets<D: Dialect> {
     pool: Pool<D::Db>,
 }
 
-impl<D: SecretsDialect> Clone for Secrets<D> {
+impl<D: Dialect> Clone for Secrets<D> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
@@ -158,7 +144,7 @@ impl<D: SecretsDialect> Clone for Secrets<D> {
 
 /// What the statements need of a database: sqlx's executor and argument traits, and the types
 /// they bind and read. Postgres and SQLite both have them all.
-impl<D: SecretsDialect> Secrets<D>
+impl<D: Dialect> Secrets<D>
 where
     for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
     for<'q> <D::Db as Database>::Arguments<'q>: IntoArguments<'q, D::Db>,
