@@ -12,6 +12,16 @@
 //!   [`secrets::SqliteSecretStore`]).
 //! - [`rotation`]: the rotation store ([`rotation::PgRotationStore`],
 //!   [`rotation::SqliteRotationStore`]): wrapped keys by KEK version, rotation jobs, job locks.
+//!
+//! Every adapter classifies the driver's errors in one place, `db` (unavailable, conflict,
+//! corrupt, storage, the driver's error kept as the source), and each port's error has one
+//! conversion from that classification.
+//!
+//! Each store is one body of SQL generic over its database's dialect: `dialect` has the two
+//! databases as types (`Pg`, `Sqlite`) and what every store does differently on them (how a
+//! write transaction begins, the audit append inside it); a port whose dialects differ in more
+//! has a trait of its own extending it, implemented in its `pg.rs` and `sqlite.rs`. The public
+//! store types are thin shells around the generic store.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -24,6 +34,8 @@ use sqlx::sqlite::{
 
 pub mod audit;
 pub mod auth;
+mod db;
+mod dialect;
 pub mod ledger;
 pub mod rotation;
 pub mod secrets;

@@ -30,93 +30,99 @@ use coffer_crypto::HmacKey;
 use coffer_keys::{KeyContext, KeyProvider, WrappedKey};
 use futures_util::{Stream, StreamExt};
 
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
+
+use crate::db::{Conflict, DbFailure, DbFailureKind};
+
 /// Loads the audit key from `audit_key`, creating and wrapping one on first use (whoever wins a
 /// creation race, every process then uses the stored key). One body for both databases: the SQL
 /// is the same and `$n` placeholders work on both.
-macro_rules! load_audit_key {
-    ($pool:expr, $provider:expr) => {
-        async {
-            let pool = $pool;
-            let provider: &dyn coffer_keys::KeyProvider = $provider;
-            let key_err = |e: sqlx::Error| $crate::StoreError::AuditKey(e.to_string());
-            let select = "SELECT wrapped FROM audit_key WHERE id = 1";
-            let existing: Option<Vec<u8>> = sqlx::query_scalar(select)
-                .fetch_optional(pool)
-                .await
-                .map_err(key_err)?;
-            if existing.is_none() {
-                let generated = provider
-                    .generate_data_key(&$crate::audit::audit_key_context())
-                    .await
-                    .map_err(|e| $crate::StoreError::AuditKey(e.to_string()))?;
-                sqlx::query(
-                    "INSERT INTO audit_key (id, wrapped, kek_version, created_at_micros) \
-                     VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(generated.wrapped.to_bytes())
-                .bind(i64::from(generated.wrapped.version))
-                .bind(coffer_audit::event::unix_micros(
-                    std::time::SystemTime::now(),
-                ))
-                .execute(pool)
-                .await
-                .map_err(key_err)?;
-            }
-            let wrapped: Vec<u8> = sqlx::query_scalar(select)
-                .fetch_one(pool)
-                .await
-                .map_err(key_err)?;
-            $crate::audit::unwrap_audit_key(provider, &wrapped).await
-        }
-    };
+async fn load_audit_key<DB: Database>(
+    pool: &Pool<DB>,
+    provider: &dyn KeyProvider,
+) -> Result<HmacKey, crate::StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let key_err = |e: sqlx::Error| crate::StoreError::AuditKey(e.to_string());
+    let select = "SELECT wrapped FROM audit_key WHERE id = 1";
+    let existing: Option<Vec<u8>> = sqlx::query_scalar(select)
+        .fetch_optional(pool)
+        .await
+        .map_err(key_err)?;
+    if existing.is_none() {
+        let generated = provider
+            .generate_data_key(&audit_key_context())
+            .await
+            .map_err(|e| crate::StoreError::AuditKey(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO audit_key (id, wrapped, kek_version, created_at_micros) \
+             VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(generated.wrapped.to_bytes())
+        .bind(i64::from(generated.wrapped.version))
+        .bind(coffer_audit::event::unix_micros(
+            std::time::SystemTime::now(),
+        ))
+        .execute(pool)
+        .await
+        .map_err(key_err)?;
+    }
+    let wrapped: Vec<u8> = sqlx::query_scalar(select)
+        .fetch_one(pool)
+        .await
+        .map_err(key_err)?;
+    unwrap_audit_key(provider, &wrapped).await
 }
 
 /// The audit key from the secrets manager (`coffer/audit-key`), made on first start: adopted
 /// with its bytes from the `audit_key` row of a database from before the secrets manager (so
 /// the chains written under it still verify), or 32 random bytes.
-macro_rules! audit_key_from_secrets {
-    ($pool:expr, $provider:expr, $secrets:expr) => {
-        async {
-            let pool = $pool;
-            let provider: &dyn coffer_keys::KeyProvider = $provider;
-            let secrets: &coffer_secrets::SecretsManager = $secrets;
-            let err = |e: &dyn std::fmt::Display| $crate::StoreError::AuditKey(e.to_string());
-            let name = coffer_secrets::SecretName::parse($crate::audit::AUDIT_KEY_SECRET)
-                .map_err(|e| err(&e))?;
-            let tags =
-                std::collections::BTreeMap::from([("owner".to_owned(), "coffer-audit".to_owned())]);
-            let value = secrets
-                .get_or_init(&name, &tags, || async {
-                    let legacy: Option<Vec<u8>> =
-                        sqlx::query_scalar("SELECT wrapped FROM audit_key WHERE id = 1")
-                            .fetch_optional(pool)
-                            .await
-                            .map_err(|e| {
-                                coffer_secrets::SecretError::Store(
-                                    coffer_secrets::SecretStoreError::Unavailable(e.to_string()),
-                                )
-                            })?;
-                    match legacy {
-                        Some(wrapped) => {
-                            let key = coffer_secrets::unwrap_legacy_key(
-                                provider,
-                                &wrapped,
-                                &$crate::audit::audit_key_context(),
-                            )
+async fn audit_key_from_secrets<DB: Database>(
+    pool: &Pool<DB>,
+    provider: &dyn KeyProvider,
+    secrets: &coffer_secrets::SecretsManager,
+) -> Result<HmacKey, crate::StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> Vec<u8>: Decode<'q, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let err = |e: &dyn std::fmt::Display| crate::StoreError::AuditKey(e.to_string());
+    let name = coffer_secrets::SecretName::parse(AUDIT_KEY_SECRET).map_err(|e| err(&e))?;
+    let tags = std::collections::BTreeMap::from([("owner".to_owned(), "coffer-audit".to_owned())]);
+    let value = secrets
+        .get_or_init(&name, &tags, || async {
+            let legacy: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT wrapped FROM audit_key WHERE id = 1")
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(|e| {
+                        coffer_secrets::SecretError::Store(
+                            coffer_secrets::SecretStoreError::Unavailable(e.to_string()),
+                        )
+                    })?;
+            match legacy {
+                Some(wrapped) => {
+                    let key =
+                        coffer_secrets::unwrap_legacy_key(provider, &wrapped, &audit_key_context())
                             .await?;
-                            tracing::info!("adopted the audit key into the secrets manager");
-                            Ok(key)
-                        }
-                        None => Ok(coffer_secrets::SecretBytes::new(
-                            coffer_crypto::DataKey::generate().expose_secret().to_vec(),
-                        )),
-                    }
-                })
-                .await
-                .map_err(|e| err(&e))?;
-            coffer_crypto::HmacKey::from_slice(value.expose_secret()).map_err(|e| err(&e))
-        }
-    };
+                    tracing::info!("adopted the audit key into the secrets manager");
+                    Ok(key)
+                }
+                None => Ok(coffer_secrets::SecretBytes::new(
+                    coffer_crypto::DataKey::generate().expose_secret().to_vec(),
+                )),
+            }
+        })
+        .await
+        .map_err(|e| err(&e))?;
+    HmacKey::from_slice(value.expose_secret()).map_err(|e| err(&e))
 }
 
 /// The audit key's name in the secrets manager.
@@ -138,21 +144,23 @@ pub fn audit_key_context() -> KeyContext {
     KeyContext::new().with("purpose", "audit-key")
 }
 
+/// A serialization failure or deadlock is a conflict the caller retries (the whole
+/// transaction); a stored value that cannot be decoded, a unique violation and anything else
+/// are the driver's error as it is.
+impl From<DbFailure> for AuditError {
+    fn from(f: DbFailure) -> Self {
+        match f.kind() {
+            DbFailureKind::Unavailable => Self::Unavailable(f.message()),
+            DbFailureKind::Conflict(Conflict::Retry) => Self::Conflict(f.message()),
+            DbFailureKind::Conflict(Conflict::Unique)
+            | DbFailureKind::Corrupt
+            | DbFailureKind::Storage => Self::Other(Box::new(f.into_source())),
+        }
+    }
+}
+
 fn db_err(e: sqlx::Error) -> AuditError {
-    // 40001 serialization_failure, 40P01 deadlock_detected: the caller retries the transaction.
-    if let Some(code) = e.as_database_error().and_then(|d| d.code())
-        && (code == "40001" || code == "40P01")
-    {
-        return AuditError::Conflict(e.to_string());
-    }
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => AuditError::Unavailable(e.to_string()),
-        other => AuditError::Other(Box::new(other)),
-    }
+    DbFailure::from(e).into()
 }
 
 /// The columns an event is stored as.

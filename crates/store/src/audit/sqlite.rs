@@ -43,7 +43,7 @@ impl SqliteAuditLog {
     /// # Errors
     /// [`StoreError::AuditKey`] when the key cannot be loaded, unwrapped or stored.
     pub async fn open(pool: SqlitePool, provider: &dyn KeyProvider) -> Result<Self, StoreError> {
-        let key = load_audit_key!(&pool, provider).await?;
+        let key = super::load_audit_key(&pool, provider).await?;
         Ok(Self {
             pool,
             key,
@@ -61,7 +61,7 @@ impl SqliteAuditLog {
         provider: &dyn KeyProvider,
         secrets: &coffer_secrets::SecretsManager,
     ) -> Result<Self, StoreError> {
-        let key = audit_key_from_secrets!(&pool, provider, secrets).await?;
+        let key = super::audit_key_from_secrets(&pool, provider, secrets).await?;
         Ok(Self {
             pool,
             key,

@@ -1,12 +1,14 @@
 //! The user store and the persistent revocation list on Postgres and SQLite, on sqlx.
 //!
-//! One body of portable SQL serves both databases: each module below holds one aggregate's
-//! statements in a small macro, expanded once per database; the dialects differ only in how a
-//! write transaction begins (SQLite takes the write lock up front with `BEGIN IMMEDIATE`), in the
-//! audit adapter, and in Postgres announcing each revocation. Every write that changes who may do
-//! what appends its audit record inside the same database transaction (the audit log's
-//! `append_in`), so the change and its record commit together.
+//! One body of portable SQL serves both databases: each aggregate's module below holds its
+//! statements in an `impl` block on [`UserStoreOn`], generic over the database's
+//! [`AuthDialect`]; the dialects differ only in how a write transaction begins (SQLite takes the
+//! write lock up front with `BEGIN IMMEDIATE`) and in the audit adapter (both every store's,
+//! [`crate::dialect`]), and Postgres announces each revocation ([`pg`], [`sqlite`]). Every write
+//! that changes who may do what appends its audit record inside the same database transaction
+//! (the audit log's `append_in`), so the change and its record commit together.
 //!
+//! - `pg`, `sqlite`: [`AuthDialect`]'s two implementations;
 //! - `rows`: column lists, row decoders, the conversions and error translation they share (a
 //!   leaf);
 //! - `users`: users, their data keys, roles and second factor;
@@ -17,8 +19,9 @@
 //!   [`REVOCATION_CHANNEL`] to a process's
 //!   [`CachedRevocationList`](coffer_auth::CachedRevocationList).
 //!
-//! This module defines the user stores, [`PgUserStore`] and [`SqliteUserStore`], and hands each
-//! method of the [`UserStore`] port to its aggregate's function for the database.
+//! This module defines the dialect trait, [`UserStoreOn`], and the user stores, [`PgUserStore`]
+//! and [`SqliteUserStore`]: thin shells (made by `user_store!`) that hand each method of the
+//! [`UserStore`] port to its aggregate's function on `UserStoreOn<dialect>`.
 //!
 //! The times the stores write (`updated_at` of users, `created_at` of service secrets) and the
 //! revocation lists' idea of an expired entry come from a clock: the system's from `new`,
@@ -29,21 +32,51 @@ use coffer_auth::store::{
     LoadedUser, StoredSigningKey, TotpRecord, UserKeyRecord, UserRecord, UserStore, UserStoreError,
 };
 use coffer_auth::user::UserId;
+use sqlx::Pool;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use uuid::Uuid;
 
 use crate::audit::{PgAuditLog, SqliteAuditLog};
+use crate::dialect::{Conn, Dialect};
 
 mod feed;
+mod pg;
 mod refresh;
 mod revocation;
 mod rows;
 mod signing;
+mod sqlite;
 mod users;
 
 pub use feed::feed_revocations;
 pub use revocation::{PgRevocationList, REVOCATION_CHANNEL, SqliteRevocationList};
+
+/// What the user store and the revocation list do differently on each database, beyond the
+/// [`Dialect`] ([`pg`], [`sqlite`]); everything else is the aggregates' (`users`, `refresh`,
+/// `signing`, on [`UserStoreOn`]) and the revocation list's.
+pub(super) trait AuthDialect: Dialect {
+    /// Whether each revocation is announced on [`REVOCATION_CHANNEL`] (Postgres' `pg_notify`).
+    const ANNOUNCE: bool;
+}
+
+/// The user store on the database of `D`: its pool, audit log and clock; each aggregate's
+/// module adds its statements.
+pub(super) struct UserStoreOn<D: AuthDialect> {
+    pool: Pool<D::Db>,
+    audit: D::Audit,
+    clock: std::sync::Arc<dyn coffer_clock::Clock>,
+}
+
+impl<D: AuthDialect> Clone for UserStoreOn<D> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            audit: self.audit.clone(),
+            clock: std::sync::Arc::clone(&self.clock),
+        }
+    }
+}
 
 fn audit_err(e: coffer_audit::AuditError) -> UserStoreError {
     match e {
@@ -52,18 +85,14 @@ fn audit_err(e: coffer_audit::AuditError) -> UserStoreError {
     }
 }
 
-/// Expands to the user store `$store` on one database: the type, and the port, each method
-/// running its aggregate's function for the database (`users::$sql`, `refresh::$sql`,
-/// `signing::$sql`).
+/// Expands to the user store `$store` on one dialect: a thin shell around [`UserStoreOn`] that
+/// implements the port, each method running its aggregate's statements (`users`, `refresh`,
+/// `signing`).
 macro_rules! user_store {
-    ($store:ident, pool = $Pool:ty, audit = $Audit:ty, db = $db:literal, sql = $sql:ident) => {
+    ($store:ident, dialect = $D:ty, pool = $Pool:ty, audit = $Audit:ty, db = $db:literal) => {
         #[doc = concat!("The user store on ", $db, " (see the module documentation).")]
         #[derive(Clone)]
-        pub struct $store {
-            pool: $Pool,
-            audit: $Audit,
-            clock: std::sync::Arc<dyn coffer_clock::Clock>,
-        }
+        pub struct $store(UserStoreOn<$D>);
 
         impl std::fmt::Debug for $store {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,17 +105,17 @@ macro_rules! user_store {
             /// the same database).
             #[must_use]
             pub fn new(pool: $Pool, audit: $Audit) -> Self {
-                Self {
+                Self(UserStoreOn {
                     pool,
                     audit,
                     clock: coffer_clock::system(),
-                }
+                })
             }
 
             /// The same store, reading the time from `clock`.
             #[must_use]
             pub fn with_clock(mut self, clock: std::sync::Arc<dyn coffer_clock::Clock>) -> Self {
-                self.clock = clock;
+                self.0.clock = clock;
                 self
             }
         }
@@ -99,18 +128,18 @@ macro_rules! user_store {
                 key: &UserKeyRecord,
                 audit: &coffer_audit::AuditEvent,
             ) -> Result<coffer_audit::Receipt, UserStoreError> {
-                users::$sql::create_user(self, user, key, audit).await
+                UserStoreOn::create_user(&self.0, user, key, audit).await
             }
 
             async fn user(&self, id: UserId) -> Result<Option<LoadedUser>, UserStoreError> {
-                users::$sql::user(self, id).await
+                UserStoreOn::user(&self.0, id).await
             }
 
             async fn user_by_email(
                 &self,
                 index: &[u8; 32],
             ) -> Result<Option<LoadedUser>, UserStoreError> {
-                users::$sql::user_by_email(self, index).await
+                UserStoreOn::user_by_email(&self.0, index).await
             }
 
             async fn set_roles(
@@ -119,7 +148,7 @@ macro_rules! user_store {
                 roles: &[String],
                 audit: &coffer_audit::AuditEvent,
             ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
-                users::$sql::set_roles(self, id, roles, audit).await
+                UserStoreOn::set_roles(&self.0, id, roles, audit).await
             }
 
             async fn set_totp(
@@ -130,18 +159,18 @@ macro_rules! user_store {
                 dek_version: u32,
                 audit: &coffer_audit::AuditEvent,
             ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
-                users::$sql::set_totp(self, id, totp, expect_confirmed, dek_version, audit).await
+                UserStoreOn::set_totp(&self.0, id, totp, expect_confirmed, dek_version, audit).await
             }
 
             async fn rotate_user_key(
                 &self,
                 r: &coffer_auth::store::UserKeyRotation<'_>,
             ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
-                users::$sql::rotate_user_key(self, r).await
+                UserStoreOn::rotate_user_key(&self.0, r).await
             }
 
             async fn claim_totp_step(&self, id: UserId, step: u64) -> Result<bool, UserStoreError> {
-                users::$sql::claim_totp_step(self, id, step).await
+                UserStoreOn::claim_totp_step(&self.0, id, step).await
             }
 
             async fn start_family(
@@ -149,21 +178,21 @@ macro_rules! user_store {
                 first: &RefreshRecord,
                 audit: &coffer_audit::AuditEvent,
             ) -> Result<coffer_audit::Receipt, UserStoreError> {
-                refresh::$sql::start_family(self, first, audit).await
+                UserStoreOn::start_family(&self.0, first, audit).await
             }
 
             async fn refresh_token(
                 &self,
                 hash: &RefreshHash,
             ) -> Result<Option<RefreshRecord>, UserStoreError> {
-                refresh::$sql::refresh_token(self, hash).await
+                UserStoreOn::refresh_token(&self.0, hash).await
             }
 
             async fn rotate_refresh(
                 &self,
                 r: &coffer_auth::store::Rotation<'_>,
             ) -> Result<bool, UserStoreError> {
-                refresh::$sql::rotate_refresh(self, r).await
+                UserStoreOn::rotate_refresh(&self.0, r).await
             }
 
             async fn revoke_family(
@@ -171,7 +200,7 @@ macro_rules! user_store {
                 family: Uuid,
                 audit: Option<&coffer_audit::AuditEvent>,
             ) -> Result<(u64, Option<coffer_audit::Receipt>), UserStoreError> {
-                refresh::$sql::revoke_family(self, family, audit).await
+                UserStoreOn::revoke_family(&self.0, family, audit).await
             }
 
             async fn revoke_user_families(
@@ -179,22 +208,22 @@ macro_rules! user_store {
                 user: UserId,
                 audit: &coffer_audit::AuditEvent,
             ) -> Result<coffer_audit::Receipt, UserStoreError> {
-                refresh::$sql::revoke_user_families(self, user, audit).await
+                UserStoreOn::revoke_user_families(&self.0, user, audit).await
             }
 
             async fn revoke_every_family(
                 &self,
                 audit: &coffer_audit::AuditEvent,
             ) -> Result<coffer_audit::Receipt, UserStoreError> {
-                refresh::$sql::revoke_every_family(self, audit).await
+                UserStoreOn::revoke_every_family(&self.0, audit).await
             }
 
             async fn purge_families(&self, before: u64) -> Result<u64, UserStoreError> {
-                refresh::$sql::purge_families(self, before).await
+                UserStoreOn::purge_families(&self.0, before).await
             }
 
             async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, UserStoreError> {
-                signing::$sql::signing_keys(self).await
+                UserStoreOn::signing_keys(&self.0).await
             }
 
             async fn add_signing_key(
@@ -202,15 +231,15 @@ macro_rules! user_store {
                 key: &StoredSigningKey,
                 only_if_none: bool,
             ) -> Result<bool, UserStoreError> {
-                signing::$sql::add_signing_key(self, key, only_if_none).await
+                UserStoreOn::add_signing_key(&self.0, key, only_if_none).await
             }
 
             async fn drop_signing_key(&self, kid: &str, at: u64) -> Result<bool, UserStoreError> {
-                signing::$sql::drop_signing_key(self, kid, at).await
+                UserStoreOn::drop_signing_key(&self.0, kid, at).await
             }
 
             async fn secret(&self, purpose: &str) -> Result<Option<Vec<u8>>, UserStoreError> {
-                signing::$sql::secret(self, purpose).await
+                UserStoreOn::secret(&self.0, purpose).await
             }
 
             async fn insert_secret(
@@ -219,7 +248,7 @@ macro_rules! user_store {
                 wrapped: &[u8],
                 kek_version: u32,
             ) -> Result<(), UserStoreError> {
-                signing::$sql::insert_secret(self, purpose, wrapped, kek_version).await
+                UserStoreOn::insert_secret(&self.0, purpose, wrapped, kek_version).await
             }
         }
     };
@@ -227,15 +256,15 @@ macro_rules! user_store {
 
 user_store!(
     PgUserStore,
+    dialect = crate::dialect::Pg,
     pool = PgPool,
     audit = PgAuditLog,
-    db = "Postgres",
-    sql = pg
+    db = "Postgres"
 );
 user_store!(
     SqliteUserStore,
+    dialect = crate::dialect::Sqlite,
     pool = SqlitePool,
     audit = SqliteAuditLog,
-    db = "SQLite",
-    sql = sqlite
+    db = "SQLite"
 );

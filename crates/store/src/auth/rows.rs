@@ -13,26 +13,26 @@ use coffer_auth::user::UserId;
 use sqlx::Row;
 use uuid::Uuid;
 
-pub(super) fn db_err(e: sqlx::Error) -> UserStoreError {
-    // Postgres names the constraint (`users_email_index_key`); SQLite only the column.
-    if e.as_database_error().is_some_and(|d| {
-        d.is_unique_violation()
-            && (d.constraint().is_some_and(|c| c.contains("email_index"))
-                || d.message().contains("email_index"))
-    }) {
-        return UserStoreError::DuplicateEmail;
-    }
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => UserStoreError::Unavailable(e.to_string()),
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
-            UserStoreError::Corrupt(e.to_string())
+use crate::db::{DbFailure, DbFailureKind};
+
+/// A unique violation on the e-mail index is a duplicate e-mail; any other conflict is a
+/// storage error.
+impl From<DbFailure> for UserStoreError {
+    fn from(f: DbFailure) -> Self {
+        // Postgres names the constraint (`users_email_index_key`); SQLite only the column.
+        if f.is_unique_on("email_index") {
+            return Self::DuplicateEmail;
         }
-        other => UserStoreError::Storage(other.to_string()),
+        match f.kind() {
+            DbFailureKind::Unavailable => Self::Unavailable(f.message()),
+            DbFailureKind::Corrupt => Self::Corrupt(f.message()),
+            DbFailureKind::Conflict(_) | DbFailureKind::Storage => Self::Storage(f.message()),
+        }
     }
+}
+
+pub(super) fn db_err(e: sqlx::Error) -> UserStoreError {
+    DbFailure::from(e).into()
 }
 
 pub(super) fn corrupt(what: &str) -> UserStoreError {

@@ -10,133 +10,127 @@
 //! secrets manager; an insert never replaces one.
 
 use coffer_auth::store::{StoredSigningKey, UserStoreError};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
+
+use crate::db::DbFailure;
 
 use super::rows::{db_err, i64_of, signing_key_from};
-use super::{PgUserStore, SqliteUserStore};
+use super::{AuthDialect, Conn, UserStoreOn};
 
-/// Expands to the signing-key and service-secret functions of the store `$store` on one database
-/// (whose write transactions begin with `$begin`).
-macro_rules! signing {
-    ($store:ident, begin = $begin:literal) => {
-        pub(in crate::auth) async fn signing_keys(
-            store: &$store,
-        ) -> Result<Vec<StoredSigningKey>, UserStoreError> {
-            sqlx::query(
-                "SELECT kid, wrapped_dek, kek_version, sealed, created_at, retired_at \
-                 FROM signing_keys WHERE dropped_at IS NULL ORDER BY created_at, kid",
-            )
-            .fetch_all(&store.pool)
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(signing_key_from)
-            .collect()
-        }
+impl<D: AuthDialect> UserStoreOn<D>
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    for<'q> <D::Db as Database>::Arguments<'q>: IntoArguments<'q, D::Db>,
+    for<'q> i64: Encode<'q, D::Db> + Type<D::Db> + Decode<'q, D::Db>,
+    for<'q> String: Encode<'q, D::Db> + Type<D::Db> + Decode<'q, D::Db>,
+    for<'q> Vec<u8>: Encode<'q, D::Db> + Type<D::Db> + Decode<'q, D::Db>,
+    for<'q> Option<Vec<u8>>: Encode<'q, D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db> + ColumnIndex<<D::Db as Database>::Row>,
+    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+{
+    pub(in crate::auth) async fn signing_keys(
+        store: &Self,
+    ) -> Result<Vec<StoredSigningKey>, UserStoreError> {
+        sqlx::query(
+            "SELECT kid, wrapped_dek, kek_version, sealed, created_at, retired_at \
+             FROM signing_keys WHERE dropped_at IS NULL ORDER BY created_at, kid",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(signing_key_from)
+        .collect()
+    }
 
-        pub(in crate::auth) async fn add_signing_key(
-            store: &$store,
-            key: &StoredSigningKey,
-            only_if_none: bool,
-        ) -> Result<bool, UserStoreError> {
-            let mut tx = store.pool.begin_with($begin).await.map_err(db_err)?;
-            let current: Vec<String> =
-                sqlx::query_scalar("SELECT kid FROM signing_keys WHERE retired_at IS NULL")
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-            if only_if_none && !current.is_empty() {
-                return Ok(false);
-            }
-            sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
-                .bind(i64_of(key.created_at))
-                .execute(&mut *tx)
+    pub(in crate::auth) async fn add_signing_key(
+        store: &Self,
+        key: &StoredSigningKey,
+        only_if_none: bool,
+    ) -> Result<bool, UserStoreError> {
+        let mut tx = D::begin(&store.pool).await.map_err(db_err)?;
+        let current: Vec<String> =
+            sqlx::query_scalar("SELECT kid FROM signing_keys WHERE retired_at IS NULL")
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(db_err)?;
-            let inserted = sqlx::query(
-                "INSERT INTO signing_keys (kid, wrapped_dek, kek_version, sealed, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&key.kid)
-            .bind(&key.wrapped_dek)
-            .bind(i64::from(key.kek_version))
-            .bind(&key.sealed)
+        if only_if_none && !current.is_empty() {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
             .bind(i64_of(key.created_at))
             .execute(&mut *tx)
-            .await;
-            match inserted {
-                // Another process made a key current meanwhile.
-                Err(e)
-                    if e.as_database_error()
-                        .is_some_and(|d| d.is_unique_violation()) =>
-                {
-                    Ok(false)
-                }
-                Err(e) => Err(db_err(e)),
-                Ok(_) => {
-                    tx.commit().await.map_err(db_err)?;
-                    Ok(true)
-                }
+            .await
+            .map_err(db_err)?;
+        let inserted = sqlx::query(
+            "INSERT INTO signing_keys (kid, wrapped_dek, kek_version, sealed, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&key.kid)
+        .bind(&key.wrapped_dek)
+        .bind(i64::from(key.kek_version))
+        .bind(&key.sealed)
+        .bind(i64_of(key.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(DbFailure::from);
+        match inserted {
+            // Another process made a key current meanwhile.
+            Err(f) if f.is_unique() => Ok(false),
+            Err(f) => Err(f.into()),
+            Ok(_) => {
+                tx.commit().await.map_err(db_err)?;
+                Ok(true)
             }
         }
+    }
 
-        pub(in crate::auth) async fn drop_signing_key(
-            store: &$store,
-            kid: &str,
-            at: u64,
-        ) -> Result<bool, UserStoreError> {
-            let done = sqlx::query(
-                "UPDATE signing_keys SET dropped_at = $2 \
-                 WHERE kid = $1 AND retired_at IS NOT NULL AND dropped_at IS NULL",
-            )
-            .bind(kid)
-            .bind(i64_of(at))
-            .execute(&store.pool)
-            .await
-            .map_err(db_err)?;
-            Ok(done.rows_affected() == 1)
-        }
+    pub(in crate::auth) async fn drop_signing_key(
+        store: &Self,
+        kid: &str,
+        at: u64,
+    ) -> Result<bool, UserStoreError> {
+        let done = sqlx::query(
+            "UPDATE signing_keys SET dropped_at = $2 \
+             WHERE kid = $1 AND retired_at IS NOT NULL AND dropped_at IS NULL",
+        )
+        .bind(kid)
+        .bind(i64_of(at))
+        .execute(&store.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(D::rows_affected(&done) == 1)
+    }
 
-        pub(in crate::auth) async fn secret(
-            store: &$store,
-            purpose: &str,
-        ) -> Result<Option<Vec<u8>>, UserStoreError> {
-            sqlx::query_scalar("SELECT wrapped FROM service_secrets WHERE purpose = $1")
-                .bind(purpose)
-                .fetch_optional(&store.pool)
-                .await
-                .map_err(db_err)
-        }
-
-        pub(in crate::auth) async fn insert_secret(
-            store: &$store,
-            purpose: &str,
-            wrapped: &[u8],
-            kek_version: u32,
-        ) -> Result<(), UserStoreError> {
-            sqlx::query(
-                "INSERT INTO service_secrets (purpose, wrapped, kek_version, created_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (purpose) DO NOTHING",
-            )
+    pub(in crate::auth) async fn secret(
+        store: &Self,
+        purpose: &str,
+    ) -> Result<Option<Vec<u8>>, UserStoreError> {
+        sqlx::query_scalar("SELECT wrapped FROM service_secrets WHERE purpose = $1")
             .bind(purpose)
-            .bind(wrapped)
-            .bind(i64::from(kek_version))
-            .bind(store.clock.unix_micros())
-            .execute(&store.pool)
+            .fetch_optional(&store.pool)
             .await
-            .map_err(db_err)?;
-            Ok(())
-        }
-    };
-}
+            .map_err(db_err)
+    }
 
-pub(super) mod pg {
-    use super::*;
-
-    signing!(PgUserStore, begin = "BEGIN");
-}
-
-pub(super) mod sqlite {
-    use super::*;
-
-    signing!(SqliteUserStore, begin = "BEGIN IMMEDIATE");
+    pub(in crate::auth) async fn insert_secret(
+        store: &Self,
+        purpose: &str,
+        wrapped: &[u8],
+        kek_version: u32,
+    ) -> Result<(), UserStoreError> {
+        sqlx::query(
+            "INSERT INTO service_secrets (purpose, wrapped, kek_version, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (purpose) DO NOTHING",
+        )
+        .bind(purpose)
+        .bind(wrapped)
+        .bind(i64::from(kek_version))
+        .bind(store.clock.unix_micros())
+        .execute(&store.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
 }

@@ -12,222 +12,232 @@
 
 use coffer_auth::store::{LoadedUser, TotpRecord, UserKeyRecord, UserRecord, UserStoreError};
 use coffer_auth::user::UserId;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
+use uuid::Uuid;
 
 use super::rows::{USER_COLUMNS, db_err, i64_of, key_from, loaded, user_from};
-use super::{PgUserStore, SqliteUserStore, audit_err};
+use super::{AuthDialect, Conn, UserStoreOn, audit_err};
 
-/// Expands to the user functions of the store `$store` on one database (`$Db`, whose write
-/// transactions begin with `$begin`).
-macro_rules! users {
-    ($store:ident, db_type = $Db:ty, begin = $begin:literal) => {
-        /// The user `q` selects (`USER_COLUMNS`), with their keys.
-        async fn load<'q>(
-            store: &$store,
-            q: sqlx::query::Query<'q, $Db, <$Db as sqlx::Database>::Arguments<'q>>,
-        ) -> Result<Option<LoadedUser>, UserStoreError> {
-            let Some(row) = q.fetch_optional(&store.pool).await.map_err(db_err)? else {
-                return Ok(None);
-            };
-            let record = user_from(&row)?;
-            let keys = sqlx::query(
-                "SELECT version, wrapped, kek_version FROM user_keys WHERE user_id = $1 \
-                 ORDER BY version",
-            )
-            .bind(*record.id.as_uuid())
-            .fetch_all(&store.pool)
+impl<D: AuthDialect> UserStoreOn<D>
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    for<'q> <D::Db as Database>::Arguments<'q>: IntoArguments<'q, D::Db>,
+    for<'q> Uuid: Encode<'q, D::Db> + Type<D::Db> + Decode<'q, D::Db>,
+    for<'q> i64: Encode<'q, D::Db> + Type<D::Db> + Decode<'q, D::Db>,
+    for<'q> bool: Encode<'q, D::Db> + Type<D::Db> + Decode<'q, D::Db>,
+    for<'q> String: Encode<'q, D::Db> + Type<D::Db> + Decode<'q, D::Db>,
+    for<'q> Vec<u8>: Encode<'q, D::Db> + Type<D::Db> + Decode<'q, D::Db>,
+    for<'q> Option<i64>: Encode<'q, D::Db>,
+    for<'q> Option<String>: Encode<'q, D::Db>,
+    for<'q> Option<Vec<u8>>: Encode<'q, D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db> + ColumnIndex<<D::Db as Database>::Row>,
+    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<&'q [u8]>: Encode<'q, D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+{
+    /// The user `q` selects (`USER_COLUMNS`), with their keys.
+    async fn load<'q>(
+        store: &Self,
+        q: sqlx::query::Query<'q, D::Db, <D::Db as sqlx::Database>::Arguments<'q>>,
+    ) -> Result<Option<LoadedUser>, UserStoreError> {
+        let Some(row) = q.fetch_optional(&store.pool).await.map_err(db_err)? else {
+            return Ok(None);
+        };
+        let record = user_from(&row)?;
+        let keys = sqlx::query(
+            "SELECT version, wrapped, kek_version FROM user_keys WHERE user_id = $1 \
+             ORDER BY version",
+        )
+        .bind(*record.id.as_uuid())
+        .fetch_all(&store.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(key_from)
+        .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(loaded(record, keys)))
+    }
+
+    /// Runs the update `q` and appends the audit record in one transaction; `None`
+    /// (nothing written) when no user row matched.
+    async fn update_user<'q>(
+        store: &Self,
+        q: sqlx::query::Query<'q, D::Db, <D::Db as sqlx::Database>::Arguments<'q>>,
+        audit: &coffer_audit::AuditEvent,
+    ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
+        let mut tx = D::begin(&store.pool).await.map_err(db_err)?;
+        let done = q.execute(&mut *tx).await.map_err(db_err)?;
+        if D::rows_affected(&done) == 0 {
+            return Ok(None);
+        }
+        let receipt = D::append_audit(&store.audit, &mut tx, audit)
             .await
-            .map_err(db_err)?
-            .iter()
-            .map(key_from)
-            .collect::<Result<Vec<_>, _>>()?;
-            Ok(Some(loaded(record, keys)))
-        }
+            .map_err(audit_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(receipt))
+    }
 
-        /// Runs the update `q` and appends the audit record in one transaction; `None`
-        /// (nothing written) when no user row matched.
-        async fn update_user<'q>(
-            store: &$store,
-            q: sqlx::query::Query<'q, $Db, <$Db as sqlx::Database>::Arguments<'q>>,
-            audit: &coffer_audit::AuditEvent,
-        ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
-            let mut tx = store.pool.begin_with($begin).await.map_err(db_err)?;
-            let done = q
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            if done.rows_affected() == 0 {
-                return Ok(None);
-            }
-            let receipt = store.audit.append_in(&mut tx, audit).await.map_err(audit_err)?;
-            tx.commit().await.map_err(db_err)?;
-            Ok(Some(receipt))
-        }
+    pub(in crate::auth) async fn create_user(
+        store: &Self,
+        user: &UserRecord,
+        key: &UserKeyRecord,
+        audit: &coffer_audit::AuditEvent,
+    ) -> Result<coffer_audit::Receipt, UserStoreError> {
+        let mut tx = D::begin(&store.pool).await.map_err(db_err)?;
+        let roles = serde_json::to_string(&user.roles)
+            .map_err(|e| UserStoreError::Storage(e.to_string()))?;
+        let totp = user.totp.as_ref();
+        sqlx::query(
+            "INSERT INTO users (id, email_index, email, phone, tax_id, password_hash, \
+             roles, dek_version, totp, totp_confirmed, totp_last_step, created_at, \
+             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+        )
+        .bind(*user.id.as_uuid())
+        .bind(user.email_index.to_vec())
+        .bind(&user.email)
+        .bind(&user.phone)
+        .bind(&user.tax_id)
+        .bind(&user.password_hash)
+        .bind(roles)
+        .bind(i64::from(user.dek_version))
+        .bind(totp.map(|t| t.sealed.clone()))
+        .bind(totp.is_some_and(|t| t.confirmed))
+        .bind(i64_of(totp.map_or(0, |t| t.last_step)))
+        .bind(user.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO user_keys (user_id, version, wrapped, kek_version, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(*user.id.as_uuid())
+        .bind(i64::from(key.version))
+        .bind(&key.wrapped)
+        .bind(i64::from(key.kek_version))
+        .bind(user.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let receipt = D::append_audit(&store.audit, &mut tx, audit)
+            .await
+            .map_err(audit_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(receipt)
+    }
 
-        pub(in crate::auth) async fn create_user(
-            store: &$store,
-            user: &UserRecord,
-            key: &UserKeyRecord,
-            audit: &coffer_audit::AuditEvent,
-        ) -> Result<coffer_audit::Receipt, UserStoreError> {
-            let mut tx = store.pool.begin_with($begin).await.map_err(db_err)?;
-            let roles = serde_json::to_string(&user.roles).map_err(|e| UserStoreError::Storage(e.to_string()))?;
-            let totp = user.totp.as_ref();
-            sqlx::query(
-                "INSERT INTO users (id, email_index, email, phone, tax_id, password_hash, \
-                 roles, dek_version, totp, totp_confirmed, totp_last_step, created_at, \
-                 updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
-            )
-            .bind(*user.id.as_uuid())
-            .bind(user.email_index.to_vec())
-            .bind(&user.email)
-            .bind(&user.phone)
-            .bind(&user.tax_id)
-            .bind(&user.password_hash)
+    pub(in crate::auth) async fn user(
+        store: &Self,
+        id: UserId,
+    ) -> Result<Option<LoadedUser>, UserStoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        Self::load(store, sqlx::query(&sql).bind(*id.as_uuid())).await
+    }
+
+    pub(in crate::auth) async fn user_by_email(
+        store: &Self,
+        index: &[u8; 32],
+    ) -> Result<Option<LoadedUser>, UserStoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email_index = $1");
+        Self::load(store, sqlx::query(&sql).bind(index.to_vec())).await
+    }
+
+    pub(in crate::auth) async fn set_roles(
+        store: &Self,
+        id: UserId,
+        roles: &[String],
+        audit: &coffer_audit::AuditEvent,
+    ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
+        let roles =
+            serde_json::to_string(roles).map_err(|e| UserStoreError::Storage(e.to_string()))?;
+        let q = sqlx::query("UPDATE users SET roles = $2, updated_at = $3 WHERE id = $1")
+            .bind(*id.as_uuid())
             .bind(roles)
-            .bind(i64::from(user.dek_version))
-            .bind(totp.map(|t| t.sealed.clone()))
-            .bind(totp.is_some_and(|t| t.confirmed))
-            .bind(i64_of(totp.map_or(0, |t| t.last_step)))
-            .bind(user.created_at)
-            .execute(&mut *tx)
+            .bind(store.clock.unix_micros());
+        Self::update_user(store, q, audit).await
+    }
+
+    pub(in crate::auth) async fn set_totp(
+        store: &Self,
+        id: UserId,
+        totp: Option<&TotpRecord>,
+        expect_confirmed: bool,
+        dek_version: u32,
+        audit: &coffer_audit::AuditEvent,
+    ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
+        let sealed = totp.map(|t| t.sealed.clone());
+        let confirmed = totp.is_some_and(|t| t.confirmed);
+        let step = i64_of(totp.map_or(0, |t| t.last_step));
+        let q = sqlx::query(
+            "UPDATE users SET totp = $2, totp_confirmed = $3, \
+             totp_last_step = CASE WHEN totp_last_step > $4 THEN totp_last_step ELSE $4 END, \
+             updated_at = $5 WHERE id = $1 AND totp_confirmed = $6 AND dek_version = $7",
+        )
+        .bind(*id.as_uuid())
+        .bind(sealed)
+        .bind(confirmed)
+        .bind(step)
+        .bind(store.clock.unix_micros())
+        .bind(expect_confirmed)
+        .bind(i64::from(dek_version));
+        Self::update_user(store, q, audit).await
+    }
+
+    pub(in crate::auth) async fn rotate_user_key(
+        store: &Self,
+        r: &coffer_auth::store::UserKeyRotation<'_>,
+    ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
+        let now = store.clock.unix_micros();
+        let q = sqlx::query(
+            "UPDATE users SET dek_version = $2, email = $3, phone = $4, tax_id = $5, \
+             totp = $6, updated_at = $7 \
+             WHERE id = $1 AND dek_version = $8 AND totp IS NOT DISTINCT FROM $9",
+        )
+        .bind(*r.user.as_uuid())
+        .bind(i64::from(r.key.version))
+        .bind(r.email)
+        .bind(r.phone)
+        .bind(r.tax_id)
+        .bind(r.totp)
+        .bind(now)
+        .bind(i64::from(r.from))
+        .bind(r.totp_was);
+        let mut tx = D::begin(&store.pool).await.map_err(db_err)?;
+        if D::rows_affected(&q.execute(&mut *tx).await.map_err(db_err)?) == 0 {
+            return Ok(None);
+        }
+        sqlx::query(
+            "INSERT INTO user_keys (user_id, version, wrapped, kek_version, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(*r.user.as_uuid())
+        .bind(i64::from(r.key.version))
+        .bind(&r.key.wrapped)
+        .bind(i64::from(r.key.kek_version))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let receipt = D::append_audit(&store.audit, &mut tx, r.audit)
             .await
-            .map_err(db_err)?;
-            sqlx::query(
-                "INSERT INTO user_keys (user_id, version, wrapped, kek_version, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(*user.id.as_uuid())
-            .bind(i64::from(key.version))
-            .bind(&key.wrapped)
-            .bind(i64::from(key.kek_version))
-            .bind(user.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            let receipt = store.audit.append_in(&mut tx, audit).await.map_err(audit_err)?;
-            tx.commit().await.map_err(db_err)?;
-            Ok(receipt)
-        }
+            .map_err(audit_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(receipt))
+    }
 
-        pub(in crate::auth) async fn user(store: &$store, id: UserId) -> Result<Option<LoadedUser>, UserStoreError> {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-            load(store, sqlx::query(&sql).bind(*id.as_uuid())).await
-        }
-
-        pub(in crate::auth) async fn user_by_email(
-            store: &$store,
-            index: &[u8; 32],
-        ) -> Result<Option<LoadedUser>, UserStoreError> {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email_index = $1");
-            load(store, sqlx::query(&sql).bind(index.to_vec())).await
-        }
-
-        pub(in crate::auth) async fn set_roles(
-            store: &$store,
-            id: UserId,
-            roles: &[String],
-            audit: &coffer_audit::AuditEvent,
-        ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
-            let roles = serde_json::to_string(roles).map_err(|e| UserStoreError::Storage(e.to_string()))?;
-            let q = sqlx::query("UPDATE users SET roles = $2, updated_at = $3 WHERE id = $1")
-                .bind(*id.as_uuid())
-                .bind(roles)
-                .bind(store.clock.unix_micros());
-            update_user(store, q, audit).await
-        }
-
-        pub(in crate::auth) async fn set_totp(
-            store: &$store,
-            id: UserId,
-            totp: Option<&TotpRecord>,
-            expect_confirmed: bool,
-            dek_version: u32,
-            audit: &coffer_audit::AuditEvent,
-        ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
-            let sealed = totp.map(|t| t.sealed.clone());
-            let confirmed = totp.is_some_and(|t| t.confirmed);
-            let step = i64_of(totp.map_or(0, |t| t.last_step));
-            let q = sqlx::query(
-                "UPDATE users SET totp = $2, totp_confirmed = $3, \
-                 totp_last_step = CASE WHEN totp_last_step > $4 THEN totp_last_step ELSE $4 END, \
-                 updated_at = $5 WHERE id = $1 AND totp_confirmed = $6 AND dek_version = $7",
-            )
-            .bind(*id.as_uuid())
-            .bind(sealed)
-            .bind(confirmed)
-            .bind(step)
-            .bind(store.clock.unix_micros())
-            .bind(expect_confirmed)
-            .bind(i64::from(dek_version));
-            update_user(store, q, audit).await
-        }
-
-        pub(in crate::auth) async fn rotate_user_key(
-            store: &$store,
-            r: &coffer_auth::store::UserKeyRotation<'_>,
-        ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
-            let now = store.clock.unix_micros();
-            let q = sqlx::query(
-                "UPDATE users SET dek_version = $2, email = $3, phone = $4, tax_id = $5, \
-                 totp = $6, updated_at = $7 \
-                 WHERE id = $1 AND dek_version = $8 AND totp IS NOT DISTINCT FROM $9",
-            )
-            .bind(*r.user.as_uuid())
-            .bind(i64::from(r.key.version))
-            .bind(r.email)
-            .bind(r.phone)
-            .bind(r.tax_id)
-            .bind(r.totp)
-            .bind(now)
-            .bind(i64::from(r.from))
-            .bind(r.totp_was);
-            let mut tx = store.pool.begin_with($begin).await.map_err(db_err)?;
-            if q.execute(&mut *tx).await.map_err(db_err)?.rows_affected() == 0 {
-                return Ok(None);
-            }
-            sqlx::query(
-                "INSERT INTO user_keys (user_id, version, wrapped, kek_version, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(*r.user.as_uuid())
-            .bind(i64::from(r.key.version))
-            .bind(&r.key.wrapped)
-            .bind(i64::from(r.key.kek_version))
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            let receipt = store.audit.append_in(&mut tx, r.audit).await.map_err(audit_err)?;
-            tx.commit().await.map_err(db_err)?;
-            Ok(Some(receipt))
-        }
-
-        pub(in crate::auth) async fn claim_totp_step(store: &$store, id: UserId, step: u64) -> Result<bool, UserStoreError> {
-            let done = sqlx::query(
-                "UPDATE users SET totp_last_step = $2 WHERE id = $1 AND totp_last_step < $2",
-            )
-            .bind(*id.as_uuid())
-            .bind(i64_of(step))
-            .execute(&store.pool)
-            .await
-            .map_err(db_err)?;
-            Ok(done.rows_affected() == 1)
-        }
-    };
-}
-
-pub(super) mod pg {
-    use super::*;
-
-    users!(PgUserStore, db_type = sqlx::Postgres, begin = "BEGIN");
-}
-
-pub(super) mod sqlite {
-    use super::*;
-
-    users!(
-        SqliteUserStore,
-        db_type = sqlx::Sqlite,
-        begin = "BEGIN IMMEDIATE"
-    );
+    pub(in crate::auth) async fn claim_totp_step(
+        store: &Self,
+        id: UserId,
+        step: u64,
+    ) -> Result<bool, UserStoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET totp_last_step = $2 WHERE id = $1 AND totp_last_step < $2",
+        )
+        .bind(*id.as_uuid())
+        .bind(i64_of(step))
+        .execute(&store.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(D::rows_affected(&done) == 1)
+    }
 }

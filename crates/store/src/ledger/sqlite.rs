@@ -1,26 +1,19 @@
-//! The ledger store on SQLite: `BEGIN IMMEDIATE` takes the database's one write lock up front,
+//! The ledger store on SQLite ([`SqliteLedgerStore`]) and its [`LedgerDialect`] steps (those
+//! that differ from Postgres's): `BEGIN IMMEDIATE` takes the database's one write lock up front,
 //! so rows need no locks of their own; rows are read and written one statement at a time (there
 //! is no network between the process and the database).
 
 use coffer_audit::Receipt;
-use coffer_ledger::port::{
-    Changes, Idempotency, LoadedWallet, PostingRecord, TransactionRecord, WalletRecord,
-};
-use coffer_ledger::{Error, TransactionId, UserId, WalletId};
+use coffer_ledger::port::{Changes, Idempotency, LoadedWallet, WalletRecord};
+use coffer_ledger::{Error, WalletId};
+use sqlx::SqliteConnection;
 use sqlx::sqlite::SqlitePool;
-use sqlx::{Sqlite, SqliteConnection, Transaction};
 use uuid::Uuid;
 
-use super::{
-    Failure, Filter, POSTING_COLUMNS, TRANSACTION_COLUMNS, WALLET_COLUMNS, attach, audit_err,
-    db_err, key_from, key32, ledger_store, posting_from, transaction_from, wallet_from,
-    write_failure,
-};
+use super::rows::{WALLET_COLUMNS, key_from, wallet_from};
+use super::{Failure, Ledger, LedgerDialect, audit_err, db_err, ledger_store, write_failure};
 use crate::audit::SqliteAuditLog;
-
-async fn begin(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-    pool.begin_with("BEGIN IMMEDIATE").await
-}
+use crate::dialect::Sqlite;
 
 async fn select_wallets(
     conn: &mut SqliteConnection,
@@ -42,154 +35,155 @@ async fn select_wallets(
     Ok(out)
 }
 
-async fn select_loaded(
-    conn: &mut SqliteConnection,
-    ids: &[WalletId],
-) -> Result<Vec<LoadedWallet>, Error> {
-    let mut out = Vec::new();
-    for record in select_wallets(conn, ids).await? {
-        let rows = sqlx::query(
-            "SELECT wallet_id, version, wrapped, kek_version FROM wallet_keys \
-             WHERE wallet_id = $1 ORDER BY version",
-        )
-        .bind(*record.id.as_uuid())
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_err)?;
-        let keys = rows.iter().map(key_from).collect::<Result<_, _>>()?;
-        out.push(LoadedWallet { record, keys });
-    }
-    Ok(out)
-}
-
-async fn lock_wallets(
-    conn: &mut SqliteConnection,
-    ids: &[WalletId],
-    idempotency: Option<&Idempotency>,
-) -> Result<(Vec<WalletRecord>, Option<(Vec<u8>, Uuid)>), Failure> {
-    let wallets = select_wallets(conn, ids).await?;
-    let earlier = match idempotency {
-        Some(idem) => {
-            sqlx::query_as(
-                "SELECT fingerprint, id FROM transactions \
-                 WHERE scope = $1 AND idempotency_key = $2",
+impl LedgerDialect for Sqlite {
+    async fn select_loaded(
+        conn: &mut SqliteConnection,
+        ids: &[WalletId],
+    ) -> Result<Vec<LoadedWallet>, Error> {
+        let mut out = Vec::new();
+        for record in select_wallets(conn, ids).await? {
+            let rows = sqlx::query(
+                "SELECT wallet_id, version, wrapped, kek_version FROM wallet_keys \
+                 WHERE wallet_id = $1 ORDER BY version",
             )
-            .bind(&idem.scope)
-            .bind(&idem.key)
-            .fetch_optional(&mut *conn)
-            .await?
+            .bind(*record.id.as_uuid())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_err)?;
+            let keys = rows.iter().map(key_from).collect::<Result<_, _>>()?;
+            out.push(LoadedWallet { record, keys });
         }
-        None => None,
-    };
-    Ok((wallets, earlier))
-}
+        Ok(out)
+    }
 
-async fn write_changes(
-    conn: &mut SqliteConnection,
-    locked: &[WalletRecord],
-    changes: &Changes,
-    now: i64,
-    audit: &SqliteAuditLog,
-) -> Result<Vec<Receipt>, Failure> {
-    for c in &changes.wallets {
-        let old = locked
-            .iter()
-            .find(|w| w.id == c.id)
-            .ok_or(Error::WalletNotFound(c.id))?;
-        let updated = sqlx::query(
-            "UPDATE wallets SET status = $2, version = $3, balance = $4, signing_key = $5, \
-             public_key = $6, kdf_params = $7, failed_pins = $8, updated_at = $9 \
-             WHERE id = $1 AND version = $10",
-        )
-        .bind(*c.id.as_uuid())
-        .bind(c.status.as_str())
-        .bind(old.version + 1)
-        .bind(&c.balance)
-        .bind(&c.signing_key)
-        .bind(c.public_key.as_slice())
-        .bind(&c.kdf_params)
-        .bind(i64::from(c.failed_pins))
-        .bind(now)
-        .bind(old.version)
-        .execute(&mut *conn)
-        .await?;
-        if updated.rows_affected() != 1 {
-            return Err(
-                Error::Storage(format!("wallet {} changed while locked", c.id).into()).into(),
-            );
+    async fn lock_wallets(
+        conn: &mut SqliteConnection,
+        ids: &[WalletId],
+        idempotency: Option<&Idempotency>,
+    ) -> Result<(Vec<WalletRecord>, Option<(Vec<u8>, Uuid)>), Failure> {
+        let wallets = select_wallets(conn, ids).await?;
+        let earlier = match idempotency {
+            Some(idem) => {
+                sqlx::query_as(
+                    "SELECT fingerprint, id FROM transactions \
+                     WHERE scope = $1 AND idempotency_key = $2",
+                )
+                .bind(&idem.scope)
+                .bind(&idem.key)
+                .fetch_optional(&mut *conn)
+                .await?
+            }
+            None => None,
+        };
+        Ok((wallets, earlier))
+    }
+
+    async fn write_changes(
+        conn: &mut SqliteConnection,
+        locked: &[WalletRecord],
+        changes: &Changes,
+        now: i64,
+        audit: &SqliteAuditLog,
+    ) -> Result<Vec<Receipt>, Failure> {
+        for c in &changes.wallets {
+            let old = locked
+                .iter()
+                .find(|w| w.id == c.id)
+                .ok_or(Error::WalletNotFound(c.id))?;
+            let updated = sqlx::query(
+                "UPDATE wallets SET status = $2, version = $3, balance = $4, signing_key = $5, \
+                 public_key = $6, kdf_params = $7, failed_pins = $8, updated_at = $9 \
+                 WHERE id = $1 AND version = $10",
+            )
+            .bind(*c.id.as_uuid())
+            .bind(c.status.as_str())
+            .bind(old.version + 1)
+            .bind(&c.balance)
+            .bind(&c.signing_key)
+            .bind(c.public_key.as_slice())
+            .bind(&c.kdf_params)
+            .bind(i64::from(c.failed_pins))
+            .bind(now)
+            .bind(old.version)
+            .execute(&mut *conn)
+            .await?;
+            if updated.rows_affected() != 1 {
+                return Err(
+                    Error::Storage(format!("wallet {} changed while locked", c.id).into()).into(),
+                );
+            }
         }
-    }
-    if let Some((wallet, key)) = changes.new_public_key {
-        insert_public_key(conn, wallet, &key, now).await?;
-    }
-    if let Some(k) = &changes.new_data_key {
-        sqlx::query(
-            "INSERT INTO wallet_keys (wallet_id, version, wrapped, kek_version, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(*k.wallet.as_uuid())
-        .bind(i64::from(k.version))
-        .bind(&k.wrapped)
-        .bind(i64::from(k.kek_version))
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query("UPDATE wallets SET dek_version = $2 WHERE id = $1")
+        if let Some((wallet, key)) = changes.new_public_key {
+            Ledger::<Self>::insert_public_key(conn, wallet, &key, now).await?;
+        }
+        if let Some(k) = &changes.new_data_key {
+            sqlx::query(
+                "INSERT INTO wallet_keys (wallet_id, version, wrapped, kek_version, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
             .bind(*k.wallet.as_uuid())
             .bind(i64::from(k.version))
+            .bind(&k.wrapped)
+            .bind(i64::from(k.kek_version))
+            .bind(now)
             .execute(&mut *conn)
             .await?;
-    }
-    if let Some(t) = &changes.transaction {
-        sqlx::query(
-            "INSERT INTO transactions (id, kind, currency, at_micros, from_wallet, to_wallet, \
-         key_wallet, reverses, scope, idempotency_key, fingerprint, memo, signature, \
-         public_key) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(*t.id.as_uuid())
-        .bind(t.kind.as_str())
-        .bind(t.currency.code())
-        .bind(t.at_micros)
-        .bind(t.from_wallet.map(|w| *w.as_uuid()))
-        .bind(t.to_wallet.map(|w| *w.as_uuid()))
-        .bind(*t.key_wallet.as_uuid())
-        .bind(t.reverses.map(|r| *r.as_uuid()))
-        .bind(&t.scope)
-        .bind(&t.idempotency_key)
-        .bind(t.fingerprint.as_slice())
-        .bind(t.memo.as_deref())
-        .bind(t.signature.as_deref())
-        .bind(t.public_key.as_ref().map(<[u8; 32]>::as_slice))
-        .execute(&mut *conn)
-        .await
-        .map_err(write_failure)?;
-        for p in &t.postings {
+            sqlx::query("UPDATE wallets SET dek_version = $2 WHERE id = $1")
+                .bind(*k.wallet.as_uuid())
+                .bind(i64::from(k.version))
+                .execute(&mut *conn)
+                .await?;
+        }
+        if let Some(t) = &changes.transaction {
             sqlx::query(
-                "INSERT INTO postings (transaction_id, line, wallet_id, wallet_seq, amount) \
-             VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO transactions (id, kind, currency, at_micros, from_wallet, to_wallet, \
+             key_wallet, reverses, scope, idempotency_key, fingerprint, memo, signature, \
+             public_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             )
             .bind(*t.id.as_uuid())
-            .bind(i64::from(p.line))
-            .bind(p.wallet.map(|w| *w.as_uuid()))
-            .bind(p.wallet_seq)
-            .bind(&p.amount)
+            .bind(t.kind.as_str())
+            .bind(t.currency.code())
+            .bind(t.at_micros)
+            .bind(t.from_wallet.map(|w| *w.as_uuid()))
+            .bind(t.to_wallet.map(|w| *w.as_uuid()))
+            .bind(*t.key_wallet.as_uuid())
+            .bind(t.reverses.map(|r| *r.as_uuid()))
+            .bind(&t.scope)
+            .bind(&t.idempotency_key)
+            .bind(t.fingerprint.as_slice())
+            .bind(t.memo.as_deref())
+            .bind(t.signature.as_deref())
+            .bind(t.public_key.as_ref().map(<[u8; 32]>::as_slice))
             .execute(&mut *conn)
-            .await?;
+            .await
+            .map_err(write_failure)?;
+            for p in &t.postings {
+                sqlx::query(
+                    "INSERT INTO postings (transaction_id, line, wallet_id, wallet_seq, amount) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(*t.id.as_uuid())
+                .bind(i64::from(p.line))
+                .bind(p.wallet.map(|w| *w.as_uuid()))
+                .bind(p.wallet_seq)
+                .bind(&p.amount)
+                .execute(&mut *conn)
+                .await?;
+            }
         }
+        let mut receipts = Vec::with_capacity(changes.audit.len());
+        for event in &changes.audit {
+            receipts.push(audit.append_in(conn, event).await.map_err(audit_err)?);
+        }
+        Ok(receipts)
     }
-    let mut receipts = Vec::with_capacity(changes.audit.len());
-    for event in &changes.audit {
-        receipts.push(audit.append_in(conn, event).await.map_err(audit_err)?);
-    }
-    Ok(receipts)
 }
 
 ledger_store!(
     /// The ledger store on SQLite (the embedded default).
     SqliteLedgerStore,
-    db = Sqlite,
+    dialect = Sqlite,
     pool = SqlitePool,
-    conn = SqliteConnection,
     audit = SqliteAuditLog
 );

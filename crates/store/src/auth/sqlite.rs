@@ -1,0 +1,10 @@
+//! The user store's and the revocation list's steps on SQLite beyond the common
+//! [`Dialect`](crate::dialect::Dialect) (`BEGIN IMMEDIATE`): revocations are not announced
+//! (there is no other process to tell but through the database).
+
+use super::AuthDialect;
+use crate::dialect::Sqlite;
+
+impl AuthDialect for Sqlite {
+    const ANNOUNCE: bool = false;
+}
