@@ -32,23 +32,27 @@ pub use event::{
 };
 pub use verify::{Finding, FindingKind, Verifier, VerifyProgress, VerifyReport};
 
+/// The cause of an opaque failure: any error, or a message (`"…".into()`); the source chain is
+/// kept.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Errors of the audit port.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuditError {
     /// The store cannot be reached. Retry later.
     #[error("audit store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// The database aborted the transaction to keep it serialisable (a serialization failure
     /// or deadlock). Retry the whole transaction.
     #[error("audit append conflicted with a concurrent transaction; retry: {0}")]
-    Conflict(String),
+    Conflict(#[source] Cause),
     /// A stored row cannot be read back (run verify).
     #[error("audit store holds an unreadable record: {0}")]
-    Unreadable(String),
+    Unreadable(#[source] Cause),
     /// Anything else.
     #[error("audit store error: {0}")]
-    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Other(#[source] Cause),
 }
 
 /// A page of the log, newest first.

@@ -14,6 +14,10 @@ use coffer_audit::{AuditEvent, Receipt};
 use crate::refresh::{RefreshHash, RefreshRecord};
 use crate::user::UserId;
 
+/// The cause of an opaque failure: any error, or a message (`"…".into()`); the source chain is
+/// kept.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Errors of the user store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -23,13 +27,13 @@ pub enum UserStoreError {
     DuplicateEmail,
     /// The database does not answer. Retry later.
     #[error("user store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// A stored row does not decode.
     #[error("user store holds a corrupt row: {0}")]
-    Corrupt(String),
+    Corrupt(#[source] Cause),
     /// Anything else the database reported.
     #[error("user store: {0}")]
-    Storage(String),
+    Storage(#[source] Cause),
 }
 
 /// A user's second factor as stored.

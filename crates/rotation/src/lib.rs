@@ -335,22 +335,26 @@ impl RotationJob {
     }
 }
 
+/// The cause of an opaque failure: any error, or a message (`"…".into()`); the source chain is
+/// kept.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Errors of the rotation store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RotationStoreError {
     /// The database does not answer. Retry later.
     #[error("rotation store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// Another rotation is already requested or running.
     #[error("a master key rotation is already requested or running")]
     Conflict,
     /// A stored row does not parse.
     #[error("rotation store holds a corrupt row: {0}")]
-    Corrupt(String),
+    Corrupt(#[source] Cause),
     /// Anything else the database said.
     #[error("rotation store: {0}")]
-    Storage(String),
+    Storage(#[source] Cause),
 }
 
 /// Held while a job runs; dropping it lets another worker take the job. Released by the

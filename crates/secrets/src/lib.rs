@@ -149,6 +149,10 @@ impl fmt::Debug for SecretRecord {
     }
 }
 
+/// The cause of an opaque failure: any error, or a message (`"…".into()`); the source chain is
+/// kept.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Errors of the store port.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -169,13 +173,13 @@ pub enum SecretStoreError {
     NotFound(SecretName),
     /// The database cannot be reached.
     #[error("secret store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// A stored row does not parse.
     #[error("stored secret is corrupt: {0}")]
-    Corrupt(String),
+    Corrupt(#[source] Cause),
     /// Anything else from the database.
     #[error("secret store error: {0}")]
-    Storage(String),
+    Storage(#[source] Cause),
 }
 
 /// Where secrets are kept. Rows are only ever inserted, and a version's `active` flag changed;

@@ -65,11 +65,6 @@ impl DbFailure {
             })
     }
 
-    /// The driver's message, as the port errors carry it.
-    pub(crate) fn message(&self) -> String {
-        self.source.to_string()
-    }
-
     /// The driver's error.
     pub(crate) fn into_source(self) -> sqlx::Error {
         self.source

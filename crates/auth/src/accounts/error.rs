@@ -16,9 +16,7 @@ use crate::password::HashError;
 use crate::store::UserStoreError;
 use crate::token::TokenError;
 
-/// The cause of an opaque failure: any error, or a message (`"…".into()`); the source chain is
-/// kept.
-pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub use crate::store::Cause;
 
 /// Why an accounts operation failed. [`AuthError::code`] is the stable API problem code.
 #[derive(Debug, thiserror::Error)]

@@ -135,8 +135,8 @@ pub(super) async fn load_secret(deps: &AccountsDeps, purpose: &str) -> Result<Hm
 /// A user-store failure met while adopting a legacy secret, in the secrets manager's terms.
 fn secret_store_err(e: UserStoreError) -> SecretError {
     SecretError::Store(match e {
-        UserStoreError::Unavailable(m) => coffer_secrets::SecretStoreError::Unavailable(m),
-        other => coffer_secrets::SecretStoreError::Storage(other.to_string()),
+        UserStoreError::Unavailable(_) => coffer_secrets::SecretStoreError::Unavailable(e.into()),
+        other => coffer_secrets::SecretStoreError::Storage(other.into()),
     })
 }
 

@@ -104,7 +104,7 @@ where
                     .await
                     .map_err(|e| {
                         coffer_secrets::SecretError::Store(
-                            coffer_secrets::SecretStoreError::Unavailable(e.to_string()),
+                            coffer_secrets::SecretStoreError::Unavailable(e.into()),
                         )
                     })?;
             match legacy {
@@ -150,8 +150,8 @@ pub fn audit_key_context() -> KeyContext {
 impl From<DbFailure> for AuditError {
     fn from(f: DbFailure) -> Self {
         match f.kind() {
-            DbFailureKind::Unavailable => Self::Unavailable(f.message()),
-            DbFailureKind::Conflict(Conflict::Retry) => Self::Conflict(f.message()),
+            DbFailureKind::Unavailable => Self::Unavailable(f.into_source().into()),
+            DbFailureKind::Conflict(Conflict::Retry) => Self::Conflict(f.into_source().into()),
             DbFailureKind::Conflict(Conflict::Unique)
             | DbFailureKind::Corrupt
             | DbFailureKind::Storage => Self::Other(Box::new(f.into_source())),
@@ -288,7 +288,7 @@ fn parse_listed(rows: Vec<RawRecord>) -> Result<Vec<AuditRecord>, AuditError> {
     rows.into_iter()
         .map(|r| {
             r.parse().map_err(|(stream, id, seq)| {
-                AuditError::Unreadable(format!("record {id} (stream {stream}, seq {seq})"))
+                AuditError::Unreadable(format!("record {id} (stream {stream}, seq {seq})").into())
             })
         })
         .collect()

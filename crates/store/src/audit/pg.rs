@@ -235,10 +235,11 @@ async fn lock_head(conn: &mut PgConnection, stream: &str) -> Result<(u64, [u8; 3
             .await
             .map_err(db_err)?;
     }
-    let (seq, mac) =
-        head.ok_or_else(|| AuditError::Unreadable(format!("head of stream {stream} vanished")))?;
+    let (seq, mac) = head.ok_or_else(|| {
+        AuditError::Unreadable(format!("head of stream {stream} vanished").into())
+    })?;
     let mac = mac.as_slice().try_into().map_err(|_| {
-        AuditError::Unreadable(format!("head of stream {stream} has a malformed MAC"))
+        AuditError::Unreadable(format!("head of stream {stream} has a malformed MAC").into())
     })?;
     Ok((u64::try_from(seq).unwrap_or(0), mac))
 }

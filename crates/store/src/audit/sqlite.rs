@@ -112,7 +112,7 @@ async fn append(
     .await
     .map_err(db_err)?;
     let prev_mac: [u8; 32] = prev_mac.as_slice().try_into().map_err(|_| {
-        AuditError::Unreadable(format!("head of stream {} has a malformed MAC", c.stream))
+        AuditError::Unreadable(format!("head of stream {} has a malformed MAC", c.stream).into())
     })?;
     let seq = u64::try_from(prev_seq).unwrap_or(0) + 1;
     let mac = record_mac(key, event, seq, &prev_mac);

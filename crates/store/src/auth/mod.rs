@@ -81,7 +81,7 @@ impl<D: AuthDialect> Clone for UserStoreOn<D> {
 fn audit_err(e: coffer_audit::AuditError) -> UserStoreError {
     match e {
         coffer_audit::AuditError::Unavailable(m) => UserStoreError::Unavailable(m),
-        other => UserStoreError::Storage(format!("audit: {other}")),
+        other => UserStoreError::Storage(other.into()),
     }
 }
 

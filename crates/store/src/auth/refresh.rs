@@ -39,8 +39,7 @@ where
     /// Inserts one refresh token inside the caller's transaction.
     async fn insert_refresh(conn: &mut Conn<D>, r: &RefreshRecord) -> Result<(), UserStoreError> {
         let user = Uuid::parse_str(&r.user).map_err(|_| corrupt("refresh token user"))?;
-        let amr =
-            serde_json::to_string(&r.amr).map_err(|e| UserStoreError::Storage(e.to_string()))?;
+        let amr = serde_json::to_string(&r.amr).map_err(|e| UserStoreError::Storage(e.into()))?;
         sqlx::query(
             "INSERT INTO refresh_tokens (hash, family, user_id, client_id, amr, \
              family_expires_at, spent_at, replaced_by, revoked, superseded) \

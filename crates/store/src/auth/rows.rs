@@ -24,9 +24,11 @@ impl From<DbFailure> for UserStoreError {
             return Self::DuplicateEmail;
         }
         match f.kind() {
-            DbFailureKind::Unavailable => Self::Unavailable(f.message()),
-            DbFailureKind::Corrupt => Self::Corrupt(f.message()),
-            DbFailureKind::Conflict(_) | DbFailureKind::Storage => Self::Storage(f.message()),
+            DbFailureKind::Unavailable => Self::Unavailable(f.into_source().into()),
+            DbFailureKind::Corrupt => Self::Corrupt(f.into_source().into()),
+            DbFailureKind::Conflict(_) | DbFailureKind::Storage => {
+                Self::Storage(f.into_source().into())
+            }
         }
     }
 }
@@ -36,7 +38,7 @@ pub(super) fn db_err(e: sqlx::Error) -> UserStoreError {
 }
 
 pub(super) fn corrupt(what: &str) -> UserStoreError {
-    UserStoreError::Corrupt(what.to_owned())
+    UserStoreError::Corrupt(what.into())
 }
 
 pub(super) fn i64_of(v: u64) -> i64 {

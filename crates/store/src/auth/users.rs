@@ -84,8 +84,8 @@ where
         audit: &coffer_audit::AuditEvent,
     ) -> Result<coffer_audit::Receipt, UserStoreError> {
         let mut tx = D::begin(&store.pool).await.map_err(db_err)?;
-        let roles = serde_json::to_string(&user.roles)
-            .map_err(|e| UserStoreError::Storage(e.to_string()))?;
+        let roles =
+            serde_json::to_string(&user.roles).map_err(|e| UserStoreError::Storage(e.into()))?;
         let totp = user.totp.as_ref();
         sqlx::query(
             "INSERT INTO users (id, email_index, email, phone, tax_id, password_hash, \
@@ -148,8 +148,7 @@ where
         roles: &[String],
         audit: &coffer_audit::AuditEvent,
     ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
-        let roles =
-            serde_json::to_string(roles).map_err(|e| UserStoreError::Storage(e.to_string()))?;
+        let roles = serde_json::to_string(roles).map_err(|e| UserStoreError::Storage(e.into()))?;
         let q = sqlx::query("UPDATE users SET roles = $2, updated_at = $3 WHERE id = $1")
             .bind(*id.as_uuid())
             .bind(roles)

@@ -37,11 +37,11 @@ pub use sqlite::SqliteRotationStore;
 impl From<DbFailure> for RotationStoreError {
     fn from(f: DbFailure) -> Self {
         match f.kind() {
-            DbFailureKind::Unavailable => Self::Unavailable(f.message()),
-            DbFailureKind::Corrupt => Self::Corrupt(f.message()),
+            DbFailureKind::Unavailable => Self::Unavailable(f.into_source().into()),
+            DbFailureKind::Corrupt => Self::Corrupt(f.into_source().into()),
             DbFailureKind::Conflict(Conflict::Unique) => Self::Conflict,
             DbFailureKind::Conflict(Conflict::Retry) | DbFailureKind::Storage => {
-                Self::Storage(f.message())
+                Self::Storage(f.into_source().into())
             }
         }
     }
@@ -52,7 +52,7 @@ fn db_err(e: sqlx::Error) -> RotationStoreError {
 }
 
 fn corrupt(what: &str) -> RotationStoreError {
-    RotationStoreError::Corrupt(what.to_owned())
+    RotationStoreError::Corrupt(what.into())
 }
 
 fn i64_of(v: u64) -> i64 {
@@ -327,11 +327,9 @@ where
         let sql = keys_sql(query);
         let after = query.after.clone().unwrap_or_else(|| start(query.set));
         if after.set() != query.set {
-            return Err(RotationStoreError::Storage(format!(
-                "a {} cursor cannot page {}",
-                after.set(),
-                query.set
-            )));
+            return Err(RotationStoreError::Storage(
+                format!("a {} cursor cannot page {}", after.set(), query.set).into(),
+            ));
         }
         let (owner, version) = owner_of(&after);
         let q = sqlx::query(&sql);
@@ -360,10 +358,9 @@ where
             return Ok(0);
         }
         if let Some(bad) = items.iter().find(|i| i.row.set() != set) {
-            return Err(RotationStoreError::Storage(format!(
-                "{} is not in {set}",
-                bad.row
-            )));
+            return Err(RotationStoreError::Storage(
+                format!("{} is not in {set}", bad.row).into(),
+            ));
         }
         D::replace_batch(&self.pool, set, items).await
     }
@@ -413,10 +410,9 @@ where
             )
             .await?;
         if changed == 0 {
-            return Err(RotationStoreError::Storage(format!(
-                "rotation {} is not recorded",
-                job.id
-            )));
+            return Err(RotationStoreError::Storage(
+                format!("rotation {} is not recorded", job.id).into(),
+            ));
         }
         Ok(())
     }

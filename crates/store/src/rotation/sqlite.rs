@@ -59,9 +59,9 @@ impl RotationDialect for Sqlite {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err(RotationStoreError::Storage(format!(
-                "lock name {name:?} is not [A-Za-z0-9_-]"
-            )));
+            return Err(RotationStoreError::Storage(
+                format!("lock name {name:?} is not [A-Za-z0-9_-]").into(),
+            ));
         }
         let file: String =
             sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
@@ -79,13 +79,13 @@ impl RotationDialect for Sqlite {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| RotationStoreError::Unavailable(format!("{path}: {e}")))?;
+            .map_err(|e| RotationStoreError::Unavailable(format!("{path}: {e}").into()))?;
         match opened.try_lock() {
             Ok(()) => Ok(Some(JobLease::new(opened))),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(RotationStoreError::Unavailable(format!("{path}: {e}")))
-            }
+            Err(std::fs::TryLockError::Error(e)) => Err(RotationStoreError::Unavailable(
+                format!("{path}: {e}").into(),
+            )),
         }
     }
 }

@@ -23,9 +23,11 @@ pub use sqlite::SqliteSecretStore;
 impl From<DbFailure> for SecretStoreError {
     fn from(f: DbFailure) -> Self {
         match f.kind() {
-            DbFailureKind::Unavailable => Self::Unavailable(f.message()),
-            DbFailureKind::Corrupt => Self::Corrupt(f.message()),
-            DbFailureKind::Conflict(_) | DbFailureKind::Storage => Self::Storage(f.message()),
+            DbFailureKind::Unavailable => Self::Unavailable(f.into_source().into()),
+            DbFailureKind::Corrupt => Self::Corrupt(f.into_source().into()),
+            DbFailureKind::Conflict(_) | DbFailureKind::Storage => {
+                Self::Storage(f.into_source().into())
+            }
         }
     }
 }
@@ -35,7 +37,7 @@ fn db_err(e: sqlx::Error) -> SecretStoreError {
 }
 
 fn corrupt(what: &str) -> SecretStoreError {
-    SecretStoreError::Corrupt(what.to_owned())
+    SecretStoreError::Corrupt(what.into())
 }
 
 const COLUMNS: &str = "name, version, active, created_at, expires_at, rotation_days, tags, \
@@ -71,8 +73,7 @@ fn values(r: &SecretRecord, active: bool) -> Result<Values, SecretStoreError> {
             RotationPolicy::Manual => None,
             RotationPolicy::EveryDays(d) => Some(i64::from(d)),
         },
-        tags: serde_json::to_string(&m.tags)
-            .map_err(|e| SecretStoreError::Storage(e.to_string()))?,
+        tags: serde_json::to_string(&m.tags).map_err(|e| SecretStoreError::Storage(e.into()))?,
         wrapped_key: r.wrapped_key.clone(),
         kek_version: i64::from(r.kek_version),
         sealed: r.sealed.clone(),
