@@ -6,64 +6,78 @@
 //! Ids are UUIDs: new ones are version 7 (ordered by creation); the text form is the hyphenated
 //! one, in `Display` and `Debug` alike.
 
-use std::fmt;
-
-use uuid::Uuid;
-
 /// A string that is not an id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a valid {0} (a UUID)")]
 pub struct IdError(pub &'static str);
 
-/// A user's id (a UUID; the `sub` of their tokens, the owner of their wallets).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct UserId(Uuid);
+#[doc(hidden)]
+pub use uuid::Uuid;
 
-impl UserId {
-    /// A new, time-ordered id (UUID v7).
-    #[must_use]
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
+/// Defines a UUID id type: `new` (UUID v7), `parse` (the hyphenated form, else [`IdError`]),
+/// `from_uuid`, `as_uuid`, and `Display`/`Debug` as the hyphenated form. The ledger's wallet and
+/// transaction ids are made with it too.
+#[macro_export]
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name($crate::Uuid);
 
-    /// Parses the hyphenated form (a token's `sub`, a path segment).
-    ///
-    /// # Errors
-    /// [`IdError`] for anything else.
-    pub fn parse(s: &str) -> Result<Self, IdError> {
-        Uuid::try_parse(s).map(Self).map_err(|_| IdError("UserId"))
-    }
+        impl $name {
+            /// A new, time-ordered id (UUID v7).
+            #[must_use]
+            pub fn new() -> Self {
+                Self($crate::Uuid::now_v7())
+            }
 
-    /// From a stored or presented UUID.
-    #[must_use]
-    pub fn from_uuid(u: Uuid) -> Self {
-        Self(u)
-    }
+            /// Parses the hyphenated form.
+            ///
+            /// # Errors
+            /// [`IdError`]($crate::IdError) for anything else.
+            pub fn parse(s: &str) -> Result<Self, $crate::IdError> {
+                $crate::Uuid::try_parse(s)
+                    .map(Self)
+                    .map_err(|_| $crate::IdError(stringify!($name)))
+            }
 
-    /// The UUID.
-    #[must_use]
-    pub fn as_uuid(&self) -> &Uuid {
-        &self.0
-    }
+            /// From a stored or presented UUID.
+            #[must_use]
+            pub fn from_uuid(u: $crate::Uuid) -> Self {
+                Self(u)
+            }
+
+            /// The UUID.
+            #[must_use]
+            pub fn as_uuid(&self) -> &$crate::Uuid {
+                &self.0
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                ::std::fmt::Display::fmt(&self.0.hyphenated(), f)
+            }
+        }
+
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0.hyphenated())
+            }
+        }
+    };
 }
 
-impl Default for UserId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
-
-impl fmt::Debug for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "UserId({})", self.0.hyphenated())
-    }
-}
+id_type!(
+    /// A user's id (a UUID; the `sub` of their tokens, the owner of their wallets).
+    UserId
+);
 
 #[cfg(test)]
 mod tests {

@@ -11,70 +11,14 @@
 //! reversal is an admin correction and is applied whatever the status, except that it cannot
 //! take a wallet below zero.
 
-use std::fmt;
-
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
 use crate::money::{Amount, Balance, Currency, Money, MoneyError};
 
 /// Consecutive wrong PINs that lock a wallet's money-out operations.
 pub const PIN_LOCK_THRESHOLD: u32 = 5;
 
-macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(Uuid);
-
-        impl $name {
-            /// A new, time-ordered id (UUID v7).
-            #[must_use]
-            pub fn new() -> Self {
-                Self(Uuid::now_v7())
-            }
-
-            /// Parses the hyphenated form.
-            ///
-            /// # Errors
-            /// [`IdError`] for anything else.
-            pub fn parse(s: &str) -> Result<Self, IdError> {
-                Uuid::try_parse(s).map(Self).map_err(|_| IdError(stringify!($name)))
-            }
-
-            /// From stored bytes.
-            #[must_use]
-            pub fn from_uuid(u: Uuid) -> Self {
-                Self(u)
-            }
-
-            /// The UUID.
-            #[must_use]
-            pub fn as_uuid(&self) -> &Uuid {
-                &self.0
-            }
-        }
-
-        impl Default for $name {
-            fn default() -> Self {
-                Self::new()
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.hyphenated().fmt(f)
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}({})", stringify!($name), self.0.hyphenated())
-            }
-        }
-    };
-}
-
+use coffer_ids::id_type;
 pub use coffer_ids::{IdError, UserId};
 
 id_type!(
