@@ -29,21 +29,7 @@ impl Wallets {
         Self { ledger, rbac, mfa }
     }
 
-    /// The ledger the use cases run on (for what has no rule of its own here).
-    #[must_use]
-    pub fn ledger(&self) -> &Arc<Ledger> {
-        &self.ledger
-    }
-
-    /// Refuses unless the principal's roles grant `permission`.
-    ///
-    /// # Errors
-    /// [`UseCaseError::Forbidden`].
-    pub fn require(
-        &self,
-        principal: &Principal,
-        permission: Permission,
-    ) -> Result<(), UseCaseError> {
+    fn require(&self, principal: &Principal, permission: Permission) -> Result<(), UseCaseError> {
         require(&self.rbac, principal, permission)
     }
 
