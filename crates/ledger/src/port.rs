@@ -1,5 +1,7 @@
 //! The ledger's storage port: rows as stored (every amount, balance, memo and signing key an
-//! envelope the store cannot read) and one transactional primitive, [`LedgerStore::apply`].
+//! envelope the store cannot read), decoded by the store into their types (an [`Envelope`], a
+//! [`SealedSigningKey`], [`KdfParams`], a [`WrappedKey`]; bytes that do not decode are
+//! [`Error::Corrupt`] there), and one transactional primitive, [`LedgerStore::apply`].
 //!
 //! `apply` is the whole of a ledger operation's database transaction: it locks the wallets (in
 //! wallet-id order, so two operations never wait on each other in a cycle), looks up the
@@ -12,6 +14,8 @@ use std::fmt;
 
 use async_trait::async_trait;
 use coffer_audit::{AuditEvent, Receipt};
+use coffer_crypto::{Envelope, KdfParams, SealedSigningKey, WalletSignature};
+use coffer_keys::WrappedKey;
 
 use crate::domain::{TransactionId, TransactionKind, UserId, WalletId, WalletStatus};
 use crate::error::Error;
@@ -32,15 +36,15 @@ pub struct WalletRecord {
     /// the wallet's postings are numbered by it (the history cursor).
     pub version: i64,
     /// The balance envelope (under the data key, bound to wallet, field and version).
-    pub balance: Vec<u8>,
+    pub balance: Envelope,
     /// The data key version new envelopes use.
     pub dek_version: u32,
     /// The signing key, sealed under the PIN key and then the data key.
-    pub signing_key: Vec<u8>,
+    pub signing_key: SealedSigningKey,
     /// Its public half (public, stored plain so anyone can verify).
     pub public_key: [u8; 32],
     /// The PIN KDF's parameters (iterations and salt).
-    pub kdf_params: Vec<u8>,
+    pub kdf_params: KdfParams,
     /// Consecutive wrong PINs.
     pub failed_pins: u32,
     /// Created, microseconds since the epoch.
@@ -70,8 +74,8 @@ pub struct DataKeyRecord {
     pub wallet: WalletId,
     /// Which version.
     pub version: u32,
-    /// The wrapped key (`coffer_keys::WrappedKey` bytes).
-    pub wrapped: Vec<u8>,
+    /// The wrapped key.
+    pub wrapped: WrappedKey,
     /// The master key version it is wrapped under (the rotation work list).
     pub kek_version: u32,
 }
@@ -96,7 +100,7 @@ pub struct PostingRecord {
     /// For a wallet posting, the wallet's row version it produced (its place in the history).
     pub wallet_seq: Option<i64>,
     /// The signed amount (credit positive), an envelope bound to transaction, line and account.
-    pub amount: Vec<u8>,
+    pub amount: Envelope,
 }
 
 impl fmt::Debug for PostingRecord {
@@ -135,9 +139,9 @@ pub struct TransactionRecord {
     /// A hash of the request it was made for.
     pub fingerprint: [u8; 32],
     /// The memo envelope, if any.
-    pub memo: Option<Vec<u8>>,
+    pub memo: Option<Envelope>,
     /// Money-out: the Ed25519 signature over the canonical bytes.
-    pub signature: Option<Vec<u8>>,
+    pub signature: Option<WalletSignature>,
     /// Money-out: the public key that made it.
     pub public_key: Option<[u8; 32]>,
     /// The postings.
@@ -212,13 +216,13 @@ pub struct WalletChange {
     /// New status.
     pub status: WalletStatus,
     /// New balance envelope, bound to the new version.
-    pub balance: Vec<u8>,
+    pub balance: Envelope,
     /// New sealed signing key.
-    pub signing_key: Vec<u8>,
+    pub signing_key: SealedSigningKey,
     /// New public key (changes only on an admin PIN reset).
     pub public_key: [u8; 32],
     /// New KDF parameters.
-    pub kdf_params: Vec<u8>,
+    pub kdf_params: KdfParams,
     /// New count of consecutive wrong PINs.
     pub failed_pins: u32,
 }

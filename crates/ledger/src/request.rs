@@ -8,13 +8,16 @@
 //!   maximum), then the [`IdempotencyKey`], then the [`Memo`], in that order;
 //! - [`parse_pin`]: a wallet PIN ([`Pin`], six digits, zeroized on drop);
 //! - [`Reason`]: why an administrator reversed a transaction, a short token that the audit log
-//!   stores as it is.
+//!   stores as it is;
+//! - [`HistoryCursor`]: where the next page of a wallet's history starts.
 //!
 //! The service still refuses an amount above its configured maximum, whatever the adapter
 //! parsed it against.
 
 use std::fmt;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use coffer_audit::Code;
 pub use coffer_crypto::Pin;
 
@@ -25,6 +28,42 @@ use crate::money::{Amount, Currency, Money};
 pub const MAX_MEMO_CHARS: usize = 256;
 /// Longest idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// Where a page of a wallet's history starts: the postings below one of the wallet's row
+/// versions. Opaque to clients (a format byte and the row version, base64url), so a page never
+/// shifts when new activity arrives; its `Display` is what a page's `next_cursor` hands out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryCursor(pub(crate) i64);
+
+impl HistoryCursor {
+    /// Parses a cursor this service handed out.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] on the field `cursor`.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        let bad = || Error::invalid("cursor", "not a cursor this service issued");
+        let b = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
+        match b.split_first() {
+            Some((1, rest)) => <[u8; 8]>::try_from(rest)
+                .map(|seq| Self(i64::from_be_bytes(seq)))
+                .map_err(|_| bad()),
+            _ => Err(bad()),
+        }
+    }
+
+    /// The row version the page stops below.
+    pub(crate) fn seq(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for HistoryCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut b = vec![1u8];
+        b.extend_from_slice(&self.0.to_be_bytes());
+        f.write_str(&URL_SAFE_NO_PAD.encode(b))
+    }
+}
 
 /// A client's idempotency key: 1 to [`MAX_IDEMPOTENCY_KEY_LEN`] printable ASCII bytes, no space.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -193,6 +232,21 @@ mod tests {
         match e {
             Error::Invalid { field, .. } => field,
             other => panic!("not an invalid field: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_cursor_reads_back_and_others_are_refused() {
+        for seq in [1, 42, i64::MAX] {
+            let handed_out = HistoryCursor(seq).to_string();
+            assert_eq!(HistoryCursor::parse(&handed_out).unwrap().seq(), seq);
+        }
+        // Not base64url; another format byte; a short body.
+        for bad in ["garbage!", "AgAAAAAAAAAq", "AQAA"] {
+            assert_eq!(
+                invalid_field(HistoryCursor::parse(bad).unwrap_err()),
+                "cursor"
+            );
         }
     }
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use coffer_crypto::{Aad, DataKey, Envelope, KeyRef, open, seal};
-use coffer_keys::{KeyContext, KeyProvider, WrappedKey};
+use coffer_keys::{KeyContext, KeyProvider};
 
 use crate::domain::{Account, TransactionId, WalletId};
 use crate::error::{Error, context};
@@ -86,14 +86,8 @@ impl DataKeys {
                 if self.keys.contains_key(&(k.wallet, k.version)) {
                     continue;
                 }
-                let wrapped = WrappedKey::from_bytes(&k.wrapped).map_err(|e| {
-                    Error::Corrupt(context(
-                        format!("wallet {} data key v{}", k.wallet, k.version),
-                        e,
-                    ))
-                })?;
                 let key = provider
-                    .unwrap_data_key(&wrapped, &wallet_key_context(k.wallet))
+                    .unwrap_data_key(&k.wrapped, &wallet_key_context(k.wallet))
                     .await?;
                 self.keys.insert((k.wallet, k.version), key);
             }
@@ -142,10 +136,9 @@ impl DataKeys {
         version: u32,
         aad: &Aad,
         plaintext: &[u8],
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<Envelope, Error> {
         let key = self.key(wallet, version)?;
         seal(key, &KeyRef::version_only(version), aad, plaintext)
-            .map(Envelope::into_bytes)
             .map_err(|e| Error::Storage(e.into()))
     }
 
@@ -157,11 +150,9 @@ impl DataKeys {
         &self,
         wallet: WalletId,
         aad: &Aad,
-        bytes: &[u8],
+        envelope: &Envelope,
         what: &str,
     ) -> Result<coffer_crypto::SecretBytes, Error> {
-        let envelope = Envelope::from_bytes(bytes)
-            .map_err(|e| Error::Corrupt(context(format!("{what} of wallet {wallet}"), e)))?;
         // The wallet's keys were all unwrapped: an envelope naming a version below the newest
         // one held is damaged; one above it was sealed under a data key rotated in since.
         let version = envelope.key_ref().version();
@@ -172,7 +163,7 @@ impl DataKeys {
                 Error::Corrupt(format!("{what} of wallet {wallet}: no data key v{version}").into())
             }
         })?;
-        open(key, aad, &envelope)
+        open(key, aad, envelope)
             .map_err(|e| Error::Corrupt(context(format!("{what} of wallet {wallet}"), e)))
     }
 
@@ -186,7 +177,7 @@ impl DataKeys {
         version: u32,
         aad: &Aad,
         value: i64,
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<Envelope, Error> {
         self.seal(wallet, version, aad, &value.to_be_bytes())
     }
 
@@ -198,10 +189,10 @@ impl DataKeys {
         &self,
         wallet: WalletId,
         aad: &Aad,
-        bytes: &[u8],
+        envelope: &Envelope,
         what: &str,
     ) -> Result<i64, Error> {
-        let plain = self.open(wallet, aad, bytes, what)?;
+        let plain = self.open(wallet, aad, envelope, what)?;
         <[u8; 8]>::try_from(plain.expose_secret())
             .map(i64::from_be_bytes)
             .map_err(|_| Error::Corrupt(format!("{what} of wallet {wallet}: not 8 bytes").into()))

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use coffer_auth::{MfaRule, Permission, Principal, Rbac};
 use coffer_ledger::{
-    Caller, Currency, HistoryPageView, Ledger, MoneyRequest, Pin, TransactionId, TransactionView,
-    WalletId, WalletView,
+    Caller, Currency, HistoryCursor, HistoryPageView, Ledger, MoneyRequest, Pin, TransactionId,
+    TransactionView, WalletId, WalletView,
 };
 
 use crate::UseCaseError;
@@ -89,12 +89,12 @@ impl Wallets {
     /// A page of a wallet's history (`wallet:read`).
     ///
     /// # Errors
-    /// As [`Wallets::wallet`], and the ledger's refusal of a bad cursor or limit.
+    /// As [`Wallets::wallet`], and the ledger's refusal of a bad limit.
     pub async fn history(
         &self,
         principal: &Principal,
         wallet: WalletId,
-        cursor: Option<&str>,
+        cursor: Option<HistoryCursor>,
         limit: u32,
     ) -> Result<HistoryPageView, UseCaseError> {
         self.require(principal, Permission::WalletRead)?;

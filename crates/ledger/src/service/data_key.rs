@@ -11,7 +11,7 @@
 //! audited as `key.data_key_created` with its version.
 
 use coffer_audit::{Action, Actor, AuditEvent, DetailValue, EntityId, Outcome, Subject};
-use coffer_crypto::{KeyRef, SealedSigningKey};
+use coffer_crypto::KeyRef;
 
 use crate::domain::WalletId;
 use crate::error::{Error, context};
@@ -60,8 +60,8 @@ impl Ledger {
         let record = DataKeyRecord {
             wallet,
             version: next,
-            wrapped: generated.wrapped.to_bytes(),
             kek_version: generated.wrapped.version,
+            wrapped: generated.wrapped,
         };
         keys.insert(wallet, next, generated.plaintext);
         let event = AuditEvent::new(
@@ -84,10 +84,9 @@ impl Ledger {
                 s.balance.minor(),
             )?;
             let what = || format!("signing key of wallet {wallet}");
-            let sealed = SealedSigningKey::from_bytes(&rec.signing_key)
-                .map_err(|e| Error::Corrupt(context(what(), e)))?;
-            let old = keys.key(wallet, sealed.data_key_ref().version())?;
-            let moved = sealed
+            let old = keys.key(wallet, rec.signing_key.data_key_ref().version())?;
+            let moved = rec
+                .signing_key
                 .reseal_data_layer(
                     old,
                     keys.key(wallet, next)?,
@@ -100,7 +99,7 @@ impl Ledger {
                     id: wallet,
                     status: rec.status,
                     balance,
-                    signing_key: moved.as_bytes().to_vec(),
+                    signing_key: moved,
                     public_key: rec.public_key,
                     kdf_params: rec.kdf_params.clone(),
                     failed_pins: rec.failed_pins,

@@ -49,7 +49,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use coffer_audit::{Action, Actor, AuditEvent, ObservedAuditLog, Outcome, Subject};
 use coffer_clock::Clock;
 use coffer_crypto::{KdfParams, KeyRef, Pin, WalletSigningKey};
-use coffer_keys::{KeyProvider, WrappedKey};
+use coffer_keys::KeyProvider;
 
 use crate::domain::{TransactionId, UserId, WalletId, WalletState, WalletStatus};
 use crate::error::{Error, context};
@@ -59,10 +59,11 @@ use crate::port::{
     Applied, Apply, Changes, DataKeyRecord, Idempotency, LedgerStore, LoadedWallet, Locked,
     NewWallet, TransactionRecord, WalletChange, WalletRecord,
 };
+use crate::request::HistoryCursor;
 use crate::sealing::{DataKeys, balance_aad, signing_key_aad, wallet_key_context};
 use support::{WalletTurns, again_if_changed, code, entity, pin_error, rewrite, state, with};
+use views::wallet_view;
 pub use views::{HistoryPageView, TransactionView, WalletView};
-use views::{cursor, parse_cursor, wallet_view};
 pub(crate) use views::{open_postings, transaction_view};
 
 pub use crate::request::{MAX_IDEMPOTENCY_KEY_LEN, MAX_MEMO_CHARS, MoneyRequest};
@@ -382,9 +383,9 @@ impl Ledger {
             version: 1,
             balance: keys.seal_i64(id, 1, &balance_aad(id, 1), 0)?,
             dek_version: 1,
-            signing_key: sealed.as_bytes().to_vec(),
+            signing_key: sealed,
             public_key: signing.public_key().to_bytes(),
-            kdf_params: params.to_bytes().to_vec(),
+            kdf_params: params,
             failed_pins: 0,
             created_at: now,
             updated_at: now,
@@ -400,7 +401,7 @@ impl Ledger {
             "currency",
             code(currency.code()),
         );
-        let wrapped: &WrappedKey = &generated.wrapped;
+        let wrapped = generated.wrapped;
         let receipt = self
             .store
             .create_wallet(NewWallet {
@@ -408,8 +409,8 @@ impl Ledger {
                 key: DataKeyRecord {
                     wallet: id,
                     version: 1,
-                    wrapped: wrapped.to_bytes(),
                     kek_version: wrapped.version,
+                    wrapped,
                 },
                 audit: audit.clone(),
             })
@@ -477,23 +478,25 @@ impl Ledger {
     /// cursor points into the wallet's own sequence, so new transactions never shift a page.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a bad cursor or limit; not found.
+    /// [`Error::Invalid`] for a bad limit; not found.
     pub async fn history(
         &self,
         caller: Caller,
         wallet: WalletId,
-        cursor_in: Option<&str>,
+        before: Option<HistoryCursor>,
         limit: u32,
     ) -> Result<HistoryPageView, Error> {
         if limit == 0 || limit > MAX_PAGE {
             return Err(Error::invalid("limit", format!("1 to {MAX_PAGE}")));
         }
-        let before = cursor_in.map(parse_cursor).transpose()?;
         let (loaded, mut keys) = self.load(&[wallet]).await?;
         if !loaded.iter().all(|w| caller.may_see(&w.record)) {
             return Err(Error::WalletNotFound(wallet));
         }
-        let page = self.store.history(wallet, before, limit).await?;
+        let page = self
+            .store
+            .history(wallet, before.map(HistoryCursor::seq), limit)
+            .await?;
         let mut others: Vec<WalletId> = page
             .iter()
             .flat_map(|(_, t)| t.wallets().into_iter().chain([t.key_wallet]))
@@ -512,7 +515,10 @@ impl Ledger {
         let full = page.len() == usize::try_from(limit).unwrap_or(usize::MAX);
         Ok(HistoryPageView {
             items,
-            next_cursor: page.last().filter(|_| full).map(|(seq, _)| cursor(*seq)),
+            next_cursor: page
+                .last()
+                .filter(|_| full)
+                .map(|(seq, _)| HistoryCursor(*seq).to_string()),
         })
     }
 

@@ -198,7 +198,7 @@ impl Ledger {
                 idempotency_key: draft.idempotency.key.clone(),
                 fingerprint: draft.idempotency.fingerprint,
                 memo,
-                signature: draft.signature.as_ref().map(|(s, _)| s.to_bytes().to_vec()),
+                signature: draft.signature.as_ref().map(|(s, _)| *s),
                 public_key: draft.signature.as_ref().map(|(_, pk)| *pk),
                 postings,
                 reversed_by: None,

@@ -65,17 +65,21 @@ impl Ledger {
         pin: &Pin,
         idem: Option<&Idempotency>,
     ) -> Result<Unlocked, Error> {
-        let params = KdfParams::from_bytes(&rec.kdf_params)
-            .map_err(|e| corrupt("KDF parameters", rec.id)(e.to_string()))?;
-        let sealed = SealedSigningKey::from_bytes(&rec.signing_key)
-            .map_err(|e| corrupt("signing key", rec.id)(e.to_string()))?;
         let public = WalletPublicKey::from_bytes(&rec.public_key)
             .map_err(|e| corrupt("public key", rec.id)(e.to_string()))?;
-        let dek = keys.key(rec.id, sealed.data_key_ref().version())?;
+        let dek = keys.key(rec.id, rec.signing_key.data_key_ref().version())?;
         let aad = signing_key_aad(rec.id);
         let cached = || {
             self.pins
-                .unseal_if_cached(rec.id, pin, &params, &sealed, dek, &aad, &public)
+                .unseal_if_cached(
+                    rec.id,
+                    pin,
+                    &rec.kdf_params,
+                    &rec.signing_key,
+                    dek,
+                    &aad,
+                    &public,
+                )
                 .map(|known| {
                     known
                         .map(|key| Unlocked::Key {
@@ -102,7 +106,15 @@ impl Ledger {
         let count = self.reserve_pin_attempt(rec.id, keys).await?;
         match self
             .pins
-            .unseal(rec.id, pin, &params, &sealed, dek, &aad, &public)
+            .unseal(
+                rec.id,
+                pin,
+                &rec.kdf_params,
+                &rec.signing_key,
+                dek,
+                &aad,
+                &public,
+            )
             .await
         {
             Ok(key) => Ok(Unlocked::Key {
@@ -320,7 +332,7 @@ impl Ledger {
         pin: &Pin,
         rec: &WalletRecord,
         keys: &DataKeys,
-    ) -> Result<(Vec<u8>, Vec<u8>), Error> {
+    ) -> Result<(SealedSigningKey, KdfParams), Error> {
         let params = KdfParams::generate(self.config.kdf_iterations)
             .map_err(|e| Error::Storage(context("KDF parameters", e)))?;
         let pin_key = self.pins.derive(pin, &params).await.map_err(pin_error)?;
@@ -332,6 +344,6 @@ impl Ledger {
                 &signing_key_aad(rec.id),
             )
             .map_err(|e| Error::Storage(e.into()))?;
-        Ok((sealed.as_bytes().to_vec(), params.to_bytes().to_vec()))
+        Ok((sealed, params))
     }
 }

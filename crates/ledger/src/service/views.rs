@@ -12,13 +12,7 @@
 //! account; a settlement posting, which has no wallet, under the key of the transaction's key
 //! wallet (`sealer`, used when writing too). The memo is sealed under the key wallet's key, bound
 //! to the transaction. `transaction_view` and `open_postings` also serve verification.
-//!
-//! A history cursor is opaque: a format byte and the wallet's own row version (the sequence of
-//! the wallet's postings), so a page never shifts when new activity arrives; a cursor this
-//! service did not issue is refused as invalid.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use coffer_crypto::{WalletPublicKey, WalletSignature};
 
 use crate::domain::{
@@ -209,12 +203,6 @@ pub(crate) fn transaction_view(
         }
         None => None,
     };
-    let signature = match &t.signature {
-        Some(s) => Some(<[u8; 64]>::try_from(s.as_slice()).map_err(|_| {
-            Error::Corrupt(format!("signature of transaction {} is not 64 bytes", t.id).into())
-        })?),
-        None => None,
-    };
     Ok(TransactionView {
         id: t.id,
         kind: t.kind,
@@ -231,25 +219,7 @@ pub(crate) fn transaction_view(
         idempotency_key: t.idempotency_key.clone(),
         reverses: t.reverses,
         reversed_by: t.reversed_by,
-        signature,
+        signature: t.signature.map(|s| s.to_bytes()),
         public_key: t.public_key,
     })
-}
-
-/// Encodes a history cursor.
-pub(super) fn cursor(seq: i64) -> String {
-    let mut b = vec![1u8];
-    b.extend_from_slice(&seq.to_be_bytes());
-    URL_SAFE_NO_PAD.encode(b)
-}
-
-pub(super) fn parse_cursor(s: &str) -> Result<i64, Error> {
-    let bad = || Error::invalid("cursor", "not a cursor this service issued");
-    let b = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
-    match b.split_first() {
-        Some((1, rest)) => <[u8; 8]>::try_from(rest)
-            .map(i64::from_be_bytes)
-            .map_err(|_| bad()),
-        _ => Err(bad()),
-    }
 }

@@ -7,8 +7,8 @@ use std::ops::Deref;
 
 use crate::request::parse_pin;
 use crate::{
-    Currency, Error, IdempotencyKey, Ledger, Reason, TransactionId, TransactionView, UserId,
-    WalletId, WalletView,
+    Caller, Currency, Error, HistoryCursor, HistoryPageView, IdempotencyKey, Ledger, Reason,
+    TransactionId, TransactionView, UserId, WalletId, WalletView,
 };
 
 /// A money request as a client sends it (`Debug` leaves out the amount and the memo, as the
@@ -166,6 +166,21 @@ impl Client {
         let key = IdempotencyKey::parse(idempotency_key)?;
         let reason = Reason::parse(reason)?;
         self.0.reverse(admin, transaction, &reason, &key).await
+    }
+
+    /// [`Ledger::history`].
+    ///
+    /// # Errors
+    /// A malformed cursor; the ledger's.
+    pub async fn history(
+        &self,
+        caller: Caller,
+        wallet: WalletId,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<HistoryPageView, Error> {
+        let before = cursor.map(HistoryCursor::parse).transpose()?;
+        self.0.history(caller, wallet, before, limit).await
     }
 }
 

@@ -354,6 +354,7 @@ where
 
     pub(super) async fn create_wallet(&self, new: NewWallet) -> Result<Receipt, Error> {
         let r = &new.record;
+        let (kdf_params, wrapped) = (r.kdf_params.to_bytes(), new.key.wrapped.to_bytes());
         let mut tx = D::begin(&self.pool).await.map_err(db_err)?;
         let inserted = sqlx::query(&format!(
             "INSERT INTO wallets ({WALLET_COLUMNS}) \
@@ -364,11 +365,11 @@ where
         .bind(r.currency.code())
         .bind(r.status.as_str())
         .bind(r.version)
-        .bind(&r.balance)
+        .bind(r.balance.as_bytes())
         .bind(i64::from(r.dek_version))
-        .bind(&r.signing_key)
+        .bind(r.signing_key.as_bytes())
         .bind(r.public_key.as_slice())
-        .bind(&r.kdf_params)
+        .bind(kdf_params.as_slice())
         .bind(i64::from(r.failed_pins))
         .bind(r.created_at)
         .bind(r.updated_at)
@@ -388,7 +389,7 @@ where
         )
         .bind(*new.key.wallet.as_uuid())
         .bind(i64::from(new.key.version))
-        .bind(&new.key.wrapped)
+        .bind(wrapped.as_slice())
         .bind(i64::from(new.key.kek_version))
         .bind(r.created_at)
         .execute(&mut *tx)

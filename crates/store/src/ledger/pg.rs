@@ -7,6 +7,7 @@
 //! is five round trips, three of them under the wallets' locks.
 
 use coffer_audit::Receipt;
+use coffer_crypto::Envelope;
 use coffer_ledger::port::{Changes, DataKeyRecord, Idempotency, LoadedWallet, WalletRecord};
 use coffer_ledger::{Error, WalletId};
 use sqlx::postgres::PgPool;
@@ -14,7 +15,7 @@ use sqlx::{PgConnection, Row};
 use std::sync::LazyLock;
 use uuid::Uuid;
 
-use super::rows::{WALLET_COLUMNS, u32_of, wallet_from};
+use super::rows::{WALLET_COLUMNS, u32_of, wallet_from, wrapped_from};
 use super::{Failure, LedgerDialect, audit_err, db_err, ledger_store, write_failure};
 use crate::audit::{PgAuditLog, append_ctes, bind_append};
 use crate::dialect::Pg;
@@ -42,7 +43,7 @@ impl LedgerDialect for Pg {
             let key = DataKeyRecord {
                 wallet: WalletId::from_uuid(row.try_get("id").map_err(db_err)?),
                 version: u32_of(row.try_get("key_version").map_err(db_err)?, "key version")?,
-                wrapped: row.try_get("wrapped").map_err(db_err)?,
+                wrapped: wrapped_from(row)?,
                 kek_version: u32_of(row.try_get("kek_version").map_err(db_err)?, "kek_version")?,
             };
             match out.last_mut() {
@@ -167,13 +168,21 @@ impl LedgerDialect for Pg {
             // $3: their versions as locked (the update requires them, and stores each plus one).
             .bind(versions)
             // $4: their new balances.
-            .bind(w.iter().map(|c| c.balance.clone()).collect::<Vec<_>>())
+            .bind(w.iter().map(|c| c.balance.as_bytes()).collect::<Vec<_>>())
             // $5: their new signing keys (sealed).
-            .bind(w.iter().map(|c| c.signing_key.clone()).collect::<Vec<_>>())
+            .bind(
+                w.iter()
+                    .map(|c| c.signing_key.as_bytes())
+                    .collect::<Vec<_>>(),
+            )
             // $6: their new public keys.
             .bind(w.iter().map(|c| c.public_key.to_vec()).collect::<Vec<_>>())
             // $7: their new PIN KDF parameters.
-            .bind(w.iter().map(|c| c.kdf_params.clone()).collect::<Vec<_>>())
+            .bind(
+                w.iter()
+                    .map(|c| c.kdf_params.to_bytes().to_vec())
+                    .collect::<Vec<_>>(),
+            )
             // $8: their new failed-PIN counts.
             .bind(
                 w.iter()
@@ -208,9 +217,9 @@ impl LedgerDialect for Pg {
             // $21: its idempotency key.
             .bind(t.map(|t| t.idempotency_key.as_str()))
             // $22: its memo (an envelope).
-            .bind(t.and_then(|t| t.memo.as_deref()))
+            .bind(t.and_then(|t| t.memo.as_ref().map(Envelope::as_bytes)))
             // $23: its signature.
-            .bind(t.and_then(|t| t.signature.as_deref()))
+            .bind(t.and_then(|t| t.signature.map(|s| s.to_bytes().to_vec())))
             // $24: the public key that made the signature.
             .bind(
                 t.and_then(|t| t.public_key.as_ref())
@@ -237,7 +246,7 @@ impl LedgerDialect for Pg {
             .bind(
                 postings
                     .iter()
-                    .map(|p| p.amount.clone())
+                    .map(|p| p.amount.as_bytes())
                     .collect::<Vec<_>>(),
             )
             // $29: the transaction's request fingerprint.
@@ -248,7 +257,7 @@ impl LedgerDialect for Pg {
             // $31: its version.
             .bind(dk.map(|k| i64::from(k.version)))
             // $32: the key, wrapped.
-            .bind(dk.map(|k| k.wrapped.as_slice()))
+            .bind(dk.map(|k| k.wrapped.to_bytes()))
             // $33: the KEK version it is wrapped under.
             .bind(dk.map(|k| i64::from(k.kek_version)));
         // $34..$46: the first audit record (`ah`, `ae`), bound by `bind_append`.

@@ -3,6 +3,8 @@
 //! or is out of range is [`Error::Corrupt`]), which transactions a read loads ([`Filter`]), and
 //! the attaching of postings to their transactions.
 
+use coffer_crypto::{Envelope, KdfParams, SealedSigningKey, WalletSignature};
+use coffer_keys::WrappedKey;
 use coffer_ledger::domain::{TransactionId, TransactionKind, UserId, WalletId, WalletStatus};
 use coffer_ledger::error::context;
 use coffer_ledger::port::{DataKeyRecord, PostingRecord, TransactionRecord, WalletRecord};
@@ -35,6 +37,18 @@ pub(super) fn key32(v: Vec<u8>, what: &str) -> Result<[u8; 32], Error> {
         .map_err(|_| Error::Corrupt(format!("stored {what} is not 32 bytes").into()))
 }
 
+/// Decodes a stored value into its type; bytes that do not decode are [`Error::Corrupt`].
+pub(super) fn decode<T, E>(
+    parse: impl FnOnce(&[u8]) -> Result<T, E>,
+    v: &[u8],
+    what: &str,
+) -> Result<T, Error>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    parse(v).map_err(|e| Error::Corrupt(context(format!("stored {what}"), e)))
+}
+
 pub(super) fn currency(s: &str) -> Result<Currency, Error> {
     Currency::parse(s).map_err(|e| corrupt("currency")(e.to_string()))
 }
@@ -48,6 +62,7 @@ where
     for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let status: String = row.try_get("status").map_err(db_err)?;
+    let bytes = |col: &str| -> Result<Vec<u8>, Error> { row.try_get(col).map_err(db_err) };
     Ok(WalletRecord {
         id: WalletId::from_uuid(row.try_get("id").map_err(db_err)?),
         owner: UserId::from_uuid(row.try_get("owner_id").map_err(db_err)?),
@@ -55,11 +70,19 @@ where
         status: WalletStatus::parse(&status)
             .ok_or_else(|| corrupt("wallet status")(status.clone()))?,
         version: row.try_get("version").map_err(db_err)?,
-        balance: row.try_get("balance").map_err(db_err)?,
+        balance: decode(Envelope::from_bytes, &bytes("balance")?, "balance")?,
         dek_version: u32_of(row.try_get("dek_version").map_err(db_err)?, "dek_version")?,
-        signing_key: row.try_get("signing_key").map_err(db_err)?,
+        signing_key: decode(
+            SealedSigningKey::from_bytes,
+            &bytes("signing_key")?,
+            "signing key",
+        )?,
         public_key: key32(row.try_get("public_key").map_err(db_err)?, "public key")?,
-        kdf_params: row.try_get("kdf_params").map_err(db_err)?,
+        kdf_params: decode(
+            KdfParams::from_bytes,
+            &bytes("kdf_params")?,
+            "KDF parameters",
+        )?,
         failed_pins: u32_of(row.try_get("failed_pins").map_err(db_err)?, "failed_pins")?,
         created_at: row.try_get("created_at").map_err(db_err)?,
         updated_at: row.try_get("updated_at").map_err(db_err)?,
@@ -76,9 +99,19 @@ where
     Ok(DataKeyRecord {
         wallet: WalletId::from_uuid(row.try_get("wallet_id").map_err(db_err)?),
         version: u32_of(row.try_get("version").map_err(db_err)?, "key version")?,
-        wrapped: row.try_get("wrapped").map_err(db_err)?,
+        wrapped: wrapped_from(row)?,
         kek_version: u32_of(row.try_get("kek_version").map_err(db_err)?, "kek_version")?,
     })
+}
+
+/// The `wrapped` column of a data key row.
+pub(super) fn wrapped_from<R: Row>(row: &R) -> Result<WrappedKey, Error>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let v: Vec<u8> = row.try_get("wrapped").map_err(db_err)?;
+    decode(WrappedKey::from_bytes, &v, "wrapped data key")
 }
 
 pub(super) fn posting_from<R: Row>(row: &R) -> Result<(TransactionId, PostingRecord), Error>
@@ -98,7 +131,11 @@ where
                 .map_err(db_err)?
                 .map(WalletId::from_uuid),
             wallet_seq: row.try_get("wallet_seq").map_err(db_err)?,
-            amount: row.try_get("amount").map_err(db_err)?,
+            amount: decode(
+                Envelope::from_bytes,
+                &row.try_get::<Vec<u8>, _>("amount").map_err(db_err)?,
+                "posting amount",
+            )?,
         },
     ))
 }
@@ -113,6 +150,8 @@ where
 {
     let kind: String = row.try_get("kind").map_err(db_err)?;
     let id = |col: &str| -> Result<Option<Uuid>, Error> { row.try_get(col).map_err(db_err) };
+    let optional =
+        |col: &str| -> Result<Option<Vec<u8>>, Error> { row.try_get(col).map_err(db_err) };
     Ok(TransactionRecord {
         id: TransactionId::from_uuid(row.try_get("id").map_err(db_err)?),
         kind: TransactionKind::parse(&kind)
@@ -129,11 +168,13 @@ where
             row.try_get("fingerprint").map_err(db_err)?,
             "request fingerprint",
         )?,
-        memo: row.try_get("memo").map_err(db_err)?,
-        signature: row.try_get("signature").map_err(db_err)?,
-        public_key: row
-            .try_get::<Option<Vec<u8>>, _>("public_key")
-            .map_err(db_err)?
+        memo: optional("memo")?
+            .map(|m| decode(Envelope::from_bytes, &m, "memo"))
+            .transpose()?,
+        signature: optional("signature")?
+            .map(|s| decode(WalletSignature::from_bytes, &s, "signature"))
+            .transpose()?,
+        public_key: optional("public_key")?
             .map(|k| key32(k, "signer public key"))
             .transpose()?,
         postings: Vec::new(),

@@ -4,6 +4,7 @@
 //! is no network between the process and the database).
 
 use coffer_audit::Receipt;
+use coffer_crypto::Envelope;
 use coffer_ledger::port::{Changes, Idempotency, LoadedWallet, WalletRecord};
 use coffer_ledger::{Error, WalletId};
 use sqlx::SqliteConnection;
@@ -98,10 +99,10 @@ impl LedgerDialect for Sqlite {
             .bind(*c.id.as_uuid())
             .bind(c.status.as_str())
             .bind(old.version + 1)
-            .bind(&c.balance)
-            .bind(&c.signing_key)
+            .bind(c.balance.as_bytes())
+            .bind(c.signing_key.as_bytes())
             .bind(c.public_key.as_slice())
-            .bind(&c.kdf_params)
+            .bind(c.kdf_params.to_bytes().as_slice())
             .bind(i64::from(c.failed_pins))
             .bind(now)
             .bind(old.version)
@@ -123,7 +124,7 @@ impl LedgerDialect for Sqlite {
             )
             .bind(*k.wallet.as_uuid())
             .bind(i64::from(k.version))
-            .bind(&k.wrapped)
+            .bind(k.wrapped.to_bytes())
             .bind(i64::from(k.kek_version))
             .bind(now)
             .execute(&mut *conn)
@@ -152,8 +153,8 @@ impl LedgerDialect for Sqlite {
             .bind(&t.scope)
             .bind(&t.idempotency_key)
             .bind(t.fingerprint.as_slice())
-            .bind(t.memo.as_deref())
-            .bind(t.signature.as_deref())
+            .bind(t.memo.as_ref().map(Envelope::as_bytes))
+            .bind(t.signature.map(|s| s.to_bytes().to_vec()))
             .bind(t.public_key.as_ref().map(<[u8; 32]>::as_slice))
             .execute(&mut *conn)
             .await
@@ -167,7 +168,7 @@ impl LedgerDialect for Sqlite {
                 .bind(i64::from(p.line))
                 .bind(p.wallet.map(|w| *w.as_uuid()))
                 .bind(p.wallet_seq)
-                .bind(&p.amount)
+                .bind(p.amount.as_bytes())
                 .execute(&mut *conn)
                 .await?;
             }

@@ -5,6 +5,7 @@
 //! the handlers call after parsing.
 
 use axum::extract::{Query, State};
+use coffer_ledger::HistoryCursor;
 use serde::Deserialize;
 
 use super::shared::{ApiResult, created, currency, no_content, ok};
@@ -128,7 +129,7 @@ pub(in crate::api) async fn history(
         .history(
             &principal,
             wallet_id(&id)?,
-            q.cursor.as_deref(),
+            q.cursor.as_deref().map(HistoryCursor::parse).transpose()?,
             q.limit.unwrap_or(50),
         )
         .await?;
