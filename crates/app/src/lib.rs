@@ -31,6 +31,7 @@ use coffer_keys_local::{LocalKeyProvider, LocalKeySource};
 use coffer_keys_vault::{
     KvSettings, TransitSettings, VaultAuth, VaultConnection, VaultKvProvider, VaultTransitProvider,
 };
+use coffer_ledger::error::{Cause, context};
 use coffer_ledger::{Ledger, LedgerConfig, LedgerStore};
 use coffer_ratelimit::audit::LimitedRequests;
 use coffer_ratelimit::policy::Policies;
@@ -66,13 +67,13 @@ pub enum AppError {
     Config(#[from] ConfigError),
     /// The database could not be opened or migrated.
     #[error("database: {0}")]
-    Database(String),
+    Database(#[source] Cause),
     /// The master key could not be loaded.
     #[error("master key: {0}")]
-    Keys(String),
+    Keys(#[source] Cause),
     /// A service could not open (its keys, its stored state).
     #[error("{0}")]
-    Service(String),
+    Service(#[source] Cause),
 }
 
 /// The database, whichever it is.
@@ -128,7 +129,7 @@ pub struct App {
 }
 
 fn audit_service_actor() -> Result<EntityId, AppError> {
-    EntityId::parse("coffer-api").map_err(|e| AppError::Service(e.to_string()))
+    EntityId::parse("coffer-api").map_err(|e| AppError::Service(Box::new(e)))
 }
 
 struct Ready {
@@ -168,10 +169,10 @@ fn sqlite_path(url: &str) -> Option<&Path> {
     (!path.is_empty() && path != ":memory:").then(|| Path::new(path))
 }
 
-fn create_parent(path: &Path) -> Result<(), String> {
+fn create_parent(path: &Path) -> Result<(), Cause> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display())),
+            .map_err(|e| context(format!("cannot create {}", dir.display()), e)),
         _ => Ok(()),
     }
 }
@@ -231,7 +232,7 @@ impl App {
                             "coffer:revocation",
                             coffer_auth_redis::RedisRevocationConfig::default(),
                         )
-                        .map_err(|e| AppError::Service(e.to_string()))?,
+                        .map_err(|e| AppError::Service(Box::new(e)))?,
                     );
                     (list.clone(), Some(list))
                 }
@@ -241,14 +242,14 @@ impl App {
         for issuer in &issuers {
             issuer
                 .check_roles(&rbac)
-                .map_err(|e| AppError::Service(format!("auth.oidc: {e}")))?;
+                .map_err(|e| AppError::Service(context("auth.oidc", e)))?;
         }
         let oidc: Option<Arc<dyn ExternalIssuers>> = if issuers.is_empty() {
             None
         } else {
             Some(Arc::new(
                 coffer_auth_oidc::OidcIssuers::from_configs(issuers, &revocation)
-                    .map_err(|e| AppError::Service(format!("auth.oidc: {e}")))?,
+                    .map_err(|e| AppError::Service(context("auth.oidc", e)))?,
             ))
         };
         let ledger = Ledger::new(
@@ -268,7 +269,7 @@ impl App {
             config.auth.argon2_iterations,
             config.auth.password_hash_concurrency,
         )
-        .map_err(|e| AppError::Service(format!("password hashing: {e}")))?;
+        .map_err(|e| AppError::Service(context("password hashing", e)))?;
         let accounts = Accounts::open(
             AccountsDeps {
                 store: user_store,
@@ -292,7 +293,7 @@ impl App {
             },
         )
         .await
-        .map_err(|e| AppError::Service(format!("accounts: {e}")))?;
+        .map_err(|e| AppError::Service(context("accounts", e)))?;
         let accounts = Arc::new(accounts);
         let rotation_store: Arc<dyn RotationStore> = match &db {
             Db::Sqlite(p) => Arc::new(SqliteRotationStore::new(p.clone())),
@@ -450,22 +451,25 @@ pub async fn migrate(config: &Config) -> Result<(), AppError> {
         // Opening an SQLite database migrates it.
         let pool = coffer_store::connect_sqlite(&config.database.url)
             .await
-            .map_err(|e| AppError::Database(e.to_string()))?;
+            .map_err(|e| AppError::Database(Box::new(e)))?;
         pool.close().await;
         return Ok(());
     }
     let options = PgConnectOptions::from_str(&config.database.url).map_err(|_| {
-        AppError::Database(format!(
-            "{} is not a Postgres URL",
-            config::mask_url(&config.database.url)
-        ))
+        AppError::Database(
+            format!(
+                "{} is not a Postgres URL",
+                config::mask_url(&config.database.url)
+            )
+            .into(),
+        )
     })?;
     let pool = coffer_store::connect_postgres(options, 1)
         .await
-        .map_err(|e| AppError::Database(e.to_string()))?;
+        .map_err(|e| AppError::Database(Box::new(e)))?;
     let migrated = coffer_store::migrate_postgres(&pool)
         .await
-        .map_err(|e| AppError::Database(e.to_string()));
+        .map_err(|e| AppError::Database(Box::new(e)));
     pool.close().await;
     migrated
 }
@@ -500,11 +504,11 @@ async fn open_stores(
         create_parent(path).map_err(AppError::Database)?;
         let pool = coffer_store::connect_sqlite(&config.database.url)
             .await
-            .map_err(|e| AppError::Database(e.to_string()))?;
+            .map_err(|e| AppError::Database(Box::new(e)))?;
         let secrets = manager(Arc::new(SqliteSecretStore::new(pool.clone())));
         let audit = SqliteAuditLog::open_with_secrets(pool.clone(), keys.as_ref(), &secrets)
             .await
-            .map_err(|e| AppError::Service(format!("audit log: {e}")))?
+            .map_err(|e| AppError::Service(context("audit log", e)))?
             .with_clock(clock.clone());
         Stores {
             db: Db::Sqlite(pool.clone()),
@@ -520,23 +524,26 @@ async fn open_stores(
         }
     } else {
         let options = PgConnectOptions::from_str(&config.database.url).map_err(|_| {
-            AppError::Database(format!(
-                "{} is not a Postgres URL",
-                config::mask_url(&config.database.url)
-            ))
+            AppError::Database(
+                format!(
+                    "{} is not a Postgres URL",
+                    config::mask_url(&config.database.url)
+                )
+                .into(),
+            )
         })?;
         let pool = coffer_store::connect_postgres(options, config.database.max_connections)
             .await
-            .map_err(|e| AppError::Database(e.to_string()))?;
+            .map_err(|e| AppError::Database(Box::new(e)))?;
         if config.database.migrate {
             coffer_store::migrate_postgres(&pool)
                 .await
-                .map_err(|e| AppError::Database(e.to_string()))?;
+                .map_err(|e| AppError::Database(Box::new(e)))?;
         }
         let secrets = manager(Arc::new(PgSecretStore::new(pool.clone())));
         let audit = PgAuditLog::open_with_secrets(pool.clone(), keys.as_ref(), &secrets)
             .await
-            .map_err(|e| AppError::Service(format!("audit log: {e}")))?
+            .map_err(|e| AppError::Service(context("audit log", e)))?
             .with_clock(clock.clone());
         Stores {
             db: Db::Postgres(pool.clone()),
@@ -566,7 +573,7 @@ fn rate_limits(config: &Config, clock: &Arc<dyn Clock>) -> Result<Option<RateLim
                 "coffer:ratelimit",
                 coffer_ratelimit_redis::RedisLimiterConfig::default(),
             )
-            .map_err(|e| AppError::Service(format!("rate limiter: {e}")))?;
+            .map_err(|e| AppError::Service(context("rate limiter", e)))?;
             let mode = if c.fail_open {
                 RedisDownMode::FailOpen
             } else {
@@ -580,18 +587,18 @@ fn rate_limits(config: &Config, clock: &Arc<dyn Clock>) -> Result<Option<RateLim
     for cidr in &c.trusted_proxies {
         nets.extend(
             coffer_http::client_ip::parse_cidrs(cidr)
-                .map_err(|e| AppError::Service(format!("rate_limit.trusted_proxies: {e}")))?,
+                .map_err(|e| AppError::Service(context("rate_limit.trusted_proxies", e)))?,
         );
     }
     let mut policies =
-        Policies::defaults().map_err(|e| AppError::Service(format!("rate limits: {e}")))?;
+        Policies::defaults().map_err(|e| AppError::Service(context("rate limits", e)))?;
     for (name, setting) in &c.policies {
         let policy = coffer_ratelimit::Policy::new(
             name,
             setting.limit,
             Duration::from_secs(setting.period_secs),
         )
-        .map_err(|e| AppError::Service(format!("rate_limit.policies.{name}: {e}")))?;
+        .map_err(|e| AppError::Service(context(format!("rate_limit.policies.{name}"), e)))?;
         let slot = match name.as_str() {
             "per_ip" => &mut policies.per_ip,
             "per_user" => &mut policies.per_user,
@@ -626,8 +633,9 @@ struct Keys {
 /// The configured master key provider, connected and checked.
 async fn open_provider(config: &Config) -> Result<Arc<dyn KeyProvider>, AppError> {
     let keys = &config.keys;
-    let failed =
-        |e: coffer_keys::KeyError| AppError::Keys(format!("key provider {}: {e}", keys.provider));
+    let failed = |e: coffer_keys::KeyError| {
+        AppError::Keys(context(format!("key provider {}", keys.provider), e))
+    };
     match keys.provider {
         KeyProviderKind::VaultKv | KeyProviderKind::VaultTransit => {
             let v = &config.vault;
@@ -706,7 +714,7 @@ async fn open_provider(config: &Config) -> Result<Arc<dyn KeyProvider>, AppError
                 }
             };
             let local = LocalKeyProvider::open(source, &keys.key_id)
-                .map_err(|e| AppError::Keys(e.to_string()))?;
+                .map_err(|e| AppError::Keys(Box::new(e)))?;
             Ok(Arc::new(local))
         }
     }

@@ -13,6 +13,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use coffer_ledger::error::context;
+
 use crate::AppError;
 
 /// How long a client may take to finish its handshake.
@@ -25,22 +27,31 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, AppError> {
     let certs = CertificateDer::pem_file_iter(cert)
         .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-        .map_err(|e| AppError::Service(format!("server.tls_cert_file {}: {e}", cert.display())))?;
+        .map_err(|e| {
+            AppError::Service(context(
+                format!("server.tls_cert_file {}", cert.display()),
+                e,
+            ))
+        })?;
     if certs.is_empty() {
-        return Err(AppError::Service(format!(
-            "server.tls_cert_file {}: no certificate in it",
-            cert.display()
-        )));
+        return Err(AppError::Service(
+            format!(
+                "server.tls_cert_file {}: no certificate in it",
+                cert.display()
+            )
+            .into(),
+        ));
     }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| AppError::Service(format!("server.tls_key_file {}: {e}", key.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        AppError::Service(context(format!("server.tls_key_file {}", key.display()), e))
+    })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| AppError::Service(format!("TLS: {e}")))?
+        .map_err(|e| AppError::Service(context("TLS", e)))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| AppError::Service(format!("TLS certificate and key: {e}")))?;
+        .map_err(|e| AppError::Service(context("TLS certificate and key", e)))?;
     Ok(Arc::new(config))
 }
 

@@ -477,10 +477,9 @@ impl JwksCache {
             return Ok(key.clone());
         }
         match &state.last_failure {
-            Some((_, error)) => Err(TokenError::Unavailable(format!(
-                "keys of issuer {}: {error}",
-                self.issuer
-            ))),
+            Some((_, error)) => Err(TokenError::Unavailable(
+                format!("keys of issuer {}: {error}", self.issuer).into(),
+            )),
             None => Err(TokenError::UnknownKey),
         }
     }

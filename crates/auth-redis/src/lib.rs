@@ -53,7 +53,7 @@ impl fmt::Debug for RedisRevocationList {
 }
 
 fn unavailable(e: &redis::RedisError) -> RevocationError {
-    RevocationError::Unavailable(format!("redis: {:?}", e.kind()))
+    RevocationError::Unavailable(format!("redis: {:?}", e.kind()).into())
 }
 
 fn check(what: &'static str, s: &str) -> Result<(), RevocationError> {
@@ -75,8 +75,9 @@ impl RedisRevocationList {
         prefix: &str,
         config: RedisRevocationConfig,
     ) -> Result<Self, RevocationError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| RevocationError::Unavailable(format!("bad Redis URL ({:?})", e.kind())))?;
+        let client = redis::Client::open(url).map_err(|e| {
+            RevocationError::Unavailable(format!("bad Redis URL ({:?})", e.kind()).into())
+        })?;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.response_timeout))

@@ -26,7 +26,7 @@ pub enum RevocationError {
     /// The backing store does not answer (the caller fails closed: no token is accepted that
     /// cannot be checked).
     #[error("revocation list unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] crate::store::Cause),
     /// A bad argument (an empty token id or user).
     #[error("invalid revocation request: {0}")]
     Invalid(&'static str),

@@ -35,6 +35,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::revocation::{RevocationError, RevocationList, unix_secs};
+use crate::store::Cause;
 
 /// The `typ` header of access tokens (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
@@ -141,10 +142,10 @@ pub enum TokenError {
     EveryoneRevoked,
     /// The revocation list cannot be asked (fail closed).
     #[error("token check unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// Signing failed (a broken key; never the caller's fault).
     #[error("token signing failed: {0}")]
-    Signing(String),
+    Signing(#[source] Cause),
 }
 
 impl TokenError {
@@ -174,7 +175,7 @@ impl TokenError {
 
 impl From<RevocationError> for TokenError {
     fn from(e: RevocationError) -> Self {
-        Self::Unavailable(e.to_string())
+        Self::Unavailable(Box::new(e))
     }
 }
 
@@ -555,7 +556,7 @@ impl Tokens {
         header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
         header.kid = Some(key.kid().to_owned());
         let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
-            .map_err(|e| TokenError::Signing(e.to_string()))?;
+            .map_err(|e| TokenError::Signing(Box::new(e)))?;
         Ok((token, claims))
     }
 

@@ -38,7 +38,7 @@ pub const REVOCATION_CHANNEL: &str = "coffer_revocations";
 const SWEEP_EVERY: u64 = 256;
 
 fn revocation_err(e: sqlx::Error) -> RevocationError {
-    RevocationError::Unavailable(e.to_string())
+    RevocationError::Unavailable(Box::new(e))
 }
 
 fn check(what: &'static str, s: &str) -> Result<(), RevocationError> {
