@@ -10,6 +10,8 @@ use std::fmt;
 
 use async_trait::async_trait;
 use coffer_audit::{AuditEvent, Receipt};
+use coffer_crypto::Envelope;
+use coffer_keys::WrappedKey;
 
 use crate::refresh::{RefreshHash, RefreshRecord};
 use crate::user::UserId;
@@ -40,7 +42,7 @@ pub enum UserStoreError {
 #[derive(Clone, PartialEq, Eq)]
 pub struct TotpRecord {
     /// The secret, an envelope under the user's data key.
-    pub sealed: Vec<u8>,
+    pub sealed: Envelope,
     /// Whether a code was entered to confirm enrollment (until then it is not asked for).
     pub confirmed: bool,
     /// The last step a code was accepted for (replays of it and earlier steps are refused).
@@ -64,11 +66,11 @@ pub struct UserRecord {
     /// HMAC of the normalised email under the blind-index key (unique).
     pub email_index: [u8; 32],
     /// The email, sealed.
-    pub email: Vec<u8>,
+    pub email: Envelope,
     /// The phone number, sealed.
-    pub phone: Option<Vec<u8>>,
+    pub phone: Option<Envelope>,
     /// The tax id, sealed.
-    pub tax_id: Option<Vec<u8>>,
+    pub tax_id: Option<Envelope>,
     /// Argon2id PHC string.
     pub password_hash: String,
     /// Role names.
@@ -97,8 +99,8 @@ impl fmt::Debug for UserRecord {
 pub struct UserKeyRecord {
     /// Its version.
     pub version: u32,
-    /// `WrappedKey::to_bytes`.
-    pub wrapped: Vec<u8>,
+    /// The key, wrapped.
+    pub wrapped: WrappedKey,
     /// The KEK version that wrapped it (the rotation's work list).
     pub kek_version: u32,
 }
@@ -113,15 +115,15 @@ pub struct UserKeyRotation<'a> {
     /// The new version (wrapped).
     pub key: &'a UserKeyRecord,
     /// The email, sealed under the new version.
-    pub email: &'a [u8],
+    pub email: &'a Envelope,
     /// The phone, likewise.
-    pub phone: Option<&'a [u8]>,
+    pub phone: Option<&'a Envelope>,
     /// The tax id, likewise.
-    pub tax_id: Option<&'a [u8]>,
+    pub tax_id: Option<&'a Envelope>,
     /// The TOTP secret, likewise.
-    pub totp: Option<&'a [u8]>,
+    pub totp: Option<&'a Envelope>,
     /// The TOTP secret as read (an enrollment meanwhile makes the rotation start again).
-    pub totp_was: Option<&'a [u8]>,
+    pub totp_was: Option<&'a Envelope>,
     /// The record of it.
     pub audit: &'a AuditEvent,
 }

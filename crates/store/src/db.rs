@@ -112,3 +112,16 @@ impl std::error::Error for DbFailure {
         Some(&self.source)
     }
 }
+
+/// Decodes a stored value into its domain type (an envelope, a wrapped key): what does not
+/// decode is the cause of the port's `Corrupt`, named `stored {what}`.
+pub(crate) fn decode<T, E>(
+    parse: impl FnOnce(&[u8]) -> Result<T, E>,
+    v: &[u8],
+    what: &str,
+) -> Result<T, coffer_ledger::error::Cause>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    parse(v).map_err(|e| coffer_ledger::error::context(format!("stored {what}"), e))
+}

@@ -123,8 +123,8 @@ impl Accounts {
                 &record,
                 &UserKeyRecord {
                     version: 1,
-                    wrapped: generated.wrapped.to_bytes(),
                     kek_version: generated.wrapped.version,
+                    wrapped: generated.wrapped.clone(),
                 },
                 &audit,
             )

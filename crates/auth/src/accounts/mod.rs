@@ -43,8 +43,8 @@ use coffer_audit::{
     Action, Actor, AuditEvent, AuditHasher, Code, ObservedAuditLog, Outcome, Subject,
 };
 use coffer_clock::Clock;
-use coffer_crypto::{DataKey, HmacKey, KeyRef, open_bytes, seal};
-use coffer_keys::{KeyProvider, WrappedKey};
+use coffer_crypto::{DataKey, Envelope, HmacKey, KeyRef, open, seal};
+use coffer_keys::KeyProvider;
 use coffer_secrets::SecretsManager;
 use zeroize::Zeroizing;
 
@@ -269,10 +269,9 @@ impl Accounts {
             .iter()
             .find(|k| k.version == u.record.dek_version)
             .ok_or_else(|| corrupt("the user's data key version is missing"))?;
-        let wrapped = WrappedKey::from_bytes(&k.wrapped).map_err(corrupt)?;
         Ok(self
             .keys
-            .unwrap_data_key(&wrapped, &user_key_context(u.record.id))
+            .unwrap_data_key(&k.wrapped, &user_key_context(u.record.id))
             .await?)
     }
 
@@ -301,8 +300,7 @@ impl Accounts {
         totp: &TotpRecord,
     ) -> Result<TotpSecret, AuthError> {
         let dek = self.user_key(u).await?;
-        let plain =
-            open_bytes(&dek, &field_aad(u.record.id, "totp"), &totp.sealed).map_err(corrupt)?;
+        let plain = open(&dek, &field_aad(u.record.id, "totp"), &totp.sealed).map_err(corrupt)?;
         TotpSecret::from_bytes(plain.expose_secret()).map_err(corrupt)
     }
 
@@ -397,13 +395,12 @@ fn seal_field(
     user: UserId,
     field: &str,
     plain: &[u8],
-) -> Result<Vec<u8>, AuthError> {
+) -> Result<Envelope, AuthError> {
     seal(
         dek,
         &KeyRef::version_only(1),
         &field_aad(user, field),
         plain,
     )
-    .map(coffer_crypto::Envelope::into_bytes)
     .map_err(|e| AuthError::Internal(e.into()))
 }

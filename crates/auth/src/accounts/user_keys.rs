@@ -13,7 +13,7 @@
 //! versions stay stored.
 
 use coffer_audit::{Action, Actor, AuditEvent, DetailValue, Outcome, Subject};
-use coffer_crypto::open_bytes;
+use coffer_crypto::{Envelope, open};
 
 use super::error::{AuthError, corrupt};
 use super::shared::{entity, field_aad, user_key_context};
@@ -44,29 +44,29 @@ impl Accounts {
                 .saturating_add(1);
             let generated = self.keys.generate_data_key(&user_key_context(user)).await?;
             let new = &generated.plaintext;
-            let move_field = |field: &str, sealed: &[u8]| -> Result<Vec<u8>, AuthError> {
-                let plain = open_bytes(&old, &field_aad(user, field), sealed).map_err(corrupt)?;
+            let move_field = |field: &str, sealed: &Envelope| -> Result<Envelope, AuthError> {
+                let plain = open(&old, &field_aad(user, field), sealed).map_err(corrupt)?;
                 seal_field(new, user, field, plain.expose_secret())
             };
             let email = move_field("email", &u.record.email)?;
             let phone = u
                 .record
                 .phone
-                .as_deref()
+                .as_ref()
                 .map(|p| move_field("phone", p))
                 .transpose()?;
             let tax_id = u
                 .record
                 .tax_id
-                .as_deref()
+                .as_ref()
                 .map(|t| move_field("tax_id", t))
                 .transpose()?;
-            let totp_was = u.record.totp.as_ref().map(|t| t.sealed.as_slice());
+            let totp_was = u.record.totp.as_ref().map(|t| &t.sealed);
             let totp = totp_was.map(|t| move_field("totp", t)).transpose()?;
             let key = UserKeyRecord {
                 version: next,
-                wrapped: generated.wrapped.to_bytes(),
                 kek_version: generated.wrapped.version,
+                wrapped: generated.wrapped.clone(),
             };
             let mut event = AuditEvent::new(
                 Actor::Service(entity("coffer-auth")),
@@ -84,9 +84,9 @@ impl Accounts {
                     from: u.record.dek_version,
                     key: &key,
                     email: &email,
-                    phone: phone.as_deref(),
-                    tax_id: tax_id.as_deref(),
-                    totp: totp.as_deref(),
+                    phone: phone.as_ref(),
+                    tax_id: tax_id.as_ref(),
+                    totp: totp.as_ref(),
                     totp_was,
                     audit: &event,
                 })

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use coffer_audit::{Action, Actor, Outcome};
-use coffer_crypto::open_bytes;
+use coffer_crypto::{Envelope, open};
 use zeroize::Zeroizing;
 
 use super::Accounts;
@@ -55,8 +55,8 @@ impl Accounts {
     pub async fn profile(&self, user: UserId) -> Result<Profile, AuthError> {
         let u = self.load_user(user).await?;
         let dek = self.user_key(&u).await?;
-        let text = |field: &str, sealed: &[u8]| -> Result<Zeroizing<String>, AuthError> {
-            let plain = open_bytes(&dek, &field_aad(user, field), sealed).map_err(corrupt)?;
+        let text = |field: &str, sealed: &Envelope| -> Result<Zeroizing<String>, AuthError> {
+            let plain = open(&dek, &field_aad(user, field), sealed).map_err(corrupt)?;
             String::from_utf8(plain.expose_secret().to_vec())
                 .map(Zeroizing::new)
                 .map_err(corrupt)
@@ -67,13 +67,13 @@ impl Accounts {
             phone: u
                 .record
                 .phone
-                .as_deref()
+                .as_ref()
                 .map(|s| Phone::parse(&text("phone", s)?).map_err(corrupt))
                 .transpose()?,
             tax_id: u
                 .record
                 .tax_id
-                .as_deref()
+                .as_ref()
                 .map(|s| TaxId::parse(&text("tax_id", s)?).map_err(corrupt))
                 .transpose()?,
             roles: u.record.roles.clone(),

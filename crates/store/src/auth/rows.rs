@@ -10,10 +10,12 @@ use coffer_auth::store::{
     LoadedUser, StoredSigningKey, TotpRecord, UserKeyRecord, UserRecord, UserStoreError,
 };
 use coffer_auth::user::UserId;
+use coffer_crypto::Envelope;
+use coffer_keys::WrappedKey;
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::db::{DbFailure, DbFailureKind};
+use crate::db::{DbFailure, DbFailureKind, decode};
 
 /// A unique violation on the e-mail index is a duplicate e-mail; any other conflict is a
 /// storage error.
@@ -39,6 +41,10 @@ pub(super) fn db_err(e: sqlx::Error) -> UserStoreError {
 
 pub(super) fn corrupt(what: &str) -> UserStoreError {
     UserStoreError::Corrupt(what.into())
+}
+
+fn envelope(v: &[u8], what: &str) -> Result<Envelope, UserStoreError> {
+    decode(Envelope::from_bytes, v, what).map_err(UserStoreError::Corrupt)
 }
 
 pub(super) fn i64_of(v: u64) -> i64 {
@@ -75,7 +81,10 @@ where
 {
     let get_err = db_err;
     let roles: String = row.try_get("roles").map_err(get_err)?;
-    let totp: Option<Vec<u8>> = row.try_get("totp").map_err(get_err)?;
+    let sealed = |col: &str| -> Result<Option<Vec<u8>>, UserStoreError> {
+        row.try_get(col).map_err(get_err)
+    };
+    let totp = sealed("totp")?;
     let email_index: Vec<u8> = row.try_get("email_index").map_err(get_err)?;
     Ok(UserRecord {
         id: UserId::from_uuid(row.try_get("id").map_err(get_err)?),
@@ -83,15 +92,22 @@ where
             .as_slice()
             .try_into()
             .map_err(|_| corrupt("email index"))?,
-        email: row.try_get("email").map_err(get_err)?,
-        phone: row.try_get("phone").map_err(get_err)?,
-        tax_id: row.try_get("tax_id").map_err(get_err)?,
+        email: envelope(
+            &row.try_get::<Vec<u8>, _>("email").map_err(get_err)?,
+            "email",
+        )?,
+        phone: sealed("phone")?
+            .map(|v| envelope(&v, "phone"))
+            .transpose()?,
+        tax_id: sealed("tax_id")?
+            .map(|v| envelope(&v, "tax id"))
+            .transpose()?,
         password_hash: row.try_get("password_hash").map_err(get_err)?,
         roles: serde_json::from_str(&roles).map_err(|_| corrupt("roles"))?,
         dek_version: u32_of(row.try_get("dek_version").map_err(get_err)?, "dek version")?,
         totp: match totp {
             Some(sealed) => Some(TotpRecord {
-                sealed,
+                sealed: envelope(&sealed, "TOTP secret")?,
                 confirmed: row.try_get("totp_confirmed").map_err(get_err)?,
                 last_step: u64_of(row.try_get("totp_last_step").map_err(get_err)?, "totp step")?,
             }),
@@ -109,7 +125,12 @@ where
 {
     Ok(UserKeyRecord {
         version: u32_of(row.try_get("version").map_err(db_err)?, "key version")?,
-        wrapped: row.try_get("wrapped").map_err(db_err)?,
+        wrapped: decode(
+            WrappedKey::from_bytes,
+            &row.try_get::<Vec<u8>, _>("wrapped").map_err(db_err)?,
+            "wrapped user key",
+        )
+        .map_err(UserStoreError::Corrupt)?,
         kek_version: u32_of(row.try_get("kek_version").map_err(db_err)?, "kek version")?,
     })
 }

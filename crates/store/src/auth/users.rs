@@ -12,6 +12,7 @@
 
 use coffer_auth::store::{LoadedUser, TotpRecord, UserKeyRecord, UserRecord, UserStoreError};
 use coffer_auth::user::UserId;
+use coffer_crypto::Envelope;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 use uuid::Uuid;
 
@@ -94,13 +95,13 @@ where
         )
         .bind(*user.id.as_uuid())
         .bind(user.email_index.to_vec())
-        .bind(&user.email)
-        .bind(&user.phone)
-        .bind(&user.tax_id)
+        .bind(user.email.as_bytes())
+        .bind(user.phone.as_ref().map(Envelope::as_bytes))
+        .bind(user.tax_id.as_ref().map(Envelope::as_bytes))
         .bind(&user.password_hash)
         .bind(roles)
         .bind(i64::from(user.dek_version))
-        .bind(totp.map(|t| t.sealed.clone()))
+        .bind(totp.map(|t| t.sealed.as_bytes()))
         .bind(totp.is_some_and(|t| t.confirmed))
         .bind(i64_of(totp.map_or(0, |t| t.last_step)))
         .bind(user.created_at)
@@ -113,7 +114,7 @@ where
         )
         .bind(*user.id.as_uuid())
         .bind(i64::from(key.version))
-        .bind(&key.wrapped)
+        .bind(key.wrapped.to_bytes())
         .bind(i64::from(key.kek_version))
         .bind(user.created_at)
         .execute(&mut *tx)
@@ -164,7 +165,7 @@ where
         dek_version: u32,
         audit: &coffer_audit::AuditEvent,
     ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
-        let sealed = totp.map(|t| t.sealed.clone());
+        let sealed = totp.map(|t| t.sealed.as_bytes());
         let confirmed = totp.is_some_and(|t| t.confirmed);
         let step = i64_of(totp.map_or(0, |t| t.last_step));
         let q = sqlx::query(
@@ -194,13 +195,13 @@ where
         )
         .bind(*r.user.as_uuid())
         .bind(i64::from(r.key.version))
-        .bind(r.email)
-        .bind(r.phone)
-        .bind(r.tax_id)
-        .bind(r.totp)
+        .bind(r.email.as_bytes())
+        .bind(r.phone.map(Envelope::as_bytes))
+        .bind(r.tax_id.map(Envelope::as_bytes))
+        .bind(r.totp.map(Envelope::as_bytes))
         .bind(now)
         .bind(i64::from(r.from))
-        .bind(r.totp_was);
+        .bind(r.totp_was.map(Envelope::as_bytes));
         let mut tx = D::begin(&store.pool).await.map_err(db_err)?;
         if D::rows_affected(&q.execute(&mut *tx).await.map_err(db_err)?) == 0 {
             return Ok(None);
@@ -211,7 +212,7 @@ where
         )
         .bind(*r.user.as_uuid())
         .bind(i64::from(r.key.version))
-        .bind(&r.key.wrapped)
+        .bind(r.key.wrapped.to_bytes())
         .bind(i64::from(r.key.kek_version))
         .bind(now)
         .execute(&mut *tx)

@@ -37,16 +37,12 @@ pub(super) fn key32(v: Vec<u8>, what: &str) -> Result<[u8; 32], Error> {
         .map_err(|_| Error::Corrupt(format!("stored {what} is not 32 bytes").into()))
 }
 
-/// Decodes a stored value into its type; bytes that do not decode are [`Error::Corrupt`].
-pub(super) fn decode<T, E>(
-    parse: impl FnOnce(&[u8]) -> Result<T, E>,
-    v: &[u8],
-    what: &str,
-) -> Result<T, Error>
+/// A stored value decoded into its type; what does not decode is [`Error::Corrupt`].
+fn decode<T, E>(parse: impl FnOnce(&[u8]) -> Result<T, E>, v: &[u8], what: &str) -> Result<T, Error>
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    parse(v).map_err(|e| Error::Corrupt(context(format!("stored {what}"), e)))
+    crate::db::decode(parse, v, what).map_err(Error::Corrupt)
 }
 
 pub(super) fn currency(s: &str) -> Result<Currency, Error> {
