@@ -164,9 +164,13 @@ impl AlertRules {
                     );
                 }
                 if let Some(ip) = detail_key(e, "client_ip") {
+                    // Counted by the client's network: an IPv6 client by its /64.
+                    let network = ip
+                        .parse()
+                        .map_or_else(|_| format!("ip:{ip}"), coffer_ids::client_network);
                     self.count(
                         "failed_logins",
-                        format!("ip:{ip}"),
+                        network,
                         c.failed_logins,
                         e.at_micros,
                         &mut alerts,
@@ -328,6 +332,19 @@ mod tests {
         .at(at_secs * 1_000_000)
         .detail("client_ip", DetailValue::Code(Code::parse(ip).unwrap()))
         .unwrap()
+    }
+
+    #[test]
+    fn failed_logins_from_one_ipv6_64_count_together() {
+        let mut rules = AlertRules::new(AlertConfig::default());
+        // Six users, six addresses, one /64: only the network's count reaches six.
+        for i in 0..5 {
+            let e = failed_login(&format!("u{i}"), &format!("2001:db8:1:2::{i}"), i);
+            assert!(rules.observe(&e).is_empty());
+        }
+        let alerts = rules.observe(&failed_login("u9", "2001:db8:1:2:ffff::9", 5));
+        let keys: Vec<_> = alerts.iter().map(|a| a.key.clone().unwrap()).collect();
+        assert_eq!(keys, ["ip64:2001:db8:1:2::"]);
     }
 
     #[test]

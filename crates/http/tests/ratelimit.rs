@@ -179,6 +179,30 @@ async fn the_fourth_login_gets_a_429_problem_with_the_ietf_fields() {
 }
 
 #[tokio::test]
+async fn an_ipv6_client_gets_one_budget_for_its_whole_64() {
+    let app = app(limits(Arc::new(InProcessLimiter::new())), "");
+    // A new address of the same /64 for every attempt does not escape the login budget.
+    let mut statuses = Vec::new();
+    for i in 1..=5 {
+        let peer = format!("2001:db8:1:2:{i:x}::{i:x}");
+        let resp = app
+            .clone()
+            .oneshot(request("POST", "/v1/auth/login", &peer, None))
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    // The next /64 is another client.
+    let resp = app
+        .clone()
+        .oneshot(request("POST", "/v1/auth/login", "2001:db8:1:3::1", None))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn forwarded_addresses_count_only_behind_trusted_proxies() {
     let app = app(limits(Arc::new(InProcessLimiter::new())), "");
     // Through the trusted proxy, each real client has its own budget even when the client

@@ -5,6 +5,29 @@
 //!
 //! Ids are UUIDs: new ones are version 7 (ordered by creation); the text form is the hyphenated
 //! one, in `Display` and `Debug` alike.
+//!
+//! A client is known by its network ([`client_network`]): the rate limits' per-address budgets
+//! and the per-address failed-login alert both count by it.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+/// The key of a client's network: an IPv4 address (also one mapped into IPv6) as itself
+/// (`ip:192.0.2.1`), an IPv6 address by its /64 (`ip64:2001:db8:1:2::`). One subscriber usually
+/// holds a whole /64; keying single addresses would give it 2^64 budgets. The key is a token
+/// the audit log stores as it is.
+#[must_use]
+pub fn client_network(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("ip:{v4}"),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("ip:{v4}"),
+            None => format!(
+                "ip64:{}",
+                Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))
+            ),
+        },
+    }
+}
 
 /// A string that is not an id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -90,20 +90,11 @@ fn per_minute(name: &str, limit: u32) -> Result<Policy, PolicyError> {
     Policy::new(name, limit, Duration::from_secs(60))
 }
 
-/// The rate-limit key of a client address. IPv6 clients are keyed by their /64: one subscriber
-/// usually holds a whole /64, and keying single addresses would give it 2^64 budgets.
+/// The rate-limit key of a client address: its network, an IPv6 client's /64
+/// ([`coffer_ids::client_network`]).
 #[must_use]
 pub fn ip_key(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => format!("ip:{v4}"),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => format!("ip:{v4}"),
-            None => {
-                let net = std::net::Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64));
-                format!("ip64:{net}")
-            }
-        },
-    }
+    coffer_ids::client_network(ip)
 }
 
 impl Policies {
@@ -146,7 +137,7 @@ impl Policies {
         caller: &Requester,
         class: RouteClass,
     ) -> Vec<(String, &Policy)> {
-        let ip_key = format!("ip:{ip}");
+        let ip_key = ip_key(ip);
         let mut out = vec![(ip_key.clone(), &self.per_ip)];
         let class_scope = match caller {
             Requester::Anonymous => ip_key,
@@ -200,6 +191,35 @@ mod tests {
         assert_eq!(ip_key("::ffff:192.0.2.1".parse().unwrap()), "ip:192.0.2.1");
         // Keys are audit tokens.
         assert!(coffer_audit::Code::parse(&ip_key(a)).is_ok());
+    }
+
+    #[test]
+    fn two_addresses_of_one_64_share_every_per_address_budget() {
+        let p = Policies::defaults().unwrap();
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        for class in [
+            RouteClass::Login,
+            RouteClass::Register,
+            RouteClass::Refresh,
+            RouteClass::Read,
+        ] {
+            let keys = |ip| -> Vec<String> {
+                p.applicable(ip, &Requester::Anonymous, class)
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .collect()
+            };
+            assert_eq!(keys(a), keys(b), "{class:?}");
+            assert_eq!(keys(a)[0], "ip64:2001:db8:1:2::");
+        }
+        // A signed-in user's per-address budget is the /64's too.
+        let user = |ip| {
+            p.applicable(ip, &Requester::User("u1".into()), RouteClass::Read)[0]
+                .0
+                .clone()
+        };
+        assert_eq!(user(a), user(b));
     }
 
     #[test]
