@@ -7,8 +7,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,42 +14,37 @@ use async_trait::async_trait;
 use coffer_audit::{Actor, AlertConfig, AuditLog, EntityId, ObservedAuditLog};
 use coffer_auth::accounts::{Accounts, AccountsConfig, AccountsDeps};
 use coffer_auth::password::PasswordHasher;
-use coffer_auth::store::UserStore;
 use coffer_auth::{
     Authenticator, CachedRevocationList, ExternalIssuers, InMemoryRevocationList, MfaRule, Rbac,
     RevocationList, TokenConfig,
 };
 use coffer_clock::{Clock, SystemClock};
 use coffer_http::api::{ApiState, Limits, Readiness};
-use coffer_http::client_ip::TrustedProxies;
 use coffer_http::ratelimit::RateLimits;
-use coffer_keys::{CacheConfig, CachingKeyProvider, KeyProvider, MeteredKeyProvider};
-use coffer_keys_aws::{AwsKmsProvider, KmsCredentials, KmsSettings};
-use coffer_keys_local::{LocalKeyProvider, LocalKeySource};
-use coffer_keys_vault::{
-    KvSettings, TransitSettings, VaultAuth, VaultConnection, VaultKvProvider, VaultTransitProvider,
-};
+use coffer_keys::{KeyProvider, MeteredKeyProvider};
 use coffer_ledger::error::{Cause, context};
-use coffer_ledger::{Ledger, LedgerConfig, LedgerStore};
-use coffer_ratelimit::audit::LimitedRequests;
-use coffer_ratelimit::policy::Policies;
-use coffer_ratelimit::{Failover, InProcessLimiter, RateLimiter, RedisDownMode};
+use coffer_ledger::{Ledger, LedgerConfig};
+use coffer_ratelimit::InProcessLimiter;
 use coffer_rotation::{RotationConfig, RotationStore, Rotator, SessionRevoker};
-use coffer_secrets::{SecretStore, SecretsManager};
-use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
-use coffer_store::auth::{PgRevocationList, PgUserStore, SqliteRevocationList, SqliteUserStore};
-use coffer_store::ledger::{PgLedgerStore, SqliteLedgerStore};
+use coffer_secrets::SecretsManager;
 use coffer_store::rotation::{PgRotationStore, SqliteRotationStore};
-use coffer_store::secrets::{PgSecretStore, SqliteSecretStore};
 use coffer_usecases::{Account, Admin, Wallets};
-use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
 pub mod cli;
 pub mod config;
+mod key_provider;
+mod rate_limits;
+mod stores;
 pub mod tls;
 pub mod usage;
 pub mod worker;
+
+use key_provider::{Keys, open_keys};
+use rate_limits::rate_limits;
+pub use stores::migrate;
+use stores::{Stores, open_stores};
 
 pub use config::{
     Config, ConfigError, KeyProviderKind, LogFormat, RevocationBackend, VaultAuthMethod,
@@ -114,6 +107,8 @@ pub struct App {
     pub db: Db,
     /// The rate-limit layer's state, when enabled.
     pub rate: Option<RateLimits>,
+    /// The in-process limiter in it (the limiter, or Redis's fallback).
+    in_process: Option<Arc<InProcessLimiter>>,
     /// The secrets manager, on the same database and key provider.
     pub secrets: Arc<SecretsManager>,
     /// Master key rotation (requested by the API, run by the worker).
@@ -161,22 +156,6 @@ impl Readiness for Ready {
     }
 }
 
-fn sqlite_path(url: &str) -> Option<&Path> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next()?;
-    (!path.is_empty() && path != ":memory:").then(|| Path::new(path))
-}
-
-fn create_parent(path: &Path) -> Result<(), Cause> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
-            .map_err(|e| context(format!("cannot create {}", dir.display()), e)),
-        _ => Ok(()),
-    }
-}
-
 impl App {
     /// Opens everything `config` names: the database (created and migrated when configured),
     /// the master key (the key file is created on first start when allowed), the audit log, the
@@ -185,8 +164,15 @@ impl App {
     /// # Errors
     /// [`AppError`] naming what failed.
     pub async fn build(config: Config) -> Result<Self, AppError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// As [`App::build`], reading the time from `clock` (tests drive it).
+    ///
+    /// # Errors
+    /// As [`App::build`].
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
         config.validate()?;
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let Keys {
             provider: keys,
             metered,
@@ -344,12 +330,13 @@ impl App {
                 revocation: redis,
             }),
         };
-        let rate = rate_limits(&config, &clock)?;
+        let (rate, in_process) = rate_limits(&config, &clock)?.unzip();
         Ok(Self {
             config,
             state,
             db,
             rate,
+            in_process,
             secrets,
             rotation,
             audit,
@@ -361,7 +348,9 @@ impl App {
 
     /// Records in the audit log every minute, in aggregate: refused requests
     /// (`security.rate_limited`, one event per key and minute) and key use
-    /// (`key.access_summary`, `key.secret_read`, see [`usage`]). On Postgres, also listens for
+    /// (`key.access_summary`, `key.secret_read`, see [`usage`]). Every minute, the in-process
+    /// limiter forgets the clients whose budgets are full again, so its memory follows the
+    /// clients of the last minutes, not every client ever seen. On Postgres, also listens for
     /// revocations, which lets the revocation cache answer (`auth.revocation_cache_secs`;
     /// without this task every token is checked in the database). Abort the tasks and call
     /// [`App::shutdown`] at the end.
@@ -377,6 +366,9 @@ impl App {
         )];
         if let Some(rate) = &self.rate {
             tasks.push(rate.limited.spawn_flusher(log, Duration::from_secs(60)));
+        }
+        if let Some(limiter) = &self.in_process {
+            tasks.push(limiter.spawn_evictor(rate_limits::EVICT_EVERY));
         }
         if let Some((pool, cache)) = &self.revocation_feed {
             tasks.push(tokio::spawn(coffer_store::auth::feed_revocations(
@@ -409,6 +401,12 @@ impl App {
         self.db.close().await;
     }
 
+    /// Clients the in-process rate limiter holds state for (0 when rate limiting is off).
+    #[must_use]
+    pub fn rate_limited_clients(&self) -> usize {
+        self.in_process.as_ref().map_or(0, |l| l.len())
+    }
+
     /// The HTTP router with the configured limits.
     pub fn router(&self) -> axum::Router {
         coffer_http::api::router(
@@ -436,308 +434,6 @@ impl SessionRevoker for RevokeEveryone {
             .await
             .map_err(|e| e.to_string())
     }
-}
-
-/// Applies the migrations and the application role's grants to the configured database and
-/// returns (`coffer-api migrate`, run as the schema owner before replicas that log in as a
-/// member of `coffer_app` with `database.migrate = false`). Opens nothing else.
-///
-/// # Errors
-/// [`AppError::Database`].
-pub async fn migrate(config: &Config) -> Result<(), AppError> {
-    config.validate()?;
-    if let Some(path) = sqlite_path(&config.database.url) {
-        create_parent(path).map_err(AppError::Database)?;
-        // Opening an SQLite database migrates it.
-        let pool = coffer_store::connect_sqlite(&config.database.url)
-            .await
-            .map_err(|e| AppError::Database(Box::new(e)))?;
-        pool.close().await;
-        return Ok(());
-    }
-    let options = PgConnectOptions::from_str(&config.database.url).map_err(|_| {
-        AppError::Database(
-            format!(
-                "{} is not a Postgres URL",
-                config::mask_url(&config.database.url)
-            )
-            .into(),
-        )
-    })?;
-    let pool = coffer_store::connect_postgres(options, 1)
-        .await
-        .map_err(|e| AppError::Database(Box::new(e)))?;
-    let migrated = coffer_store::migrate_postgres(&pool)
-        .await
-        .map_err(|e| AppError::Database(Box::new(e)));
-    pool.close().await;
-    migrated
-}
-
-/// The database's adapters.
-struct Stores {
-    db: Db,
-    ledger_store: Arc<dyn LedgerStore>,
-    user_store: Arc<dyn UserStore>,
-    audit: Arc<dyn AuditLog>,
-    sql_revocation: Arc<dyn RevocationList>,
-    secrets: Arc<SecretsManager>,
-}
-
-/// Opens (creating and migrating, as configured) the database and its adapters.
-async fn open_stores(
-    config: &Config,
-    keys: &Arc<dyn KeyProvider>,
-    clock: &Arc<dyn Clock>,
-) -> Result<Stores, AppError> {
-    let manager = |store: Arc<dyn SecretStore>| {
-        Arc::new(
-            SecretsManager::new(
-                store,
-                keys.clone(),
-                Duration::from_secs(config.keys.secrets_cache_ttl_secs),
-            )
-            .with_clock(clock.clone()),
-        )
-    };
-    Ok(if let Some(path) = sqlite_path(&config.database.url) {
-        create_parent(path).map_err(AppError::Database)?;
-        let pool = coffer_store::connect_sqlite(&config.database.url)
-            .await
-            .map_err(|e| AppError::Database(Box::new(e)))?;
-        let secrets = manager(Arc::new(SqliteSecretStore::new(pool.clone())));
-        let audit = SqliteAuditLog::open_with_secrets(pool.clone(), keys.as_ref(), &secrets)
-            .await
-            .map_err(|e| AppError::Service(context("audit log", e)))?
-            .with_clock(clock.clone());
-        Stores {
-            db: Db::Sqlite(pool.clone()),
-            ledger_store: Arc::new(
-                SqliteLedgerStore::new(pool.clone(), audit.clone()).with_clock(clock.clone()),
-            ),
-            user_store: Arc::new(
-                SqliteUserStore::new(pool.clone(), audit.clone()).with_clock(clock.clone()),
-            ),
-            audit: Arc::new(audit),
-            secrets,
-            sql_revocation: Arc::new(SqliteRevocationList::new(pool).with_clock(clock.clone())),
-        }
-    } else {
-        let options = PgConnectOptions::from_str(&config.database.url).map_err(|_| {
-            AppError::Database(
-                format!(
-                    "{} is not a Postgres URL",
-                    config::mask_url(&config.database.url)
-                )
-                .into(),
-            )
-        })?;
-        let pool = coffer_store::connect_postgres(options, config.database.max_connections)
-            .await
-            .map_err(|e| AppError::Database(Box::new(e)))?;
-        if config.database.migrate {
-            coffer_store::migrate_postgres(&pool)
-                .await
-                .map_err(|e| AppError::Database(Box::new(e)))?;
-        }
-        let secrets = manager(Arc::new(PgSecretStore::new(pool.clone())));
-        let audit = PgAuditLog::open_with_secrets(pool.clone(), keys.as_ref(), &secrets)
-            .await
-            .map_err(|e| AppError::Service(context("audit log", e)))?
-            .with_clock(clock.clone());
-        Stores {
-            db: Db::Postgres(pool.clone()),
-            ledger_store: Arc::new(
-                PgLedgerStore::new(pool.clone(), audit.clone()).with_clock(clock.clone()),
-            ),
-            user_store: Arc::new(
-                PgUserStore::new(pool.clone(), audit.clone()).with_clock(clock.clone()),
-            ),
-            audit: Arc::new(audit),
-            secrets,
-            sql_revocation: Arc::new(PgRevocationList::new(pool).with_clock(clock.clone())),
-        }
-    })
-}
-
-fn rate_limits(config: &Config, clock: &Arc<dyn Clock>) -> Result<Option<RateLimits>, AppError> {
-    let c = &config.rate_limit;
-    if !c.enabled {
-        return Ok(None);
-    }
-    let in_process: Arc<dyn RateLimiter> = Arc::new(InProcessLimiter::with_clock(clock.clone()));
-    let limiter: Arc<dyn RateLimiter> = match &c.redis_url {
-        Some(url) => {
-            let redis = coffer_ratelimit_redis::RedisLimiter::new(
-                url,
-                "coffer:ratelimit",
-                coffer_ratelimit_redis::RedisLimiterConfig::default(),
-            )
-            .map_err(|e| AppError::Service(context("rate limiter", e)))?;
-            let mode = if c.fail_open {
-                RedisDownMode::FailOpen
-            } else {
-                RedisDownMode::FailClosed
-            };
-            Arc::new(Failover::new(Arc::new(redis), in_process, mode))
-        }
-        None => in_process,
-    };
-    let mut nets = Vec::new();
-    for cidr in &c.trusted_proxies {
-        nets.extend(
-            coffer_http::client_ip::parse_cidrs(cidr)
-                .map_err(|e| AppError::Service(context("rate_limit.trusted_proxies", e)))?,
-        );
-    }
-    let mut policies =
-        Policies::defaults().map_err(|e| AppError::Service(context("rate limits", e)))?;
-    for (name, setting) in &c.policies {
-        let policy = coffer_ratelimit::Policy::new(
-            name,
-            setting.limit,
-            Duration::from_secs(setting.period_secs),
-        )
-        .map_err(|e| AppError::Service(context(format!("rate_limit.policies.{name}"), e)))?;
-        let slot = match name.as_str() {
-            "per_ip" => &mut policies.per_ip,
-            "per_user" => &mut policies.per_user,
-            "per_api_key" => &mut policies.per_api_key,
-            "login" => &mut policies.login,
-            "register" => &mut policies.register,
-            "refresh" => &mut policies.refresh,
-            "money_out" => &mut policies.money_out,
-            "write" => &mut policies.write,
-            "read" => &mut policies.read,
-            _ => &mut policies.admin,
-        };
-        *slot = policy;
-    }
-    Ok(Some(RateLimits {
-        limiter,
-        policies: Arc::new(policies),
-        proxies: Arc::new(TrustedProxies::new(nets)),
-        limited: Arc::new(LimitedRequests::new()),
-        classify: Arc::new(coffer_http::api::classify),
-    }))
-}
-
-/// The master key provider as the services use it: the configured provider, metered, behind
-/// the unwrap cache (so the meter counts what reaches the key manager).
-struct Keys {
-    provider: Arc<dyn KeyProvider>,
-    metered: Arc<MeteredKeyProvider>,
-    cache: Arc<CachingKeyProvider>,
-}
-
-/// The configured master key provider, connected and checked.
-async fn open_provider(config: &Config) -> Result<Arc<dyn KeyProvider>, AppError> {
-    let keys = &config.keys;
-    let failed = |e: coffer_keys::KeyError| {
-        AppError::Keys(context(format!("key provider {}", keys.provider), e))
-    };
-    match keys.provider {
-        KeyProviderKind::VaultKv | KeyProviderKind::VaultTransit => {
-            let v = &config.vault;
-            let mount = |default: &str| {
-                if v.auth_mount.is_empty() {
-                    default.to_owned()
-                } else {
-                    v.auth_mount.clone()
-                }
-            };
-            // validate() made sure the method's settings are there.
-            let secret = |s: &Option<crate::config::SecretSetting>| {
-                s.as_ref()
-                    .map(crate::config::SecretSetting::secret)
-                    .unwrap_or_default()
-            };
-            let auth = match v.auth {
-                VaultAuthMethod::Token => VaultAuth::Token(secret(&v.token)),
-                VaultAuthMethod::Userpass => VaultAuth::Userpass {
-                    mount: mount("userpass"),
-                    username: v.username.clone().unwrap_or_default(),
-                    password: secret(&v.password),
-                },
-                VaultAuthMethod::Approle => VaultAuth::AppRole {
-                    mount: mount("approle"),
-                    role_id: v.role_id.clone().unwrap_or_default(),
-                    secret_id: secret(&v.secret_id),
-                },
-            };
-            let mut conn = VaultConnection::new(v.address.clone(), auth);
-            conn.namespace.clone_from(&v.namespace);
-            conn.ca_file.clone_from(&v.ca_file);
-            conn.timeout = Duration::from_millis(v.timeout_ms);
-            if keys.provider == KeyProviderKind::VaultKv {
-                let mut s = KvSettings::new(&keys.key_id);
-                s.mount.clone_from(&v.kv_mount);
-                s.prefix.clone_from(&v.kv_prefix);
-                s.create_if_missing = v.create_key;
-                s.refresh = Duration::from_secs(v.kv_refresh_secs);
-                Ok(Arc::new(
-                    VaultKvProvider::connect(conn, s).await.map_err(failed)?,
-                ))
-            } else {
-                let mut s = TransitSettings::new(&keys.key_id);
-                s.mount.clone_from(&v.transit_mount);
-                s.create_if_missing = v.create_key;
-                Ok(Arc::new(
-                    VaultTransitProvider::connect(conn, s)
-                        .await
-                        .map_err(failed)?,
-                ))
-            }
-        }
-        KeyProviderKind::AwsKms => {
-            let k = &config.aws_kms;
-            let mut s = KmsSettings::new(&keys.key_id, &k.region);
-            s.endpoint_url.clone_from(&k.endpoint_url);
-            s.timeout = Duration::from_millis(k.timeout_ms);
-            if let (Some(id), Some(secret)) = (&k.access_key_id, &k.secret_access_key) {
-                s.credentials = KmsCredentials::Static {
-                    access_key_id: id.clone(),
-                    secret_access_key: secret.secret(),
-                };
-            }
-            Ok(Arc::new(AwsKmsProvider::connect(s).await.map_err(failed)?))
-        }
-        KeyProviderKind::Local => {
-            let source = match std::env::var("COFFER_MASTER_KEY") {
-                Ok(inline) => LocalKeySource::Inline(zeroize::Zeroizing::new(inline)),
-                Err(_) => {
-                    create_parent(&keys.key_file).map_err(AppError::Keys)?;
-                    LocalKeySource::File {
-                        path: keys.key_file.clone(),
-                        create_if_missing: keys.create_key_file,
-                    }
-                }
-            };
-            let local = LocalKeyProvider::open(source, &keys.key_id)
-                .map_err(|e| AppError::Keys(Box::new(e)))?;
-            Ok(Arc::new(local))
-        }
-    }
-}
-
-async fn open_keys(config: &Config, clock: &Arc<dyn Clock>) -> Result<Keys, AppError> {
-    let provider = open_provider(config).await?;
-    let metered = Arc::new(MeteredKeyProvider::new(provider));
-    let cache = CacheConfig {
-        max_entries: std::num::NonZeroUsize::new(config.keys.cache_entries)
-            .unwrap_or(std::num::NonZeroUsize::MIN),
-        max_age: Duration::from_secs(config.keys.cache_ttl_secs),
-    };
-    let cache = Arc::new(CachingKeyProvider::with_clock(
-        metered.clone(),
-        cache,
-        clock.clone(),
-    ));
-    Ok(Keys {
-        provider: cache.clone(),
-        metered,
-        cache,
-    })
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves; requests in flight finish first.
