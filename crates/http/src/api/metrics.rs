@@ -21,8 +21,24 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     route: String,
-    method: String,
+    method: &'static str,
     status: u16,
+}
+
+/// A method as a label: the standard ones by name, any other token `other` (hyper accepts any
+/// token, and each new label value would be a new series held for good).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::HEAD => "HEAD",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::PATCH => "PATCH",
+        M::DELETE => "DELETE",
+        M::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -183,10 +199,10 @@ impl Metrics {
         }
     }
 
-    fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
+    fn observe(&self, route: &str, method: &'static str, status: u16, seconds: f64) {
         let labels = HttpLabels {
             route: route.to_owned(),
-            method: method.to_owned(),
+            method,
             status,
         };
         self.requests.get_or_create(&labels).inc();
@@ -276,7 +292,8 @@ impl Metrics {
     }
 }
 
-/// Records every request (route template, never the path).
+/// Records every request (route template, never the path; `unmatched` for a path no route
+/// serves; the method as [`method_label`] names it).
 pub(super) async fn record(
     State(metrics): State<Arc<Metrics>>,
     req: Request,
@@ -286,14 +303,68 @@ pub(super) async fn record(
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let started = std::time::Instant::now();
     let response = next.run(req).await;
     metrics.observe(
         &route,
-        &method,
+        method,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::Method;
+    use axum::routing::get;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    /// Series of the request counter and latency histogram in the exposition.
+    fn http_series(m: &Metrics) -> usize {
+        m.render(0)
+            .lines()
+            .filter(|l| l.starts_with("coffer_http_request"))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn odd_methods_and_unknown_paths_add_no_series() {
+        let metrics = Arc::new(Metrics::new(Sources::default()));
+        let app = Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(
+                metrics.clone(),
+                record,
+            ));
+        let send = |method: &str, path: &str| {
+            let req = axum::http::Request::builder()
+                .method(Method::from_bytes(method.as_bytes()).unwrap())
+                .uri(path)
+                .body(Body::empty())
+                .unwrap();
+            app.clone().oneshot(req)
+        };
+        send("GET", "/healthz").await.unwrap();
+        send("BREW", "/healthz").await.unwrap();
+        send("GET", "/nowhere").await.unwrap();
+        let baseline = http_series(&metrics);
+        assert!(baseline > 0);
+        for i in 0..50 {
+            let method = format!("X{}{i}", "Q".repeat(1_500));
+            send(&method, "/healthz").await.unwrap();
+            send("GET", &format!("/nowhere/{i}/{}", "p".repeat(200)))
+                .await
+                .unwrap();
+        }
+        assert_eq!(http_series(&metrics), baseline);
+        assert!(!metrics.render(0).contains("QQQ"));
+    }
 }
