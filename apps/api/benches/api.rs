@@ -96,7 +96,7 @@ fn main() {
                 },
             );
         }
-        let app = App::build(config).await.unwrap();
+        let app = App::build(config, "coffer-api").await.unwrap();
         // As `coffer-api` runs it: the audit flushers and the revocation feed.
         let background = app.spawn_background();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

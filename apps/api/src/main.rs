@@ -86,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
                 .lock()
                 .read_line(&mut password)
                 .context("read the password from stdin")?;
-            let app = App::build(config).await?;
+            let app = App::build(config, "coffer-api").await?;
             let accounts = &app.state.accounts;
             let ctx = RequestContext::default();
             let id = accounts
@@ -115,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Secrets(words) => {
             init_logging(&config);
-            let app = App::build(config).await?;
+            let app = App::build(config, "coffer-api").await?;
             let outcome = coffer_app::cli::secrets(&app.secrets, &words).await;
             app.flush_key_use().await;
             app.db.close().await;
@@ -123,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve => {
             init_logging(&config);
-            let app = App::build(config).await?;
+            let app = App::build(config, "coffer-api").await?;
             let listen = app.config.server.listen;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await

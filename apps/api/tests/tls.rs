@@ -18,10 +18,10 @@ async fn tls_13_only_when_configured() {
     config.keys.key_file = dir.path().join("master.json");
     config.rate_limit.enabled = false;
     config.server.tls_cert_file = Some(cert.clone());
-    let e = App::build(config.clone()).await.unwrap_err();
+    let e = App::build(config.clone(), "coffer-api").await.unwrap_err();
     assert!(e.to_string().contains("server.tls_cert_file"), "{e}");
     config.server.tls_key_file = Some(key.clone());
-    let app = App::build(config).await.unwrap();
+    let app = App::build(config, "coffer-api").await.unwrap();
 
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = tcp.local_addr().unwrap().port();

@@ -99,7 +99,7 @@ async fn run() -> anyhow::Result<()> {
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let config = Config::load(file.as_deref())?;
     coffer_app::cli::init_logging(&config, coffer_app::cli::LogTo::Stderr);
-    let app = App::build(config).await?;
+    let app = App::build(config, "coffer-worker").await?;
     let outcome = command(&app, &words).await;
     app.flush_key_use().await;
     app.db.close().await;
@@ -154,8 +154,7 @@ async fn command(app: &App, words: &[&str]) -> anyhow::Result<()> {
         ["ledger", "verify", rest @ ..] => ledger_verify(app, rest).await,
         ["audit", "verify"] => audit_verify(app).await,
         ["sessions", "revoke-all"] => {
-            let actor =
-                coffer_audit::Actor::Service(coffer_audit::EntityId::parse("coffer-worker")?);
+            let actor = app.actor().clone();
             let ended = app
                 .state
                 .accounts

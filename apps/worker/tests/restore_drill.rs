@@ -122,7 +122,7 @@ async fn backup_wipe_restore_and_the_ledger_verifies() {
     let status = worker(&["keys", "status"]).expect(0).json();
     assert_eq!(status["active_version"], 2);
     assert_eq!(status["stale"], 0);
-    let app = coffer_app::App::build(common::config(&f.url, &f.key_file))
+    let app = coffer_app::App::build(common::config(&f.url, &f.key_file), "coffer-worker")
         .await
         .unwrap();
     for (w, balance) in wallets.iter().zip(before) {

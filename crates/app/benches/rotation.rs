@@ -230,7 +230,7 @@ async fn local(full: bool) {
     config.auth.argon2_iterations = 1;
     config.rate_limit.enabled = false;
     config.database.max_connections = 24;
-    let app = App::build(config).await.unwrap();
+    let app = App::build(config, "coffer-worker").await.unwrap();
     let pool = PgPool::connect(&url).await.unwrap();
 
     let started = Instant::now();

@@ -123,8 +123,15 @@ pub struct App {
     revocation_feed: Option<(PgPool, Arc<CachedRevocationList>)>,
 }
 
-fn audit_service_actor() -> Result<EntityId, AppError> {
-    EntityId::parse("coffer-api").map_err(|e| AppError::Service(Box::new(e)))
+/// The service actor of a process's own audit records: the binary's name, with the configured
+/// instance after a colon when there is one (`coffer-worker:node-2`).
+fn service_actor(binary: &str, config: &Config) -> Result<EntityId, AppError> {
+    let name = if config.instance.is_empty() {
+        binary.to_owned()
+    } else {
+        format!("{binary}:{}", config.instance)
+    };
+    EntityId::parse(&name).map_err(|e| AppError::Service(Box::new(e)))
 }
 
 struct Ready {
@@ -159,26 +166,32 @@ impl Readiness for Ready {
 impl App {
     /// Opens everything `config` names: the database (created and migrated when configured),
     /// the master key (the key file is created on first start when allowed), the audit log, the
-    /// ledger and accounts.
+    /// ledger and accounts. `binary` (`coffer-api`, `coffer-worker`) is who the process's own
+    /// audit records name, with the configured `instance`.
     ///
     /// # Errors
     /// [`AppError`] naming what failed.
-    pub async fn build(config: Config) -> Result<Self, AppError> {
-        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    pub async fn build(config: Config, binary: &str) -> Result<Self, AppError> {
+        Self::build_with_clock(config, binary, Arc::new(SystemClock)).await
     }
 
     /// As [`App::build`], reading the time from `clock` (tests drive it).
     ///
     /// # Errors
     /// As [`App::build`].
-    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
+    pub async fn build_with_clock(
+        config: Config,
+        binary: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, AppError> {
         config.validate()?;
+        let service_id = service_actor(binary, &config)?;
+        let service = Actor::Service(service_id.clone());
         let Keys {
             provider: keys,
             metered,
             cache,
         } = open_keys(&config, &clock).await?;
-        let audit_service = audit_service_actor()?;
         let Stores {
             db,
             ledger_store,
@@ -190,7 +203,7 @@ impl App {
         let audit = Arc::new(ObservedAuditLog::new(
             audit,
             AlertConfig::default(),
-            audit_service,
+            service_id,
         ));
         let mut revocation_feed = None;
         let (revocation, redis): (Arc<dyn RevocationList>, Option<Arc<dyn RevocationList>>) =
@@ -299,7 +312,10 @@ impl App {
                 },
                 clock.clone(),
             )
-            .with_sessions(Arc::new(RevokeEveryone(accounts.clone()))),
+            .with_sessions(Arc::new(RevokeEveryone {
+                accounts: accounts.clone(),
+                actor: service.clone(),
+            })),
         );
         let ledger = Arc::new(ledger);
         let mfa = MfaRule {
@@ -341,7 +357,7 @@ impl App {
             rotation,
             audit,
             metered,
-            actor: Actor::Service(audit_service_actor()?),
+            actor: service,
             revocation_feed,
         })
     }
@@ -401,6 +417,12 @@ impl App {
         self.db.close().await;
     }
 
+    /// Who this process's own audit records name (`coffer-api`, `coffer-worker:<instance>`).
+    #[must_use]
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
     /// Clients the in-process rate limiter holds state for (0 when rate limiting is off).
     #[must_use]
     pub fn rate_limited_clients(&self) -> usize {
@@ -421,16 +443,19 @@ impl App {
 }
 
 /// The emergency rotation's first step: every session and access token revoked.
-struct RevokeEveryone(Arc<Accounts>);
+struct RevokeEveryone {
+    accounts: Arc<Accounts>,
+    actor: Actor,
+}
 
 #[async_trait]
 impl SessionRevoker for RevokeEveryone {
     async fn revoke_all(&self) -> Result<u64, String> {
-        let actor = audit_service_actor()
-            .map(Actor::Service)
-            .map_err(|e| e.to_string())?;
-        self.0
-            .revoke_everyone(actor, &coffer_auth::accounts::RequestContext::default())
+        self.accounts
+            .revoke_everyone(
+                self.actor.clone(),
+                &coffer_auth::accounts::RequestContext::default(),
+            )
             .await
             .map_err(|e| e.to_string())
     }

@@ -13,7 +13,7 @@ async fn key_and_secret_use_is_audited_per_minute_with_counts() {
     let mut c = Config::default();
     c.database.url = format!("sqlite://{}", dir.path().join("coffer.db").display());
     c.keys.key_file = dir.path().join("master.json");
-    let app = App::build(c).await.unwrap();
+    let app = App::build(c, "coffer-api").await.unwrap();
     let name = SecretName::parse("db/password").unwrap();
     app.secrets
         .set(&name, b"s3cret", &SetOptions::default())
@@ -98,4 +98,42 @@ async fn key_and_secret_use_is_audited_per_minute_with_counts() {
     let before = records.len();
     app.flush_key_use().await;
     assert_eq!(app.audit.list(&query).await.unwrap().len(), before);
+}
+
+#[tokio::test]
+async fn each_binary_and_instance_names_itself_in_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::default();
+    c.database.url = format!("sqlite://{}", dir.path().join("coffer.db").display());
+    c.keys.key_file = dir.path().join("master.json");
+    c.instance = "node-2".into();
+    let app = App::build(c, "coffer-worker").await.unwrap();
+    let name = SecretName::parse("db/password").unwrap();
+    app.secrets
+        .set(&name, b"s3cret", &SetOptions::default())
+        .await
+        .unwrap();
+    app.flush_key_use().await;
+    let query = AuditQuery {
+        limit: 1000,
+        ..AuditQuery::default()
+    };
+    let actors: Vec<String> = app
+        .audit
+        .list(&query)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.event.action.as_str().starts_with("key."))
+        .map(|r| format!("{:?}", r.event.actor))
+        .collect();
+    assert!(!actors.is_empty());
+    assert!(
+        actors.iter().all(|a| a.contains("coffer-worker:node-2")),
+        "{actors:?}"
+    );
+    // A name that is not a token is refused at start, naming the setting.
+    let mut bad = app.config.clone();
+    bad.instance = "node 2".into();
+    assert_eq!(bad.validate().unwrap_err().setting, "instance");
 }

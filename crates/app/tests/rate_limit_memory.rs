@@ -20,7 +20,9 @@ async fn the_app_forgets_clients_whose_budgets_are_full_again() {
     c.database.url = format!("sqlite://{}", dir.path().join("coffer.db").display());
     c.keys.key_file = dir.path().join("master.json");
     let clock = Arc::new(ManualClock::new(SystemTime::now()));
-    let app = App::build_with_clock(c, clock.clone()).await.unwrap();
+    let app = App::build_with_clock(c, "coffer-api", clock.clone())
+        .await
+        .unwrap();
     let background = app.spawn_background();
     let router = app.router();
     // A thousand clients, one request each.

@@ -378,7 +378,9 @@ pub struct Original {
 ///
 /// # Errors
 /// [`LedgerError::ReversalOfReversal`], [`LedgerError::AlreadyReversed`],
-/// [`LedgerError::InsufficientFunds`] when a wallet no longer holds what it received.
+/// [`LedgerError::WalletClosed`] when a wallet it touched is closed (the money would be stuck
+/// there: reverse before closing), [`LedgerError::InsufficientFunds`] when a wallet no longer
+/// holds what it received.
 pub fn reversal(original: &Original, wallets: &[WalletState]) -> Result<Plan, LedgerError> {
     if original.kind == TransactionKind::Reversal {
         return Err(LedgerError::ReversalOfReversal);
@@ -399,6 +401,7 @@ pub fn reversal(original: &Original, wallets: &[WalletState]) -> Result<Plan, Le
                 .iter()
                 .find(|w| w.id == id)
                 .ok_or(LedgerError::WalletNotLoaded(id))?;
+            can_receive(w)?;
             let amount = Amount::parse(delta.abs(), i64::MAX)?;
             let new = if delta >= 0 {
                 w.balance.credit(amount)?
@@ -574,6 +577,38 @@ mod tests {
         assert_eq!(close(&active), Err(LedgerError::WalletNotEmpty));
         assert_eq!(close(&closed), Err(LedgerError::WalletClosed));
         assert_eq!(close(&wallet(0, WalletStatus::Frozen)), Ok(()));
+    }
+
+    #[test]
+    fn a_reversal_touching_a_closed_wallet_is_refused() {
+        // b received 30 and paid it out again, then closed: reversing the payout would credit a
+        // closed wallet, where nothing could ever move the money again.
+        let b = wallet(0, WalletStatus::Active);
+        let payout = withdrawal(&wallet(30, WalletStatus::Active), usd(30)).unwrap();
+        let original = Original {
+            kind: payout.kind,
+            postings: payout
+                .postings
+                .iter()
+                .map(|p| Posting {
+                    account: match p.account {
+                        Account::Wallet(_) => Account::Wallet(b.id),
+                        other => other,
+                    },
+                    delta: p.delta,
+                })
+                .collect(),
+            reversed: false,
+        };
+        assert!(reversal(&original, std::slice::from_ref(&b)).is_ok());
+        let closed = WalletState {
+            status: WalletStatus::Closed,
+            ..b
+        };
+        assert_eq!(
+            reversal(&original, &[closed]),
+            Err(LedgerError::WalletClosed)
+        );
     }
 
     #[test]

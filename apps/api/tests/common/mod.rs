@@ -56,7 +56,9 @@ impl Server {
             config.database.url = coffer_store::testing::pg_schema_url().await;
         }
         edit(&mut config);
-        let app = App::build(config).await.expect("the app builds");
+        let app = App::build(config, "coffer-api")
+            .await
+            .expect("the app builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

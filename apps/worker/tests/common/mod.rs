@@ -59,7 +59,7 @@ impl Fixture {
             Database::Postgres => coffer_store::testing::pg_schema_url().await,
         };
         let key_file = dir.path().join("master.json");
-        let app = App::build(config(&url, &key_file))
+        let app = App::build(config(&url, &key_file), "coffer-worker")
             .await
             .expect("the app builds");
         Self {

@@ -221,6 +221,9 @@ impl Config {
         if let Some(v) = get("COFFER_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
         }
+        if let Some(v) = get("COFFER_INSTANCE") {
+            self.instance = v;
+        }
         // The data directory holds the embedded database and key file unless they are set.
         let defaults = Self::default();
         if self.database.url == defaults.database.url {

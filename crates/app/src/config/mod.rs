@@ -3,13 +3,13 @@
 //! start, each error naming the setting and how to fix it.
 //!
 //! Environment overrides: `COFFER_LISTEN`, `COFFER_DATA_DIR` (where the embedded database and
-//! key file live), `COFFER_DATABASE_URL`, `COFFER_KEY_FILE`, `COFFER_REDIS_URL` (set: the
+//! key file live), `COFFER_INSTANCE` (which replica this is, in its audit records), `COFFER_DATABASE_URL`, `COFFER_KEY_FILE`, `COFFER_REDIS_URL` (set: the
 //! revocation list and the rate limiter go to Redis), `COFFER_REVOCATION` (`database`,
 //! `memory` or `redis`), `COFFER_LOG_FORMAT` (`pretty` or `json`), and
 //! `COFFER_<SECTION>__<KEY>` for every other setting. `COFFER_MASTER_KEY` (inline master keys,
 //! read by the key provider) takes the place of the key file when set.
 //!
-//! [`Config`] has one field per section (and `data_dir`), each section a type of its own module
+//! [`Config`] has one field per section (and `data_dir` and `instance`), each section a type of its own module
 //! with its defaults and its checks: `server` ([`ServerConfig`]), `database`
 //! ([`DatabaseConfig`]), `keys` ([`KeysConfig`], with `[vault]` and `[aws_kms]` for the key
 //! managers), `auth` ([`AuthConfig`]), `ledger` ([`LedgerSettings`]), `rate_limit`
@@ -81,6 +81,9 @@ fn error(setting: &str, problem: impl Into<String>, fix: &str) -> ConfigError {
 pub struct Config {
     /// Where the embedded setup keeps its database and key file (`COFFER_DATA_DIR`).
     pub data_dir: PathBuf,
+    /// Which replica this process is, when several run (`COFFER_INSTANCE`): its own audit
+    /// records name it as `coffer-worker:<instance>`. Letters, digits, `.`, `_` and `-`.
+    pub instance: String,
     /// The listener.
     pub server: ServerConfig,
     /// The database.
@@ -107,6 +110,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("data"),
+            instance: String::new(),
             server: ServerConfig::default(),
             database: DatabaseConfig::default(),
             keys: KeysConfig::default(),
@@ -165,6 +169,7 @@ impl Config {
         // This order decides which setting is reported when several are wrong; keeping it puts
         // the worker's checks between the database's two and the rate limits' between the
         // ledger's two.
+        self.validate_instance()?;
         self.database.validate_url()?;
         self.worker.validate()?;
         self.database.validate_pool()?;
@@ -175,6 +180,19 @@ impl Config {
         self.rate_limit.validate()?;
         self.ledger.validate_amounts()?;
         Ok(())
+    }
+
+    fn validate_instance(&self) -> Result<(), ConfigError> {
+        let ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+        if self.instance.len() <= 64 && self.instance.bytes().all(ok) {
+            Ok(())
+        } else {
+            Err(error(
+                "instance",
+                format!("{:?} is not an instance name", self.instance),
+                "use up to 64 letters, digits, '.', '_' or '-' (e.g. the host name)",
+            ))
+        }
     }
 
     /// The configured external issuers, parsed and checked.
