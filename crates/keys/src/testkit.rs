@@ -11,36 +11,17 @@
 //! cases run in parallel and one case's rotation never disturbs another.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::any::Any;
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use crate::{
     KeyContext, KeyError, KeyProvider, RewrapRequest, VersionState, WrappedKey, rewrap_one,
 };
 
-/// A provider under test plus whatever must live as long as it (a temp dir, a server handle).
-pub struct Subject {
-    /// The provider, with a master key of its own.
-    pub provider: Arc<dyn KeyProvider>,
-    _guard: Box<dyn Any + Send + Sync>,
-}
-
-impl Subject {
-    /// Bundles a provider with what keeps its backing store alive.
-    pub fn new(provider: Arc<dyn KeyProvider>, guard: impl Any + Send + Sync) -> Self {
-        Self {
-            provider,
-            _guard: Box::new(guard),
-        }
-    }
-}
-
-impl std::fmt::Debug for Subject {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subject")
-            .field("provider", &self.provider)
-            .finish_non_exhaustive()
+coffer_macros::guarded_subject! {
+    /// A provider under test plus whatever must live as long as it (a temp dir, a server handle).
+    pub struct Subject {
+        /// The provider, with a master key of its own.
+        pub provider: dyn KeyProvider,
     }
 }
 
@@ -50,12 +31,16 @@ fn ctx(wallet: &str) -> KeyContext {
         .with("wallet_id", wallet)
 }
 
+#[doc(hidden)]
+pub use coffer_macros::contract_cases;
+
 /// Expands to one test per contract case. `$factory` is an expression that, called with no
 /// arguments, returns a future of [`Subject`].
 #[macro_export]
 macro_rules! key_provider_contract_tests {
     ($factory:expr) => {
-        $crate::key_provider_contract_tests!(@cases $factory;
+        $crate::testkit::contract_cases!(
+            threads = 2, $factory, |subject| $crate::testkit(&subject);
             generate_then_unwrap_round_trips,
             wrapped_keys_survive_storage_encoding,
             unwrap_under_another_context_is_corrupt,
@@ -67,15 +52,6 @@ macro_rules! key_provider_contract_tests {
             health_and_status_are_consistent,
             concurrent_use_is_safe,
         );
-    };
-    (@cases $factory:expr; $($case:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let subject = ($factory)().await;
-                $crate::testkit::$case(&subject).await;
-            }
-        )+
     };
 }
 

@@ -99,11 +99,15 @@ impl LimiterUnderTest {
     }
 }
 
+#[doc(hidden)]
+pub use coffer_macros::contract_cases;
+
 /// Expands to one test per contract case.
 #[macro_export]
 macro_rules! rate_limiter_contract_tests {
     ($factory:expr) => {
-        $crate::rate_limiter_contract_tests!(@cases $factory;
+        $crate::testkit::contract_cases!(
+            threads = 2, $factory, |subject| $crate::testkit(&subject);
             a_burst_is_allowed_then_limited,
             retry_after_is_accurate,
             the_steady_rate_is_the_policy_rate,
@@ -112,15 +116,6 @@ macro_rules! rate_limiter_contract_tests {
             costs_above_one_take_several_units,
             peek_reads_without_taking,
         );
-    };
-    (@cases $factory:expr; $($case:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let subject = ($factory)().await;
-                $crate::testkit::$case(&subject).await;
-            }
-        )+
     };
 }
 

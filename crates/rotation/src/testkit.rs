@@ -54,11 +54,15 @@ pub trait Backend: Send + Sync {
     fn keys(&self) -> Arc<dyn KeyProvider>;
 }
 
+#[doc(hidden)]
+pub use coffer_macros::contract_cases;
+
 /// Expands to one test per contract case.
 #[macro_export]
 macro_rules! rotation_store_contract_tests {
     ($factory:expr) => {
-        $crate::rotation_store_contract_tests!(@cases $factory;
+        $crate::testkit::contract_cases!(
+            threads = 2, $factory, |backend| $crate::testkit(&backend);
             keys_page_in_row_order_and_are_replaced_only_where_unchanged,
             one_rotation_is_open_at_a_time_and_history_is_newest_first,
             the_lock_is_exclusive_and_released_when_dropped,
@@ -68,15 +72,6 @@ macro_rules! rotation_store_contract_tests {
             validation_finds_a_key_moved_to_another_wallet,
             data_keys_due_by_age_skip_closed_wallets_and_rotated_ones,
         );
-    };
-    (@cases $factory:expr; $($case:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let backend = ($factory)().await;
-                $crate::testkit::$case(&backend).await;
-            }
-        )+
     };
 }
 

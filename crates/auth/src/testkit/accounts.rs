@@ -52,7 +52,8 @@ pub trait Backend: Send + Sync {
 #[macro_export]
 macro_rules! user_store_contract_tests {
     ($factory:expr) => {
-        $crate::user_store_contract_tests!(@cases $factory;
+        $crate::testkit::contract_cases!(
+            threads = 4, $factory, |backend| $crate::testkit::accounts(&backend);
             register_login_refresh_and_logout,
             registration_refuses_bad_input_and_taken_emails,
             failed_logins_look_alike_and_are_audited,
@@ -68,15 +69,6 @@ macro_rules! user_store_contract_tests {
             a_users_data_key_rotates_with_every_field,
             tokens_reach_their_issuers_verifier_and_external_subjects_keep_one_id,
         );
-    };
-    (@cases $factory:expr; $($case:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $case() {
-                let backend = ($factory)().await;
-                $crate::testkit::accounts::$case(&backend).await;
-            }
-        )+
     };
 }
 

@@ -48,11 +48,15 @@ pub trait Backend: Send + Sync {
     fn keys(&self) -> Arc<dyn KeyProvider>;
 }
 
+#[doc(hidden)]
+pub use coffer_macros::contract_cases;
+
 /// Expands to one test per contract case.
 #[macro_export]
 macro_rules! ledger_store_contract_tests {
     ($factory:expr) => {
-        $crate::ledger_store_contract_tests!(@cases $factory;
+        $crate::testkit::contract_cases!(
+            threads = 4, $factory, |backend| $crate::testkit(&backend);
             wallets_open_and_only_their_owner_sees_them,
             money_moves_by_double_entry_and_keys_are_never_fetched_under_lock,
             refusals_have_their_own_errors_and_write_nothing,
@@ -71,15 +75,6 @@ macro_rules! ledger_store_contract_tests {
             a_data_key_rotation_keeps_money_and_history_readable,
             concurrent_random_operations_keep_the_books,
         );
-    };
-    (@cases $factory:expr; $($case:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $case() {
-                let backend = ($factory)().await;
-                $crate::testkit::$case(&backend).await;
-            }
-        )+
     };
 }
 
