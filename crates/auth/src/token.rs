@@ -188,14 +188,7 @@ pub struct SigningKey {
     e: String,
 }
 
-impl fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
-            .field("private", &"[REDACTED]")
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => SigningKey { kid, private: "[REDACTED]" });
 
 /// Why key material was refused.
 #[derive(Debug, thiserror::Error)]

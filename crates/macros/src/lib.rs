@@ -14,7 +14,8 @@
 /// `f.debug_struct("Name").field(..)….finish_non_exhaustive()`: the output is `Name { a: …, .. }`.
 ///
 /// `self` is passed in first, so that field values may be expressions over it. A field named
-/// alone shows `self.field`; `field: expr` shows the value of `expr`:
+/// alone shows `self.field`; `field: expr` shows the value of `expr`. A type with a lifetime is
+/// written `Name<'_>`:
 ///
 /// ```
 /// struct Key { kid: String, secret: Vec<u8> }
@@ -25,8 +26,8 @@
 /// ```
 #[macro_export]
 macro_rules! debug_non_exhaustive {
-    ($this:ident => $ty:ident { $($field:ident $(: $value:expr)?),* $(,)? }) => {
-        impl ::std::fmt::Debug for $ty {
+    ($this:ident => $ty:ident $(<$lt:lifetime>)? { $($field:ident $(: $value:expr)?),* $(,)? }) => {
+        impl ::std::fmt::Debug for $ty $(<$lt>)? {
             fn fmt(&$this, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.debug_struct(stringify!($ty))
                     $(.field(

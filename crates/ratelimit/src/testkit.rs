@@ -26,13 +26,7 @@ pub struct LimiterUnderTest {
     clock: Option<Arc<ManualClock>>,
 }
 
-impl std::fmt::Debug for LimiterUnderTest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LimiterUnderTest")
-            .field("namespace", &self.namespace)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => LimiterUnderTest { namespace });
 
 impl LimiterUnderTest {
     /// Wraps a limiter that keeps its own time (the cases run in real time); keys get a
