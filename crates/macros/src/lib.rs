@@ -132,3 +132,30 @@ macro_rules! contract_cases {
     };
     (@each [$($suite:tt)*]) => {};
 }
+
+/// The start of a bench's `main` (a `harness = false` bench): whether this run measures
+/// (`cargo bench` passes `--bench`) or is a smoke run (`cargo test --benches`; said on stdout as
+/// `<name> bench: smoke run …`), and a multi-threaded Tokio runtime to run it on. The bench's
+/// crate provides `tokio`.
+///
+/// ```text
+/// let (full, rt) = coffer_macros::bench_start!("ledger");
+/// rt.block_on(async { /* … */ });
+/// ```
+#[macro_export]
+macro_rules! bench_start {
+    ($name:literal) => {{
+        let full = ::std::env::args().any(|a| a == "--bench");
+        if !full {
+            println!(concat!(
+                $name,
+                " bench: smoke run (not --bench), figures below are not measurements"
+            ));
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        (full, rt)
+    }};
+}
