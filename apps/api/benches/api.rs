@@ -64,14 +64,7 @@ fn peak_rss_kib() -> u64 {
 }
 
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    if !full {
-        println!("api bench: smoke run (not --bench), figures below are not measurements");
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (full, rt) = coffer_macros::bench_start!("api");
     rt.block_on(async {
         let (seconds, rounds, wallets_per_client) = if full { (20, 2, 4) } else { (1, 1, 2) };
         let pg = coffer_store::testing::pgbench_url("coffer_pgbench_s1").await;

@@ -15,6 +15,11 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Sends `request` and reads the answer's JSON body.
+async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 fn coffer(dir: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_coffer-api"));
     c.current_dir(dir).env("RUST_LOG", "info");
@@ -85,25 +90,14 @@ async fn the_binary_starts_on_an_empty_directory_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(up, "the server answers /healthz");
-    let login: serde_json::Value = client
-        .post(format!("{base}/v1/auth/login"))
-        .json(&serde_json::json!({ "email": "root@example.com", "password": "correct plum tart at noon" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login = json_of(
+        client
+            .post(format!("{base}/v1/auth/login"))
+            .json(&serde_json::json!({ "email": "root@example.com", "password": "correct plum tart at noon" })),
+    )
+    .await;
     let token = login["access_token"].as_str().unwrap();
-    let me: serde_json::Value = client
-        .get(format!("{base}/v1/me"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = json_of(client.get(format!("{base}/v1/me")).bearer_auth(token)).await;
     assert_eq!(me["roles"], serde_json::json!(["admin"]));
 
     // SIGTERM: a clean exit.

@@ -135,31 +135,24 @@ async fn the_commands_work(db: Database) {
     assert!(usage.stderr().contains("usage: coffer-worker"));
 
     // A key copied to another wallet's row: validation names it and exits 3.
+    // The same statement on either database's pool type.
+    macro_rules! copy_key {
+        ($pool:ty) => {{
+            let pool = <$pool>::connect(&f.url).await.unwrap();
+            sqlx::query(
+                "UPDATE wallet_keys SET wrapped = (SELECT wrapped FROM wallet_keys WHERE wallet_id = $1 AND version = 1) WHERE wallet_id = $2 AND version = 1",
+            )
+            .bind(wallets[3].as_uuid())
+            .bind(wallets[4].as_uuid())
+            .execute(&pool)
+            .await
+            .unwrap()
+            .rows_affected()
+        }};
+    }
     let copied = match db {
-        Database::Sqlite => {
-            let pool = sqlx::SqlitePool::connect(&f.url).await.unwrap();
-            sqlx::query(
-                "UPDATE wallet_keys SET wrapped = (SELECT wrapped FROM wallet_keys WHERE wallet_id = $1 AND version = 1) WHERE wallet_id = $2 AND version = 1",
-            )
-            .bind(wallets[3].as_uuid())
-            .bind(wallets[4].as_uuid())
-            .execute(&pool)
-            .await
-            .unwrap()
-            .rows_affected()
-        }
-        Database::Postgres => {
-            let pool = sqlx::PgPool::connect(&f.url).await.unwrap();
-            sqlx::query(
-                "UPDATE wallet_keys SET wrapped = (SELECT wrapped FROM wallet_keys WHERE wallet_id = $1 AND version = 1) WHERE wallet_id = $2 AND version = 1",
-            )
-            .bind(wallets[3].as_uuid())
-            .bind(wallets[4].as_uuid())
-            .execute(&pool)
-            .await
-            .unwrap()
-            .rows_affected()
-        }
+        Database::Sqlite => copy_key!(sqlx::SqlitePool),
+        Database::Postgres => copy_key!(sqlx::PgPool),
     };
     assert_eq!(copied, 1);
     let bad = f.run(&["keys", "validate"]).expect(3);

@@ -358,14 +358,7 @@ async fn transit(full: bool) {
 }
 
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    if !full {
-        println!("rotation bench: smoke run (not --bench), figures below are not measurements");
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (full, rt) = coffer_macros::bench_start!("rotation");
     rt.block_on(async {
         local(full).await;
         transit(full).await;

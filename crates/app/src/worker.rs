@@ -262,13 +262,7 @@ pub struct Worker {
     due: Mutex<Due>,
 }
 
-impl std::fmt::Debug for Worker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => Worker { config });
 
 /// Why a scheduled job failed (its service's message).
 #[derive(Debug, thiserror::Error)]

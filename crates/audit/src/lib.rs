@@ -255,13 +255,7 @@ impl ObservedAuditLog {
     }
 }
 
-impl fmt::Debug for ObservedAuditLog {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ObservedAuditLog")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => ObservedAuditLog { inner });
 
 #[async_trait]
 impl AuditLog for ObservedAuditLog {

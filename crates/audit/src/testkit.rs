@@ -3,7 +3,6 @@
 //! `#[tokio::test]` per case, each with a fresh, empty log.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -13,36 +12,23 @@ use crate::{
     StreamId, Subject,
 };
 
-/// A log under test plus whatever must live as long as it.
-pub struct LogUnderTest {
-    /// The log, empty.
-    pub log: Arc<dyn AuditLog>,
-    _guard: Box<dyn Any + Send + Sync>,
-}
-
-impl LogUnderTest {
-    /// Bundles a log with what keeps its database alive.
-    pub fn new(log: Arc<dyn AuditLog>, guard: impl Any + Send + Sync) -> Self {
-        Self {
-            log,
-            _guard: Box::new(guard),
-        }
+coffer_macros::guarded_subject! {
+    /// A log under test plus whatever must live as long as it.
+    pub struct LogUnderTest {
+        /// The log, empty.
+        pub log: dyn AuditLog,
     }
 }
 
-impl std::fmt::Debug for LogUnderTest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogUnderTest")
-            .field("log", &self.log)
-            .finish_non_exhaustive()
-    }
-}
+#[doc(hidden)]
+pub use coffer_macros::contract_cases;
 
 /// Expands to one test per contract case.
 #[macro_export]
 macro_rules! audit_log_contract_tests {
     ($factory:expr) => {
-        $crate::audit_log_contract_tests!(@cases $factory;
+        $crate::testkit::contract_cases!(
+            threads = 4, $factory, |subject| $crate::testkit(&subject);
             appends_get_consecutive_seqs_per_stream_and_read_back_exactly,
             list_pages_newest_first,
             rolled_back_appends_leave_no_trace,
@@ -52,15 +38,6 @@ macro_rules! audit_log_contract_tests {
             concurrent_appends_keep_every_chain_whole,
             distinct_streams_do_not_wait_for_each_other,
         );
-    };
-    (@cases $factory:expr; $($case:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $case() {
-                let subject = ($factory)().await;
-                $crate::testkit::$case(&subject).await;
-            }
-        )+
     };
 }
 

@@ -112,13 +112,7 @@ pub struct Verifier<'k> {
     report: VerifyReport,
 }
 
-impl std::fmt::Debug for Verifier<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Verifier")
-            .field("report", &self.report)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => Verifier<'_> { report });
 
 impl<'k> Verifier<'k> {
     /// Starts a verification: checks the checkpoint chain (in id order) first, and that it

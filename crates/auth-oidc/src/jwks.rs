@@ -1,7 +1,6 @@
 //! JWKS documents: parsing them into verification keys, and the cache that refetches them.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::str::FromStr as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -68,14 +67,7 @@ pub struct JwksKey {
     key: DecodingKey,
 }
 
-impl fmt::Debug for JwksKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JwksKey")
-            .field("kid", &self.kid)
-            .field("alg", &self.alg)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => JwksKey { kid, alg });
 
 impl JwksKey {
     /// Its key id.
@@ -345,17 +337,9 @@ pub struct JwksCache {
     unknown_kid_refetches: AtomicU64,
 }
 
-impl fmt::Debug for JwksCache {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JwksCache")
-            .field("issuer", &self.issuer)
-            .field("fetcher", &self.fetcher)
-            .field("ttl", &self.ttl)
-            .field("refetch_min_interval", &self.refetch_min_interval)
-            .field("stats", &self.stats())
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => JwksCache {
+    issuer, fetcher, ttl, refetch_min_interval, stats: self.stats(),
+});
 
 /// The longest pause after a failed fetch before a load is tried again.
 const MAX_RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);

@@ -246,23 +246,8 @@ impl OidcVerifier {
     /// Maps the library's refusal to a reason.
     fn refusal(&self, token: &str, kid: &str, kind: &ErrorKind) -> TokenError {
         match kind {
-            ErrorKind::InvalidSignature => TokenError::BadSignature,
-            ErrorKind::ExpiredSignature => TokenError::Expired,
             // nbf in the future: not valid yet, the closest reason there is.
             ErrorKind::ImmatureSignature => TokenError::IssuedInFuture,
-            ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
-            ErrorKind::InvalidAudience => TokenError::WrongAudience,
-            // The library also calls a claim of the wrong type (exp as a string) missing.
-            ErrorKind::MissingRequiredClaim(c) => {
-                if raw_part(token, 1).is_some_and(|claims| claims.get(c).is_some()) {
-                    TokenError::Malformed
-                } else {
-                    TokenError::MissingClaim(c.clone())
-                }
-            }
-            ErrorKind::InvalidAlgorithm
-            | ErrorKind::InvalidAlgorithmName
-            | ErrorKind::UnsupportedAlgorithm => TokenError::UnsupportedAlgorithm,
             // The issuer published key material the crypto library refuses: nothing verifies
             // with it.
             ErrorKind::InvalidEcdsaKey
@@ -272,7 +257,7 @@ impl OidcVerifier {
                 tracing::warn!(issuer = %self.config.issuer, kid, "JWKS key refused by the crypto library");
                 TokenError::BadSignature
             }
-            _ => TokenError::Malformed,
+            _ => coffer_auth::token::refusal_of(token, kind),
         }
     }
 

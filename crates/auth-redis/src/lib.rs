@@ -9,7 +9,6 @@
 //! Connections go through redis's `ConnectionManager` with connect and response timeouts; any
 //! Redis failure is [`RevocationError::Unavailable`], and the token check fails closed.
 
-use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -43,14 +42,8 @@ pub struct RedisRevocationList {
     prefix: String,
 }
 
-impl fmt::Debug for RedisRevocationList {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The URL may carry a password: not shown.
-        f.debug_struct("RedisRevocationList")
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
-    }
-}
+// The URL may carry a password: not shown.
+coffer_macros::debug_non_exhaustive!(self => RedisRevocationList { prefix });
 
 fn unavailable(e: &redis::RedisError) -> RevocationError {
     RevocationError::Unavailable(format!("redis: {:?}", e.kind()).into())

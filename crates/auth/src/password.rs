@@ -129,13 +129,9 @@ pub struct PasswordHasher {
     dummy: Arc<String>,
 }
 
-impl fmt::Debug for PasswordHasher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PasswordHasher")
-            .field("in_flight", &self.permits.available_permits())
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => PasswordHasher {
+    in_flight: self.permits.available_permits(),
+});
 
 impl PasswordHasher {
     /// OWASP: m = 19 MiB, t = 2, p = 1; at most `max_in_flight` hashes at once.

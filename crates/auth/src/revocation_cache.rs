@@ -14,7 +14,6 @@
 //! feed that is live but late, measured on an injected clock's monotonic time (the system's
 //! unless [`CachedRevocationList::with_clock`] says otherwise).
 
-use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -56,14 +55,7 @@ pub struct CachedRevocationList {
     clock: Arc<dyn Clock>,
 }
 
-impl fmt::Debug for CachedRevocationList {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CachedRevocationList")
-            .field("inner", &self.inner)
-            .field("ttl", &self.ttl)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => CachedRevocationList { inner, ttl });
 
 impl CachedRevocationList {
     /// Wraps `inner`, keeping answers up to `ttl`. It starts not live: it remembers nothing

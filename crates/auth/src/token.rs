@@ -189,14 +189,7 @@ pub struct SigningKey {
     e: String,
 }
 
-impl fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
-            .field("private", &"[REDACTED]")
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => SigningKey { kid, private: "[REDACTED]" });
 
 /// Why key material was refused.
 #[derive(Debug, thiserror::Error)]
@@ -392,6 +385,31 @@ impl TokenKeys {
 fn raw_part(token: &str, index: usize) -> Option<serde_json::Value> {
     let part = token.split('.').nth(index)?;
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
+}
+
+/// How the JWT library's refusal of `token` reads as a reason, for both verifiers (Coffer's own
+/// tokens here, an external issuer's in `coffer-auth-oidc`). A verifier with more to say about a
+/// kind (an issuer's key the crypto library refuses, `nbf`) matches it before calling this.
+#[must_use]
+pub fn refusal_of(token: &str, kind: &ErrorKind) -> TokenError {
+    match kind {
+        ErrorKind::InvalidSignature => TokenError::BadSignature,
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+        ErrorKind::InvalidAudience => TokenError::WrongAudience,
+        // The library also calls a claim of the wrong type (exp as a string) missing.
+        ErrorKind::MissingRequiredClaim(c) => {
+            if raw_part(token, 1).is_some_and(|claims| claims.get(c).is_some()) {
+                TokenError::Malformed
+            } else {
+                TokenError::MissingClaim(c.clone())
+            }
+        }
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::UnsupportedAlgorithm => TokenError::UnsupportedAlgorithm,
+        _ => TokenError::Malformed,
+    }
 }
 
 /// The `alg` of a token's header.
@@ -610,24 +628,7 @@ impl Tokens {
         // the strict shape.
         let data =
             jsonwebtoken::decode::<serde_json::Value>(token, &key.decoding, &self.validation)
-                .map_err(|e| match e.kind() {
-                    ErrorKind::InvalidSignature => TokenError::BadSignature,
-                    ErrorKind::ExpiredSignature => TokenError::Expired,
-                    ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
-                    ErrorKind::InvalidAudience => TokenError::WrongAudience,
-                    // The library also calls a claim of the wrong type (exp as a string) missing.
-                    ErrorKind::MissingRequiredClaim(c) => {
-                        if raw_part(token, 1).is_some_and(|claims| claims.get(c).is_some()) {
-                            TokenError::Malformed
-                        } else {
-                            TokenError::MissingClaim(c.clone())
-                        }
-                    }
-                    ErrorKind::InvalidAlgorithm
-                    | ErrorKind::InvalidAlgorithmName
-                    | ErrorKind::UnsupportedAlgorithm => TokenError::UnsupportedAlgorithm,
-                    _ => TokenError::Malformed,
-                })?;
+                .map_err(|e| refusal_of(token, e.kind()))?;
         let claims: AccessClaims =
             serde_json::from_value(data.claims).map_err(|_| TokenError::Malformed)?;
         if claims.iat > now.saturating_add(self.config.leeway.as_secs()) {

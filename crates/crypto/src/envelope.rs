@@ -377,15 +377,9 @@ impl Envelope {
     }
 }
 
-impl fmt::Debug for Envelope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Envelope")
-            .field("key_ref", &self.key_ref)
-            .field("algorithm", &self.algorithm)
-            .field("len", &self.bytes.len())
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => Envelope {
+    key_ref, algorithm, len: self.bytes.len(),
+});
 
 /// Bounds-checked cursor: every read returns `Truncated` instead of panicking.
 struct Reader<'a> {

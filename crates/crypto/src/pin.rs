@@ -174,14 +174,9 @@ impl KdfParams {
     }
 }
 
-impl fmt::Debug for KdfParams {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KdfParams")
-            .field("algorithm", &"PBKDF2-HMAC-SHA256")
-            .field("iterations", &self.iterations)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => KdfParams {
+    algorithm: "PBKDF2-HMAC-SHA256", iterations,
+});
 
 /// Derives the PIN key. Costs `iterations` HMAC-SHA256 pairs: hundreds of milliseconds at the
 /// default cost, so never call it on an async runtime's worker threads.

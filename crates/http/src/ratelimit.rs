@@ -12,7 +12,6 @@
 //! audit event. Shared limiter down and configured to fail closed: 503 problem. Allowed: the
 //! response carries the same fields for the policy closest to its limit.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -51,14 +50,7 @@ pub struct RateLimits {
     pub classify: Classifier,
 }
 
-impl fmt::Debug for RateLimits {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimits")
-            .field("limiter", &self.limiter)
-            .field("policies", &self.policies)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => RateLimits { limiter, policies });
 
 fn peer_ip(req: &Request) -> IpAddr {
     if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {

@@ -124,13 +124,7 @@ pub struct AwsKmsProvider {
     active: Mutex<Option<(u32, Instant)>>,
 }
 
-impl fmt::Debug for AwsKmsProvider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AwsKmsProvider")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => AwsKmsProvider { settings });
 
 /// Names a KMS failure in the key port's terms.
 fn key_error<E>(key_id: &str, e: SdkError<E, HttpResponse>) -> KeyError

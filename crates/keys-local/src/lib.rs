@@ -219,14 +219,7 @@ pub struct LocalKeyProvider {
     loaded: RwLock<Loaded>,
 }
 
-impl fmt::Debug for LocalKeyProvider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LocalKeyProvider")
-            .field("key_id", &self.key_id)
-            .field("path", &self.path)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => LocalKeyProvider { key_id, path });
 
 fn decode_material(text: &str, origin: &str, version: u32) -> Result<MasterKey, LocalKeyError> {
     let text = text.trim();

@@ -109,14 +109,7 @@ pub struct VaultKvProvider {
     max_versions: std::sync::atomic::AtomicU64,
 }
 
-impl std::fmt::Debug for Loaded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Loaded")
-            .field("ring", &self.ring)
-            .field("retired", &self.retired)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => Loaded { ring, retired });
 
 impl VaultKvProvider {
     /// Logs in and reads the master key versions (writing a first one when allowed).

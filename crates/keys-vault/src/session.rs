@@ -194,14 +194,9 @@ pub(crate) struct Session {
     login: tokio::sync::Mutex<()>,
 }
 
-impl fmt::Debug for Session {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("address", &self.conn.address)
-            .field("auth", &self.conn.auth)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => Session {
+    address: self.conn.address, auth: self.conn.auth,
+});
 
 /// Runs `$body` (an expression awaiting a vaultrs call on `$c: &VaultClient`) with a fresh token,
 /// logging in again and retrying once when Vault says the token is no longer good.

@@ -279,26 +279,8 @@ impl KeyProvider for CachingKeyProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::MockProvider;
     use coffer_clock::ManualClock;
-    use mockall::mock;
-
-    mock! {
-        #[derive(Debug)]
-        pub Provider {}
-        #[async_trait]
-        impl KeyProvider for Provider {
-            fn name(&self) -> &str;
-            fn key_id(&self) -> &str;
-            fn capabilities(&self) -> Capabilities;
-            async fn generate_data_key(&self, context: &KeyContext) -> Result<GeneratedDataKey, KeyError>;
-            async fn unwrap_data_key(&self, wrapped: &WrappedKey, context: &KeyContext) -> Result<DataKey, KeyError>;
-            async fn rewrap_data_keys(&self, batch: &[RewrapRequest]) -> Result<Vec<Result<WrappedKey, KeyError>>, KeyError>;
-            async fn status(&self) -> Result<KeyStatus, KeyError>;
-            async fn rotate(&self) -> Result<u32, KeyError>;
-            async fn retire_versions_below(&self, min_version: u32) -> Result<(), KeyError>;
-            async fn health(&self) -> Result<(), KeyError>;
-        }
-    }
 
     fn wrapped(version: u32, ct: u8) -> WrappedKey {
         WrappedKey {

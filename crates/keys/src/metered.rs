@@ -5,7 +5,6 @@
 //!
 //! [`stats`]: MeteredKeyProvider::stats
 
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -77,13 +76,7 @@ pub struct MeteredKeyProvider {
     usage: UsageCounter,
 }
 
-impl fmt::Debug for MeteredKeyProvider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MeteredKeyProvider")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => MeteredKeyProvider { inner });
 
 impl MeteredKeyProvider {
     /// Counts the calls made to `inner`.

@@ -11,7 +11,6 @@
 //! cases run in parallel and one case's rotation never disturbs another.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::any::Any;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -19,28 +18,11 @@ use crate::{
     KeyContext, KeyError, KeyProvider, RewrapRequest, VersionState, WrappedKey, rewrap_one,
 };
 
-/// A provider under test plus whatever must live as long as it (a temp dir, a server handle).
-pub struct Subject {
-    /// The provider, with a master key of its own.
-    pub provider: Arc<dyn KeyProvider>,
-    _guard: Box<dyn Any + Send + Sync>,
-}
-
-impl Subject {
-    /// Bundles a provider with what keeps its backing store alive.
-    pub fn new(provider: Arc<dyn KeyProvider>, guard: impl Any + Send + Sync) -> Self {
-        Self {
-            provider,
-            _guard: Box::new(guard),
-        }
-    }
-}
-
-impl std::fmt::Debug for Subject {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subject")
-            .field("provider", &self.provider)
-            .finish_non_exhaustive()
+coffer_macros::guarded_subject! {
+    /// A provider under test plus whatever must live as long as it (a temp dir, a server handle).
+    pub struct Subject {
+        /// The provider, with a master key of its own.
+        pub provider: dyn KeyProvider,
     }
 }
 
@@ -50,12 +32,16 @@ fn ctx(wallet: &str) -> KeyContext {
         .with("wallet_id", wallet)
 }
 
+#[doc(hidden)]
+pub use coffer_macros::contract_cases;
+
 /// Expands to one test per contract case. `$factory` is an expression that, called with no
 /// arguments, returns a future of [`Subject`].
 #[macro_export]
 macro_rules! key_provider_contract_tests {
     ($factory:expr) => {
-        $crate::key_provider_contract_tests!(@cases $factory;
+        $crate::testkit::contract_cases!(
+            threads = 2, $factory, |subject| $crate::testkit(&subject);
             generate_then_unwrap_round_trips,
             wrapped_keys_survive_storage_encoding,
             unwrap_under_another_context_is_corrupt,
@@ -67,15 +53,6 @@ macro_rules! key_provider_contract_tests {
             health_and_status_are_consistent,
             concurrent_use_is_safe,
         );
-    };
-    (@cases $factory:expr; $($case:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let subject = ($factory)().await;
-                $crate::testkit::$case(&subject).await;
-            }
-        )+
     };
 }
 
@@ -331,3 +308,134 @@ pub async fn concurrent_use_is_safe(s: &Subject) {
     }
     assert_eq!(distinct.len(), 32);
 }
+
+/// The data-key call an [`Intercepted`] provider is about to pass on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataKeyCall {
+    /// `generate_data_key`.
+    Generate,
+    /// `unwrap_data_key`.
+    Unwrap,
+    /// `rewrap_data_keys`.
+    Rewrap,
+}
+
+/// A test decorator: passes every call on to `inner`, but first runs `before` on its state for
+/// each data-key call (generate, unwrap, rewrap); an error from it fails the call instead. Tests
+/// count calls with it or inject failures, and read the state through `Deref`.
+pub struct Intercepted<S> {
+    inner: Arc<dyn KeyProvider>,
+    state: S,
+    before: fn(&S, DataKeyCall) -> Result<(), KeyError>,
+}
+
+impl<S> Intercepted<S> {
+    /// Wraps `inner`, with `state` for `before` to keep its counts in.
+    pub fn new(
+        inner: Arc<dyn KeyProvider>,
+        state: S,
+        before: fn(&S, DataKeyCall) -> Result<(), KeyError>,
+    ) -> Self {
+        Self {
+            inner,
+            state,
+            before,
+        }
+    }
+}
+
+impl<S> std::ops::Deref for Intercepted<S> {
+    type Target = S;
+
+    fn deref(&self) -> &S {
+        &self.state
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Intercepted<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Intercepted")
+            .field("inner", &self.inner)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: std::fmt::Debug + Send + Sync> KeyProvider for Intercepted<S> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn key_id(&self) -> &str {
+        self.inner.key_id()
+    }
+    fn capabilities(&self) -> crate::Capabilities {
+        self.inner.capabilities()
+    }
+    async fn generate_data_key(
+        &self,
+        context: &KeyContext,
+    ) -> Result<crate::GeneratedDataKey, KeyError> {
+        (self.before)(&self.state, DataKeyCall::Generate)?;
+        self.inner.generate_data_key(context).await
+    }
+    async fn unwrap_data_key(
+        &self,
+        wrapped: &WrappedKey,
+        context: &KeyContext,
+    ) -> Result<coffer_crypto::DataKey, KeyError> {
+        (self.before)(&self.state, DataKeyCall::Unwrap)?;
+        self.inner.unwrap_data_key(wrapped, context).await
+    }
+    async fn rewrap_data_keys(
+        &self,
+        batch: &[RewrapRequest],
+    ) -> Result<Vec<Result<WrappedKey, KeyError>>, KeyError> {
+        (self.before)(&self.state, DataKeyCall::Rewrap)?;
+        self.inner.rewrap_data_keys(batch).await
+    }
+    async fn status(&self) -> Result<crate::KeyStatus, KeyError> {
+        self.inner.status().await
+    }
+    async fn rotate(&self) -> Result<u32, KeyError> {
+        self.inner.rotate().await
+    }
+    async fn retire_versions_below(&self, min_version: u32) -> Result<(), KeyError> {
+        self.inner.retire_versions_below(min_version).await
+    }
+    async fn health(&self) -> Result<(), KeyError> {
+        self.inner.health().await
+    }
+}
+
+/// A `mockall` mock of the port, `MockProvider`, for tests that script a provider's answers.
+#[allow(missing_docs)]
+mod mock {
+    use async_trait::async_trait;
+    use coffer_crypto::DataKey;
+
+    use crate::{
+        Capabilities, GeneratedDataKey, KeyContext, KeyError, KeyProvider, KeyStatus,
+        RewrapRequest, WrappedKey,
+    };
+
+    mockall::mock! {
+        #[derive(Debug)]
+        pub Provider {}
+        #[async_trait]
+        impl KeyProvider for Provider {
+            fn name(&self) -> &str;
+            fn key_id(&self) -> &str;
+            fn capabilities(&self) -> Capabilities;
+            async fn generate_data_key(&self, context: &KeyContext) -> Result<GeneratedDataKey, KeyError>;
+            async fn unwrap_data_key(&self, wrapped: &WrappedKey, context: &KeyContext) -> Result<DataKey, KeyError>;
+            async fn rewrap_data_keys(&self, batch: &[RewrapRequest]) -> Result<Vec<Result<WrappedKey, KeyError>>, KeyError>;
+            async fn status(&self) -> Result<KeyStatus, KeyError>;
+            async fn rotate(&self) -> Result<u32, KeyError>;
+            async fn retire_versions_below(&self, min_version: u32) -> Result<(), KeyError>;
+            async fn health(&self) -> Result<(), KeyError>;
+        }
+    }
+}
+
+pub use mock::MockProvider;

@@ -8,7 +8,6 @@
 //! never holds the PIN, and a PIN change, which draws a new salt, misses): a burst of transfers
 //! pays the KDF once. Wrong PINs are never cached.
 
-use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -56,14 +55,9 @@ pub struct PinVerifier {
     derivations: AtomicU64,
 }
 
-impl fmt::Debug for PinVerifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PinVerifier")
-            .field("config", &self.config)
-            .field("queue_depth", &self.queue_depth())
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => PinVerifier {
+    config, queue_depth: self.queue_depth(),
+});
 
 /// Why a PIN did not unseal the wallet's key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -212,14 +212,9 @@ impl MoneyRequest {
     }
 }
 
-impl fmt::Debug for MoneyRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MoneyRequest")
-            .field("currency", &self.money.currency)
-            .field("idempotency_key", &self.idempotency_key)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => MoneyRequest {
+    currency: self.money.currency, idempotency_key,
+});
 
 #[cfg(test)]
 mod tests {

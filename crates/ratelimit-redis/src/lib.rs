@@ -11,7 +11,6 @@
 //! The connection is made lazily, so the API starts while Redis is down. The policy's rate is
 //! part of the Redis key, so changing a policy starts fresh budgets.
 
-use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -68,14 +67,8 @@ pub struct RedisLimiter {
     prefix: String,
 }
 
-impl fmt::Debug for RedisLimiter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The URL may carry a password: not shown.
-        f.debug_struct("RedisLimiter")
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
-    }
-}
+// The URL may carry a password: not shown.
+coffer_macros::debug_non_exhaustive!(self => RedisLimiter { prefix });
 
 fn limit_error(e: &redis::RedisError) -> LimitError {
     if e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped() {

@@ -5,7 +5,6 @@
 //! the limits alone) and [`RedisDownMode::FailClosed`] returns the error, which the HTTP layer
 //! answers with a 503. Failures are counted, and logged at most every 10 s.
 
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -33,15 +32,7 @@ pub struct Failover {
     last_log: std::sync::Mutex<Option<Instant>>,
 }
 
-impl fmt::Debug for Failover {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Failover")
-            .field("primary", &self.primary)
-            .field("mode", &self.mode)
-            .field("failures", &self.failures())
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => Failover { primary, mode, failures: self.failures() });
 
 impl Failover {
     /// `primary` (shared) with `fallback` (in-process) used as `mode` says.

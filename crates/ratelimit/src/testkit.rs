@@ -26,13 +26,7 @@ pub struct LimiterUnderTest {
     clock: Option<Arc<ManualClock>>,
 }
 
-impl std::fmt::Debug for LimiterUnderTest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LimiterUnderTest")
-            .field("namespace", &self.namespace)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => LimiterUnderTest { namespace });
 
 impl LimiterUnderTest {
     /// Wraps a limiter that keeps its own time (the cases run in real time); keys get a
@@ -99,11 +93,15 @@ impl LimiterUnderTest {
     }
 }
 
+#[doc(hidden)]
+pub use coffer_macros::contract_cases;
+
 /// Expands to one test per contract case.
 #[macro_export]
 macro_rules! rate_limiter_contract_tests {
     ($factory:expr) => {
-        $crate::rate_limiter_contract_tests!(@cases $factory;
+        $crate::testkit::contract_cases!(
+            threads = 2, $factory, |subject| $crate::testkit(&subject);
             a_burst_is_allowed_then_limited,
             retry_after_is_accurate,
             the_steady_rate_is_the_policy_rate,
@@ -112,15 +110,6 @@ macro_rules! rate_limiter_contract_tests {
             costs_above_one_take_several_units,
             peek_reads_without_taking,
         );
-    };
-    (@cases $factory:expr; $($case:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let subject = ($factory)().await;
-                $crate::testkit::$case(&subject).await;
-            }
-        )+
     };
 }
 

@@ -159,13 +159,7 @@ pub struct BalanceProbe {
     pub balance: Vec<u8>,
 }
 
-impl fmt::Debug for BalanceProbe {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BalanceProbe")
-            .field("row_version", &self.row_version)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => BalanceProbe { row_version });
 
 /// One wrapped key as stored.
 #[derive(Clone, PartialEq, Eq)]
@@ -180,15 +174,9 @@ pub struct StoredKey {
     pub probe: Option<BalanceProbe>,
 }
 
-impl fmt::Debug for StoredKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoredKey")
-            .field("row", &self.row)
-            .field("kek_version", &self.kek_version)
-            .field("wrapped_len", &self.wrapped.len())
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => StoredKey {
+    row, kek_version, wrapped_len: self.wrapped.len(),
+});
 
 /// Which keys to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,14 +206,7 @@ pub struct Replacement {
     pub kek_version: u32,
 }
 
-impl fmt::Debug for Replacement {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Replacement")
-            .field("row", &self.row)
-            .field("kek_version", &self.kek_version)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => Replacement { row, kek_version });
 
 /// Whose data keys a data-key rotation moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

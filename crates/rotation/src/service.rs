@@ -3,7 +3,6 @@
 //! is given.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -217,14 +216,7 @@ pub struct Rotator {
     clock: Arc<dyn Clock>,
 }
 
-impl fmt::Debug for Rotator {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Rotator")
-            .field("provider", &self.keys.name())
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => Rotator { provider: self.keys.name(), config });
 
 fn state_name(s: VersionState) -> &'static str {
     match s {

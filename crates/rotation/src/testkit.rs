@@ -14,10 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use coffer_audit::{AlertConfig, AuditLog, AuditQuery, EntityId, ObservedAuditLog};
 use coffer_clock::{Clock, ManualClock};
-use coffer_keys::{
-    Capabilities, GeneratedDataKey, KeyContext, KeyError, KeyProvider, KeyStatus, RewrapRequest,
-    VersionState, WrappedKey,
-};
+use coffer_keys::testkit::{DataKeyCall, Intercepted};
+use coffer_keys::{KeyError, KeyProvider, VersionState, WrappedKey};
 use coffer_ledger::testkit::{Client, MoneyRequest};
 use coffer_ledger::{Ledger, LedgerStore, UserId, WalletId};
 use coffer_secrets::{SecretName, SecretStore, SecretsManager, SetOptions};
@@ -54,11 +52,15 @@ pub trait Backend: Send + Sync {
     fn keys(&self) -> Arc<dyn KeyProvider>;
 }
 
+#[doc(hidden)]
+pub use coffer_macros::contract_cases;
+
 /// Expands to one test per contract case.
 #[macro_export]
 macro_rules! rotation_store_contract_tests {
     ($factory:expr) => {
-        $crate::rotation_store_contract_tests!(@cases $factory;
+        $crate::testkit::contract_cases!(
+            threads = 2, $factory, |backend| $crate::testkit(&backend);
             keys_page_in_row_order_and_are_replaced_only_where_unchanged,
             one_rotation_is_open_at_a_time_and_history_is_newest_first,
             the_lock_is_exclusive_and_released_when_dropped,
@@ -68,15 +70,6 @@ macro_rules! rotation_store_contract_tests {
             validation_finds_a_key_moved_to_another_wallet,
             data_keys_due_by_age_skip_closed_wallets_and_rotated_ones,
         );
-    };
-    (@cases $factory:expr; $($case:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let backend = ($factory)().await;
-                $crate::testkit::$case(&backend).await;
-            }
-        )+
     };
 }
 
@@ -493,55 +486,20 @@ pub async fn a_rotation_moves_every_key_and_wallets_keep_working(backend: &dyn B
 /// A provider that fails re-wraps after `ok_calls` calls: the worker "dies" mid-job.
 #[derive(Debug)]
 struct FailingRewrap {
-    inner: Arc<dyn KeyProvider>,
     ok_calls: usize,
     calls: AtomicUsize,
 }
 
-#[async_trait]
-impl KeyProvider for FailingRewrap {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn key_id(&self) -> &str {
-        self.inner.key_id()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn generate_data_key(&self, context: &KeyContext) -> Result<GeneratedDataKey, KeyError> {
-        self.inner.generate_data_key(context).await
-    }
-    async fn unwrap_data_key(
-        &self,
-        wrapped: &WrappedKey,
-        context: &KeyContext,
-    ) -> Result<coffer_crypto::DataKey, KeyError> {
-        self.inner.unwrap_data_key(wrapped, context).await
-    }
-    async fn rewrap_data_keys(
-        &self,
-        batch: &[RewrapRequest],
-    ) -> Result<Vec<Result<WrappedKey, KeyError>>, KeyError> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) >= self.ok_calls {
+impl FailingRewrap {
+    fn check(&self, call: DataKeyCall) -> Result<(), KeyError> {
+        if call == DataKeyCall::Rewrap && self.calls.fetch_add(1, Ordering::SeqCst) >= self.ok_calls
+        {
             return Err(KeyError::Unavailable {
                 provider: "local".into(),
                 reason: "injected".into(),
             });
         }
-        self.inner.rewrap_data_keys(batch).await
-    }
-    async fn status(&self) -> Result<KeyStatus, KeyError> {
-        self.inner.status().await
-    }
-    async fn rotate(&self) -> Result<u32, KeyError> {
-        self.inner.rotate().await
-    }
-    async fn retire_versions_below(&self, min_version: u32) -> Result<(), KeyError> {
-        self.inner.retire_versions_below(min_version).await
-    }
-    async fn health(&self) -> Result<(), KeyError> {
-        self.inner.health().await
+        Ok(())
     }
 }
 
@@ -550,11 +508,15 @@ impl KeyProvider for FailingRewrap {
 pub async fn an_interrupted_rotation_resumes_without_rotating_twice(backend: &dyn Backend) {
     let w = world(backend).await;
     w.wallets(12).await;
-    let failing: Arc<dyn KeyProvider> = Arc::new(FailingRewrap {
-        inner: w.keys.clone(),
+    let fail_after = FailingRewrap {
         ok_calls: 2,
         calls: AtomicUsize::new(0),
-    });
+    };
+    let failing: Arc<dyn KeyProvider> = Arc::new(Intercepted::new(
+        w.keys.clone(),
+        fail_after,
+        FailingRewrap::check,
+    ));
     let first = w.rotator_over(failing, 4);
     first.request(request("cli:ops", false)).await.unwrap();
     let err = first.run_pending(&no_progress).await.unwrap_err();

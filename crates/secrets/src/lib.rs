@@ -140,14 +140,7 @@ pub struct SecretRecord {
     pub sealed: Vec<u8>,
 }
 
-impl fmt::Debug for SecretRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SecretRecord")
-            .field("meta", &self.meta)
-            .field("kek_version", &self.kek_version)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => SecretRecord { meta, kek_version });
 
 /// The cause of an opaque failure: any error, or a message (`"…".into()`); the source chain is
 /// kept.

@@ -205,15 +205,7 @@ impl SecretError {
     }
 }
 
-impl std::fmt::Debug for SecretsManager {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretsManager")
-            .field("store", &self.store)
-            .field("keys", &self.keys)
-            .field("ttl", &self.ttl)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => SecretsManager { store, keys, ttl });
 
 fn key_context(name: &SecretName, version: u32) -> KeyContext {
     crate::secret_key_context(name.as_str(), version)

@@ -7,42 +7,27 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::any::Any;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use crate::{RotationPolicy, SecretMeta, SecretName, SecretRecord, SecretStore, SecretStoreError};
 
-/// A store under test plus whatever must outlive it (a temp dir, a schema).
-pub struct Subject {
-    /// The store, empty.
-    pub store: Arc<dyn SecretStore>,
-    _guard: Box<dyn Any + Send + Sync>,
-}
-
-impl Subject {
-    /// Bundles a store with what keeps its database alive.
-    pub fn new(store: Arc<dyn SecretStore>, guard: impl Any + Send + Sync) -> Self {
-        Self {
-            store,
-            _guard: Box::new(guard),
-        }
+coffer_macros::guarded_subject! {
+    /// A store under test plus whatever must outlive it (a temp dir, a schema).
+    pub struct Subject {
+        /// The store, empty.
+        pub store: dyn SecretStore,
     }
 }
 
-impl std::fmt::Debug for Subject {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subject")
-            .field("store", &self.store)
-            .finish_non_exhaustive()
-    }
-}
+#[doc(hidden)]
+pub use coffer_macros::contract_cases;
 
 /// Expands to one `#[tokio::test]` per case, each with a fresh [`Subject`].
 #[macro_export]
 macro_rules! secret_store_contract_tests {
     ($factory:expr) => {
-        $crate::secret_store_contract_tests!(@cases $factory;
+        $crate::testkit::contract_cases!(
+            threads = 2, $factory, |subject| $crate::testkit(&subject);
             first_version_is_active_and_names_are_unique,
             rotation_moves_the_active_version_and_keeps_the_old,
             a_stale_rotation_conflicts_and_changes_nothing,
@@ -51,15 +36,6 @@ macro_rules! secret_store_contract_tests {
             restore_adds_what_is_missing_and_never_two_active,
             rewrap_replaces_only_the_wrapped_key,
         );
-    };
-    (@cases $factory:expr; $($case:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let subject = ($factory)().await;
-                $crate::testkit::$case(&subject).await;
-            }
-        )+
     };
 }
 

@@ -222,14 +222,7 @@ async fn flush(pool: &PgPool, batch: &mut Vec<Row>) {
 }
 
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    if !full {
-        println!("audit bench: smoke run (not --bench), figures below are not measurements");
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (full, rt) = coffer_macros::bench_start!("audit");
     rt.block_on(async {
         let provider =
             LocalKeyProvider::open(LocalKeySource::Inline(generate_inline_key()), "bench").unwrap();

@@ -199,14 +199,7 @@ async fn pin_verifications(duration: Duration, iterations: u32) -> f64 {
 }
 
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    if !full {
-        println!("ledger bench: smoke run (not --bench), figures below are not measurements");
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (full, rt) = coffer_macros::bench_start!("ledger");
     rt.block_on(async {
         let (wallets, kdf, seconds, rounds) = if full {
             (64, coffer_crypto::pin::DEFAULT_ITERATIONS, 20, 2)

@@ -8,11 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use coffer_audit::AuditLog;
 use coffer_auth::RevocationList;
-use coffer_auth::store::UserStore;
 use coffer_auth::testkit::ListUnderTest;
-use coffer_auth::testkit::accounts::Backend;
+use coffer_auth::testkit::accounts::{Backend, Opened};
 use coffer_clock::ManualClock;
 use coffer_keys::KeyProvider;
 use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
@@ -29,14 +27,7 @@ struct Sqlite {
 
 #[async_trait]
 impl Backend for Sqlite {
-    async fn open(
-        &self,
-        keys: Arc<dyn KeyProvider>,
-    ) -> (
-        Arc<dyn UserStore>,
-        Arc<dyn AuditLog>,
-        Arc<dyn RevocationList>,
-    ) {
+    async fn open(&self, keys: Arc<dyn KeyProvider>) -> Opened {
         let audit = SqliteAuditLog::open(self.pool.clone(), keys.as_ref())
             .await
             .expect("open audit log");
@@ -67,14 +58,7 @@ struct Postgres {
 
 #[async_trait]
 impl Backend for Postgres {
-    async fn open(
-        &self,
-        keys: Arc<dyn KeyProvider>,
-    ) -> (
-        Arc<dyn UserStore>,
-        Arc<dyn AuditLog>,
-        Arc<dyn RevocationList>,
-    ) {
+    async fn open(&self, keys: Arc<dyn KeyProvider>) -> Opened {
         let audit = PgAuditLog::open(self.pool.clone(), keys.as_ref())
             .await
             .expect("open audit log");

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use coffer_audit::{Action, AlertConfig, AuditLog, AuditQuery, EntityId, ObservedAuditLog};
 use coffer_auth::accounts::{
-    Accounts, AccountsConfig, AccountsDeps, AuthError, Credentials, Registration, RequestContext,
+    Accounts, AccountsConfig, AccountsDeps, AuthError, Registration, RequestContext,
 };
 use coffer_auth::password::PasswordHasher;
 use coffer_auth::store::UserStore;
+use coffer_auth::testkit::accounts::{PASSWORD, credentials};
 use coffer_auth::{Rbac, RevocationList};
 use coffer_keys::KeyProvider;
 use coffer_keys_local::{LocalKeyProvider, LocalKeySource, generate_inline_key};
@@ -56,23 +57,12 @@ async fn accounts(
     Accounts::open(deps, AccountsConfig::default()).await
 }
 
-const PASSWORD: &str = "correct plum tart at noon";
-
 fn registration(email: &str) -> Registration<'_> {
     Registration {
         email,
         password: PASSWORD,
         phone: Some("+442079460958"),
         tax_id: None,
-    }
-}
-
-fn credentials(email: &str) -> Credentials<'_> {
-    Credentials {
-        email,
-        password: PASSWORD,
-        totp: None,
-        client_id: "web",
     }
 }
 

@@ -4,8 +4,6 @@
 //! issuers (`[[auth.oidc]]`, each parsed and checked as a `coffer_auth_oidc::IssuerConfig`).
 //! The Redis URL may hold a password: `Debug` shows it masked.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, error, mask_url};
@@ -75,16 +73,9 @@ impl Default for AuthConfig {
     }
 }
 
-impl fmt::Debug for AuthConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthConfig")
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
-            .field("revocation", &self.revocation)
-            .field("redis_url", &self.redis_url.as_deref().map(mask_url))
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => AuthConfig {
+    issuer, audience, revocation, redis_url: self.redis_url.as_deref().map(mask_url),
+});
 
 impl AuthConfig {
     /// Redis revocation with its URL, the token lifetime, the hashing concurrency, then each

@@ -27,19 +27,19 @@ use crate::store::UserStore;
 use crate::token::TokenError;
 use crate::user::UserId;
 
+/// What [`Backend::open`] opens: the user store, the audit log and the revocation list.
+pub type Opened = (
+    Arc<dyn UserStore>,
+    Arc<dyn AuditLog>,
+    Arc<dyn RevocationList>,
+);
+
 /// What an adapter's test provides: its database, opened as often as a test needs.
 #[async_trait]
 pub trait Backend: Send + Sync {
     /// Opens the store, an audit log and a revocation list on this test's database, as a new
     /// process would (a "restart" opens again).
-    async fn open(
-        &self,
-        keys: Arc<dyn KeyProvider>,
-    ) -> (
-        Arc<dyn UserStore>,
-        Arc<dyn AuditLog>,
-        Arc<dyn RevocationList>,
-    );
+    async fn open(&self, keys: Arc<dyn KeyProvider>) -> Opened;
     /// Every byte stored in the database's tables (or files), for the plaintext scan.
     async fn raw_dump(&self) -> Vec<u8>;
     /// The master key provider.
@@ -52,7 +52,8 @@ pub trait Backend: Send + Sync {
 #[macro_export]
 macro_rules! user_store_contract_tests {
     ($factory:expr) => {
-        $crate::user_store_contract_tests!(@cases $factory;
+        $crate::testkit::contract_cases!(
+            threads = 4, $factory, |backend| $crate::testkit::accounts(&backend);
             register_login_refresh_and_logout,
             registration_refuses_bad_input_and_taken_emails,
             failed_logins_look_alike_and_are_audited,
@@ -69,18 +70,10 @@ macro_rules! user_store_contract_tests {
             tokens_reach_their_issuers_verifier_and_external_subjects_keep_one_id,
         );
     };
-    (@cases $factory:expr; $($case:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $case() {
-                let backend = ($factory)().await;
-                $crate::testkit::accounts::$case(&backend).await;
-            }
-        )+
-    };
 }
 
-const PASSWORD: &str = "correct plum tart at noon";
+/// The password of every user the cases register.
+pub const PASSWORD: &str = "correct plum tart at noon";
 const EMAIL: &str = "Alice.Example@Example.ORG";
 
 fn ctx() -> RequestContext {
@@ -146,7 +139,9 @@ fn registration(email: &str) -> Registration<'_> {
     }
 }
 
-fn credentials(email: &str) -> Credentials<'_> {
+/// A login as `email` with [`PASSWORD`] from the `web` client, without a TOTP code.
+#[must_use]
+pub fn credentials(email: &str) -> Credentials<'_> {
     Credentials {
         email,
         password: PASSWORD,

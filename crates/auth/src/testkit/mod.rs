@@ -75,11 +75,15 @@ impl std::ops::Deref for ListUnderTest {
     }
 }
 
+#[doc(hidden)]
+pub use coffer_macros::contract_cases;
+
 /// Expands to one test per contract case.
 #[macro_export]
 macro_rules! revocation_list_contract_tests {
     ($factory:expr) => {
-        $crate::revocation_list_contract_tests!(@cases $factory;
+        $crate::testkit::contract_cases!(
+            threads = 2, $factory, |list| $crate::testkit(list.into());
             a_revoked_token_is_denied_until_it_would_expire,
             revoking_an_expired_token_denies_nothing,
             user_epochs_move_one_user_at_a_time,
@@ -87,15 +91,6 @@ macro_rules! revocation_list_contract_tests {
             concurrent_revocations_are_never_lost,
             bad_arguments_are_refused,
         );
-    };
-    (@cases $factory:expr; $($case:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let list = ($factory)().await;
-                $crate::testkit::$case(list.into()).await;
-            }
-        )+
     };
 }
 

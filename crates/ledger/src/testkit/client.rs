@@ -41,14 +41,7 @@ impl MoneyRequest<'_> {
     }
 }
 
-impl std::fmt::Debug for MoneyRequest<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MoneyRequest")
-            .field("currency", &self.currency)
-            .field("idempotency_key", &self.idempotency_key)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => MoneyRequest<'_> { currency, idempotency_key });
 
 /// A [`Ledger`] driven with strings (see the [module documentation](self)).
 #[derive(Debug)]

@@ -11,11 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use coffer_audit::{AlertConfig, AuditLog, AuditQuery, EntityId, ObservedAuditLog};
-use coffer_crypto::DataKey;
-use coffer_keys::{
-    Capabilities, GeneratedDataKey, KeyContext, KeyError, KeyProvider, KeyStatus, RewrapRequest,
-    WrappedKey,
-};
+use coffer_keys::testkit::{DataKeyCall, Intercepted};
+use coffer_keys::{KeyError, KeyProvider};
 use futures_util::future::join_all;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -48,11 +45,15 @@ pub trait Backend: Send + Sync {
     fn keys(&self) -> Arc<dyn KeyProvider>;
 }
 
+#[doc(hidden)]
+pub use coffer_macros::contract_cases;
+
 /// Expands to one test per contract case.
 #[macro_export]
 macro_rules! ledger_store_contract_tests {
     ($factory:expr) => {
-        $crate::ledger_store_contract_tests!(@cases $factory;
+        $crate::testkit::contract_cases!(
+            threads = 4, $factory, |backend| $crate::testkit(&backend);
             wallets_open_and_only_their_owner_sees_them,
             money_moves_by_double_entry_and_keys_are_never_fetched_under_lock,
             refusals_have_their_own_errors_and_write_nothing,
@@ -71,15 +72,6 @@ macro_rules! ledger_store_contract_tests {
             a_data_key_rotation_keeps_money_and_history_readable,
             concurrent_random_operations_keep_the_books,
         );
-    };
-    (@cases $factory:expr; $($case:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $case() {
-                let backend = ($factory)().await;
-                $crate::testkit::$case(&backend).await;
-            }
-        )+
     };
 }
 
@@ -280,64 +272,22 @@ impl LedgerStore for Watched {
     }
 }
 
+/// What the counting provider of the lock test keeps: its data-key calls, and those made while
+/// `apply` held rows.
 #[derive(Debug)]
 struct CountingKeys {
-    inner: Arc<dyn KeyProvider>,
     in_apply: Arc<AtomicBool>,
     calls: AtomicU64,
     under_lock: AtomicU64,
 }
 
 impl CountingKeys {
-    fn count(&self) {
+    fn count(&self, _: DataKeyCall) -> Result<(), KeyError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.in_apply.load(Ordering::SeqCst) {
             self.under_lock.fetch_add(1, Ordering::SeqCst);
         }
-    }
-}
-
-#[async_trait]
-impl KeyProvider for CountingKeys {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn key_id(&self) -> &str {
-        self.inner.key_id()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn generate_data_key(&self, context: &KeyContext) -> Result<GeneratedDataKey, KeyError> {
-        self.count();
-        self.inner.generate_data_key(context).await
-    }
-    async fn unwrap_data_key(
-        &self,
-        wrapped: &WrappedKey,
-        context: &KeyContext,
-    ) -> Result<DataKey, KeyError> {
-        self.count();
-        self.inner.unwrap_data_key(wrapped, context).await
-    }
-    async fn rewrap_data_keys(
-        &self,
-        batch: &[RewrapRequest],
-    ) -> Result<Vec<Result<WrappedKey, KeyError>>, KeyError> {
-        self.count();
-        self.inner.rewrap_data_keys(batch).await
-    }
-    async fn status(&self) -> Result<KeyStatus, KeyError> {
-        self.inner.status().await
-    }
-    async fn rotate(&self) -> Result<u32, KeyError> {
-        self.inner.rotate().await
-    }
-    async fn retire_versions_below(&self, min_version: u32) -> Result<(), KeyError> {
-        self.inner.retire_versions_below(min_version).await
-    }
-    async fn health(&self) -> Result<(), KeyError> {
-        self.inner.health().await
+        Ok(())
     }
 }
 
@@ -347,12 +297,16 @@ pub async fn money_moves_by_double_entry_and_keys_are_never_fetched_under_lock(
     backend: &dyn Backend,
 ) {
     let in_apply = Arc::new(AtomicBool::new(false));
-    let keys = Arc::new(CountingKeys {
-        inner: backend.keys(),
+    let counts = CountingKeys {
         in_apply: in_apply.clone(),
         calls: AtomicU64::new(0),
         under_lock: AtomicU64::new(0),
-    });
+    };
+    let keys = Arc::new(Intercepted::new(
+        backend.keys(),
+        counts,
+        CountingKeys::count,
+    ));
     let (store, audit) = backend.open(keys.clone()).await;
     let store = Arc::new(Watched {
         inner: store,

@@ -4,12 +4,7 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use coffer_crypto::DataKey;
-use coffer_keys::{
-    Capabilities, GeneratedDataKey, KeyContext, KeyError, KeyProvider, KeyStatus, RewrapRequest,
-    WrappedKey,
-};
+use coffer_keys::{KeyError, KeyProvider};
 use coffer_keys_local::{LocalKeyProvider, LocalKeySource, generate_inline_key};
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
@@ -80,20 +75,6 @@ pub fn timed_out() -> KeyError {
     }
 }
 
-mockall::mock! {
-    #[derive(Debug)]
-    pub Provider {}
-    #[async_trait]
-    impl KeyProvider for Provider {
-        fn name(&self) -> &str;
-        fn key_id(&self) -> &str;
-        fn capabilities(&self) -> Capabilities;
-        async fn generate_data_key(&self, context: &KeyContext) -> Result<GeneratedDataKey, KeyError>;
-        async fn unwrap_data_key(&self, wrapped: &WrappedKey, context: &KeyContext) -> Result<DataKey, KeyError>;
-        async fn rewrap_data_keys(&self, batch: &[RewrapRequest]) -> Result<Vec<Result<WrappedKey, KeyError>>, KeyError>;
-        async fn status(&self) -> Result<KeyStatus, KeyError>;
-        async fn rotate(&self) -> Result<u32, KeyError>;
-        async fn retire_versions_below(&self, min_version: u32) -> Result<(), KeyError>;
-        async fn health(&self) -> Result<(), KeyError>;
-    }
-}
+// Not every test binary scripts a provider.
+#[allow(unused_imports)]
+pub use coffer_keys::testkit::MockProvider;

@@ -49,14 +49,7 @@ pub struct Me {
     mfa_enabled: Option<bool>,
 }
 
-impl std::fmt::Debug for Me {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Me")
-            .field("user_id", &self.user_id)
-            .field("roles", &self.roles)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => Me { user_id, roles });
 
 impl Me {
     /// A Coffer user, with their profile.
