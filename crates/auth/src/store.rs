@@ -49,14 +49,7 @@ pub struct TotpRecord {
     pub last_step: u64,
 }
 
-impl fmt::Debug for TotpRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TotpRecord")
-            .field("confirmed", &self.confirmed)
-            .field("last_step", &self.last_step)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => TotpRecord { confirmed, last_step });
 
 /// A user as stored. Personal data fields are envelopes (bound to the user and the field).
 #[derive(Clone, PartialEq, Eq)]
@@ -83,16 +76,7 @@ pub struct UserRecord {
     pub created_at: i64,
 }
 
-impl fmt::Debug for UserRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UserRecord")
-            .field("id", &self.id)
-            .field("roles", &self.roles)
-            .field("dek_version", &self.dek_version)
-            .field("totp", &self.totp)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => UserRecord { id, roles, dek_version, totp });
 
 /// One version of a user's data key, wrapped by the KEK.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,15 +139,7 @@ pub struct StoredSigningKey {
     pub retired_at: Option<u64>,
 }
 
-impl fmt::Debug for StoredSigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoredSigningKey")
-            .field("kid", &self.kid)
-            .field("created_at", &self.created_at)
-            .field("retired_at", &self.retired_at)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => StoredSigningKey { kid, created_at, retired_at });
 
 /// One refresh rotation, applied atomically or not at all.
 #[derive(Debug, Clone)]

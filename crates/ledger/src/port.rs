@@ -53,19 +53,7 @@ pub struct WalletRecord {
     pub updated_at: i64,
 }
 
-impl fmt::Debug for WalletRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WalletRecord")
-            .field("id", &self.id)
-            .field("owner", &self.owner)
-            .field("currency", &self.currency)
-            .field("status", &self.status)
-            .field("version", &self.version)
-            .field("dek_version", &self.dek_version)
-            .field("failed_pins", &self.failed_pins)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => WalletRecord { id, owner, currency, status, version, dek_version, failed_pins });
 
 /// One version of a wallet's data key, wrapped by the key provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,15 +91,7 @@ pub struct PostingRecord {
     pub amount: Envelope,
 }
 
-impl fmt::Debug for PostingRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostingRecord")
-            .field("line", &self.line)
-            .field("wallet", &self.wallet)
-            .field("wallet_seq", &self.wallet_seq)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => PostingRecord { line, wallet, wallet_seq });
 
 /// A transaction as stored.
 #[derive(Clone, PartialEq, Eq)]
@@ -150,19 +130,7 @@ pub struct TransactionRecord {
     pub reversed_by: Option<TransactionId>,
 }
 
-impl fmt::Debug for TransactionRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TransactionRecord")
-            .field("id", &self.id)
-            .field("kind", &self.kind)
-            .field("currency", &self.currency)
-            .field("from_wallet", &self.from_wallet)
-            .field("to_wallet", &self.to_wallet)
-            .field("reverses", &self.reverses)
-            .field("postings", &self.postings)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => TransactionRecord { id, kind, currency, from_wallet, to_wallet, reverses, postings });
 
 impl TransactionRecord {
     /// The wallets it touches, sorted, without repeats.
@@ -227,15 +195,7 @@ pub struct WalletChange {
     pub failed_pins: u32,
 }
 
-impl fmt::Debug for WalletChange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WalletChange")
-            .field("id", &self.id)
-            .field("status", &self.status)
-            .field("failed_pins", &self.failed_pins)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => WalletChange { id, status, failed_pins });
 
 /// What an operation writes, decided on the locked rows.
 #[derive(Debug, Default)]
@@ -267,15 +227,7 @@ pub struct Apply<'a> {
     pub decide: &'a (dyn Fn(&Locked<'_>) -> Result<Changes, Error> + Send + Sync),
 }
 
-impl fmt::Debug for Apply<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Apply")
-            .field("lock", &self.lock)
-            .field("original", &self.original)
-            .field("idempotency", &self.idempotency)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => Apply<'_> { lock, original, idempotency });
 
 /// What [`LedgerStore::apply`] did.
 #[derive(Debug)]

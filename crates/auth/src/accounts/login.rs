@@ -60,13 +60,7 @@ pub struct Credentials<'a> {
     pub client_id: &'a str,
 }
 
-impl fmt::Debug for Credentials<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("client_id", &self.client_id)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => Credentials<'_> { client_id });
 
 impl Accounts {
     /// Registers a user with the default roles.

@@ -35,7 +35,6 @@
 //! The time is an input: the [`Clock`] in [`AccountsDeps`] dates tokens, sessions, signing keys
 //! and registrations, picks the TOTP step a code is checked against and paces the key reloads.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,14 +121,7 @@ pub struct Session {
     pub claims: AccessClaims,
 }
 
-impl fmt::Debug for Session {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("sub", &self.claims.sub)
-            .field("expires_in", &self.expires_in)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => Session { sub: self.claims.sub, expires_in });
 
 /// The accounts service.
 pub struct Accounts {
@@ -148,14 +140,7 @@ pub struct Accounts {
     clock: Arc<dyn Clock>,
 }
 
-impl fmt::Debug for Accounts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Accounts")
-            .field("store", &self.store)
-            .field("tokens", &self.tokens)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => Accounts { store, tokens });
 
 /// What [`Accounts::open`] needs.
 #[derive(Debug)]

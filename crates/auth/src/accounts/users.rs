@@ -6,7 +6,6 @@
 //! A token's epochs are read before its roles, so a change committing in between yields a token
 //! that is already revoked, never one that outlives the change with the old roles.
 
-use std::fmt;
 
 use coffer_audit::{Action, Actor, Outcome};
 use coffer_crypto::{Envelope, open};
@@ -36,16 +35,7 @@ pub struct Profile {
     pub mfa_enabled: bool,
 }
 
-impl fmt::Debug for Profile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Profile")
-            .field("id", &self.id)
-            .field("email", &self.email)
-            .field("roles", &self.roles)
-            .field("mfa_enabled", &self.mfa_enabled)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => Profile { id, email, roles, mfa_enabled });
 
 impl Accounts {
     /// A user's own data, decrypted.

@@ -139,15 +139,7 @@ pub struct Ledger {
     clock: Arc<dyn Clock>,
 }
 
-impl std::fmt::Debug for Ledger {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ledger")
-            .field("store", &self.store)
-            .field("keys", &self.keys)
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => Ledger { store, keys, config });
 
 /// What [`Ledger::unlock`] found.
 enum Unlocked {

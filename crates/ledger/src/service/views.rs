@@ -47,17 +47,7 @@ pub struct WalletView {
     pub updated_at: i64,
 }
 
-impl std::fmt::Debug for WalletView {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WalletView")
-            .field("id", &self.id)
-            .field("owner", &self.owner)
-            .field("currency", &self.currency)
-            .field("status", &self.status)
-            .field("failed_pins", &self.failed_pins)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => WalletView { id, owner, currency, status, failed_pins });
 
 /// A transaction as its participants see it (`Debug` leaves out the amount and the memo).
 #[derive(Clone, PartialEq, Eq)]
@@ -88,17 +78,7 @@ pub struct TransactionView {
     pub public_key: Option<[u8; 32]>,
 }
 
-impl std::fmt::Debug for TransactionView {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TransactionView")
-            .field("id", &self.id)
-            .field("kind", &self.kind)
-            .field("currency", &self.money.currency)
-            .field("from_wallet", &self.from_wallet)
-            .field("to_wallet", &self.to_wallet)
-            .finish_non_exhaustive()
-    }
-}
+coffer_macros::debug_non_exhaustive!(self => TransactionView { id, kind, currency: self.money.currency, from_wallet, to_wallet });
 
 impl TransactionView {
     /// The bytes the signature covers.

@@ -94,11 +94,7 @@ macro_rules! user_store {
         #[derive(Clone)]
         pub struct $store(UserStoreOn<$D>);
 
-        impl std::fmt::Debug for $store {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($store)).finish_non_exhaustive()
-            }
-        }
+        coffer_macros::debug_non_exhaustive!(self => $store {});
 
         impl $store {
             /// A store on `pool` (migrated), appending its audit records through `audit` (on

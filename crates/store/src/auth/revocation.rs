@@ -203,11 +203,7 @@ macro_rules! revocation_list {
         #[derive(Clone)]
         pub struct $revocation(RevocationListOn<$D>);
 
-        impl std::fmt::Debug for $revocation {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($revocation)).finish_non_exhaustive()
-            }
-        }
+        coffer_macros::debug_non_exhaustive!(self => $revocation {});
 
         impl $revocation {
             /// A list on `pool` (migrated).

@@ -562,11 +562,7 @@ macro_rules! ledger_store {
         #[derive(Clone)]
         pub struct $name(super::Ledger<$D>);
 
-        impl std::fmt::Debug for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($name)).finish_non_exhaustive()
-            }
-        }
+        coffer_macros::debug_non_exhaustive!(self => $name {});
 
         impl $name {
             /// A store on `pool` (migrated), writing its audit records through `audit` (on the

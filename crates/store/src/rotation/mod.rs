@@ -488,11 +488,7 @@ macro_rules! rotation_store {
         #[derive(Clone)]
         pub struct $store(super::Rotation<$D>);
 
-        impl std::fmt::Debug for $store {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($store)).finish_non_exhaustive()
-            }
-        }
+        coffer_macros::debug_non_exhaustive!(self => $store {});
 
         impl $store {
             /// A store on `pool` (migrated).

@@ -359,11 +359,7 @@ macro_rules! secret_store {
         #[derive(Clone)]
         pub struct $store(super::Secrets<$D>);
 
-        impl std::fmt::Debug for $store {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($store)).finish_non_exhaustive()
-            }
-        }
+        coffer_macros::debug_non_exhaustive!(self => $store {});
 
         impl $store {
             /// A store on `pool` (migrated).
