@@ -6,7 +6,6 @@
 //! A token's epochs are read before its roles, so a change committing in between yields a token
 //! that is already revoked, never one that outlives the change with the old roles.
 
-
 use coffer_audit::{Action, Actor, Outcome};
 use coffer_crypto::{Envelope, open};
 use zeroize::Zeroizing;

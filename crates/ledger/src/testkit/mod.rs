@@ -65,6 +65,7 @@ macro_rules! ledger_store_contract_tests {
             pin_change_keeps_the_key_and_reset_issues_a_new_one,
             idempotency_replays_and_conflicts_also_after_a_restart,
             a_reversal_posts_the_opposite_exactly_once,
+            a_reversal_never_credits_a_closed_wallet,
             history_pages_newest_first_with_a_stable_cursor,
             raw_tables_hold_no_plaintext,
             verify_reports_tampering_with_wallet_and_transaction,
@@ -923,6 +924,43 @@ pub async fn a_reversal_posts_the_opposite_exactly_once(backend: &dyn Backend) {
     assert!(matches!(
         l.reverse(admin, d.id, "chargeback", "rev-d").await,
         Err(Error::Rejected(LedgerError::InsufficientFunds))
+    ));
+    assert_verifies(&l).await;
+}
+
+/// A reversal that would credit a closed wallet is refused (the money could never move again);
+/// reversed first, the wallet closes once it is empty.
+pub async fn a_reversal_never_credits_a_closed_wallet(backend: &dyn Backend) {
+    let l = ledger(backend).await;
+    let (bob, admin) = (UserId::new(), UserId::new());
+    // Close, then reverse: bob paid everything out and closed the wallet.
+    let b = funded(&l, bob, 50).await;
+    let payout = l.withdraw(bob, b, PIN, &req(50, "payout")).await.unwrap();
+    l.close(admin, b).await.unwrap();
+    assert!(matches!(
+        l.reverse(admin, payout.id, "duplicate_payment", "rev-closed")
+            .await,
+        Err(Error::Rejected(LedgerError::WalletClosed))
+    ));
+    assert_eq!(balance(&l, b).await, 0);
+    assert_eq!(
+        l.transaction(Caller::User(bob), payout.id)
+            .await
+            .unwrap()
+            .reversed_by,
+        None
+    );
+    // Reverse, then close: the reversal lands while the wallet is open, and closing waits for
+    // the wallet to be empty.
+    let c = funded(&l, bob, 50).await;
+    let payout = l.withdraw(bob, c, PIN, &req(50, "payout-2")).await.unwrap();
+    l.reverse(admin, payout.id, "duplicate_payment", "rev-open")
+        .await
+        .unwrap();
+    assert_eq!(balance(&l, c).await, 50);
+    assert!(matches!(
+        l.close(admin, c).await,
+        Err(Error::Rejected(LedgerError::WalletNotEmpty))
     ));
     assert_verifies(&l).await;
 }

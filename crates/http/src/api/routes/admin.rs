@@ -188,7 +188,7 @@ pub(in crate::api) struct ReversalBody {
         (status = 201, description = "reversed", body = views::Transaction),
         RoleErrors,
         TransactionNotFound,
-        (status = 409, description = "already reversed", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "already reversed, a reversal of a reversal, or a wallet it would credit is closed (wallet_closed)", body = Problem, content_type = PROBLEM_JSON),
         MoneyJsonErrors,
         Invalid,
         ServiceErrors,
