@@ -177,6 +177,7 @@ fn test(no_fuzz: bool, fuzz_seconds: u64) -> Result<()> {
     let key_servers = services::ensure_key_servers()?;
     // The scale-out test puts nginx in front of two API replicas.
     services::ensure_nginx()?;
+    services::ensure_walkthrough_tools()?;
     step(
         "clippy",
         cargo().args([

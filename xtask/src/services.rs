@@ -7,7 +7,7 @@
 //!   otherwise started on free ports from `target/services-venv`, a virtualenv that pip fills
 //!   with pinned packages on first use (their logs go to `target/services/`); schemathesis, for
 //!   `cargo xtask schemathesis`, comes from the same virtualenv.
-//! - `promtool` and `nginx`, from Debian's packages with apt-get when missing.
+//! - `promtool`, `nginx`, `curl` and `jq`, from Debian's packages with apt-get when missing.
 //!
 //! Whatever a run started is stopped when it ends.
 
@@ -383,6 +383,12 @@ pub fn ensure_promtool() -> Result<()> {
 /// `nginx`, Debian's package: the load balancer of the scale-out test.
 pub fn ensure_nginx() -> Result<()> {
     ensure_debian_tool("nginx", "-v", "nginx")
+}
+
+/// `curl` and `jq`, Debian's packages: the README's walkthrough, which a test runs as written.
+pub fn ensure_walkthrough_tools() -> Result<()> {
+    ensure_debian_tool("curl", "--version", "curl")?;
+    ensure_debian_tool("jq", "--version", "jq")
 }
 
 /// Installs Debian's `package` with apt-get when `tool version_flag` does not run (looked up
