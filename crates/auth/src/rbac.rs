@@ -203,6 +203,16 @@ impl Rbac {
             .collect()
     }
 
+    /// The configured roles that grant `permission`, in name order.
+    #[must_use]
+    pub fn roles_allowing(&self, permission: Permission) -> Vec<String> {
+        self.roles
+            .iter()
+            .filter(|(_, set)| set.contains(&permission))
+            .map(|(role, _)| role.clone())
+            .collect()
+    }
+
     /// Whether `role` is configured.
     #[must_use]
     pub fn knows(&self, role: &str) -> bool {

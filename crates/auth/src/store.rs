@@ -27,6 +27,9 @@ pub enum UserStoreError {
     /// Another user has this email (its blind index).
     #[error("email already registered")]
     DuplicateEmail,
+    /// The change would leave no user holding any of the roles that must keep a holder.
+    #[error("no user would hold an administrator's role")]
+    LastHolder,
     /// The database does not answer. Retry later.
     #[error("user store unavailable: {0}")]
     Unavailable(#[source] Cause),
@@ -175,11 +178,15 @@ pub trait UserStore: Send + Sync + fmt::Debug {
     /// A user by the blind index of their email.
     async fn user_by_email(&self, index: &[u8; 32]) -> Result<Option<LoadedUser>, UserStoreError>;
 
-    /// Replaces a user's roles; `None` if there is no such user.
+    /// Replaces a user's roles; `None` if there is no such user. Refused with
+    /// [`UserStoreError::LastHolder`] (nothing written) when afterwards no user would hold any of
+    /// `keep_held` (the administrators' roles). Role changes are serialized, so two concurrent
+    /// changes cannot each remove one of the last two holders.
     async fn set_roles(
         &self,
         id: UserId,
         roles: &[String],
+        keep_held: &[String],
         audit: &AuditEvent,
     ) -> Result<Option<Receipt>, UserStoreError>;
 

@@ -48,6 +48,11 @@ pub enum AuthError {
     /// A role the configuration does not define.
     #[error("unknown role {0}")]
     UnknownRole(String),
+    /// The change would leave nobody able to administer users (`user:admin`).
+    #[error(
+        "the last administrator keeps the role: give another user an administrator's role first"
+    )]
+    LastAdmin,
     /// TOTP enrollment in the wrong state (already on, or not started).
     #[error("{0}")]
     MfaState(&'static str),
@@ -77,6 +82,7 @@ impl AuthError {
             Self::InvalidRefreshToken => "invalid_refresh_token",
             Self::UserNotFound => "user_not_found",
             Self::UnknownRole(_) => "unknown_role",
+            Self::LastAdmin => "last_admin",
             Self::MfaState(_) => "mfa_state",
             Self::Token(t) => t.reason(),
             Self::Unavailable(_) => "unavailable",
@@ -90,6 +96,7 @@ impl From<UserStoreError> for AuthError {
     fn from(e: UserStoreError) -> Self {
         match e {
             UserStoreError::DuplicateEmail => Self::EmailTaken,
+            UserStoreError::LastHolder => Self::LastAdmin,
             UserStoreError::Unavailable(_) => Self::Unavailable(e.into()),
             UserStoreError::Corrupt(_) => Self::Corrupt(e.into()),
             other => Self::Internal(other.into()),

@@ -14,6 +14,7 @@ use super::Accounts;
 use super::error::{AuthError, corrupt};
 use super::shared::{RequestContext, code, entity, field_aad};
 use crate::email::Email;
+use crate::rbac::Permission;
 use crate::token::TokenError;
 use crate::user::{Phone, TaxId, UserId};
 
@@ -98,7 +99,12 @@ impl Accounts {
         let _ = event.details.insert("roles", code(&roles.join(":")));
         let receipt = self
             .store
-            .set_roles(user, &roles, &event)
+            .set_roles(
+                user,
+                &roles,
+                &self.rbac.roles_allowing(Permission::UserAdmin),
+                &event,
+            )
             .await?
             .ok_or(AuthError::UserNotFound)?;
         self.audit.committed_elsewhere(&[(event, receipt)]).await;

@@ -63,6 +63,7 @@ macro_rules! user_store_contract_tests {
             a_revoked_session_stays_revoked_while_it_is_being_refreshed,
             totp_enrollment_login_and_replay,
             role_changes_take_effect_now,
+            the_last_administrator_keeps_the_role,
             keys_and_sessions_survive_a_restart,
             raw_tables_hold_no_personal_data_or_secrets,
             ended_families_are_purged,
@@ -706,6 +707,87 @@ pub async fn role_changes_take_effect_now(backend: &dyn Backend) {
         changed[0].actor,
         Actor::Admin(EntityId::parse(&admin.to_string()).unwrap())
     );
+}
+
+/// Nobody can take the last administrator's role away, the administrator included, and two
+/// administrators demoting each other at once leave one.
+pub async fn the_last_administrator_keeps_the_role(backend: &dyn Backend) {
+    let (a, audit) = accounts(backend, Duration::ZERO).await;
+    let admin = |roles: &[&str]| roles.iter().map(|r| (*r).to_owned()).collect::<Vec<_>>();
+    let first = a
+        .register(registration("first@example.com"), &ctx())
+        .await
+        .unwrap();
+    a.set_roles(first, first, &admin(&["admin"]), &ctx())
+        .await
+        .unwrap();
+    // Demoting oneself as the only administrator is refused, and so is anyone else's doing it.
+    for by in [first, UserId::new()] {
+        assert!(matches!(
+            a.set_roles(by, first, &admin(&["user"]), &ctx()).await,
+            Err(AuthError::LastAdmin)
+        ));
+    }
+    assert_eq!(a.profile(first).await.unwrap().roles, ["admin"]);
+    // With a second administrator, one may go; then the other is the last.
+    let second = a
+        .register(registration("second@example.com"), &ctx())
+        .await
+        .unwrap();
+    a.set_roles(first, second, &admin(&["admin", "user"]), &ctx())
+        .await
+        .unwrap();
+    a.set_roles(first, first, &admin(&["user"]), &ctx())
+        .await
+        .unwrap();
+    assert!(matches!(
+        a.set_roles(second, second, &admin(&[]), &ctx()).await,
+        Err(AuthError::LastAdmin)
+    ));
+    // Two administrators demoting each other at the same time, again and again: each time one
+    // change lands and one administrator is left.
+    let a = Arc::new(a);
+    let mut holder = second;
+    for _ in 0..8 {
+        let other = if holder == first { second } else { first };
+        a.set_roles(holder, other, &admin(&["admin"]), &ctx())
+            .await
+            .unwrap();
+        let race = [(first, second), (second, first)].map(|(by, whom)| {
+            let (a, user) = (a.clone(), admin(&["user"]));
+            tokio::spawn(async move { a.set_roles(by, whom, &user, &ctx()).await })
+        });
+        let mut landed = 0;
+        for task in race {
+            match task.await.unwrap() {
+                Ok(_) => landed += 1,
+                Err(AuthError::LastAdmin) => {}
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(landed, 1);
+        let mut admins = Vec::new();
+        for u in [first, second] {
+            if a.profile(u)
+                .await
+                .unwrap()
+                .roles
+                .iter()
+                .any(|r| r == "admin")
+            {
+                admins.push(u);
+            }
+        }
+        assert_eq!(admins.len(), 1);
+        holder = admins[0];
+    }
+    // A refusal writes nothing: one roles record per change that landed.
+    let changed = events(audit.as_ref())
+        .await
+        .iter()
+        .filter(|e| e.action == Action::UserRolesChanged)
+        .count();
+    assert_eq!(changed, 3 + 8 * 2);
 }
 
 /// The signing keys and the blind-index key are made once and read back by every later start;

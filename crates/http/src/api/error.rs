@@ -222,6 +222,9 @@ impl From<AuthError> for ApiError {
             AuthError::EmailTaken => Self::new(S::CONFLICT, code, "Email taken"),
             AuthError::Invalid { field, reason } => Self::invalid(field, reason),
             AuthError::UnknownRole(role) => Self::invalid("roles", format!("unknown role {role}")),
+            AuthError::LastAdmin => {
+                Self::new(S::CONFLICT, code, "Last administrator").detail(e.to_string())
+            }
             AuthError::UserNotFound => Self::new(S::NOT_FOUND, code, "No such user"),
             AuthError::MfaState(m) => Self::new(S::CONFLICT, code, "Second factor").detail(m),
             AuthError::Token(t) => t.into(),

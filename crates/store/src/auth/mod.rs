@@ -58,6 +58,9 @@ pub use revocation::{PgRevocationList, REVOCATION_CHANNEL, SqliteRevocationList}
 pub(super) trait AuthDialect: Dialect {
     /// Whether each revocation is announced on [`REVOCATION_CHANNEL`] (Postgres' `pg_notify`).
     const ANNOUNCE: bool;
+    /// What a role change runs first in its transaction so that role changes happen one at a
+    /// time (`None` where the transaction already holds the database's write lock).
+    const SERIALIZE_ROLE_CHANGES: Option<&'static str>;
 }
 
 /// The user store on the database of `D`: its pool, audit log and clock; each aggregate's
@@ -142,9 +145,10 @@ macro_rules! user_store {
                 &self,
                 id: UserId,
                 roles: &[String],
+                keep_held: &[String],
                 audit: &coffer_audit::AuditEvent,
             ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
-                UserStoreOn::set_roles(&self.0, id, roles, audit).await
+                UserStoreOn::set_roles(&self.0, id, roles, keep_held, audit).await
             }
 
             async fn set_totp(

@@ -7,4 +7,6 @@ use crate::dialect::Sqlite;
 
 impl AuthDialect for Sqlite {
     const ANNOUNCE: bool = false;
+    // Its transactions begin IMMEDIATE: one writer at a time already.
+    const SERIALIZE_ROLE_CHANGES: Option<&'static str> = None;
 }

@@ -143,18 +143,57 @@ where
         Self::load(store, sqlx::query(&sql).bind(index.to_vec())).await
     }
 
+    /// Replaces the roles, counting the users holding one of `keep_held` before and after (roles
+    /// are stored as a JSON array of names, matched as `"name"`): a change that takes the count
+    /// to zero is rolled back.
     pub(in crate::auth) async fn set_roles(
         store: &Self,
         id: UserId,
         roles: &[String],
+        keep_held: &[String],
         audit: &coffer_audit::AuditEvent,
     ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
         let roles = serde_json::to_string(roles).map_err(|e| UserStoreError::Storage(e.into()))?;
-        let q = sqlx::query("UPDATE users SET roles = $2, updated_at = $3 WHERE id = $1")
+        let mut tx = D::begin(&store.pool).await.map_err(db_err)?;
+        if let Some(lock) = D::SERIALIZE_ROLE_CHANGES {
+            sqlx::query(lock).execute(&mut *tx).await.map_err(db_err)?;
+        }
+        let before = Self::holders(&mut tx, keep_held).await?;
+        let done = sqlx::query("UPDATE users SET roles = $2, updated_at = $3 WHERE id = $1")
             .bind(*id.as_uuid())
             .bind(roles)
-            .bind(store.clock.unix_micros());
-        Self::update_user(store, q, audit).await
+            .bind(store.clock.unix_micros())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if D::rows_affected(&done) == 0 {
+            return Ok(None);
+        }
+        if before > 0 && Self::holders(&mut tx, keep_held).await? == 0 {
+            return Err(UserStoreError::LastHolder);
+        }
+        let receipt = D::append_audit(&store.audit, &mut tx, audit)
+            .await
+            .map_err(audit_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(receipt))
+    }
+
+    /// Users holding one of `roles` (0 for none).
+    async fn holders(conn: &mut Conn<D>, roles: &[String]) -> Result<i64, UserStoreError> {
+        if roles.is_empty() {
+            return Ok(0);
+        }
+        let matches: Vec<String> = (1..=roles.len())
+            .map(|i| format!("roles LIKE ${i} ESCAPE '!'"))
+            .collect();
+        let sql = format!("SELECT COUNT(*) FROM users WHERE {}", matches.join(" OR "));
+        let mut q = sqlx::query_scalar::<_, i64>(&sql);
+        for role in roles {
+            // Role names are letters, digits, `-` and `_`; `_` is LIKE's wildcard.
+            q = q.bind(format!("%\"{}\"%", role.replace('_', "!_")));
+        }
+        q.fetch_one(&mut *conn).await.map_err(db_err)
     }
 
     pub(in crate::auth) async fn set_totp(

@@ -228,6 +228,7 @@ pub(in crate::api) struct RolesBody {
         (status = 200, description = "the user's roles", body = views::Roles),
         RoleErrors,
         UserNotFound,
+        (status = 409, description = "it would leave no administrator (last_admin)", body = Problem, content_type = PROBLEM_JSON),
         JsonErrors,
         Invalid,
         ServiceErrors,
