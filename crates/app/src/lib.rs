@@ -19,7 +19,7 @@ use coffer_auth::{
     RevocationList, TokenConfig,
 };
 use coffer_clock::{Clock, SystemClock};
-use coffer_http::api::{ApiState, Limits, Readiness};
+use coffer_http::api::{ApiState, Limits};
 use coffer_http::ratelimit::RateLimits;
 use coffer_keys::{KeyProvider, MeteredKeyProvider};
 use coffer_ledger::error::{Cause, context};
@@ -36,6 +36,7 @@ pub mod cli;
 pub mod config;
 mod key_provider;
 mod rate_limits;
+mod readiness;
 mod stores;
 pub mod tls;
 pub mod usage;
@@ -43,6 +44,7 @@ pub mod worker;
 
 use key_provider::{Keys, open_keys};
 use rate_limits::rate_limits;
+use readiness::{ProviderHealth, Ready};
 pub use stores::migrate;
 use stores::{Stores, open_stores};
 
@@ -132,35 +134,6 @@ fn service_actor(binary: &str, config: &Config) -> Result<EntityId, AppError> {
         format!("{binary}:{}", config.instance)
     };
     EntityId::parse(&name).map_err(|e| AppError::Service(Box::new(e)))
-}
-
-struct Ready {
-    db: Db,
-    keys: Arc<dyn KeyProvider>,
-    revocation: Option<Arc<dyn RevocationList>>,
-}
-
-#[async_trait]
-impl Readiness for Ready {
-    async fn check(&self) -> Vec<(&'static str, Result<(), String>)> {
-        let mut out = vec![
-            ("database", self.db.ping().await),
-            (
-                "key_provider",
-                self.keys.health().await.map_err(|e| e.to_string()),
-            ),
-        ];
-        if let Some(r) = &self.revocation {
-            out.push((
-                "redis",
-                r.epochs("readyz")
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-            ));
-        }
-        out
-    }
 }
 
 impl App {
@@ -342,7 +315,11 @@ impl App {
             )),
             readiness: Arc::new(Ready {
                 db: db.clone(),
-                keys,
+                keys: ProviderHealth::new(
+                    keys,
+                    Duration::from_secs(config.server.readiness_cache_secs),
+                    clock.clone(),
+                ),
                 revocation: redis,
             }),
         };

@@ -22,6 +22,9 @@ pub struct ServerConfig {
     pub tls_cert_file: Option<PathBuf>,
     /// The PEM private key of `tls_cert_file`.
     pub tls_key_file: Option<PathBuf>,
+    /// How long `/readyz` remembers the key provider's answer, seconds (it is public, and each
+    /// provider call goes to Vault or KMS).
+    pub readiness_cache_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -32,6 +35,7 @@ impl Default for ServerConfig {
             request_timeout_secs: 30,
             tls_cert_file: None,
             tls_key_file: None,
+            readiness_cache_secs: 5,
         }
     }
 }
@@ -51,6 +55,16 @@ impl ServerConfig {
         }
         if self.request_timeout_secs == 0 {
             return Err(error("server.request_timeout_secs", "0", "use 30"));
+        }
+        if self.readiness_cache_secs > 300 {
+            return Err(error(
+                "server.readiness_cache_secs",
+                format!(
+                    "{} s: readiness would lag the provider",
+                    self.readiness_cache_secs
+                ),
+                "use 0 to 300 (5 by default)",
+            ));
         }
         Ok(())
     }

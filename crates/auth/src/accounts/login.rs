@@ -63,7 +63,9 @@ pub struct Credentials<'a> {
 coffer_macros::debug_non_exhaustive!(self => Credentials<'_> { client_id });
 
 impl Accounts {
-    /// Registers a user with the default roles.
+    /// Registers a user with the default roles. A taken email is refused before anything is
+    /// generated or hashed, so registering one costs no key provider call and no Argon2 run
+    /// (the unique index still decides a race between two registrations).
     ///
     /// # Errors
     /// [`AuthError::Invalid`] naming the field, [`AuthError::EmailTaken`], dependencies.
@@ -84,13 +86,17 @@ impl Accounts {
             .map(TaxId::parse)
             .transpose()
             .map_err(|e| invalid("tax_id", e))?;
+        let email_index = *email.blind_index(&self.index_key).as_bytes();
+        if self.store.user_by_email(&email_index).await?.is_some() {
+            return Err(AuthError::EmailTaken);
+        }
         let id = UserId::new();
         let generated = self.keys.generate_data_key(&user_key_context(id)).await?;
         let dek = &generated.plaintext;
         let password_hash = self.hasher.hash(&password).await?;
         let record = UserRecord {
             id,
-            email_index: *email.blind_index(&self.index_key).as_bytes(),
+            email_index,
             email: seal_field(dek, id, "email", email.expose().as_bytes())?,
             phone: phone
                 .map(|p| seal_field(dek, id, "phone", p.expose().as_bytes()))

@@ -56,6 +56,7 @@ macro_rules! user_store_contract_tests {
             threads = 4, $factory, |backend| $crate::testkit::accounts(&backend);
             register_login_refresh_and_logout,
             registration_refuses_bad_input_and_taken_emails,
+            a_taken_email_costs_no_data_key,
             failed_logins_look_alike_and_are_audited,
             a_reused_refresh_token_revokes_its_family,
             concurrent_uses_of_one_refresh_token_leave_one_live_session,
@@ -104,6 +105,16 @@ pub async fn accounts_on(
     grace: Duration,
     clock: Arc<dyn Clock>,
 ) -> (Accounts, Arc<dyn AuditLog>) {
+    accounts_keyed(backend, grace, clock, backend.keys()).await
+}
+
+/// As [`accounts_on`], with the accounts calling `keys` (the store keeps the backend's).
+pub async fn accounts_keyed(
+    backend: &dyn Backend,
+    grace: Duration,
+    clock: Arc<dyn Clock>,
+    keys: Arc<dyn KeyProvider>,
+) -> (Accounts, Arc<dyn AuditLog>) {
     let (store, audit, revocation) = backend.open(backend.keys()).await;
     let observed = Arc::new(ObservedAuditLog::new(
         audit.clone(),
@@ -117,7 +128,7 @@ pub async fn accounts_on(
             backend.keys(),
             Duration::from_secs(300),
         )),
-        keys: backend.keys(),
+        keys,
         hasher: PasswordHasher::with_params(1024, 1, 4).unwrap(),
         revocation,
         audit: observed,
@@ -230,6 +241,42 @@ pub async fn register_login_refresh_and_logout(backend: &dyn Backend) {
         a.refresh("cfr1_nonsense", &ctx()).await,
         Err(AuthError::InvalidRefreshToken)
     ));
+}
+
+/// A taken email is refused before a data key is generated for it: registering costs the key
+/// manager a call only when it can succeed.
+pub async fn a_taken_email_costs_no_data_key(backend: &dyn Backend) {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    use coffer_keys::testkit::{DataKeyCall, Intercepted};
+
+    let counting = Arc::new(Intercepted::new(
+        backend.keys(),
+        AtomicUsize::new(0),
+        |generated: &AtomicUsize, call| {
+            if call == DataKeyCall::Generate {
+                generated.fetch_add(1, SeqCst);
+            }
+            Ok(())
+        },
+    ));
+    let (a, _) = accounts_keyed(
+        backend,
+        Duration::ZERO,
+        coffer_clock::system(),
+        counting.clone(),
+    )
+    .await;
+    let before = counting.load(SeqCst);
+    a.register(registration(EMAIL), &ctx()).await.unwrap();
+    assert_eq!(counting.load(SeqCst), before + 1);
+    for again in [EMAIL.to_owned(), EMAIL.to_lowercase()] {
+        assert!(matches!(
+            a.register(registration(&again), &ctx()).await,
+            Err(AuthError::EmailTaken)
+        ));
+    }
+    assert_eq!(counting.load(SeqCst), before + 1);
 }
 
 /// Every field's refusal is typed; a taken email (in any spelling) is refused and writes nothing.
