@@ -3,17 +3,18 @@
 //! counted in those records, never recorded one by one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use coffer_app::{App, Config};
+mod common;
+
+use coffer_app::App;
 use coffer_audit::{AuditLog as _, AuditQuery, DetailValue};
 use coffer_secrets::{SecretName, SetOptions};
 
 #[tokio::test]
 async fn key_and_secret_use_is_audited_per_minute_with_counts() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Config::default();
-    c.database.url = format!("sqlite://{}", dir.path().join("coffer.db").display());
-    c.keys.key_file = dir.path().join("master.json");
-    let app = App::build(c, "coffer-api").await.unwrap();
+    let app = App::build(common::embedded(dir.path()), "coffer-api")
+        .await
+        .unwrap();
     let name = SecretName::parse("db/password").unwrap();
     app.secrets
         .set(&name, b"s3cret", &SetOptions::default())
@@ -103,9 +104,7 @@ async fn key_and_secret_use_is_audited_per_minute_with_counts() {
 #[tokio::test]
 async fn each_binary_and_instance_names_itself_in_its_records() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Config::default();
-    c.database.url = format!("sqlite://{}", dir.path().join("coffer.db").display());
-    c.keys.key_file = dir.path().join("master.json");
+    let mut c = common::embedded(dir.path());
     c.instance = "node-2".into();
     let app = App::build(c, "coffer-worker").await.unwrap();
     let name = SecretName::parse("db/password").unwrap();

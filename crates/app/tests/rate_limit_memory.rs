@@ -9,16 +9,16 @@ use std::time::{Duration, SystemTime};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
-use coffer_app::{App, Config};
+mod common;
+
+use coffer_app::App;
 use coffer_clock::ManualClock;
 use tower::ServiceExt as _;
 
 #[tokio::test]
 async fn the_app_forgets_clients_whose_budgets_are_full_again() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Config::default();
-    c.database.url = format!("sqlite://{}", dir.path().join("coffer.db").display());
-    c.keys.key_file = dir.path().join("master.json");
+    let c = common::embedded(dir.path());
     let clock = Arc::new(ManualClock::new(SystemTime::now()));
     let app = App::build_with_clock(c, "coffer-api", clock.clone())
         .await

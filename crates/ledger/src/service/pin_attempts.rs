@@ -67,19 +67,12 @@ impl Ledger {
     ) -> Result<Unlocked, Error> {
         let public = WalletPublicKey::from_bytes(&rec.public_key)
             .map_err(|e| corrupt("public key", rec.id)(e.to_string()))?;
-        let dek = keys.key(rec.id, rec.signing_key.data_key_ref().version())?;
+        let (params, sealed) = (&rec.kdf_params, &rec.signing_key);
+        let dek = keys.key(rec.id, sealed.data_key_ref().version())?;
         let aad = signing_key_aad(rec.id);
         let cached = || {
             self.pins
-                .unseal_if_cached(
-                    rec.id,
-                    pin,
-                    &rec.kdf_params,
-                    &rec.signing_key,
-                    dek,
-                    &aad,
-                    &public,
-                )
+                .unseal_if_cached(rec.id, pin, params, sealed, dek, &aad, &public)
                 .map(|known| {
                     known
                         .map(|key| Unlocked::Key {
@@ -106,15 +99,7 @@ impl Ledger {
         let count = self.reserve_pin_attempt(rec.id, keys).await?;
         match self
             .pins
-            .unseal(
-                rec.id,
-                pin,
-                &rec.kdf_params,
-                &rec.signing_key,
-                dek,
-                &aad,
-                &public,
-            )
+            .unseal(rec.id, pin, params, sealed, dek, &aad, &public)
             .await
         {
             Ok(key) => Ok(Unlocked::Key {
