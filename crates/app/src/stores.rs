@@ -19,7 +19,8 @@ use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
 use coffer_store::auth::{PgRevocationList, PgUserStore, SqliteRevocationList, SqliteUserStore};
 use coffer_store::ledger::{PgLedgerStore, SqliteLedgerStore};
 use coffer_store::secrets::{PgSecretStore, SqliteSecretStore};
-use sqlx::postgres::PgConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::sqlite::SqlitePool;
 
 use crate::config::{self, Config};
 use crate::{AppError, Db};
@@ -49,14 +50,28 @@ pub(crate) fn create_parent(path: &Path) -> Result<(), Cause> {
 pub async fn migrate(config: &Config) -> Result<(), AppError> {
     config.validate()?;
     if let Some(path) = sqlite_path(&config.database.url) {
-        create_parent(path).map_err(AppError::Database)?;
         // Opening an SQLite database migrates it.
-        let pool = coffer_store::connect_sqlite(&config.database.url)
-            .await
-            .map_err(|e| AppError::Database(Box::new(e)))?;
-        pool.close().await;
+        open_sqlite(config, path).await?.close().await;
         return Ok(());
     }
+    let pool = open_postgres(config, 1).await?;
+    let migrated = coffer_store::migrate_postgres(&pool)
+        .await
+        .map_err(|e| AppError::Database(Box::new(e)));
+    pool.close().await;
+    migrated
+}
+
+/// The SQLite database at `path` (its directory created), migrated.
+async fn open_sqlite(config: &Config, path: &Path) -> Result<SqlitePool, AppError> {
+    create_parent(path).map_err(AppError::Database)?;
+    coffer_store::connect_sqlite(&config.database.url)
+        .await
+        .map_err(|e| AppError::Database(Box::new(e)))
+}
+
+/// A pool of `max` connections to the configured Postgres (not migrated).
+async fn open_postgres(config: &Config, max: u32) -> Result<PgPool, AppError> {
     let options = PgConnectOptions::from_str(&config.database.url).map_err(|_| {
         AppError::Database(
             format!(
@@ -66,14 +81,9 @@ pub async fn migrate(config: &Config) -> Result<(), AppError> {
             .into(),
         )
     })?;
-    let pool = coffer_store::connect_postgres(options, 1)
+    coffer_store::connect_postgres(options, max)
         .await
-        .map_err(|e| AppError::Database(Box::new(e)))?;
-    let migrated = coffer_store::migrate_postgres(&pool)
-        .await
-        .map_err(|e| AppError::Database(Box::new(e)));
-    pool.close().await;
-    migrated
+        .map_err(|e| AppError::Database(Box::new(e)))
 }
 
 /// The database's adapters.
@@ -103,10 +113,7 @@ pub(crate) async fn open_stores(
         )
     };
     Ok(if let Some(path) = sqlite_path(&config.database.url) {
-        create_parent(path).map_err(AppError::Database)?;
-        let pool = coffer_store::connect_sqlite(&config.database.url)
-            .await
-            .map_err(|e| AppError::Database(Box::new(e)))?;
+        let pool = open_sqlite(config, path).await?;
         let secrets = manager(Arc::new(SqliteSecretStore::new(pool.clone())));
         let audit = SqliteAuditLog::open_with_secrets(pool.clone(), keys.as_ref(), &secrets)
             .await
@@ -125,18 +132,7 @@ pub(crate) async fn open_stores(
             sql_revocation: Arc::new(SqliteRevocationList::new(pool).with_clock(clock.clone())),
         }
     } else {
-        let options = PgConnectOptions::from_str(&config.database.url).map_err(|_| {
-            AppError::Database(
-                format!(
-                    "{} is not a Postgres URL",
-                    config::mask_url(&config.database.url)
-                )
-                .into(),
-            )
-        })?;
-        let pool = coffer_store::connect_postgres(options, config.database.max_connections)
-            .await
-            .map_err(|e| AppError::Database(Box::new(e)))?;
+        let pool = open_postgres(config, config.database.max_connections).await?;
         if config.database.migrate {
             coffer_store::migrate_postgres(&pool)
                 .await
