@@ -15,7 +15,7 @@ use coffer_audit::{Actor, AlertConfig, AuditLog, EntityId, ObservedAuditLog};
 use coffer_auth::accounts::{Accounts, AccountsConfig, AccountsDeps};
 use coffer_auth::password::PasswordHasher;
 use coffer_auth::{
-    Authenticator, CachedRevocationList, ExternalIssuers, InMemoryRevocationList, MfaRule, Rbac,
+    Authenticator, CachedRevocationList, ExternalIssuers, InMemoryRevocationList, MfaRule,
     RevocationList, TokenConfig,
 };
 use coffer_clock::{Clock, SystemClock};
@@ -210,7 +210,7 @@ impl App {
                 }
             };
         let issuers = config.oidc_issuers()?;
-        let rbac = Rbac::default();
+        let rbac = config.rbac()?;
         for issuer in &issuers {
             issuer
                 .check_roles(&rbac)
@@ -232,7 +232,12 @@ impl App {
                 kdf_iterations: config.ledger.kdf_iterations,
                 max_amount_minor: config.ledger.max_amount_minor,
                 large_transaction_major_units: config.ledger.large_transaction_major_units,
-                ..LedgerConfig::default()
+                max_wallets_per_user: config.ledger.max_wallets_per_user,
+                pins: coffer_ledger::pin::PinVerifierConfig {
+                    max_in_flight: config.ledger.pin_checks_in_flight,
+                    max_queued: config.ledger.pin_checks_queued,
+                    ..coffer_ledger::pin::PinVerifierConfig::default()
+                },
             },
         )
         .with_clock(clock.clone());
@@ -261,6 +266,7 @@ impl App {
                     ..TokenConfig::default()
                 },
                 refresh_grace: Duration::from_secs(config.auth.refresh_grace_secs),
+                default_roles: vec![config::NEW_ACCOUNT_ROLE.to_owned()],
                 ..AccountsConfig::default()
             },
         )

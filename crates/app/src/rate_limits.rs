@@ -71,6 +71,7 @@ pub(crate) fn rate_limits(
             "register" => &mut policies.register,
             "refresh" => &mut policies.refresh,
             "money_out" => &mut policies.money_out,
+            "open_wallet" => &mut policies.open_wallet,
             "write" => &mut policies.write,
             "read" => &mut policies.read,
             _ => &mut policies.admin,

@@ -341,6 +341,7 @@ actions! {
     WalletPinFailed => "wallet.pin_failed",
     WalletPinLocked => "wallet.pin_locked",
     WalletPinUnlocked => "wallet.pin_unlocked",
+    WalletPinAttemptsReset => "wallet.pin_attempts_reset",
     TransactionDeposit => "transaction.deposit",
     TransactionWithdrawal => "transaction.withdrawal",
     TransactionTransfer => "transaction.transfer",

@@ -21,6 +21,7 @@
 pub mod accounts;
 pub mod authenticator;
 pub mod email;
+pub mod guesses;
 pub mod mfa;
 pub mod password;
 pub mod rbac;

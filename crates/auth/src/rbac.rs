@@ -1,7 +1,10 @@
-//! Roles and permissions. Roles map to permissions by configuration, defaulting to Coffer's user and admin
-//! roles;
-//! the HTTP layer asks [`Rbac::allows`] once per route. Which wallet a user may touch is not a
-//! permission: it is the ledger's ownership rule.
+//! Roles and permissions. Roles map to permissions by configuration (`auth.roles`), defaulting
+//! to Coffer's user and admin roles; the application asks [`Rbac::allows`] once per use case.
+//! Which wallet a user may touch is not a permission: it is the ledger's ownership rule.
+//!
+//! A table is refused when it gives a role administrative permissions together with
+//! money-moving ones (an administrator never moves users' money), or when no role holds
+//! `user:admin` (then no one could ever assign a role).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -75,6 +78,28 @@ impl Permission {
         }
     }
 
+    /// Whether it moves money out of or into a user's wallet: deposit, withdraw, transfer.
+    #[must_use]
+    pub fn moves_money(self) -> bool {
+        matches!(
+            self,
+            Self::WalletDeposit | Self::WalletWithdraw | Self::WalletTransfer
+        )
+    }
+
+    /// Whether it administers: writes on other users' wallets, keys or accounts.
+    #[must_use]
+    pub fn administers(self) -> bool {
+        matches!(
+            self,
+            Self::WalletWrite
+                | Self::WalletFreeze
+                | Self::WalletClose
+                | Self::KeyRotate
+                | Self::UserAdmin
+        )
+    }
+
     /// Parses a name.
     #[must_use]
     pub fn parse(s: &str) -> Option<Self> {
@@ -102,6 +127,19 @@ pub enum RbacError {
     /// A role name that is not `[a-z0-9_-]{1,32}`.
     #[error("role names are 1-32 characters of [a-z0-9_-], got {0:?}")]
     BadRoleName(String),
+    /// A role that both administers and moves money.
+    #[error("role {role:?} holds {admin} and {money}: an administrator never moves users' money")]
+    AdminMovesMoney {
+        /// The role.
+        role: String,
+        /// One administrative permission it holds.
+        admin: Permission,
+        /// One money-moving permission it holds.
+        money: Permission,
+    },
+    /// No role holds `user:admin`, so no one could assign a role.
+    #[error("no role holds user:admin: no one could ever assign a role")]
+    NoRoleAdministrator,
 }
 
 /// Roles to permissions.
@@ -159,7 +197,8 @@ impl Rbac {
     /// From configuration: role name to permission names.
     ///
     /// # Errors
-    /// [`RbacError`] for a bad role name or an unknown permission.
+    /// [`RbacError`] for a bad role name, an unknown permission, a role that administers and
+    /// moves money, or a table where no role holds `user:admin`.
     pub fn from_config<'a>(
         roles: impl IntoIterator<Item = (&'a str, Vec<&'a str>)>,
     ) -> Result<Self, RbacError> {
@@ -177,9 +216,35 @@ impl Rbac {
                     })?,
                 );
             }
+            let admin = set.iter().find(|p| p.administers());
+            if let (Some(admin), Some(money)) = (admin, set.iter().find(|p| p.moves_money())) {
+                return Err(RbacError::AdminMovesMoney {
+                    role: role.to_owned(),
+                    admin: *admin,
+                    money: *money,
+                });
+            }
             out.insert(role.to_owned(), set);
         }
-        Ok(Self { roles: out })
+        let rbac = Self { roles: out };
+        if rbac.roles_allowing(Permission::UserAdmin).is_empty() {
+            return Err(RbacError::NoRoleAdministrator);
+        }
+        Ok(rbac)
+    }
+
+    /// The table as configuration writes it: role name to permission names.
+    #[must_use]
+    pub fn to_names(&self) -> BTreeMap<String, Vec<String>> {
+        self.roles
+            .iter()
+            .map(|(role, set)| {
+                (
+                    role.clone(),
+                    set.iter().map(|p| p.as_str().to_owned()).collect(),
+                )
+            })
+            .collect()
     }
 
     /// Whether any of `roles` grants `permission`. Unknown roles grant nothing.
@@ -266,8 +331,43 @@ mod tests {
     }
 
     #[test]
+    fn an_administrator_never_moves_money_and_someone_can_assign_roles() {
+        let default = Rbac::default().to_names();
+        let table = |extra: Option<(&'static str, Vec<&'static str>)>| {
+            let mut t: Vec<(&str, Vec<&str>)> = default
+                .iter()
+                .map(|(r, ps)| (r.as_str(), ps.iter().map(String::as_str).collect()))
+                .collect();
+            t.extend(extra);
+            Rbac::from_config(t)
+        };
+        assert_eq!(
+            table(None),
+            Ok(Rbac::default()),
+            "the default table round-trips"
+        );
+        assert_eq!(
+            table(Some(("ops", vec!["wallet:freeze", "wallet:transfer"]))),
+            Err(RbacError::AdminMovesMoney {
+                role: "ops".into(),
+                admin: WalletFreeze,
+                money: WalletTransfer
+            })
+        );
+        assert!(table(Some(("support", vec!["wallet:read", "wallet:freeze"]))).is_ok());
+        assert_eq!(
+            Rbac::from_config([("user", vec!["wallet:read"]), ("ops", vec!["key:rotate"])]),
+            Err(RbacError::NoRoleAdministrator)
+        );
+    }
+
+    #[test]
     fn configuration_is_parsed_strictly() {
-        let rbac = Rbac::from_config([("auditor", vec!["audit:read", "wallet:read"])]).unwrap();
+        let rbac = Rbac::from_config([
+            ("auditor", vec!["audit:read", "wallet:read"]),
+            ("root", vec!["user:admin"]),
+        ])
+        .unwrap();
         assert!(rbac.allows(&["auditor"], AuditRead));
         assert!(!rbac.allows(&["auditor"], WalletTransfer));
         assert!(!rbac.knows("user"), "configuration replaces the defaults");
@@ -279,7 +379,7 @@ mod tests {
             })
         );
         assert!(matches!(
-            Rbac::from_config([("Admin!", vec![])]),
+            Rbac::from_config([("Admin!", vec!["user:admin"])]),
             Err(RbacError::BadRoleName(_))
         ));
         for p in Permission::ALL {

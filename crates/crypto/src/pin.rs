@@ -30,6 +30,14 @@ pub const KDF_PARAMS_LEN: usize = 1 + 4 + SALT_LEN;
 
 const PBKDF2_HMAC_SHA256_ID: u8 = 1;
 
+/// Six-digit PINs that people choose most often and that are neither one repeated digit nor a
+/// run (those are refused by rule): pairs and triples repeated, mirrored runs, keypad shapes.
+pub const COMMON_PINS: &[&str] = &[
+    "101010", "102030", "111222", "112233", "121212", "123123", "123321", "131313", "147258",
+    "159357", "159753", "202020", "212121", "232323", "252525", "258456", "456123", "520520",
+    "654123", "696969", "789456", "987987",
+];
+
 /// A wallet PIN: exactly six ASCII digits. Zeroized on drop, redacted in `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Pin(Zeroizing<[u8; 6]>);
@@ -68,6 +76,30 @@ impl Pin {
         let mut digits = Zeroizing::new([0u8; 6]);
         digits.copy_from_slice(bytes);
         Ok(Self(digits))
+    }
+
+    /// Whether this PIN is among the first an attacker tries: one digit six times, a run of
+    /// consecutive digits up or down (wrapping from 9 to 0), or one of [`COMMON_PINS`].
+    ///
+    /// A new PIN is refused when weak (wallet creation, change and reset); a PIN given to
+    /// unlock a key is never judged, only checked.
+    #[must_use]
+    pub fn is_weak(&self) -> bool {
+        let d = self.expose_secret();
+        let step = |up: bool| {
+            d.windows(2).all(|w| {
+                let (a, b) = (w[0] - b'0', w[1] - b'0');
+                if up {
+                    b == (a + 1) % 10
+                } else {
+                    a == (b + 1) % 10
+                }
+            })
+        };
+        d.iter().all(|c| *c == d[0])
+            || step(true)
+            || step(false)
+            || COMMON_PINS.iter().any(|p| p.as_bytes() == d.as_slice())
     }
 
     /// The six digits as bytes. Do not log them.
@@ -214,6 +246,22 @@ mod tests {
         assert_eq!(Pin::parse("-12345").unwrap_err(), PinError::NotDigits);
         // Arabic-Indic digits are digits to Unicode, not to a PIN pad.
         assert_eq!(Pin::parse("١٢٣٤٥٦").unwrap_err(), PinError::NotDigits);
+    }
+
+    #[test]
+    fn repeated_digits_runs_and_common_pins_are_weak() {
+        let weak = [
+            "000000", "777777", "123456", "456789", "890123", "987654", "210987", "121212",
+            "159753", "112233",
+        ];
+        for p in weak {
+            assert!(Pin::parse(p).unwrap().is_weak(), "{p}");
+        }
+        for p in [
+            "493817", "582914", "720564", "123457", "111112", "135791", "019283",
+        ] {
+            assert!(!Pin::parse(p).unwrap().is_weak(), "{p}");
+        }
     }
 
     #[test]

@@ -111,6 +111,15 @@ pub enum LedgerError {
     /// Too many wrong PINs.
     #[error("money-out is locked after {PIN_LOCK_THRESHOLD} wrong PINs; an admin must unlock it")]
     PinLocked,
+    /// The owner holds the most wallets allowed.
+    #[error("no more than {max} wallets per user")]
+    TooManyWallets {
+        /// The limit (`ledger.max_wallets_per_user`).
+        max: u32,
+    },
+    /// A new PIN among the first an attacker tries (one digit repeated, a run, a common PIN).
+    #[error("this PIN is too easy to guess: no repeated digit, run or common PIN")]
+    WeakPin,
     /// The transaction was already reversed.
     #[error("transaction already reversed")]
     AlreadyReversed,
@@ -137,6 +146,8 @@ impl LedgerError {
             Self::CurrencyMismatch { .. } => "currency_mismatch",
             Self::SameWallet => "same_wallet",
             Self::PinLocked => "pin_locked",
+            Self::WeakPin => "weak_pin",
+            Self::TooManyWallets { .. } => "too_many_wallets",
             Self::AlreadyReversed => "already_reversed",
             Self::ReversalOfReversal => "reversal_of_reversal",
             Self::WalletNotLoaded(_) => "internal",
@@ -272,6 +283,17 @@ fn can_send(wallet: &WalletState) -> Result<(), LedgerError> {
 #[must_use]
 pub fn pin_locked(wallet: &WalletState) -> bool {
     wallet.failed_pins >= PIN_LOCK_THRESHOLD
+}
+
+/// A PIN chosen for a wallet (at creation, change or reset) is not one of the weakest.
+///
+/// # Errors
+/// [`LedgerError::WeakPin`].
+pub fn new_pin(pin: &coffer_crypto::Pin) -> Result<(), LedgerError> {
+    if pin.is_weak() {
+        return Err(LedgerError::WeakPin);
+    }
+    Ok(())
 }
 
 /// A deposit of `money` into `wallet`.

@@ -3,7 +3,9 @@
 //!
 //! PBKDF2 at the default cost takes tens of milliseconds of one core. It runs on tokio's blocking
 //! pool, at most `max_in_flight` at a time, so a flood of PIN guesses queues on the semaphore
-//! instead of starving request handling. A PIN that unsealed a wallet's key is remembered for
+//! instead of starving request handling; at most `max_queued` wait behind them, and any more are
+//! refused at once ([`PinCheckError::Busy`], a 503 to the client) rather than queueing without
+//! bound while every other wallet's money-out waits. A PIN that unsealed a wallet's key is remembered for
 //! `ttl`, keyed by wallet, KDF salt and an HMAC of the PIN under a per-process key (so the cache
 //! never holds the PIN, and a PIN change, which draws a new salt, misses): a burst of transfers
 //! pays the KDF once. Wrong PINs are never cached.
@@ -27,6 +29,8 @@ use crate::domain::WalletId;
 pub struct PinVerifierConfig {
     /// KDF runs at once (at most the cores you want to give to PIN checks).
     pub max_in_flight: usize,
+    /// Requests that may wait for a KDF run; more are refused with [`PinCheckError::Busy`].
+    pub max_queued: usize,
     /// How long a verified PIN is remembered (zero disables the cache).
     pub ttl: Duration,
     /// Most remembered PINs.
@@ -37,6 +41,7 @@ impl Default for PinVerifierConfig {
     fn default() -> Self {
         Self {
             max_in_flight: 2,
+            max_queued: 64,
             ttl: Duration::from_secs(60),
             max_cached: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
         }
@@ -71,6 +76,9 @@ pub enum PinCheckError {
     /// The blocking pool is gone (shutting down).
     #[error("PIN verification unavailable")]
     Unavailable,
+    /// Every KDF slot is taken and the queue behind them is full: try again shortly.
+    #[error("PIN checks are at capacity")]
+    Busy,
 }
 
 impl PinVerifier {
@@ -132,9 +140,14 @@ impl PinVerifier {
     /// (for setting a new PIN; checking one goes through [`PinVerifier::unseal`]).
     ///
     /// # Errors
-    /// [`PinCheckError::Unavailable`] when the runtime is shutting down.
+    /// [`PinCheckError::Busy`] when the queue is full, [`PinCheckError::Unavailable`] when the
+    /// runtime is shutting down.
     pub async fn derive(&self, pin: &Pin, params: &KdfParams) -> Result<PinKey, PinCheckError> {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let most = (self.config.max_in_flight.max(1) + self.config.max_queued) as u64;
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= most {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(PinCheckError::Busy);
+        }
         let derived = async {
             let _permit = self
                 .permits
@@ -278,6 +291,28 @@ mod tests {
         v.forget(w.id);
         check(&v, &w, "123456").await.unwrap();
         assert_eq!(v.derivations(), 5);
+    }
+
+    /// Ten checks at once with one KDF slot and two places in the queue: three are run, seven
+    /// are refused at once, and the queue is empty again afterwards.
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once() {
+        let v = PinVerifier::new(PinVerifierConfig {
+            max_in_flight: 1,
+            max_queued: 2,
+            ..PinVerifierConfig::default()
+        });
+        let pin = Pin::parse("493817").unwrap();
+        let params = KdfParams::generate(MIN_ITERATIONS * 20).unwrap();
+        let results =
+            futures_util::future::join_all((0..10).map(|_| v.derive(&pin, &params))).await;
+        let busy = results
+            .iter()
+            .filter(|r| matches!(r, Err(PinCheckError::Busy)))
+            .count();
+        assert_eq!((results.len() - busy, busy), (3, 7));
+        assert_eq!((v.derivations(), v.queue_depth()), (3, 0));
+        v.derive(&pin, &params).await.unwrap();
     }
 
     #[tokio::test]

@@ -248,6 +248,10 @@ pub enum Applied {
 pub struct NewWallet {
     /// The row (version 1).
     pub record: WalletRecord,
+    /// The most wallets its owner may hold: the store refuses the insert with
+    /// [`LedgerError::TooManyWallets`](crate::LedgerError::TooManyWallets) when the owner holds
+    /// this many already, counted so that concurrent openings cannot pass it together.
+    pub max_per_owner: u32,
     /// Its first data key.
     pub key: DataKeyRecord,
     /// Its creation record.

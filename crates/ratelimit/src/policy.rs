@@ -5,8 +5,8 @@
 //! The defaults suit a public API: authentication and PIN-bearing money-out are strict (they are
 //! what credential stuffing and PIN guessing go after), reads are loose.
 //!
-//! The route classes are login, register, refresh, PIN-bearing money-out, write, read and
-//! admin; the HTTP layer classifies each request. [`Policies::applicable`] gives the (key,
+//! The route classes are login, register, refresh, PIN-bearing money-out, opening a wallet,
+//! write, read and admin; the HTTP layer classifies each request. [`Policies::applicable`] gives the (key,
 //! policy) pairs a request is checked against. IPv6 clients are keyed by their /64
 //! ([`ip_key`]).
 
@@ -18,7 +18,7 @@ use crate::{Policy, PolicyError};
 /// What kind of route a request is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RouteClass {
-    /// POST /v1/auth/login.
+    /// POST /v1/auth/login and the second factor's enroll, confirm and disable.
     Login,
     /// POST /v1/auth/register.
     Register,
@@ -26,6 +26,8 @@ pub enum RouteClass {
     Refresh,
     /// Withdrawals, transfers, PIN changes: anything that takes a PIN.
     MoneyOut,
+    /// POST /v1/wallets: each opening costs a data key from the key manager and a PIN hash.
+    OpenWallet,
     /// Other writes.
     Write,
     /// Reads.
@@ -43,6 +45,7 @@ impl RouteClass {
             Self::Register => "register",
             Self::Refresh => "refresh",
             Self::MoneyOut => "money_out",
+            Self::OpenWallet => "open_wallet",
             Self::Write => "write",
             Self::Read => "read",
             Self::Admin => "admin",
@@ -78,6 +81,8 @@ pub struct Policies {
     pub refresh: Policy,
     /// PIN-bearing money-out.
     pub money_out: Policy,
+    /// Opening wallets.
+    pub open_wallet: Policy,
     /// Other writes.
     pub write: Policy,
     /// Reads.
@@ -111,6 +116,7 @@ impl Policies {
             register: Policy::new("register", 5, Duration::from_secs(3_600))?,
             refresh: per_minute("refresh", 30)?,
             money_out: per_minute("money_out", 20)?,
+            open_wallet: per_minute("open_wallet", 30)?,
             write: per_minute("write", 120)?,
             read: per_minute("read", 600)?,
             admin: per_minute("admin", 120)?,
@@ -123,6 +129,7 @@ impl Policies {
             RouteClass::Register => &self.register,
             RouteClass::Refresh => &self.refresh,
             RouteClass::MoneyOut => &self.money_out,
+            RouteClass::OpenWallet => &self.open_wallet,
             RouteClass::Write => &self.write,
             RouteClass::Read => &self.read,
             RouteClass::Admin => &self.admin,

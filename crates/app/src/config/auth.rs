@@ -4,6 +4,9 @@
 //! issuers (`[[auth.oidc]]`, each parsed and checked as a `coffer_auth_oidc::IssuerConfig`).
 //! The Redis URL may hold a password: `Debug` shows it masked.
 
+use std::collections::BTreeMap;
+
+use coffer_auth::{Rbac, RbacError};
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, error, mask_url};
@@ -19,6 +22,9 @@ pub enum RevocationBackend {
     /// Redis (several replicas).
     Redis,
 }
+
+/// The role a new account gets.
+pub const NEW_ACCOUNT_ROLE: &str = "user";
 
 /// Accounts and tokens.
 #[derive(Clone, Deserialize, Serialize)]
@@ -52,6 +58,11 @@ pub struct AuthConfig {
     /// `coffer_auth_oidc::IssuerConfig` (`[[auth.oidc]]`: issuer, audience, jwks = { url = … }
     /// or { file = … }, roles_claim, role_map, …).
     pub oidc: Vec<toml::Table>,
+    /// Roles to permission names (`[auth.roles]`, e.g. `support = ["wallet:read",
+    /// "wallet:freeze"]`); replaces the default `user` and `admin` table as a whole. Refused at
+    /// start: an unknown permission, a role that administers and moves money, no role holding
+    /// `user:admin`, or no `user` role (new accounts get it).
+    pub roles: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for AuthConfig {
@@ -69,6 +80,7 @@ impl Default for AuthConfig {
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
             oidc: Vec::new(),
+            roles: Rbac::default().to_names(),
         }
     }
 }
@@ -103,7 +115,36 @@ impl AuthConfig {
             ));
         }
         self.oidc_issuers()?;
+        self.rbac()?;
         Ok(())
+    }
+
+    /// The roles table, checked (behind [`Config::rbac`](super::Config::rbac)).
+    pub(super) fn rbac(&self) -> Result<Rbac, ConfigError> {
+        let fix = "see docs/SECURITY.md, \"Roles\"";
+        let rbac = Rbac::from_config(
+            self.roles
+                .iter()
+                .map(|(role, ps)| (role.as_str(), ps.iter().map(String::as_str).collect())),
+        )
+        .map_err(|e| {
+            let setting = match &e {
+                RbacError::UnknownPermission { role, .. }
+                | RbacError::AdminMovesMoney { role, .. } => {
+                    format!("auth.roles.{role}")
+                }
+                _ => "auth.roles".to_owned(),
+            };
+            error(&setting, e.to_string(), fix)
+        })?;
+        if !rbac.knows(NEW_ACCOUNT_ROLE) {
+            return Err(error(
+                "auth.roles",
+                format!("no {NEW_ACCOUNT_ROLE:?} role, which new accounts get"),
+                fix,
+            ));
+        }
+        Ok(rbac)
     }
 
     /// The configured external issuers, parsed and checked (behind

@@ -43,7 +43,7 @@ mod secret;
 mod server;
 mod worker;
 
-pub use auth::{AuthConfig, RevocationBackend};
+pub use auth::{AuthConfig, NEW_ACCOUNT_ROLE, RevocationBackend};
 pub use database::DatabaseConfig;
 pub use keys::{
     AwsKmsSettings, KEY_PROVIDERS, KeyProviderKind, KeysConfig, VaultAuthMethod, VaultSettings,
@@ -201,6 +201,14 @@ impl Config {
     /// [`ConfigError`] naming the entry.
     pub fn oidc_issuers(&self) -> Result<Vec<coffer_auth_oidc::IssuerConfig>, ConfigError> {
         self.auth.oidc_issuers()
+    }
+
+    /// The roles table (`auth.roles`), checked.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the role.
+    pub fn rbac(&self) -> Result<coffer_auth::Rbac, ConfigError> {
+        self.auth.rbac()
     }
 }
 

@@ -22,7 +22,7 @@ pub struct RateLimitConfig {
     /// Proxies whose `X-Forwarded-For` is believed (CIDRs).
     pub trusted_proxies: Vec<String>,
     /// Overrides of the default policies, by name: `per_ip`, `per_user`, `per_api_key`,
-    /// `login`, `register`, `refresh`, `money_out`, `write`, `read`, `admin`.
+    /// `login`, `register`, `refresh`, `money_out`, `open_wallet`, `write`, `read`, `admin`.
     pub policies: std::collections::BTreeMap<String, PolicySetting>,
 }
 
@@ -37,7 +37,7 @@ pub struct PolicySetting {
 }
 
 /// The names of the rate-limit policies.
-pub const POLICY_NAMES: [&str; 10] = [
+pub const POLICY_NAMES: [&str; 11] = [
     "per_ip",
     "per_user",
     "per_api_key",
@@ -45,6 +45,7 @@ pub const POLICY_NAMES: [&str; 10] = [
     "register",
     "refresh",
     "money_out",
+    "open_wallet",
     "write",
     "read",
     "admin",
@@ -83,7 +84,7 @@ impl RateLimitConfig {
                 return Err(error(
                     "rate_limit.policies",
                     format!("no policy {name:?}"),
-                    "use per_ip, per_user, per_api_key, login, register, refresh, money_out, write, read or admin",
+                    "use per_ip, per_user, per_api_key, login, register, refresh, money_out, open_wallet, write, read or admin",
                 ));
             }
             if p.limit == 0 || p.period_secs == 0 {

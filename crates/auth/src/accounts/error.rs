@@ -25,6 +25,13 @@ pub enum AuthError {
     /// Wrong email, password or code: never which.
     #[error("invalid email, password or code")]
     InvalidCredentials,
+    /// Too many wrong guesses at this account lately: try again after `retry_after` (the same
+    /// answer whether or not the account exists).
+    #[error("too many wrong attempts; try again in {}s", retry_after.as_secs())]
+    TooManyGuesses {
+        /// How long until a guess is taken again.
+        retry_after: std::time::Duration,
+    },
     /// The password was right and the account has a second factor: send the code.
     #[error("a one-time code is required")]
     MfaRequired,
@@ -76,6 +83,7 @@ impl AuthError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidCredentials => "invalid_credentials",
+            Self::TooManyGuesses { .. } => "rate_limited",
             Self::MfaRequired => "mfa_required",
             Self::EmailTaken => "email_taken",
             Self::Invalid { .. } => "invalid_request",

@@ -23,6 +23,7 @@ use super::error::{AuthError, invalid};
 use super::shared::{RequestContext, entity, user_key_context};
 use super::{Accounts, Session, seal_field};
 use crate::email::Email;
+use crate::guesses::GuessTarget;
 use crate::password::NewPassword;
 use crate::refresh::{FAMILY_LIFETIME_SECS, RefreshRecord, RefreshToken};
 use crate::store::{UserKeyRecord, UserRecord};
@@ -147,17 +148,26 @@ impl Accounts {
             return Err(invalid("client_id", "1-64 characters of [A-Za-z0-9._:-]"));
         }
         let email = Email::parse(c.email).ok();
-        let user = match &email {
-            Some(e) => {
-                self.store
-                    .user_by_email(e.blind_index(&self.index_key).as_bytes())
-                    .await?
-            }
+        let index = email
+            .as_ref()
+            .map(|e| *e.blind_index(&self.index_key).as_bytes());
+        // Guesses at one email are paced whether or not it has an account; an email that
+        // does not parse has none, and the per-address limits pace those.
+        let target = index.map(GuessTarget::Email);
+        if let Some(target) = target {
+            self.admit_guess(target)?;
+        }
+        let user = match &index {
+            Some(index) => self.store.user_by_email(index).await?,
             None => None,
         };
         let stored = user.as_ref().map(|u| u.record.password_hash.as_str());
         // Unknown accounts verify against the dummy hash: the same time as a wrong password.
-        if !self.hasher.verify(c.password, stored).await? {
+        let right = self.hasher.verify(c.password, stored).await?;
+        if let Some(target) = target {
+            self.guessed(target, right);
+        }
+        if !right {
             self.login_failed(user.as_ref(), email.as_ref(), "bad_password", ctx)
                 .await;
             return Err(AuthError::InvalidCredentials);
@@ -168,6 +178,10 @@ impl Accounts {
         let mut amr = vec!["pwd".to_owned()];
         if let Some(totp) = user.record.totp.as_ref().filter(|t| t.confirmed) {
             let Some(presented) = c.totp else {
+                // The right password alone is not a login: audited like a failure (it feeds
+                // the failed-logins alert), since it tells whoever sent it the password.
+                self.login_failed(Some(&user), email.as_ref(), "mfa_required", ctx)
+                    .await;
                 return Err(AuthError::MfaRequired);
             };
             if !self.check_totp(&user, totp, presented).await? {

@@ -48,6 +48,7 @@ use coffer_secrets::SecretsManager;
 use zeroize::Zeroizing;
 
 use crate::email::Email;
+use crate::guesses::{GuessBackoff, GuessTarget};
 use crate::mfa::{TotpCode, TotpSecret};
 use crate::password::PasswordHasher;
 use crate::rbac::Rbac;
@@ -138,6 +139,7 @@ pub struct Accounts {
     last_key_reload: tokio::sync::Mutex<Option<std::time::Instant>>,
     secrets: Arc<SecretsManager>,
     clock: Arc<dyn Clock>,
+    guesses: GuessBackoff,
 }
 
 coffer_macros::debug_non_exhaustive!(self => Accounts { store, tokens });
@@ -199,6 +201,7 @@ impl Accounts {
             config,
             last_key_reload: tokio::sync::Mutex::new(None),
             secrets: deps.secrets,
+            guesses: GuessBackoff::new(deps.clock.clone()),
             clock: deps.clock,
         })
     }
@@ -261,21 +264,50 @@ impl Accounts {
     }
 
     /// Whether `presented` is a fresh code of `totp` (and claims its step).
+    /// Checks a TOTP code, one guess at the user's account ([`crate::guesses`]).
+    ///
+    /// # Errors
+    /// [`AuthError::TooManyGuesses`] while the account is closed to guesses, dependencies.
     async fn check_totp(
         &self,
         user: &LoadedUser,
         totp: &TotpRecord,
         presented: &str,
     ) -> Result<bool, AuthError> {
-        let Ok(code) = TotpCode::parse(presented) else {
-            return Ok(false);
-        };
-        let secret = self.totp_secret(user, totp).await?;
-        match secret.matching_step(&code, self.clock.unix_secs()) {
-            Some(step) if step > totp.last_step => {
-                Ok(self.store.claim_totp_step(user.record.id, step).await?)
+        let target = GuessTarget::User(user.record.id);
+        self.admit_guess(target)?;
+        let right = match TotpCode::parse(presented) {
+            Ok(code) => {
+                let secret = self.totp_secret(user, totp).await?;
+                match secret.matching_step(&code, self.clock.unix_secs()) {
+                    Some(step) if step > totp.last_step => {
+                        self.store.claim_totp_step(user.record.id, step).await?
+                    }
+                    _ => false,
+                }
             }
-            _ => Ok(false),
+            Err(_) => false,
+        };
+        self.guessed(target, right);
+        Ok(right)
+    }
+
+    /// Whether `target` takes a guess now.
+    ///
+    /// # Errors
+    /// [`AuthError::TooManyGuesses`].
+    fn admit_guess(&self, target: GuessTarget) -> Result<(), AuthError> {
+        self.guesses
+            .admit(target)
+            .map_err(|retry_after| AuthError::TooManyGuesses { retry_after })
+    }
+
+    /// Records a guess at `target` as `right` or wrong.
+    fn guessed(&self, target: GuessTarget, right: bool) {
+        if right {
+            self.guesses.right(target);
+        } else {
+            self.guesses.wrong(target);
         }
     }
 

@@ -3,7 +3,9 @@
 //! Enrolling needs the password again, so an access token alone (a stolen one) cannot put a
 //! factor of its holder's on the account and lock its owner out; a wrong password is audited as a
 //! failed login. The new secret is sealed under the user's data key and is not asked for at login
-//! until a code from the app confirms it; turning the factor off needs a current code. Codes are
+//! until a code from the app confirms it; turning the factor off needs a current code. Every
+//! password and code given here is a guess paced per user ([`crate::guesses`]), and a wrong
+//! one is audited as a failed login (it feeds the failed-logins alert). Codes are
 //! RFC 6238 ([`crate::mfa`]) and each is accepted once: its step must be later than the last one
 //! claimed, and the claim is a compare-and-swap in the store
 //! ([`UserStore::claim_totp_step`](crate::store::UserStore::claim_totp_step)), so two requests
@@ -23,6 +25,7 @@ use zeroize::Zeroizing;
 use super::error::AuthError;
 use super::shared::{RequestContext, code, entity};
 use super::{Accounts, seal_field};
+use crate::guesses::GuessTarget;
 use crate::mfa::TotpSecret;
 use crate::store::{LoadedUser, TotpRecord};
 use crate::user::UserId;
@@ -56,11 +59,14 @@ impl Accounts {
         ctx: &RequestContext,
     ) -> Result<TotpEnrollment, AuthError> {
         let u = self.load_user(user).await?;
-        if !self
+        let target = GuessTarget::User(user);
+        self.admit_guess(target)?;
+        let right = self
             .hasher
             .verify(password, Some(&u.record.password_hash))
-            .await?
-        {
+            .await?;
+        self.guessed(target, right);
+        if !right {
             self.login_failed(Some(&u), None, "bad_password", ctx).await;
             return Err(AuthError::InvalidCredentials);
         }
@@ -100,6 +106,7 @@ impl Accounts {
             _ => return Err(AuthError::MfaState("no enrollment to confirm")),
         };
         if !self.check_totp(&u, &totp, presented).await? {
+            self.login_failed(Some(&u), None, "bad_otp", ctx).await;
             return Err(AuthError::InvalidCredentials);
         }
         // The step the code claimed stays claimed: the store keeps the higher last step.
@@ -126,6 +133,7 @@ impl Accounts {
             return Err(AuthError::MfaState("no second factor is on"));
         };
         if !self.check_totp(&u, &totp, presented).await? {
+            self.login_failed(Some(&u), None, "bad_otp", ctx).await;
             return Err(AuthError::InvalidCredentials);
         }
         self.write_totp(&u, None, true, "disabled", ctx).await

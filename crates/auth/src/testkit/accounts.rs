@@ -63,6 +63,7 @@ macro_rules! user_store_contract_tests {
             revoke_all_ends_every_session,
             a_revoked_session_stays_revoked_while_it_is_being_refreshed,
             totp_enrollment_login_and_replay,
+            guesses_at_one_account_back_off_from_any_address,
             role_changes_take_effect_now,
             the_last_administrator_keeps_the_role,
             keys_and_sessions_survive_a_restart,
@@ -695,6 +696,121 @@ pub async fn totp_enrollment_login_and_replay(backend: &dyn Backend) {
     a.totp_disable(id, &next, &ctx()).await.unwrap();
     assert!(!a.profile(id).await.unwrap().mfa_enabled);
     assert!(a.login(credentials(EMAIL), &ctx()).await.is_ok());
+}
+
+/// Guesses at one account from many addresses: six wrong codes are checked, then the account
+/// takes no guess for a doubling wait (at most 15 minutes), so a day of guessing checks about a
+/// hundred codes of a million. A wrong password at an unknown email gets the same answers as at
+/// a known one. The right password alone is audited like a failed login, and so is a refused
+/// removal of the factor. The right password and code after the wait log in.
+pub async fn guesses_at_one_account_back_off_from_any_address(backend: &dyn Backend) {
+    let clock = Arc::new(ManualClock::default());
+    let (a, audit) = accounts_on(backend, Duration::ZERO, clock.clone()).await;
+    let id = a.register(registration(EMAIL), &ctx()).await.unwrap();
+    let enrollment = a.totp_enroll(id, PASSWORD, &ctx()).await.unwrap();
+    let secret = decode_base32(&enrollment.secret);
+    let code_now = || secret.code_at(clock.unix_secs());
+    a.totp_confirm(id, &code_now(), &ctx()).await.unwrap();
+    let failed_for = |reason: &'static str| {
+        let audit = audit.clone();
+        async move {
+            events(audit.as_ref())
+                .await
+                .iter()
+                .filter(|e| {
+                    e.action == Action::UserLoginFailed
+                        && matches!(e.details.get("reason"), Some(DetailValue::Code(c)) if c.as_str() == reason)
+                })
+                .count()
+        }
+    };
+    assert!(matches!(
+        a.login(credentials(EMAIL), &ctx()).await,
+        Err(AuthError::MfaRequired)
+    ));
+    assert_eq!(
+        failed_for("mfa_required").await,
+        1,
+        "the right password alone"
+    );
+
+    let from = |i: u8| RequestContext {
+        client_ip: Some(std::net::IpAddr::from([198, 51, 100, i])),
+        request_id: None,
+    };
+    // A code that is none of the three accepted now.
+    let not_a_code = || {
+        let now = clock.unix_secs();
+        let step = crate::mfa::STEP_SECS;
+        let accepted = [now - step, now, now + step].map(|t| secret.code_at(t));
+        (0..4)
+            .map(|i| format!("{i}{i}{i}{i}{i}{i}"))
+            .find(|c| !accepted.contains(c))
+            .unwrap()
+    };
+    let mut answers = (0, 0);
+    for i in 0..200 {
+        match a.login(with_code(&not_a_code()), &from(i)).await {
+            Err(AuthError::InvalidCredentials) => answers.0 += 1,
+            Err(AuthError::TooManyGuesses { retry_after }) => {
+                assert!(retry_after >= Duration::from_secs(1));
+                answers.1 += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(answers, (6, 194), "six codes checked, then none");
+    let start = clock.unix_secs();
+    let mut checked = 0;
+    while clock.unix_secs() < start + 24 * 3600 {
+        match a.login(with_code(&not_a_code()), &from(7)).await {
+            Err(AuthError::InvalidCredentials) => checked += 1,
+            Err(AuthError::TooManyGuesses { retry_after }) => clock.advance(retry_after),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        checked <= 24 * 4 + 11,
+        "{checked} codes checked in a day: one per 15 minutes once the wait is at its longest"
+    );
+
+    for email in [EMAIL, "nobody@example.com"] {
+        let wrong = Credentials {
+            email,
+            password: "wrong password here",
+            ..credentials(EMAIL)
+        };
+        let mut codes = Vec::new();
+        for i in 0..8 {
+            codes.push(a.login(wrong, &from(i)).await.unwrap_err().code());
+        }
+        assert_eq!(
+            codes,
+            [["invalid_credentials"; 6].as_slice(), &["rate_limited"; 2]].concat(),
+            "{email}"
+        );
+    }
+
+    let refused = failed_for("bad_otp").await;
+    let disabled = loop {
+        match a.totp_disable(id, &not_a_code(), &ctx()).await {
+            Err(AuthError::TooManyGuesses { retry_after }) => clock.advance(retry_after),
+            other => break other,
+        }
+    };
+    assert!(matches!(disabled, Err(AuthError::InvalidCredentials)));
+    assert_eq!(
+        failed_for("bad_otp").await,
+        refused + 1,
+        "a refused removal is audited"
+    );
+    let session = loop {
+        match a.login(with_code(&code_now()), &ctx()).await {
+            Err(AuthError::TooManyGuesses { retry_after }) => clock.advance(retry_after),
+            other => break other.unwrap(),
+        }
+    };
+    assert_eq!(session.claims.amr, ["pwd", "otp"]);
 }
 
 fn decode_base32(s: &str) -> TotpSecret {

@@ -143,7 +143,8 @@ impl From<LedgerServiceError> for ApiError {
                     | LedgerError::WalletClosed
                     | LedgerError::WalletNotEmpty
                     | LedgerError::AlreadyReversed
-                    | LedgerError::ReversalOfReversal => S::CONFLICT,
+                    | LedgerError::ReversalOfReversal
+                    | LedgerError::TooManyWallets { .. } => S::CONFLICT,
                     LedgerError::PinLocked => S::LOCKED,
                     LedgerError::WalletNotLoaded(_) => return Self::internal(&r),
                     _ => S::UNPROCESSABLE_ENTITY,
@@ -218,6 +219,14 @@ impl From<AuthError> for ApiError {
             }
             AuthError::InvalidRefreshToken => {
                 Self::new(S::UNAUTHORIZED, code, "Invalid refresh token")
+            }
+            AuthError::TooManyGuesses { retry_after } => {
+                let secs = retry_after.as_secs().max(1);
+                let mut e = Self::new(S::TOO_MANY_REQUESTS, code, "Too many requests").detail(
+                    format!("too many wrong attempts at this account; retry after {secs} s"),
+                );
+                e.retry_after = Some(secs);
+                e
             }
             AuthError::EmailTaken => Self::new(S::CONFLICT, code, "Email taken"),
             AuthError::Invalid { field, reason } => Self::invalid(field, reason),

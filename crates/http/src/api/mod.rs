@@ -87,16 +87,21 @@ async fn authenticate(State(state): State<ApiState>, mut req: Request, next: Nex
     next.run(req).await
 }
 
-/// The rate-limit class of a request: logins, registrations and refreshes have their own
-/// budgets, anything that takes a PIN is money-out, admin routes are admin.
+/// The rate-limit class of a request: logins (and the second factor's routes, which take a
+/// password or a code), registrations, refreshes and wallet openings have their own budgets,
+/// anything that takes a PIN is money-out, admin routes are admin.
 #[must_use]
 pub fn classify(req: &Request) -> coffer_ratelimit::policy::RouteClass {
     use coffer_ratelimit::policy::RouteClass as C;
     let path = req.uri().path();
     let method = req.method();
     match path {
-        "/v1/auth/login" => C::Login,
+        "/v1/auth/login"
+        | "/v1/auth/totp/enroll"
+        | "/v1/auth/totp/confirm"
+        | "/v1/auth/totp/disable" => C::Login,
         "/v1/auth/register" => C::Register,
+        "/v1/wallets" if method == axum::http::Method::POST => C::OpenWallet,
         "/v1/auth/refresh" => C::Refresh,
         _ if path.starts_with("/v1/admin/") => C::Admin,
         _ if path.ends_with("/withdrawals")
@@ -272,4 +277,39 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "Method not allowed",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use axum::body::Body;
+    use coffer_ratelimit::policy::RouteClass;
+
+    use super::classify;
+
+    fn class(method: &str, path: &str) -> RouteClass {
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        classify(&req)
+    }
+
+    /// What takes a password or a second-factor code is paced as strictly as a login.
+    #[test]
+    fn the_second_factors_routes_are_in_the_login_class() {
+        for path in [
+            "/v1/auth/login",
+            "/v1/auth/totp/enroll",
+            "/v1/auth/totp/confirm",
+            "/v1/auth/totp/disable",
+        ] {
+            assert_eq!(class("POST", path), RouteClass::Login, "{path}");
+        }
+        assert_eq!(class("POST", "/v1/auth/logout"), RouteClass::Write);
+        assert_eq!(class("POST", "/v1/wallets/x/pin"), RouteClass::MoneyOut);
+        assert_eq!(class("POST", "/v1/wallets"), RouteClass::OpenWallet);
+        assert_eq!(class("GET", "/v1/wallets"), RouteClass::Read);
+    }
 }

@@ -51,7 +51,7 @@ use coffer_clock::Clock;
 use coffer_crypto::{KdfParams, KeyRef, Pin, WalletSigningKey};
 use coffer_keys::KeyProvider;
 
-use crate::domain::{TransactionId, UserId, WalletId, WalletState, WalletStatus};
+use crate::domain::{self, TransactionId, UserId, WalletId, WalletState, WalletStatus};
 use crate::error::{Error, context};
 use crate::money::{Balance, Currency};
 use crate::pin::{PinVerifier, PinVerifierConfig};
@@ -83,6 +83,8 @@ pub struct LedgerConfig {
     /// Transactions above this many major units are flagged `large` in their audit record
     /// (the `large_transaction` alert); amounts themselves never enter the audit log.
     pub large_transaction_major_units: i64,
+    /// Most wallets one owner may hold, whatever their status.
+    pub max_wallets_per_user: u32,
 }
 
 impl Default for LedgerConfig {
@@ -92,6 +94,7 @@ impl Default for LedgerConfig {
             kdf_iterations: coffer_crypto::pin::DEFAULT_ITERATIONS,
             pins: PinVerifierConfig::default(),
             large_transaction_major_units: 10_000,
+            max_wallets_per_user: 20,
         }
     }
 }
@@ -143,12 +146,8 @@ coffer_macros::debug_non_exhaustive!(self => Ledger { store, keys, config });
 
 /// What [`Ledger::unlock`] found.
 enum Unlocked {
-    /// The signing key; `reserved` when an attempt was counted for it (the operation that
-    /// follows resets the count, or gives the attempt back if it fails).
-    Key {
-        key: WalletSigningKey,
-        reserved: bool,
-    },
+    /// The signing key: the PIN was right.
+    Key(WalletSigningKey),
     /// The request repeats an earlier one: its answer.
     Replayed(TransactionView),
 }
@@ -350,6 +349,7 @@ impl Ledger {
         currency: Currency,
         pin: &Pin,
     ) -> Result<WalletView, Error> {
+        domain::new_pin(pin)?;
         let id = WalletId::new();
         let generated = self.keys.generate_data_key(&wallet_key_context(id)).await?;
         let params = KdfParams::generate(self.config.kdf_iterations)
@@ -398,6 +398,7 @@ impl Ledger {
             .store
             .create_wallet(NewWallet {
                 record: record.clone(),
+                max_per_owner: self.config.max_wallets_per_user,
                 key: DataKeyRecord {
                     wallet: id,
                     version: 1,

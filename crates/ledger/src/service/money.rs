@@ -9,8 +9,9 @@
 //!    │    warm PIN (the verifier remembers it): unseal the sender's signing key in memory
 //!    │    cold PIN, one check per wallet at a time in this process:
 //!    │     ├─ the replay lookup: a repeated request is answered here, before any attempt counts
-//!    │     ├─ apply on the sender alone: lock it, count the attempt, commit
-//!    │     └─ the KDF on the blocking pool unseals the signing key (a wrong PIN stays counted)
+//!    │     ├─ read the sender's count: a locked wallet is refused here
+//!    │     └─ the KDF on the blocking pool unseals the signing key (a wrong PIN: apply on
+//!    │        the sender alone counts it with its audit record, then answers)
 //!    ├─ sign the canonical bytes
 //!    └─ LedgerStore::apply ─ BEGIN ─ lock both rows in id order + look up the idempotency key
 //!                            ─ decide (sync: decrypt balances, domain::transfer, seal new
@@ -21,8 +22,8 @@
 //! transaction's `decide` checks that the sealed signing key it unsealed is still the wallet's,
 //! so a PIN changed or reset meanwhile, on another replica too, is never accepted in its old
 //! form: the operation runs again ([`Error::Changed`]). A right PIN ends a run of wrong ones in
-//! the same write (`failed_pins` back to zero); when the attempt it reserved is followed by no
-//! write of its own (refused, or another request under the key did the work), it is given back.
+//! the same write (`failed_pins` back to zero); when the operation writes nothing of its own
+//! (refused, or another request under the key did the work), `end_wrong_run` does, audited.
 //!
 //! Idempotency: every request carries a key (1 to [`MAX_IDEMPOTENCY_KEY_LEN`] printable ASCII
 //! bytes) and a fingerprint of what it asks (kind, wallets, amount, currency and memo; for a
@@ -392,11 +393,11 @@ impl Ledger {
             .filter(|w| caller.may_see(&w.record))
             .ok_or(Error::WalletNotFound(from))?;
         let sealed_key = sender.record.signing_key.clone();
-        let (signing, reserved) = match self
+        let signing = match self
             .unlock(caller, &sender.record, &keys, pin, Some(&idem))
             .await
         {
-            Ok(Unlocked::Key { key, reserved }) => (key, reserved),
+            Ok(Unlocked::Key(key)) => key,
             Ok(Unlocked::Replayed(view)) => return Ok(view),
             Err(e) => {
                 self.record_refusal(caller, action, from, &e).await;
@@ -428,11 +429,7 @@ impl Ledger {
                     "its PIN changed, or its data key was rotated".into(),
                 ));
             }
-            let mut s = state(&keys, sender)?;
-            if reserved {
-                // This request's own attempt is in the count, and its PIN was right.
-                s.failed_pins = 0;
-            }
+            let s = state(&keys, sender)?;
             let plan = match to {
                 Some(to) => domain::transfer(&s, &state(&keys, locked.wallet(to)?)?, money)?,
                 None => domain::withdrawal(&s, money)?,
@@ -450,17 +447,15 @@ impl Ledger {
             .await;
         match result {
             Ok(applied) => {
-                if reserved && matches!(applied, Applied::Replayed(_)) {
+                if matches!(applied, Applied::Replayed(_)) {
                     // Another request with this key did the work; this one's right PIN still
                     // ends the run of wrong ones.
-                    self.release_pin_attempt(from, &keys).await?;
+                    self.end_wrong_run(caller, &sender.record, &keys).await?;
                 }
                 self.finish(applied, &keys).await
             }
             Err(e) => {
-                if reserved {
-                    self.release_pin_attempt(from, &keys).await?;
-                }
+                self.end_wrong_run(caller, &sender.record, &keys).await?;
                 self.record_refusal(caller, action, from, &e).await;
                 Err(e)
             }

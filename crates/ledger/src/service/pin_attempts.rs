@@ -14,18 +14,21 @@
 //! counted and no KDF. The cold one, for any other PIN, which is a guess:
 //!
 //! 1. Take the wallet's turn (PIN checks of one wallet take turns within a process) and look in
-//!    the verifier's memory again: a burst of requests with the right PIN pays one attempt and
-//!    one KDF, and the others find it remembered.
+//!    the verifier's memory again: a burst of requests with the right PIN pays one KDF, and the
+//!    others find it remembered.
 //! 2. A request that repeats an earlier one under its idempotency key is answered as before
 //!    without looking at the PIN: a retry reveals nothing and costs no attempt.
-//! 3. An attempt is counted in the database, under the wallet's row lock, *before* the KDF runs:
-//!    guesses sent all at once get only the attempts that are left, and a locked wallet refuses a
-//!    right PIN exactly as a wrong one.
-//! 4. The KDF runs on the blocking pool. A wrong PIN keeps its attempt and is audited as
-//!    `wallet.pin_failed` (at the limit also `wallet.pin_locked`, and the verifier forgets the
-//!    wallet). For a right one, the operation that follows sets the count back to zero in its
-//!    own write, or gives the attempt back when it writes nothing. A check that could not run
-//!    (the verifier unavailable, data corrupt) gives its attempt back.
+//! 3. Read the count: a locked wallet refuses every PIN, right or wrong, before any KDF runs.
+//! 4. The KDF runs on the blocking pool. A wrong PIN's verdict is only answered once its attempt
+//!    is counted: one transaction, under the wallet's row lock, adds it to the count and writes
+//!    its `wallet.pin_failed` record (at the limit also `wallet.pin_locked`, and the verifier
+//!    forgets the wallet). If the count reached the limit meanwhile (guesses sent all at once,
+//!    or from other replicas), nothing is written and the answer is the lock, the same as for a
+//!    right PIN: guesses get no more verdicts than the attempts left. A right PIN ends the run
+//!    of wrong ones in the write of the operation that follows; when that operation writes
+//!    nothing (refused, or done already by another request under its key), one transaction sets
+//!    the count to zero and writes `wallet.pin_attempts_reset`. The count never changes without
+//!    its audit record.
 //!
 //! A PIN change re-seals the same signing key under the new PIN (new salt), written only while
 //! the wallet's sealed key is still the one the old PIN opened (otherwise it runs again,
@@ -38,7 +41,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use coffer_audit::{Action, AuditEvent, DetailValue, Outcome, Subject};
 use coffer_crypto::{KdfParams, KeyRef, Pin, SealedSigningKey, WalletPublicKey, WalletSigningKey};
 
-use crate::domain::{LedgerError, PIN_LOCK_THRESHOLD, UserId, WalletId};
+use crate::domain::{self, LedgerError, PIN_LOCK_THRESHOLD, UserId, WalletId};
 use crate::error::{Error, context};
 use crate::pin::PinCheckError;
 use crate::port::{Changes, Idempotency, WalletRecord};
@@ -54,9 +57,10 @@ impl Ledger {
     /// A PIN the verifier remembers as right opens the key at once. Any other PIN is a guess:
     /// first a request that repeats an earlier one under its idempotency key is answered as
     /// before without looking at the PIN (so a retry reveals nothing and costs no attempt);
-    /// then an attempt is reserved in the database, under the wallet's row lock, before the KDF
-    /// runs. Guesses sent all at once therefore get at most the attempts that are left, and a
-    /// locked wallet refuses every PIN, right or wrong, in the same way.
+    /// then a locked wallet is refused before the KDF runs, and a wrong PIN's verdict is given
+    /// only after its attempt is counted under the wallet's row lock. Guesses sent all at once
+    /// therefore get at most the attempts that are left, and a locked wallet refuses every PIN,
+    /// right or wrong, in the same way.
     pub(super) async fn unlock(
         &self,
         caller: Caller,
@@ -73,14 +77,7 @@ impl Ledger {
         let cached = || {
             self.pins
                 .unseal_if_cached(rec.id, pin, params, sealed, dek, &aad, &public)
-                .map(|known| {
-                    known
-                        .map(|key| Unlocked::Key {
-                            key,
-                            reserved: false,
-                        })
-                        .map_err(pin_error)
-                })
+                .map(|known| known.map(Unlocked::Key).map_err(pin_error))
         };
         if let Some(known) = cached() {
             return known;
@@ -96,109 +93,111 @@ impl Ledger {
         {
             return Ok(Unlocked::Replayed(view));
         }
-        let count = self.reserve_pin_attempt(rec.id, keys).await?;
+        let current = self.store.load_wallets(&[rec.id]).await?;
+        if current
+            .first()
+            .is_some_and(|w| w.record.failed_pins >= PIN_LOCK_THRESHOLD)
+        {
+            return Err(LedgerError::PinLocked.into());
+        }
         match self
             .pins
             .unseal(rec.id, pin, params, sealed, dek, &aad, &public)
             .await
         {
-            Ok(key) => Ok(Unlocked::Key {
-                key,
-                reserved: true,
-            }),
-            Err(PinCheckError::WrongPin) => {
-                self.record_wrong_pin(caller, rec.id, count).await?;
-                Err(Error::WrongPin {
-                    attempts_left: PIN_LOCK_THRESHOLD.saturating_sub(count),
-                })
-            }
-            Err(e) => {
-                self.release_pin_attempt(rec.id, keys).await?;
-                Err(pin_error(e))
-            }
+            Ok(key) => Ok(Unlocked::Key(key)),
+            Err(PinCheckError::WrongPin) => Err(self.count_wrong_pin(caller, rec.id, keys).await?),
+            Err(e) => Err(pin_error(e)),
         }
     }
 
-    /// Counts a PIN attempt before it is checked (it survives restarts); returns the count.
-    ///
-    /// # Errors
-    /// [`LedgerError::PinLocked`] when no attempt is left.
-    async fn reserve_pin_attempt(&self, wallet: WalletId, keys: &DataKeys) -> Result<u32, Error> {
-        self.set_failed_pins(wallet, keys, &|n| {
-            if n >= PIN_LOCK_THRESHOLD {
-                Err(LedgerError::PinLocked.into())
-            } else {
-                Ok(n + 1)
-            }
-        })
-        .await
-    }
-
-    /// Gives back a reserved attempt whose PIN was right but whose operation did not happen: a
-    /// right PIN ends the run of wrong ones.
-    pub(super) async fn release_pin_attempt(
-        &self,
-        wallet: WalletId,
-        keys: &DataKeys,
-    ) -> Result<(), Error> {
-        self.set_failed_pins(wallet, keys, &|_| Ok(0))
-            .await
-            .map(|_| ())
-    }
-
-    /// Sets a wallet's wrong-PIN count to `next(current)` under its row lock; returns it.
-    async fn set_failed_pins(
-        &self,
-        wallet: WalletId,
-        keys: &DataKeys,
-        next: &(dyn Fn(u32) -> Result<u32, Error> + Send + Sync),
-    ) -> Result<u32, Error> {
-        let count = AtomicU32::new(0);
-        self.on_wallet(wallet, &|locked| {
-            let rec = locked.wallet(wallet)?;
-            let mut change = rewrite(keys, rec, state(keys, rec)?.balance)?;
-            change.failed_pins = next(rec.failed_pins)?;
-            count.store(change.failed_pins, Ordering::Relaxed);
-            Ok(Changes {
-                wallets: vec![change],
-                ..Changes::default()
-            })
-        })
-        .await?;
-        Ok(count.load(Ordering::Relaxed))
-    }
-
-    /// Audits a wrong PIN (its attempt is already counted) and, at the limit, the lock.
-    async fn record_wrong_pin(
+    /// Counts a wrong PIN and audits it in one transaction; returns the answer it gets:
+    /// [`Error::WrongPin`] with the attempts left, or the lock when none was left.
+    async fn count_wrong_pin(
         &self,
         caller: Caller,
         wallet: WalletId,
-        count: u32,
-    ) -> Result<(), Error> {
-        let failed = AuditEvent::new(
-            caller.actor(),
-            Action::WalletPinFailed,
-            Subject::Wallet(entity(wallet.as_uuid())),
-            Outcome::Denied,
-        );
-        let mut audit = vec![with(
-            failed,
-            "failed_pins",
-            DetailValue::Int(i64::from(count)),
-        )];
+        keys: &DataKeys,
+    ) -> Result<Error, Error> {
+        let subject = || Subject::Wallet(entity(wallet.as_uuid()));
+        // Stays zero when the wallet was locked already: nothing counted.
+        let count = AtomicU32::new(0);
+        let applied = self
+            .on_wallet(wallet, &|locked| {
+                let rec = locked.wallet(wallet)?;
+                if rec.failed_pins >= PIN_LOCK_THRESHOLD {
+                    return Ok(Changes::default());
+                }
+                let mut change = rewrite(keys, rec, state(keys, rec)?.balance)?;
+                change.failed_pins = rec.failed_pins + 1;
+                count.store(change.failed_pins, Ordering::Relaxed);
+                let failed = AuditEvent::new(
+                    caller.actor(),
+                    Action::WalletPinFailed,
+                    subject(),
+                    Outcome::Denied,
+                );
+                let n = DetailValue::Int(i64::from(change.failed_pins));
+                let mut audit = vec![with(failed, "failed_pins", n)];
+                if change.failed_pins >= PIN_LOCK_THRESHOLD {
+                    audit.push(AuditEvent::new(
+                        caller.actor(),
+                        Action::WalletPinLocked,
+                        subject(),
+                        Outcome::Success,
+                    ));
+                }
+                Ok(Changes {
+                    wallets: vec![change],
+                    audit,
+                    ..Changes::default()
+                })
+            })
+            .await?;
+        self.observe(&applied).await;
+        let count = count.load(Ordering::Relaxed);
         if count >= PIN_LOCK_THRESHOLD {
-            audit.push(AuditEvent::new(
-                caller.actor(),
-                Action::WalletPinLocked,
-                Subject::Wallet(entity(wallet.as_uuid())),
-                Outcome::Success,
-            ));
             self.pins.forget(wallet);
         }
+        Ok(match count {
+            0 => LedgerError::PinLocked.into(),
+            n => Error::WrongPin {
+                attempts_left: PIN_LOCK_THRESHOLD.saturating_sub(n),
+            },
+        })
+    }
+
+    /// A right PIN whose operation wrote nothing still ends the run of wrong ones: sets the
+    /// count back to zero with its audit record, unless the wallet is locked (only an
+    /// administrator lifts a lock).
+    pub(super) async fn end_wrong_run(
+        &self,
+        caller: Caller,
+        loaded: &WalletRecord,
+        keys: &DataKeys,
+    ) -> Result<(), Error> {
+        if loaded.failed_pins == 0 {
+            return Ok(());
+        }
+        let wallet = loaded.id;
         let applied = self
-            .on_wallet(wallet, &|_| {
+            .on_wallet(wallet, &|locked| {
+                let rec = locked.wallet(wallet)?;
+                if rec.failed_pins == 0 || rec.failed_pins >= PIN_LOCK_THRESHOLD {
+                    return Ok(Changes::default());
+                }
+                let mut change = rewrite(keys, rec, state(keys, rec)?.balance)?;
+                change.failed_pins = 0;
+                let event = AuditEvent::new(
+                    caller.actor(),
+                    Action::WalletPinAttemptsReset,
+                    Subject::Wallet(entity(wallet.as_uuid())),
+                    Outcome::Success,
+                );
+                let n = DetailValue::Int(i64::from(rec.failed_pins));
                 Ok(Changes {
-                    audit: audit.clone(),
+                    wallets: vec![change],
+                    audit: vec![with(event, "failed_pins", n)],
                     ..Changes::default()
                 })
             })
@@ -247,8 +246,9 @@ impl Ledger {
             .map(|w| &w.record)
             .filter(|r| caller.may_see(r))
             .ok_or(Error::WalletNotFound(wallet))?;
-        let (signing, reserved) = match self.unlock(caller, rec, &keys, old, None).await? {
-            Unlocked::Key { key, reserved } => (key, reserved),
+        domain::new_pin(new)?;
+        let signing = match self.unlock(caller, rec, &keys, old, None).await? {
+            Unlocked::Key(key) => key,
             Unlocked::Replayed(_) => {
                 return Err(Error::Storage("a PIN change has no idempotency key".into()));
             }
@@ -262,7 +262,7 @@ impl Ledger {
                         "its PIN changed, or its data key was rotated".into(),
                     ));
                 }
-                if s.failed_pins >= PIN_LOCK_THRESHOLD && !reserved {
+                if s.failed_pins >= PIN_LOCK_THRESHOLD {
                     return Err(LedgerError::PinLocked.into());
                 }
                 (c.signing_key, c.kdf_params) = sealed.clone();
@@ -270,8 +270,8 @@ impl Ledger {
                 Ok(())
             })
             .await;
-        if result.is_err() && reserved {
-            self.release_pin_attempt(wallet, &keys).await?;
+        if result.is_err() {
+            self.end_wrong_run(caller, rec, &keys).await?;
         }
         self.pins.forget(wallet);
         result
@@ -299,6 +299,7 @@ impl Ledger {
     ) -> Result<WalletView, Error> {
         let (loaded, keys) = self.load(&[wallet]).await?;
         let rec = &loaded.first().ok_or(Error::WalletNotFound(wallet))?.record;
+        domain::new_pin(pin)?;
         let signing = WalletSigningKey::generate();
         let public = signing.public_key().to_bytes();
         let sealed = self.seal_signing_key(&signing, pin, rec, &keys).await?;

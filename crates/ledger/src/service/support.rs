@@ -103,7 +103,7 @@ pub(super) fn pin_error(e: PinCheckError) -> Error {
     match e {
         PinCheckError::WrongPin => Error::WrongPin { attempts_left: 0 },
         PinCheckError::Corrupt(r) => Error::Corrupt(r.into()),
-        PinCheckError::Unavailable => Error::Unavailable("PIN verification unavailable".into()),
+        PinCheckError::Unavailable | PinCheckError::Busy => Error::Unavailable(e.into()),
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use coffer_audit::{AlertConfig, AuditLog, AuditQuery, EntityId, ObservedAuditLog};
+use coffer_audit::{Action, AlertConfig, AuditLog, EntityId, ObservedAuditLog};
 use coffer_keys::testkit::{DataKeyCall, Intercepted};
 use coffer_keys::{KeyError, KeyProvider};
 use futures_util::future::join_all;
@@ -18,7 +18,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use crate::port::{
-    Applied, Apply, HistoryPage, LedgerStore, LoadedWallet, NewWallet, PostingRecord,
+    Applied, Apply, HistoryPage, LedgerStore, LoadedWallet, Locked, NewWallet, PostingRecord,
     TransactionRecord, WalletRecord,
 };
 use crate::verify::{Problem, VerifyOptions};
@@ -28,8 +28,11 @@ use crate::{
 };
 
 mod client;
+mod pins;
 
 pub use client::{Client, MoneyRequest};
+use pins::wallet_audit_actions;
+pub use pins::*;
 
 /// What an adapter's test provides: its database, opened as often as a test needs.
 #[async_trait]
@@ -55,6 +58,7 @@ macro_rules! ledger_store_contract_tests {
         $crate::testkit::contract_cases!(
             threads = 4, $factory, |backend| $crate::testkit(&backend);
             wallets_open_and_only_their_owner_sees_them,
+            an_owner_holds_no_more_wallets_than_the_limit,
             money_moves_by_double_entry_and_keys_are_never_fetched_under_lock,
             refusals_have_their_own_errors_and_write_nothing,
             frozen_wallets_receive_and_send_nothing,
@@ -62,6 +66,8 @@ macro_rules! ledger_store_contract_tests {
             wrong_pins_lock_money_out_and_the_count_survives_a_restart,
             guesses_sent_at_once_get_no_more_than_the_attempts_left,
             a_burst_with_the_right_pin_pays_one_attempt,
+            a_wrong_pin_is_counted_with_its_audit_record,
+            the_weakest_pins_are_refused_where_a_pin_is_chosen,
             pin_change_keeps_the_key_and_reset_issues_a_new_one,
             idempotency_replays_and_conflicts_also_after_a_restart,
             a_reversal_posts_the_opposite_exactly_once,
@@ -93,12 +99,15 @@ pub async fn ledger(backend: &dyn Backend) -> Client {
 
 async fn ledger_with(backend: &dyn Backend, keys: Arc<dyn KeyProvider>) -> Client {
     let (store, audit) = backend.open(keys.clone()).await;
-    let observed = Arc::new(ObservedAuditLog::new(
+    Client::new(Ledger::new(store, keys, observed(audit), config()))
+}
+
+fn observed(audit: Arc<dyn AuditLog>) -> Arc<ObservedAuditLog> {
+    Arc::new(ObservedAuditLog::new(
         audit,
         AlertConfig::default(),
         EntityId::parse("ledger-tests").unwrap(),
-    ));
-    Client::new(Ledger::new(store, keys, observed, config()))
+    ))
 }
 
 const PIN: &str = "493817";
@@ -209,12 +218,44 @@ pub async fn wallets_open_and_only_their_owner_sees_them(backend: &dyn Backend) 
     );
 }
 
-/// A store decorator that knows when `apply` runs, and a key provider that counts the calls
-/// made meanwhile.
+/// An owner holds at most `max_wallets_per_user` wallets: openings sent at once past the limit
+/// are refused with `too_many_wallets` and write nothing; other owners are not touched.
+pub async fn an_owner_holds_no_more_wallets_than_the_limit(backend: &dyn Backend) {
+    let (store, audit) = backend.open(backend.keys()).await;
+    let l = Client::new(Ledger::new(
+        store,
+        backend.keys(),
+        observed(audit),
+        LedgerConfig {
+            max_wallets_per_user: 3,
+            ..config()
+        },
+    ));
+    let alice = UserId::new();
+    l.open_wallet(alice, "USD", PIN).await.unwrap();
+    let opened = join_all((0..6).map(|_| l.open_wallet(alice, "EUR", PIN))).await;
+    let refused = opened
+        .iter()
+        .filter(|r| {
+            matches!(
+                r,
+                Err(Error::Rejected(LedgerError::TooManyWallets { max: 3 }))
+            )
+        })
+        .count();
+    assert_eq!((opened.len() - refused, refused), (2, 4), "{opened:?}");
+    assert_eq!(l.wallets_of(alice).await.unwrap().len(), 3);
+    l.open_wallet(UserId::new(), "USD", PIN).await.unwrap();
+}
+
+/// A store decorator that knows when `apply` runs (and a key provider that counts the calls
+/// made meanwhile), and fails the writes that carry an audit record of `fail_on`, as if the
+/// database went away at that moment.
 #[derive(Debug)]
 struct Watched {
     inner: Arc<dyn LedgerStore>,
     in_apply: Arc<AtomicBool>,
+    fail_on: Option<Action>,
 }
 
 #[async_trait]
@@ -229,8 +270,21 @@ impl LedgerStore for Watched {
         self.inner.wallets_of(owner).await
     }
     async fn apply(&self, op: Apply<'_>) -> Result<Applied, Error> {
+        let decide = |locked: &Locked<'_>| {
+            let changes = (op.decide)(locked)?;
+            if changes.audit.iter().any(|e| Some(e.action) == self.fail_on) {
+                return Err(Error::Storage("the database went away".into()));
+            }
+            Ok(changes)
+        };
         self.in_apply.store(true, Ordering::SeqCst);
-        let r = self.inner.apply(op).await;
+        let r = self
+            .inner
+            .apply(Apply {
+                decide: &decide,
+                ..op
+            })
+            .await;
         self.in_apply.store(false, Ordering::SeqCst);
         r
     }
@@ -312,6 +366,7 @@ pub async fn money_moves_by_double_entry_and_keys_are_never_fetched_under_lock(
     let store = Arc::new(Watched {
         inner: store,
         in_apply,
+        fail_on: None,
     });
     let l = Client::new(Ledger::new(
         store,
@@ -603,213 +658,6 @@ pub async fn closed_wallets_accept_nothing_and_close_only_empty(backend: &dyn Ba
     l.withdraw(alice, a, PIN, &req(500, "empty")).await.unwrap();
     l.close(admin, a).await.unwrap();
     assert_verifies(&l).await;
-}
-
-/// Five wrong PINs lock money-out, the count is in the database, an admin unlocks.
-pub async fn wrong_pins_lock_money_out_and_the_count_survives_a_restart(backend: &dyn Backend) {
-    let l = ledger(backend).await;
-    let (alice, admin) = (UserId::new(), UserId::new());
-    let a = funded(&l, alice, 1_000).await;
-    let b = funded(&l, UserId::new(), 0).await;
-    // A wrong PIN, then the right one: the run of failures ends.
-    assert!(matches!(
-        l.withdraw(alice, a, "000000", &req(1, "p0")).await,
-        Err(Error::WrongPin { attempts_left: 4 })
-    ));
-    l.withdraw(alice, a, PIN, &req(1, "p1")).await.unwrap();
-    assert_eq!(
-        l.wallet(Caller::User(alice), a).await.unwrap().failed_pins,
-        0
-    );
-    for left in (1..=4).rev() {
-        let r = l
-            .transfer(alice, a, b, "111111", &req(1, &format!("q{left}")))
-            .await;
-        assert!(
-            matches!(r, Err(Error::WrongPin { attempts_left }) if attempts_left == left),
-            "{r:?}"
-        );
-    }
-    // A restart in the middle: a new process reads the count.
-    let l = ledger(backend).await;
-    assert!(matches!(
-        l.transfer(alice, a, b, "222222", &req(1, "q0")).await,
-        Err(Error::WrongPin { attempts_left: 0 })
-    ));
-    let l = ledger(backend).await;
-    for (i, pin) in [PIN, "333333"].into_iter().enumerate() {
-        assert!(matches!(
-            l.withdraw(alice, a, pin, &req(1, &format!("locked{i}")))
-                .await,
-            Err(Error::Rejected(LedgerError::PinLocked))
-        ));
-    }
-    assert_eq!(
-        l.wallet(Caller::User(alice), a).await.unwrap().failed_pins,
-        5
-    );
-    // Money still comes in.
-    l.deposit(alice, a, &req(10, "in")).await.unwrap();
-    let unlocked = l.unlock_pin(admin, a).await.unwrap();
-    assert_eq!(unlocked.failed_pins, 0);
-    l.withdraw(alice, a, PIN, &req(1, "after")).await.unwrap();
-    assert_eq!(balance(&l, a).await, 1_000 - 1 + 10 - 1);
-    // Every wrong PIN and the lock are in the audit log.
-    let events = wallet_audit_actions(backend, a).await;
-    assert_eq!(
-        events.iter().filter(|a| *a == "wallet.pin_failed").count(),
-        6
-    );
-    assert_eq!(
-        events.iter().filter(|a| *a == "wallet.pin_locked").count(),
-        1
-    );
-    assert_eq!(
-        events
-            .iter()
-            .filter(|a| *a == "wallet.pin_unlocked")
-            .count(),
-        1
-    );
-    assert_verifies(&l).await;
-}
-
-/// Ten guesses at once: five are checked, five find the wallet locked, and after that the right
-/// PIN is refused exactly like a wrong one, for money-out and for a PIN change.
-pub async fn guesses_sent_at_once_get_no_more_than_the_attempts_left(backend: &dyn Backend) {
-    let l = ledger(backend).await;
-    let (alice, admin) = (UserId::new(), UserId::new());
-    let a = funded(&l, alice, 1_000).await;
-    let before = l.pins().derivations();
-    let guesses: Vec<_> = (0..10)
-        .map(|i| {
-            let l = &l;
-            async move {
-                l.withdraw(alice, a, &format!("00000{i}"), &req(1, &format!("g{i}")))
-                    .await
-            }
-        })
-        .collect();
-    let results = join_all(guesses).await;
-    let wrong = results
-        .iter()
-        .filter(|r| matches!(r, Err(Error::WrongPin { .. })))
-        .count();
-    let locked = results
-        .iter()
-        .filter(|r| matches!(r, Err(Error::Rejected(LedgerError::PinLocked))))
-        .count();
-    assert_eq!((wrong, locked), (5, 5), "{results:?}");
-    assert_eq!(
-        l.pins().derivations() - before,
-        5,
-        "only five PINs were tried"
-    );
-    assert_eq!(
-        l.wallet(Caller::User(alice), a).await.unwrap().failed_pins,
-        5
-    );
-    assert!(matches!(
-        l.withdraw(alice, a, PIN, &req(1, "right-but-locked")).await,
-        Err(Error::Rejected(LedgerError::PinLocked))
-    ));
-    assert!(matches!(
-        l.change_pin(alice, a, PIN, "999999").await,
-        Err(Error::Rejected(LedgerError::PinLocked))
-    ));
-    l.unlock_pin(admin, a).await.unwrap();
-    // A right PIN whose operation is refused still ends the run of wrong ones.
-    assert!(matches!(
-        l.withdraw(alice, a, PIN, &req(5_000, "too-much")).await,
-        Err(Error::Rejected(LedgerError::InsufficientFunds))
-    ));
-    assert_eq!(
-        l.wallet(Caller::User(alice), a).await.unwrap().failed_pins,
-        0
-    );
-    assert_eq!(balance(&l, a).await, 1_000);
-}
-
-/// Twelve withdrawals at once with the right PIN and nothing remembered yet: all land, the KDF
-/// runs once, and the wallet is not locked by its owner's own burst.
-pub async fn a_burst_with_the_right_pin_pays_one_attempt(backend: &dyn Backend) {
-    let l = ledger(backend).await;
-    let alice = UserId::new();
-    let a = funded(&l, alice, 1_000).await;
-    let before = l.pins().derivations();
-    let burst: Vec<_> = (0..12)
-        .map(|i| {
-            let l = &l;
-            async move { l.withdraw(alice, a, PIN, &req(1, &format!("b{i}"))).await }
-        })
-        .collect();
-    for r in join_all(burst).await {
-        r.unwrap();
-    }
-    assert_eq!(l.pins().derivations() - before, 1);
-    let w = l.wallet(Caller::User(alice), a).await.unwrap();
-    assert_eq!((w.balance.minor(), w.failed_pins), (988, 0));
-}
-
-async fn wallet_audit_actions(backend: &dyn Backend, wallet: WalletId) -> Vec<String> {
-    let (_, audit) = backend.open(backend.keys()).await;
-    let stream = coffer_audit::StreamId::parse(&format!("wallet:{wallet}")).unwrap();
-    let records = audit
-        .list(&AuditQuery {
-            stream: Some(stream),
-            limit: 1000,
-            ..AuditQuery::default()
-        })
-        .await
-        .unwrap();
-    records
-        .into_iter()
-        .map(|r| r.event.action.as_str().to_owned())
-        .collect()
-}
-
-/// A PIN change re-seals the same key; an admin reset issues a new key and old signatures
-/// still verify against the archived public key.
-pub async fn pin_change_keeps_the_key_and_reset_issues_a_new_one(backend: &dyn Backend) {
-    let l = ledger(backend).await;
-    let (alice, admin) = (UserId::new(), UserId::new());
-    let a = funded(&l, alice, 1_000).await;
-    let first = l.withdraw(alice, a, PIN, &req(1, "before")).await.unwrap();
-    let key0 = l.wallet(Caller::User(alice), a).await.unwrap().public_key;
-    assert!(matches!(
-        l.change_pin(alice, a, "000000", "111111").await,
-        Err(Error::WrongPin { attempts_left: 4 })
-    ));
-    let changed = l.change_pin(alice, a, PIN, "111111").await.unwrap();
-    assert_eq!((changed.public_key, changed.failed_pins), (key0, 0));
-    assert!(matches!(
-        l.withdraw(alice, a, PIN, &req(1, "old-pin")).await,
-        Err(Error::WrongPin { .. })
-    ));
-    let second = l
-        .withdraw(alice, a, "111111", &req(1, "new-pin"))
-        .await
-        .unwrap();
-    assert_eq!(second.public_key, Some(key0));
-    let reset = l.reset_pin(admin, a, "222222").await.unwrap();
-    assert_ne!(reset.public_key, key0, "a reset issues a new signing key");
-    assert!(matches!(
-        l.withdraw(alice, a, "111111", &req(1, "stale")).await,
-        Err(Error::WrongPin { .. })
-    ));
-    let third = l
-        .withdraw(alice, a, "222222", &req(1, "reset"))
-        .await
-        .unwrap();
-    assert_eq!(third.public_key, Some(reset.public_key));
-    let keys = l.store().public_keys(a).await.unwrap();
-    assert!(keys.contains(&key0) && keys.contains(&reset.public_key));
-    for t in [&first, &second, &third] {
-        let again = l.transaction(Caller::User(alice), t.id).await.unwrap();
-        assert!(again.verify_signature().unwrap());
-    }
-    let report = assert_verifies(&l).await;
-    assert_eq!(report.signatures, 3);
 }
 
 /// The same key and request returns the first result, also after a restart; the same key with

@@ -23,13 +23,13 @@
 use std::sync::Arc;
 
 use coffer_audit::Receipt;
-use coffer_ledger::Error;
 use coffer_ledger::domain::{TransactionId, UserId, WalletId};
 use coffer_ledger::error::context;
 use coffer_ledger::port::{
     Applied, Apply, Changes, HistoryPage, Idempotency, LoadedWallet, Locked, NewWallet,
     PostingRecord, TransactionRecord, WalletRecord,
 };
+use coffer_ledger::{Error, LedgerError};
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type};
 use uuid::Uuid;
 
@@ -51,6 +51,11 @@ use rows::{
 /// What the ledger store does differently on each database, beyond the [`Dialect`];
 /// everything else is [`Ledger`]'s.
 pub(super) trait LedgerDialect: Dialect {
+    /// A statement that serializes wallet openings of one owner (bound to the owner's id) until
+    /// the transaction ends, so the count of their wallets holds until the insert; `None` where
+    /// a write transaction excludes every other already (SQLite).
+    const SERIALIZE_OWNER: Option<&'static str>;
+
     /// The wallets among `ids` that exist, with their data keys, in id order.
     async fn select_loaded(
         conn: &mut Conn<Self>,
@@ -356,6 +361,24 @@ where
         let r = &new.record;
         let (kdf_params, wrapped) = (r.kdf_params.to_bytes(), new.key.wrapped.to_bytes());
         let mut tx = D::begin(&self.pool).await.map_err(db_err)?;
+        if let Some(lock) = D::SERIALIZE_OWNER {
+            sqlx::query(lock)
+                .bind(*r.owner.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM wallets WHERE owner_id = $1")
+            .bind(*r.owner.as_uuid())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if held >= i64::from(new.max_per_owner) {
+            return Err(LedgerError::TooManyWallets {
+                max: new.max_per_owner,
+            }
+            .into());
+        }
         let inserted = sqlx::query(&format!(
             "INSERT INTO wallets ({WALLET_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"

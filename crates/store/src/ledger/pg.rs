@@ -25,6 +25,10 @@ fn uuids(ids: &[WalletId]) -> Vec<Uuid> {
 }
 
 impl LedgerDialect for Pg {
+    const SERIALIZE_OWNER: Option<&'static str> = Some(
+        "SELECT pg_advisory_xact_lock(hashtext('coffer.wallets_of'), hashtext(CAST($1 AS text)))",
+    );
+
     async fn select_loaded(
         conn: &mut PgConnection,
         ids: &[WalletId],

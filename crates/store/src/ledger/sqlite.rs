@@ -37,6 +37,8 @@ async fn select_wallets(
 }
 
 impl LedgerDialect for Sqlite {
+    const SERIALIZE_OWNER: Option<&'static str> = None;
+
     async fn select_loaded(
         conn: &mut SqliteConnection,
         ids: &[WalletId],

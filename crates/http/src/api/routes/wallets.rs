@@ -16,6 +16,7 @@ use crate::api::views;
 use crate::api::views::errors::{
     Invalid, JsonErrors, PinErrors, RoleErrors, ServiceErrors, TransactionNotFound, WalletErrors,
 };
+use crate::problem::{PROBLEM_JSON, Problem};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +33,7 @@ pub(in crate::api) struct OpenWalletBody {
     request_body = OpenWalletBody,
     responses(
         (status = 201, description = "opened", body = views::Wallet),
+        (status = 409, description = "too_many_wallets: the caller holds the most wallets allowed", body = Problem, content_type = PROBLEM_JSON),
         RoleErrors,
         JsonErrors,
         Invalid,
