@@ -87,8 +87,8 @@ impl Pin {
     pub fn is_weak(&self) -> bool {
         let d = self.expose_secret();
         let step = |up: bool| {
-            d.windows(2).all(|w| {
-                let (a, b) = (w[0] - b'0', w[1] - b'0');
+            d.iter().zip(d.iter().skip(1)).all(|(a, b)| {
+                let (a, b) = (a - b'0', b - b'0');
                 if up {
                     b == (a + 1) % 10
                 } else {
