@@ -174,6 +174,18 @@ async fn journey(db: Database) {
         (StatusCode::FORBIDDEN, Some("pin_wrong"))
     );
     assert!(p["attempts_left"].as_u64().is_some());
+    let (st, p) = s
+        .post(
+            "/v1/wallets",
+            Some(alice.as_str()),
+            json!({ "currency": "USD", "pin": "123456" }),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("weak_pin")),
+        "a run is too easy a PIN"
+    );
 
     // Refresh; a retry with the same token inside the grace window (a lost response) rotates
     // again, and the response that was "lost", turning up later, ends the whole session.
@@ -844,7 +856,8 @@ async fn a_login_burst_is_rate_limited() {
         let resp = s
             .client
             .post(format!("{}/v1/auth/login", s.base))
-            .json(&json!({ "email": "nobody@example.com", "password": "not the password" }))
+            // A new email each time: one email's guesses back off sooner (per account).
+            .json(&json!({ "email": format!("nobody{i}@example.com"), "password": "not the password" }))
             .send()
             .await
             .unwrap();
@@ -1032,6 +1045,39 @@ async fn configured_rate_limit_policies_apply() {
         statuses.push(resp.status().as_u16());
     }
     assert_eq!(statuses, [401, 401, 401, 429]);
+    s.stop().await;
+}
+
+/// Wrong passwords at one account back off whatever the address (rate limits off here): six are
+/// checked, then 429 `rate_limited` with `Retry-After`, for a registered email and an unknown
+/// one alike.
+#[tokio::test]
+async fn wrong_passwords_at_one_account_back_off() {
+    let s = Server::start(Database::Sqlite).await;
+    let _ = s.user("alice@example.com").await;
+    for email in ["alice@example.com", "nobody@example.com"] {
+        let mut answers = Vec::new();
+        for i in 0..8 {
+            let resp = s
+                .client
+                .post(format!("{}/v1/auth/login", s.base))
+                .header("x-forwarded-for", format!("198.51.100.{i}"))
+                .json(&json!({ "email": email, "password": "not the password" }))
+                .send()
+                .await
+                .unwrap();
+            let retry = resp.headers().contains_key("retry-after");
+            let p: serde_json::Value = resp.json().await.unwrap();
+            answers.push((p["code"].as_str().unwrap_or_default().to_owned(), retry));
+        }
+        let expected: Vec<_> = (0..8)
+            .map(|i| match i {
+                0..6 => ("invalid_credentials".to_owned(), false),
+                _ => ("rate_limited".to_owned(), true),
+            })
+            .collect();
+        assert_eq!(answers, expected, "{email}");
+    }
     s.stop().await;
 }
 
