@@ -306,6 +306,28 @@ async fn idor(db: Database) {
         1,
         "bob lists only his own"
     );
+    // Pages: a full page hands out a cursor; a bad limit or cursor is a 422.
+    let (_, page) = s.get("/v1/wallets?limit=1", &bob).await;
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let (st, rest) = s
+        .get(&format!("/v1/wallets?limit=1&cursor={cursor}"), &bob)
+        .await;
+    assert_eq!(
+        (
+            st,
+            rest["items"].as_array().map(Vec::len),
+            rest["next_cursor"].is_null()
+        ),
+        (StatusCode::OK, Some(0), true)
+    );
+    for query in ["limit=0", "limit=201", "cursor=nope", "colour=blue"] {
+        let (st, p) = s.get(&format!("/v1/wallets?{query}"), &bob).await;
+        assert_eq!(
+            (st, p["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_request")),
+            "{query}"
+        );
+    }
     s.stop().await;
 }
 

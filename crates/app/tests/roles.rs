@@ -75,7 +75,7 @@ async fn the_roles_table_is_a_setting_checked_at_start() {
     // `user` may read but no longer open wallets.
     app.state
         .wallets
-        .wallets(&principal(&["user"]))
+        .wallets(&principal(&["user"]), None, 50)
         .await
         .unwrap();
     let pin = parse_pin("493817").unwrap();

@@ -23,5 +23,9 @@ pub use domain::{
 pub use error::Error;
 pub use money::{Amount, Balance, Currency, Money, MoneyError};
 pub use port::LedgerStore;
-pub use request::{HistoryCursor, IdempotencyKey, Memo, MoneyRequest, Pin, Reason, parse_pin};
-pub use service::{Caller, HistoryPageView, Ledger, LedgerConfig, TransactionView, WalletView};
+pub use request::{
+    HistoryCursor, IdempotencyKey, Memo, MoneyRequest, Pin, Reason, WalletCursor, parse_pin,
+};
+pub use service::{
+    Caller, HistoryPageView, Ledger, LedgerConfig, TransactionView, WalletPageView, WalletView,
+};

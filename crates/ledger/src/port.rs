@@ -271,8 +271,14 @@ pub trait LedgerStore: Send + Sync + fmt::Debug {
     /// The wallets (with their data keys) among `ids` that exist, unlocked.
     async fn load_wallets(&self, ids: &[WalletId]) -> Result<Vec<LoadedWallet>, Error>;
 
-    /// An owner's wallets, oldest first.
-    async fn wallets_of(&self, owner: UserId) -> Result<Vec<WalletRecord>, Error>;
+    /// An owner's wallets with ids after `after` (all when `None`), in id order (ids grow with
+    /// time, so oldest first), at most `limit`.
+    async fn wallets_of(
+        &self,
+        owner: UserId,
+        after: Option<WalletId>,
+        limit: u32,
+    ) -> Result<Vec<WalletRecord>, Error>;
 
     /// See the [module documentation](self).
     async fn apply(&self, op: Apply<'_>) -> Result<Applied, Error>;

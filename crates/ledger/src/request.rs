@@ -9,13 +9,15 @@
 //! - [`parse_pin`]: a wallet PIN ([`Pin`], six digits, zeroized on drop);
 //! - [`Reason`]: why an administrator reversed a transaction, a short token that the audit log
 //!   stores as it is;
-//! - [`HistoryCursor`]: where the next page of a wallet's history starts.
+//! - [`HistoryCursor`]: where the next page of a wallet's history starts, and [`WalletCursor`]
+//!   where the next page of an owner's wallets does.
 //!
 //! The service still refuses an amount above its configured maximum, whatever the adapter
 //! parsed it against.
 
 use std::fmt;
 
+use crate::domain::WalletId;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use coffer_audit::Code;
@@ -61,6 +63,36 @@ impl fmt::Display for HistoryCursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut b = vec![1u8];
         b.extend_from_slice(&self.0.to_be_bytes());
+        f.write_str(&URL_SAFE_NO_PAD.encode(b))
+    }
+}
+
+/// Where a page of an owner's wallets starts: after one of their wallets. Opaque to clients
+/// (a format byte and the wallet id, base64url), in the shape of [`HistoryCursor`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalletCursor(pub(crate) WalletId);
+
+impl WalletCursor {
+    /// Parses a cursor this service handed out.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] on the field `cursor`.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        let bad = || Error::invalid("cursor", "not a cursor this service issued");
+        let b = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
+        match b.split_first() {
+            Some((2, rest)) => <[u8; 16]>::try_from(rest)
+                .map(|id| Self(WalletId::from_uuid(uuid::Uuid::from_bytes(id))))
+                .map_err(|_| bad()),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl fmt::Display for WalletCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut b = vec![2u8];
+        b.extend_from_slice(self.0.as_uuid().as_bytes());
         f.write_str(&URL_SAFE_NO_PAD.encode(b))
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use coffer_auth::{MfaRule, Permission, Principal, Rbac};
 use coffer_ledger::{
     Caller, Currency, HistoryCursor, HistoryPageView, Ledger, MoneyRequest, Pin, TransactionId,
-    TransactionView, WalletId, WalletView,
+    TransactionView, WalletCursor, WalletId, WalletPageView, WalletView,
 };
 
 use crate::UseCaseError;
@@ -64,13 +64,21 @@ impl Wallets {
             .await?)
     }
 
-    /// The principal's own wallets (`wallet:read`).
+    /// A page of the principal's own wallets (`wallet:read`).
     ///
     /// # Errors
-    /// [`UseCaseError::Forbidden`]; the ledger's errors.
-    pub async fn wallets(&self, principal: &Principal) -> Result<Vec<WalletView>, UseCaseError> {
+    /// [`UseCaseError::Forbidden`]; the ledger's errors (a bad limit among them).
+    pub async fn wallets(
+        &self,
+        principal: &Principal,
+        cursor: Option<WalletCursor>,
+        limit: u32,
+    ) -> Result<WalletPageView, UseCaseError> {
         self.require(principal, Permission::WalletRead)?;
-        Ok(self.ledger.wallets_of(principal.user).await?)
+        Ok(self
+            .ledger
+            .wallets_of(principal.user, cursor, limit)
+            .await?)
     }
 
     /// One wallet the principal may read (`wallet:read`).

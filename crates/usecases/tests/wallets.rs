@@ -121,7 +121,7 @@ async fn each_use_case_needs_its_permission() {
         Permission::WalletManage
     );
     assert_eq!(
-        forbidden(w.wallets.wallets(&nobody).await),
+        forbidden(w.wallets.wallets(&nobody, None, 50).await),
         Permission::WalletRead
     );
     assert_eq!(
@@ -203,7 +203,14 @@ async fn users_read_their_own_wallets_and_wallet_administrators_read_any() {
     assert!(matches!(w.wallets.reader(&alice), Caller::User(_)));
     assert_eq!(w.wallets.wallet(&admin, wallet).await.unwrap().id, wallet);
     assert_eq!(w.wallets.transaction(&admin, t.id).await.unwrap().id, t.id);
-    assert!(w.wallets.wallets(&bob).await.unwrap().is_empty());
+    assert!(
+        w.wallets
+            .wallets(&bob, None, 50)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 #[tokio::test]

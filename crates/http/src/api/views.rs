@@ -21,7 +21,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use coffer_ledger::{HistoryPageView, TransactionView, WalletView};
+use coffer_ledger::{HistoryPageView, TransactionView, WalletPageView, WalletView};
 use serde::Serialize;
 
 fn rfc3339(micros: i64) -> String {
@@ -63,16 +63,19 @@ impl From<&WalletView> for Wallet {
     }
 }
 
-/// A list of wallets.
+/// A page of wallets, oldest first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Wallets {
     items: Vec<Wallet>,
+    /// Pass it as `cursor` for the next page; null at the end.
+    next_cursor: Option<String>,
 }
 
-impl From<&[WalletView]> for Wallets {
-    fn from(ws: &[WalletView]) -> Self {
+impl From<&WalletPageView> for Wallets {
+    fn from(p: &WalletPageView) -> Self {
         Self {
-            items: ws.iter().map(Wallet::from).collect(),
+            items: p.items.iter().map(Wallet::from).collect(),
+            next_cursor: p.next_cursor.clone(),
         }
     }
 }

@@ -59,11 +59,11 @@ use crate::port::{
     Applied, Apply, Changes, DataKeyRecord, Idempotency, LedgerStore, LoadedWallet, Locked,
     NewWallet, TransactionRecord, WalletChange, WalletRecord,
 };
-use crate::request::HistoryCursor;
+use crate::request::{HistoryCursor, WalletCursor};
 use crate::sealing::{DataKeys, balance_aad, signing_key_aad, wallet_key_context};
 use support::{WalletTurns, again_if_changed, code, entity, pin_error, rewrite, state, with};
 use views::wallet_view;
-pub use views::{HistoryPageView, TransactionView, WalletView};
+pub use views::{HistoryPageView, TransactionView, WalletPageView, WalletView};
 pub(crate) use views::{open_postings, transaction_view};
 
 pub use crate::request::{MAX_IDEMPOTENCY_KEY_LEN, MAX_MEMO_CHARS, MoneyRequest};
@@ -425,18 +425,38 @@ impl Ledger {
         Ok(wallet_view(rec, state(&keys, rec)?.balance))
     }
 
-    /// The caller's wallets.
+    /// The owner's wallets, oldest first, `limit` (1 to [`MAX_PAGE`]) at a time after
+    /// `after`: only the page's data keys are unwrapped.
     ///
     /// # Errors
-    /// Storage, keys, corruption.
-    pub async fn wallets_of(&self, owner: UserId) -> Result<Vec<WalletView>, Error> {
-        let records = self.store.wallets_of(owner).await?;
+    /// A bad limit, storage, keys, corruption.
+    pub async fn wallets_of(
+        &self,
+        owner: UserId,
+        after: Option<WalletCursor>,
+        limit: u32,
+    ) -> Result<WalletPageView, Error> {
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(Error::invalid("limit", format!("1 to {MAX_PAGE}")));
+        }
+        let records = self
+            .store
+            .wallets_of(owner, after.map(|c| c.0), limit)
+            .await?;
         let ids: Vec<_> = records.iter().map(|r| r.id).collect();
         let (loaded, keys) = self.load(&ids).await?;
-        loaded
+        let items = loaded
             .iter()
             .map(|w| Ok(wallet_view(&w.record, state(&keys, &w.record)?.balance)))
-            .collect()
+            .collect::<Result<Vec<_>, Error>>()?;
+        let full = records.len() == usize::try_from(limit).unwrap_or(usize::MAX);
+        Ok(WalletPageView {
+            items,
+            next_cursor: records
+                .last()
+                .filter(|_| full)
+                .map(|r| WalletCursor(r.id).to_string()),
+        })
     }
 
     // ---- reads ----

@@ -115,6 +115,15 @@ impl TransactionView {
     }
 }
 
+/// A page of an owner's wallets.
+#[derive(Debug, Clone)]
+pub struct WalletPageView {
+    /// Oldest first.
+    pub items: Vec<WalletView>,
+    /// Pass it back for the next page; `None` at the end.
+    pub next_cursor: Option<String>,
+}
+
 /// A page of history.
 #[derive(Debug, Clone)]
 pub struct HistoryPageView {

@@ -8,7 +8,7 @@ use std::ops::Deref;
 use crate::request::parse_pin;
 use crate::{
     Caller, Currency, Error, HistoryCursor, HistoryPageView, IdempotencyKey, Ledger, Reason,
-    TransactionId, TransactionView, UserId, WalletId, WalletView,
+    TransactionId, TransactionView, UserId, WalletCursor, WalletId, WalletPageView, WalletView,
 };
 
 /// A money request as a client sends it (`Debug` leaves out the amount and the memo, as the
@@ -174,6 +174,20 @@ impl Client {
     ) -> Result<HistoryPageView, Error> {
         let before = cursor.map(HistoryCursor::parse).transpose()?;
         self.0.history(caller, wallet, before, limit).await
+    }
+
+    /// [`Ledger::wallets_of`].
+    ///
+    /// # Errors
+    /// A malformed cursor; the ledger's.
+    pub async fn wallets_of(
+        &self,
+        owner: UserId,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<WalletPageView, Error> {
+        let after = cursor.map(WalletCursor::parse).transpose()?;
+        self.0.wallets_of(owner, after, limit).await
     }
 }
 

@@ -187,15 +187,37 @@ pub async fn wallets_open_and_only_their_owner_sees_them(backend: &dyn Backend) 
         Err(Error::WalletNotFound(_))
     ));
     let second = l.open_wallet(alice, "JPY", PIN).await.unwrap();
-    let mine: Vec<_> = l
-        .wallets_of(alice)
+    let third = l.open_wallet(alice, "EUR", PIN).await.unwrap();
+    // Pages of two, oldest first: only a page's wallets are read.
+    let page = l.wallets_of(alice, None, 2).await.unwrap();
+    let ids: Vec<_> = page.items.iter().map(|w| w.id).collect();
+    assert_eq!(ids, vec![w.id, second.id]);
+    let rest = l
+        .wallets_of(alice, page.next_cursor.as_deref(), 2)
         .await
-        .unwrap()
-        .into_iter()
-        .map(|w| w.id)
-        .collect();
-    assert_eq!(mine, vec![w.id, second.id]);
-    assert!(l.wallets_of(bob).await.unwrap().is_empty());
+        .unwrap();
+    let ids: Vec<_> = rest.items.iter().map(|w| w.id).collect();
+    assert_eq!((ids, rest.next_cursor), (vec![third.id], None));
+    assert!(l.wallets_of(bob, None, 50).await.unwrap().items.is_empty());
+    for (cursor, limit, field) in [
+        (Some("nope"), 2, "cursor"),
+        (None, 0, "limit"),
+        (None, 201, "limit"),
+    ] {
+        assert!(
+            matches!(
+                l.wallets_of(alice, cursor, limit).await,
+                Err(Error::Invalid { field: f, .. }) if f == field
+            ),
+            "{cursor:?} {limit}"
+        );
+    }
+    // A cursor reads only its caller's wallets.
+    let others = l
+        .wallets_of(bob, page.next_cursor.as_deref(), 2)
+        .await
+        .unwrap();
+    assert!(others.items.is_empty());
     assert!(matches!(
         l.open_wallet(alice, "XYZ", PIN).await,
         Err(Error::Rejected(LedgerError::Money(
@@ -212,8 +234,8 @@ pub async fn wallets_open_and_only_their_owner_sees_them(backend: &dyn Backend) 
         );
     }
     assert_eq!(
-        l.wallets_of(alice).await.unwrap().len(),
-        2,
+        l.wallets_of(alice, None, 50).await.unwrap().items.len(),
+        3,
         "refused opens wrote nothing"
     );
 }
@@ -244,7 +266,7 @@ pub async fn an_owner_holds_no_more_wallets_than_the_limit(backend: &dyn Backend
         })
         .count();
     assert_eq!((opened.len() - refused, refused), (2, 4), "{opened:?}");
-    assert_eq!(l.wallets_of(alice).await.unwrap().len(), 3);
+    assert_eq!(l.wallets_of(alice, None, 50).await.unwrap().items.len(), 3);
     l.open_wallet(UserId::new(), "USD", PIN).await.unwrap();
 }
 
@@ -266,8 +288,13 @@ impl LedgerStore for Watched {
     async fn load_wallets(&self, ids: &[WalletId]) -> Result<Vec<LoadedWallet>, Error> {
         self.inner.load_wallets(ids).await
     }
-    async fn wallets_of(&self, owner: UserId) -> Result<Vec<WalletRecord>, Error> {
-        self.inner.wallets_of(owner).await
+    async fn wallets_of(
+        &self,
+        owner: UserId,
+        after: Option<WalletId>,
+        limit: u32,
+    ) -> Result<Vec<WalletRecord>, Error> {
+        self.inner.wallets_of(owner, after, limit).await
     }
     async fn apply(&self, op: Apply<'_>) -> Result<Applied, Error> {
         let decide = |locked: &Locked<'_>| {

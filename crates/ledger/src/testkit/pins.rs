@@ -287,7 +287,13 @@ pub async fn the_weakest_pins_are_refused_where_a_pin_is_chosen(backend: &dyn Ba
             "{weak}"
         );
     }
-    assert!(l.wallets_of(alice).await.unwrap().is_empty());
+    assert!(
+        l.wallets_of(alice, None, 50)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     let a = funded(&l, alice, 100).await;
     assert!(matches!(
         l.change_pin(mallory, a, PIN, "123456").await,

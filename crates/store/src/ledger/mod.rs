@@ -436,11 +436,19 @@ where
         D::select_loaded(&mut conn, ids).await
     }
 
-    pub(super) async fn wallets_of(&self, owner: UserId) -> Result<Vec<WalletRecord>, Error> {
+    pub(super) async fn wallets_of(
+        &self,
+        owner: UserId,
+        after: Option<WalletId>,
+        limit: u32,
+    ) -> Result<Vec<WalletRecord>, Error> {
         let rows = sqlx::query(&format!(
-            "SELECT {WALLET_COLUMNS} FROM wallets WHERE owner_id = $1 ORDER BY created_at, id"
+            "SELECT {WALLET_COLUMNS} FROM wallets WHERE owner_id = $1 AND id > $2 \
+             ORDER BY id LIMIT $3"
         ))
         .bind(*owner.as_uuid())
+        .bind(after.map_or(Uuid::nil(), |w| *w.as_uuid()))
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
@@ -621,8 +629,10 @@ macro_rules! ledger_store {
             async fn wallets_of(
                 &self,
                 owner: coffer_ledger::UserId,
+                after: Option<coffer_ledger::WalletId>,
+                limit: u32,
             ) -> Result<Vec<coffer_ledger::port::WalletRecord>, coffer_ledger::Error> {
-                self.0.wallets_of(owner).await
+                self.0.wallets_of(owner, after, limit).await
             }
 
             async fn apply(

@@ -5,7 +5,7 @@
 //! the handlers call after parsing.
 
 use axum::extract::{Query, State};
-use coffer_ledger::HistoryCursor;
+use coffer_ledger::{HistoryCursor, WalletCursor};
 use serde::Deserialize;
 
 use super::shared::{ApiResult, created, currency, no_content, ok};
@@ -58,9 +58,14 @@ pub(in crate::api) async fn open_wallet(
     get,
     path = "/v1/wallets",
     tag = "wallets",
+    params(
+        ("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")
+    ),
     responses(
-        (status = 200, description = "the caller's wallets", body = views::Wallets),
+        (status = 200, description = "the caller's wallets, oldest first", body = views::Wallets),
         RoleErrors,
+        Invalid,
         ServiceErrors,
     ),
     security(("bearer" = []))
@@ -68,9 +73,16 @@ pub(in crate::api) async fn open_wallet(
 pub(in crate::api) async fn list_wallets(
     State(state): State<ApiState>,
     principal: Principal,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    let ws = state.wallets.wallets(&principal).await?;
-    ok(views::Wallets::from(ws.as_slice()))
+    let Query(q) =
+        query.map_err(|_| ApiError::invalid("query", "limit (1-200) and cursor only"))?;
+    let cursor = q.cursor.as_deref().map(WalletCursor::parse).transpose()?;
+    let page = state
+        .wallets
+        .wallets(&principal, cursor, q.limit.unwrap_or(DEFAULT_PAGE))
+        .await?;
+    ok(views::Wallets::from(&page))
 }
 
 #[utoipa::path(
@@ -94,12 +106,16 @@ pub(in crate::api) async fn get_wallet(
     ok(views::Wallet::from(&w))
 }
 
+/// A page's query: its size and where it starts.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(in crate::api) struct HistoryQuery {
+pub(in crate::api) struct PageQuery {
     limit: Option<u32>,
     cursor: Option<String>,
 }
+
+/// Items per page when the query names no limit.
+const DEFAULT_PAGE: u32 = 50;
 
 #[utoipa::path(
     get,
@@ -122,7 +138,7 @@ pub(in crate::api) async fn history(
     State(state): State<ApiState>,
     principal: Principal,
     PathId(id): PathId,
-    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     let Query(q) =
         query.map_err(|_| ApiError::invalid("query", "limit (1-100) and cursor only"))?;
@@ -132,7 +148,7 @@ pub(in crate::api) async fn history(
             &principal,
             wallet_id(&id)?,
             q.cursor.as_deref().map(HistoryCursor::parse).transpose()?,
-            q.limit.unwrap_or(50),
+            q.limit.unwrap_or(DEFAULT_PAGE),
         )
         .await?;
     ok(views::History::from(&page))
