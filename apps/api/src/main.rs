@@ -21,6 +21,7 @@ use std::io::BufRead as _;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
+use coffer_app::cli::LogTo;
 use coffer_app::{App, Config};
 use coffer_auth::accounts::{Registration, RequestContext};
 use coffer_auth::user::UserId;
@@ -54,8 +55,10 @@ fn parse_args() -> anyhow::Result<(Option<PathBuf>, Command)> {
     Ok((config, command))
 }
 
-fn init_logging(config: &Config) {
-    coffer_app::cli::init_logging(config, coffer_app::cli::LogTo::Stdout);
+/// The server logs to standard output; the commands (`migrate`, `admin create`, `secrets`) as
+/// operator commands do, to `log.file` or standard error, keeping stdout for their result.
+fn init_logging(config: &Config, to: LogTo) -> anyhow::Result<()> {
+    Ok(coffer_app::cli::init_logging(config, to)?)
 }
 
 #[tokio::main]
@@ -71,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate => {
-            init_logging(&config);
+            init_logging(&config, LogTo::Stderr)?;
             coffer_app::migrate(&config).await?;
             tracing::info!(
                 database = %coffer_app::config::mask_url(&config.database.url),
@@ -80,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::AdminCreate { email } => {
-            init_logging(&config);
+            init_logging(&config, LogTo::Stderr)?;
             let mut password = Zeroizing::new(String::new());
             std::io::stdin()
                 .lock()
@@ -114,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Secrets(words) => {
-            init_logging(&config);
+            init_logging(&config, LogTo::Stderr)?;
             let app = App::build(config, "coffer-api").await?;
             let outcome = coffer_app::cli::secrets(&app.secrets, &words).await;
             app.flush_key_use().await;
@@ -122,7 +125,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(outcome?)
         }
         Command::Serve => {
-            init_logging(&config);
+            init_logging(&config, LogTo::Stdout)?;
             let app = App::build(config, "coffer-api").await?;
             let listen = app.config.server.listen;
             let listener = tokio::net::TcpListener::bind(listen)

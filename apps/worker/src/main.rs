@@ -98,7 +98,7 @@ async fn run() -> anyhow::Result<()> {
     let (file, words) = coffer_app::cli::config_and_words(std::env::args().skip(1))?;
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let config = Config::load(file.as_deref())?;
-    coffer_app::cli::init_logging(&config, coffer_app::cli::LogTo::Stderr);
+    coffer_app::cli::init_logging(&config, coffer_app::cli::LogTo::Stderr)?;
     let app = App::build(config, "coffer-worker").await?;
     let outcome = command(&app, &words).await;
     app.flush_key_use().await;

@@ -175,6 +175,37 @@ async fn the_commands_work_on_postgres() {
     the_commands_work(Database::Postgres).await;
 }
 
+/// On a terminal a command shows its progress and result, not the audit records' log lines;
+/// with `log.file` set those lines go to the file (on a terminal or not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_on_a_terminal_shows_its_result_and_audit_lines_go_to_the_log_file() {
+    let f = Fixture::new(Database::Sqlite).await;
+    f.wallets(3).await;
+    let audit_line = |text: &str| text.lines().any(|l| l.contains("coffer::audit"));
+    let piped = f.run(&["keys", "rotate"]).expect(0);
+    assert!(
+        audit_line(&piped.stderr()),
+        "not on a terminal, the lines go to stderr as before: {}",
+        piped.stderr()
+    );
+    let shown = common::Ran(f.on_terminal("keys rotate").output().unwrap()).expect(0);
+    let screen = shown.stdout();
+    assert!(
+        screen.contains("\"state\"") && screen.contains("done"),
+        "{screen}"
+    );
+    assert!(!audit_line(&screen), "{screen}");
+
+    let log = f.dir.path().join("operator.log");
+    let mut c = f.on_terminal("keys rotate");
+    c.env("COFFER_LOG__FILE", &log);
+    let shown = common::Ran(c.output().unwrap()).expect(0);
+    assert!(!audit_line(&shown.stdout()), "{}", shown.stdout());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(audit_line(&logged), "{logged}");
+    assert!(logged.contains("key.rotation_finished"), "{logged}");
+}
+
 /// A rotation requested through the API's service is picked up by `coffer-worker run`, whose
 /// metrics then show it; SIGTERM stops the worker cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

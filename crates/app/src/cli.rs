@@ -40,19 +40,52 @@ pub enum LogTo {
     Stderr,
 }
 
+/// The `tracing` target of the audit records' log lines.
+const AUDIT_TARGET: &str = "coffer::audit";
+
 /// Installs the `tracing` subscriber the configuration asks for (`RUST_LOG` overrides the
-/// filter).
-pub fn init_logging(config: &crate::Config, to: LogTo) {
+/// filter). A command's lines (`LogTo::Stderr`) go to `log.file` when it is set; otherwise to
+/// standard error, and when that is a terminal without the audit records' lines, which would
+/// drown the command's progress and result.
+///
+/// # Errors
+/// `log.file` cannot be opened for appending.
+pub fn init_logging(config: &crate::Config, to: LogTo) -> Result<(), CliError> {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+
     use crate::LogFormat;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match (config.log.format, to) {
-        (LogFormat::Json, LogTo::Stdout) => builder.json().init(),
-        (LogFormat::Json, LogTo::Stderr) => builder.json().with_writer(std::io::stderr).init(),
-        (LogFormat::Pretty, LogTo::Stdout) => builder.init(),
-        (LogFormat::Pretty, LogTo::Stderr) => builder.with_writer(std::io::stderr).init(),
+    let writer = match (to, &config.log.file) {
+        (LogTo::Stdout, _) => BoxMakeWriter::new(std::io::stdout),
+        (LogTo::Stderr, Some(path)) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| cli(&format!("open log.file {}", path.display()))(&e))?;
+            BoxMakeWriter::new(std::sync::Mutex::new(file))
+        }
+        (LogTo::Stderr, None) => {
+            if std::io::stderr().is_terminal()
+                && let Ok(quiet) = format!("{AUDIT_TARGET}=off").parse()
+            {
+                filter = filter.add_directive(quiet);
+            }
+            BoxMakeWriter::new(std::io::stderr)
+        }
+    };
+    let to_file = to == LogTo::Stderr && config.log.file.is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(!to_file);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
     }
+    Ok(())
 }
 
 /// A command that could not be carried out: the message says why (never a secret value).

@@ -48,6 +48,8 @@ pub fn config(url: &str, key_file: &std::path::Path) -> Config {
     c.auth.argon2_iterations = 1;
     c.rate_limit.enabled = false;
     c.worker.retire_grace_secs = 0;
+    // `wallets(n)` opens all of them for one owner.
+    c.ledger.max_wallets_per_user = 1_000;
     c
 }
 
@@ -73,12 +75,26 @@ impl Fixture {
     /// The worker binary on this database and key file, nothing of the machine's
     /// configuration let in.
     pub fn worker(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_coffer-worker"));
+        let mut c = self.command(env!("CARGO_BIN_EXE_coffer-worker"));
+        c.args(args);
+        c
+    }
+
+    /// The worker command `words` on a pseudo-terminal (`script`), as an operator types it:
+    /// what the terminal shows is its standard output.
+    pub fn on_terminal(&self, words: &str) -> Command {
+        let line = format!("{} {words}", env!("CARGO_BIN_EXE_coffer-worker"));
+        let mut c = self.command("script");
+        c.args(["-qec", &line, "/dev/null"]);
+        c
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
         for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("COFFER_")) {
             c.env_remove(k);
         }
         c.current_dir(self.dir.path())
-            .args(args)
             .env("COFFER_DATABASE_URL", &self.url)
             .env("COFFER_KEY_FILE", &self.key_file)
             .env("COFFER_WORKER__RETIRE_GRACE_SECS", "0")

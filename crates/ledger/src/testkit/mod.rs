@@ -82,11 +82,13 @@ macro_rules! ledger_store_contract_tests {
     };
 }
 
-/// Test settings: the cheapest KDF the crate accepts.
+/// Test settings: the cheapest KDF the crate accepts, and room for the many wallets of one
+/// owner that suites open (the cap has its own case).
 #[must_use]
 pub fn config() -> LedgerConfig {
     LedgerConfig {
         kdf_iterations: coffer_crypto::pin::MIN_ITERATIONS,
+        max_wallets_per_user: 1_000,
         max_amount_minor: 1_000_000_000,
         ..LedgerConfig::default()
     }
