@@ -251,6 +251,7 @@ mod tests {
         c.auth.mfa_above_major_units = Some(1);
         c.rate_limit.redis_url = Some("redis://r".into());
         c.worker.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 1)));
+        c.log.file = Some(PathBuf::from("l"));
         let tree = toml::Table::try_from(&c).unwrap();
         let mut settings = Vec::new();
         for (section, value) in &tree {

@@ -263,8 +263,8 @@ impl Accounts {
             .await?)
     }
 
-    /// Whether `presented` is a fresh code of `totp` (and claims its step).
-    /// Checks a TOTP code, one guess at the user's account ([`crate::guesses`]).
+    /// Whether `presented` is a fresh code of `totp` (and claims its step): one guess at the
+    /// user's account ([`crate::guesses`]).
     ///
     /// # Errors
     /// [`AuthError::TooManyGuesses`] while the account is closed to guesses, dependencies.

@@ -450,12 +450,12 @@ impl Ledger {
                 if matches!(applied, Applied::Replayed(_)) {
                     // Another request with this key did the work; this one's right PIN still
                     // ends the run of wrong ones.
-                    self.end_wrong_run(caller, &sender.record, &keys).await?;
+                    self.end_wrong_run(caller, &sender.record, &keys).await;
                 }
                 self.finish(applied, &keys).await
             }
             Err(e) => {
-                self.end_wrong_run(caller, &sender.record, &keys).await?;
+                self.end_wrong_run(caller, &sender.record, &keys).await;
                 self.record_refusal(caller, action, from, &e).await;
                 Err(e)
             }

@@ -169,17 +169,28 @@ impl Ledger {
 
     /// A right PIN whose operation wrote nothing still ends the run of wrong ones: sets the
     /// count back to zero with its audit record, unless the wallet is locked (only an
-    /// administrator lifts a lock).
+    /// administrator lifts a lock). Best effort: a failure is logged and leaves the count as it
+    /// was, and the caller answers what its operation answered.
     pub(super) async fn end_wrong_run(
         &self,
         caller: Caller,
         loaded: &WalletRecord,
         keys: &DataKeys,
-    ) -> Result<(), Error> {
+    ) {
         if loaded.failed_pins == 0 {
-            return Ok(());
+            return;
         }
-        let wallet = loaded.id;
+        if let Err(e) = self.reset_wrong_run(caller, loaded.id, keys).await {
+            tracing::warn!(error = %e, "could not end a run of wrong PINs after a right one");
+        }
+    }
+
+    async fn reset_wrong_run(
+        &self,
+        caller: Caller,
+        wallet: WalletId,
+        keys: &DataKeys,
+    ) -> Result<(), Error> {
         let applied = self
             .on_wallet(wallet, &|locked| {
                 let rec = locked.wallet(wallet)?;
@@ -271,7 +282,7 @@ impl Ledger {
             })
             .await;
         if result.is_err() {
-            self.end_wrong_run(caller, rec, &keys).await?;
+            self.end_wrong_run(caller, rec, &keys).await;
         }
         self.pins.forget(wallet);
         result
