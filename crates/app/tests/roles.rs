@@ -9,31 +9,11 @@ use std::collections::BTreeMap;
 
 use coffer_app::{App, AppError, Config};
 use coffer_auth::Principal;
-use coffer_auth::token::AccessClaims;
-use coffer_auth::user::UserId;
 use coffer_ledger::{Currency, parse_pin};
 use coffer_usecases::UseCaseError;
 
 fn principal(roles: &[&str]) -> Principal {
-    let user = UserId::new();
-    Principal {
-        user,
-        claims: AccessClaims {
-            iss: "coffer".into(),
-            sub: user.to_string(),
-            aud: "coffer-api".into(),
-            exp: u64::MAX,
-            iat: 0,
-            jti: "jti".into(),
-            client_id: "test".into(),
-            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-            amr: vec!["pwd".into()],
-            uep: 0,
-            gep: 0,
-            sid: None,
-        },
-        external: None,
-    }
+    coffer_auth::testkit::principal(roles, &["pwd"])
 }
 
 fn roles(table: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {

@@ -43,14 +43,7 @@ impl HistoryCursor {
     /// # Errors
     /// [`Error::Invalid`] on the field `cursor`.
     pub fn parse(s: &str) -> Result<Self, Error> {
-        let bad = || Error::invalid("cursor", "not a cursor this service issued");
-        let b = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
-        match b.split_first() {
-            Some((1, rest)) => <[u8; 8]>::try_from(rest)
-                .map(|seq| Self(i64::from_be_bytes(seq)))
-                .map_err(|_| bad()),
-            _ => Err(bad()),
-        }
+        cursor_payload(s, 1).map(|seq| Self(i64::from_be_bytes(seq)))
     }
 
     /// The row version the page stops below.
@@ -61,9 +54,7 @@ impl HistoryCursor {
 
 impl fmt::Display for HistoryCursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut b = vec![1u8];
-        b.extend_from_slice(&self.0.to_be_bytes());
-        f.write_str(&URL_SAFE_NO_PAD.encode(b))
+        f.write_str(&cursor_text(1, &self.0.to_be_bytes()))
     }
 }
 
@@ -78,22 +69,30 @@ impl WalletCursor {
     /// # Errors
     /// [`Error::Invalid`] on the field `cursor`.
     pub fn parse(s: &str) -> Result<Self, Error> {
-        let bad = || Error::invalid("cursor", "not a cursor this service issued");
-        let b = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
-        match b.split_first() {
-            Some((2, rest)) => <[u8; 16]>::try_from(rest)
-                .map(|id| Self(WalletId::from_uuid(uuid::Uuid::from_bytes(id))))
-                .map_err(|_| bad()),
-            _ => Err(bad()),
-        }
+        cursor_payload(s, 2).map(|id| Self(WalletId::from_uuid(uuid::Uuid::from_bytes(id))))
     }
 }
 
 impl fmt::Display for WalletCursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut b = vec![2u8];
-        b.extend_from_slice(self.0.as_uuid().as_bytes());
-        f.write_str(&URL_SAFE_NO_PAD.encode(b))
+        f.write_str(&cursor_text(2, self.0.as_uuid().as_bytes()))
+    }
+}
+
+/// A cursor's text: its format byte and payload, base64url.
+fn cursor_text(format: u8, payload: &[u8]) -> String {
+    let mut b = vec![format];
+    b.extend_from_slice(payload);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+/// The `N`-byte payload of a cursor of `format`.
+fn cursor_payload<const N: usize>(s: &str, format: u8) -> Result<[u8; N], Error> {
+    let bad = || Error::invalid("cursor", "not a cursor this service issued");
+    let b = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
+    match b.split_first() {
+        Some((f, rest)) if *f == format => <[u8; N]>::try_from(rest).map_err(|_| bad()),
+        _ => Err(bad()),
     }
 }
 
@@ -273,6 +272,17 @@ mod tests {
             assert_eq!(
                 invalid_field(HistoryCursor::parse(bad).unwrap_err()),
                 "cursor"
+            );
+        }
+        let wallet = WalletId::new();
+        let handed_out = WalletCursor(wallet).to_string();
+        assert_eq!(WalletCursor::parse(&handed_out).unwrap().0, wallet);
+        let history = HistoryCursor(7).to_string();
+        for bad in [history.as_str(), "garbage!", "AgAA"] {
+            assert_eq!(
+                invalid_field(WalletCursor::parse(bad).unwrap_err()),
+                "cursor",
+                "a history cursor is not a wallet cursor"
             );
         }
     }

@@ -6,8 +6,7 @@
 use std::sync::Arc;
 
 use coffer_audit::{AlertConfig, EntityId, ObservedAuditLog};
-use coffer_auth::token::AccessClaims;
-use coffer_auth::user::UserId;
+use coffer_auth::testkit::principal;
 use coffer_auth::{MfaRule, Permission, Principal, Rbac};
 use coffer_keys::KeyProvider;
 use coffer_keys_local::{LocalKeyProvider, LocalKeySource, generate_inline_key};
@@ -53,28 +52,6 @@ async fn world() -> World {
     World {
         wallets: Wallets::new(ledger, Rbac::default(), mfa),
         _dir: dir,
-    }
-}
-
-fn principal(roles: &[&str], amr: &[&str]) -> Principal {
-    let user = UserId::new();
-    Principal {
-        user,
-        claims: AccessClaims {
-            iss: "coffer".into(),
-            sub: user.to_string(),
-            aud: "coffer-api".into(),
-            exp: u64::MAX,
-            iat: 0,
-            jti: "jti".into(),
-            client_id: "test".into(),
-            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-            amr: amr.iter().map(|m| (*m).to_owned()).collect(),
-            uep: 0,
-            gep: 0,
-            sid: None,
-        },
-        external: None,
     }
 }
 
@@ -218,7 +195,7 @@ async fn money_out_above_the_threshold_needs_a_second_factor_and_counts_no_pin_a
     let w = world().await;
     let alice = principal(&["user"], &["pwd"]);
     let alice_otp = Principal {
-        claims: AccessClaims {
+        claims: coffer_auth::token::AccessClaims {
             amr: vec!["pwd".into(), "otp".into()],
             ..alice.claims.clone()
         },

@@ -18,6 +18,31 @@ use crate::revocation::{RevocationError, RevocationList};
 
 pub mod accounts;
 
+/// A principal of a new user with `roles`, whose token shows `amr`, as the use cases' tests
+/// hand them in (the token's other claims are placeholders).
+#[must_use]
+pub fn principal(roles: &[&str], amr: &[&str]) -> crate::Principal {
+    let user = crate::user::UserId::new();
+    crate::Principal {
+        user,
+        claims: crate::token::AccessClaims {
+            iss: "coffer".into(),
+            sub: user.to_string(),
+            aud: "coffer-api".into(),
+            exp: u64::MAX,
+            iat: 0,
+            jti: "jti".into(),
+            client_id: "test".into(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            amr: amr.iter().map(|m| (*m).to_owned()).collect(),
+            uep: 0,
+            gep: 0,
+            sid: None,
+        },
+        external: None,
+    }
+}
+
 /// A revocation list under test, and its clock when the test holds it. Dereferences to the list.
 #[derive(Debug, Clone)]
 pub struct ListUnderTest {
