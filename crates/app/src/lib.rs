@@ -266,7 +266,6 @@ impl App {
                     ..TokenConfig::default()
                 },
                 refresh_grace: Duration::from_secs(config.auth.refresh_grace_secs),
-                default_roles: vec![config::NEW_ACCOUNT_ROLE.to_owned()],
                 ..AccountsConfig::default()
             },
         )

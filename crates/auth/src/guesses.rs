@@ -13,8 +13,11 @@
 //! wrong guess is older than [`RUN_FORGOTTEN_AFTER`] is forgotten. Nothing ever locks an account
 //! for good: the worst a stranger can impose on a victim is a wait of [`MAX_BACKOFF`].
 //!
-//! At that pace a six-digit code (three accepted at a time) takes on average more than 50 years
-//! of guessing. The count lives in this process's memory, bounded to [`TRACKED_ACCOUNTS`]
+//! At that pace an account takes at most 96 guesses a day once the wait is at its longest; a
+//! six-digit code guessed against three accepted codes has a 3-in-a-million chance each time, so
+//! an even chance of getting in takes some 230,000 guesses: over six years of a replica's pace
+//! (the contract case `guesses_at_one_account_back_off_from_any_address` counts a simulated day).
+//! The count lives in this process's memory, bounded to [`TRACKED_ACCOUNTS`]
 //! accounts (least recently guessed forgotten first): replicas each keep their own, so `n`
 //! replicas allow `n` times the guesses.
 

@@ -154,7 +154,7 @@ impl Default for Rbac {
         use Permission::*;
         let mut roles = BTreeMap::new();
         roles.insert(
-            "user".to_owned(),
+            crate::accounts::NEW_ACCOUNT_ROLE.to_owned(),
             [
                 WalletRead,
                 WalletDeposit,

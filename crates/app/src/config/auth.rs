@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use coffer_auth::accounts::NEW_ACCOUNT_ROLE;
 use coffer_auth::{Rbac, RbacError};
 use serde::{Deserialize, Serialize};
 
@@ -22,9 +23,6 @@ pub enum RevocationBackend {
     /// Redis (several replicas).
     Redis,
 }
-
-/// The role a new account gets.
-pub const NEW_ACCOUNT_ROLE: &str = "user";
 
 /// Accounts and tokens.
 #[derive(Clone, Deserialize, Serialize)]

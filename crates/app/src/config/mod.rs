@@ -43,7 +43,7 @@ mod secret;
 mod server;
 mod worker;
 
-pub use auth::{AuthConfig, NEW_ACCOUNT_ROLE, RevocationBackend};
+pub use auth::{AuthConfig, RevocationBackend};
 pub use database::DatabaseConfig;
 pub use keys::{
     AwsKmsSettings, KEY_PROVIDERS, KeyProviderKind, KeysConfig, VaultAuthMethod, VaultSettings,

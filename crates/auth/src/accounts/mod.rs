@@ -79,6 +79,9 @@ use error::corrupt;
 use shared::{code, entity, field_aad};
 use signing_keys::{load_ring, load_secret};
 
+/// The role a new account gets (and that the default roles table defines).
+pub const NEW_ACCOUNT_ROLE: &str = "user";
+
 /// The purpose the blind-index key is stored under.
 const INDEX_KEY: &str = "email-blind-index";
 /// A token naming a signing key this process does not hold makes it read the keys again (another
@@ -105,7 +108,7 @@ impl Default for AccountsConfig {
             token: TokenConfig::default(),
             refresh_grace: Duration::from_secs(10),
             totp_issuer: "Coffer".to_owned(),
-            default_roles: vec!["user".to_owned()],
+            default_roles: vec![NEW_ACCOUNT_ROLE.to_owned()],
         }
     }
 }
