@@ -901,8 +901,9 @@ async fn a_login_burst_is_rate_limited() {
     s.stop().await;
 }
 
-/// With the step-up rule on, money-out above the threshold needs a token with a second factor;
-/// a wallet that is not the caller's is still a 404, not a hint that it exists.
+/// With the step-up rule on, money-out past the threshold within the window (24 hours) needs a
+/// token with a second factor; a wallet that is not the caller's is still a 404, not a hint that
+/// it exists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_money_out_needs_a_second_factor() {
     let s = Server::start_with(Database::Sqlite, |c| {
@@ -935,6 +936,20 @@ async fn large_money_out_needs_a_second_factor() {
             &alice,
             &new_key(),
             out(10_001),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("mfa_required"))
+    );
+    // The threshold is for the day, not the request: with 100.00 gone, one cent more needs the
+    // second factor too.
+    let (st, p) = s
+        .money(
+            &format!("/v1/wallets/{a}/withdrawals"),
+            &alice,
+            &new_key(),
+            out(1),
         )
         .await;
     assert_eq!(

@@ -5,6 +5,7 @@
 
 mod common;
 
+use coffer_ledger::StepUp;
 use common::{Database, Fixture};
 use serde_json::Value;
 
@@ -68,6 +69,7 @@ async fn the_commands_work(db: Database) {
             wallets[1],
             &common::pin(),
             &common::money(125, Some("after the rotation"), "after-rotation"),
+            StepUp::default(),
         )
         .await
         .unwrap();

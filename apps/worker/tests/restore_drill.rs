@@ -10,7 +10,7 @@ mod common;
 
 use std::process::Command;
 
-use coffer_ledger::Caller;
+use coffer_ledger::{Caller, StepUp};
 use common::{Database, Fixture};
 
 fn run(cmd: &mut Command) {
@@ -40,6 +40,7 @@ async fn backup_wipe_restore_and_the_ledger_verifies() {
                     Some("drill"),
                     &format!("drill-{i}"),
                 ),
+                StepUp::default(),
             )
             .await
             .unwrap();

@@ -233,6 +233,7 @@ impl App {
                 max_amount_minor: config.ledger.max_amount_minor,
                 large_transaction_major_units: config.ledger.large_transaction_major_units,
                 max_wallets_per_user: config.ledger.max_wallets_per_user,
+                outflow_window_hours: config.auth.mfa_window_hours,
                 pins: coffer_ledger::pin::PinVerifierConfig {
                     max_in_flight: config.ledger.pin_checks_in_flight,
                     max_queued: config.ledger.pin_checks_queued,

@@ -154,8 +154,9 @@ pub const SECOND_FACTORS: &[&str] = &["mfa", "otp", "hwk", "swk"];
 /// The step-up rule for money-out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 pub struct MfaRule {
-    /// Withdrawals and transfers above this many major units (whole dollars, euros, yen) need a
-    /// second factor; `None` turns the rule off.
+    /// Money-out that takes a wallet's rolling window (the sum that left it over the last
+    /// `window_hours`, the request included) above this many major units (whole dollars, euros,
+    /// yen) needs a second factor; `None` turns the rule off.
     pub above_major_units: Option<u64>,
 }
 
@@ -165,28 +166,17 @@ pub struct MfaRule {
 pub struct MfaRequired;
 
 impl MfaRule {
-    /// Checks money-out of `amount_minor` in a currency with `exponent` minor digits, by a token
-    /// whose `amr` is `amr`.
-    ///
-    /// # Errors
-    /// [`MfaRequired`].
-    pub fn check<S: AsRef<str>>(
-        &self,
-        amr: &[S],
-        amount_minor: i64,
-        exponent: u32,
-    ) -> Result<(), MfaRequired> {
-        let Some(limit) = self.above_major_units else {
-            return Ok(());
-        };
-        let limit_minor = u128::from(limit) * 10u128.pow(exponent.min(18));
-        if u128::from(amount_minor.unsigned_abs()) <= limit_minor
-            || amr.iter().any(|m| SECOND_FACTORS.contains(&m.as_ref()))
-        {
-            Ok(())
-        } else {
-            Err(MfaRequired)
+    /// The most, in minor units of a currency with `exponent` minor digits, a wallet's rolling
+    /// window may hold for a token whose `amr` is `amr` without a second factor; `None` when no
+    /// cap applies (the rule is off, or the token shows a second factor).
+    #[must_use]
+    pub fn cap_minor<S: AsRef<str>>(&self, amr: &[S], exponent: u32) -> Option<i64> {
+        let limit = self.above_major_units?;
+        if amr.iter().any(|m| SECOND_FACTORS.contains(&m.as_ref())) {
+            return None;
         }
+        let minor = u128::from(limit) * 10u128.pow(exponent.min(18));
+        Some(i64::try_from(minor).unwrap_or(i64::MAX))
     }
 }
 
@@ -236,16 +226,19 @@ mod tests {
         let rule = MfaRule {
             above_major_units: Some(1_000),
         };
-        assert_eq!(rule.check(&["pwd"], 100_000, 2), Ok(()), "exactly 1,000.00");
-        assert_eq!(rule.check(&["pwd"], 100_001, 2), Err(MfaRequired));
-        assert_eq!(rule.check(&["pwd", "otp"], 100_001, 2), Ok(()));
-        assert_eq!(rule.check(&["mfa"], i64::MAX, 2), Ok(()));
+        assert_eq!(rule.cap_minor(&["pwd"], 2), Some(100_000), "1,000.00");
         assert_eq!(
-            rule.check(&["pwd"], 1_001, 0),
-            Err(MfaRequired),
+            rule.cap_minor(&["pwd"], 0),
+            Some(1_000),
             "yen have no minor unit"
         );
-        assert_eq!(rule.check::<&str>(&[], 1_000, 0), Ok(()));
-        assert_eq!(MfaRule::default().check::<&str>(&[], i64::MAX, 2), Ok(()));
+        assert_eq!(rule.cap_minor(&["pwd", "otp"], 2), None);
+        assert_eq!(rule.cap_minor(&["mfa"], 2), None);
+        assert_eq!(rule.cap_minor::<&str>(&[], 3), Some(1_000_000));
+        assert_eq!(MfaRule::default().cap_minor::<&str>(&[], 2), None);
+        let huge = MfaRule {
+            above_major_units: Some(u64::MAX),
+        };
+        assert_eq!(huge.cap_minor::<&str>(&[], 2), Some(i64::MAX));
     }
 }

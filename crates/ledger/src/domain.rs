@@ -120,6 +120,10 @@ pub enum LedgerError {
     /// A new PIN among the first an attacker tries (one digit repeated, a run, a common PIN).
     #[error("this PIN is too easy to guess: no repeated digit, run or common PIN")]
     WeakPin,
+    /// Money-out that would take the wallet's rolling window above the threshold, by a caller
+    /// who showed no second factor.
+    #[error("this amount needs a second factor: sign in with your one-time code")]
+    SecondFactorRequired,
     /// The transaction was already reversed.
     #[error("transaction already reversed")]
     AlreadyReversed,
@@ -148,6 +152,7 @@ impl LedgerError {
             Self::PinLocked => "pin_locked",
             Self::WeakPin => "weak_pin",
             Self::TooManyWallets { .. } => "too_many_wallets",
+            Self::SecondFactorRequired => "mfa_required",
             Self::AlreadyReversed => "already_reversed",
             Self::ReversalOfReversal => "reversal_of_reversal",
             Self::WalletNotLoaded(_) => "internal",

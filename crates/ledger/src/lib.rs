@@ -1,5 +1,5 @@
 //! Coffer's wallet ledger: money, wallets, double-entry plans and the rules, as pure functions of
-//! the locked, decrypted state (`domain`, `money`, no I/O); the storage port and its contract
+//! the locked, decrypted state (`domain`, `money`, `window`, no I/O); the storage port and its contract
 //! suite (`port`, `testkit`); the requests the service takes, parsed at the edge (`request`); the
 //! service that runs every use case on the ports (`service`, `sealing`, `verify`); and PIN
 //! verification off the async runtime (`pin`).
@@ -15,6 +15,7 @@ pub mod service;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod verify;
+pub mod window;
 
 pub use domain::{
     Account, IdError, LedgerError, Original, PIN_LOCK_THRESHOLD, Plan, Posting, TransactionId,
@@ -24,8 +25,9 @@ pub use error::Error;
 pub use money::{Amount, Balance, Currency, Money, MoneyError};
 pub use port::LedgerStore;
 pub use request::{
-    HistoryCursor, IdempotencyKey, Memo, MoneyRequest, Pin, Reason, WalletCursor, parse_pin,
+    HistoryCursor, IdempotencyKey, Memo, MoneyRequest, Pin, Reason, StepUp, WalletCursor, parse_pin,
 };
 pub use service::{
     Caller, HistoryPageView, Ledger, LedgerConfig, TransactionView, WalletPageView, WalletView,
 };
+pub use window::RollingSum;

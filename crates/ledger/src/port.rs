@@ -47,6 +47,9 @@ pub struct WalletRecord {
     pub kdf_params: KdfParams,
     /// Consecutive wrong PINs.
     pub failed_pins: u32,
+    /// The rolling money-out sum's envelope (bound to wallet, field and version like the
+    /// balance); `None` for an empty window (a row never written since the column was added).
+    pub outflow: Option<Envelope>,
     /// Created, microseconds since the epoch.
     pub created_at: i64,
     /// Last written, microseconds since the epoch.
@@ -193,6 +196,8 @@ pub struct WalletChange {
     pub kdf_params: KdfParams,
     /// New count of consecutive wrong PINs.
     pub failed_pins: u32,
+    /// The rolling money-out sum's envelope, bound to the new version.
+    pub outflow: Envelope,
 }
 
 coffer_macros::debug_non_exhaustive!(self => WalletChange { id, status, failed_pins });
@@ -246,7 +251,7 @@ pub enum Applied {
 /// A new wallet, for [`LedgerStore::create_wallet`].
 #[derive(Debug)]
 pub struct NewWallet {
-    /// The row (version 1).
+    /// The row (version 1; its `outflow` is not stored: a new wallet's window is empty).
     pub record: WalletRecord,
     /// The most wallets its owner may hold: the store refuses the insert with
     /// [`LedgerError::TooManyWallets`](crate::LedgerError::TooManyWallets) when the owner holds

@@ -201,6 +201,17 @@ pub fn parse_pin(pin: &str) -> Result<Pin, Error> {
     Pin::parse(pin).map_err(|e| Error::invalid("pin", e.to_string()))
 }
 
+/// How far money-out may take its wallet's rolling window (the sum that left it over the last
+/// [`LedgerConfig::outflow_window_hours`](crate::LedgerConfig::outflow_window_hours), this
+/// request included) without a second factor. The application layer derives it from the
+/// caller's token and the configured threshold; the ledger applies it under the wallet's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StepUp {
+    /// The most the window may hold, in minor units of the request's currency; `None`: no cap
+    /// (the caller showed a second factor, or no threshold is configured).
+    pub cap_minor: Option<i64>,
+}
+
 /// A money request: what every money-moving operation takes (`Debug` leaves out the amount
 /// and the memo).
 #[derive(Clone)]

@@ -33,6 +33,14 @@ pub fn balance_aad(wallet: WalletId, version: i64) -> Aad {
         .with(version.to_be_bytes())
 }
 
+/// A wallet's rolling money-out sum ([`crate::RollingSum`]) at a row version.
+#[must_use]
+pub fn outflow_aad(wallet: WalletId, version: i64) -> Aad {
+    Aad::new("wallet.outflow")
+        .with(wallet.as_uuid().as_bytes())
+        .with(version.to_be_bytes())
+}
+
 /// A wallet's sealed signing key.
 #[must_use]
 pub fn signing_key_aad(wallet: WalletId) -> Aad {

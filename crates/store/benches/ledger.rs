@@ -30,7 +30,7 @@ use coffer_keys::cache::{CacheConfig, CachingKeyProvider};
 use coffer_keys_local::{LocalKeyProvider, LocalKeySource, generate_inline_key};
 use coffer_ledger::pin::{PinVerifier, PinVerifierConfig};
 use coffer_ledger::{
-    Currency, Ledger, LedgerConfig, MoneyRequest, Pin, UserId, WalletId, parse_pin,
+    Currency, Ledger, LedgerConfig, MoneyRequest, Pin, StepUp, UserId, WalletId, parse_pin,
 };
 use coffer_store::audit::PgAuditLog;
 use coffer_store::ledger::PgLedgerStore;
@@ -83,7 +83,13 @@ async fn setup(wallets: usize, kdf_iterations: u32) -> Setup {
             .unwrap();
         // Warms the PIN cache: the KDF runs once per wallet, here.
         ledger
-            .withdraw(owner, w, &pin(), &request(1, &format!("warm-{w}")))
+            .withdraw(
+                owner,
+                w,
+                &pin(),
+                &request(1, &format!("warm-{w}")),
+                StepUp::default(),
+            )
             .await
             .unwrap();
         made.push((owner, w));
@@ -127,7 +133,14 @@ async fn transfers(s: &Setup, duration: Duration, round: usize) -> Run {
                     let key = format!("r{round}-t{task}-{i}");
                     let began = Instant::now();
                     ledger
-                        .transfer(owner, from, to, &pin(), &request(1, &key))
+                        .transfer(
+                            owner,
+                            from,
+                            to,
+                            &pin(),
+                            &request(1, &key),
+                            StepUp::default(),
+                        )
                         .await
                         .unwrap();
                     latencies.push(began.elapsed());

@@ -1,7 +1,8 @@
 //! Coffer's database adapters, on sqlx: Postgres (production) and SQLite (the embedded
 //! default). Migrations (`migrations/postgres`, `migrations/sqlite`) are embedded at build time;
 //! SQLite applies them on open, Postgres by [`migrate_postgres`], run as the schema owner,
-//! because the application's role may not change the schema.
+//! because the application's role may not change the schema. `tests/upgrade.rs` opens a database
+//! an older release wrote (`tests/fixtures/`) with today's migrations and code.
 //!
 //! - [`audit`]: the audit log adapters ([`audit::PgAuditLog`], [`audit::SqliteAuditLog`]) and the
 //!   in-transaction append the other stores use, so a change and its audit record commit together.

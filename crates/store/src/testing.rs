@@ -80,7 +80,21 @@ pub async fn pg_pool_in_database(database: &str) -> PgPool {
     fresh_schema(pg_options_for(Some(database)).await, 8).await
 }
 
+/// A fresh, empty schema in the test database, not migrated: for an upgrade test that lays down
+/// an older release's schema and rows itself.
+pub async fn pg_empty_pool() -> PgPool {
+    empty_schema(pg_test_options().await, 4).await
+}
+
 async fn fresh_schema(options: PgConnectOptions, max: u32) -> PgPool {
+    let pool = empty_schema(options, max).await;
+    crate::migrate_postgres(&pool)
+        .await
+        .expect("migrate the test schema");
+    pool
+}
+
+async fn empty_schema(options: PgConnectOptions, max: u32) -> PgPool {
     let schema = random_name("t");
     let mut conn = options
         .connect()
@@ -92,15 +106,11 @@ async fn fresh_schema(options: PgConnectOptions, max: u32) -> PgPool {
         .expect("create a test schema");
     let _ = conn.close().await;
     let options = options.options([("search_path", schema.as_str())]);
-    let pool = sqlx::postgres::PgPoolOptions::new()
+    sqlx::postgres::PgPoolOptions::new()
         .max_connections(max)
         .connect_with(options)
         .await
-        .expect("connect to the test schema");
-    crate::migrate_postgres(&pool)
-        .await
-        .expect("migrate the test schema");
-    pool
+        .expect("connect to the test schema")
 }
 
 /// A fresh schema in the test database (migrated), as a URL whose connections use it: for code

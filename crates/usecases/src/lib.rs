@@ -6,11 +6,13 @@
 //! - **Which wallets a caller reads.** Whoever may administer wallets (`wallet:write`) reads any
 //!   wallet; everyone else reads their own, and another user's wallet is "not found"
 //!   ([`Wallets::reader`]).
-//! - **The second factor for money-out.** Withdrawals and transfers above the configured number
-//!   of major units need a second factor in the token's `amr`
-//!   ([`MfaRule`](coffer_auth::MfaRule)); a wallet that is not the caller's is "not found" first,
-//!   as everywhere ([`UseCaseError::MfaRequired`]).
-//!
+//! - **The second factor for money-out.** Withdrawals and transfers that take the sending
+//!   wallet's rolling window (what left it over the last `auth.mfa_window_hours`) above the
+//!   configured number of major units need a second factor in the token's `amr`
+//!   ([`MfaRule`](coffer_auth::MfaRule)). This layer turns the token into the cap
+//!   ([`StepUp`](coffer_ledger::StepUp)); the ledger sums the window under the wallet's lock, so
+//!   concurrent chunks cannot pass it together. A wallet that is not the caller's is "not found"
+//!   first, as everywhere ([`UseCaseError::MfaRequired`]).
 //! - **Whose account.** An external issuer's principal has no sessions or factors here
 //!   ([`UseCaseError::ExternalIdentity`], [`Account`]).
 //!

@@ -1,13 +1,15 @@
 //! [`Wallets`]: the wallet and money use cases (open, list, read, history, one transaction,
-//! change the PIN, deposit, withdraw, transfer), each checking the caller's permission, the read
-//! rule and the second factor before the ledger runs it.
+//! change the PIN, deposit, withdraw, transfer), each checking the caller's permission and the
+//! read rule, and giving money-out the second-factor cap ([`StepUp`]) the ledger applies to the
+//! sending wallet's rolling window.
 
 use std::sync::Arc;
 
+use coffer_auth::mfa::MfaRequired;
 use coffer_auth::{MfaRule, Permission, Principal, Rbac};
 use coffer_ledger::{
-    Caller, Currency, HistoryCursor, HistoryPageView, Ledger, MoneyRequest, Pin, TransactionId,
-    TransactionView, WalletCursor, WalletId, WalletPageView, WalletView,
+    Caller, Currency, HistoryCursor, HistoryPageView, Ledger, LedgerError, MoneyRequest, Pin,
+    StepUp, TransactionId, TransactionView, WalletCursor, WalletId, WalletPageView, WalletView,
 };
 
 use crate::UseCaseError;
@@ -161,7 +163,7 @@ impl Wallets {
     }
 
     /// Withdraws from the principal's wallet (`wallet:withdraw`, its PIN, and a second factor
-    /// above the threshold).
+    /// when the wallet's rolling window would pass the threshold).
     ///
     /// # Errors
     /// [`UseCaseError::Forbidden`], [`UseCaseError::MfaRequired`]; the ledger's refusals.
@@ -173,15 +175,16 @@ impl Wallets {
         request: &MoneyRequest,
     ) -> Result<TransactionView, UseCaseError> {
         self.require(principal, Permission::WalletWithdraw)?;
-        self.second_factor(principal, wallet, request).await?;
-        Ok(self
-            .ledger
-            .withdraw(principal.user, wallet, pin, request)
-            .await?)
+        let step_up = self.step_up(principal, request);
+        second_factor(
+            self.ledger
+                .withdraw(principal.user, wallet, pin, request, step_up)
+                .await,
+        )
     }
 
     /// Transfers from the principal's wallet to another (`wallet:transfer`, the sending
-    /// wallet's PIN, and a second factor above the threshold).
+    /// wallet's PIN, and a second factor as for [`Wallets::withdraw`]).
     ///
     /// # Errors
     /// [`UseCaseError::Forbidden`], [`UseCaseError::MfaRequired`]; the ledger's refusals.
@@ -194,32 +197,30 @@ impl Wallets {
         request: &MoneyRequest,
     ) -> Result<TransactionView, UseCaseError> {
         self.require(principal, Permission::WalletTransfer)?;
-        self.second_factor(principal, from, request).await?;
-        Ok(self
-            .ledger
-            .transfer(principal.user, from, to, pin, request)
-            .await?)
+        let step_up = self.step_up(principal, request);
+        second_factor(
+            self.ledger
+                .transfer(principal.user, from, to, pin, request, step_up)
+                .await,
+        )
     }
 
-    /// Money-out above the threshold needs a second factor in the token's `amr`. A wallet that
-    /// is not the caller's is "not found" first, as everywhere.
-    async fn second_factor(
-        &self,
-        principal: &Principal,
-        wallet: WalletId,
-        request: &MoneyRequest,
-    ) -> Result<(), UseCaseError> {
-        let money = request.money;
-        let Err(refused) = self.mfa.check(
-            &principal.claims.amr,
-            money.amount.minor(),
-            u32::from(money.currency.exponent()),
-        ) else {
-            return Ok(());
-        };
-        self.ledger
-            .wallet(Caller::User(principal.user), wallet)
-            .await?;
-        Err(refused.into())
+    /// The cap on the sending wallet's rolling window for this token: the ledger applies it
+    /// under the wallet's lock, after "not found" for a wallet that is not the caller's.
+    fn step_up(&self, principal: &Principal, request: &MoneyRequest) -> StepUp {
+        let exponent = u32::from(request.money.currency.exponent());
+        StepUp {
+            cap_minor: self.mfa.cap_minor(&principal.claims.amr, exponent),
+        }
     }
+}
+
+/// The ledger's refusal for want of a second factor is the use case's [`MfaRequired`].
+fn second_factor(
+    result: Result<TransactionView, coffer_ledger::Error>,
+) -> Result<TransactionView, UseCaseError> {
+    result.map_err(|e| match e {
+        coffer_ledger::Error::Rejected(LedgerError::SecondFactorRequired) => MfaRequired.into(),
+        e => e.into(),
+    })
 }

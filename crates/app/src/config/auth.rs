@@ -44,8 +44,11 @@ pub struct AuthConfig {
     /// remembered between requests, seconds, while the process is told of every revocation
     /// (`LISTEN`); 0: asked of the database at every request.
     pub revocation_cache_secs: u64,
-    /// Money-out above this many major units needs a second factor.
+    /// Money-out that takes a wallet's rolling window above this many major units needs a
+    /// second factor.
     pub mfa_above_major_units: Option<u64>,
+    /// The rolling window of `mfa_above_major_units`, hours (1 to 168).
+    pub mfa_window_hours: u32,
     /// Password hashes at once.
     pub password_hash_concurrency: usize,
     /// Argon2id memory, KiB (OWASP: 19456).
@@ -74,6 +77,7 @@ impl Default for AuthConfig {
             redis_url: None,
             revocation_cache_secs: 60,
             mfa_above_major_units: None,
+            mfa_window_hours: 24,
             password_hash_concurrency: 4,
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
@@ -104,6 +108,9 @@ impl AuthConfig {
                 "outside 60..=86400",
                 "use 3600",
             ));
+        }
+        if !(1..=168).contains(&self.mfa_window_hours) {
+            return Err(error("auth.mfa_window_hours", "outside 1..=168", "use 24"));
         }
         if self.password_hash_concurrency == 0 {
             return Err(error(

@@ -228,6 +228,15 @@ mod tests {
         c.validate().unwrap();
     }
 
+    #[test]
+    fn the_second_factor_window_is_an_hour_to_a_week() {
+        for (hours, ok) in [(0, false), (1, true), (24, true), (168, true), (169, false)] {
+            let mut c = Config::default();
+            c.auth.mfa_window_hours = hours;
+            assert_eq!(c.validate().is_ok(), ok, "{hours} hours");
+        }
+    }
+
     /// docs/OPERATIONS.md's configuration reference names every setting, and no other.
     #[test]
     fn the_operations_guide_documents_every_setting() {

@@ -2,7 +2,7 @@
 //!
 //! [`Ledger::rotate_data_key`] has the key provider generate the next version before locking,
 //! then in one `apply` makes it current (`Changes::new_data_key`) and re-seals what is mutable
-//! under it: the balance and the signing key's outer layer (`reseal_data_layer`; the PIN layer
+//! under it: the balance, the rolling money-out sum and the signing key's outer layer (`reseal_data_layer`; the PIN layer
 //! inside is untouched, so no PIN is needed). Postings and memos are append-only and keep the
 //! version they were written under, which stays readable. An operation that loaded the wallet
 //! before such a commit meets a version it has not unwrapped (the `DataKeys` answers
@@ -19,12 +19,12 @@ use crate::port::{Changes, DataKeyRecord, Locked, WalletChange};
 use crate::sealing::{balance_aad, signing_key_aad, wallet_key_context};
 
 use super::Ledger;
-use super::support::{again_if_changed, entity, state, with};
+use super::support::{again_if_changed, entity, outflow, seal_outflow, state, with};
 
 impl Ledger {
     /// Rotates a wallet's data key: a new version, generated and wrapped by the key provider,
     /// becomes the wallet's current one, and its mutable fields move under it in the same
-    /// transaction (the balance, and the signing key's outer layer; the PIN layer inside is
+    /// transaction (the balance, the rolling money-out sum, and the signing key's outer layer; the PIN layer inside is
     /// untouched, so no PIN is needed). History (postings, memos) is append-only and stays
     /// sealed under the versions it was written with, which stay readable. An operation that
     /// loaded the wallet before the rotation committed finds the new version when it locks the
@@ -103,6 +103,7 @@ impl Ledger {
                     public_key: rec.public_key,
                     kdf_params: rec.kdf_params.clone(),
                     failed_pins: rec.failed_pins,
+                    outflow: seal_outflow(&keys, rec, next, &outflow(&keys, rec)?)?,
                 }],
                 new_data_key: Some(record.clone()),
                 audit: vec![event.clone()],

@@ -85,6 +85,9 @@ pub struct LedgerConfig {
     pub large_transaction_major_units: i64,
     /// Most wallets one owner may hold, whatever their status.
     pub max_wallets_per_user: u32,
+    /// The rolling window money-out is summed over for the second-factor threshold
+    /// ([`StepUp`](crate::StepUp)), in hours.
+    pub outflow_window_hours: u32,
 }
 
 impl Default for LedgerConfig {
@@ -95,6 +98,7 @@ impl Default for LedgerConfig {
             pins: PinVerifierConfig::default(),
             large_transaction_major_units: 10_000,
             max_wallets_per_user: 20,
+            outflow_window_hours: 24,
         }
     }
 }
@@ -379,6 +383,7 @@ impl Ledger {
             public_key: signing.public_key().to_bytes(),
             kdf_params: params,
             failed_pins: 0,
+            outflow: None,
             created_at: now,
             updated_at: now,
         };

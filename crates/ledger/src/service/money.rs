@@ -34,6 +34,15 @@
 //! refused request may be retried under the same key. A repeated money-out is answered before
 //! any PIN is looked at, so a retry reveals nothing and costs no attempt.
 //!
+//! The second-factor threshold is applied to a rolling sum, not to one request, so splitting a
+//! large payment into small ones does not avoid it: each money-out adds its amount to the
+//! sender's [`RollingSum`] (sealed on the wallet row, re-sealed with every write of it), and one
+//! whose window, with it, would pass the caller's [`StepUp`] cap is refused with
+//! [`LedgerError::SecondFactorRequired`]: first on the loaded row, before the PIN is looked at,
+//! and again in `decide` under the lock, where concurrent requests meet. Every money-out counts,
+//! with or without a second factor; deposits, incoming transfers and reversals give nothing
+//! back.
+//!
 //! A reversal (administrators) posts the exact opposite of a transaction, once: whatever the
 //! wallets' status, never below zero, never of a reversal, and never twice (the store's unique
 //! index on `reverses` is the last word under concurrency).
@@ -53,10 +62,13 @@ use crate::domain::{
 use crate::error::Error;
 use crate::money::{Currency, Money, MoneyError};
 use crate::port::{Applied, Apply, Changes, Idempotency, Locked, PostingRecord, TransactionRecord};
-use crate::request::{IdempotencyKey, Memo, Reason};
+use crate::request::{IdempotencyKey, Memo, Reason, StepUp};
 use crate::sealing::{DataKeys, memo_aad, posting_aad};
+use crate::window::{RollingSum, hour_of};
 
-use super::support::{again_if_changed, code, entity, rewrite, state, wallet_stream, with};
+use super::support::{
+    again_if_changed, code, entity, outflow, rewrite, seal_outflow, state, wallet_stream, with,
+};
 use super::views::{TransactionView, open_postings, sealer, transaction_view};
 use super::{Caller, Ledger, MoneyRequest, Unlocked};
 
@@ -134,7 +146,9 @@ impl Ledger {
         }
     }
 
-    /// Builds what a money operation writes from the domain's plan.
+    /// Builds what a money operation writes from the domain's plan; money-out also writes the
+    /// sender's rolling sum `spent`.
+    #[allow(clippy::too_many_arguments)]
     fn changes(
         &self,
         keys: &DataKeys,
@@ -143,6 +157,7 @@ impl Ledger {
         draft: &Draft<'_>,
         currency: Currency,
         audit: AuditEvent,
+        spent: Option<&RollingSum>,
     ) -> Result<Changes, Error> {
         let mut wallets = Vec::with_capacity(plan.balances.len());
         for (id, balance) in &plan.balances {
@@ -151,6 +166,9 @@ impl Ledger {
             if draft.signature.is_some() && draft.from == Some(*id) {
                 // A correct PIN ends a run of wrong ones.
                 change.failed_pins = 0;
+            }
+            if let Some(spent) = spent.filter(|_| draft.from == Some(*id)) {
+                change.outflow = seal_outflow(keys, rec, rec.dek_version, spent)?;
             }
             wallets.push(change);
         }
@@ -304,7 +322,15 @@ impl Ledger {
         let decide = |locked: &Locked<'_>| {
             let s = state(&keys, locked.wallet(wallet)?)?;
             let plan = domain::deposit(&s, money)?;
-            self.changes(&keys, locked, &plan, &draft, money.currency, event.clone())
+            self.changes(
+                &keys,
+                locked,
+                &plan,
+                &draft,
+                money.currency,
+                event.clone(),
+                None,
+            )
         };
         let result = self
             .store
@@ -325,22 +351,26 @@ impl Ledger {
         }
     }
 
-    /// Withdraws money from the caller's wallet; needs its PIN.
+    /// Withdraws money from the caller's wallet; needs its PIN, and a second factor when the
+    /// wallet's rolling window would pass `step_up`'s cap.
     ///
     /// # Errors
-    /// As [`Ledger::deposit`], plus [`Error::WrongPin`] and the lockout.
+    /// As [`Ledger::deposit`], plus [`Error::WrongPin`], the lockout and
+    /// [`LedgerError::SecondFactorRequired`].
     pub async fn withdraw(
         &self,
         user: UserId,
         wallet: WalletId,
         pin: &Pin,
         request: &MoneyRequest,
+        step_up: StepUp,
     ) -> Result<TransactionView, Error> {
-        self.money_out(user, wallet, None, pin, request).await
+        self.money_out(user, wallet, None, pin, request, step_up)
+            .await
     }
 
     /// Transfers money from the caller's wallet to another wallet of the same currency; needs
-    /// the PIN of the sending wallet.
+    /// the PIN of the sending wallet, and a second factor as for [`Ledger::withdraw`].
     ///
     /// # Errors
     /// As [`Ledger::withdraw`], and [`Error::WalletNotFound`] for an unknown receiver.
@@ -351,8 +381,10 @@ impl Ledger {
         to: WalletId,
         pin: &Pin,
         request: &MoneyRequest,
+        step_up: StepUp,
     ) -> Result<TransactionView, Error> {
-        self.money_out(user, from, Some(to), pin, request).await
+        self.money_out(user, from, Some(to), pin, request, step_up)
+            .await
     }
 
     async fn money_out(
@@ -362,8 +394,9 @@ impl Ledger {
         to: Option<WalletId>,
         pin: &Pin,
         request: &MoneyRequest,
+        step_up: StepUp,
     ) -> Result<TransactionView, Error> {
-        again_if_changed(|| self.money_out_once(user, from, to, pin, request)).await
+        again_if_changed(|| self.money_out_once(user, from, to, pin, request, step_up)).await
     }
 
     async fn money_out_once(
@@ -373,6 +406,7 @@ impl Ledger {
         to: Option<WalletId>,
         pin: &Pin,
         request: &MoneyRequest,
+        step_up: StepUp,
     ) -> Result<TransactionView, Error> {
         let caller = Caller::User(user);
         let (kind, action) = match to {
@@ -392,6 +426,20 @@ impl Ledger {
             .find(|w| w.record.id == from)
             .filter(|w| caller.may_see(&w.record))
             .ok_or(Error::WalletNotFound(from))?;
+        // The second factor is asked before the PIN is looked at (no attempt counted, no KDF);
+        // a retry of a request that was done already is answered as before.
+        let hours = self.config.outflow_window_hours;
+        let spend = |sum: RollingSum, at_micros: i64| {
+            sum.spend(hour_of(at_micros), hours, money.amount, step_up.cap_minor)
+        };
+        if let Err(refused) = spend(outflow(&keys, &sender.record)?, self.now_micros()) {
+            if let Some(view) = self.replay(&idem).await? {
+                return Ok(view);
+            }
+            let refused = Error::from(refused);
+            self.record_refusal(caller, action, from, &refused).await;
+            return Err(refused);
+        }
         let sealed_key = sender.record.signing_key.clone();
         let signing = match self
             .unlock(caller, &sender.record, &keys, pin, Some(&idem))
@@ -434,7 +482,16 @@ impl Ledger {
                 Some(to) => domain::transfer(&s, &state(&keys, locked.wallet(to)?)?, money)?,
                 None => domain::withdrawal(&s, money)?,
             };
-            self.changes(&keys, locked, &plan, &draft, money.currency, event.clone())
+            let spent = spend(outflow(&keys, sender)?, draft.at_micros)?;
+            self.changes(
+                &keys,
+                locked,
+                &plan,
+                &draft,
+                money.currency,
+                event.clone(),
+                Some(&spent),
+            )
         };
         let result = self
             .store
@@ -535,7 +592,7 @@ impl Ledger {
                 "reason",
                 DetailValue::Code(reason.code().clone()),
             );
-            self.changes(&keys, locked, &plan, &draft, orig.currency, event)
+            self.changes(&keys, locked, &plan, &draft, orig.currency, event, None)
         };
         let applied = self
             .store

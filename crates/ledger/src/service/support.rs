@@ -3,8 +3,9 @@
 //! of them.
 //!
 //! - Wallet rows: `state` decrypts a locked or loaded row into the domain's [`WalletState`]
-//!   (the balance is sealed bound to its wallet and row version); `rewrite` re-seals one
-//!   unchanged but for its balance, for the row's next version.
+//!   (the balance is sealed bound to its wallet and row version) and `outflow` its rolling
+//!   money-out sum (bound the same way); `rewrite` re-seals one unchanged but for its balance,
+//!   for the row's next version, and `seal_outflow` a new sum for it.
 //! - Running again: `again_if_changed`. Every operation loads its wallets and unwraps their data
 //!   keys before the database transaction, so what it loaded may be stale once the rows are
 //!   locked: a data-key rotation committed meanwhile (the [`DataKeys`] meets a version it has not
@@ -22,13 +23,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use coffer_audit::{AuditEvent, Code, DetailValue, EntityId, StreamId, Subject};
+use coffer_crypto::Envelope;
 
 use crate::domain::{WalletId, WalletState};
 use crate::error::{Error, context};
 use crate::money::Balance;
 use crate::pin::PinCheckError;
 use crate::port::{WalletChange, WalletRecord};
-use crate::sealing::{DataKeys, balance_aad};
+use crate::sealing::{DataKeys, balance_aad, outflow_aad};
+use crate::window::RollingSum;
 
 /// A queue per wallet (entries exist only while someone waits or holds the turn).
 #[derive(Default)]
@@ -143,6 +146,31 @@ where
     op().await
 }
 
+/// The rolling money-out sum of a locked or loaded row (empty when the row has none).
+pub(super) fn outflow(keys: &DataKeys, rec: &WalletRecord) -> Result<RollingSum, Error> {
+    let Some(sealed) = &rec.outflow else {
+        return Ok(RollingSum::default());
+    };
+    let plain = keys.open(rec.id, &outflow_aad(rec.id, rec.version), sealed, "outflow")?;
+    RollingSum::from_bytes(plain.expose_secret())
+        .map_err(|e| corrupt("outflow", rec.id)(e.to_string()))
+}
+
+/// `sum` sealed for `rec`'s next version under its data key `dek_version`.
+pub(super) fn seal_outflow(
+    keys: &DataKeys,
+    rec: &WalletRecord,
+    dek_version: u32,
+    sum: &RollingSum,
+) -> Result<Envelope, Error> {
+    keys.seal(
+        rec.id,
+        dek_version,
+        &outflow_aad(rec.id, rec.version + 1),
+        &sum.to_bytes(),
+    )
+}
+
 /// `rec` unchanged but for `balance`, sealed for the next version.
 pub(super) fn rewrite(
     keys: &DataKeys,
@@ -150,6 +178,7 @@ pub(super) fn rewrite(
     balance: Balance,
 ) -> Result<WalletChange, Error> {
     Ok(WalletChange {
+        outflow: seal_outflow(keys, rec, rec.dek_version, &outflow(keys, rec)?)?,
         id: rec.id,
         status: rec.status,
         balance: keys.seal_i64(

@@ -5,7 +5,7 @@
 
 use std::ops::Deref;
 
-use crate::request::parse_pin;
+use crate::request::{StepUp, parse_pin};
 use crate::{
     Caller, Currency, Error, HistoryCursor, HistoryPageView, IdempotencyKey, Ledger, Reason,
     TransactionId, TransactionView, UserId, WalletCursor, WalletId, WalletPageView, WalletView,
@@ -82,7 +82,7 @@ impl Client {
         self.0.deposit(user, wallet, &request).await
     }
 
-    /// [`Ledger::withdraw`].
+    /// [`Ledger::withdraw`], with no second-factor cap.
     ///
     /// # Errors
     /// A malformed request or PIN; the ledger's.
@@ -95,11 +95,11 @@ impl Client {
     ) -> Result<TransactionView, Error> {
         let request = request.parse(&self.0)?;
         self.0
-            .withdraw(user, wallet, &parse_pin(pin)?, &request)
+            .withdraw(user, wallet, &parse_pin(pin)?, &request, StepUp::default())
             .await
     }
 
-    /// [`Ledger::transfer`].
+    /// [`Ledger::transfer`], with no second-factor cap.
     ///
     /// # Errors
     /// A malformed request or PIN; the ledger's.
@@ -113,7 +113,14 @@ impl Client {
     ) -> Result<TransactionView, Error> {
         let request = request.parse(&self.0)?;
         self.0
-            .transfer(user, from, to, &parse_pin(pin)?, &request)
+            .transfer(
+                user,
+                from,
+                to,
+                &parse_pin(pin)?,
+                &request,
+                StepUp::default(),
+            )
             .await
     }
 

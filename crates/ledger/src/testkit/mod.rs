@@ -29,10 +29,12 @@ use crate::{
 
 mod client;
 mod pins;
+mod window;
 
 pub use client::{Client, MoneyRequest};
 use pins::wallet_audit_actions;
 pub use pins::*;
+pub use window::*;
 
 /// What an adapter's test provides: its database, opened as often as a test needs.
 #[async_trait]
@@ -72,6 +74,7 @@ macro_rules! ledger_store_contract_tests {
             idempotency_replays_and_conflicts_also_after_a_restart,
             a_reversal_posts_the_opposite_exactly_once,
             a_reversal_never_credits_a_closed_wallet,
+            money_out_past_the_window_cap_needs_a_second_factor,
             history_pages_newest_first_with_a_stable_cursor,
             raw_tables_hold_no_plaintext,
             verify_reports_tampering_with_wallet_and_transaction,
@@ -937,6 +940,7 @@ pub async fn raw_tables_hold_no_plaintext(backend: &dyn Backend) {
     )
     .await
     .unwrap();
+    // The transfer also wrote the sender's rolling money-out sum (`sent`, sealed).
     let raw = backend.raw_dump().await;
     assert!(raw.len() > 1000, "the dump holds the tables");
     assert!(

@@ -381,7 +381,7 @@ where
         }
         let inserted = sqlx::query(&format!(
             "INSERT INTO wallets ({WALLET_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL)"
         ))
         .bind(*r.id.as_uuid())
         .bind(*r.owner.as_uuid())

@@ -111,13 +111,13 @@ impl LedgerDialect for Pg {
                      UPDATE wallets SET status = v.status, version = v.version + 1, \
                          balance = v.balance, signing_key = v.signing_key, \
                          public_key = v.public_key, kdf_params = v.kdf_params, \
-                         failed_pins = v.failed_pins, updated_at = $9, \
+                         failed_pins = v.failed_pins, outflow = v.outflow, updated_at = $9, \
                          dek_version = CASE WHEN wallets.id = $30 THEN $31 \
                              ELSE wallets.dek_version END \
                      FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bytea[], $5::bytea[], \
-                         $6::bytea[], $7::bytea[], $8::bigint[]) \
+                         $6::bytea[], $7::bytea[], $8::bigint[], $34::bytea[]) \
                          AS v(id, status, version, balance, signing_key, public_key, kdf_params, \
-                         failed_pins) \
+                         failed_pins, outflow) \
                      WHERE wallets.id = v.id AND wallets.version = v.version \
                      RETURNING 1), \
                  dk AS ( \
@@ -138,7 +138,7 @@ impl LedgerDialect for Pg {
                          $28::bytea[])), \
                  {} \
                  SELECT (SELECT count(*) FROM w), (SELECT id FROM ae)",
-                append_ctes(34)
+                append_ctes(35)
             )
         });
         let first = changes
@@ -164,7 +164,7 @@ impl LedgerDialect for Pg {
         // parameters are arrays with an element per changed wallet, `t` ones the new transaction's
         // (NULL without one), `dk` ones the new data key's (NULL without one).
         let row = sqlx::query(&SQL)
-            // $1..$8: the changed wallets (`w`), unnested together.
+            // $1..$8 and $34: the changed wallets (`w`), unnested together.
             // $1: the wallets' ids.
             .bind(w.iter().map(|c| *c.id.as_uuid()).collect::<Vec<_>>())
             // $2: their new statuses.
@@ -263,8 +263,10 @@ impl LedgerDialect for Pg {
             // $32: the key, wrapped.
             .bind(dk.map(|k| k.wrapped.to_bytes()))
             // $33: the KEK version it is wrapped under.
-            .bind(dk.map(|k| i64::from(k.kek_version)));
-        // $34..$46: the first audit record (`ah`, `ae`), bound by `bind_append`.
+            .bind(dk.map(|k| i64::from(k.kek_version)))
+            // $34: the changed wallets' new rolling money-out sums.
+            .bind(w.iter().map(|c| c.outflow.as_bytes()).collect::<Vec<_>>());
+        // $35..$47: the first audit record (`ah`, `ae`), bound by `bind_append`.
         let row = bind_append(row, first.as_ref())
             .fetch_one(&mut *conn)
             .await

@@ -15,7 +15,8 @@ use uuid::Uuid;
 use super::db_err;
 
 pub(super) const WALLET_COLUMNS: &str = "id, owner_id, currency, status, version, balance, \
-     dek_version, signing_key, public_key, kdf_params, failed_pins, created_at, updated_at";
+     dek_version, signing_key, public_key, kdf_params, failed_pins, created_at, updated_at, \
+     outflow";
 
 pub(super) const TRANSACTION_COLUMNS: &str = "t.id, t.kind, t.currency, t.at_micros, \
      t.from_wallet, t.to_wallet, t.key_wallet, t.reverses, t.scope, t.idempotency_key, t.memo, \
@@ -80,6 +81,11 @@ where
             "KDF parameters",
         )?,
         failed_pins: u32_of(row.try_get("failed_pins").map_err(db_err)?, "failed_pins")?,
+        outflow: row
+            .try_get::<Option<Vec<u8>>, _>("outflow")
+            .map_err(db_err)?
+            .map(|v| decode(Envelope::from_bytes, &v, "outflow"))
+            .transpose()?,
         created_at: row.try_get("created_at").map_err(db_err)?,
         updated_at: row.try_get("updated_at").map_err(db_err)?,
     })

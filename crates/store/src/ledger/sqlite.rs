@@ -95,8 +95,8 @@ impl LedgerDialect for Sqlite {
                 .ok_or(Error::WalletNotFound(c.id))?;
             let updated = sqlx::query(
                 "UPDATE wallets SET status = $2, version = $3, balance = $4, signing_key = $5, \
-                 public_key = $6, kdf_params = $7, failed_pins = $8, updated_at = $9 \
-                 WHERE id = $1 AND version = $10",
+                 public_key = $6, kdf_params = $7, failed_pins = $8, updated_at = $9, \
+                 outflow = $11 WHERE id = $1 AND version = $10",
             )
             .bind(*c.id.as_uuid())
             .bind(c.status.as_str())
@@ -108,6 +108,7 @@ impl LedgerDialect for Sqlite {
             .bind(i64::from(c.failed_pins))
             .bind(now)
             .bind(old.version)
+            .bind(c.outflow.as_bytes())
             .execute(&mut *conn)
             .await?;
             if updated.rows_affected() != 1 {

@@ -1,0 +1,180 @@
+//! Databases written by an older release open and work after the upgrade. `fixtures/0005/` holds
+//! what `coffer-api` at migration 0005 wrote through its API (alice; two USD wallets; a deposit
+//! of 5,000.00, a withdrawal of 200.00 and a transfer of 300.00 from the first, PIN `493817`):
+//! its SQLite file, its Postgres rows (`pg_dump --data-only --inserts`) and the key file both
+//! were sealed under. Each test lays that database down, upgrades it with today's migrations and
+//! drives today's ledger over it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use coffer_audit::{AlertConfig, AuditLog, EntityId, ObservedAuditLog};
+use coffer_keys::KeyProvider;
+use coffer_keys_local::{LocalKeyProvider, LocalKeySource};
+use coffer_ledger::verify::VerifyOptions;
+use coffer_ledger::{
+    Caller, Error, Ledger, LedgerError, LedgerStore, MoneyRequest, StepUp, UserId, WalletId,
+    parse_pin,
+};
+use coffer_secrets::{SecretStore, SecretsManager};
+use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
+use coffer_store::ledger::{PgLedgerStore, SqliteLedgerStore};
+use coffer_store::secrets::{PgSecretStore, SqliteSecretStore};
+use coffer_store::testing;
+use sqlx::migrate::Migrator;
+use uuid::Uuid;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/0005")
+        .join(name)
+}
+
+/// The key file the fixtures were sealed under (copied: the provider may write to it).
+fn keys(dir: &Path) -> Arc<dyn KeyProvider> {
+    let path = dir.join("master.json");
+    std::fs::copy(fixture("master.json"), &path).unwrap();
+    Arc::new(
+        LocalKeyProvider::open(
+            LocalKeySource::File {
+                path,
+                create_if_missing: false,
+            },
+            "coffer-master",
+        )
+        .unwrap(),
+    )
+}
+
+/// The service's secrets (the audit key among them), kept in the database under `keys`.
+fn secrets(store: Arc<dyn SecretStore>, keys: &Arc<dyn KeyProvider>) -> SecretsManager {
+    SecretsManager::new(store, keys.clone(), std::time::Duration::from_secs(60))
+}
+
+/// The migrations of `database` up to `version`: the schema the older release left.
+async fn migrations_up_to(database: &str, version: i64, dir: &Path) -> Migrator {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../migrations")
+        .join(database);
+    let target = dir.join(format!("migrations-{database}"));
+    std::fs::create_dir(&target).unwrap();
+    for entry in std::fs::read_dir(source).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let number: i64 = name.split('_').next().unwrap().parse().unwrap();
+        if number <= version {
+            std::fs::copy(&path, target.join(name)).unwrap();
+        }
+    }
+    Migrator::new(target.as_path()).await.unwrap()
+}
+
+/// Today's ledger over the upgraded database: the old money reads and verifies, old rows have an
+/// empty money-out window that the next money-out writes, and the books stay clean.
+async fn the_old_books_work(
+    store: Arc<dyn LedgerStore>,
+    audit: Arc<dyn AuditLog>,
+    keys: Arc<dyn KeyProvider>,
+    wallets: Vec<(Uuid, Uuid)>,
+) {
+    assert_eq!(wallets.len(), 2, "the old rows, with no window yet");
+    let observed = Arc::new(ObservedAuditLog::new(
+        audit,
+        AlertConfig::default(),
+        EntityId::parse("upgrade-tests").unwrap(),
+    ));
+    let ledger = Ledger::new(store, keys, observed, coffer_ledger::testkit::config());
+    let report = ledger
+        .verify(VerifyOptions::default(), &|_| {})
+        .await
+        .unwrap();
+    assert!(report.ok() && report.complete, "{:?}", report.findings);
+    let admin = Caller::Admin(UserId::new());
+    let mut views = Vec::new();
+    for (id, _) in &wallets {
+        views.push(
+            ledger
+                .wallet(admin, WalletId::from_uuid(*id))
+                .await
+                .unwrap(),
+        );
+    }
+    views.sort_by_key(|w| w.balance.minor());
+    let balances: Vec<i64> = views.iter().map(|w| w.balance.minor()).collect();
+    assert_eq!(balances, vec![30_000, 450_000]);
+    let (from, alice) = (views[1].id, views[1].owner);
+    // The 500.00 that left before the window existed is not in it: 300.00 may leave under a cap
+    // of 300.00, and then not a cent more.
+    let pin = parse_pin("493817").unwrap();
+    let cap = StepUp {
+        cap_minor: Some(30_000),
+    };
+    let out = |amount, key| MoneyRequest::parse(amount, "USD", None, key, i64::MAX).unwrap();
+    ledger
+        .withdraw(alice, from, &pin, &out(30_000, "after-upgrade"), cap)
+        .await
+        .unwrap();
+    assert!(matches!(
+        ledger
+            .withdraw(alice, from, &pin, &out(1, "one-more"), cap)
+            .await,
+        Err(Error::Rejected(LedgerError::SecondFactorRequired))
+    ));
+    let w = ledger.wallet(Caller::User(alice), from).await.unwrap();
+    assert_eq!(w.balance.minor(), 420_000);
+    let report = ledger
+        .verify(VerifyOptions::default(), &|_| {})
+        .await
+        .unwrap();
+    assert!(report.ok() && report.complete, "{:?}", report.findings);
+}
+
+/// The wallets that have no money-out window yet (every row the older release wrote).
+const WALLETS_WITHOUT_WINDOW: &str = "SELECT id, owner_id FROM wallets WHERE outflow IS NULL";
+
+#[tokio::test]
+async fn an_sqlite_database_of_migration_0005_upgrades() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("coffer.db");
+    std::fs::copy(fixture("coffer.db"), &db).unwrap();
+    let pool = coffer_store::connect_sqlite(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let wallets = sqlx::query_as(WALLETS_WITHOUT_WINDOW)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let keys = keys(dir.path());
+    let secrets = secrets(Arc::new(SqliteSecretStore::new(pool.clone())), &keys);
+    let audit = SqliteAuditLog::open_with_secrets(pool.clone(), keys.as_ref(), &secrets)
+        .await
+        .unwrap();
+    let store = Arc::new(SqliteLedgerStore::new(pool, audit.clone()));
+    the_old_books_work(store, Arc::new(audit), keys, wallets).await;
+}
+
+#[tokio::test]
+async fn a_postgres_database_of_migration_0005_upgrades() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = testing::pg_empty_pool().await;
+    migrations_up_to("postgres", 5, dir.path())
+        .await
+        .run(&pool)
+        .await
+        .unwrap();
+    let rows = std::fs::read_to_string(fixture("postgres.sql")).unwrap();
+    sqlx::raw_sql(&rows).execute(&pool).await.unwrap();
+    coffer_store::migrate_postgres(&pool).await.unwrap();
+    let wallets = sqlx::query_as(WALLETS_WITHOUT_WINDOW)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let keys = keys(dir.path());
+    let secrets = secrets(Arc::new(PgSecretStore::new(pool.clone())), &keys);
+    let audit = PgAuditLog::open_with_secrets(pool.clone(), keys.as_ref(), &secrets)
+        .await
+        .unwrap();
+    let store = Arc::new(PgLedgerStore::new(pool, audit.clone()));
+    the_old_books_work(store, Arc::new(audit), keys, wallets).await;
+}
