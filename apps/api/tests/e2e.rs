@@ -971,6 +971,62 @@ async fn large_money_out_needs_a_second_factor() {
     s.stop().await;
 }
 
+/// With `rate_limit.admin_allowlist` set, the operators' routes (`/v1/admin/…`, `/metrics`)
+/// answer only clients from those networks, read through the trusted proxies; users' routes
+/// answer everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_routes_answer_only_allowed_networks() {
+    let s = Server::start_with(Database::Sqlite, |c| {
+        c.rate_limit.admin_allowlist = vec!["10.20.0.0/16".into()];
+        c.rate_limit.trusted_proxies = vec!["127.0.0.1/32".into()];
+    })
+    .await;
+    let admin = s.admin("root@example.com").await;
+    let (_, alice, _) = s.user("alice@example.com").await;
+    let from = |ip: &'static str| [("x-forwarded-for", ip)];
+    for path in ["/v1/admin/audit", "/v1/admin/keys", "/metrics"] {
+        // The test client itself (127.0.0.1, a trusted proxy with no forwarded address), and a
+        // client the proxy forwards from another network: refused, with the admin's token.
+        for headers in [&[][..], &from("203.0.113.7")[..]] {
+            let (st, p) = s.call(Method::GET, path, Some(&admin), None, headers).await;
+            assert_eq!(
+                (st, p["code"].as_str()),
+                (StatusCode::FORBIDDEN, Some("ip_not_allowed")),
+                "{path} {headers:?}"
+            );
+        }
+        let allowed = s
+            .client
+            .get(format!("{}{path}", s.base))
+            .bearer_auth(&admin)
+            .header("x-forwarded-for", "10.20.3.4")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            allowed.status(),
+            StatusCode::OK,
+            "{path} from an allowed network"
+        );
+    }
+    let (st, p) = s
+        .call(
+            Method::POST,
+            "/v1/admin/keys/rotate",
+            Some(&admin),
+            Some(json!({})),
+            &from("203.0.113.7"),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("ip_not_allowed"))
+    );
+    let (st, _) = s.call(Method::GET, "/v1/me", Some(&alice), None, &[]).await;
+    assert_eq!(st, StatusCode::OK, "users' routes answer everyone");
+    s.stop().await;
+}
+
 /// A configured external issuer (JWKS from a file): its tokens are accepted next to Coffer's own,
 /// roles mapped from its claim; its subject owns wallets like any user; logout denylists the
 /// token; its sessions are the issuer's business.

@@ -20,7 +20,7 @@ use coffer_auth::{
 };
 use coffer_clock::{Clock, SystemClock};
 use coffer_http::api::{ApiState, Limits};
-use coffer_http::ratelimit::RateLimits;
+use coffer_http::ratelimit::{AdminAllowlist, RateLimits};
 use coffer_keys::{KeyProvider, MeteredKeyProvider};
 use coffer_ledger::error::{Cause, context};
 use coffer_ledger::{Ledger, LedgerConfig};
@@ -43,7 +43,7 @@ pub mod usage;
 pub mod worker;
 
 use key_provider::{Keys, open_keys};
-use rate_limits::rate_limits;
+use rate_limits::{admin_allowlist, rate_limits};
 use readiness::{ProviderHealth, Ready};
 pub use stores::migrate;
 use stores::{Stores, open_stores};
@@ -109,6 +109,8 @@ pub struct App {
     pub db: Db,
     /// The rate-limit layer's state, when enabled.
     pub rate: Option<RateLimits>,
+    /// The networks allowed on the operators' routes, when restricted.
+    admin: Option<AdminAllowlist>,
     /// The in-process limiter in it (the limiter, or Redis's fallback).
     in_process: Option<Arc<InProcessLimiter>>,
     /// The secrets manager, on the same database and key provider.
@@ -331,6 +333,7 @@ impl App {
         };
         let (rate, in_process) = rate_limits(&config, &clock)?.unzip();
         Ok(Self {
+            admin: admin_allowlist(&config)?,
             config,
             state,
             db,
@@ -421,6 +424,7 @@ impl App {
                 request_timeout: Duration::from_secs(self.config.server.request_timeout_secs),
             },
             self.rate.clone(),
+            self.admin.clone(),
         )
     }
 }

@@ -1,12 +1,13 @@
 //! The rate-limit layer as configured: the in-process limiter (alone, or as Redis's fallback),
-//! the policies with their overrides, the trusted proxies.
+//! the policies with their overrides, the trusted proxies; and the operators' network
+//! allowlist, which reads client addresses through the same proxies.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_clock::Clock;
 use coffer_http::client_ip::TrustedProxies;
-use coffer_http::ratelimit::RateLimits;
+use coffer_http::ratelimit::{AdminAllowlist, RateLimits};
 use coffer_ledger::error::context;
 use coffer_ratelimit::audit::LimitedRequests;
 use coffer_ratelimit::policy::Policies;
@@ -47,13 +48,6 @@ pub(crate) fn rate_limits(
         }
         None => in_process,
     };
-    let mut nets = Vec::new();
-    for cidr in &c.trusted_proxies {
-        nets.extend(
-            coffer_http::client_ip::parse_cidrs(cidr)
-                .map_err(|e| AppError::Service(context("rate_limit.trusted_proxies", e)))?,
-        );
-    }
     let mut policies =
         Policies::defaults().map_err(|e| AppError::Service(context("rate limits", e)))?;
     for (name, setting) in &c.policies {
@@ -81,9 +75,41 @@ pub(crate) fn rate_limits(
     let layer = RateLimits {
         limiter,
         policies: Arc::new(policies),
-        proxies: Arc::new(TrustedProxies::new(nets)),
+        proxies: trusted_proxies(config)?,
         limited: Arc::new(LimitedRequests::new()),
         classify: Arc::new(coffer_http::api::classify),
     };
     Ok(Some((layer, local)))
+}
+
+/// The networks allowed on the operators' routes (`rate_limit.admin_allowlist`); `None` when
+/// the list is empty (everyone). Applies whether or not rate limiting is on.
+pub(crate) fn admin_allowlist(config: &Config) -> Result<Option<AdminAllowlist>, AppError> {
+    let list = &config.rate_limit.admin_allowlist;
+    if list.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(AdminAllowlist {
+        nets: Arc::new(cidrs(list, "rate_limit.admin_allowlist")?),
+        proxies: trusted_proxies(config)?,
+    }))
+}
+
+fn trusted_proxies(config: &Config) -> Result<Arc<TrustedProxies>, AppError> {
+    let nets = cidrs(
+        &config.rate_limit.trusted_proxies,
+        "rate_limit.trusted_proxies",
+    )?;
+    Ok(Arc::new(TrustedProxies::new(nets)))
+}
+
+fn cidrs(list: &[String], setting: &str) -> Result<Vec<ipnet::IpNet>, AppError> {
+    let mut nets = Vec::new();
+    for cidr in list {
+        nets.extend(
+            coffer_http::client_ip::parse_cidrs(cidr)
+                .map_err(|e| AppError::Service(context(setting, e)))?,
+        );
+    }
+    Ok(nets)
 }

@@ -17,8 +17,9 @@ use coffer_crypto::{WalletPublicKey, WalletSignature};
 use crate::domain::{self, Account, TransactionId, WalletId};
 use crate::error::{Error, context};
 use crate::port::{LoadedWallet, TransactionRecord};
-use crate::sealing::{DataKeys, balance_aad};
+use crate::sealing::{DataKeys, balance_aad, outflow_aad};
 use crate::service::{Ledger, open_postings, transaction_view};
+use crate::window::RollingSum;
 
 /// Which part is being checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,6 +265,22 @@ impl Ledger {
         totals: &mut BTreeMap<String, i128>,
     ) -> Result<(), Error> {
         let rec = &w.record;
+        if let Some(sealed) = &rec.outflow {
+            let opened = keys
+                .open(rec.id, &outflow_aad(rec.id, rec.version), sealed, "outflow")
+                .and_then(|plain| {
+                    RollingSum::from_bytes(plain.expose_secret()).map_err(|e| {
+                        Error::Corrupt(context(format!("outflow of wallet {}", rec.id), e))
+                    })
+                });
+            if let Err(e) = opened {
+                findings.push(finding(
+                    Some(rec.id),
+                    None,
+                    Problem::Unreadable(e.to_string()),
+                ));
+            }
+        }
         let stored = match keys.open_i64(
             rec.id,
             &balance_aad(rec.id, rec.version),

@@ -21,6 +21,9 @@ pub struct RateLimitConfig {
     pub fail_open: bool,
     /// Proxies whose `X-Forwarded-For` is believed (CIDRs).
     pub trusted_proxies: Vec<String>,
+    /// Networks allowed on the operators' routes, `/v1/admin/…` and `/metrics` (CIDRs); empty:
+    /// every network.
+    pub admin_allowlist: Vec<String>,
     /// Overrides of the default policies, by name: `per_ip`, `per_user`, `per_api_key`,
     /// `login`, `register`, `refresh`, `money_out`, `open_wallet`, `write`, `read`, `admin`.
     pub policies: std::collections::BTreeMap<String, PolicySetting>,
@@ -58,6 +61,7 @@ impl Default for RateLimitConfig {
             redis_url: None,
             fail_open: true,
             trusted_proxies: Vec::new(),
+            admin_allowlist: Vec::new(),
             policies: std::collections::BTreeMap::new(),
         }
     }
@@ -70,6 +74,7 @@ impl fmt::Debug for RateLimitConfig {
             .field("redis_url", &self.redis_url.as_deref().map(mask_url))
             .field("fail_open", &self.fail_open)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("admin_allowlist", &self.admin_allowlist)
             .field("policies", &self.policies)
             .finish()
     }
@@ -95,10 +100,16 @@ impl RateLimitConfig {
                 ));
             }
         }
-        for cidr in &self.trusted_proxies {
-            if coffer_http::client_ip::parse_cidrs(cidr).is_err() {
+        for (setting, list) in [
+            ("rate_limit.trusted_proxies", &self.trusted_proxies),
+            ("rate_limit.admin_allowlist", &self.admin_allowlist),
+        ] {
+            if let Some(cidr) = list
+                .iter()
+                .find(|c| coffer_http::client_ip::parse_cidrs(c).is_err())
+            {
                 return Err(error(
-                    "rate_limit.trusted_proxies",
+                    setting,
                     format!("{cidr:?} is not a CIDR"),
                     "use entries such as 10.0.0.0/8 or 192.0.2.7/32",
                 ));
@@ -131,6 +142,20 @@ mod tests {
         assert_eq!(
             zero.validate().unwrap_err().setting,
             "rate_limit.policies.login"
+        );
+    }
+
+    #[test]
+    fn the_admin_allowlist_takes_cidrs() {
+        let listed = Config::from_toml(
+            "[rate_limit]\nadmin_allowlist = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n",
+        )
+        .unwrap();
+        listed.validate().unwrap();
+        let bad = Config::from_toml("[rate_limit]\nadmin_allowlist = [\"office\"]\n").unwrap();
+        assert_eq!(
+            bad.validate().unwrap_err().setting,
+            "rate_limit.admin_allowlist"
         );
     }
 }

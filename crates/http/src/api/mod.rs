@@ -17,7 +17,10 @@
 //! 7. `authenticate`: a bearer token is verified once, before rate limiting, so per-user budgets
 //!    count verified users only; the caller is left in the request as [`Authenticated`];
 //! 8. when configured, the rate-limit layer ([`crate::ratelimit::enforce`]), with each request's
-//!    class from [`classify`] (login, register, refresh, money-out, admin, write, read).
+//!    class from [`classify`] (login, register, refresh, money-out, admin, write, read);
+//! 9. on the operators' routes (`/v1/admin/…`, `/metrics`), when configured, the network
+//!    allowlist ([`crate::ratelimit::admin_allowlist`]): 403 `ip_not_allowed` from anywhere
+//!    else, the client address read through the trusted proxies as the rate limiter reads it.
 //!
 //! Every response to a request that went wrong is a problem (`application/problem+json`) with a
 //! stable `code`: the handlers' errors ([`error::ApiError`]), unknown routes and methods, bodies
@@ -115,13 +118,39 @@ pub fn classify(req: &Request) -> coffer_ratelimit::policy::RouteClass {
     }
 }
 
-/// The API's routes with their middleware; `rate` adds the rate-limit layer.
+/// The API's routes with their middleware; `rate` adds the rate-limit layer, and `admin`
+/// keeps the operators' routes (`/v1/admin/…` and `/metrics`) to the networks it allows.
 pub fn router(
     state: ApiState,
     limits: Limits,
     rate: Option<crate::ratelimit::RateLimits>,
+    admin: Option<crate::ratelimit::AdminAllowlist>,
 ) -> Router {
     use routes::{admin, auth, health, money, wallets};
+    let operators = Router::new()
+        .route("/v1/admin/wallets/{id}/freeze", post(admin::freeze))
+        .route("/v1/admin/wallets/{id}/unfreeze", post(admin::unfreeze))
+        .route("/v1/admin/wallets/{id}/close", post(admin::close))
+        .route("/v1/admin/wallets/{id}/pin/unlock", post(admin::unlock_pin))
+        .route("/v1/admin/wallets/{id}/pin/reset", post(admin::reset_pin))
+        .route("/v1/admin/transactions/{id}/reversal", post(admin::reverse))
+        .route("/v1/admin/users/{id}/roles", post(admin::set_roles))
+        .route(
+            "/v1/admin/users/{id}/sessions/revoke",
+            post(admin::revoke_user_sessions),
+        )
+        .route("/v1/admin/keys", get(admin::keys_overview))
+        .route("/v1/admin/keys/rotate", post(admin::request_rotation))
+        .route("/v1/admin/audit", get(admin::audit_events))
+        .route("/v1/admin/audit/verify", get(admin::audit_verify))
+        .route("/metrics", get(health::metrics));
+    let operators = match admin {
+        Some(allowed) => operators.route_layer(middleware::from_fn_with_state(
+            allowed,
+            crate::ratelimit::admin_allowlist,
+        )),
+        None => operators,
+    };
     let api = Router::new()
         .route("/v1/auth/register", post(auth::register))
         .route("/v1/auth/login", post(auth::login))
@@ -144,21 +173,7 @@ pub fn router(
         .route("/v1/wallets/{id}/transactions", get(wallets::history))
         .route("/v1/wallets/{id}/pin", put(wallets::change_pin))
         .route("/v1/transactions/{id}", get(wallets::get_transaction))
-        .route("/v1/admin/wallets/{id}/freeze", post(admin::freeze))
-        .route("/v1/admin/wallets/{id}/unfreeze", post(admin::unfreeze))
-        .route("/v1/admin/wallets/{id}/close", post(admin::close))
-        .route("/v1/admin/wallets/{id}/pin/unlock", post(admin::unlock_pin))
-        .route("/v1/admin/wallets/{id}/pin/reset", post(admin::reset_pin))
-        .route("/v1/admin/transactions/{id}/reversal", post(admin::reverse))
-        .route("/v1/admin/users/{id}/roles", post(admin::set_roles))
-        .route(
-            "/v1/admin/users/{id}/sessions/revoke",
-            post(admin::revoke_user_sessions),
-        )
-        .route("/v1/admin/keys", get(admin::keys_overview))
-        .route("/v1/admin/keys/rotate", post(admin::request_rotation))
-        .route("/v1/admin/audit", get(admin::audit_events))
-        .route("/v1/admin/audit/verify", get(admin::audit_verify))
+        .merge(operators)
         .route(
             "/openapi.json",
             get(|| async {
@@ -172,7 +187,6 @@ pub fn router(
             "/docs",
             get(|| async { axum::response::Html(openapi::DOCS_PAGE) }),
         )
-        .route("/metrics", get(health::metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)

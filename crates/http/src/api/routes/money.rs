@@ -1,8 +1,9 @@
 //! `money`: deposits, withdrawals and transfers. Each POST needs an `Idempotency-Key` (the
 //! ledger replays the first answer for the same body, or refuses a different one); money-out
-//! (withdrawals and transfers) takes the wallet's PIN and, above the configured threshold, a
-//! second factor in the token's `amr` (403 `mfa_required`). The permissions and the second
-//! factor are the use cases' rules (`coffer_usecases::Wallets`): the handlers parse and call.
+//! (withdrawals and transfers) takes the wallet's PIN and, once what left the wallet within the
+//! configured window would pass the threshold, a second factor in the token's `amr` (403
+//! `mfa_required`). The permissions and the second factor are the use cases' and the ledger's
+//! rules (`coffer_usecases::Wallets`): the handlers parse and call.
 
 use axum::extract::State;
 use serde::Deserialize;

@@ -113,7 +113,7 @@ pub enum PinErrors {
     Locked(Problem),
 }
 
-/// Money leaving a wallet: its PIN, above the threshold a second factor, its state.
+/// Money leaving a wallet: its PIN, past the day's threshold a second factor, its state.
 #[derive(IntoResponses)]
 pub enum MoneyOutErrors {
     /// no valid access token
