@@ -29,7 +29,13 @@ use crate::services;
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance";
 
 /// Operations that end the caller's sessions or change its roles: fuzzed last.
-const SESSION_ENDING: &[&str] = &["logout", "revoke_all", "set_roles", "revoke_user_sessions"];
+const SESSION_ENDING: &[&str] = &[
+    "logout",
+    "revoke_all",
+    "change_password",
+    "set_roles",
+    "revoke_user_sessions",
+];
 
 /// Seconds of fuzzing per token over the other operations.
 const MAIN_SECONDS: u32 = 50;

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Database, PIN, Server, new_key};
+use common::{Database, PASSWORD, PIN, Server, new_key};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -733,7 +733,7 @@ async fn bad_requests(db: Database) {
         .post(
             "/v1/auth/register",
             None,
-            json!({ "email": "ALICE@example.com", "password": common::PASSWORD }),
+            json!({ "email": "ALICE@example.com", "password": PASSWORD }),
         )
         .await;
     assert_eq!(
@@ -1027,6 +1027,75 @@ async fn operators_routes_answer_only_allowed_networks() {
     s.stop().await;
 }
 
+/// Changing the password over HTTP: the current one is needed, every other session ends, this
+/// one continues after a refresh, and only the new password logs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_ends_the_other_sessions() {
+    let s = Server::start(Database::Sqlite).await;
+    let (_, here, here_refresh) = s.user("alice@example.com").await;
+    let (elsewhere, elsewhere_refresh) = s.login("alice@example.com").await;
+    let change =
+        |current: &str, new: &str| json!({ "current_password": current, "new_password": new });
+    let (st, p) = s
+        .post(
+            "/v1/auth/password",
+            Some(&here),
+            change("not my password", "a brand new passphrase"),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_credentials"))
+    );
+    let (st, p) = s
+        .post("/v1/auth/password", Some(&here), change(PASSWORD, "short"))
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_request"))
+    );
+    let (st, _) = s
+        .post(
+            "/v1/auth/password",
+            Some(&here),
+            change(PASSWORD, "a brand new passphrase"),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    for token in [&here, &elsewhere] {
+        let (st, _) = s.get("/v1/me", token).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "every access token ends");
+    }
+    let (st, _) = s
+        .post(
+            "/v1/auth/refresh",
+            None,
+            json!({ "refresh_token": elsewhere_refresh }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "the other session ends");
+    let (st, tokens) = s
+        .post(
+            "/v1/auth/refresh",
+            None,
+            json!({ "refresh_token": here_refresh }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "this one continues: {tokens}");
+    let (st, _) = s
+        .get("/v1/me", tokens["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let login = |password: &str| json!({ "email": "alice@example.com", "password": password });
+    let (st, _) = s.post("/v1/auth/login", None, login(PASSWORD)).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _) = s
+        .post("/v1/auth/login", None, login("a brand new passphrase"))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    s.stop().await;
+}
+
 /// A configured external issuer (JWKS from a file): its tokens are accepted next to Coffer's own,
 /// roles mapped from its claim; its subject owns wallets like any user; logout denylists the
 /// token; its sessions are the issuer's business.
@@ -1095,6 +1164,18 @@ async fn an_external_issuers_tokens_are_accepted_next_to_coffers_own() {
     assert_eq!(
         (st, p["code"].as_str()),
         (StatusCode::CONFLICT, Some("external_identity"))
+    );
+    let (st, p) = s
+        .post(
+            "/v1/auth/password",
+            Some(&carol),
+            json!({ "current_password": "x", "new_password": "a brand new passphrase" }),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("external_identity")),
+        "the password lives at the issuer"
     );
     let (st, _) = s
         .call(Method::POST, "/v1/auth/logout", Some(&carol), None, &[])

@@ -203,6 +203,20 @@ pub trait UserStore: Send + Sync + fmt::Debug {
         audit: &AuditEvent,
     ) -> Result<Option<Receipt>, UserStoreError>;
 
+    /// Replaces a user's password hash, only while it is still `expect_hash` (the one the
+    /// current password was checked against: of two changes at once, one wins), and revokes
+    /// every refresh family of the user but `keep_family` (the session that asked), with the
+    /// audit record, in one transaction. `None` (nothing written) when the hash changed
+    /// meanwhile or there is no such user.
+    async fn change_password(
+        &self,
+        id: UserId,
+        new_hash: &str,
+        expect_hash: &str,
+        keep_family: Option<uuid::Uuid>,
+        audit: &AuditEvent,
+    ) -> Result<Option<Receipt>, UserStoreError>;
+
     /// Moves a user to a new data key version: stores `key` and the user's fields sealed under
     /// it, with the audit record, only while the user's data key is still `from` and the second
     /// factor still `totp_was`. `None` (nothing written) when the user changed meanwhile.

@@ -1,5 +1,5 @@
-//! [`Account`]: what a signed-in user does to their own account: end every session, and enrol,
-//! confirm or turn off the second factor. An external issuer's principal has no account here:
+//! [`Account`]: what a signed-in user does to their own account: end every session, change the
+//! password, and enrol, confirm or turn off the second factor. An external issuer's principal has no account here:
 //! its sessions and factors live at its issuer ([`UseCaseError::ExternalIdentity`]).
 
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::sync::Arc;
 use coffer_audit::Actor;
 use coffer_auth::Principal;
 use coffer_auth::accounts::{Accounts, RequestContext, TotpEnrollment};
+use coffer_auth::password::NewPassword;
 
 use crate::UseCaseError;
 use crate::shared::actor;
@@ -52,6 +53,30 @@ impl Account {
         Ok(self
             .accounts
             .revoke_sessions(user, principal.user, ctx)
+            .await?)
+    }
+
+    /// Changes the caller's password (the current one again); every other session ends, and
+    /// this one continues after a refresh.
+    ///
+    /// # Errors
+    /// [`UseCaseError::ExternalIdentity`]; the accounts' refusals.
+    pub async fn change_password(
+        &self,
+        principal: &Principal,
+        current: &str,
+        new: &NewPassword,
+        ctx: &RequestContext,
+    ) -> Result<(), UseCaseError> {
+        own(principal)?;
+        let session = principal
+            .claims
+            .sid
+            .as_deref()
+            .and_then(|sid| uuid::Uuid::parse_str(sid).ok());
+        Ok(self
+            .accounts
+            .change_password(principal.user, current, new, session, ctx)
             .await?)
     }
 

@@ -1,6 +1,6 @@
 //! The accounts service: registration, login (password, then the TOTP code if enrolled),
 //! refresh-token rotation, logout, revoke-all, admin revocation and roles, the profile, TOTP
-//! enrollment, and the token signing keys. It runs on the user-store port, the key port (each
+//! enrollment, password changes, and the token signing keys. It runs on the user-store port, the key port (each
 //! user's personal data is sealed under a data key of their own; the signing keys and the
 //! blind-index key are wrapped by the KEK) and the audit log.
 //!
@@ -19,6 +19,7 @@
 //!
 //! One module per use case, each adding its operations to [`Accounts`]:
 //! - `login`: registration and login;
+//! - `password`: changing the password;
 //! - `sessions`: refresh rotation with reuse detection, logout, revocation, purging;
 //! - `totp`: enrolling, confirming and turning off the second factor;
 //! - `users`: the profile and roles;
@@ -60,6 +61,7 @@ use crate::user::UserId;
 
 mod error;
 mod login;
+mod password;
 mod sessions;
 mod shared;
 mod signing_keys;

@@ -90,8 +90,8 @@ async fn authenticate(State(state): State<ApiState>, mut req: Request, next: Nex
     next.run(req).await
 }
 
-/// The rate-limit class of a request: logins (and the second factor's routes, which take a
-/// password or a code), registrations, refreshes and wallet openings have their own budgets,
+/// The rate-limit class of a request: logins (and the password change and the second factor's
+/// routes, which take a password or a code), registrations, refreshes and wallet openings have their own budgets,
 /// anything that takes a PIN is money-out, admin routes are admin.
 #[must_use]
 pub fn classify(req: &Request) -> coffer_ratelimit::policy::RouteClass {
@@ -100,6 +100,7 @@ pub fn classify(req: &Request) -> coffer_ratelimit::policy::RouteClass {
     let method = req.method();
     match path {
         "/v1/auth/login"
+        | "/v1/auth/password"
         | "/v1/auth/totp/enroll"
         | "/v1/auth/totp/confirm"
         | "/v1/auth/totp/disable" => C::Login,
@@ -157,6 +158,7 @@ pub fn router(
         .route("/v1/auth/refresh", post(auth::refresh))
         .route("/v1/auth/logout", post(auth::logout))
         .route("/v1/auth/sessions/revoke-all", post(auth::revoke_all))
+        .route("/v1/auth/password", post(auth::change_password))
         .route("/v1/auth/totp/enroll", post(auth::totp_enroll))
         .route("/v1/auth/totp/confirm", post(auth::totp_confirm))
         .route("/v1/auth/totp/disable", post(auth::totp_disable))

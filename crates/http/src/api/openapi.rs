@@ -44,6 +44,7 @@ impl Modify for Bearer {
         routes::auth::refresh,
         routes::auth::logout,
         routes::auth::revoke_all,
+        routes::auth::change_password,
         routes::auth::totp_enroll,
         routes::auth::totp_confirm,
         routes::auth::totp_disable,
@@ -134,6 +135,6 @@ mod tests {
         );
         let doc: serde_json::Value = serde_json::from_str(&generated).unwrap_or_default();
         assert_eq!(doc["openapi"], "3.1.0");
-        assert_eq!(doc["paths"].as_object().map(serde_json::Map::len), Some(33));
+        assert_eq!(doc["paths"].as_object().map(serde_json::Map::len), Some(34));
     }
 }

@@ -162,6 +162,18 @@ macro_rules! user_store {
                 UserStoreOn::set_totp(&self.0, id, totp, expect_confirmed, dek_version, audit).await
             }
 
+            async fn change_password(
+                &self,
+                id: UserId,
+                new_hash: &str,
+                expect_hash: &str,
+                keep_family: Option<Uuid>,
+                audit: &coffer_audit::AuditEvent,
+            ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
+                UserStoreOn::change_password(&self.0, id, new_hash, expect_hash, keep_family, audit)
+                    .await
+            }
+
             async fn rotate_user_key(
                 &self,
                 r: &coffer_auth::store::UserKeyRotation<'_>,

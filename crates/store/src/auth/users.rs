@@ -222,6 +222,46 @@ where
         Self::update_user(store, q, audit).await
     }
 
+    pub(in crate::auth) async fn change_password(
+        store: &Self,
+        id: UserId,
+        new_hash: &str,
+        expect_hash: &str,
+        keep_family: Option<Uuid>,
+        audit: &coffer_audit::AuditEvent,
+    ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
+        let mut tx = D::begin(&store.pool).await.map_err(db_err)?;
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = $2, updated_at = $3 \
+             WHERE id = $1 AND password_hash = $4",
+        )
+        .bind(*id.as_uuid())
+        .bind(new_hash)
+        .bind(store.clock.unix_micros())
+        .bind(expect_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if D::rows_affected(&done) == 0 {
+            return Ok(None);
+        }
+        // Every other session ends with the old password (the nil family matches none).
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked = true \
+             WHERE revoked = false AND user_id = $1 AND family <> $2",
+        )
+        .bind(*id.as_uuid())
+        .bind(keep_family.unwrap_or(Uuid::nil()))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let receipt = D::append_audit(&store.audit, &mut tx, audit)
+            .await
+            .map_err(audit_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(receipt))
+    }
+
     pub(in crate::auth) async fn rotate_user_key(
         store: &Self,
         r: &coffer_auth::store::UserKeyRotation<'_>,

@@ -1,4 +1,5 @@
-//! `auth`: registration, sign-in, token refresh, logout and revoking every session, the TOTP
+//! `auth`: registration, sign-in, token refresh, logout and revoking every session, changing the
+//! password, the TOTP
 //! second factor (enroll, confirm, disable), the public signing keys (`/.well-known/jwks.json`)
 //! and the caller (`/v1/me`). A token from a configured external OIDC issuer signs in like
 //! Coffer's own; its logout denylists the token under the issuer's key, and the routes that
@@ -7,9 +8,11 @@
 use axum::extract::State;
 use coffer_auth::Permission;
 use coffer_auth::accounts::{Credentials, Registration};
+use coffer_auth::password::NewPassword;
 use serde::Deserialize;
 
 use super::shared::{ApiResult, created, no_content, ok};
+use crate::api::error::ApiError;
 use crate::api::extract::{Ctx, Json, OptionalJson, Principal};
 use crate::api::state::ApiState;
 use crate::api::views;
@@ -178,6 +181,43 @@ pub(in crate::api) async fn revoke_all(
     Ctx(ctx): Ctx,
 ) -> ApiResult {
     state.account.revoke_all_sessions(&principal, &ctx).await?;
+    no_content()
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct PasswordChangeBody {
+    current_password: String,
+    new_password: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/auth/password",
+    tag = "auth",
+    request_body = PasswordChangeBody,
+    responses(
+        (status = 204, description = "changed: every other session stops working, this one continues after a refresh"),
+        AuthErrors,
+        (status = 409, description = "external_identity: the password lives at the token's issuer", body = Problem, content_type = PROBLEM_JSON),
+        JsonErrors,
+        Invalid,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
+pub(in crate::api) async fn change_password(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Ctx(ctx): Ctx,
+    Json(b): Json<PasswordChangeBody>,
+) -> ApiResult {
+    let new = NewPassword::parse(&b.new_password)
+        .map_err(|e| ApiError::invalid("new_password", e.to_string()))?;
+    state
+        .account
+        .change_password(&principal, &b.current_password, &new, &ctx)
+        .await?;
     no_content()
 }
 
