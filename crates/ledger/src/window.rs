@@ -29,10 +29,19 @@ pub fn hour_of(at_micros: i64) -> i64 {
     at_micros.div_euclid(HOUR_MICROS)
 }
 
-/// Sums of minor units per hour, oldest first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Sums of minor units per hour, oldest first. `Debug` shows how many hours it holds, never an
+/// amount.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct RollingSum {
     buckets: Vec<(i64, i64)>,
+}
+
+impl std::fmt::Debug for RollingSum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RollingSum")
+            .field("hours", &self.buckets.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Bytes that are not a [`RollingSum`].
@@ -218,6 +227,11 @@ mod tests {
         let sum = sum.charged(hour, 24, amount(100)).unwrap();
         assert_eq!(sum.within(hour, 24), 800, "the later bucket counts too");
         assert_eq!(RollingSum::from_bytes(&sum.to_bytes()).unwrap(), sum);
+        assert_eq!(
+            format!("{sum:?}"),
+            "RollingSum { hours: 2, .. }",
+            "no amount shown"
+        );
     }
 
     #[test]
