@@ -256,6 +256,29 @@ impl Accounts {
         self.store.user(user).await?.ok_or(AuthError::UserNotFound)
     }
 
+    /// A signed-in user's password given again (to enrol a factor, to change it): a guess
+    /// paced per user, a wrong one audited as a failed login. Returns the user as read.
+    async fn password_again(
+        &self,
+        user: UserId,
+        password: &str,
+        ctx: &RequestContext,
+    ) -> Result<LoadedUser, AuthError> {
+        let u = self.load_user(user).await?;
+        let target = GuessTarget::User(user);
+        self.admit_guess(target)?;
+        let right = self
+            .hasher
+            .verify(password, Some(&u.record.password_hash))
+            .await?;
+        self.guessed(target, right);
+        if !right {
+            self.login_failed(Some(&u), None, "bad_password", ctx).await;
+            return Err(AuthError::InvalidCredentials);
+        }
+        Ok(u)
+    }
+
     async fn user_key(&self, u: &LoadedUser) -> Result<DataKey, AuthError> {
         let k = u
             .keys

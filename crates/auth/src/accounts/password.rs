@@ -11,7 +11,6 @@ use coffer_audit::{Action, Actor, Outcome};
 use super::Accounts;
 use super::error::AuthError;
 use super::shared::{RequestContext, entity};
-use crate::guesses::GuessTarget;
 use crate::password::NewPassword;
 use crate::token::TokenError;
 use crate::user::UserId;
@@ -33,18 +32,7 @@ impl Accounts {
         session: Option<uuid::Uuid>,
         ctx: &RequestContext,
     ) -> Result<(), AuthError> {
-        let u = self.load_user(user).await?;
-        let target = GuessTarget::User(user);
-        self.admit_guess(target)?;
-        let right = self
-            .hasher
-            .verify(current, Some(&u.record.password_hash))
-            .await?;
-        self.guessed(target, right);
-        if !right {
-            self.login_failed(Some(&u), None, "bad_password", ctx).await;
-            return Err(AuthError::InvalidCredentials);
-        }
+        let u = self.password_again(user, current, ctx).await?;
         if new.expose() == current {
             return Err(AuthError::Invalid {
                 field: "new_password",

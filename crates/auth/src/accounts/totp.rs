@@ -25,7 +25,6 @@ use zeroize::Zeroizing;
 use super::error::AuthError;
 use super::shared::{RequestContext, code, entity};
 use super::{Accounts, seal_field};
-use crate::guesses::GuessTarget;
 use crate::mfa::TotpSecret;
 use crate::store::{LoadedUser, TotpRecord};
 use crate::user::UserId;
@@ -58,18 +57,7 @@ impl Accounts {
         password: &str,
         ctx: &RequestContext,
     ) -> Result<TotpEnrollment, AuthError> {
-        let u = self.load_user(user).await?;
-        let target = GuessTarget::User(user);
-        self.admit_guess(target)?;
-        let right = self
-            .hasher
-            .verify(password, Some(&u.record.password_hash))
-            .await?;
-        self.guessed(target, right);
-        if !right {
-            self.login_failed(Some(&u), None, "bad_password", ctx).await;
-            return Err(AuthError::InvalidCredentials);
-        }
+        let u = self.password_again(user, password, ctx).await?;
         if u.record.totp.as_ref().is_some_and(|t| t.confirmed) {
             return Err(AuthError::MfaState(
                 "a second factor is already on: turn it off first",

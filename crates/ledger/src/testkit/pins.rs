@@ -158,18 +158,26 @@ pub async fn a_burst_with_the_right_pin_pays_one_attempt(backend: &dyn Backend) 
     assert_eq!((w.balance.minor(), w.failed_pins), (988, 0));
 }
 
-pub(super) async fn wallet_audit_actions(backend: &dyn Backend, wallet: WalletId) -> Vec<String> {
+/// The audit records on `wallet`'s stream, oldest first.
+pub(super) async fn wallet_audit(
+    backend: &dyn Backend,
+    wallet: WalletId,
+) -> Vec<coffer_audit::AuditRecord> {
     let (_, audit) = backend.open(backend.keys()).await;
     let stream = coffer_audit::StreamId::parse(&format!("wallet:{wallet}")).unwrap();
-    let records = audit
+    audit
         .list(&AuditQuery {
             stream: Some(stream),
             limit: 1000,
             ..AuditQuery::default()
         })
         .await
-        .unwrap();
-    records
+        .unwrap()
+}
+
+pub(super) async fn wallet_audit_actions(backend: &dyn Backend, wallet: WalletId) -> Vec<String> {
+    wallet_audit(backend, wallet)
+        .await
         .into_iter()
         .map(|r| r.event.action.as_str().to_owned())
         .collect()

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use coffer_audit::{Action, AuditQuery, DetailValue};
+use coffer_audit::{Action, DetailValue};
 use coffer_clock::ManualClock;
 use futures_util::future::join_all;
 
+use super::pins::wallet_audit;
 use super::{Backend, Client, PIN, assert_verifies, balance, config, funded, observed, req};
 use crate::{Error, Ledger, LedgerError, StepUp, UserId, parse_pin};
 
@@ -28,7 +29,7 @@ pub async fn money_out_past_the_window_cap_needs_a_second_factor(backend: &dyn B
     // Half past the hour, so that "an hour later" is in the next bucket.
     let clock = Arc::new(ManualClock::at_unix_secs(1_800_001_800));
     let (store, audit) = backend.open(backend.keys()).await;
-    let ledger = Ledger::new(store, backend.keys(), observed(audit.clone()), config());
+    let ledger = Ledger::new(store, backend.keys(), observed(audit), config());
     assert_eq!(ledger.config().outflow_window_hours, 24);
     let l = Client::new(ledger.with_clock(clock.clone()));
     let alice = UserId::new();
@@ -117,16 +118,8 @@ pub async fn money_out_past_the_window_cap_needs_a_second_factor(backend: &dyn B
     // Each refusal is audited with its reason (the `failed_transactions` alert counts them).
     let mut for_mfa = 0;
     for wallet in [a, c] {
-        let stream = coffer_audit::StreamId::parse(&format!("wallet:{wallet}")).unwrap();
-        let records = audit
-            .list(&AuditQuery {
-                stream: Some(stream),
-                limit: 1000,
-                ..AuditQuery::default()
-            })
+        for_mfa += wallet_audit(backend, wallet)
             .await
-            .unwrap();
-        for_mfa += records
             .iter()
             .filter(|r| r.event.action == Action::TransactionFailed)
             .filter(|r| {
