@@ -237,9 +237,17 @@ fn fuzz(
 
 /// The step: see the [module documentation](self).
 pub fn run() -> Result<()> {
+    // The binary the test step builds (the same command, so after it this is a no-op): a plain
+    // `cargo build -p coffer-api` resolves other features and rebuilds most of the tree.
     crate::step(
         "build coffer-api",
-        crate::cargo().args(["build", "-p", "coffer-api"]),
+        crate::cargo().args([
+            "test",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--no-run",
+        ]),
     )?;
     // Where cargo put it: CARGO_TARGET_DIR when set (CI keeps its build cache outside the
     // clone), else the project's target/.
