@@ -31,10 +31,13 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The key file the fixtures were sealed under (copied: the provider may write to it).
+/// The key file the fixtures were sealed under, copied (the provider may write to it) and made
+/// owner-only as the provider demands: a clone gives every checked-out file mode 0644.
 fn keys(dir: &Path) -> Arc<dyn KeyProvider> {
+    use std::os::unix::fs::PermissionsExt;
     let path = dir.join("master.json");
     std::fs::copy(fixture("master.json"), &path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     Arc::new(
         LocalKeyProvider::open(
             LocalKeySource::File {
