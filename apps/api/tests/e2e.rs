@@ -1096,6 +1096,106 @@ async fn a_password_change_ends_the_other_sessions() {
     s.stop().await;
 }
 
+/// A user locked out of their account gets back in with a reset an administrator issues: only
+/// an administrator issues one, never for their own account; the token is shown once, works once
+/// and ends every session of the user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrators_reset_lets_a_locked_out_user_back_in() {
+    let s = Server::start(Database::Sqlite).await;
+    let admin = s.admin("admin@example.com").await;
+    let (alice, alice_token, alice_refresh) = s.user("alice@example.com").await;
+    let (bob, bob_token, _) = s.user("bob@example.com").await;
+    let issue = |user: &str| format!("/v1/admin/users/{user}/password-reset");
+    let (st, _) = s.post(&issue(&alice), Some(&bob_token), json!({})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "a user issues no reset");
+    let (st, p) = s.post(&issue(&bob), Some(&admin), json!({})).await;
+    assert_eq!(st, StatusCode::CREATED, "{p}");
+    let me = s.get("/v1/me", &admin).await.1["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (st, p) = s.post(&issue(&me), Some(&admin), json!({})).await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_request")),
+        "not for one's own account: {p}"
+    );
+    let (st, _) = s
+        .post(
+            &issue(&uuid::Uuid::now_v7().to_string()),
+            Some(&admin),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, issued) = s.post(&issue(&alice), Some(&admin), json!({})).await;
+    assert_eq!(st, StatusCode::CREATED, "{issued}");
+    assert_eq!(issued["user_id"], alice.as_str());
+    assert!(issued["expires_at"].as_str().is_some());
+    let token = issued["reset_token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("cpr1_"));
+
+    let reset = |token: &str, new: &str| json!({ "reset_token": token, "new_password": new });
+    let (st, p) = s
+        .post(
+            "/v1/auth/password/reset",
+            None,
+            reset("cpr1_nope", "a brand new passphrase"),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_reset_token"))
+    );
+    let (st, p) = s
+        .post("/v1/auth/password/reset", None, reset(&token, "short"))
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_request"))
+    );
+    let (st, _) = s
+        .post(
+            "/v1/auth/password/reset",
+            None,
+            reset(&token, "a brand new passphrase"),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, p) = s
+        .post(
+            "/v1/auth/password/reset",
+            None,
+            reset(&token, "another new passphrase"),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_reset_token")),
+        "a reset works once"
+    );
+    let (st, _) = s.get("/v1/me", &alice_token).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "the access token ends");
+    let (st, _) = s
+        .post(
+            "/v1/auth/refresh",
+            None,
+            json!({ "refresh_token": alice_refresh }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "the session ends");
+    let login = |password: &str| json!({ "email": "alice@example.com", "password": password });
+    let (st, _) = s.post("/v1/auth/login", None, login(PASSWORD)).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _) = s
+        .post("/v1/auth/login", None, login("a brand new passphrase"))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = s.get("/v1/me", &bob_token).await;
+    assert_eq!(st, StatusCode::OK, "other users are untouched");
+    s.stop().await;
+}
+
 /// A configured external issuer (JWKS from a file): its tokens are accepted next to Coffer's own,
 /// roles mapped from its claim; its subject owns wallets like any user; logout denylists the
 /// token; its sessions are the issuer's business.

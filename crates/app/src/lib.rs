@@ -269,6 +269,9 @@ impl App {
                     ..TokenConfig::default()
                 },
                 refresh_grace: Duration::from_secs(config.auth.refresh_grace_secs),
+                password_reset_lifetime: Duration::from_secs(
+                    u64::from(config.auth.password_reset_hours) * 3600,
+                ),
                 ..AccountsConfig::default()
             },
         )

@@ -329,6 +329,8 @@ actions! {
     UserLoginFailed => "user.login_failed",
     UserLogout => "user.logout",
     UserPasswordChange => "user.password_change",
+    UserPasswordResetIssued => "user.password_reset_issued",
+    UserPasswordReset => "user.password_reset",
     UserMfaUpdate => "user.mfa_update",
     UserSessionRevoked => "user.session_revoked",
     UserRefreshReuseDetected => "user.refresh_reuse_detected",

@@ -9,79 +9,30 @@
 //! as its replacement has not been used: the replacement is then revoked in its place, so a
 //! family never has two live tokens.
 
-use std::fmt;
-
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
+use crate::opaque::{MalformedToken, OpaqueToken, TokenHash, TokenKind};
 
 /// The prefix of Coffer refresh tokens (so secret scanners can find leaked ones).
 pub const PREFIX: &str = "cfr1_";
 /// Lifetime of a family, from its login.
 pub const FAMILY_LIFETIME_SECS: u64 = 30 * 24 * 3600;
 
+/// The refresh kind of opaque token.
+#[derive(Debug)]
+pub enum Refresh {}
+
+impl TokenKind for Refresh {
+    const PREFIX: &'static str = PREFIX;
+    const NAME: &'static str = "RefreshToken";
+}
+
 /// A refresh token as the client holds it. Zeroized on drop; `Debug` prints nothing of it.
-pub struct RefreshToken(Zeroizing<String>);
+pub type RefreshToken = OpaqueToken<Refresh>;
 
 /// The stored form: SHA-256 of the token.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RefreshHash(pub [u8; 32]);
-
-impl fmt::Debug for RefreshHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, ..] = self.0;
-        write!(f, "RefreshHash({a:02x}{b:02x}{c:02x}{d:02x}…)")
-    }
-}
-
-impl fmt::Debug for RefreshToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RefreshToken([REDACTED])")
-    }
-}
+pub type RefreshHash = TokenHash;
 
 /// A presented value that cannot be a refresh token.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed refresh token")]
-pub struct MalformedRefreshToken;
-
-impl RefreshToken {
-    /// A fresh token (32 bytes from the thread CSPRNG, seeded by the operating system).
-    #[must_use]
-    pub fn generate() -> Self {
-        let mut bytes = Zeroizing::new([0u8; 32]);
-        rand::fill(&mut bytes[..]);
-        Self(Zeroizing::new(format!(
-            "{PREFIX}{}",
-            URL_SAFE_NO_PAD.encode(&bytes[..])
-        )))
-    }
-
-    /// Parses a presented token.
-    ///
-    /// # Errors
-    /// [`MalformedRefreshToken`].
-    pub fn parse(s: &str) -> Result<Self, MalformedRefreshToken> {
-        let body = s.strip_prefix(PREFIX).ok_or(MalformedRefreshToken)?;
-        match URL_SAFE_NO_PAD.decode(body) {
-            Ok(b) if b.len() == 32 => Ok(Self(Zeroizing::new(s.to_owned()))),
-            _ => Err(MalformedRefreshToken),
-        }
-    }
-
-    /// The value to hand to the client.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Its stored form.
-    #[must_use]
-    pub fn hash(&self) -> RefreshHash {
-        RefreshHash(Sha256::digest(self.0.as_bytes()).into())
-    }
-}
+pub type MalformedRefreshToken = MalformedToken;
 
 /// A refresh token as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,23 +143,6 @@ mod tests {
             replaced_by: spent_at.map(|_| RefreshToken::generate().hash()),
             revoked: false,
             superseded: false,
-        }
-    }
-
-    #[test]
-    fn tokens_are_random_opaque_and_stored_hashed() {
-        let t = RefreshToken::generate();
-        assert!(t.expose().starts_with(PREFIX));
-        assert_eq!(RefreshToken::parse(t.expose()).unwrap().hash(), t.hash());
-        assert_ne!(RefreshToken::generate().hash(), t.hash());
-        assert_eq!(format!("{t:?}"), "RefreshToken([REDACTED])");
-        for bad in [
-            "",
-            "cfr1_",
-            "cfr1_abc",
-            "xyz1_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-        ] {
-            assert_eq!(RefreshToken::parse(bad).unwrap_err(), MalformedRefreshToken);
         }
     }
 

@@ -13,7 +13,9 @@ use coffer_audit::{AuditEvent, Receipt};
 use coffer_crypto::Envelope;
 use coffer_keys::WrappedKey;
 
+use crate::opaque::TokenHash;
 use crate::refresh::{RefreshHash, RefreshRecord};
+use crate::reset::ResetRecord;
 use crate::user::UserId;
 
 /// The cause of an opaque failure: any error, or a message (`"…".into()`); the source chain is
@@ -214,6 +216,31 @@ pub trait UserStore: Send + Sync + fmt::Debug {
         new_hash: &str,
         expect_hash: &str,
         keep_family: Option<uuid::Uuid>,
+        audit: &AuditEvent,
+    ) -> Result<Option<Receipt>, UserStoreError>;
+
+    /// Stores `reset` as its user's one pending password reset (one pending before stops
+    /// working), with the audit record. `None` (nothing written) when there is no such user.
+    async fn issue_password_reset(
+        &self,
+        reset: &ResetRecord,
+        audit: &AuditEvent,
+    ) -> Result<Option<Receipt>, UserStoreError>;
+
+    /// The pending password reset whose token hashes to `hash`.
+    async fn password_reset(&self, hash: &TokenHash)
+    -> Result<Option<ResetRecord>, UserStoreError>;
+
+    /// Redeems the pending reset `hash` of `reset.user` while it is still pending and not expired
+    /// at `now` (seconds since the epoch): deletes it, sets the user's password hash to
+    /// `new_hash` and revokes every refresh family of the user, with the audit record, in one
+    /// transaction. `None` (nothing written) when it was redeemed, replaced or expired meanwhile:
+    /// a token works once.
+    async fn redeem_password_reset(
+        &self,
+        reset: &ResetRecord,
+        new_hash: &str,
+        now: u64,
         audit: &AuditEvent,
     ) -> Result<Option<Receipt>, UserStoreError>;
 

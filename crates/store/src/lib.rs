@@ -102,7 +102,7 @@ BEGIN
         GRANT UPDATE (active, wrapped_key, kek_version) ON secrets TO coffer_app;
         GRANT SELECT, INSERT, UPDATE ON key_rotations TO coffer_app;
         REVOKE DELETE, TRUNCATE ON key_rotations FROM coffer_app;
-        GRANT SELECT, INSERT, UPDATE, DELETE ON refresh_tokens, revoked_tokens TO coffer_app;
+        GRANT SELECT, INSERT, UPDATE, DELETE ON refresh_tokens, revoked_tokens, password_resets TO coffer_app;
         EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA %I TO coffer_app', current_schema());
     END IF;
 END

@@ -1,12 +1,12 @@
 //! [`Admin`]: the operators' use cases, each behind the permission it needs: wallets (freeze,
-//! unfreeze, close, PIN unlock and reset), reversals, users (roles, ending every session), the
-//! master key (the rotation overview, a rotation request), the audit log (a page, the
-//! verification) and the service's metrics.
+//! unfreeze, close, PIN unlock and reset), reversals, users (roles, ending every session, a
+//! password reset), the master key (the rotation overview, a rotation request), the audit log (a
+//! page, the verification) and the service's metrics.
 
 use std::sync::Arc;
 
 use coffer_audit::{AuditLog, AuditQuery, AuditRecord, VerifyReport};
-use coffer_auth::accounts::{Accounts, RequestContext};
+use coffer_auth::accounts::{Accounts, IssuedReset, RequestContext};
 use coffer_auth::{Permission, Principal, Rbac};
 use coffer_ledger::{
     IdempotencyKey, Ledger, Pin, Reason, TransactionId, TransactionView, WalletId, WalletView,
@@ -173,6 +173,24 @@ impl Admin {
         self.require(principal, Permission::UserAdmin)?;
         let admin = coffer_audit::Actor::Admin(actor(principal));
         Ok(self.accounts.revoke_sessions(admin, user, ctx).await?)
+    }
+
+    /// Issues a password reset for a user (`user:admin`): the one-time token to hand over, and
+    /// when it stops working. Not for the administrator's own account.
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; the accounts' refusals (unknown user, one's own account).
+    pub async fn issue_password_reset(
+        &self,
+        principal: &Principal,
+        user: coffer_auth::user::UserId,
+        ctx: &RequestContext,
+    ) -> Result<IssuedReset, UseCaseError> {
+        self.require(principal, Permission::UserAdmin)?;
+        Ok(self
+            .accounts
+            .issue_password_reset(principal.user, user, ctx)
+            .await?)
     }
 
     /// The master key's versions, the data keys per version and the rotations (`key:read`).

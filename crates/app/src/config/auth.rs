@@ -49,6 +49,8 @@ pub struct AuthConfig {
     pub mfa_above_major_units: Option<u64>,
     /// The rolling window of `mfa_above_major_units`, hours (1 to 168).
     pub mfa_window_hours: u32,
+    /// How long a password reset an administrator issues works, hours (1 to 168).
+    pub password_reset_hours: u32,
     /// Password hashes at once.
     pub password_hash_concurrency: usize,
     /// Argon2id memory, KiB (OWASP: 19456).
@@ -78,6 +80,7 @@ impl Default for AuthConfig {
             revocation_cache_secs: 60,
             mfa_above_major_units: None,
             mfa_window_hours: 24,
+            password_reset_hours: 24,
             password_hash_concurrency: 4,
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
@@ -111,6 +114,13 @@ impl AuthConfig {
         }
         if !(1..=168).contains(&self.mfa_window_hours) {
             return Err(error("auth.mfa_window_hours", "outside 1..=168", "use 24"));
+        }
+        if !(1..=168).contains(&self.password_reset_hours) {
+            return Err(error(
+                "auth.password_reset_hours",
+                "outside 1..=168",
+                "use 24",
+            ));
         }
         if self.password_hash_concurrency == 0 {
             return Err(error(

@@ -229,10 +229,13 @@ mod tests {
     }
 
     #[test]
-    fn the_second_factor_window_is_an_hour_to_a_week() {
+    fn the_second_factor_window_and_a_reset_last_an_hour_to_a_week() {
         for (hours, ok) in [(0, false), (1, true), (24, true), (168, true), (169, false)] {
             let mut c = Config::default();
             c.auth.mfa_window_hours = hours;
+            assert_eq!(c.validate().is_ok(), ok, "{hours} hours");
+            let mut c = Config::default();
+            c.auth.password_reset_hours = hours;
             assert_eq!(c.validate().is_ok(), ok, "{hours} hours");
         }
     }

@@ -3,9 +3,9 @@
 //!
 //! [`AuthError::code`] is the stable API problem code. It says deliberately little: every
 //! refused login is `invalid_credentials` (unknown email, wrong password and wrong code alike),
-//! every refused refresh `invalid_refresh_token` (unknown, expired, revoked or reused). A
-//! dependency that does not answer is `unavailable` (retry later), stored data that does not
-//! open or decode `corrupt`.
+//! every refused refresh `invalid_refresh_token` (unknown, expired, revoked or reused), every
+//! refused password-reset token `invalid_reset_token` (likewise). A dependency that does not
+//! answer is `unavailable` (retry later), stored data that does not open or decode `corrupt`.
 
 use std::fmt;
 
@@ -49,6 +49,9 @@ pub enum AuthError {
     /// The refresh token is unknown, expired, revoked or was reused.
     #[error("invalid refresh token")]
     InvalidRefreshToken,
+    /// The password-reset token is unknown, expired, replaced or was redeemed already.
+    #[error("invalid password-reset token")]
+    InvalidResetToken,
     /// No such user.
     #[error("user not found")]
     UserNotFound,
@@ -88,6 +91,7 @@ impl AuthError {
             Self::EmailTaken => "email_taken",
             Self::Invalid { .. } => "invalid_request",
             Self::InvalidRefreshToken => "invalid_refresh_token",
+            Self::InvalidResetToken => "invalid_reset_token",
             Self::UserNotFound => "user_not_found",
             Self::UnknownRole(_) => "unknown_role",
             Self::LastAdmin => "last_admin",

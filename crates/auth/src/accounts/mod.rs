@@ -1,6 +1,6 @@
 //! The accounts service: registration, login (password, then the TOTP code if enrolled),
 //! refresh-token rotation, logout, revoke-all, admin revocation and roles, the profile, TOTP
-//! enrollment, password changes, and the token signing keys. It runs on the user-store port, the key port (each
+//! enrollment, password changes and resets, and the token signing keys. It runs on the user-store port, the key port (each
 //! user's personal data is sealed under a data key of their own; the signing keys and the
 //! blind-index key are wrapped by the KEK) and the audit log.
 //!
@@ -20,6 +20,7 @@
 //! One module per use case, each adding its operations to [`Accounts`]:
 //! - `login`: registration and login;
 //! - `password`: changing the password;
+//! - `reset`: password resets an administrator issues and the user redeems;
 //! - `sessions`: refresh rotation with reuse detection, logout, revocation, purging;
 //! - `totp`: enrolling, confirming and turning off the second factor;
 //! - `users`: the profile and roles;
@@ -62,6 +63,7 @@ use crate::user::UserId;
 mod error;
 mod login;
 mod password;
+mod reset;
 mod sessions;
 mod shared;
 mod signing_keys;
@@ -71,6 +73,7 @@ mod users;
 
 pub use error::AuthError;
 pub use login::{Credentials, Registration};
+pub use reset::IssuedReset;
 pub use shared::{RequestContext, user_key_context};
 #[cfg(feature = "testkit")]
 pub(crate) use signing_keys::legacy_signing_key;
@@ -102,6 +105,8 @@ pub struct AccountsConfig {
     pub totp_issuer: String,
     /// Roles of a new user.
     pub default_roles: Vec<String>,
+    /// How long an issued password reset works.
+    pub password_reset_lifetime: Duration,
 }
 
 impl Default for AccountsConfig {
@@ -111,6 +116,7 @@ impl Default for AccountsConfig {
             refresh_grace: Duration::from_secs(10),
             totp_issuer: "Coffer".to_owned(),
             default_roles: vec![NEW_ACCOUNT_ROLE.to_owned()],
+            password_reset_lifetime: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -2,8 +2,9 @@
 //! [`user_store_contract_tests!`](crate::user_store_contract_tests), one `#[tokio::test]` per
 //! case, each on a fresh, empty database. The cases drive the whole [`Accounts`] service over
 //! the adapter, so they check what users rely on: registration and login, refresh rotation and
-//! reuse detection under concurrency, revocation, password changes, TOTP, roles, signing keys that survive a
-//! restart, and no personal data or secret in the database in the clear.
+//! reuse detection under concurrency, revocation, password changes and resets (in `passwords`),
+//! TOTP, roles, signing keys that survive a restart, and no personal data or secret in the
+//! database in the clear.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +21,20 @@ use crate::accounts::{
     Accounts, AccountsConfig, AccountsDeps, AuthError, Credentials, Registration, RequestContext,
 };
 use crate::mfa::TotpSecret;
-use crate::password::{NewPassword, PasswordHasher};
+use crate::password::PasswordHasher;
 use crate::rbac::Rbac;
 use crate::revocation::{RevocationList, unix_secs};
 use crate::store::UserStore;
 use crate::token::TokenError;
 use crate::user::UserId;
+
+mod passwords;
+
+pub use passwords::{
+    a_password_change_ends_a_session_being_refreshed, a_password_change_ends_every_other_session,
+    a_password_reset_asks_for_the_second_factor,
+    a_password_reset_works_once_and_ends_every_session,
+};
 
 /// What [`Backend::open`] opens: the user store, the audit log and the revocation list.
 pub type Opened = (
@@ -62,6 +71,9 @@ macro_rules! user_store_contract_tests {
             concurrent_uses_of_one_refresh_token_leave_one_live_session,
             revoke_all_ends_every_session,
             a_password_change_ends_every_other_session,
+            a_password_change_ends_a_session_being_refreshed,
+            a_password_reset_works_once_and_ends_every_session,
+            a_password_reset_asks_for_the_second_factor,
             a_revoked_session_stays_revoked_while_it_is_being_refreshed,
             totp_enrollment_login_and_replay,
             guesses_at_one_account_back_off_from_any_address,
@@ -1288,95 +1300,4 @@ pub async fn tokens_reach_their_issuers_verifier_and_external_subjects_keep_one_
         Err(AuthError::Token(TokenError::Revoked))
     ));
     assert!(idp.revoked.lock().unwrap().len() == 1);
-}
-
-/// A password change needs the current password (a wrong one is a failed login), ends every
-/// other session of the user at once and keeps the asking one after a refresh; the old password
-/// no longer logs in; of two changes at once from one password, one wins.
-pub async fn a_password_change_ends_every_other_session(backend: &dyn Backend) {
-    let (a, audit) = accounts(backend, Duration::ZERO).await;
-    let id = a.register(registration(EMAIL), &ctx()).await.unwrap();
-    a.register(registration("bob@example.com"), &ctx())
-        .await
-        .unwrap();
-    let here = a.login(credentials(EMAIL), &ctx()).await.unwrap();
-    let elsewhere = a.login(credentials(EMAIL), &ctx()).await.unwrap();
-    let bob = a
-        .login(credentials("bob@example.com"), &ctx())
-        .await
-        .unwrap();
-    let sid = here
-        .claims
-        .sid
-        .as_deref()
-        .map(|s| uuid::Uuid::parse_str(s).unwrap());
-    let new = NewPassword::parse("a different plum tart at dusk").unwrap();
-    assert!(matches!(
-        a.change_password(id, "not the password", &new, sid, &ctx())
-            .await,
-        Err(AuthError::InvalidCredentials)
-    ));
-    let same = NewPassword::parse(PASSWORD).unwrap();
-    assert!(matches!(
-        a.change_password(id, PASSWORD, &same, sid, &ctx()).await,
-        Err(AuthError::Invalid {
-            field: "new_password",
-            ..
-        })
-    ));
-    a.change_password(id, PASSWORD, &new, sid, &ctx())
-        .await
-        .unwrap();
-
-    // Every access token of the user stops at once; the other session's refresh token too.
-    for s in [&here, &elsewhere] {
-        assert!(matches!(
-            a.tokens().verify(&s.access_token).await,
-            Err(TokenError::UserRevoked)
-        ));
-    }
-    assert!(matches!(
-        a.refresh(elsewhere.refresh_token.expose(), &ctx()).await,
-        Err(AuthError::InvalidRefreshToken)
-    ));
-    // The asking session continues after a refresh; other users are untouched.
-    let continued = a
-        .refresh(here.refresh_token.expose(), &ctx())
-        .await
-        .unwrap();
-    assert!(a.tokens().verify(&continued.access_token).await.is_ok());
-    assert!(a.tokens().verify(&bob.access_token).await.is_ok());
-    // Only the new password logs in.
-    assert!(matches!(
-        a.login(credentials(EMAIL), &ctx()).await,
-        Err(AuthError::InvalidCredentials)
-    ));
-    let with_new = Credentials {
-        password: "a different plum tart at dusk",
-        ..credentials(EMAIL)
-    };
-    a.login(with_new, &ctx()).await.unwrap();
-
-    // Two changes at once from the same password: one wins, the other is told the password it
-    // gave is no longer current.
-    let (x, y) = (
-        NewPassword::parse("the first of two new passwords").unwrap(),
-        NewPassword::parse("the second of two new passwords").unwrap(),
-    );
-    let c = ctx();
-    let (rx, ry) = tokio::join!(
-        a.change_password(id, "a different plum tart at dusk", &x, None, &c),
-        a.change_password(id, "a different plum tart at dusk", &y, None, &c),
-    );
-    assert_eq!(
-        [rx.is_ok(), ry.is_ok()].iter().filter(|ok| **ok).count(),
-        1,
-        "{rx:?} {ry:?}"
-    );
-    let e = events(audit.as_ref()).await;
-    assert_eq!(count(&e, Action::UserPasswordChange), 2);
-    assert!(
-        count(&e, Action::UserLoginFailed) >= 1,
-        "the wrong current password"
-    );
 }

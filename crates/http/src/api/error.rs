@@ -220,6 +220,9 @@ impl From<AuthError> for ApiError {
             AuthError::InvalidRefreshToken => {
                 Self::new(S::UNAUTHORIZED, code, "Invalid refresh token")
             }
+            AuthError::InvalidResetToken => {
+                Self::new(S::UNAUTHORIZED, code, "Invalid password-reset token")
+            }
             AuthError::TooManyGuesses { retry_after } => {
                 let secs = retry_after.as_secs().max(1);
                 let mut e = Self::new(S::TOO_MANY_REQUESTS, code, "Too many requests").detail(

@@ -90,9 +90,10 @@ async fn authenticate(State(state): State<ApiState>, mut req: Request, next: Nex
     next.run(req).await
 }
 
-/// The rate-limit class of a request: logins (and the password change and the second factor's
-/// routes, which take a password or a code), registrations, refreshes and wallet openings have their own budgets,
-/// anything that takes a PIN is money-out, admin routes are admin.
+/// The rate-limit class of a request: logins (and the password change and reset and the second
+/// factor's routes, which take a password, a reset token or a code), registrations, refreshes and
+/// wallet openings have their own budgets, anything that takes a PIN is money-out, admin routes
+/// are admin.
 #[must_use]
 pub fn classify(req: &Request) -> coffer_ratelimit::policy::RouteClass {
     use coffer_ratelimit::policy::RouteClass as C;
@@ -101,6 +102,7 @@ pub fn classify(req: &Request) -> coffer_ratelimit::policy::RouteClass {
     match path {
         "/v1/auth/login"
         | "/v1/auth/password"
+        | "/v1/auth/password/reset"
         | "/v1/auth/totp/enroll"
         | "/v1/auth/totp/confirm"
         | "/v1/auth/totp/disable" => C::Login,
@@ -137,6 +139,10 @@ pub fn router(
         .route("/v1/admin/transactions/{id}/reversal", post(admin::reverse))
         .route("/v1/admin/users/{id}/roles", post(admin::set_roles))
         .route(
+            "/v1/admin/users/{id}/password-reset",
+            post(admin::issue_password_reset),
+        )
+        .route(
             "/v1/admin/users/{id}/sessions/revoke",
             post(admin::revoke_user_sessions),
         )
@@ -159,6 +165,7 @@ pub fn router(
         .route("/v1/auth/logout", post(auth::logout))
         .route("/v1/auth/sessions/revoke-all", post(auth::revoke_all))
         .route("/v1/auth/password", post(auth::change_password))
+        .route("/v1/auth/password/reset", post(auth::reset_password))
         .route("/v1/auth/totp/enroll", post(auth::totp_enroll))
         .route("/v1/auth/totp/confirm", post(auth::totp_confirm))
         .route("/v1/auth/totp/disable", post(auth::totp_disable))
@@ -317,6 +324,8 @@ mod tests {
     fn the_second_factors_routes_are_in_the_login_class() {
         for path in [
             "/v1/auth/login",
+            "/v1/auth/password",
+            "/v1/auth/password/reset",
             "/v1/auth/totp/enroll",
             "/v1/auth/totp/confirm",
             "/v1/auth/totp/disable",

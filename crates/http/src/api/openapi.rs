@@ -45,6 +45,7 @@ impl Modify for Bearer {
         routes::auth::logout,
         routes::auth::revoke_all,
         routes::auth::change_password,
+        routes::auth::reset_password,
         routes::auth::totp_enroll,
         routes::auth::totp_confirm,
         routes::auth::totp_disable,
@@ -66,6 +67,7 @@ impl Modify for Bearer {
         routes::admin::reset_pin,
         routes::admin::reverse,
         routes::admin::set_roles,
+        routes::admin::issue_password_reset,
         routes::admin::revoke_user_sessions,
         routes::admin::keys_overview,
         routes::admin::request_rotation,
@@ -135,6 +137,6 @@ mod tests {
         );
         let doc: serde_json::Value = serde_json::from_str(&generated).unwrap_or_default();
         assert_eq!(doc["openapi"], "3.1.0");
-        assert_eq!(doc["paths"].as_object().map(serde_json::Map::len), Some(34));
+        assert_eq!(doc["paths"].as_object().map(serde_json::Map::len), Some(36));
     }
 }

@@ -13,7 +13,7 @@ mod auth;
 pub mod errors;
 mod health;
 
-pub use admin::{AuditPage, AuditVerify, Keys, Roles, Rotation};
+pub use admin::{AuditPage, AuditVerify, Keys, PasswordReset, Roles, Rotation};
 pub use auth::{Me, TotpEnrollment, UserCreated};
 pub use health::{Health, Ready};
 

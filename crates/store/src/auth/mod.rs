@@ -13,6 +13,7 @@
 //!   leaf);
 //! - `users`: users, their data keys, roles and second factor;
 //! - `refresh`: refresh families and their compare-and-swap rotation;
+//! - `resets`: pending password resets and their one-time redemption;
 //! - `signing`: the token signing keys' index and the service secrets;
 //! - `revocation`: the revocation lists, [`PgRevocationList`] and [`SqliteRevocationList`];
 //! - `feed`: [`feed_revocations`], which relays the Postgres list's announcements on
@@ -27,7 +28,9 @@
 //! revocation lists' idea of an expired entry come from a clock: the system's from `new`,
 //! another from `with_clock`.
 
+use coffer_auth::opaque::TokenHash;
 use coffer_auth::refresh::{RefreshHash, RefreshRecord};
+use coffer_auth::reset::ResetRecord;
 use coffer_auth::store::{
     LoadedUser, StoredSigningKey, TotpRecord, UserKeyRecord, UserRecord, UserStore, UserStoreError,
 };
@@ -43,6 +46,7 @@ use crate::dialect::{Conn, Dialect};
 mod feed;
 mod pg;
 mod refresh;
+mod resets;
 mod revocation;
 mod rows;
 mod signing;
@@ -172,6 +176,31 @@ macro_rules! user_store {
             ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
                 UserStoreOn::change_password(&self.0, id, new_hash, expect_hash, keep_family, audit)
                     .await
+            }
+
+            async fn issue_password_reset(
+                &self,
+                reset: &ResetRecord,
+                audit: &coffer_audit::AuditEvent,
+            ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
+                UserStoreOn::issue_password_reset(&self.0, reset, audit).await
+            }
+
+            async fn password_reset(
+                &self,
+                hash: &TokenHash,
+            ) -> Result<Option<ResetRecord>, UserStoreError> {
+                UserStoreOn::password_reset(&self.0, hash).await
+            }
+
+            async fn redeem_password_reset(
+                &self,
+                reset: &ResetRecord,
+                new_hash: &str,
+                now: u64,
+                audit: &coffer_audit::AuditEvent,
+            ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
+                UserStoreOn::redeem_password_reset(&self.0, reset, new_hash, now, audit).await
             }
 
             async fn rotate_user_key(

@@ -61,25 +61,21 @@ where
         Ok(())
     }
 
-    /// Revokes the live refresh tokens `filter` selects (`$1` is `id`, if given), again
+    /// Revokes the live refresh tokens `filter` selects (`$1`, `$2`, ... are `ids`), again
     /// and again until none is left: on Postgres each statement sees what committed
     /// before it began, so a rotation that committed while the previous statement
     /// waited for its row is caught by the next one; a rotation needs a live token, so
     /// the loop ends.
-    async fn revoke_live(
+    pub(in crate::auth) async fn revoke_live(
         conn: &mut Conn<D>,
         filter: &str,
-        id: Option<Uuid>,
+        ids: &[Uuid],
     ) -> Result<u64, UserStoreError> {
         let sql =
             format!("UPDATE refresh_tokens SET revoked = true WHERE revoked = false AND {filter}");
         let mut total = 0;
         loop {
-            let q = sqlx::query(&sql);
-            let q = match id {
-                Some(id) => q.bind(id),
-                None => q,
-            };
+            let q = ids.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id));
             let n = D::rows_affected(&q.execute(&mut *conn).await.map_err(db_err)?);
             if n == 0 {
                 return Ok(total);
@@ -160,7 +156,7 @@ where
         audit: Option<&coffer_audit::AuditEvent>,
     ) -> Result<(u64, Option<coffer_audit::Receipt>), UserStoreError> {
         let mut tx = D::begin(&store.pool).await.map_err(db_err)?;
-        let revoked = Self::revoke_live(&mut tx, "family = $1", Some(family)).await?;
+        let revoked = Self::revoke_live(&mut tx, "family = $1", &[family]).await?;
         let receipt = match audit {
             Some(event) => Some(
                 D::append_audit(&store.audit, &mut tx, event)
@@ -179,7 +175,7 @@ where
         audit: &coffer_audit::AuditEvent,
     ) -> Result<coffer_audit::Receipt, UserStoreError> {
         let mut tx = D::begin(&store.pool).await.map_err(db_err)?;
-        Self::revoke_live(&mut tx, "user_id = $1", Some(*user.as_uuid())).await?;
+        Self::revoke_live(&mut tx, "user_id = $1", &[*user.as_uuid()]).await?;
         let receipt = D::append_audit(&store.audit, &mut tx, audit)
             .await
             .map_err(audit_err)?;
@@ -192,7 +188,7 @@ where
         audit: &coffer_audit::AuditEvent,
     ) -> Result<coffer_audit::Receipt, UserStoreError> {
         let mut tx = D::begin(&store.pool).await.map_err(db_err)?;
-        Self::revoke_live(&mut tx, "true", None).await?;
+        Self::revoke_live(&mut tx, "true", &[]).await?;
         let receipt = D::append_audit(&store.audit, &mut tx, audit)
             .await
             .map_err(audit_err)?;

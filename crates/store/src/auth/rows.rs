@@ -5,7 +5,9 @@
 //! on the email's blind index is `DuplicateEmail`, a lost connection `Unavailable`, a column that
 //! does not decode `Corrupt`. A leaf: it imports nothing from its siblings.
 
-use coffer_auth::refresh::{RefreshHash, RefreshRecord};
+use coffer_auth::opaque::TokenHash;
+use coffer_auth::refresh::RefreshRecord;
+use coffer_auth::reset::ResetRecord;
 use coffer_auth::store::{
     LoadedUser, StoredSigningKey, TotpRecord, UserKeyRecord, UserRecord, UserStoreError,
 };
@@ -59,11 +61,9 @@ pub(super) fn u32_of(v: i64, what: &str) -> Result<u32, UserStoreError> {
     u32::try_from(v).map_err(|_| corrupt(what))
 }
 
-pub(super) fn hash_of(bytes: &[u8]) -> Result<RefreshHash, UserStoreError> {
-    Ok(RefreshHash(
-        bytes
-            .try_into()
-            .map_err(|_| corrupt("refresh token hash"))?,
+pub(super) fn hash_of(bytes: &[u8]) -> Result<TokenHash, UserStoreError> {
+    Ok(TokenHash(
+        bytes.try_into().map_err(|_| corrupt("token hash"))?,
     ))
 }
 
@@ -189,4 +189,22 @@ where
 
 pub(super) fn loaded(record: UserRecord, keys: Vec<UserKeyRecord>) -> LoadedUser {
     LoadedUser { record, keys }
+}
+
+pub(super) const RESET_COLUMNS: &str = "user_id, token_hash, issued_by, expires_at";
+
+pub(super) fn reset_from<R: Row>(row: &R) -> Result<ResetRecord, UserStoreError>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let hash: Vec<u8> = row.try_get("token_hash").map_err(db_err)?;
+    Ok(ResetRecord {
+        hash: hash_of(&hash)?,
+        user: UserId::from_uuid(row.try_get("user_id").map_err(db_err)?),
+        issued_by: UserId::from_uuid(row.try_get("issued_by").map_err(db_err)?),
+        expires_at: u64_of(row.try_get("expires_at").map_err(db_err)?, "reset expiry")?,
+    })
 }

@@ -246,15 +246,12 @@ where
             return Ok(None);
         }
         // Every other session ends with the old password (the nil family matches none).
-        sqlx::query(
-            "UPDATE refresh_tokens SET revoked = true \
-             WHERE revoked = false AND user_id = $1 AND family <> $2",
+        Self::revoke_live(
+            &mut tx,
+            "user_id = $1 AND family <> $2",
+            &[*id.as_uuid(), keep_family.unwrap_or(Uuid::nil())],
         )
-        .bind(*id.as_uuid())
-        .bind(keep_family.unwrap_or(Uuid::nil()))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        .await?;
         let receipt = D::append_audit(&store.audit, &mut tx, audit)
             .await
             .map_err(audit_err)?;

@@ -1,5 +1,5 @@
 //! `admin`: wallets (freeze, unfreeze, close, PIN unlock and reset), reversals, users (roles,
-//! revoking every session), the master key and the audit log.
+//! revoking every session, a password reset), the master key and the audit log.
 //!
 //! `GET /v1/admin/keys` (`key:read`) is the rotation overview: the master key's versions and
 //! ages, data keys per version, the rotation requested or running and the last finished one.
@@ -272,6 +272,34 @@ pub(in crate::api) async fn revoke_user_sessions(
     let user = user_id(&id)?;
     state.admin.revoke_sessions(&principal, user, &ctx).await?;
     no_content()
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/admin/users/{id}/password-reset",
+    tag = "admin",
+    params(("id" = String, Path, description = "the resource id")),
+    responses(
+        (status = 201, description = "a one-time reset token for the user, shown once; it replaces the pending one", body = views::PasswordReset),
+        RoleErrors,
+        UserNotFound,
+        Invalid,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
+pub(in crate::api) async fn issue_password_reset(
+    State(state): State<ApiState>,
+    principal: Principal,
+    Ctx(ctx): Ctx,
+    PathId(id): PathId,
+) -> ApiResult {
+    let user = user_id(&id)?;
+    let issued = state
+        .admin
+        .issue_password_reset(&principal, user, &ctx)
+        .await?;
+    created(views::PasswordReset::new(user, &issued))
 }
 
 // ---- keys ----

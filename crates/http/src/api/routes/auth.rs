@@ -1,6 +1,6 @@
 //! `auth`: registration, sign-in, token refresh, logout and revoking every session, changing the
-//! password, the TOTP
-//! second factor (enroll, confirm, disable), the public signing keys (`/.well-known/jwks.json`)
+//! password and redeeming a reset an administrator issued, the TOTP second factor (enroll,
+//! confirm, disable), the public signing keys (`/.well-known/jwks.json`)
 //! and the caller (`/v1/me`). A token from a configured external OIDC issuer signs in like
 //! Coffer's own; its logout denylists the token under the issuer's key, and the routes that
 //! manage sessions or factors refuse it with 409 `external_identity` (they live at its issuer).
@@ -217,6 +217,43 @@ pub(in crate::api) async fn change_password(
     state
         .account
         .change_password(&principal, &b.current_password, &new, &ctx)
+        .await?;
+    no_content()
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct PasswordResetBody {
+    /// The token an administrator issued (`cpr1_…`).
+    reset_token: String,
+    new_password: String,
+    /// A current code, for accounts with a second factor.
+    totp: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/auth/password/reset",
+    tag = "auth",
+    request_body = PasswordResetBody,
+    responses(
+        (status = 204, description = "the new password is set; every session of the user stops working"),
+        (status = 401, description = "invalid_reset_token (unknown, expired, replaced or used), mfa_required, or invalid_credentials (a wrong code)", body = Problem, content_type = PROBLEM_JSON),
+        JsonErrors,
+        Invalid,
+        ServiceErrors,
+    )
+)]
+pub(in crate::api) async fn reset_password(
+    State(state): State<ApiState>,
+    Ctx(ctx): Ctx,
+    Json(b): Json<PasswordResetBody>,
+) -> ApiResult {
+    let new = NewPassword::parse(&b.new_password)
+        .map_err(|e| ApiError::invalid("new_password", e.to_string()))?;
+    state
+        .accounts
+        .reset_password(&b.reset_token, &new, b.totp.as_deref(), &ctx)
         .await?;
     no_content()
 }

@@ -1,4 +1,4 @@
-//! The `admin` tag's bodies: a user's roles, the audit log (a page, the verification) and the
+//! The `admin` tag's bodies: a user's roles, an issued password reset, the audit log (a page, the verification) and the
 //! master key (the overview, a rotation request's answer).
 //!
 //! The members documented as free-form (`items`, `versions`, `keys`, `open_job`, `last_done`,
@@ -24,6 +24,40 @@ impl Roles {
         Self {
             user_id: user.to_string(),
             roles,
+        }
+    }
+}
+
+/// An issued password reset: its token, shown this once, and when it stops working.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = PasswordResetDoc)]
+pub struct PasswordReset {
+    user_id: String,
+    /// Hand it to the user; it works once, until `expires_at`.
+    reset_token: String,
+    /// RFC 3339.
+    expires_at: String,
+}
+
+impl std::fmt::Debug for PasswordReset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordReset([REDACTED])")
+    }
+}
+
+impl PasswordReset {
+    /// The reset issued for `user`.
+    #[must_use]
+    pub fn new(
+        user: coffer_auth::user::UserId,
+        issued: &coffer_auth::accounts::IssuedReset,
+    ) -> Self {
+        Self {
+            user_id: user.to_string(),
+            reset_token: issued.token.expose().to_owned(),
+            expires_at: super::rfc3339(
+                i64::try_from(issued.expires_at.saturating_mul(1_000_000)).unwrap_or(i64::MAX),
+            ),
         }
     }
 }
