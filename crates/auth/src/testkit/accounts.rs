@@ -23,6 +23,7 @@ use crate::accounts::{
 use crate::mfa::TotpSecret;
 use crate::password::PasswordHasher;
 use crate::rbac::Rbac;
+use crate::refresh::RefreshToken;
 use crate::revocation::{RevocationList, unix_secs};
 use crate::store::UserStore;
 use crate::token::TokenError;
@@ -556,32 +557,45 @@ pub async fn a_revoked_session_stays_revoked_while_it_is_being_refreshed(backend
     let (store, _, _) = backend.open(backend.keys()).await;
     for round in 0..5 {
         let s = a.login(credentials(EMAIL), &ctx()).await.unwrap();
-        let first = s.refresh_token.expose().to_owned();
-        let thief = {
-            let a = a.clone();
-            tokio::spawn(async move {
-                let mut issued = vec![crate::refresh::RefreshToken::parse(&first).unwrap()];
-                // Bounded: a session that outlived its logout would refresh forever.
-                for _ in 0..300 {
-                    let current = issued.last().unwrap().expose().to_owned();
-                    match a.refresh(&current, &RequestContext::default()).await {
-                        Ok(next) => issued.push(next.refresh_token),
-                        Err(_) => break,
-                    }
-                }
-                issued
-            })
-        };
+        let thief = refresh_until_refused(&a, &s.refresh_token);
         tokio::time::sleep(Duration::from_millis(5 * round)).await;
         a.logout(&s.claims, &ctx()).await.unwrap();
         let issued = thief.await.unwrap();
-        for t in &issued {
-            let r = store.refresh_token(&t.hash()).await.unwrap().unwrap();
-            assert!(
-                r.revoked || r.spent_at.is_some(),
-                "round {round}: a token of the logged-out session is live"
-            );
+        none_live(
+            store.as_ref(),
+            &issued,
+            &format!("round {round}, the logged-out session"),
+        )
+        .await;
+    }
+}
+
+/// A thief refreshing `stolen` in a loop until refused, meanwhile: every token it was issued.
+/// Bounded, since a session that outlived its end would refresh forever.
+fn refresh_until_refused(
+    a: &Arc<Accounts>,
+    stolen: &RefreshToken,
+) -> tokio::task::JoinHandle<Vec<RefreshToken>> {
+    let a = a.clone();
+    let first = RefreshToken::parse(stolen.expose()).unwrap();
+    tokio::spawn(async move {
+        let mut issued = vec![first];
+        for _ in 0..300 {
+            let current = issued.last().unwrap().expose().to_owned();
+            match a.refresh(&current, &RequestContext::default()).await {
+                Ok(next) => issued.push(next.refresh_token),
+                Err(_) => break,
+            }
         }
+        issued
+    })
+}
+
+/// Each of `issued` is revoked or spent: `what` has no live token.
+async fn none_live(store: &dyn UserStore, issued: &[RefreshToken], what: &str) {
+    for t in issued {
+        let r = store.refresh_token(&t.hash()).await.unwrap().unwrap();
+        assert!(r.revoked || r.spent_at.is_some(), "{what}: a token is live");
     }
 }
 

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use coffer_audit::{Action, Actor, DetailValue, EntityId, Subject};
+use coffer_audit::{Action, Actor, AuditLog, DetailValue, EntityId, Subject};
 use coffer_clock::{Clock, ManualClock};
 
 use super::{
     Backend, EMAIL, PASSWORD, accounts, accounts_on, count, credentials, ctx, decode_base32,
-    events, registration,
+    events, none_live, refresh_until_refused, registration,
 };
-use crate::accounts::{AuthError, Credentials, RequestContext};
+use crate::accounts::{Accounts, AuthError, Credentials};
 use crate::password::NewPassword;
 use crate::token::TokenError;
 use crate::user::UserId;
@@ -139,22 +139,7 @@ pub async fn a_password_change_ends_a_session_being_refreshed(backend: &dyn Back
             )
             .await
             .unwrap();
-        let first = stolen.refresh_token.expose().to_owned();
-        let thief = {
-            let a = a.clone();
-            tokio::spawn(async move {
-                let mut issued = vec![crate::refresh::RefreshToken::parse(&first).unwrap()];
-                // Bounded: a session that outlived the change would refresh forever.
-                for _ in 0..300 {
-                    let current = issued.last().unwrap().expose().to_owned();
-                    match a.refresh(&current, &RequestContext::default()).await {
-                        Ok(next) => issued.push(next.refresh_token),
-                        Err(_) => break,
-                    }
-                }
-                issued
-            })
-        };
+        let thief = refresh_until_refused(&a, &stolen.refresh_token);
         tokio::time::sleep(Duration::from_millis(5 * round as u64)).await;
         let sid = owner
             .claims
@@ -166,13 +151,8 @@ pub async fn a_password_change_ends_a_session_being_refreshed(backend: &dyn Back
             .await
             .unwrap();
         let issued = thief.await.unwrap();
-        for t in &issued {
-            let r = store.refresh_token(&t.hash()).await.unwrap().unwrap();
-            assert!(
-                r.revoked || r.spent_at.is_some(),
-                "round {round}: a token of the other session is live after the change"
-            );
-        }
+        let what = format!("round {round}, the other session after the change");
+        none_live(store.as_ref(), &issued, &what).await;
         assert!(
             a.refresh(owner.refresh_token.expose(), &ctx())
                 .await
@@ -182,11 +162,16 @@ pub async fn a_password_change_ends_a_session_being_refreshed(backend: &dyn Back
     }
 }
 
-/// An administrator's password reset: not for their own account nor for nobody; a new one
-/// replaces the pending one; it changes nothing until redeemed, then works once (also when
-/// redeemed twice at once), sets the new password, ends every session of the user and stops
-/// working when its lifetime is over. Issuing and redeeming are audited, without the token.
-pub async fn a_password_reset_works_once_and_ends_every_session(backend: &dyn Backend) {
+/// Accounts on a clock the test holds, with two users: an administrator and [`EMAIL`].
+async fn admin_and_user(
+    backend: &dyn Backend,
+) -> (
+    Arc<ManualClock>,
+    Accounts,
+    Arc<dyn AuditLog>,
+    UserId,
+    UserId,
+) {
     let clock = Arc::new(ManualClock::default());
     let (a, audit) = accounts_on(backend, Duration::ZERO, clock.clone()).await;
     let admin = a
@@ -194,6 +179,15 @@ pub async fn a_password_reset_works_once_and_ends_every_session(backend: &dyn Ba
         .await
         .unwrap();
     let id = a.register(registration(EMAIL), &ctx()).await.unwrap();
+    (clock, a, audit, admin, id)
+}
+
+/// An administrator's password reset: not for their own account nor for nobody; a new one
+/// replaces the pending one; it changes nothing until redeemed, then works once (also when
+/// redeemed twice at once), sets the new password, ends every session of the user and stops
+/// working when its lifetime is over. Issuing and redeeming are audited, without the token.
+pub async fn a_password_reset_works_once_and_ends_every_session(backend: &dyn Backend) {
+    let (clock, a, audit, admin, id) = admin_and_user(backend).await;
     let s1 = a.login(credentials(EMAIL), &ctx()).await.unwrap();
     let s2 = a.login(credentials(EMAIL), &ctx()).await.unwrap();
     assert!(matches!(
@@ -301,13 +295,7 @@ pub async fn a_password_reset_works_once_and_ends_every_session(backend: &dyn Ba
 /// (`mfa_required`), with a wrong one too, each audited as a failed login, and the reset stays
 /// pending for the right code.
 pub async fn a_password_reset_asks_for_the_second_factor(backend: &dyn Backend) {
-    let clock = Arc::new(ManualClock::default());
-    let (a, audit) = accounts_on(backend, Duration::ZERO, clock.clone()).await;
-    let admin = a
-        .register(registration("admin@example.com"), &ctx())
-        .await
-        .unwrap();
-    let id = a.register(registration(EMAIL), &ctx()).await.unwrap();
+    let (clock, a, audit, admin, id) = admin_and_user(backend).await;
     let enrollment = a.totp_enroll(id, PASSWORD, &ctx()).await.unwrap();
     let secret = decode_base32(&enrollment.secret);
     a.totp_confirm(id, &secret.code_at(clock.unix_secs()), &ctx())
