@@ -178,6 +178,8 @@ fn test(no_fuzz: bool, fuzz_seconds: u64) -> Result<()> {
     // The scale-out test puts nginx in front of two API replicas.
     services::ensure_nginx()?;
     services::ensure_walkthrough_tools()?;
+    // The docs page is rendered by a real browser.
+    services::ensure_chromium()?;
     step(
         "clippy",
         cargo().args([

@@ -7,7 +7,8 @@
 //!   otherwise started on free ports from `target/services-venv`, a virtualenv that pip fills
 //!   with pinned packages on first use (their logs go to `target/services/`); schemathesis, for
 //!   `cargo xtask schemathesis`, comes from the same virtualenv.
-//! - `promtool`, `nginx`, `curl` and `jq`, from Debian's packages with apt-get when missing.
+//! - `promtool`, `nginx`, `curl`, `jq` and `chromium`, from Debian's packages with apt-get when
+//!   missing.
 //!
 //! Whatever a run started is stopped when it ends.
 
@@ -389,6 +390,11 @@ pub fn ensure_nginx() -> Result<()> {
 pub fn ensure_walkthrough_tools() -> Result<()> {
     ensure_debian_tool("curl", "--version", "curl")?;
     ensure_debian_tool("jq", "--version", "jq")
+}
+
+/// Chromium, Debian's package: the docs page's test renders the page in it, headless.
+pub fn ensure_chromium() -> Result<()> {
+    ensure_debian_tool("chromium", "--version", "chromium")
 }
 
 /// Installs Debian's `package` with apt-get when `tool version_flag` does not run (looked up

@@ -44,6 +44,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+mod docs;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -192,10 +193,7 @@ pub fn router(
                 )
             }),
         )
-        .route(
-            "/docs",
-            get(|| async { axum::response::Html(openapi::DOCS_PAGE) }),
-        )
+        .merge(docs::routes())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)

@@ -102,21 +102,6 @@ pub fn openapi_json() -> String {
     ApiDoc::openapi().to_pretty_json().unwrap_or_default() + "\n"
 }
 
-/// A browsable page over `/openapi.json` (Redoc, loaded from its CDN by the browser).
-pub const DOCS_PAGE: &str = r#"<!doctype html>
-<html>
-  <head>
-    <meta charset="utf-8">
-    <title>Coffer API</title>
-    <meta name="viewport" content="width=device-width, initial-scale=1">
-  </head>
-  <body>
-    <redoc spec-url="/openapi.json"></redoc>
-    <script src="https://cdn.redoc.ly/redoc/latest/bundles/redoc.standalone.js"></script>
-  </body>
-</html>
-"#;
-
 #[cfg(test)]
 mod tests {
     use super::*;
