@@ -69,7 +69,11 @@ async fn main() -> anyhow::Result<()> {
         Command::ConfigCheck => {
             #[allow(clippy::print_stdout)]
             {
-                println!("# configuration is valid\n{}", config.masked_toml());
+                println!("# configuration is valid");
+                for warning in config.transport_warnings() {
+                    println!("# warning: {warning}");
+                }
+                println!("{}", config.masked_toml());
             }
             Ok(())
         }
@@ -126,6 +130,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve => {
             init_logging(&config, LogTo::Stdout)?;
+            for warning in config.transport_warnings() {
+                tracing::warn!("{warning}");
+            }
             let app = App::build(config, "coffer-api").await?;
             let listen = app.config.server.listen;
             let listener = tokio::net::TcpListener::bind(listen)

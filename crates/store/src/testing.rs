@@ -80,6 +80,11 @@ pub async fn pg_pool_in_database(database: &str) -> PgPool {
     fresh_schema(pg_options_for(Some(database)).await, 8).await
 }
 
+/// As [`pg_pool`], on the server and database `options` name (a test's own server).
+pub async fn pg_pool_on(options: PgConnectOptions, max: u32) -> PgPool {
+    fresh_schema(options, max).await
+}
+
 /// A fresh, empty schema in the test database, not migrated: for an upgrade test that lays down
 /// an older release's schema and rows itself.
 pub async fn pg_empty_pool() -> PgPool {

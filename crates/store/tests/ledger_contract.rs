@@ -1,5 +1,5 @@
-//! The ledger port's contract suite on SQLite and on Postgres (each test its own database or
-//! schema).
+//! The ledger port's contract suite on SQLite, on Postgres, and on a Postgres that speaks only
+//! TLS with client certificates (each test its own database or schema).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -91,6 +91,16 @@ mod postgres {
     coffer_ledger::ledger_store_contract_tests!(|| async {
         Postgres {
             pool: testing::pg_pool_with_connections(20).await,
+            keys: common::provider(),
+        }
+    });
+}
+
+mod postgres_tls {
+    use super::*;
+    coffer_ledger::ledger_store_contract_tests!(|| async {
+        Postgres {
+            pool: testing::pg_pool_on(common::tls_postgres::server().options(), 20).await,
             keys: common::provider(),
         }
     });

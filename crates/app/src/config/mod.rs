@@ -26,7 +26,9 @@
 //! check` prints; the order of the checks is the order in which settings are reported when
 //! several are wrong. Secrets (the key managers' credentials, passwords in URLs) are masked
 //! wherever the configuration is shown: in `Debug`, in [`Config::masked_toml`], and in any
-//! serialisation (the `secret` module).
+//! serialisation (the `secret` module). [`Config::transport_warnings`] (the `transport` module)
+//! names the connections that would leave the machine unencrypted or unverified; `config check`
+//! prints them and a starting server logs them.
 
 use std::path::{Path, PathBuf};
 
@@ -41,6 +43,7 @@ mod log;
 mod rate_limit;
 mod secret;
 mod server;
+mod transport;
 mod worker;
 
 pub use auth::{AuthConfig, RevocationBackend};

@@ -1,0 +1,114 @@
+//! What `config check` and a starting server warn of: connections that would leave the machine
+//! unencrypted or unverified. A Postgres URL to another host without `sslmode=verify-full` (or
+//! `verify-ca`) travels in the clear or to a server nobody checked (`prefer`, sqlx's default,
+//! falls back to plaintext silently); a Redis URL to another host travels in the clear (Coffer
+//! does not speak `rediss://` yet). Loopback and Unix sockets are never warned of.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+
+use super::{Config, mask_url};
+
+fn loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.is_empty()
+        || host.starts_with('/')
+        || host.eq_ignore_ascii_case("localhost")
+        || IpAddr::from_str(host).is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The host of a `scheme://[user[:password]@]host[:port][/…]` URL.
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match host_port.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host
+        }
+        _ => host_port,
+    }
+}
+
+impl Config {
+    /// Connections this configuration would make unencrypted or unverified, one sentence each.
+    #[must_use]
+    pub fn transport_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let url = &self.database.url;
+        let postgres = url
+            .starts_with("postgres")
+            .then(|| PgConnectOptions::from_str(url).ok())
+            .flatten();
+        if let Some(options) = postgres {
+            let remote = options.get_socket().is_none() && !loopback(options.get_host());
+            let verified = matches!(
+                options.get_ssl_mode(),
+                PgSslMode::VerifyCa | PgSslMode::VerifyFull
+            );
+            if remote && !verified {
+                warnings.push(format!(
+                    "database.url ({}) reaches another host without a verified TLS \
+                     connection: add sslmode=verify-full&sslrootcert=<the server's CA file>",
+                    mask_url(url)
+                ));
+            }
+        }
+        for (setting, redis) in [
+            ("auth.redis_url", &self.auth.redis_url),
+            ("rate_limit.redis_url", &self.rate_limit.redis_url),
+        ] {
+            if let Some(redis) = redis.as_deref().filter(|r| !loopback(host_of(r))) {
+                warnings.push(format!(
+                    "{setting} ({}) reaches another host unencrypted: Coffer does not speak \
+                     rediss:// yet; keep Redis on a private network",
+                    mask_url(redis)
+                ));
+            }
+        }
+        warnings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warned(database: &str, redis: Option<&str>) -> Vec<String> {
+        let mut c = Config::default();
+        c.database.url = database.to_owned();
+        c.auth.redis_url = redis.map(str::to_owned);
+        c.transport_warnings()
+    }
+
+    #[test]
+    fn only_remote_connections_without_verified_tls_are_warned_of() {
+        for quiet in [
+            "sqlite://data/coffer.db",
+            "postgres://coffer@127.0.0.1/coffer",
+            "postgres://coffer@localhost:5432/coffer",
+            "postgres://coffer@[::1]:5432/coffer",
+            "postgres://coffer@db.internal/coffer?sslmode=verify-full&sslrootcert=/ca.pem",
+            "postgres://coffer@db.internal/coffer?sslmode=verify-ca&sslrootcert=/ca.pem",
+        ] {
+            assert!(warned(quiet, None).is_empty(), "{quiet}");
+        }
+        for loud in [
+            "postgres://coffer:secret@db.internal/coffer",
+            "postgres://coffer@10.0.0.5/coffer?sslmode=require",
+            "postgres://coffer@db.internal/coffer?sslmode=disable",
+        ] {
+            let w = warned(loud, None);
+            assert_eq!(w.len(), 1, "{loud}");
+            assert!(w[0].starts_with("database.url"));
+            assert!(!w[0].contains("secret"), "the password is masked: {}", w[0]);
+        }
+        assert!(warned("sqlite://x", Some("redis://127.0.0.1:6379")).is_empty());
+        assert!(warned("sqlite://x", Some("redis://localhost")).is_empty());
+        let w = warned("sqlite://x", Some("redis://:pw@cache.internal:6379/0"));
+        assert_eq!(w.len(), 1);
+        assert!(w[0].starts_with("auth.redis_url") && !w[0].contains("pw@"));
+    }
+}
