@@ -204,7 +204,13 @@ impl App {
                         coffer_auth_redis::RedisRevocationList::new(
                             url,
                             "coffer:revocation",
-                            coffer_auth_redis::RedisRevocationConfig::default(),
+                            coffer_auth_redis::RedisRevocationConfig {
+                                tls_ca: crate::config::read_redis_ca(
+                                    "auth.redis_ca_file",
+                                    config.auth.redis_ca_file.as_deref(),
+                                )?,
+                                ..coffer_auth_redis::RedisRevocationConfig::default()
+                            },
                         )
                         .map_err(|e| AppError::Service(Box::new(e)))?,
                     );

@@ -36,7 +36,13 @@ pub(crate) fn rate_limits(
             let redis = coffer_ratelimit_redis::RedisLimiter::new(
                 url,
                 "coffer:ratelimit",
-                coffer_ratelimit_redis::RedisLimiterConfig::default(),
+                coffer_ratelimit_redis::RedisLimiterConfig {
+                    tls_ca: crate::config::read_redis_ca(
+                        "rate_limit.redis_ca_file",
+                        c.redis_ca_file.as_deref(),
+                    )?,
+                    ..coffer_ratelimit_redis::RedisLimiterConfig::default()
+                },
             )
             .map_err(|e| AppError::Service(context("rate limiter", e)))?;
             let mode = if c.fail_open {

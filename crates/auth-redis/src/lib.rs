@@ -7,7 +7,9 @@
 //!   keys of a list share one hash tag (`{prefix}`), so this also works on Redis Cluster.
 //!
 //! Connections go through redis's `ConnectionManager` with connect and response timeouts; any
-//! Redis failure is [`RevocationError::Unavailable`], and the token check fails closed.
+//! Redis failure is [`RevocationError::Unavailable`], and the token check fails closed. A
+//! `rediss://` URL connects over TLS (rustls), the server's certificate checked against the
+//! configured authority ([`RedisRevocationConfig::tls_ca`]) or the system's roots, and its name.
 
 use std::time::{Duration, SystemTime};
 
@@ -18,20 +20,43 @@ use redis::AsyncCommands as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 /// Timeouts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisRevocationConfig {
     /// Connecting.
     pub connect_timeout: Duration,
     /// Each command.
     pub response_timeout: Duration,
+    /// For a `rediss://` URL: the certificate authority (PEM) the server's certificate must
+    /// chain to; `None`, the system's roots.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl Default for RedisRevocationConfig {
+    /// Half a second to connect, a quarter to answer; the system's roots for TLS.
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_millis(500),
             response_timeout: Duration::from_millis(250),
+            tls_ca: None,
         }
+    }
+}
+/// The client for `url`: over TLS for `rediss://`, trusting `ca` (PEM) when given, else the
+/// system's roots.
+fn client(url: &str, ca: Option<&[u8]>) -> redis::RedisResult<redis::Client> {
+    if url.starts_with("rediss://") {
+        // rustls asks for a process-wide crypto provider: the first TLS client installs
+        // aws-lc-rs, the one the rest of Coffer's TLS uses (a no-op when one is installed).
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: ca.map(<[u8]>::to_vec),
+            },
+        )
+    } else {
+        redis::Client::open(url)
     }
 }
 
@@ -68,8 +93,10 @@ impl RedisRevocationList {
         prefix: &str,
         config: RedisRevocationConfig,
     ) -> Result<Self, RevocationError> {
-        let client = redis::Client::open(url).map_err(|e| {
-            RevocationError::Unavailable(format!("bad Redis URL ({:?})", e.kind()).into())
+        let client = client(url, config.tls_ca.as_deref()).map_err(|e| {
+            RevocationError::Unavailable(
+                format!("bad Redis URL or TLS authority ({:?})", e.kind()).into(),
+            )
         })?;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))

@@ -1,6 +1,7 @@
 //! The revocation contract suite against the machine's Redis (`COFFER_TEST_REDIS_URL`, default
-//! redis://127.0.0.1:6379), each test under its own key prefix; two replicas sharing one list;
-//! and a Redis that does not answer.
+//! redis://127.0.0.1:6379), each test under its own key prefix, and again over TLS against a
+//! Redis of the test's own that speaks only TLS (`coffer_test_tls::redis`); two replicas sharing
+//! one list; and a Redis that does not answer or cannot prove who it is.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -93,4 +94,60 @@ async fn a_redis_that_does_not_answer_fails_closed() {
         );
         assert!(started.elapsed() < Duration::from_secs(5), "{url}");
     }
+}
+
+/// The same suite over TLS: `rediss://localhost`, trusting the test's authority.
+mod over_tls {
+    use super::*;
+
+    pub(super) fn tls_list(url: &str, ca: &std::path::Path) -> RedisRevocationList {
+        let config = RedisRevocationConfig {
+            tls_ca: Some(std::fs::read(ca).unwrap()),
+            ..RedisRevocationConfig::default()
+        };
+        RedisRevocationList::new(url, &fresh_prefix(), config).unwrap()
+    }
+
+    coffer_auth::revocation_list_contract_tests!(|| async {
+        let server = coffer_test_tls::redis::server();
+        Arc::new(tls_list(&server.url("localhost"), &server.pki.ca)) as Arc<dyn RevocationList>
+    });
+}
+
+/// Over TLS, a server whose certificate another authority signed, or that names another host,
+/// is refused, and so is plaintext to the TLS port: each check fails closed.
+#[tokio::test]
+async fn a_redis_that_cannot_prove_who_it_is_is_refused() {
+    let server = coffer_test_tls::redis::server();
+    let plaintext = format!("redis://localhost:{}", server.port);
+    for (what, list) in [
+        (
+            "another authority",
+            over_tls::tls_list(&server.url("localhost"), &server.pki.other_ca),
+        ),
+        (
+            "another name",
+            over_tls::tls_list(&server.url("127.0.0.1"), &server.pki.ca),
+        ),
+        (
+            "no TLS",
+            RedisRevocationList::new(
+                &plaintext,
+                &fresh_prefix(),
+                RedisRevocationConfig::default(),
+            )
+            .unwrap(),
+        ),
+    ] {
+        assert!(
+            matches!(
+                list.status("t", "u").await,
+                Err(RevocationError::Unavailable(_))
+            ),
+            "{what}"
+        );
+    }
+    // The right authority and name: answers.
+    let good = over_tls::tls_list(&server.url("localhost"), &server.pki.ca);
+    assert!(!good.status("t", "u").await.unwrap().token_revoked);
 }

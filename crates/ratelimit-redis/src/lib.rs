@@ -6,7 +6,9 @@
 //! round trip. Connections go through redis's `ConnectionManager` (reconnects on its own), with
 //! connection and response timeouts always set; a timeout or refused connection is
 //! [`LimitError::Unavailable`], which [`coffer_ratelimit::Failover`] turns into fail-open or
-//! fail-closed.
+//! fail-closed. A `rediss://` URL connects over TLS (rustls), the server's certificate checked
+//! against the configured authority ([`RedisLimiterConfig::tls_ca`]) or the system's roots, and
+//! its name.
 //!
 //! The connection is made lazily, so the API starts while Redis is down. The policy's rate is
 //! part of the Redis key, so changing a policy starts fresh budgets.
@@ -15,8 +17,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use coffer_ratelimit::{Decision, LimitError, Policy, RateLimiter};
+use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script};
 
 const GCRA: &str = r"
 local t = redis.call('TIME')
@@ -42,20 +44,43 @@ return {1, remaining_at(new_tat), 0, new_tat - now}
 ";
 
 /// Timeouts of the Redis limiter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisLimiterConfig {
     /// Connecting.
     pub connect_timeout: Duration,
     /// Each command.
     pub response_timeout: Duration,
+    /// For a `rediss://` URL: the certificate authority (PEM) the server's certificate must
+    /// chain to; `None`, the system's roots.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl Default for RedisLimiterConfig {
+    /// Half a second to connect, a quarter to answer; the system's roots for TLS.
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_millis(500),
             response_timeout: Duration::from_millis(250),
+            tls_ca: None,
         }
+    }
+}
+/// The client for `url`: over TLS for `rediss://`, trusting `ca` (PEM) when given, else the
+/// system's roots.
+fn client(url: &str, ca: Option<&[u8]>) -> redis::RedisResult<redis::Client> {
+    if url.starts_with("rediss://") {
+        // rustls asks for a process-wide crypto provider: the first TLS client installs
+        // aws-lc-rs, the one the rest of Coffer's TLS uses (a no-op when one is installed).
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: ca.map(<[u8]>::to_vec),
+            },
+        )
+    } else {
+        redis::Client::open(url)
     }
 }
 
@@ -85,8 +110,9 @@ impl RedisLimiter {
     /// # Errors
     /// [`LimitError::Other`] for a malformed URL.
     pub fn new(url: &str, prefix: &str, config: RedisLimiterConfig) -> Result<Self, LimitError> {
-        let client = Client::open(url)
-            .map_err(|e| LimitError::Other(format!("bad Redis URL ({:?})", e.kind())))?;
+        let client = client(url, config.tls_ca.as_deref()).map_err(|e| {
+            LimitError::Other(format!("bad Redis URL or TLS authority ({:?})", e.kind()))
+        })?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.response_timeout))

@@ -1,5 +1,7 @@
 //! The limiter contract suite against the machine's Redis (`COFFER_TEST_REDIS_URL`, default
-//! redis://127.0.0.1:6379), the limit shared by two instances, and Redis-down behaviour.
+//! redis://127.0.0.1:6379) and again over TLS against a Redis of the test's own that speaks only
+//! TLS (`coffer_test_tls::redis`), the limit shared by two instances, and Redis-down behaviour
+//! (a Redis that does not answer, or cannot prove who it is).
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -51,6 +53,7 @@ fn unreachable_redis() -> Arc<dyn RateLimiter> {
     let config = RedisLimiterConfig {
         connect_timeout: Duration::from_millis(200),
         response_timeout: Duration::from_millis(200),
+        ..RedisLimiterConfig::default()
     };
     Arc::new(RedisLimiter::new("redis://127.0.0.1:1", "x", config).unwrap())
 }
@@ -132,4 +135,58 @@ async fn idle_keys_expire_in_redis() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     assert_eq!(exists, 0);
+}
+
+/// A limiter over TLS to the test's own Redis at `url`, trusting the authority in `ca`.
+fn tls_limiter(url: &str, ca: &std::path::Path) -> RedisLimiter {
+    let config = RedisLimiterConfig {
+        tls_ca: Some(std::fs::read(ca).unwrap()),
+        ..RedisLimiterConfig::default()
+    };
+    RedisLimiter::new(url, "coffer-test:rl", config).unwrap()
+}
+
+/// The same suite over TLS: `rediss://localhost`, trusting the test's authority.
+mod over_tls {
+    use super::*;
+
+    coffer_ratelimit::rate_limiter_contract_tests!(|| async {
+        let server = coffer_test_tls::redis::server();
+        LimiterUnderTest::new(
+            Arc::new(tls_limiter(&server.url("localhost"), &server.pki.ca)) as Arc<dyn RateLimiter>,
+        )
+    });
+}
+
+/// Over TLS, a server whose certificate another authority signed, or that names another host,
+/// is refused, and so is plaintext to the TLS port: each is Unavailable.
+#[tokio::test]
+async fn a_redis_that_cannot_prove_who_it_is_is_refused() {
+    let server = coffer_test_tls::redis::server();
+    let p = Policy::new("tls", 5, Duration::from_secs(60)).unwrap();
+    let plaintext = RedisLimiter::new(
+        &format!("redis://localhost:{}", server.port),
+        "coffer-test:rl",
+        RedisLimiterConfig::default(),
+    )
+    .unwrap();
+    for (what, limiter) in [
+        (
+            "another authority",
+            tls_limiter(&server.url("localhost"), &server.pki.other_ca),
+        ),
+        (
+            "another name",
+            tls_limiter(&server.url("127.0.0.1"), &server.pki.ca),
+        ),
+        ("no TLS", plaintext),
+    ] {
+        assert!(
+            matches!(
+                limiter.check("k:tls", &p, 1).await,
+                Err(LimitError::Unavailable(_))
+            ),
+            "{what}"
+        );
+    }
 }

@@ -40,6 +40,9 @@ pub struct AuthConfig {
     pub revocation: RevocationBackend,
     /// Redis, for `revocation = "redis"`.
     pub redis_url: Option<String>,
+    /// For a `rediss://` `redis_url`: the authority (a PEM file) Redis's certificate must chain
+    /// to; unset, the system's roots.
+    pub redis_ca_file: Option<std::path::PathBuf>,
     /// With `revocation = "database"` on Postgres: how long a token's revocation status is
     /// remembered between requests, seconds, while the process is told of every revocation
     /// (`LISTEN`); 0: asked of the database at every request.
@@ -77,6 +80,7 @@ impl Default for AuthConfig {
             refresh_grace_secs: 10,
             revocation: RevocationBackend::Database,
             redis_url: None,
+            redis_ca_file: None,
             revocation_cache_secs: 60,
             mfa_above_major_units: None,
             mfa_window_hours: 24,
@@ -105,6 +109,11 @@ impl AuthConfig {
                 "set auth.redis_url or COFFER_REDIS_URL",
             ));
         }
+        super::transport::check_redis_ca(
+            "auth.redis_ca_file",
+            self.redis_url.as_deref(),
+            self.redis_ca_file.as_deref(),
+        )?;
         if self.access_ttl_secs < 60 || self.access_ttl_secs > 24 * 3600 {
             return Err(error(
                 "auth.access_ttl_secs",

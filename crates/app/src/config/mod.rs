@@ -56,6 +56,7 @@ pub use log::{LogConfig, LogFormat};
 pub use rate_limit::{POLICY_NAMES, PolicySetting, RateLimitConfig};
 pub use secret::{SecretSetting, mask_url};
 pub use server::ServerConfig;
+pub use transport::read_redis_ca;
 pub use worker::WorkerConfig;
 
 /// A setting that is wrong, and what to do about it.
@@ -262,9 +263,11 @@ mod tests {
         c.aws_kms.endpoint_url = Some("e".into());
         c.aws_kms.access_key_id = Some("a".into());
         c.aws_kms.secret_access_key = secret();
-        c.auth.redis_url = Some("redis://r".into());
+        c.auth.redis_url = Some("rediss://r".into());
+        c.auth.redis_ca_file = Some(PathBuf::from("c"));
         c.auth.mfa_above_major_units = Some(1);
-        c.rate_limit.redis_url = Some("redis://r".into());
+        c.rate_limit.redis_url = Some("rediss://r".into());
+        c.rate_limit.redis_ca_file = Some(PathBuf::from("c"));
         c.worker.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 1)));
         c.log.file = Some(PathBuf::from("l"));
         let tree = toml::Table::try_from(&c).unwrap();

@@ -17,6 +17,9 @@ pub struct RateLimitConfig {
     pub enabled: bool,
     /// Shared across replicas through Redis when set; in-process otherwise.
     pub redis_url: Option<String>,
+    /// For a `rediss://` `redis_url`: the authority (a PEM file) Redis's certificate must chain
+    /// to; unset, the system's roots.
+    pub redis_ca_file: Option<std::path::PathBuf>,
     /// With Redis down: keep limiting in-process (`true`), or answer 503 (`false`).
     pub fail_open: bool,
     /// Proxies whose `X-Forwarded-For` is believed (CIDRs).
@@ -59,6 +62,7 @@ impl Default for RateLimitConfig {
         Self {
             enabled: true,
             redis_url: None,
+            redis_ca_file: None,
             fail_open: true,
             trusted_proxies: Vec::new(),
             admin_allowlist: Vec::new(),
@@ -72,6 +76,7 @@ impl fmt::Debug for RateLimitConfig {
         f.debug_struct("RateLimitConfig")
             .field("enabled", &self.enabled)
             .field("redis_url", &self.redis_url.as_deref().map(mask_url))
+            .field("redis_ca_file", &self.redis_ca_file)
             .field("fail_open", &self.fail_open)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("admin_allowlist", &self.admin_allowlist)
@@ -84,6 +89,11 @@ impl RateLimitConfig {
     /// Each policy override names a policy and gives a positive limit and period; each trusted
     /// proxy is a CIDR.
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        super::transport::check_redis_ca(
+            "rate_limit.redis_ca_file",
+            self.redis_url.as_deref(),
+            self.redis_ca_file.as_deref(),
+        )?;
         for (name, p) in &self.policies {
             if !POLICY_NAMES.contains(&name.as_str()) {
                 return Err(error(

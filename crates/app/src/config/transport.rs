@@ -1,15 +1,17 @@
 //! What `config check` and a starting server warn of: connections that would leave the machine
 //! unencrypted or unverified. A Postgres URL to another host without `sslmode=verify-full` (or
 //! `verify-ca`) travels in the clear or to a server nobody checked (`prefer`, sqlx's default,
-//! falls back to plaintext silently); a Redis URL to another host travels in the clear (Coffer
-//! does not speak `rediss://` yet). Loopback and Unix sockets are never warned of.
+//! falls back to plaintext silently); a `redis://` URL to another host travels in the clear (use
+//! `rediss://`, with `redis_ca_file` for a private authority). Loopback and Unix sockets are
+//! never warned of. The module also checks the Redis authority settings and reads their files.
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
-use super::{Config, mask_url};
+use super::{Config, ConfigError, error, mask_url};
 
 fn loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -60,16 +62,54 @@ impl Config {
             ("auth.redis_url", &self.auth.redis_url),
             ("rate_limit.redis_url", &self.rate_limit.redis_url),
         ] {
-            if let Some(redis) = redis.as_deref().filter(|r| !loopback(host_of(r))) {
+            let plain_remote = |r: &&str| r.starts_with("redis://") && !loopback(host_of(r));
+            if let Some(redis) = redis.as_deref().filter(plain_remote) {
                 warnings.push(format!(
-                    "{setting} ({}) reaches another host unencrypted: Coffer does not speak \
-                     rediss:// yet; keep Redis on a private network",
+                    "{setting} ({}) reaches another host unencrypted: use rediss:// (with \
+                     the matching redis_ca_file for a private authority)",
                     mask_url(redis)
                 ));
             }
         }
         warnings
     }
+}
+
+/// A Redis authority file is for a `rediss://` URL only.
+pub(super) fn check_redis_ca(
+    setting: &str,
+    url: Option<&str>,
+    ca_file: Option<&Path>,
+) -> Result<(), ConfigError> {
+    if ca_file.is_some() && !url.is_some_and(|u| u.starts_with("rediss://")) {
+        return Err(error(
+            setting,
+            "set without a rediss:// URL beside it",
+            "use a rediss:// URL, or remove the setting",
+        ));
+    }
+    Ok(())
+}
+
+/// The authority in `ca_file` (PEM), read for a Redis client.
+///
+/// # Errors
+/// [`ConfigError`] naming `setting` when the file does not read.
+pub fn read_redis_ca(
+    setting: &str,
+    ca_file: Option<&Path>,
+) -> Result<Option<Vec<u8>>, ConfigError> {
+    ca_file
+        .map(|path| {
+            std::fs::read(path).map_err(|e| {
+                error(
+                    setting,
+                    format!("{} does not read: {e}", path.display()),
+                    "give the path of the authority's certificate, PEM",
+                )
+            })
+        })
+        .transpose()
 }
 
 #[cfg(test)]
@@ -110,5 +150,19 @@ mod tests {
         let w = warned("sqlite://x", Some("redis://:pw@cache.internal:6379/0"));
         assert_eq!(w.len(), 1);
         assert!(w[0].starts_with("auth.redis_url") && !w[0].contains("pw@"));
+        assert!(warned("sqlite://x", Some("rediss://cache.internal:6380")).is_empty());
+    }
+
+    #[test]
+    fn a_redis_authority_goes_with_a_rediss_url() {
+        let mut c = Config::default();
+        c.auth.redis_ca_file = Some("/ca.pem".into());
+        c.auth.redis_url = Some("redis://cache.internal".to_owned());
+        assert_eq!(c.validate().unwrap_err().setting, "auth.redis_ca_file");
+        c.auth.redis_url = Some("rediss://cache.internal".to_owned());
+        c.validate().unwrap();
+        assert!(
+            read_redis_ca("auth.redis_ca_file", Some(Path::new("/nonexistent/ca.pem"))).is_err()
+        );
     }
 }

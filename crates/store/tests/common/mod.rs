@@ -1,9 +1,6 @@
 //! What the store's integration tests share: a master key provider, raw dumps of a test
-//! database for the plaintext scans, a mockall key provider for failure injection, and a
-//! Postgres that speaks only TLS (`tls_postgres`).
+//! database for the plaintext scans, and a mockall key provider for failure injection.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
-
-pub mod tls_postgres;
 
 use std::sync::Arc;
 
