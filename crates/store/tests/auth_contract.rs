@@ -1,5 +1,6 @@
-//! The user store's and the revocation list's contract suites on SQLite and on Postgres (each
-//! test its own database or schema), and the revocation list surviving a restart.
+//! The user store's and the revocation list's contract suites on SQLite, on Postgres, and (the
+//! user store's) on a Postgres that takes only TLS with client certificates (each test its own
+//! database or schema), and the revocation list surviving a restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -97,6 +98,16 @@ mod postgres_users {
     coffer_auth::user_store_contract_tests!(|| async {
         Postgres {
             pool: testing::pg_pool_with_connections(12).await,
+            keys: common::provider(),
+        }
+    });
+}
+
+mod postgres_tls_users {
+    use super::*;
+    coffer_auth::user_store_contract_tests!(|| async {
+        Postgres {
+            pool: testing::pg_pool_on(common::tls_pg_options(), 12).await,
             keys: common::provider(),
         }
     });

@@ -97,19 +97,10 @@ mod postgres {
 }
 
 mod postgres_tls {
-    use std::str::FromStr;
-
-    use sqlx::postgres::PgConnectOptions;
-
     use super::*;
-
-    fn tls_options() -> PgConnectOptions {
-        PgConnectOptions::from_str(&coffer_test_tls::postgres::server().url("localhost")).unwrap()
-    }
-
     coffer_ledger::ledger_store_contract_tests!(|| async {
         Postgres {
-            pool: testing::pg_pool_on(tls_options(), 20).await,
+            pool: testing::pg_pool_on(common::tls_pg_options(), 20).await,
             keys: common::provider(),
         }
     });

@@ -1,5 +1,6 @@
 //! What the store's integration tests share: a master key provider, raw dumps of a test
-//! database for the plaintext scans, and a mockall key provider for failure injection.
+//! database for the plaintext scans, a mockall key provider for failure injection, and the
+//! options of the test's own TLS-only Postgres.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::sync::Arc;
@@ -78,3 +79,13 @@ pub fn timed_out() -> KeyError {
 // Not every test binary scripts a provider.
 #[allow(unused_imports)]
 pub use coffer_keys::testkit::MockProvider;
+
+/// Options for the test's own Postgres that takes only TLS with a client certificate
+/// (`coffer_test_tls::postgres`): verify-full to `localhost`, with the certificate.
+pub fn tls_pg_options() -> sqlx::postgres::PgConnectOptions {
+    use std::str::FromStr;
+    sqlx::postgres::PgConnectOptions::from_str(
+        &coffer_test_tls::postgres::server().url("localhost"),
+    )
+    .unwrap()
+}
