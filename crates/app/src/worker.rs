@@ -11,8 +11,8 @@
 //! - `jwt_rotation`: a new token signing key when the current one is older than
 //!   `worker.jwt_rotation_days` (under its own lock; the old key keeps verifying);
 //! - `audit_checkpoint`: a checkpoint every `worker.audit_checkpoint_secs`;
-//! - `cleanup`: ended sessions' refresh tokens deleted, and secrets past their expiry or
-//!   rotation date counted and logged, every `worker.cleanup_secs`;
+//! - `cleanup`: ended sessions' refresh tokens and expired password resets deleted, and secrets
+//!   past their expiry or rotation date counted and logged, every `worker.cleanup_secs`;
 //! - `key_status`: the metrics of the master key's versions and stale data keys, every minute.
 //!
 //! [`WorkerMetrics`] is what `/metrics` on `worker.metrics_listen` serves.
@@ -565,6 +565,14 @@ impl Worker {
             .map_err(|e| err(&e))?;
         if purged > 0 {
             tracing::info!(refresh_tokens = purged, "ended sessions purged");
+        }
+        let resets = self
+            .accounts
+            .purge_expired_resets()
+            .await
+            .map_err(|e| err(&e))?;
+        if resets > 0 {
+            tracing::info!(password_resets = resets, "expired password resets purged");
         }
         let listed = self.secrets.list(None).await.map_err(|e| err(&e))?;
         let expired: Vec<_> = listed.iter().filter(|s| s.expired).collect();

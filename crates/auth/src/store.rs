@@ -244,6 +244,10 @@ pub trait UserStore: Send + Sync + fmt::Debug {
         audit: &AuditEvent,
     ) -> Result<Option<Receipt>, UserStoreError>;
 
+    /// Deletes the password resets no longer working at `now` (seconds since the epoch): those
+    /// whose `expires_at` is not later; how many went.
+    async fn purge_password_resets(&self, now: u64) -> Result<u64, UserStoreError>;
+
     /// Moves a user to a new data key version: stores `key` and the user's fields sealed under
     /// it, with the audit record, only while the user's data key is still `from` and the second
     /// factor still `totp_was`. `None` (nothing written) when the user changed meanwhile.

@@ -128,4 +128,15 @@ impl Accounts {
             .map_err(TokenError::from)?;
         Ok(())
     }
+
+    /// Deletes the password resets that expired, the worker's cleanup; how many went.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn purge_expired_resets(&self) -> Result<u64, AuthError> {
+        Ok(self
+            .store
+            .purge_password_resets(self.clock.unix_secs())
+            .await?)
+    }
 }

@@ -203,6 +203,10 @@ macro_rules! user_store {
                 UserStoreOn::redeem_password_reset(&self.0, reset, new_hash, now, audit).await
             }
 
+            async fn purge_password_resets(&self, now: u64) -> Result<u64, UserStoreError> {
+                UserStoreOn::purge_password_resets(&self.0, now).await
+            }
+
             async fn rotate_user_key(
                 &self,
                 r: &coffer_auth::store::UserKeyRotation<'_>,

@@ -2,7 +2,8 @@
 //! reset replaces the pending one), found by the token's hash. Redeeming deletes the pending row
 //! (only while it is the one presented and unexpired: of two redemptions at once, one deletes
 //! it and the other changes nothing), sets the password hash and revokes every refresh family of
-//! the user, with the audit record, in one transaction.
+//! the user, with the audit record, in one transaction. The worker's cleanup deletes the resets
+//! that expired.
 
 use coffer_auth::opaque::TokenHash;
 use coffer_auth::reset::ResetRecord;
@@ -107,5 +108,17 @@ where
             .map_err(audit_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(Some(receipt))
+    }
+
+    pub(in crate::auth) async fn purge_password_resets(
+        store: &Self,
+        now: u64,
+    ) -> Result<u64, UserStoreError> {
+        let done = sqlx::query("DELETE FROM password_resets WHERE expires_at <= $1")
+            .bind(i64_of(now))
+            .execute(&store.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(D::rows_affected(&done))
     }
 }

@@ -185,7 +185,8 @@ async fn admin_and_user(
 /// An administrator's password reset: not for their own account nor for nobody; a new one
 /// replaces the pending one; it changes nothing until redeemed, then works once (also when
 /// redeemed twice at once), sets the new password, ends every session of the user and stops
-/// working when its lifetime is over. Issuing and redeeming are audited, without the token.
+/// working when its lifetime is over, and the cleanup then deletes it. Issuing and redeeming are
+/// audited, without the token.
 pub async fn a_password_reset_works_once_and_ends_every_session(backend: &dyn Backend) {
     let (clock, a, audit, admin, id) = admin_and_user(backend).await;
     let s1 = a.login(credentials(EMAIL), &ctx()).await.unwrap();
@@ -266,6 +267,9 @@ pub async fn a_password_reset_works_once_and_ends_every_session(backend: &dyn Ba
             .await,
         Err(AuthError::InvalidResetToken)
     ));
+    // The worker's cleanup deletes it, once.
+    assert_eq!(a.purge_expired_resets().await.unwrap(), 1);
+    assert_eq!(a.purge_expired_resets().await.unwrap(), 0);
 
     let e = events(audit.as_ref()).await;
     assert_eq!(count(&e, Action::UserPasswordReset), 1);
