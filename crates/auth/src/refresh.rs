@@ -9,7 +9,7 @@
 //! as its replacement has not been used: the replacement is then revoked in its place, so a
 //! family never has two live tokens.
 
-use crate::opaque::{MalformedToken, OpaqueToken, TokenHash, TokenKind};
+use crate::opaque::{OpaqueToken, TokenHash, TokenKind};
 
 /// The prefix of Coffer refresh tokens (so secret scanners can find leaked ones).
 pub const PREFIX: &str = "cfr1_";
@@ -30,9 +30,6 @@ pub type RefreshToken = OpaqueToken<Refresh>;
 
 /// The stored form: SHA-256 of the token.
 pub type RefreshHash = TokenHash;
-
-/// A presented value that cannot be a refresh token.
-pub type MalformedRefreshToken = MalformedToken;
 
 /// A refresh token as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,12 +23,6 @@ impl TlsRedis {
     pub fn url(&self, host: &str) -> String {
         format!("rediss://{host}:{}", self.port)
     }
-
-    /// The authority's certificate (PEM).
-    #[must_use]
-    pub fn ca_pem(&self) -> Vec<u8> {
-        std::fs::read(&self.pki.ca).unwrap()
-    }
 }
 
 /// The server, started on first use.
