@@ -335,6 +335,8 @@ actions! {
     UserSessionRevoked => "user.session_revoked",
     UserRefreshReuseDetected => "user.refresh_reuse_detected",
     UserRolesChanged => "user.roles_changed",
+    ApiKeyCreated => "api_key.created",
+    ApiKeyRevoked => "api_key.revoked",
     WalletCreate => "wallet.create",
     WalletFreeze => "wallet.freeze",
     WalletUnfreeze => "wallet.unfreeze",
@@ -526,12 +528,20 @@ pub struct AuditEvent {
 
 tokio::task_local! {
     static REQUEST_ID: Code;
+    static API_KEY: Code;
 }
 
 /// Runs `work` as part of request `id`: every [`AuditEvent::new`] inside it (in this task)
 /// records the id, whichever service builds the event. The HTTP layer wraps each handler in it.
 pub async fn in_request<F: std::future::Future>(id: Code, work: F) -> F::Output {
     REQUEST_ID.scope(id, work).await
+}
+
+/// Runs `work` on behalf of API key `id`: every [`AuditEvent::new`] inside it (in this task)
+/// names the key in the detail `api_key`, whichever service builds the event. The HTTP layer
+/// wraps each request that authenticates with a key in it.
+pub async fn by_api_key<F: std::future::Future>(id: Code, work: F) -> F::Output {
+    API_KEY.scope(id, work).await
 }
 
 /// The request id of the [`in_request`] scope this task runs in, if any.
@@ -541,8 +551,9 @@ pub fn current_request_id() -> Option<Code> {
 }
 
 impl AuditEvent {
-    /// An event happening now, on the subject's default stream, with no details, carrying the
-    /// current request's id when built inside [`in_request`].
+    /// An event happening now, on the subject's default stream, carrying the current request's
+    /// id when built inside [`in_request`], and no details but the API key's when built inside
+    /// [`by_api_key`].
     #[must_use]
     pub fn new(actor: Actor, action: Action, subject: Subject, outcome: Outcome) -> Self {
         Self {
@@ -553,7 +564,13 @@ impl AuditEvent {
             subject,
             outcome,
             request_id: current_request_id(),
-            details: Details::new(),
+            details: API_KEY
+                .try_with(|key| {
+                    let mut details = Details::new();
+                    let _ = details.insert("api_key", DetailValue::Code(key.clone()));
+                    details
+                })
+                .unwrap_or_default(),
         }
     }
 
@@ -616,6 +633,27 @@ impl AuditHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn events_built_on_behalf_of_an_api_key_name_it() {
+        let event = || {
+            AuditEvent::new(
+                Actor::Anonymous,
+                Action::UserLogin,
+                Subject::System,
+                Outcome::Success,
+            )
+        };
+        assert_eq!(event().details.len(), 0);
+        let key = Code::parse("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b").unwrap();
+        let inside = by_api_key(key.clone(), async { event() }).await;
+        assert_eq!(inside.details.get("api_key"), Some(&DetailValue::Code(key)));
+        assert_eq!(
+            event().details.get("api_key"),
+            None,
+            "only inside the scope"
+        );
+    }
 
     #[test]
     fn a_uuid_is_the_entity_id_its_text_parses_to() {

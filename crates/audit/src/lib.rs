@@ -28,7 +28,7 @@ pub use chain::{
 };
 pub use event::{
     Action, Actor, AuditEvent, AuditHasher, Code, DetailValue, Details, EntityId, EventError,
-    Outcome, StreamId, Subject, current_request_id, in_request,
+    Outcome, StreamId, Subject, by_api_key, current_request_id, in_request,
 };
 pub use verify::{Finding, FindingKind, Verifier, VerifyProgress, VerifyReport};
 

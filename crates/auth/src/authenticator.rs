@@ -1,6 +1,11 @@
 //! Who is calling: the [`Authenticator`] turns a bearer token into a [`Principal`], for every
 //! driving adapter (the HTTP API today).
 //!
+//! A value with the API-key prefix (`ck_live_`) is an API key ([`crate::api_key`]): the accounts
+//! service looks it up, and the principal is its owner with the owner's roles now and the key's
+//! permissions as a further limit ([`Principal::allows`]); it has no session and no second
+//! factor.
+//!
 //! A token is Coffer's own unless its issuer, read without verification, is one of the
 //! configured external issuers (and not Coffer's own issuer name): then the [`ExternalIssuers`]
 //! port verifies it against that issuer's keys (`coffer-auth-oidc` implements the port with
@@ -15,6 +20,7 @@
 //! [`revocation_key`] and [`subject_key`], namespaced so that they never meet Coffer's own
 //! token ids.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -25,6 +31,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::accounts::{Accounts, AuthError, RequestContext};
+use crate::api_key::{self, ApiKeyGrant};
+use crate::rbac::{Permission, Rbac};
 use crate::token::{AccessClaims, TokenError};
 use crate::user::UserId;
 
@@ -119,6 +127,32 @@ pub struct Principal {
     pub claims: AccessClaims,
     /// The external identity, when the token came from a configured external issuer.
     pub external: Option<ExternalPrincipal>,
+    /// The API key, when the request presented one instead of a token: the principal may do
+    /// only what both the key and its user's roles allow.
+    pub api_key: Option<ApiKeyGrant>,
+}
+
+impl Principal {
+    /// Whether the principal may do `permission`: its roles grant it and, for an API key, the
+    /// key names it. Every use case asks this.
+    #[must_use]
+    pub fn allows(&self, rbac: &Rbac, permission: Permission) -> bool {
+        rbac.allows(&self.claims.roles, permission)
+            && self
+                .api_key
+                .as_ref()
+                .is_none_or(|key| key.permissions.contains(&permission))
+    }
+
+    /// Everything the principal may do (see [`Principal::allows`]).
+    #[must_use]
+    pub fn permissions(&self, rbac: &Rbac) -> BTreeSet<Permission> {
+        let mut granted = rbac.permissions(&self.claims.roles);
+        if let Some(key) = &self.api_key {
+            granted.retain(|p| key.permissions.contains(p));
+        }
+        granted
+    }
 }
 
 /// Turns bearer tokens into principals: Coffer's own tokens through [`Accounts`], external
@@ -143,6 +177,30 @@ impl Authenticator {
     /// cannot be asked.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
         let own = &self.accounts.tokens().config();
+        if token.starts_with(api_key::PREFIX) {
+            let key = self.accounts.verify_api_key(token).await?;
+            let id = format!("api_key:{}", key.grant.id);
+            let claims = AccessClaims {
+                iss: own.issuer.clone(),
+                sub: key.user.to_string(),
+                aud: own.audience.clone(),
+                exp: key.grant.expires_at,
+                iat: key.created_at,
+                jti: id.clone(),
+                client_id: id,
+                roles: key.roles,
+                amr: Vec::new(),
+                uep: 0,
+                gep: 0,
+                sid: None,
+            };
+            return Ok(Principal {
+                user: key.user,
+                claims,
+                external: None,
+                api_key: Some(key.grant),
+            });
+        }
         if let Some(external) = &self.external
             && let Some(issuer) = external.claimed_issuer(token)
             && issuer != own.issuer
@@ -170,6 +228,7 @@ impl Authenticator {
                 user,
                 claims,
                 external: Some(principal),
+                api_key: None,
             });
         }
         let verified = self.accounts.verify(token).await?;
@@ -178,6 +237,7 @@ impl Authenticator {
             user,
             claims: verified.claims,
             external: None,
+            api_key: None,
         })
     }
 
@@ -185,16 +245,80 @@ impl Authenticator {
     /// issuer's key until it expires; Coffer's own ends its refresh family too.
     ///
     /// # Errors
-    /// [`AuthError::Token`] or [`AuthError::Unavailable`] when the revocation cannot be
-    /// written.
+    /// [`AuthError::ApiKeyCredential`] for an API key (it has no session: an administrator
+    /// revokes it); [`AuthError::Token`] or [`AuthError::Unavailable`] when the revocation cannot
+    /// be written.
     pub async fn logout(
         &self,
         principal: &Principal,
         ctx: &RequestContext,
     ) -> Result<(), AuthError> {
+        if principal.api_key.is_some() {
+            return Err(AuthError::ApiKeyCredential);
+        }
         match (&principal.external, &self.external) {
             (Some(external), Some(issuers)) => Ok(issuers.revoke(external).await?),
             _ => self.accounts.logout(&principal.claims, ctx).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::api_key::{ApiKeyId, ApiKeyName, parse_permissions};
+    use crate::token::AccessClaims;
+    use Permission::*;
+
+    fn principal(roles: &[&str], key: Option<&[&str]>) -> Principal {
+        let user = UserId::new();
+        Principal {
+            user,
+            claims: AccessClaims {
+                iss: "coffer".into(),
+                sub: user.to_string(),
+                aud: "coffer-api".into(),
+                exp: u64::MAX,
+                iat: 0,
+                jti: "jti".into(),
+                client_id: "test".into(),
+                roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+                amr: Vec::new(),
+                uep: 0,
+                gep: 0,
+                sid: None,
+            },
+            external: None,
+            api_key: key.map(|permissions| ApiKeyGrant {
+                id: ApiKeyId::new(),
+                name: ApiKeyName::parse("k").unwrap(),
+                permissions: parse_permissions(permissions).unwrap(),
+                rate_per_minute: None,
+                expires_at: u64::MAX,
+            }),
+        }
+    }
+
+    /// A key narrows its owner's roles and never widens them.
+    #[test]
+    fn a_key_allows_what_both_it_and_the_roles_allow() {
+        let rbac = Rbac::default();
+        let user = principal(&["user"], None);
+        assert!(user.allows(&rbac, WalletTransfer));
+        let key = principal(&["user"], Some(&["wallet:read", "system:metrics"]));
+        assert!(key.allows(&rbac, WalletRead));
+        assert!(!key.allows(&rbac, WalletTransfer), "not named by the key");
+        assert!(
+            !key.allows(&rbac, SystemMetrics),
+            "not granted by the roles"
+        );
+        assert_eq!(key.permissions(&rbac), [WalletRead].into_iter().collect());
+        let scraper = principal(&["admin"], Some(&["system:metrics"]));
+        assert_eq!(
+            scraper.permissions(&rbac),
+            [SystemMetrics].into_iter().collect()
+        );
+        assert!(!scraper.allows(&rbac, UserAdmin));
     }
 }

@@ -9,6 +9,8 @@
 //!   reports every revocation.
 //! - [`authenticator`]: a bearer token to a [`Principal`], Coffer's own or an external
 //!   issuer's through the [`ExternalIssuers`] port.
+//! - [`api_key`]: API keys, a service account's long-lived credential with a subset of its
+//!   permissions.
 //! - [`rbac`]: roles to permissions, configurable, with Coffer's default user and admin roles.
 //! - [`mfa`]: TOTP and the step-up rule for money-out.
 //! - [`email`], [`user`]: personal data newtypes; [`password`]: the policy and Argon2id off the
@@ -19,6 +21,7 @@
 //! list in `coffer-auth-redis`, external OIDC issuers in `coffer-auth-oidc`.
 
 pub mod accounts;
+pub mod api_key;
 pub mod authenticator;
 pub mod email;
 pub mod guesses;

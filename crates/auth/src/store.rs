@@ -1,6 +1,7 @@
 //! The user-store port: users (their personal data only as envelopes under their own data key,
-//! found by the email's blind index), refresh-token families, the token signing keys (sealed
-//! under a data key the KEK wraps) and the service's own wrapped secrets (the blind-index key).
+//! found by the email's blind index), refresh-token families, password resets, API keys, the
+//! token signing keys (sealed under a data key the KEK wraps) and the service's own wrapped
+//! secrets (the blind-index key).
 //!
 //! Every write that changes who may do what carries its audit record, appended in the same
 //! database transaction (so a registration, a role change or a revoked family and its record
@@ -13,6 +14,7 @@ use coffer_audit::{AuditEvent, Receipt};
 use coffer_crypto::Envelope;
 use coffer_keys::WrappedKey;
 
+use crate::api_key::{ApiKeyId, ApiKeyOwner, ApiKeyRecord};
 use crate::opaque::TokenHash;
 use crate::refresh::{RefreshHash, RefreshRecord};
 use crate::reset::ResetRecord;
@@ -247,6 +249,41 @@ pub trait UserStore: Send + Sync + fmt::Debug {
     /// Deletes the password resets no longer working at `now` (seconds since the epoch): those
     /// whose `expires_at` is not later; how many went.
     async fn purge_password_resets(&self, now: u64) -> Result<u64, UserStoreError>;
+
+    /// Stores a new API key with the audit record. `None` (nothing written) when there is no
+    /// such user.
+    async fn create_api_key(
+        &self,
+        key: &ApiKeyRecord,
+        audit: &AuditEvent,
+    ) -> Result<Option<Receipt>, UserStoreError>;
+
+    /// The API key whose secret hashes to `hash`, with its owner's roles now (revoked and
+    /// expired keys too: the caller tells them apart).
+    async fn api_key_by_hash(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<ApiKeyOwner>, UserStoreError>;
+
+    /// An API key by id.
+    async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKeyRecord>, UserStoreError>;
+
+    /// Up to `limit` API keys with ids after `after`, in id order; only `user`'s when given.
+    async fn api_keys(
+        &self,
+        user: Option<UserId>,
+        after: Option<ApiKeyId>,
+        limit: u32,
+    ) -> Result<Vec<ApiKeyRecord>, UserStoreError>;
+
+    /// Marks a key revoked at `at` (seconds since the epoch), with the audit record, while it
+    /// is not revoked yet. `None` (nothing written) when it is revoked already or unknown.
+    async fn revoke_api_key(
+        &self,
+        id: ApiKeyId,
+        at: u64,
+        audit: &AuditEvent,
+    ) -> Result<Option<Receipt>, UserStoreError>;
 
     /// Moves a user to a new data key version: stores `key` and the user's fields sealed under
     /// it, with the audit record, only while the user's data key is still `from` and the second

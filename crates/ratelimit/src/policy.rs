@@ -60,8 +60,14 @@ pub enum Requester {
     Anonymous,
     /// A user (token subject).
     User(String),
-    /// An API key (its id, never the secret).
-    ApiKey(String),
+    /// An API key: its id (never the secret), and its own policy when it has one (else the
+    /// configured `per_api_key`).
+    ApiKey {
+        /// The key's id.
+        id: String,
+        /// The key's own budget.
+        policy: Option<Policy>,
+    },
 }
 
 /// The configured policies.
@@ -138,12 +144,12 @@ impl Policies {
 
     /// The (key, policy) pairs a request is checked against, most general first.
     #[must_use]
-    pub fn applicable(
-        &self,
+    pub fn applicable<'a>(
+        &'a self,
         ip: IpAddr,
-        caller: &Requester,
+        caller: &'a Requester,
         class: RouteClass,
-    ) -> Vec<(String, &Policy)> {
+    ) -> Vec<(String, &'a Policy)> {
         let ip_key = ip_key(ip);
         let mut out = vec![(ip_key.clone(), &self.per_ip)];
         let class_scope = match caller {
@@ -152,8 +158,9 @@ impl Policies {
                 out.push((format!("user:{id}"), &self.per_user));
                 format!("user:{id}")
             }
-            Requester::ApiKey(id) => {
-                out.push((format!("api_key:{id}"), &self.per_api_key));
+            Requester::ApiKey { id, policy } => {
+                let own = policy.as_ref().unwrap_or(&self.per_api_key);
+                out.push((format!("api_key:{id}"), own));
                 format!("api_key:{id}")
             }
         };
@@ -185,6 +192,32 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(keys, ["ip:203.0.113.9", "user:u1", "money_out:user:u1"]);
+    }
+
+    #[test]
+    fn an_api_key_is_limited_by_its_own_policy_else_the_configured_one() {
+        let p = Policies::defaults().unwrap();
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        let own = Policy::new("api_key", 7, Duration::from_secs(60)).unwrap();
+        for (policy, limit) in [(Some(own), 7), (None, 3_000)] {
+            let key = Requester::ApiKey {
+                id: "k1".into(),
+                policy,
+            };
+            let checks = p.applicable(ip, &key, RouteClass::Read);
+            let keys: Vec<(&str, u32)> = checks
+                .iter()
+                .map(|(k, p)| (k.as_str(), p.limit()))
+                .collect();
+            assert_eq!(
+                keys,
+                [
+                    ("ip:203.0.113.9", 600),
+                    ("api_key:k1", limit),
+                    ("read:api_key:k1", 600)
+                ]
+            );
+        }
     }
 
     #[test]

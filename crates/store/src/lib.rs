@@ -103,6 +103,9 @@ BEGIN
         GRANT SELECT, INSERT, UPDATE ON key_rotations TO coffer_app;
         REVOKE DELETE, TRUNCATE ON key_rotations FROM coffer_app;
         GRANT SELECT, INSERT, UPDATE, DELETE ON refresh_tokens, revoked_tokens, password_resets TO coffer_app;
+        GRANT SELECT, INSERT ON api_keys TO coffer_app;
+        REVOKE DELETE, TRUNCATE ON api_keys FROM coffer_app;
+        GRANT UPDATE (revoked_at) ON api_keys TO coffer_app;
         EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA %I TO coffer_app', current_schema());
     END IF;
 END

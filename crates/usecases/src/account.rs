@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use coffer_audit::Actor;
 use coffer_auth::Principal;
-use coffer_auth::accounts::{Accounts, RequestContext, TotpEnrollment};
+use coffer_auth::accounts::{Accounts, AuthError, RequestContext, TotpEnrollment};
 use coffer_auth::password::NewPassword;
 
 use crate::UseCaseError;
@@ -24,10 +24,14 @@ impl std::fmt::Debug for Account {
     }
 }
 
-/// Refuses a principal of an external issuer.
+/// Refuses a principal of an external issuer, and an API key (it has no session, password or
+/// factor of its own).
 fn own(principal: &Principal) -> Result<(), UseCaseError> {
     if principal.external.is_some() {
         return Err(UseCaseError::ExternalIdentity);
+    }
+    if principal.api_key.is_some() {
+        return Err(AuthError::ApiKeyCredential.into());
     }
     Ok(())
 }

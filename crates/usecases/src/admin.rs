@@ -1,12 +1,14 @@
 //! [`Admin`]: the operators' use cases, each behind the permission it needs: wallets (freeze,
 //! unfreeze, close, PIN unlock and reset), reversals, users (roles, ending every session, a
-//! password reset), the master key (the rotation overview, a rotation request), the audit log (a
+//! password reset, API keys), the master key (the rotation overview, a rotation request), the audit log (a
 //! page, the verification) and the service's metrics.
 
 use std::sync::Arc;
 
 use coffer_audit::{AuditLog, AuditQuery, AuditRecord, VerifyReport};
-use coffer_auth::accounts::{Accounts, IssuedReset, RequestContext};
+use coffer_auth::accounts::{Accounts, AuthError, IssuedApiKey, IssuedReset, RequestContext};
+use coffer_auth::api_key::{ApiKeyId, ApiKeyRecord, NewApiKey};
+use coffer_auth::user::UserId;
 use coffer_auth::{Permission, Principal, Rbac};
 use coffer_ledger::{
     IdempotencyKey, Ledger, Pin, Reason, TransactionId, TransactionView, WalletId, WalletView,
@@ -18,6 +20,9 @@ use crate::shared::{actor, require};
 
 /// The largest audit page.
 pub const MAX_AUDIT_PAGE: u32 = 1000;
+
+/// The largest page of API keys.
+pub const MAX_API_KEY_PAGE: u32 = 200;
 
 /// The operators' use cases.
 #[derive(Clone)]
@@ -149,7 +154,7 @@ impl Admin {
     pub async fn set_roles(
         &self,
         principal: &Principal,
-        user: coffer_auth::user::UserId,
+        user: UserId,
         roles: &[String],
         ctx: &RequestContext,
     ) -> Result<Vec<String>, UseCaseError> {
@@ -167,7 +172,7 @@ impl Admin {
     pub async fn revoke_sessions(
         &self,
         principal: &Principal,
-        user: coffer_auth::user::UserId,
+        user: UserId,
         ctx: &RequestContext,
     ) -> Result<(), UseCaseError> {
         self.require(principal, Permission::UserAdmin)?;
@@ -183,13 +188,86 @@ impl Admin {
     pub async fn issue_password_reset(
         &self,
         principal: &Principal,
-        user: coffer_auth::user::UserId,
+        user: UserId,
         ctx: &RequestContext,
     ) -> Result<IssuedReset, UseCaseError> {
         self.require(principal, Permission::UserAdmin)?;
         Ok(self
             .accounts
             .issue_password_reset(principal.user, user, ctx)
+            .await?)
+    }
+
+    /// Creates an API key for a service account (`user:admin`, from a signed-in administrator:
+    /// a key never makes keys). The key's permissions must be granted by its owner's roles.
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; `api_key_credential` for a caller with a key; the accounts'
+    /// refusals (unknown user, a permission the owner lacks).
+    pub async fn create_api_key(
+        &self,
+        principal: &Principal,
+        new: NewApiKey,
+        ctx: &RequestContext,
+    ) -> Result<IssuedApiKey, UseCaseError> {
+        self.require(principal, Permission::UserAdmin)?;
+        if principal.api_key.is_some() {
+            return Err(AuthError::ApiKeyCredential.into());
+        }
+        Ok(self
+            .accounts
+            .create_api_key(principal.user, new, ctx)
+            .await?)
+    }
+
+    /// A page of API keys in id order after `after`, of `user` or everyone's (`user:admin`).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; [`UseCaseError::PageSize`] outside 1 to
+    /// [`MAX_API_KEY_PAGE`]; the store's.
+    pub async fn api_keys(
+        &self,
+        principal: &Principal,
+        user: Option<UserId>,
+        after: Option<ApiKeyId>,
+        limit: u32,
+    ) -> Result<Vec<ApiKeyRecord>, UseCaseError> {
+        self.require(principal, Permission::UserAdmin)?;
+        if !(1..=MAX_API_KEY_PAGE).contains(&limit) {
+            return Err(UseCaseError::PageSize {
+                max: MAX_API_KEY_PAGE,
+            });
+        }
+        Ok(self.accounts.api_keys(user, after, limit).await?)
+    }
+
+    /// One API key (`user:admin`).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; `api_key_not_found`.
+    pub async fn api_key(
+        &self,
+        principal: &Principal,
+        id: ApiKeyId,
+    ) -> Result<ApiKeyRecord, UseCaseError> {
+        self.require(principal, Permission::UserAdmin)?;
+        Ok(self.accounts.api_key(id).await?)
+    }
+
+    /// Revokes an API key (`user:admin`): it stops working at once on every replica.
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; `api_key_not_found`.
+    pub async fn revoke_api_key(
+        &self,
+        principal: &Principal,
+        id: ApiKeyId,
+        ctx: &RequestContext,
+    ) -> Result<ApiKeyRecord, UseCaseError> {
+        self.require(principal, Permission::UserAdmin)?;
+        Ok(self
+            .accounts
+            .revoke_api_key(principal.user, id, ctx)
             .await?)
     }
 

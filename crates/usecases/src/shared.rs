@@ -6,13 +6,14 @@ use coffer_auth::{Permission, Principal, Rbac};
 
 use crate::UseCaseError;
 
-/// Refuses unless the principal's roles grant `permission`.
+/// Refuses unless the principal may do `permission` (its roles grant it, and its API key names
+/// it when it presented one).
 pub(crate) fn require(
     rbac: &Rbac,
     principal: &Principal,
     permission: Permission,
 ) -> Result<(), UseCaseError> {
-    if rbac.allows(&principal.claims.roles, permission) {
+    if principal.allows(rbac, permission) {
         Ok(())
     } else {
         Err(UseCaseError::Forbidden(permission))

@@ -39,10 +39,7 @@ impl Wallets {
     /// any; everyone else reads their own.
     #[must_use]
     pub fn reader(&self, principal: &Principal) -> Caller {
-        if self
-            .rbac
-            .allows(&principal.claims.roles, Permission::WalletWrite)
-        {
+        if principal.allows(&self.rbac, Permission::WalletWrite) {
             Caller::Admin(principal.user)
         } else {
             Caller::User(principal.user)

@@ -19,6 +19,7 @@ pub struct Server {
     pub app_state: coffer_http::api::ApiState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    config: Config,
     _dir: tempfile::TempDir,
 }
 
@@ -56,7 +57,16 @@ impl Server {
             config.database.url = coffer_store::testing::pg_schema_url().await;
         }
         edit(&mut config);
-        let app = App::build(config, "coffer-api")
+        Self::serve(config, dir).await
+    }
+
+    /// Another replica on this server's database and master key, as a second process is.
+    pub async fn replica(&self) -> Self {
+        Self::serve(self.config.clone(), tempfile::tempdir().unwrap()).await
+    }
+
+    async fn serve(config: Config, dir: tempfile::TempDir) -> Self {
+        let app = App::build(config.clone(), "coffer-api")
             .await
             .expect("the app builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -78,6 +88,7 @@ impl Server {
             app_state,
             shutdown: Some(tx),
             task: Some(task),
+            config,
             _dir: dir,
         }
     }

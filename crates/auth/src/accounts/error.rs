@@ -52,6 +52,16 @@ pub enum AuthError {
     /// The password-reset token is unknown, expired, replaced or was redeemed already.
     #[error("invalid password-reset token")]
     InvalidResetToken,
+    /// The API key is unknown (or not one at all).
+    #[error("invalid API key")]
+    InvalidApiKey,
+    /// No such API key.
+    #[error("API key not found")]
+    ApiKeyNotFound,
+    /// The caller presented an API key where a signed-in session is needed (sessions, password,
+    /// second factor): a key has none of these, and an administrator revokes it.
+    #[error("an API key has no session, password or second factor")]
+    ApiKeyCredential,
     /// No such user.
     #[error("user not found")]
     UserNotFound,
@@ -92,6 +102,9 @@ impl AuthError {
             Self::Invalid { .. } => "invalid_request",
             Self::InvalidRefreshToken => "invalid_refresh_token",
             Self::InvalidResetToken => "invalid_reset_token",
+            Self::InvalidApiKey => "invalid_api_key",
+            Self::ApiKeyNotFound => "api_key_not_found",
+            Self::ApiKeyCredential => "api_key_credential",
             Self::UserNotFound => "user_not_found",
             Self::UnknownRole(_) => "unknown_role",
             Self::LastAdmin => "last_admin",

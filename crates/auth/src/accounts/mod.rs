@@ -21,6 +21,8 @@
 //! - `login`: registration and login;
 //! - `password`: changing the password;
 //! - `reset`: password resets an administrator issues and the user redeems;
+//! - `api_keys`: the keys of service accounts, created and revoked by an administrator, checked
+//!   on every request that presents one;
 //! - `sessions`: refresh rotation with reuse detection, logout, revocation, purging;
 //! - `totp`: enrolling, confirming and turning off the second factor;
 //! - `users`: the profile and roles;
@@ -60,6 +62,7 @@ use crate::store::{LoadedUser, TotpRecord, UserStore};
 use crate::token::{AccessClaims, Grant, TokenConfig, TokenError, Tokens, VerifiedToken};
 use crate::user::UserId;
 
+mod api_keys;
 mod error;
 mod login;
 mod password;
@@ -71,6 +74,7 @@ mod totp;
 mod user_keys;
 mod users;
 
+pub use api_keys::{IssuedApiKey, VerifiedApiKey};
 pub use error::AuthError;
 pub use login::{Credentials, Registration};
 pub use reset::IssuedReset;

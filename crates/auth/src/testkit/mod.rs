@@ -40,6 +40,7 @@ pub fn principal(roles: &[&str], amr: &[&str]) -> crate::Principal {
             sid: None,
         },
         external: None,
+        api_key: None,
     }
 }
 

@@ -238,6 +238,11 @@ impl From<AuthError> for ApiError {
                 Self::new(S::CONFLICT, code, "Last administrator").detail(e.to_string())
             }
             AuthError::UserNotFound => Self::new(S::NOT_FOUND, code, "No such user"),
+            AuthError::InvalidApiKey => Self::unauthenticated(code, "invalid API key"),
+            AuthError::ApiKeyNotFound => Self::new(S::NOT_FOUND, code, "No such API key"),
+            AuthError::ApiKeyCredential => {
+                Self::new(S::CONFLICT, code, "Not with an API key").detail(e.to_string())
+            }
             AuthError::MfaState(m) => Self::new(S::CONFLICT, code, "Second factor").detail(m),
             AuthError::Token(t) => t.into(),
             AuthError::Unavailable(_) => Self::unavailable(&e),

@@ -17,8 +17,9 @@ use super::error::ApiError;
 use super::state::ApiState;
 
 /// The caller of a route that needs a bearer token: verified (signature, claims, revocation) by
-/// the [`Authenticator`](coffer_auth::Authenticator), Coffer's own token or a configured external
-/// issuer's. Its fields are the domain principal's.
+/// the [`Authenticator`](coffer_auth::Authenticator), Coffer's own token, a configured external
+/// issuer's, or an API key (as a bearer token or in `X-API-Key`). Its fields are the domain
+/// principal's.
 #[derive(Debug, Clone)]
 pub struct Principal(pub coffer_auth::Principal);
 
@@ -49,13 +50,15 @@ impl FromRequestParts<ApiState> for Principal {
         {
             return Ok(principal.clone());
         }
-        if !parts.headers.contains_key(header::AUTHORIZATION) {
+        if !parts.headers.contains_key(header::AUTHORIZATION)
+            && !parts.headers.contains_key(API_KEY)
+        {
             return Err(ApiError::unauthenticated(
                 "missing_token",
-                "send Authorization: Bearer <access token>",
+                "send Authorization: Bearer <access token or API key>, or X-API-Key: <API key>",
             ));
         }
-        let token = bearer(&parts.headers).ok_or_else(|| {
+        let token = credential(&parts.headers).ok_or_else(|| {
             ApiError::unauthenticated(
                 "malformed",
                 "the Authorization header is not a bearer token",
@@ -63,6 +66,20 @@ impl FromRequestParts<ApiState> for Principal {
         })?;
         Self::verify(state, token).await
     }
+}
+
+/// The header a service client may send its API key in instead of `Authorization: Bearer`.
+pub const API_KEY: header::HeaderName = header::HeaderName::from_static("x-api-key");
+
+/// What a request authenticates with: the bearer token of its `Authorization` header (an access
+/// token or an API key), else its `X-API-Key` header.
+#[must_use]
+pub fn credential(headers: &axum::http::HeaderMap) -> Option<&str> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return bearer(headers);
+    }
+    let key = headers.get(API_KEY)?.to_str().ok()?.trim();
+    (!key.is_empty()).then_some(key)
 }
 
 /// The bearer token of an `Authorization` header, if it carries one.

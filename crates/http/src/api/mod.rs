@@ -77,18 +77,34 @@ impl Default for Limits {
 /// Verifies a bearer token if the request has one, before rate limiting, so per-user limits
 /// count verified users only (a forged `sub` cannot spend another user's budget). A request
 /// whose token fails is limited as anonymous and refused by the handler's extractor.
+///
+/// A request made with an API key is limited by the key (its own budget, else the configured
+/// per-key policy), and every audit record its handler writes names the key.
 async fn authenticate(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
-    let token = extract::bearer(req.headers()).map(str::to_owned);
-    if let Some(token) = token
-        && let Ok(principal) = extract::Principal::verify(&state, &token).await
-    {
-        req.extensions_mut()
-            .insert(coffer_ratelimit::policy::Requester::User(
-                principal.user.to_string(),
-            ));
-        req.extensions_mut().insert(Authenticated(principal));
+    use coffer_ratelimit::policy::Requester;
+    let token = extract::credential(req.headers()).map(str::to_owned);
+    let Some(principal) = (match token {
+        Some(token) => extract::Principal::verify(&state, &token).await.ok(),
+        None => None,
+    }) else {
+        return next.run(req).await;
+    };
+    let key = principal.api_key.as_ref().map(|k| k.id.to_string());
+    let requester = match &principal.api_key {
+        Some(k) => Requester::ApiKey {
+            id: k.id.to_string(),
+            policy: k.rate_per_minute.and_then(|r| {
+                coffer_ratelimit::Policy::new("api_key", r, Duration::from_secs(60)).ok()
+            }),
+        },
+        None => Requester::User(principal.user.to_string()),
+    };
+    req.extensions_mut().insert(requester);
+    req.extensions_mut().insert(Authenticated(principal));
+    match key.and_then(|k| coffer_audit::Code::parse(&k).ok()) {
+        Some(key) => coffer_audit::by_api_key(key, next.run(req)).await,
+        None => next.run(req).await,
     }
-    next.run(req).await
 }
 
 /// The rate-limit class of a request: logins (and the password change and reset and the second
@@ -130,7 +146,7 @@ pub fn router(
     rate: Option<crate::ratelimit::RateLimits>,
     admin: Option<crate::ratelimit::AdminAllowlist>,
 ) -> Router {
-    use routes::{admin, auth, health, money, wallets};
+    use routes::{admin, api_keys, auth, health, money, wallets};
     let operators = Router::new()
         .route("/v1/admin/wallets/{id}/freeze", post(admin::freeze))
         .route("/v1/admin/wallets/{id}/unfreeze", post(admin::unfreeze))
@@ -146,6 +162,14 @@ pub fn router(
         .route(
             "/v1/admin/users/{id}/sessions/revoke",
             post(admin::revoke_user_sessions),
+        )
+        .route(
+            "/v1/admin/api-keys",
+            post(api_keys::create).get(api_keys::list),
+        )
+        .route(
+            "/v1/admin/api-keys/{id}",
+            get(api_keys::get).delete(api_keys::revoke),
         )
         .route("/v1/admin/keys", get(admin::keys_overview))
         .route("/v1/admin/keys/rotate", post(admin::request_rotation))

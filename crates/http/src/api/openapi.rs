@@ -7,7 +7,7 @@
 //! handlers return; the problems each operation can answer are the error sets of
 //! `views::errors`.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{routes, views};
@@ -24,8 +24,20 @@ impl Modify for Bearer {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
+                    .description(Some(
+                        "An access token (a JWT from /v1/auth/login), or a service account's API \
+                         key (ck_live_…, from /v1/admin/api-keys), which may also be sent as \
+                         X-API-Key",
+                    ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "A service account's API key (ck_live_…): accepted wherever a bearer token is",
+            ))),
         );
     }
 }
@@ -69,6 +81,10 @@ impl Modify for Bearer {
         routes::admin::set_roles,
         routes::admin::issue_password_reset,
         routes::admin::revoke_user_sessions,
+        routes::api_keys::create,
+        routes::api_keys::list,
+        routes::api_keys::get,
+        routes::api_keys::revoke,
         routes::admin::keys_overview,
         routes::admin::request_rotation,
         routes::admin::audit_events,
@@ -90,7 +106,7 @@ impl Modify for Bearer {
         (name = "auth", description = "Registration, sessions, second factor"),
         (name = "wallets", description = "Wallets and their history"),
         (name = "money", description = "Deposits, withdrawals, transfers"),
-        (name = "admin", description = "Administration: wallets, reversals, users, keys, audit"),
+        (name = "admin", description = "Administration: wallets, reversals, users, API keys, keys, audit"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]
@@ -122,6 +138,6 @@ mod tests {
         );
         let doc: serde_json::Value = serde_json::from_str(&generated).unwrap_or_default();
         assert_eq!(doc["openapi"], "3.1.0");
-        assert_eq!(doc["paths"].as_object().map(serde_json::Map::len), Some(36));
+        assert_eq!(doc["paths"].as_object().map(serde_json::Map::len), Some(38));
     }
 }

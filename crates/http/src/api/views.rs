@@ -3,17 +3,19 @@
 //! keys and signatures base64url.
 //!
 //! Here the `wallets` and `money` tags' bodies (wallets, transactions, history) and the tokens;
-//! the other tags' in [`auth`], [`admin`] and [`health`]; the problem sets each operation can
+//! the other tags' in [`auth`], [`admin`], [`api_keys`] and [`health`]; the problem sets each operation can
 //! answer in [`errors`]. A body's component name in the document is its type's, or the name
 //! given with `#[schema(as = ...)]` where generated clients know another one. Each module here
 //! imports nothing from its siblings.
 
 mod admin;
+mod api_keys;
 mod auth;
 pub mod errors;
 mod health;
 
 pub use admin::{AuditPage, AuditVerify, Keys, PasswordReset, Roles, Rotation};
+pub use api_keys::{ApiKey, ApiKeyCreated, ApiKeys};
 pub use auth::{Me, TotpEnrollment, UserCreated};
 pub use health::{Health, Ready};
 

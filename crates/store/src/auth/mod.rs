@@ -14,6 +14,7 @@
 //! - `users`: users, their data keys, roles and second factor;
 //! - `refresh`: refresh families and their compare-and-swap rotation;
 //! - `resets`: pending password resets and their one-time redemption;
+//! - `api_keys`: service accounts' API keys, found by their secret's hash;
 //! - `signing`: the token signing keys' index and the service secrets;
 //! - `revocation`: the revocation lists, [`PgRevocationList`] and [`SqliteRevocationList`];
 //! - `feed`: [`feed_revocations`], which relays the Postgres list's announcements on
@@ -28,6 +29,7 @@
 //! revocation lists' idea of an expired entry come from a clock: the system's from `new`,
 //! another from `with_clock`.
 
+use coffer_auth::api_key::{ApiKeyId, ApiKeyOwner, ApiKeyRecord};
 use coffer_auth::opaque::TokenHash;
 use coffer_auth::refresh::{RefreshHash, RefreshRecord};
 use coffer_auth::reset::ResetRecord;
@@ -43,6 +45,7 @@ use uuid::Uuid;
 use crate::audit::{PgAuditLog, SqliteAuditLog};
 use crate::dialect::{Conn, Dialect};
 
+mod api_keys;
 mod feed;
 mod pg;
 mod refresh;
@@ -205,6 +208,43 @@ macro_rules! user_store {
 
             async fn purge_password_resets(&self, now: u64) -> Result<u64, UserStoreError> {
                 UserStoreOn::purge_password_resets(&self.0, now).await
+            }
+
+            async fn create_api_key(
+                &self,
+                key: &ApiKeyRecord,
+                audit: &coffer_audit::AuditEvent,
+            ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
+                UserStoreOn::create_api_key(&self.0, key, audit).await
+            }
+
+            async fn api_key_by_hash(
+                &self,
+                hash: &TokenHash,
+            ) -> Result<Option<ApiKeyOwner>, UserStoreError> {
+                UserStoreOn::api_key_by_hash(&self.0, hash).await
+            }
+
+            async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKeyRecord>, UserStoreError> {
+                UserStoreOn::api_key(&self.0, id).await
+            }
+
+            async fn api_keys(
+                &self,
+                user: Option<UserId>,
+                after: Option<ApiKeyId>,
+                limit: u32,
+            ) -> Result<Vec<ApiKeyRecord>, UserStoreError> {
+                UserStoreOn::api_keys(&self.0, user, after, limit).await
+            }
+
+            async fn revoke_api_key(
+                &self,
+                id: ApiKeyId,
+                at: u64,
+                audit: &coffer_audit::AuditEvent,
+            ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
+                UserStoreOn::revoke_api_key(&self.0, id, at, audit).await
             }
 
             async fn rotate_user_key(

@@ -5,6 +5,7 @@
 //! on the email's blind index is `DuplicateEmail`, a lost connection `Unavailable`, a column that
 //! does not decode `Corrupt`. A leaf: it imports nothing from its siblings.
 
+use coffer_auth::api_key::{ApiKeyId, ApiKeyName, ApiKeyRecord, parse_permissions};
 use coffer_auth::opaque::TokenHash;
 use coffer_auth::refresh::RefreshRecord;
 use coffer_auth::reset::ResetRecord;
@@ -206,5 +207,41 @@ where
         user: UserId::from_uuid(row.try_get("user_id").map_err(db_err)?),
         issued_by: UserId::from_uuid(row.try_get("issued_by").map_err(db_err)?),
         expires_at: u64_of(row.try_get("expires_at").map_err(db_err)?, "reset expiry")?,
+    })
+}
+
+pub(super) const API_KEY_COLUMNS: &str = "id, user_id, name, token_hash, permissions, \
+     rate_per_minute, created_by, created_at, expires_at, revoked_at";
+
+pub(super) fn api_key_from<R: Row>(row: &R) -> Result<ApiKeyRecord, UserStoreError>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let hash: Vec<u8> = row.try_get("token_hash").map_err(db_err)?;
+    let name: String = row.try_get("name").map_err(db_err)?;
+    let permissions: String = row.try_get("permissions").map_err(db_err)?;
+    let permissions: Vec<String> =
+        serde_json::from_str(&permissions).map_err(|_| corrupt("key permissions"))?;
+    let rate: Option<i64> = row.try_get("rate_per_minute").map_err(db_err)?;
+    let revoked_at: Option<i64> = row.try_get("revoked_at").map_err(db_err)?;
+    Ok(ApiKeyRecord {
+        id: ApiKeyId::from_uuid(row.try_get("id").map_err(db_err)?),
+        user: UserId::from_uuid(row.try_get("user_id").map_err(db_err)?),
+        name: ApiKeyName::parse(&name).map_err(|_| corrupt("key name"))?,
+        hash: hash_of(&hash)?,
+        permissions: parse_permissions(&permissions).map_err(|_| corrupt("key permissions"))?,
+        rate_per_minute: rate
+            .map(|r| u32::try_from(r).map_err(|_| corrupt("key rate")))
+            .transpose()?,
+        created_by: UserId::from_uuid(row.try_get("created_by").map_err(db_err)?),
+        created_at: u64_of(row.try_get("created_at").map_err(db_err)?, "key created_at")?,
+        expires_at: u64_of(row.try_get("expires_at").map_err(db_err)?, "key expiry")?,
+        revoked_at: revoked_at
+            .map(|r| u64_of(r, "key revoked_at"))
+            .transpose()?,
     })
 }

@@ -163,7 +163,7 @@ pub async fn a_password_change_ends_a_session_being_refreshed(backend: &dyn Back
 }
 
 /// Accounts on a clock the test holds, with two users: an administrator and [`EMAIL`].
-async fn admin_and_user(
+pub(super) async fn admin_and_user(
     backend: &dyn Backend,
 ) -> (
     Arc<ManualClock>,

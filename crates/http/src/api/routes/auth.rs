@@ -379,10 +379,8 @@ pub(in crate::api) async fn jwks(State(state): State<ApiState>) -> ApiResult {
     security(("bearer" = []))
 )]
 pub(in crate::api) async fn me(State(state): State<ApiState>, principal: Principal) -> ApiResult {
-    let permissions: Vec<&str> = state
-        .accounts
-        .rbac()
-        .permissions(&principal.claims.roles)
+    let permissions: Vec<&str> = principal
+        .permissions(state.accounts.rbac())
         .into_iter()
         .map(Permission::as_str)
         .collect();
@@ -390,9 +388,6 @@ pub(in crate::api) async fn me(State(state): State<ApiState>, principal: Princip
         return ok(views::Me::external(&principal, external, permissions));
     }
     let profile = state.accounts.profile(principal.user).await?;
-    ok(views::Me::user(
-        &profile,
-        &principal.claims.roles,
-        permissions,
-    ))
+    let key = principal.api_key.as_ref().map(|k| k.id.to_string());
+    ok(views::Me::user(&profile, &principal.claims.roles, permissions).with_api_key(key))
 }

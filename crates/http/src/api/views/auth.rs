@@ -47,6 +47,11 @@ pub struct Me {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = bool)]
     mfa_enabled: Option<bool>,
+    /// The API key the request presented, when it presented one (`permissions` are then what
+    /// both the key and the roles allow).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    api_key_id: Option<String>,
 }
 
 coffer_macros::debug_non_exhaustive!(self => Me { user_id, roles });
@@ -63,7 +68,15 @@ impl Me {
             roles: roles.to_vec(),
             permissions,
             mfa_enabled: Some(profile.mfa_enabled),
+            api_key_id: None,
         }
+    }
+
+    /// The same caller, authenticated with the API key `id`.
+    #[must_use]
+    pub fn with_api_key(mut self, id: Option<String>) -> Self {
+        self.api_key_id = id;
+        self
     }
 
     /// The caller of an external issuer's token.
@@ -81,6 +94,7 @@ impl Me {
             roles: principal.claims.roles.clone(),
             permissions,
             mfa_enabled: None,
+            api_key_id: None,
         }
     }
 }

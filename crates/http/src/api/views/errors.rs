@@ -8,7 +8,8 @@
 //!   without 503, for the operations that document their own.
 //! - Who may call: [`AuthErrors`] (a bearer token), [`RoleErrors`] (and a permission),
 //!   [`WalletErrors`] (and a wallet in the path), [`PinErrors`] (and the wallet's PIN),
-//!   [`MoneyOutErrors`] (money leaving a wallet), [`TransactionNotFound`], [`UserNotFound`].
+//!   [`MoneyOutErrors`] (money leaving a wallet), [`TransactionNotFound`], [`UserNotFound`],
+//!   [`ApiKeyNotFound`].
 //! - What was sent: [`JsonErrors`] (a JSON body), [`MoneyJsonErrors`] (and an
 //!   `Idempotency-Key`), [`Invalid`] (a field, in the body, the query or a header).
 //!
@@ -144,6 +145,11 @@ pub struct TransactionNotFound(Problem);
 #[derive(IntoResponses)]
 #[response(status = 404, content_type = PROBLEM_JSON)]
 pub struct UserNotFound(Problem);
+
+/// no such API key (`api_key_not_found`)
+#[derive(IntoResponses)]
+#[response(status = 404, content_type = PROBLEM_JSON)]
+pub struct ApiKeyNotFound(Problem);
 
 /// A JSON body (`Content-Type: application/json`, within the body limit).
 #[derive(IntoResponses)]
