@@ -209,6 +209,11 @@ impl App {
                                     "auth.redis_ca_file",
                                     config.auth.redis_ca_file.as_deref(),
                                 )?,
+                                tls_client: crate::config::read_redis_identity(
+                                    "auth",
+                                    config.auth.redis_client_cert_file.as_deref(),
+                                    config.auth.redis_client_key_file.as_deref(),
+                                )?,
                                 ..coffer_auth_redis::RedisRevocationConfig::default()
                             },
                         )

@@ -41,6 +41,11 @@ pub(crate) fn rate_limits(
                         "rate_limit.redis_ca_file",
                         c.redis_ca_file.as_deref(),
                     )?,
+                    tls_client: crate::config::read_redis_identity(
+                        "rate_limit",
+                        c.redis_client_cert_file.as_deref(),
+                        c.redis_client_key_file.as_deref(),
+                    )?,
                     ..coffer_ratelimit_redis::RedisLimiterConfig::default()
                 },
             )

@@ -9,13 +9,15 @@
 //! Connections go through redis's `ConnectionManager` with connect and response timeouts; any
 //! Redis failure is [`RevocationError::Unavailable`], and the token check fails closed. A
 //! `rediss://` URL connects over TLS (rustls), the server's certificate checked against the
-//! configured authority ([`RedisRevocationConfig::tls_ca`]) or the system's roots, and its name.
+//! configured authority ([`RedisRevocationConfig::tls_ca`]) or the system's roots, and its name; to a
+//! Redis that asks for one, the client shows its certificate ([`RedisRevocationConfig::tls_client`]).
 
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use coffer_auth::revocation::unix_secs;
 use coffer_auth::{RevocationError, RevocationList, RevocationStatus};
+use coffer_crypto::SecretBytes;
 use redis::AsyncCommands as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -29,6 +31,9 @@ pub struct RedisRevocationConfig {
     /// For a `rediss://` URL: the certificate authority (PEM) the server's certificate must
     /// chain to; `None`, the system's roots.
     pub tls_ca: Option<Vec<u8>>,
+    /// For a `rediss://` URL to a Redis that asks clients for a certificate
+    /// (`tls-auth-clients yes`): this client's certificate chain and its private key, PEM.
+    pub tls_client: Option<(Vec<u8>, SecretBytes)>,
 }
 
 impl Default for RedisRevocationConfig {
@@ -38,12 +43,17 @@ impl Default for RedisRevocationConfig {
             connect_timeout: Duration::from_millis(500),
             response_timeout: Duration::from_millis(250),
             tls_ca: None,
+            tls_client: None,
         }
     }
 }
 /// The client for `url`: over TLS for `rediss://`, trusting `ca` (PEM) when given, else the
-/// system's roots.
-fn client(url: &str, ca: Option<&[u8]>) -> redis::RedisResult<redis::Client> {
+/// system's roots, and showing `identity` (certificate and key, PEM) when given.
+fn client(
+    url: &str,
+    ca: Option<&[u8]>,
+    identity: Option<&(Vec<u8>, SecretBytes)>,
+) -> redis::RedisResult<redis::Client> {
     if url.starts_with("rediss://") {
         // rustls asks for a process-wide crypto provider: the first TLS client installs
         // aws-lc-rs, the one the rest of Coffer's TLS uses (a no-op when one is installed).
@@ -51,7 +61,10 @@ fn client(url: &str, ca: Option<&[u8]>) -> redis::RedisResult<redis::Client> {
         redis::Client::build_with_tls(
             url,
             redis::TlsCertificates {
-                client_tls: None,
+                client_tls: identity.map(|(cert, key)| redis::ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.expose_secret().to_vec(),
+                }),
                 root_cert: ca.map(<[u8]>::to_vec),
             },
         )
@@ -93,11 +106,12 @@ impl RedisRevocationList {
         prefix: &str,
         config: RedisRevocationConfig,
     ) -> Result<Self, RevocationError> {
-        let client = client(url, config.tls_ca.as_deref()).map_err(|e| {
-            RevocationError::Unavailable(
-                format!("bad Redis URL or TLS authority ({:?})", e.kind()).into(),
-            )
-        })?;
+        let client =
+            client(url, config.tls_ca.as_deref(), config.tls_client.as_ref()).map_err(|e| {
+                RevocationError::Unavailable(
+                    format!("bad Redis URL or TLS authority ({:?})", e.kind()).into(),
+                )
+            })?;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.response_timeout))

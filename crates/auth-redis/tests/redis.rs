@@ -100,9 +100,13 @@ async fn a_redis_that_does_not_answer_fails_closed() {
 mod over_tls {
     use super::*;
 
-    pub(super) fn tls_list(url: &str, ca: &std::path::Path) -> RedisRevocationList {
+    /// A list over TLS at `url`, trusting the authority in `ca`, showing the client certificate
+    /// the server accepts when `identity`.
+    pub(super) fn tls_list(url: &str, ca: &std::path::Path, identity: bool) -> RedisRevocationList {
+        let (cert, key) = coffer_test_tls::redis::server().client_identity();
         let config = RedisRevocationConfig {
             tls_ca: Some(std::fs::read(ca).unwrap()),
+            tls_client: identity.then(|| (cert, coffer_crypto::SecretBytes::new(key))),
             ..RedisRevocationConfig::default()
         };
         RedisRevocationList::new(url, &fresh_prefix(), config).unwrap()
@@ -110,12 +114,14 @@ mod over_tls {
 
     coffer_auth::revocation_list_contract_tests!(|| async {
         let server = coffer_test_tls::redis::server();
-        Arc::new(tls_list(&server.url("localhost"), &server.pki.ca)) as Arc<dyn RevocationList>
+        Arc::new(tls_list(&server.url("localhost"), &server.pki.ca, true))
+            as Arc<dyn RevocationList>
     });
 }
 
 /// Over TLS, a server whose certificate another authority signed, or that names another host,
-/// is refused, and so is plaintext to the TLS port: each check fails closed.
+/// is refused, and so is plaintext to the TLS port; a client without the certificate the server
+/// asks for is refused by the server: each check fails closed.
 #[tokio::test]
 async fn a_redis_that_cannot_prove_who_it_is_is_refused() {
     let server = coffer_test_tls::redis::server();
@@ -123,11 +129,15 @@ async fn a_redis_that_cannot_prove_who_it_is_is_refused() {
     for (what, list) in [
         (
             "another authority",
-            over_tls::tls_list(&server.url("localhost"), &server.pki.other_ca),
+            over_tls::tls_list(&server.url("localhost"), &server.pki.other_ca, true),
         ),
         (
             "another name",
-            over_tls::tls_list(&server.url("127.0.0.1"), &server.pki.ca),
+            over_tls::tls_list(&server.url("127.0.0.1"), &server.pki.ca, true),
+        ),
+        (
+            "no client certificate",
+            over_tls::tls_list(&server.url("localhost"), &server.pki.ca, false),
         ),
         (
             "no TLS",
@@ -148,6 +158,6 @@ async fn a_redis_that_cannot_prove_who_it_is_is_refused() {
         );
     }
     // The right authority and name: answers.
-    let good = over_tls::tls_list(&server.url("localhost"), &server.pki.ca);
+    let good = over_tls::tls_list(&server.url("localhost"), &server.pki.ca, true);
     assert!(!good.status("t", "u").await.unwrap().token_revoked);
 }

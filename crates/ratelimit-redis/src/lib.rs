@@ -8,7 +8,8 @@
 //! [`LimitError::Unavailable`], which [`coffer_ratelimit::Failover`] turns into fail-open or
 //! fail-closed. A `rediss://` URL connects over TLS (rustls), the server's certificate checked
 //! against the configured authority ([`RedisLimiterConfig::tls_ca`]) or the system's roots, and
-//! its name.
+//! its name; to a Redis that asks for one, the client shows its certificate
+//! ([`RedisLimiterConfig::tls_client`]).
 //!
 //! The connection is made lazily, so the API starts while Redis is down. The policy's rate is
 //! part of the Redis key, so changing a policy starts fresh budgets.
@@ -16,6 +17,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use coffer_crypto::SecretBytes;
 use coffer_ratelimit::{Decision, LimitError, Policy, RateLimiter};
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -53,6 +55,9 @@ pub struct RedisLimiterConfig {
     /// For a `rediss://` URL: the certificate authority (PEM) the server's certificate must
     /// chain to; `None`, the system's roots.
     pub tls_ca: Option<Vec<u8>>,
+    /// For a `rediss://` URL to a Redis that asks clients for a certificate
+    /// (`tls-auth-clients yes`): this client's certificate chain and its private key, PEM.
+    pub tls_client: Option<(Vec<u8>, SecretBytes)>,
 }
 
 impl Default for RedisLimiterConfig {
@@ -62,12 +67,17 @@ impl Default for RedisLimiterConfig {
             connect_timeout: Duration::from_millis(500),
             response_timeout: Duration::from_millis(250),
             tls_ca: None,
+            tls_client: None,
         }
     }
 }
 /// The client for `url`: over TLS for `rediss://`, trusting `ca` (PEM) when given, else the
-/// system's roots.
-fn client(url: &str, ca: Option<&[u8]>) -> redis::RedisResult<redis::Client> {
+/// system's roots, and showing `identity` (certificate and key, PEM) when given.
+fn client(
+    url: &str,
+    ca: Option<&[u8]>,
+    identity: Option<&(Vec<u8>, SecretBytes)>,
+) -> redis::RedisResult<redis::Client> {
     if url.starts_with("rediss://") {
         // rustls asks for a process-wide crypto provider: the first TLS client installs
         // aws-lc-rs, the one the rest of Coffer's TLS uses (a no-op when one is installed).
@@ -75,7 +85,10 @@ fn client(url: &str, ca: Option<&[u8]>) -> redis::RedisResult<redis::Client> {
         redis::Client::build_with_tls(
             url,
             redis::TlsCertificates {
-                client_tls: None,
+                client_tls: identity.map(|(cert, key)| redis::ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.expose_secret().to_vec(),
+                }),
                 root_cert: ca.map(<[u8]>::to_vec),
             },
         )
@@ -110,9 +123,10 @@ impl RedisLimiter {
     /// # Errors
     /// [`LimitError::Other`] for a malformed URL.
     pub fn new(url: &str, prefix: &str, config: RedisLimiterConfig) -> Result<Self, LimitError> {
-        let client = client(url, config.tls_ca.as_deref()).map_err(|e| {
-            LimitError::Other(format!("bad Redis URL or TLS authority ({:?})", e.kind()))
-        })?;
+        let client =
+            client(url, config.tls_ca.as_deref(), config.tls_client.as_ref()).map_err(|e| {
+                LimitError::Other(format!("bad Redis URL or TLS authority ({:?})", e.kind()))
+            })?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.response_timeout))

@@ -137,10 +137,13 @@ async fn idle_keys_expire_in_redis() {
     assert_eq!(exists, 0);
 }
 
-/// A limiter over TLS to the test's own Redis at `url`, trusting the authority in `ca`.
-fn tls_limiter(url: &str, ca: &std::path::Path) -> RedisLimiter {
+/// A limiter over TLS to the test's own Redis at `url`, trusting the authority in `ca`, showing
+/// the client certificate the server accepts when `identity`.
+fn tls_limiter(url: &str, ca: &std::path::Path, identity: bool) -> RedisLimiter {
+    let (cert, key) = coffer_test_tls::redis::server().client_identity();
     let config = RedisLimiterConfig {
         tls_ca: Some(std::fs::read(ca).unwrap()),
+        tls_client: identity.then(|| (cert, coffer_crypto::SecretBytes::new(key))),
         ..RedisLimiterConfig::default()
     };
     RedisLimiter::new(url, "coffer-test:rl", config).unwrap()
@@ -153,13 +156,15 @@ mod over_tls {
     coffer_ratelimit::rate_limiter_contract_tests!(|| async {
         let server = coffer_test_tls::redis::server();
         LimiterUnderTest::new(
-            Arc::new(tls_limiter(&server.url("localhost"), &server.pki.ca)) as Arc<dyn RateLimiter>,
+            Arc::new(tls_limiter(&server.url("localhost"), &server.pki.ca, true))
+                as Arc<dyn RateLimiter>,
         )
     });
 }
 
 /// Over TLS, a server whose certificate another authority signed, or that names another host,
-/// is refused, and so is plaintext to the TLS port: each is Unavailable.
+/// is refused, and so is plaintext to the TLS port; a client without the certificate the server
+/// asks for is refused by the server: each is Unavailable.
 #[tokio::test]
 async fn a_redis_that_cannot_prove_who_it_is_is_refused() {
     let server = coffer_test_tls::redis::server();
@@ -173,13 +178,17 @@ async fn a_redis_that_cannot_prove_who_it_is_is_refused() {
     for (what, limiter) in [
         (
             "another authority",
-            tls_limiter(&server.url("localhost"), &server.pki.other_ca),
+            tls_limiter(&server.url("localhost"), &server.pki.other_ca, true),
         ),
         (
             "another name",
-            tls_limiter(&server.url("127.0.0.1"), &server.pki.ca),
+            tls_limiter(&server.url("127.0.0.1"), &server.pki.ca, true),
         ),
         ("no TLS", plaintext),
+        (
+            "no client certificate",
+            tls_limiter(&server.url("localhost"), &server.pki.ca, false),
+        ),
     ] {
         assert!(
             matches!(

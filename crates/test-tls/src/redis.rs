@@ -1,5 +1,5 @@
 //! A Redis that speaks only TLS (no plaintext port), its certificate for `localhost` signed by
-//! the test's authority; it does not ask clients for certificates.
+//! the test's authority; it asks every client for a certificate of that authority.
 
 use std::process::Child;
 use std::sync::OnceLock;
@@ -23,6 +23,15 @@ impl TlsRedis {
     pub fn url(&self, host: &str) -> String {
         format!("rediss://{host}:{}", self.port)
     }
+
+    /// The client certificate it accepts and its key, PEM.
+    #[must_use]
+    pub fn client_identity(&self) -> (Vec<u8>, Vec<u8>) {
+        (
+            std::fs::read(&self.pki.client_cert).unwrap(),
+            std::fs::read(&self.pki.client_key).unwrap(),
+        )
+    }
 }
 
 /// The server, started on first use.
@@ -42,7 +51,7 @@ fn start() -> TlsRedis {
         &format!(
             "redis-server --port 0 --tls-port {port} --bind 127.0.0.1 ::1 \
              --tls-cert-file {} --tls-key-file {} --tls-ca-cert-file {} \
-             --tls-auth-clients no --save '' --appendonly no --dir \"$0\"",
+             --tls-auth-clients yes --save '' --appendonly no --dir \"$0\"",
             pki.server_cert.display(),
             pki.server_key.display(),
             pki.ca.display()

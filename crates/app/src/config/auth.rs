@@ -43,6 +43,11 @@ pub struct AuthConfig {
     /// For a `rediss://` `redis_url`: the authority (a PEM file) Redis's certificate must chain
     /// to; unset, the system's roots.
     pub redis_ca_file: Option<std::path::PathBuf>,
+    /// For a `rediss://` `redis_url` to a Redis that asks clients for a certificate: this
+    /// client's certificate (a PEM file), with `redis_client_key_file`.
+    pub redis_client_cert_file: Option<std::path::PathBuf>,
+    /// The private key of `redis_client_cert_file` (a PEM file).
+    pub redis_client_key_file: Option<std::path::PathBuf>,
     /// With `revocation = "database"` on Postgres: how long a token's revocation status is
     /// remembered between requests, seconds, while the process is told of every revocation
     /// (`LISTEN`); 0: asked of the database at every request.
@@ -81,6 +86,8 @@ impl Default for AuthConfig {
             revocation: RevocationBackend::Database,
             redis_url: None,
             redis_ca_file: None,
+            redis_client_cert_file: None,
+            redis_client_key_file: None,
             revocation_cache_secs: 60,
             mfa_above_major_units: None,
             mfa_window_hours: 24,
@@ -109,11 +116,14 @@ impl AuthConfig {
                 "set auth.redis_url or COFFER_REDIS_URL",
             ));
         }
-        super::transport::check_redis_ca(
-            "auth.redis_ca_file",
-            self.redis_url.as_deref(),
-            self.redis_ca_file.as_deref(),
-        )?;
+        super::transport::RedisTlsFiles {
+            section: "auth",
+            url: self.redis_url.as_deref(),
+            ca: self.redis_ca_file.as_deref(),
+            cert: self.redis_client_cert_file.as_deref(),
+            key: self.redis_client_key_file.as_deref(),
+        }
+        .check()?;
         if self.access_ttl_secs < 60 || self.access_ttl_secs > 24 * 3600 {
             return Err(error(
                 "auth.access_ttl_secs",

@@ -56,7 +56,7 @@ pub use log::{LogConfig, LogFormat};
 pub use rate_limit::{POLICY_NAMES, PolicySetting, RateLimitConfig};
 pub use secret::{SecretSetting, mask_url};
 pub use server::ServerConfig;
-pub use transport::read_redis_ca;
+pub use transport::{read_redis_ca, read_redis_identity};
 pub use worker::WorkerConfig;
 
 /// A setting that is wrong, and what to do about it.
@@ -265,9 +265,13 @@ mod tests {
         c.aws_kms.secret_access_key = secret();
         c.auth.redis_url = Some("rediss://r".into());
         c.auth.redis_ca_file = Some(PathBuf::from("c"));
+        c.auth.redis_client_cert_file = Some(PathBuf::from("c"));
+        c.auth.redis_client_key_file = Some(PathBuf::from("k"));
         c.auth.mfa_above_major_units = Some(1);
         c.rate_limit.redis_url = Some("rediss://r".into());
         c.rate_limit.redis_ca_file = Some(PathBuf::from("c"));
+        c.rate_limit.redis_client_cert_file = Some(PathBuf::from("c"));
+        c.rate_limit.redis_client_key_file = Some(PathBuf::from("k"));
         c.worker.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 1)));
         c.log.file = Some(PathBuf::from("l"));
         let tree = toml::Table::try_from(&c).unwrap();

@@ -20,6 +20,11 @@ pub struct RateLimitConfig {
     /// For a `rediss://` `redis_url`: the authority (a PEM file) Redis's certificate must chain
     /// to; unset, the system's roots.
     pub redis_ca_file: Option<std::path::PathBuf>,
+    /// For a `rediss://` `redis_url` to a Redis that asks clients for a certificate: this
+    /// client's certificate (a PEM file), with `redis_client_key_file`.
+    pub redis_client_cert_file: Option<std::path::PathBuf>,
+    /// The private key of `redis_client_cert_file` (a PEM file).
+    pub redis_client_key_file: Option<std::path::PathBuf>,
     /// With Redis down: keep limiting in-process (`true`), or answer 503 (`false`).
     pub fail_open: bool,
     /// Proxies whose `X-Forwarded-For` is believed (CIDRs).
@@ -63,6 +68,8 @@ impl Default for RateLimitConfig {
             enabled: true,
             redis_url: None,
             redis_ca_file: None,
+            redis_client_cert_file: None,
+            redis_client_key_file: None,
             fail_open: true,
             trusted_proxies: Vec::new(),
             admin_allowlist: Vec::new(),
@@ -77,6 +84,8 @@ impl fmt::Debug for RateLimitConfig {
             .field("enabled", &self.enabled)
             .field("redis_url", &self.redis_url.as_deref().map(mask_url))
             .field("redis_ca_file", &self.redis_ca_file)
+            .field("redis_client_cert_file", &self.redis_client_cert_file)
+            .field("redis_client_key_file", &self.redis_client_key_file)
             .field("fail_open", &self.fail_open)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("admin_allowlist", &self.admin_allowlist)
@@ -89,11 +98,14 @@ impl RateLimitConfig {
     /// Each policy override names a policy and gives a positive limit and period; each trusted
     /// proxy is a CIDR.
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        super::transport::check_redis_ca(
-            "rate_limit.redis_ca_file",
-            self.redis_url.as_deref(),
-            self.redis_ca_file.as_deref(),
-        )?;
+        super::transport::RedisTlsFiles {
+            section: "rate_limit",
+            url: self.redis_url.as_deref(),
+            ca: self.redis_ca_file.as_deref(),
+            cert: self.redis_client_cert_file.as_deref(),
+            key: self.redis_client_key_file.as_deref(),
+        }
+        .check()?;
         for (name, p) in &self.policies {
             if !POLICY_NAMES.contains(&name.as_str()) {
                 return Err(error(

@@ -3,7 +3,8 @@
 //! `verify-ca`) travels in the clear or to a server nobody checked (`prefer`, sqlx's default,
 //! falls back to plaintext silently); a `redis://` URL to another host travels in the clear (use
 //! `rediss://`, with `redis_ca_file` for a private authority). Loopback and Unix sockets are
-//! never warned of. The module also checks the Redis authority settings and reads their files.
+//! never warned of. The module also checks the Redis TLS settings (the authority, and the client
+//! certificate a Redis with `tls-auth-clients` asks for) and reads their files.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -75,23 +76,72 @@ impl Config {
     }
 }
 
-/// A Redis authority file is for a `rediss://` URL only.
-pub(super) fn check_redis_ca(
-    setting: &str,
-    url: Option<&str>,
-    ca_file: Option<&Path>,
-) -> Result<(), ConfigError> {
-    if ca_file.is_some() && !url.is_some_and(|u| u.starts_with("rediss://")) {
-        return Err(error(
-            setting,
-            "set without a rediss:// URL beside it",
-            "use a rediss:// URL, or remove the setting",
-        ));
-    }
-    Ok(())
+/// A Redis connection's TLS files, as section `section` (`auth`, `rate_limit`) names them:
+/// `redis_ca_file`, `redis_client_cert_file` and `redis_client_key_file`.
+pub(super) struct RedisTlsFiles<'a> {
+    pub(super) section: &'static str,
+    pub(super) url: Option<&'a str>,
+    pub(super) ca: Option<&'a Path>,
+    pub(super) cert: Option<&'a Path>,
+    pub(super) key: Option<&'a Path>,
 }
 
-/// The authority in `ca_file` (PEM), read for a Redis client.
+impl RedisTlsFiles<'_> {
+    /// Each file is for a `rediss://` URL only, and a client certificate comes with its key.
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        let tls = self.url.is_some_and(|u| u.starts_with("rediss://"));
+        for (name, file) in [
+            ("redis_ca_file", self.ca),
+            ("redis_client_cert_file", self.cert),
+            ("redis_client_key_file", self.key),
+        ] {
+            if file.is_some() && !tls {
+                return Err(error(
+                    &format!("{}.{name}", self.section),
+                    "set without a rediss:// URL beside it",
+                    "use a rediss:// URL, or remove the setting",
+                ));
+            }
+        }
+        match (self.cert, self.key) {
+            (Some(_), None) | (None, Some(_)) => Err(error(
+                &format!(
+                    "{}.{}",
+                    self.section,
+                    if self.cert.is_some() {
+                        "redis_client_key_file"
+                    } else {
+                        "redis_client_cert_file"
+                    }
+                ),
+                "a client certificate without its key, or a key without its certificate",
+                "set both redis_client_cert_file and redis_client_key_file, or neither",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The client certificate and key a section names (PEM files), read for a Redis client that a
+/// server asks for one.
+///
+/// # Errors
+/// [`ConfigError`] naming the setting whose file does not read.
+pub fn read_redis_identity(
+    section: &str,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> Result<Option<(Vec<u8>, coffer_crypto::SecretBytes)>, ConfigError> {
+    let (Some(cert), Some(key)) = (cert, key) else {
+        return Ok(None);
+    };
+    let cert = read_redis_ca(&format!("{section}.redis_client_cert_file"), Some(cert))?;
+    let key = read_redis_ca(&format!("{section}.redis_client_key_file"), Some(key))?;
+    Ok(cert.zip(key.map(coffer_crypto::SecretBytes::new)))
+}
+
+/// The authority in `ca_file` (PEM), read for a Redis client (and any other PEM file a Redis
+/// setting names).
 ///
 /// # Errors
 /// [`ConfigError`] naming `setting` when the file does not read.
@@ -105,7 +155,7 @@ pub fn read_redis_ca(
                 error(
                     setting,
                     format!("{} does not read: {e}", path.display()),
-                    "give the path of the authority's certificate, PEM",
+                    "give the path of a PEM file",
                 )
             })
         })
@@ -164,5 +214,36 @@ mod tests {
         assert!(
             read_redis_ca("auth.redis_ca_file", Some(Path::new("/nonexistent/ca.pem"))).is_err()
         );
+    }
+
+    #[test]
+    fn a_redis_client_certificate_comes_with_its_key_and_a_rediss_url() {
+        let mut c = Config::default();
+        c.rate_limit.redis_url = Some("redis://cache.internal".to_owned());
+        c.rate_limit.redis_client_cert_file = Some("/client.pem".into());
+        c.rate_limit.redis_client_key_file = Some("/client.key".into());
+        assert_eq!(
+            c.validate().unwrap_err().setting,
+            "rate_limit.redis_client_cert_file"
+        );
+        c.rate_limit.redis_url = Some("rediss://cache.internal".to_owned());
+        c.validate().unwrap();
+        c.rate_limit.redis_client_key_file = None;
+        assert_eq!(
+            c.validate().unwrap_err().setting,
+            "rate_limit.redis_client_key_file"
+        );
+        c.rate_limit.redis_client_cert_file = None;
+        c.rate_limit.redis_client_key_file = Some("/client.key".into());
+        assert_eq!(
+            c.validate().unwrap_err().setting,
+            "rate_limit.redis_client_cert_file"
+        );
+        let missing = read_redis_identity(
+            "auth",
+            Some(Path::new("/nonexistent/client.pem")),
+            Some(Path::new("/nonexistent/client.key")),
+        );
+        assert_eq!(missing.unwrap_err().setting, "auth.redis_client_cert_file");
     }
 }
