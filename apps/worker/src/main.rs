@@ -19,6 +19,9 @@
 //!                                                key is under them)
 //! coffer-worker keys history [--limit N]         past rotations
 //! coffer-worker ledger verify [--wallets-after ID | --transactions-after ID]
+//! coffer-worker ledger backfill-memos [--after ID]
+//!                                                give transfers written before receivers got a
+//!                                                copy of the memo theirs (resumable)
 //! coffer-worker audit verify
 //! coffer-worker sessions revoke-all
 //! coffer-worker secrets list [--tag K=V] | status | rotate NAME (value on stdin) | …
@@ -39,7 +42,7 @@ use coffer_app::{App, Config};
 use coffer_rotation::{RotateRequest, RotationError, RotationJob};
 use progress::Progress;
 
-const USAGE: &str = "usage: coffer-worker [--config FILE] [run | keys status | keys validate | keys rotate [--retire] [--emergency] | keys resume | keys retire | keys rotate-data-keys [--older-than-days N] | keys rotate-signing-key | keys history [--limit N] | ledger verify [--wallets-after ID | --transactions-after ID] | audit verify | sessions revoke-all | secrets …]";
+const USAGE: &str = "usage: coffer-worker [--config FILE] [run | keys status | keys validate | keys rotate [--retire] [--emergency] | keys resume | keys retire | keys rotate-data-keys [--older-than-days N] | keys rotate-signing-key | keys history [--limit N] | ledger verify [--wallets-after ID | --transactions-after ID] | ledger backfill-memos [--after ID] | audit verify | sessions revoke-all | secrets …]";
 
 /// Exit codes.
 const EXIT_FAILED: u8 = 1;
@@ -152,6 +155,7 @@ async fn command(app: &App, words: &[&str]) -> anyhow::Result<()> {
             print_json(&app.rotation.history(n).await?)
         }
         ["ledger", "verify", rest @ ..] => ledger_verify(app, rest).await,
+        ["ledger", "backfill-memos", rest @ ..] => ledger_backfill_memos(app, rest).await,
         ["audit", "verify"] => audit_verify(app).await,
         ["sessions", "revoke-all"] => {
             let actor = app.actor().clone();
@@ -402,6 +406,39 @@ async fn ledger_verify(app: &App, flags: &[&str]) -> anyhow::Result<()> {
         ))
         .into())
     }
+}
+
+/// Transactions read per batch of the memo backfill.
+const BACKFILL_BATCH: u32 = 500;
+
+async fn ledger_backfill_memos(app: &App, flags: &[&str]) -> anyhow::Result<()> {
+    let mut after = match flags {
+        [] => None,
+        ["--after", id] => Some(coffer_ledger::TransactionId::parse(id).map_err(|_| Usage)?),
+        _ => return Err(Usage.into()),
+    };
+    let bar = Progress::new("copying memos to their receivers");
+    let mut total = coffer_ledger::MemoBackfill::default();
+    loop {
+        let batch = app
+            .state
+            .ledger
+            .backfill_receiver_memos(after, BACKFILL_BATCH)
+            .await?;
+        let Some(last) = batch.last else { break };
+        after = Some(last);
+        total.scanned += batch.scanned;
+        total.copied += batch.copied;
+        total.unreadable += batch.unreadable;
+        bar.note("transactions", Some(&format!("--after {last}")));
+        bar.set(total.scanned, None);
+    }
+    bar.finish();
+    print_json(&serde_json::json!({
+        "scanned": total.scanned,
+        "copied": total.copied,
+        "unreadable": total.unreadable,
+    }))
 }
 
 async fn audit_verify(app: &App) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
 //! The operator's commands, run as the real binary against SQLite and Postgres: status,
-//! validation, a rotation with retirement, history, ledger and audit verification, revoking
+//! validation, a rotation with retirement, history, ledger and audit verification, the memo
+//! backfill, revoking
 //! every session, the secrets listing; exit codes 0, 2 and 3 where they are due.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -76,6 +77,21 @@ async fn the_commands_work(db: Database) {
     let verified = f.run(&["ledger", "verify"]).expect(0).json();
     assert_eq!(verified["ok"], true);
     assert_eq!(verified["wallets"], 30);
+    // The transfer above was written with its receiver's copy of the memo: nothing to backfill.
+    let backfill = f.run(&["ledger", "backfill-memos"]).expect(0);
+    let done = backfill.json();
+    assert_eq!(
+        (done["copied"].as_u64(), done["unreadable"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert!(done["scanned"].as_u64().unwrap() >= 1, "{done}");
+    assert!(
+        backfill.stderr().contains("--after "),
+        "progress names where to resume: {}",
+        backfill.stderr()
+    );
+    f.run(&["ledger", "backfill-memos", "--after", "nonsense"])
+        .expect(2);
     let audit = f.run(&["audit", "verify"]).expect(0).json();
     assert_eq!(audit["ok"], true);
 

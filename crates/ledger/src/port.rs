@@ -123,6 +123,11 @@ pub struct TransactionRecord {
     pub fingerprint: [u8; 32],
     /// The memo envelope, if any.
     pub memo: Option<Envelope>,
+    /// A transfer's memo sealed again under the receiving wallet's data key, so the receiver
+    /// reads it without the sender's key (and still can once the sender's keys are destroyed).
+    /// `None` without a memo, for money that has no receiver other than the key wallet, and for
+    /// transfers written before it existed until the backfill has reached them.
+    pub receiver_memo: Option<Envelope>,
     /// Money-out: the Ed25519 signature over the canonical bytes.
     pub signature: Option<WalletSignature>,
     /// Money-out: the public key that made it.
@@ -318,7 +323,11 @@ pub trait LedgerStore: Send + Sync + fmt::Debug {
         wallet: WalletId,
     ) -> Result<Vec<(TransactionId, PostingRecord)>, Error>;
 
-    /// Transactions with ids after `after`, in id order (verification).
+    /// Sets a transfer's receiver memo while it has none (the backfill): false, changing
+    /// nothing, when it has one already or there is no such transaction.
+    async fn set_receiver_memo(&self, id: TransactionId, memo: &Envelope) -> Result<bool, Error>;
+
+    /// Transactions with ids after `after`, in id order (verification, the memo backfill).
     async fn transactions_after(
         &self,
         after: Option<TransactionId>,

@@ -65,6 +65,14 @@ pub fn memo_aad(transaction: TransactionId) -> Aad {
     Aad::new("ledger.memo").with(transaction.as_uuid().as_bytes())
 }
 
+/// The receiver's copy of a transfer's memo, under the receiving wallet's data key.
+#[must_use]
+pub fn receiver_memo_aad(transaction: TransactionId, receiver: WalletId) -> Aad {
+    Aad::new("ledger.memo.receiver")
+        .with(transaction.as_uuid().as_bytes())
+        .with(receiver.as_uuid().as_bytes())
+}
+
 /// Unwrapped data keys of the wallets an operation touches, by wallet and version.
 #[derive(Default)]
 pub struct DataKeys {

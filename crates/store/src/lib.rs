@@ -71,7 +71,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The application role's privileges, applied after every migration run (idempotent): the
 /// role `coffer_app` (created when the migrating role may) reads and appends audit rows,
-/// transactions and postings and never changes or removes them; it updates wallets and users,
+/// transactions and postings and never changes or removes them (but for setting a transfer's
+/// receiver memo, which the backfill writes); it updates wallets and users,
 /// deletes only refresh tokens and denylist entries (expired ones), and never changes a stored
 /// service secret. The API and worker log in as a member of it; migrations run separately as
 /// the schema owner ([`migrate_postgres`]).
@@ -95,6 +96,7 @@ BEGIN
         GRANT SELECT, INSERT, UPDATE ON wallets, wallet_keys TO coffer_app;
         GRANT SELECT, INSERT ON wallet_public_keys, transactions, postings TO coffer_app;
         REVOKE UPDATE, DELETE, TRUNCATE ON wallet_public_keys, transactions, postings FROM coffer_app;
+        GRANT UPDATE (receiver_memo) ON transactions TO coffer_app;
         GRANT SELECT, INSERT, UPDATE ON users, user_keys, signing_keys, revocation_epochs TO coffer_app;
         GRANT SELECT, INSERT ON service_secrets TO coffer_app;
         GRANT SELECT, INSERT ON secrets TO coffer_app;

@@ -149,6 +149,20 @@ async fn the_application_role_moves_money_but_cannot_rewrite_history() {
         .await
         .unwrap();
     assert!(report.ok(), "{:?}", report.findings);
+    // The memo backfill runs as the application role: it may set a transfer's receiver memo.
+    let memo = MoneyRequest {
+        memo: Some("for the backfill"),
+        ..req(5, "tm")
+    };
+    l.transfer(alice, a, b, "246801", &memo).await.unwrap();
+    sqlx::query("UPDATE transactions SET receiver_memo = NULL")
+        .execute(&owner)
+        .await
+        .unwrap();
+    assert_eq!(
+        l.backfill_receiver_memos(None, 100).await.unwrap().copied,
+        1
+    );
     common::assert_refused_to_app_role(
         &app,
         &[

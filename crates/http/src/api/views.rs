@@ -98,6 +98,10 @@ pub struct Transaction {
     reversed_by: Option<String>,
     signature: Option<String>,
     public_key: Option<String>,
+    /// Participants whose owner was erased (their data keys destroyed): their side stays sealed
+    /// for good; absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    erased_wallets: Vec<String>,
 }
 
 impl From<&TransactionView> for Transaction {
@@ -116,6 +120,7 @@ impl From<&TransactionView> for Transaction {
             reversed_by: t.reversed_by.map(|r| r.to_string()),
             signature: t.signature.map(|s| b64(&s)),
             public_key: t.public_key.map(|k| b64(&k)),
+            erased_wallets: t.erased.iter().map(ToString::to_string).collect(),
         }
     }
 }

@@ -24,6 +24,7 @@
 //!   PIN change, reset and unlock;
 //! - `admin`: freeze, unfreeze and close;
 //! - `data_key`: data-key rotation;
+//! - `backfill`: the receiver copies of transfers' memos written before they existed;
 //! - `views`: what callers get back, and how stored rows decrypt into it;
 //! - `support`: the helpers that know nothing of [`Ledger`] (wallet rows, running again, PIN
 //!   turns, audit details).
@@ -38,6 +39,7 @@
 //! service.
 
 mod admin;
+mod backfill;
 mod data_key;
 mod money;
 mod pin_attempts;
@@ -61,6 +63,7 @@ use crate::port::{
 };
 use crate::request::{HistoryCursor, WalletCursor};
 use crate::sealing::{DataKeys, balance_aad, signing_key_aad, wallet_key_context};
+pub use backfill::MemoBackfill;
 use support::{WalletTurns, again_if_changed, code, entity, pin_error, rewrite, state, with};
 use views::wallet_view;
 pub use views::{HistoryPageView, TransactionView, WalletPageView, WalletView};

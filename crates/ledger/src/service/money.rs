@@ -63,7 +63,7 @@ use crate::error::Error;
 use crate::money::{Currency, Money, MoneyError};
 use crate::port::{Applied, Apply, Changes, Idempotency, Locked, PostingRecord, TransactionRecord};
 use crate::request::{IdempotencyKey, Memo, Reason, StepUp};
-use crate::sealing::{DataKeys, memo_aad, posting_aad};
+use crate::sealing::{DataKeys, memo_aad, posting_aad, receiver_memo_aad};
 use crate::window::{RollingSum, hour_of};
 
 use super::support::{
@@ -202,6 +202,14 @@ impl Ledger {
             }
             None => None,
         };
+        let receiver_memo = match (draft.memo, draft.to) {
+            (Some(m), Some(to)) if to != draft.key_wallet => {
+                let by = locked.wallet(to)?;
+                let aad = receiver_memo_aad(draft.id, to);
+                Some(keys.seal(by.id, by.dek_version, &aad, m.as_bytes())?)
+            }
+            _ => None,
+        };
         Ok(Changes {
             wallets,
             transaction: Some(TransactionRecord {
@@ -217,6 +225,7 @@ impl Ledger {
                 idempotency_key: draft.idempotency.key.clone(),
                 fingerprint: draft.idempotency.fingerprint,
                 memo,
+                receiver_memo,
                 signature: draft.signature.as_ref().map(|(s, _)| *s),
                 public_key: draft.signature.as_ref().map(|(_, pk)| *pk),
                 postings,

@@ -11,7 +11,9 @@
 //! Each posting is sealed under the data key of its own wallet, bound to transaction, line and
 //! account; a settlement posting, which has no wallet, under the key of the transaction's key
 //! wallet (`sealer`, used when writing too). The memo is sealed under the key wallet's key, bound
-//! to the transaction. `transaction_view` and `open_postings` also serve verification.
+//! to the transaction, and a transfer's again under the receiver's. `transaction_view` reads
+//! what the keys still open (a participant whose keys were destroyed is `erased`);
+//! `open_postings`, which verification uses, opens every posting or fails.
 
 use coffer_crypto::{WalletPublicKey, WalletSignature};
 
@@ -21,7 +23,7 @@ use crate::domain::{
 use crate::error::{Error, context};
 use crate::money::{Amount, Balance, Currency, Money};
 use crate::port::{TransactionRecord, WalletRecord};
-use crate::sealing::{DataKeys, memo_aad, posting_aad};
+use crate::sealing::{DataKeys, memo_aad, posting_aad, receiver_memo_aad};
 
 /// A wallet as its owner sees it. `Debug` leaves the balance out: it is the owner's data, which
 /// the database only holds encrypted, and logs should not hold it at all.
@@ -64,6 +66,9 @@ pub struct TransactionView {
     pub to_wallet: Option<WalletId>,
     /// The memo.
     pub memo: Option<String>,
+    /// The wallets of the transaction whose data keys are destroyed (their owners erased): their
+    /// side stays sealed for good.
+    pub erased: Vec<WalletId>,
     /// When, microseconds since the epoch.
     pub at_micros: i64,
     /// The client's idempotency key (part of the signed bytes).
@@ -171,27 +176,56 @@ pub(crate) fn open_postings(keys: &DataKeys, t: &TransactionRecord) -> Result<Ve
         .collect()
 }
 
-/// Decrypts a stored transaction (the keyring holds the keys of its wallets).
+/// Decrypts a stored transaction with the keys the keyring holds (it was given every wallet's).
+///
+/// A wallet whose data keys are gone (destroyed: its owner erased) is named in `erased` and its
+/// postings are left sealed: the amount comes from any posting that opens (every posting of a
+/// transaction moves the same amount), the memo from the key wallet's envelope, else from the
+/// receiver's copy. So each participant reads its own side whatever became of the other. A
+/// posting or memo whose key is held and does not open is corrupt, as is a transaction of which
+/// nothing opens.
 pub(crate) fn transaction_view(
     keys: &DataKeys,
     t: &TransactionRecord,
 ) -> Result<TransactionView, Error> {
-    let postings = open_postings(keys, t)?;
-    let amount = postings
-        .first()
-        .map(|p| p.delta.unsigned_abs())
-        .and_then(|a| i64::try_from(a).ok())
-        .ok_or_else(|| Error::Corrupt(format!("transaction {} has no postings", t.id).into()))?;
-    let memo = match &t.memo {
-        Some(m) => {
-            let plain = keys.open(t.key_wallet, &memo_aad(t.id), m, "memo")?;
-            Some(
-                String::from_utf8(plain.expose_secret().to_vec())
-                    .map_err(|_| Error::Corrupt(format!("memo of transaction {}", t.id).into()))?,
-            )
+    let mut amount = None;
+    let mut erased = Vec::new();
+    for p in &t.postings {
+        let by = sealer(p.wallet, t.key_wallet);
+        if !keys.holds(by) {
+            if !erased.contains(&by) {
+                erased.push(by);
+            }
+            continue;
         }
-        None => None,
-    };
+        let account = p
+            .wallet
+            .map_or(Account::Settlement(t.currency), Account::Wallet);
+        let delta = keys.open_i64(
+            by,
+            &posting_aad(t.id, p.line, account),
+            &p.amount,
+            "posting",
+        )?;
+        amount.get_or_insert(delta.unsigned_abs());
+    }
+    let amount = amount.and_then(|a| i64::try_from(a).ok()).ok_or_else(|| {
+        Error::Corrupt(format!("transaction {} has no posting that opens", t.id).into())
+    })?;
+    let memo = match (&t.memo, &t.receiver_memo, t.to_wallet) {
+        (Some(m), _, _) if keys.holds(t.key_wallet) => {
+            Some(keys.open(t.key_wallet, &memo_aad(t.id), m, "memo")?)
+        }
+        (_, Some(m), Some(to)) if keys.holds(to) => {
+            Some(keys.open(to, &receiver_memo_aad(t.id, to), m, "receiver's memo")?)
+        }
+        _ => None,
+    }
+    .map(|plain| {
+        String::from_utf8(plain.expose_secret().to_vec())
+            .map_err(|_| Error::Corrupt(format!("memo of transaction {}", t.id).into()))
+    })
+    .transpose()?;
     Ok(TransactionView {
         id: t.id,
         kind: t.kind,
@@ -204,6 +238,7 @@ pub(crate) fn transaction_view(
         from_wallet: t.from_wallet,
         to_wallet: t.to_wallet,
         memo,
+        erased,
         at_micros: t.at_micros,
         idempotency_key: t.idempotency_key.clone(),
         reverses: t.reverses,

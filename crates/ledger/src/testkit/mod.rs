@@ -28,10 +28,12 @@ use crate::{
 };
 
 mod client;
+mod erased;
 mod pins;
 mod window;
 
 pub use client::{Client, MoneyRequest};
+pub use erased::*;
 use pins::wallet_audit_actions;
 pub use pins::*;
 pub use window::*;
@@ -76,6 +78,7 @@ macro_rules! ledger_store_contract_tests {
             a_reversal_never_credits_a_closed_wallet,
             money_out_past_the_window_cap_needs_a_second_factor,
             history_pages_newest_first_with_a_stable_cursor,
+            a_receivers_side_reads_after_the_sender_is_erased,
             raw_tables_hold_no_plaintext,
             verify_reports_tampering_with_wallet_and_transaction,
             verify_reports_progress_and_resumes,
@@ -349,6 +352,13 @@ impl LedgerStore for Watched {
         wallet: WalletId,
     ) -> Result<Vec<(TransactionId, PostingRecord)>, Error> {
         self.inner.postings_of(wallet).await
+    }
+    async fn set_receiver_memo(
+        &self,
+        id: TransactionId,
+        memo: &coffer_crypto::Envelope,
+    ) -> Result<bool, Error> {
+        self.inner.set_receiver_memo(id, memo).await
     }
     async fn transactions_after(
         &self,

@@ -570,6 +570,22 @@ where
         rows.iter().map(posting_from).collect()
     }
 
+    pub(super) async fn set_receiver_memo(
+        &self,
+        id: TransactionId,
+        memo: &coffer_crypto::Envelope,
+    ) -> Result<bool, Error> {
+        let done = sqlx::query(
+            "UPDATE transactions SET receiver_memo = $2 WHERE id = $1 AND receiver_memo IS NULL",
+        )
+        .bind(*id.as_uuid())
+        .bind(memo.as_bytes())
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(D::rows_affected(&done) > 0)
+    }
+
     pub(super) async fn transactions_after(
         &self,
         after: Option<TransactionId>,
@@ -689,6 +705,14 @@ macro_rules! ledger_store {
                 coffer_ledger::Error,
             > {
                 self.0.postings_of(wallet).await
+            }
+
+            async fn set_receiver_memo(
+                &self,
+                id: coffer_ledger::TransactionId,
+                memo: &coffer_crypto::Envelope,
+            ) -> Result<bool, coffer_ledger::Error> {
+                self.0.set_receiver_memo(id, memo).await
             }
 
             async fn transactions_after(

@@ -129,8 +129,9 @@ impl LedgerDialect for Pg {
                  t AS ( \
                      INSERT INTO transactions (id, kind, currency, at_micros, from_wallet, \
                          to_wallet, key_wallet, reverses, scope, idempotency_key, fingerprint, \
-                         memo, signature, public_key) \
-                     SELECT $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $29, $22, $23, $24 \
+                         memo, signature, public_key, receiver_memo) \
+                     SELECT $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $29, $22, $23, $24, \
+                         $35 \
                      WHERE $12::uuid IS NOT NULL), \
                  p AS ( \
                      INSERT INTO postings (transaction_id, line, wallet_id, wallet_seq, amount) \
@@ -138,7 +139,7 @@ impl LedgerDialect for Pg {
                          $28::bytea[])), \
                  {} \
                  SELECT (SELECT count(*) FROM w), (SELECT id FROM ae)",
-                append_ctes(35)
+                append_ctes(36)
             )
         });
         let first = changes
@@ -199,7 +200,7 @@ impl LedgerDialect for Pg {
             .bind(changes.new_public_key.map(|(w, _)| *w.as_uuid()))
             // $11: the new public key.
             .bind(changes.new_public_key.map(|(_, k)| k.to_vec()))
-            // $12..$24 and $29: the new transaction (`t`; $12 NULL: none).
+            // $12..$24, $29 and $35: the new transaction (`t`; $12 NULL: none).
             // $12: its id (also the postings' `transaction_id`).
             .bind(t.map(|t| *t.id.as_uuid()))
             // $13: its kind.
@@ -265,8 +266,10 @@ impl LedgerDialect for Pg {
             // $33: the KEK version it is wrapped under.
             .bind(dk.map(|k| i64::from(k.kek_version)))
             // $34: the changed wallets' new rolling money-out sums.
-            .bind(w.iter().map(|c| c.outflow.as_bytes()).collect::<Vec<_>>());
-        // $35..$47: the first audit record (`ah`, `ae`), bound by `bind_append`.
+            .bind(w.iter().map(|c| c.outflow.as_bytes()).collect::<Vec<_>>())
+            // $35: the transaction's memo sealed for its receiver.
+            .bind(t.and_then(|t| t.receiver_memo.as_ref().map(Envelope::as_bytes)));
+        // $36..$48: the first audit record (`ah`, `ae`), bound by `bind_append`.
         let row = bind_append(row, first.as_ref())
             .fetch_one(&mut *conn)
             .await

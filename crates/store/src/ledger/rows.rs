@@ -20,7 +20,7 @@ pub(super) const WALLET_COLUMNS: &str = "id, owner_id, currency, status, version
 
 pub(super) const TRANSACTION_COLUMNS: &str = "t.id, t.kind, t.currency, t.at_micros, \
      t.from_wallet, t.to_wallet, t.key_wallet, t.reverses, t.scope, t.idempotency_key, t.memo, \
-     t.signature, t.public_key, t.fingerprint, \
+     t.receiver_memo, t.signature, t.public_key, t.fingerprint, \
      (SELECT r.id FROM transactions r WHERE r.reverses = t.id) AS reversed_by";
 
 pub(super) const POSTING_COLUMNS: &str = "transaction_id, line, wallet_id, wallet_seq, amount";
@@ -172,6 +172,9 @@ where
         )?,
         memo: optional("memo")?
             .map(|m| decode(Envelope::from_bytes, &m, "memo"))
+            .transpose()?,
+        receiver_memo: optional("receiver_memo")?
+            .map(|m| decode(Envelope::from_bytes, &m, "receiver's memo"))
             .transpose()?,
         signature: optional("signature")?
             .map(|s| decode(WalletSignature::from_bytes, &s, "signature"))

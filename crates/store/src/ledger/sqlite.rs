@@ -142,8 +142,8 @@ impl LedgerDialect for Sqlite {
             sqlx::query(
                 "INSERT INTO transactions (id, kind, currency, at_micros, from_wallet, to_wallet, \
              key_wallet, reverses, scope, idempotency_key, fingerprint, memo, signature, \
-             public_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             public_key, receiver_memo) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             )
             .bind(*t.id.as_uuid())
             .bind(t.kind.as_str())
@@ -159,6 +159,7 @@ impl LedgerDialect for Sqlite {
             .bind(t.memo.as_ref().map(Envelope::as_bytes))
             .bind(t.signature.map(|s| s.to_bytes().to_vec()))
             .bind(t.public_key.as_ref().map(<[u8; 32]>::as_slice))
+            .bind(t.receiver_memo.as_ref().map(Envelope::as_bytes))
             .execute(&mut *conn)
             .await
             .map_err(write_failure)?;
