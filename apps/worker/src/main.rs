@@ -102,6 +102,12 @@ async fn run() -> anyhow::Result<()> {
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let config = Config::load(file.as_deref())?;
     coffer_app::cli::init_logging(&config, coffer_app::cli::LogTo::Stderr)?;
+    if matches!(words.as_slice(), [] | ["run"]) {
+        // The long-running worker says what `coffer-api serve` says of its connections.
+        for warning in config.transport_warnings() {
+            tracing::warn!("{warning}");
+        }
+    }
     let app = App::build(config, "coffer-worker").await?;
     let outcome = command(&app, &words).await;
     app.flush_key_use().await;

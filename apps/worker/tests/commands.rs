@@ -251,6 +251,8 @@ async fn the_running_worker_picks_up_a_requested_rotation() {
         .worker(&["run"])
         .env("COFFER_WORKER__POLL_SECS", "1")
         .env("COFFER_WORKER__METRICS_LISTEN", format!("127.0.0.1:{port}"))
+        // Unused (revocation stays in the database), and warned of at start like the API does.
+        .env("COFFER_AUTH__REDIS_URL", "redis://cache.example:6379")
         .spawn()
         .unwrap();
     let mut done = None;
@@ -300,6 +302,17 @@ async fn the_running_worker_picks_up_a_requested_rotation() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let status = worker.wait().unwrap();
-    assert!(status.success(), "SIGTERM ends it cleanly: {status}");
+    let out = worker.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "SIGTERM ends it cleanly: {}",
+        out.status
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "auth.redis_url (redis://cache.example:6379) reaches another host unencrypted"
+        ),
+        "the worker warns of a remote Redis without TLS: {stderr}"
+    );
 }
