@@ -1390,3 +1390,60 @@ async fn audit_records_carry_the_request_id() {
         .unwrap_or_else(|| panic!("no wallet record: {audit}"));
     assert!(wallet_opened["request_id"].is_string(), "{wallet_opened}");
 }
+
+/// An operator finds a customer's wallets by email (through its blind index), status and
+/// currency; users may not search; contradictory or bad filters are 422.
+#[tokio::test]
+async fn an_operator_finds_a_customers_wallets_by_email() {
+    let s = Server::start(Database::Postgres).await;
+    let (alice_id, alice, _) = s.user("alice@example.com").await;
+    let (_, bob, _) = s.user("bob@example.com").await;
+    let a_usd = s.wallet(&alice, "USD").await;
+    let a_eur = s.wallet(&alice, "EUR").await;
+    s.wallet(&bob, "USD").await;
+    let admin = s.admin("ops@example.com").await;
+    let ids = |page: &serde_json::Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (st, page) = s
+        .get("/v1/admin/wallets?email=%20Alice@Example.com", &admin)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    assert_eq!(ids(&page), [a_usd.clone(), a_eur.clone()]);
+    let (_, page) = s
+        .get(
+            &format!("/v1/admin/wallets?owner_id={alice_id}&currency=EUR"),
+            &admin,
+        )
+        .await;
+    assert_eq!(ids(&page), [a_eur]);
+    let (_, page) = s
+        .get("/v1/admin/wallets?currency=USD&limit=1", &admin)
+        .await;
+    assert_eq!(ids(&page), [a_usd]);
+    assert!(page["next_cursor"].is_string(), "{page}");
+    let (_, page) = s
+        .get("/v1/admin/wallets?email=nobody@example.com", &admin)
+        .await;
+    assert_eq!(ids(&page), Vec::<String>::new());
+    for (query, field) in [
+        (
+            format!("owner_id={alice_id}&email=alice@example.com"),
+            "email",
+        ),
+        ("status=sleeping".to_owned(), "status"),
+        ("email=not-an-email".to_owned(), "email"),
+        ("color=red".to_owned(), "query"),
+    ] {
+        let (st, p) = s.get(&format!("/v1/admin/wallets?{query}"), &admin).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {p}");
+        assert_eq!(p["field"], field, "{query}: {p}");
+    }
+    let (st, _) = s.get("/v1/admin/wallets", &alice).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+}

@@ -80,6 +80,17 @@ pub struct LoadedWallet {
     pub keys: Vec<DataKeyRecord>,
 }
 
+/// Which wallets a listing selects: each field set narrows it (none set: every wallet).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalletFilter {
+    /// Only this owner's.
+    pub owner: Option<UserId>,
+    /// Only in this status.
+    pub status: Option<WalletStatus>,
+    /// Only in this currency.
+    pub currency: Option<Currency>,
+}
+
 /// One posting as stored. A wallet posting is sealed under its wallet's data key; a settlement
 /// posting under the data key of the transaction's key wallet.
 #[derive(Clone, PartialEq, Eq)]
@@ -281,11 +292,11 @@ pub trait LedgerStore: Send + Sync + fmt::Debug {
     /// The wallets (with their data keys) among `ids` that exist, unlocked.
     async fn load_wallets(&self, ids: &[WalletId]) -> Result<Vec<LoadedWallet>, Error>;
 
-    /// An owner's wallets with ids after `after` (all when `None`), in id order (ids grow with
-    /// time, so oldest first), at most `limit`.
-    async fn wallets_of(
+    /// The wallets `filter` selects with ids after `after` (all when `None`), in id order (ids
+    /// grow with time, so oldest first), at most `limit`.
+    async fn wallets_where(
         &self,
-        owner: UserId,
+        filter: &WalletFilter,
         after: Option<WalletId>,
         limit: u32,
     ) -> Result<Vec<WalletRecord>, Error>;

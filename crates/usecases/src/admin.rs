@@ -8,10 +8,13 @@ use std::sync::Arc;
 use coffer_audit::{AuditLog, AuditQuery, AuditRecord, VerifyReport};
 use coffer_auth::accounts::{Accounts, AuthError, IssuedApiKey, IssuedReset, RequestContext};
 use coffer_auth::api_key::{ApiKeyId, ApiKeyRecord, NewApiKey};
+use coffer_auth::email::Email;
 use coffer_auth::user::UserId;
 use coffer_auth::{Permission, Principal, Rbac};
+use coffer_ledger::port::WalletFilter;
 use coffer_ledger::{
-    IdempotencyKey, Ledger, Pin, Reason, TransactionId, TransactionView, WalletId, WalletView,
+    Currency, IdempotencyKey, Ledger, Pin, Reason, TransactionId, TransactionView, WalletCursor,
+    WalletId, WalletPageView, WalletStatus, WalletView,
 };
 use coffer_rotation::{KeysOverview, RotateRequest, RotationJob, Rotator};
 
@@ -20,6 +23,29 @@ use crate::shared::{actor, require};
 
 /// The largest audit page.
 pub const MAX_AUDIT_PAGE: u32 = 1000;
+
+/// Whose wallets an operator looks for.
+#[derive(Debug, Clone, Default)]
+pub enum OwnerSearch {
+    /// Anyone's.
+    #[default]
+    Any,
+    /// This user's.
+    Id(UserId),
+    /// The user registered with this email's.
+    Email(Email),
+}
+
+/// An operator's wallet search: each part set narrows it.
+#[derive(Debug, Clone, Default)]
+pub struct WalletSearch {
+    /// Whose.
+    pub owner: OwnerSearch,
+    /// In which status.
+    pub status: Option<WalletStatus>,
+    /// In which currency.
+    pub currency: Option<Currency>,
+}
 
 /// The largest page of API keys.
 pub const MAX_API_KEY_PAGE: u32 = 200;
@@ -196,6 +222,42 @@ impl Admin {
             .accounts
             .issue_password_reset(principal.user, user, ctx)
             .await?)
+    }
+
+    /// Wallets found by owner (by id, or by email through its blind index), status and
+    /// currency, oldest first in pages: an operator finding a customer's wallets
+    /// (`wallet:write`, the permission that reads any wallet). An email nobody registered finds
+    /// nothing.
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; the ledger's (a bad limit or cursor).
+    pub async fn wallets(
+        &self,
+        principal: &Principal,
+        search: WalletSearch,
+        cursor: Option<WalletCursor>,
+        limit: u32,
+    ) -> Result<WalletPageView, UseCaseError> {
+        self.require(principal, Permission::WalletWrite)?;
+        let owner = match search.owner {
+            OwnerSearch::Any => None,
+            OwnerSearch::Id(id) => Some(id),
+            OwnerSearch::Email(email) => match self.accounts.user_with_email(&email).await? {
+                Some(id) => Some(id),
+                None => {
+                    return Ok(WalletPageView {
+                        items: Vec::new(),
+                        next_cursor: None,
+                    });
+                }
+            },
+        };
+        let filter = WalletFilter {
+            owner,
+            status: search.status,
+            currency: search.currency,
+        };
+        Ok(self.ledger.wallets_where(&filter, cursor, limit).await?)
     }
 
     /// Creates an API key for a service account (`user:admin`, from a signed-in administrator:

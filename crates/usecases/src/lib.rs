@@ -32,6 +32,6 @@ mod shared;
 mod wallets;
 
 pub use account::Account;
-pub use admin::{Admin, MAX_API_KEY_PAGE, MAX_AUDIT_PAGE};
+pub use admin::{Admin, MAX_API_KEY_PAGE, MAX_AUDIT_PAGE, OwnerSearch, WalletSearch};
 pub use error::UseCaseError;
 pub use wallets::Wallets;

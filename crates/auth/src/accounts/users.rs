@@ -1,4 +1,4 @@
-//! A user's profile and roles.
+//! A user's profile and roles, and finding a user by email.
 //!
 //! The profile is the user's personal data, opened under their data key. A role change (an
 //! admin's) is stored with its audit record and then bumps the user's revocation epoch: their
@@ -38,6 +38,20 @@ pub struct Profile {
 coffer_macros::debug_non_exhaustive!(self => Profile { id, email, roles, mfa_enabled });
 
 impl Accounts {
+    /// The user registered with `email`, found through its blind index (the caller decides who
+    /// may ask: an operator looking for a customer).
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn user_with_email(&self, email: &Email) -> Result<Option<UserId>, AuthError> {
+        let index = email.blind_index(&self.index_key);
+        Ok(self
+            .store
+            .user_by_email(index.as_bytes())
+            .await?
+            .map(|u| u.record.id))
+    }
+
     /// A user's own data, decrypted.
     ///
     /// # Errors

@@ -148,6 +148,7 @@ pub fn router(
 ) -> Router {
     use routes::{admin, api_keys, auth, health, money, wallets};
     let operators = Router::new()
+        .route("/v1/admin/wallets", get(admin::search_wallets))
         .route("/v1/admin/wallets/{id}/freeze", post(admin::freeze))
         .route("/v1/admin/wallets/{id}/unfreeze", post(admin::unfreeze))
         .route("/v1/admin/wallets/{id}/close", post(admin::close))

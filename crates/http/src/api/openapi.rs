@@ -72,6 +72,7 @@ impl Modify for Bearer {
         routes::wallets::history,
         routes::wallets::get_transaction,
         routes::wallets::change_pin,
+        routes::admin::search_wallets,
         routes::admin::freeze,
         routes::admin::unfreeze,
         routes::admin::close,
@@ -138,6 +139,6 @@ mod tests {
         );
         let doc: serde_json::Value = serde_json::from_str(&generated).unwrap_or_default();
         assert_eq!(doc["openapi"], "3.1.0");
-        assert_eq!(doc["paths"].as_object().map(serde_json::Map::len), Some(38));
+        assert_eq!(doc["paths"].as_object().map(serde_json::Map::len), Some(39));
     }
 }

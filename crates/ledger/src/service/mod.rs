@@ -59,7 +59,7 @@ use crate::money::{Balance, Currency};
 use crate::pin::{PinVerifier, PinVerifierConfig};
 use crate::port::{
     Applied, Apply, Changes, DataKeyRecord, Idempotency, LedgerStore, LoadedWallet, Locked,
-    NewWallet, TransactionRecord, WalletChange, WalletRecord,
+    NewWallet, TransactionRecord, WalletChange, WalletFilter, WalletRecord,
 };
 use crate::request::{HistoryCursor, WalletCursor};
 use crate::sealing::{DataKeys, balance_aad, signing_key_aad, wallet_key_context};
@@ -444,12 +444,31 @@ impl Ledger {
         after: Option<WalletCursor>,
         limit: u32,
     ) -> Result<WalletPageView, Error> {
+        let filter = WalletFilter {
+            owner: Some(owner),
+            ..WalletFilter::default()
+        };
+        self.wallets_where(&filter, after, limit).await
+    }
+
+    /// The wallets `filter` selects, oldest first, `limit` (1 to [`MAX_PAGE`]) at a time after
+    /// `after`: an operator's search (by owner, status, currency). Who may ask is the caller's
+    /// rule (the use cases allow administrators); only the page's data keys are unwrapped.
+    ///
+    /// # Errors
+    /// A bad limit, storage, keys, corruption.
+    pub async fn wallets_where(
+        &self,
+        filter: &WalletFilter,
+        after: Option<WalletCursor>,
+        limit: u32,
+    ) -> Result<WalletPageView, Error> {
         if limit == 0 || limit > MAX_PAGE {
             return Err(Error::invalid("limit", format!("1 to {MAX_PAGE}")));
         }
         let records = self
             .store
-            .wallets_of(owner, after.map(|c| c.0), limit)
+            .wallets_where(filter, after.map(|c| c.0), limit)
             .await?;
         let ids: Vec<_> = records.iter().map(|r| r.id).collect();
         let (loaded, keys) = self.load(&ids).await?;

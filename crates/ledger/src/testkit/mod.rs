@@ -30,12 +30,14 @@ use crate::{
 mod client;
 mod erased;
 mod pins;
+mod search;
 mod window;
 
 pub use client::{Client, MoneyRequest};
 pub use erased::*;
 use pins::wallet_audit_actions;
 pub use pins::*;
+pub use search::*;
 pub use window::*;
 
 /// What an adapter's test provides: its database, opened as often as a test needs.
@@ -63,6 +65,7 @@ macro_rules! ledger_store_contract_tests {
             threads = 4, $factory, |backend| $crate::testkit(&backend);
             wallets_open_and_only_their_owner_sees_them,
             an_owner_holds_no_more_wallets_than_the_limit,
+            an_operator_finds_wallets_by_owner_status_and_currency,
             money_moves_by_double_entry_and_keys_are_never_fetched_under_lock,
             refusals_have_their_own_errors_and_write_nothing,
             frozen_wallets_receive_and_send_nothing,
@@ -296,13 +299,13 @@ impl LedgerStore for Watched {
     async fn load_wallets(&self, ids: &[WalletId]) -> Result<Vec<LoadedWallet>, Error> {
         self.inner.load_wallets(ids).await
     }
-    async fn wallets_of(
+    async fn wallets_where(
         &self,
-        owner: UserId,
+        filter: &crate::port::WalletFilter,
         after: Option<WalletId>,
         limit: u32,
     ) -> Result<Vec<WalletRecord>, Error> {
-        self.inner.wallets_of(owner, after, limit).await
+        self.inner.wallets_where(filter, after, limit).await
     }
     async fn apply(&self, op: Apply<'_>) -> Result<Applied, Error> {
         let decide = |locked: &Locked<'_>| {

@@ -23,11 +23,11 @@
 use std::sync::Arc;
 
 use coffer_audit::Receipt;
-use coffer_ledger::domain::{TransactionId, UserId, WalletId};
+use coffer_ledger::domain::{TransactionId, WalletId, WalletStatus};
 use coffer_ledger::error::context;
 use coffer_ledger::port::{
     Applied, Apply, Changes, HistoryPage, Idempotency, LoadedWallet, Locked, NewWallet,
-    PostingRecord, TransactionRecord, WalletRecord,
+    PostingRecord, TransactionRecord, WalletFilter, WalletRecord,
 };
 use coffer_ledger::{Error, LedgerError};
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type};
@@ -171,6 +171,8 @@ where
     for<'q> Vec<u8>: Encode<'q, D::Db> + Type<D::Db> + sqlx::Decode<'q, D::Db>,
     for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db> + sqlx::ColumnIndex<<D::Db as Database>::Row>,
     for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<Uuid>: Encode<'q, D::Db>,
+    for<'q> Option<&'q str>: Encode<'q, D::Db>,
     usize: sqlx::ColumnIndex<<D::Db as Database>::Row>,
 {
     /// A store on `pool` (migrated), writing its audit records through `audit` (on the same
@@ -436,17 +438,20 @@ where
         D::select_loaded(&mut conn, ids).await
     }
 
-    pub(super) async fn wallets_of(
+    pub(super) async fn wallets_where(
         &self,
-        owner: UserId,
+        filter: &WalletFilter,
         after: Option<WalletId>,
         limit: u32,
     ) -> Result<Vec<WalletRecord>, Error> {
         let rows = sqlx::query(&format!(
-            "SELECT {WALLET_COLUMNS} FROM wallets WHERE owner_id = $1 AND id > $2 \
-             ORDER BY id LIMIT $3"
+            "SELECT {WALLET_COLUMNS} FROM wallets \
+             WHERE ($1 IS NULL OR owner_id = $1) AND ($2 IS NULL OR status = $2) \
+             AND ($3 IS NULL OR currency = $3) AND id > $4 ORDER BY id LIMIT $5"
         ))
-        .bind(*owner.as_uuid())
+        .bind(filter.owner.map(|o| *o.as_uuid()))
+        .bind(filter.status.map(WalletStatus::as_str))
+        .bind(filter.currency.map(|c| c.code()))
         .bind(after.map_or(Uuid::nil(), |w| *w.as_uuid()))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -642,13 +647,13 @@ macro_rules! ledger_store {
                 self.0.load_wallets(ids).await
             }
 
-            async fn wallets_of(
+            async fn wallets_where(
                 &self,
-                owner: coffer_ledger::UserId,
+                filter: &coffer_ledger::port::WalletFilter,
                 after: Option<coffer_ledger::WalletId>,
                 limit: u32,
             ) -> Result<Vec<coffer_ledger::port::WalletRecord>, coffer_ledger::Error> {
-                self.0.wallets_of(owner, after, limit).await
+                self.0.wallets_where(filter, after, limit).await
             }
 
             async fn apply(

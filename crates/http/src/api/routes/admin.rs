@@ -1,4 +1,5 @@
-//! `admin`: wallets (freeze, unfreeze, close, PIN unlock and reset), reversals, users (roles,
+//! `admin`: wallets (a search by owner, email, status and currency; freeze, unfreeze, close, PIN
+//! unlock and reset), reversals, users (roles,
 //! revoking every session, a password reset), the master key and the audit log.
 //!
 //! `GET /v1/admin/keys` (`key:read`) is the rotation overview: the master key's versions and
@@ -14,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
-use super::shared::{ApiResult, created, no_content, ok};
+use super::shared::{ApiResult, created, currency, no_content, ok};
 use crate::api::error::ApiError;
 use crate::api::extract::{
     Ctx, IdempotencyHeader, Json, OptionalJson, PathId, PinText, Principal, transaction_id,
@@ -272,6 +273,91 @@ pub(in crate::api) async fn revoke_user_sessions(
     let user = user_id(&id)?;
     state.admin.revoke_sessions(&principal, user, &ctx).await?;
     no_content()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct WalletSearchQuery {
+    owner_id: Option<String>,
+    email: Option<String>,
+    status: Option<String>,
+    currency: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/admin/wallets",
+    tag = "admin",
+    params(
+        ("owner_id" = Option<String>, Query, description = "only this user's wallets"),
+        ("email" = Option<String>, Query, description = "only the wallets of the user registered with this email (found through its blind index; not with owner_id)"),
+        ("status" = Option<String>, Query, description = "active, frozen or closed"),
+        ("currency" = Option<String>, Query, description = "ISO 4217 code"),
+        ("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")
+    ),
+    responses(
+        (status = 200, description = "the wallets found, oldest first", body = views::Wallets),
+        RoleErrors,
+        Invalid,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
+pub(in crate::api) async fn search_wallets(
+    State(state): State<ApiState>,
+    principal: Principal,
+    query: Result<Query<WalletSearchQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    use coffer_usecases::{OwnerSearch, WalletSearch};
+    let Query(q) = query.map_err(|_| {
+        ApiError::invalid(
+            "query",
+            "owner_id, email, status, currency, limit (1-200) and cursor only",
+        )
+    })?;
+    let owner = match (q.owner_id.as_deref(), q.email.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "email",
+                "give owner_id or email, not both",
+            ));
+        }
+        (Some(id), None) => OwnerSearch::Id(
+            user_id(id).map_err(|_| ApiError::invalid("owner_id", "a user id (UUID)"))?,
+        ),
+        (None, Some(email)) => OwnerSearch::Email(
+            coffer_auth::email::Email::parse(email)
+                .map_err(|e| ApiError::invalid("email", e.to_string()))?,
+        ),
+        (None, None) => OwnerSearch::Any,
+    };
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            coffer_ledger::WalletStatus::parse(s)
+                .ok_or_else(|| ApiError::invalid("status", "active, frozen or closed"))
+        })
+        .transpose()?;
+    let currency = q.currency.as_deref().map(currency).transpose()?;
+    let cursor = q
+        .cursor
+        .as_deref()
+        .map(coffer_ledger::WalletCursor::parse)
+        .transpose()?;
+    let search = WalletSearch {
+        owner,
+        status,
+        currency,
+    };
+    let page = state
+        .admin
+        .wallets(&principal, search, cursor, q.limit.unwrap_or(50))
+        .await?;
+    ok(views::Wallets::from(&page))
 }
 
 #[utoipa::path(
