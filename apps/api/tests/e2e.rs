@@ -1447,3 +1447,66 @@ async fn an_operator_finds_a_customers_wallets_by_email() {
     let (st, _) = s.get("/v1/admin/wallets", &alice).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
+
+/// A wallet's history filtered over HTTP: by kind, time range and the other wallet; bad filters
+/// are 422 naming the field.
+#[tokio::test]
+async fn history_filters_over_http() {
+    let s = Server::start(Database::Sqlite).await;
+    let (_, alice, _) = s.user("alice@example.com").await;
+    let (_, bob, _) = s.user("bob@example.com").await;
+    let a = s.wallet(&alice, "USD").await;
+    let b = s.wallet(&bob, "USD").await;
+    let (st, _) = s
+        .money(
+            &format!("/v1/wallets/{a}/deposits"),
+            &alice,
+            &new_key(),
+            json!({ "amount": 500, "currency": "USD" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, sent) = s
+        .money(
+            &format!("/v1/wallets/{a}/transfers"),
+            &alice,
+            &new_key(),
+            json!({ "amount": 100, "currency": "USD", "to_wallet_id": b, "pin": PIN }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{sent}");
+    let kinds = |page: &serde_json::Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let path = |q: &str| format!("/v1/wallets/{a}/transactions?{q}");
+    let (st, page) = s.get(&path("kind=transfer"), &alice).await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    assert_eq!(kinds(&page), ["transfer"]);
+    let (_, page) = s.get(&path(&format!("counterparty={b}")), &alice).await;
+    assert_eq!(kinds(&page), ["transfer"]);
+    let (_, page) = s
+        .get(
+            &path("from=2000-01-01T00:00:00Z&to=2999-01-01T00:00:00Z"),
+            &alice,
+        )
+        .await;
+    assert_eq!(kinds(&page), ["transfer", "deposit"]);
+    let (_, page) = s.get(&path("to=2000-01-01T00:00:00Z"), &alice).await;
+    assert_eq!(kinds(&page), Vec::<String>::new());
+    for (query, field) in [
+        ("kind=gift", "kind"),
+        ("from=yesterday", "from"),
+        ("counterparty=nope", "counterparty"),
+        ("from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "to"),
+        ("sort=asc", "query"),
+    ] {
+        let (st, p) = s.get(&path(query), &alice).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {p}");
+        assert_eq!(p["field"], field, "{query}: {p}");
+    }
+}

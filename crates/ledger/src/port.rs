@@ -91,6 +91,20 @@ pub struct WalletFilter {
     pub currency: Option<Currency>,
 }
 
+/// Which of a wallet's transactions a history page selects: each field set narrows it, and
+/// each is served by what the database holds in the clear (kind, time, the other wallet).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistoryFilter {
+    /// Only this kind.
+    pub kind: Option<TransactionKind>,
+    /// Only at or after this time, microseconds since the epoch.
+    pub from_micros: Option<i64>,
+    /// Only before this time, microseconds since the epoch.
+    pub to_micros: Option<i64>,
+    /// Only those with this other wallet.
+    pub counterparty: Option<WalletId>,
+}
+
 /// One posting as stored. A wallet posting is sealed under its wallet's data key; a settlement
 /// posting under the data key of the transaction's key wallet.
 #[derive(Clone, PartialEq, Eq)]
@@ -310,10 +324,12 @@ pub trait LedgerStore: Send + Sync + fmt::Debug {
     /// One transaction.
     async fn transaction(&self, id: TransactionId) -> Result<Option<TransactionRecord>, Error>;
 
-    /// A wallet's transactions with `wallet_seq < before` (all when `None`), newest first.
+    /// A wallet's transactions that `filter` selects with `wallet_seq < before` (all when
+    /// `None`), newest first.
     async fn history(
         &self,
         wallet: WalletId,
+        filter: &HistoryFilter,
         before: Option<i64>,
         limit: u32,
     ) -> Result<HistoryPage, Error>;

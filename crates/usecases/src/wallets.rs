@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use coffer_auth::mfa::MfaRequired;
 use coffer_auth::{MfaRule, Permission, Principal, Rbac};
+use coffer_ledger::port::HistoryFilter;
 use coffer_ledger::{
     Caller, Currency, HistoryCursor, HistoryPageView, Ledger, LedgerError, MoneyRequest, Pin,
     StepUp, TransactionId, TransactionView, WalletCursor, WalletId, WalletPageView, WalletView,
@@ -93,21 +94,22 @@ impl Wallets {
         Ok(self.ledger.wallet(self.reader(principal), wallet).await?)
     }
 
-    /// A page of a wallet's history (`wallet:read`).
+    /// A page of a wallet's history, the transactions `filter` selects (`wallet:read`).
     ///
     /// # Errors
-    /// As [`Wallets::wallet`], and the ledger's refusal of a bad limit.
+    /// As [`Wallets::wallet`], and the ledger's refusal of a bad limit or time range.
     pub async fn history(
         &self,
         principal: &Principal,
         wallet: WalletId,
+        filter: &HistoryFilter,
         cursor: Option<HistoryCursor>,
         limit: u32,
     ) -> Result<HistoryPageView, UseCaseError> {
         self.require(principal, Permission::WalletRead)?;
         Ok(self
             .ledger
-            .history(self.reader(principal), wallet, cursor, limit)
+            .history_where(self.reader(principal), wallet, filter, cursor, limit)
             .await?)
     }
 

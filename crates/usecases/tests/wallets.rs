@@ -10,6 +10,7 @@ use coffer_auth::testkit::principal;
 use coffer_auth::{MfaRule, Permission, Principal, Rbac};
 use coffer_keys::KeyProvider;
 use coffer_keys_local::{LocalKeyProvider, LocalKeySource, generate_inline_key};
+use coffer_ledger::port::HistoryFilter;
 use coffer_ledger::{Caller, Currency, Error, Ledger, MoneyRequest, Pin, WalletId, parse_pin};
 use coffer_store::audit::SqliteAuditLog;
 use coffer_store::ledger::SqliteLedgerStore;
@@ -106,7 +107,11 @@ async fn each_use_case_needs_its_permission() {
         Permission::WalletRead
     );
     assert_eq!(
-        forbidden(w.wallets.history(&nobody, wallet, None, 10).await),
+        forbidden(
+            w.wallets
+                .history(&nobody, wallet, &HistoryFilter::default(), None, 10)
+                .await
+        ),
         Permission::WalletRead
     );
     assert_eq!(
@@ -144,7 +149,11 @@ async fn each_use_case_needs_its_permission() {
         Permission::WalletDeposit
     );
     // Nothing was written by any refusal.
-    let history = w.wallets.history(&alice, wallet, None, 10).await.unwrap();
+    let history = w
+        .wallets
+        .history(&alice, wallet, &HistoryFilter::default(), None, 10)
+        .await
+        .unwrap();
     assert!(history.items.is_empty());
 }
 
@@ -168,7 +177,11 @@ async fn users_read_their_own_wallets_and_wallet_administrators_read_any() {
         .unwrap();
     assert_eq!(w.wallets.wallet(&alice, wallet).await.unwrap().id, wallet);
     not_found(w.wallets.wallet(&bob, wallet).await);
-    not_found(w.wallets.history(&bob, wallet, None, 10).await);
+    not_found(
+        w.wallets
+            .history(&bob, wallet, &HistoryFilter::default(), None, 10)
+            .await,
+    );
     assert!(matches!(
         w.wallets.transaction(&bob, t.id).await,
         Err(UseCaseError::Ledger(Error::TransactionNotFound(_)))

@@ -58,8 +58,8 @@ use crate::error::{Error, context};
 use crate::money::{Balance, Currency};
 use crate::pin::{PinVerifier, PinVerifierConfig};
 use crate::port::{
-    Applied, Apply, Changes, DataKeyRecord, Idempotency, LedgerStore, LoadedWallet, Locked,
-    NewWallet, TransactionRecord, WalletChange, WalletFilter, WalletRecord,
+    Applied, Apply, Changes, DataKeyRecord, HistoryFilter, Idempotency, LedgerStore, LoadedWallet,
+    Locked, NewWallet, TransactionRecord, WalletChange, WalletFilter, WalletRecord,
 };
 use crate::request::{HistoryCursor, WalletCursor};
 use crate::sealing::{DataKeys, balance_aad, signing_key_aad, wallet_key_context};
@@ -526,6 +526,28 @@ impl Ledger {
         before: Option<HistoryCursor>,
         limit: u32,
     ) -> Result<HistoryPageView, Error> {
+        self.history_where(caller, wallet, &HistoryFilter::default(), before, limit)
+            .await
+    }
+
+    /// As [`Ledger::history`], only the transactions `filter` selects (by kind, time and the
+    /// other wallet); the cursor of a filtered page continues the same filter.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad limit or an empty time range; not found.
+    pub async fn history_where(
+        &self,
+        caller: Caller,
+        wallet: WalletId,
+        filter: &HistoryFilter,
+        before: Option<HistoryCursor>,
+        limit: u32,
+    ) -> Result<HistoryPageView, Error> {
+        if let (Some(from), Some(to)) = (filter.from_micros, filter.to_micros)
+            && from >= to
+        {
+            return Err(Error::invalid("to", "later than from"));
+        }
         if limit == 0 || limit > MAX_PAGE {
             return Err(Error::invalid("limit", format!("1 to {MAX_PAGE}")));
         }
@@ -535,7 +557,7 @@ impl Ledger {
         }
         let page = self
             .store
-            .history(wallet, before.map(HistoryCursor::seq), limit)
+            .history(wallet, filter, before.map(HistoryCursor::seq), limit)
             .await?;
         let mut others: Vec<WalletId> = page
             .iter()

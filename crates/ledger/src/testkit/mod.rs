@@ -81,6 +81,7 @@ macro_rules! ledger_store_contract_tests {
             a_reversal_never_credits_a_closed_wallet,
             money_out_past_the_window_cap_needs_a_second_factor,
             history_pages_newest_first_with_a_stable_cursor,
+            history_filters_by_kind_time_and_counterparty,
             a_receivers_side_reads_after_the_sender_is_erased,
             raw_tables_hold_no_plaintext,
             verify_reports_tampering_with_wallet_and_transaction,
@@ -335,10 +336,11 @@ impl LedgerStore for Watched {
     async fn history(
         &self,
         wallet: WalletId,
+        filter: &crate::port::HistoryFilter,
         before: Option<i64>,
         limit: u32,
     ) -> Result<HistoryPage, Error> {
-        self.inner.history(wallet, before, limit).await
+        self.inner.history(wallet, filter, before, limit).await
     }
     async fn public_keys(&self, wallet: WalletId) -> Result<Vec<[u8; 32]>, Error> {
         self.inner.public_keys(wallet).await

@@ -1,8 +1,17 @@
-//! An operator's wallet search: by owner, status and currency, in pages.
+//! Finding things: an operator's wallet search (by owner, status and currency) and a wallet's
+//! filtered history (by kind, time and the other wallet), each in pages.
 
-use super::{Backend, PIN, ledger};
-use crate::port::WalletFilter;
-use crate::{Currency, UserId, WalletCursor, WalletStatus};
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer_clock::ManualClock;
+
+use super::{Backend, Client, PIN, config, funded, ledger, observed, req};
+use crate::port::{HistoryFilter, WalletFilter};
+use crate::{
+    Caller, Currency, Error, HistoryCursor, Ledger, TransactionKind, UserId, WalletCursor,
+    WalletStatus,
+};
 
 /// Each filter narrows the listing, they combine, and pages of any of them join up with the
 /// cursor; nothing set lists every wallet.
@@ -64,4 +73,91 @@ pub async fn an_operator_finds_wallets_by_owner_status_and_currency(backend: &dy
         .await,
         []
     );
+}
+
+/// A wallet's history filtered by kind, by a time range (from inclusive, to exclusive) and by the
+/// other wallet, alone and together, newest first; a filtered page's cursor continues the same
+/// filter; an empty time range is refused.
+pub async fn history_filters_by_kind_time_and_counterparty(backend: &dyn Backend) {
+    const T0: u64 = 1_800_000_000;
+    let clock = Arc::new(ManualClock::at_unix_secs(T0));
+    let (store, audit) = backend.open(backend.keys()).await;
+    let l = Client::new(
+        Ledger::new(store, backend.keys(), observed(audit), config()).with_clock(clock.clone()),
+    );
+    let alice = UserId::new();
+    let a = funded(&l, alice, 1_000).await;
+    let (b, c) = (
+        funded(&l, UserId::new(), 0).await,
+        funded(&l, UserId::new(), 0).await,
+    );
+    let hour = |n: u64| i64::try_from((T0 + n * 3_600) * 1_000_000).unwrap();
+    let mut made = Vec::new();
+    for (n, step) in [(1, "to-b"), (2, "to-c"), (3, "out"), (4, "in")] {
+        clock.set(std::time::UNIX_EPOCH + Duration::from_secs(T0 + n * 3_600));
+        let t = match step {
+            "to-b" => l.transfer(alice, a, b, PIN, &req(10, step)).await,
+            "to-c" => l.transfer(alice, a, c, PIN, &req(20, step)).await,
+            "out" => l.withdraw(alice, a, PIN, &req(5, step)).await,
+            _ => l.deposit(alice, a, &req(7, step)).await,
+        };
+        made.push(t.unwrap().id);
+    }
+    let [to_b, to_c, out, deposit] = made[..] else {
+        unreachable!()
+    };
+    let seen = |filter: HistoryFilter, limit: u32| {
+        let l = &l;
+        async move {
+            let mut ids = Vec::new();
+            let mut cursor: Option<HistoryCursor> = None;
+            loop {
+                let page = l
+                    .history_where(Caller::User(alice), a, &filter, cursor, limit)
+                    .await
+                    .unwrap();
+                ids.extend(page.items.iter().map(|t| t.id));
+                let Some(next) = page.next_cursor else { break };
+                cursor = Some(HistoryCursor::parse(&next).unwrap());
+            }
+            ids
+        }
+    };
+    let transfers = HistoryFilter {
+        kind: Some(TransactionKind::Transfer),
+        ..HistoryFilter::default()
+    };
+    assert_eq!(seen(transfers, 1).await, [to_c, to_b]);
+    let with_b = HistoryFilter {
+        counterparty: Some(b),
+        ..HistoryFilter::default()
+    };
+    assert_eq!(seen(with_b, 10).await, [to_b]);
+    let middle = HistoryFilter {
+        from_micros: Some(hour(1)),
+        to_micros: Some(hour(3)),
+        ..HistoryFilter::default()
+    };
+    assert_eq!(seen(middle, 10).await, [to_c, to_b]);
+    let late_deposits = HistoryFilter {
+        kind: Some(TransactionKind::Deposit),
+        from_micros: Some(hour(1)),
+        ..HistoryFilter::default()
+    };
+    assert_eq!(seen(late_deposits, 10).await, [deposit]);
+    let since_three = HistoryFilter {
+        from_micros: Some(hour(3)),
+        ..HistoryFilter::default()
+    };
+    assert_eq!(seen(since_three, 10).await, [deposit, out]);
+    let empty = HistoryFilter {
+        from_micros: Some(hour(3)),
+        to_micros: Some(hour(3)),
+        ..HistoryFilter::default()
+    };
+    assert!(matches!(
+        l.history_where(Caller::User(alice), a, &empty, None, 10)
+            .await,
+        Err(Error::Invalid { field: "to", .. })
+    ));
 }

@@ -23,11 +23,11 @@
 use std::sync::Arc;
 
 use coffer_audit::Receipt;
-use coffer_ledger::domain::{TransactionId, WalletId, WalletStatus};
+use coffer_ledger::domain::{TransactionId, TransactionKind, WalletId, WalletStatus};
 use coffer_ledger::error::context;
 use coffer_ledger::port::{
-    Applied, Apply, Changes, HistoryPage, Idempotency, LoadedWallet, Locked, NewWallet,
-    PostingRecord, TransactionRecord, WalletFilter, WalletRecord,
+    Applied, Apply, Changes, HistoryFilter, HistoryPage, Idempotency, LoadedWallet, Locked,
+    NewWallet, PostingRecord, TransactionRecord, WalletFilter, WalletRecord,
 };
 use coffer_ledger::{Error, LedgerError};
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type};
@@ -173,6 +173,7 @@ where
     for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
     for<'q> Option<Uuid>: Encode<'q, D::Db>,
     for<'q> Option<&'q str>: Encode<'q, D::Db>,
+    for<'q> Option<i64>: Encode<'q, D::Db>,
     usize: sqlx::ColumnIndex<<D::Db as Database>::Row>,
 {
     /// A store on `pool` (migrated), writing its audit records through `audit` (on the same
@@ -496,18 +497,29 @@ where
     pub(super) async fn history(
         &self,
         wallet: WalletId,
+        filter: &HistoryFilter,
         before: Option<i64>,
         limit: u32,
     ) -> Result<HistoryPage, Error> {
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        // The wallet's postings in its own order (its index), each filter on the transaction's
+        // clear columns.
         let seqs: Vec<(Uuid, i64)> = sqlx::query_as(
-            "SELECT transaction_id, wallet_seq FROM postings \
-             WHERE wallet_id = $1 AND wallet_seq < $2 \
-             ORDER BY wallet_seq DESC LIMIT $3",
+            "SELECT p.transaction_id, p.wallet_seq FROM postings p \
+             JOIN transactions t ON t.id = p.transaction_id \
+             WHERE p.wallet_id = $1 AND p.wallet_seq < $2 \
+             AND ($4 IS NULL OR t.kind = $4) \
+             AND ($5 IS NULL OR t.at_micros >= $5) AND ($6 IS NULL OR t.at_micros < $6) \
+             AND ($7 IS NULL OR t.from_wallet = $7 OR t.to_wallet = $7) \
+             ORDER BY p.wallet_seq DESC LIMIT $3",
         )
         .bind(*wallet.as_uuid())
         .bind(before.unwrap_or(i64::MAX))
         .bind(i64::from(limit))
+        .bind(filter.kind.map(TransactionKind::as_str))
+        .bind(filter.from_micros)
+        .bind(filter.to_micros)
+        .bind(filter.counterparty.map(|w| *w.as_uuid()))
         .fetch_all(&mut *conn)
         .await
         .map_err(db_err)?;
@@ -681,10 +693,11 @@ macro_rules! ledger_store {
             async fn history(
                 &self,
                 wallet: coffer_ledger::WalletId,
+                filter: &coffer_ledger::port::HistoryFilter,
                 before: Option<i64>,
                 limit: u32,
             ) -> Result<coffer_ledger::port::HistoryPage, coffer_ledger::Error> {
-                self.0.history(wallet, before, limit).await
+                self.0.history(wallet, filter, before, limit).await
             }
 
             async fn public_keys(

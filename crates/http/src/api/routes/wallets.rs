@@ -5,7 +5,8 @@
 //! the handlers call after parsing.
 
 use axum::extract::{Query, State};
-use coffer_ledger::{HistoryCursor, WalletCursor};
+use coffer_ledger::port::HistoryFilter;
+use coffer_ledger::{HistoryCursor, TransactionKind, WalletCursor, WalletId};
 use serde::Deserialize;
 
 use super::shared::{ApiResult, created, currency, no_content, ok};
@@ -117,6 +118,62 @@ pub(in crate::api) struct PageQuery {
 /// Items per page when the query names no limit.
 const DEFAULT_PAGE: u32 = 50;
 
+/// A history page's query: its size, where it starts, and which transactions it selects.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct HistoryQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+    kind: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    counterparty: Option<String>,
+}
+
+/// An RFC 3339 time of the query, as microseconds since the epoch.
+fn query_time(field: &'static str, raw: &str) -> Result<i64, ApiError> {
+    humantime::parse_rfc3339_weak(raw)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_micros()).ok())
+        .ok_or_else(|| {
+            ApiError::invalid(field, "an RFC 3339 time in UTC, e.g. 2026-12-01T00:00:00Z")
+        })
+}
+
+impl HistoryQuery {
+    fn filter(&self) -> Result<HistoryFilter, ApiError> {
+        Ok(HistoryFilter {
+            kind: self
+                .kind
+                .as_deref()
+                .map(|k| {
+                    TransactionKind::parse(k).ok_or_else(|| {
+                        ApiError::invalid("kind", "deposit, withdrawal, transfer or reversal")
+                    })
+                })
+                .transpose()?,
+            from_micros: self
+                .from
+                .as_deref()
+                .map(|t| query_time("from", t))
+                .transpose()?,
+            to_micros: self
+                .to
+                .as_deref()
+                .map(|t| query_time("to", t))
+                .transpose()?,
+            counterparty: self
+                .counterparty
+                .as_deref()
+                .map(|w| {
+                    WalletId::parse(w).map_err(|_| ApiError::invalid("counterparty", "a wallet id"))
+                })
+                .transpose()?,
+        })
+    }
+}
+
 #[utoipa::path(
     get,
     path = "/v1/wallets/{id}/transactions",
@@ -124,7 +181,11 @@ const DEFAULT_PAGE: u32 = 50;
     params(
         ("id" = String, Path, description = "the resource id"),
         ("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page (with the same filters)"),
+        ("kind" = Option<String>, Query, description = "only deposit, withdrawal, transfer or reversal"),
+        ("from" = Option<String>, Query, description = "only at or after this time (RFC 3339, UTC)"),
+        ("to" = Option<String>, Query, description = "only before this time (RFC 3339, UTC)"),
+        ("counterparty" = Option<String>, Query, description = "only those with this other wallet")
     ),
     responses(
         (status = 200, description = "newest first", body = views::History),
@@ -138,15 +199,20 @@ pub(in crate::api) async fn history(
     State(state): State<ApiState>,
     principal: Principal,
     PathId(id): PathId,
-    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    let Query(q) =
-        query.map_err(|_| ApiError::invalid("query", "limit (1-100) and cursor only"))?;
+    let Query(q) = query.map_err(|_| {
+        ApiError::invalid(
+            "query",
+            "limit (1-200), cursor, kind, from, to and counterparty only",
+        )
+    })?;
     let page = state
         .wallets
         .history(
             &principal,
             wallet_id(&id)?,
+            &q.filter()?,
             q.cursor.as_deref().map(HistoryCursor::parse).transpose()?,
             q.limit.unwrap_or(DEFAULT_PAGE),
         )
