@@ -1448,8 +1448,8 @@ async fn an_operator_finds_a_customers_wallets_by_email() {
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
 
-/// A wallet's history filtered over HTTP: by kind, time range and the other wallet; bad filters
-/// are 422 naming the field.
+/// A wallet's history filtered over HTTP: by kind, time range, the other wallet and an amount
+/// range; bad filters are 422 naming the field.
 #[tokio::test]
 async fn history_filters_over_http() {
     let s = Server::start(Database::Sqlite).await;
@@ -1498,12 +1498,19 @@ async fn history_filters_over_http() {
     assert_eq!(kinds(&page), ["transfer", "deposit"]);
     let (_, page) = s.get(&path("to=2000-01-01T00:00:00Z"), &alice).await;
     assert_eq!(kinds(&page), Vec::<String>::new());
+    let (_, page) = s.get(&path("min_amount=200"), &alice).await;
+    assert_eq!(kinds(&page), ["deposit"]);
+    assert_eq!(page["stopped_early"], false, "{page}");
+    let (_, page) = s.get(&path("min_amount=50&max_amount=100"), &alice).await;
+    assert_eq!(kinds(&page), ["transfer"]);
     for (query, field) in [
         ("kind=gift", "kind"),
         ("from=yesterday", "from"),
         ("counterparty=nope", "counterparty"),
         ("from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "to"),
         ("sort=asc", "query"),
+        ("min_amount=lots", "query"),
+        ("min_amount=9&max_amount=8", "max_amount"),
     ] {
         let (st, p) = s.get(&path(query), &alice).await;
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {p}");

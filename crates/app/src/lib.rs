@@ -252,6 +252,7 @@ impl App {
                     max_queued: config.ledger.pin_checks_queued,
                     ..coffer_ledger::pin::PinVerifierConfig::default()
                 },
+                ..LedgerConfig::default()
             },
         )
         .with_clock(clock.clone());

@@ -91,8 +91,9 @@ pub struct WalletFilter {
     pub currency: Option<Currency>,
 }
 
-/// Which of a wallet's transactions a history page selects: each field set narrows it, and
-/// each is served by what the database holds in the clear (kind, time, the other wallet).
+/// Which of a wallet's transactions a history page selects: each field set narrows it. Kind,
+/// time and the other wallet are served by what the database holds in the clear; the amount
+/// range by the ledger after decryption.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HistoryFilter {
     /// Only this kind.
@@ -103,6 +104,19 @@ pub struct HistoryFilter {
     pub to_micros: Option<i64>,
     /// Only those with this other wallet.
     pub counterparty: Option<WalletId>,
+    /// Only those moving at least this many minor units: applied by the ledger after
+    /// decryption (the store ignores it, as amounts are sealed).
+    pub min_amount: Option<i64>,
+    /// Only those moving at most this many minor units (likewise the ledger's).
+    pub max_amount: Option<i64>,
+}
+
+impl HistoryFilter {
+    /// Whether `amount` (minor units) is in the amount range.
+    #[must_use]
+    pub fn amount_matches(&self, amount: i64) -> bool {
+        self.min_amount.is_none_or(|m| amount >= m) && self.max_amount.is_none_or(|m| amount <= m)
+    }
 }
 
 /// One posting as stored. A wallet posting is sealed under its wallet's data key; a settlement

@@ -130,6 +130,9 @@ impl From<&TransactionView> for Transaction {
 pub struct History {
     items: Vec<Transaction>,
     next_cursor: Option<String>,
+    /// With an amount range: the page stopped at the bound on transactions read before it was
+    /// full; `next_cursor` goes on from there.
+    stopped_early: bool,
 }
 
 impl From<&HistoryPageView> for History {
@@ -137,6 +140,7 @@ impl From<&HistoryPageView> for History {
         Self {
             items: p.items.iter().map(Transaction::from).collect(),
             next_cursor: p.next_cursor.clone(),
+            stopped_early: p.stopped_early,
         }
     }
 }

@@ -91,6 +91,9 @@ pub struct LedgerConfig {
     /// The rolling window money-out is summed over for the second-factor threshold
     /// ([`StepUp`](crate::StepUp)), in hours.
     pub outflow_window_hours: u32,
+    /// Most transactions one history page reads to find those in an amount range (amounts are
+    /// sealed, so the range is applied after decryption).
+    pub amount_scan_limit: usize,
 }
 
 impl Default for LedgerConfig {
@@ -102,6 +105,7 @@ impl Default for LedgerConfig {
             large_transaction_major_units: 10_000,
             max_wallets_per_user: 20,
             outflow_window_hours: 24,
+            amount_scan_limit: 1_000,
         }
     }
 }
@@ -531,10 +535,12 @@ impl Ledger {
     }
 
     /// As [`Ledger::history`], only the transactions `filter` selects (by kind, time and the
-    /// other wallet); the cursor of a filtered page continues the same filter.
+    /// other wallet in the store; by amount here, after decryption, reading at most
+    /// [`LedgerConfig::amount_scan_limit`] transactions a page: a page that stopped there says so
+    /// and its cursor goes on); the cursor of a filtered page continues the same filter.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a bad limit or an empty time range; not found.
+    /// [`Error::Invalid`] for a bad limit, an empty time or amount range; not found.
     pub async fn history_where(
         &self,
         caller: Caller,
@@ -551,37 +557,66 @@ impl Ledger {
         if limit == 0 || limit > MAX_PAGE {
             return Err(Error::invalid("limit", format!("1 to {MAX_PAGE}")));
         }
+        if filter.min_amount.is_some_and(|m| m < 0) {
+            return Err(Error::invalid("min_amount", "not negative"));
+        }
+        if let (Some(min), Some(max)) = (filter.min_amount, filter.max_amount)
+            && min > max
+        {
+            return Err(Error::invalid("max_amount", "at least min_amount"));
+        }
         let (loaded, mut keys) = self.load(&[wallet]).await?;
         if !loaded.iter().all(|w| caller.may_see(&w.record)) {
             return Err(Error::WalletNotFound(wallet));
         }
-        let page = self
-            .store
-            .history(wallet, filter, before.map(HistoryCursor::seq), limit)
-            .await?;
-        let mut others: Vec<WalletId> = page
-            .iter()
-            .flat_map(|(_, t)| t.wallets().into_iter().chain([t.key_wallet]))
-            .filter(|w| !keys.holds(*w))
-            .collect();
-        others.sort();
-        others.dedup();
-        if !others.is_empty() {
-            let more = self.store.load_wallets(&others).await?;
-            keys.unwrap(self.keys.as_ref(), &more).await?;
+        // Pages of the store's candidates until `limit` match the amounts (every candidate does
+        // without an amount range), the wallet's history ends, or `amount_scan_limit` were read.
+        let want = usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut items = Vec::new();
+        let mut cursor = before.map(HistoryCursor::seq);
+        let mut scanned = 0;
+        // `cursor` moves past each transaction read, so the next store page starts after it.
+        loop {
+            let page = self.store.history(wallet, filter, cursor, limit).await?;
+            let mut others: Vec<WalletId> = page
+                .iter()
+                .flat_map(|(_, t)| t.wallets().into_iter().chain([t.key_wallet]))
+                .filter(|w| !keys.holds(*w))
+                .collect();
+            others.sort();
+            others.dedup();
+            if !others.is_empty() {
+                let more = self.store.load_wallets(&others).await?;
+                keys.unwrap(self.keys.as_ref(), &more).await?;
+            }
+            let end = page.len() < want;
+            for (i, (seq, t)) in page.iter().enumerate() {
+                scanned += 1;
+                cursor = Some(*seq);
+                let view = transaction_view(&keys, t)?;
+                if filter.amount_matches(view.money.amount.minor()) {
+                    items.push(view);
+                }
+                if end && i + 1 == page.len() {
+                    break;
+                }
+                let stopped_early = scanned >= self.config.amount_scan_limit;
+                if items.len() == want || stopped_early {
+                    return Ok(HistoryPageView {
+                        stopped_early: stopped_early && items.len() < want,
+                        items,
+                        next_cursor: Some(HistoryCursor(*seq).to_string()),
+                    });
+                }
+            }
+            if end {
+                return Ok(HistoryPageView {
+                    items,
+                    next_cursor: None,
+                    stopped_early: false,
+                });
+            }
         }
-        let items = page
-            .iter()
-            .map(|(_, t)| transaction_view(&keys, t))
-            .collect::<Result<Vec<_>, _>>()?;
-        let full = page.len() == usize::try_from(limit).unwrap_or(usize::MAX);
-        Ok(HistoryPageView {
-            items,
-            next_cursor: page
-                .last()
-                .filter(|_| full)
-                .map(|(seq, _)| HistoryCursor(*seq).to_string()),
-        })
     }
 
     pub(crate) fn key_provider(&self) -> &dyn KeyProvider {

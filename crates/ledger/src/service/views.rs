@@ -136,6 +136,9 @@ pub struct HistoryPageView {
     pub items: Vec<TransactionView>,
     /// Pass it back for the next (older) page; `None` at the end.
     pub next_cursor: Option<String>,
+    /// The page stopped at the bound on transactions read for an amount range, before it was
+    /// full: `next_cursor` goes on from there.
+    pub stopped_early: bool,
 }
 
 pub(super) fn wallet_view(rec: &WalletRecord, balance: Balance) -> WalletView {

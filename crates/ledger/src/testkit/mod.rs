@@ -82,6 +82,7 @@ macro_rules! ledger_store_contract_tests {
             money_out_past_the_window_cap_needs_a_second_factor,
             history_pages_newest_first_with_a_stable_cursor,
             history_filters_by_kind_time_and_counterparty,
+            an_amount_range_stops_at_its_scan_bound_and_goes_on,
             a_receivers_side_reads_after_the_sender_is_erased,
             raw_tables_hold_no_plaintext,
             verify_reports_tampering_with_wallet_and_transaction,

@@ -150,6 +150,32 @@ pub async fn history_filters_by_kind_time_and_counterparty(backend: &dyn Backend
         ..HistoryFilter::default()
     };
     assert_eq!(seen(since_three, 10).await, [deposit, out]);
+    // Amounts are sealed: the range is applied after decryption, pages still join up.
+    let mid_amounts = HistoryFilter {
+        min_amount: Some(7),
+        max_amount: Some(20),
+        ..HistoryFilter::default()
+    };
+    assert_eq!(seen(mid_amounts, 1).await, [deposit, to_c, to_b]);
+    let none = HistoryFilter {
+        min_amount: Some(5_000),
+        ..HistoryFilter::default()
+    };
+    assert_eq!(seen(none, 10).await, []);
+    for (min, max, field) in [
+        (Some(-1), None, "min_amount"),
+        (Some(9), Some(8), "max_amount"),
+    ] {
+        let bad = HistoryFilter {
+            min_amount: min,
+            max_amount: max,
+            ..HistoryFilter::default()
+        };
+        assert!(matches!(
+            l.history_where(Caller::User(alice), a, &bad, None, 10).await,
+            Err(Error::Invalid { field: f, .. }) if f == field
+        ));
+    }
     let empty = HistoryFilter {
         from_micros: Some(hour(3)),
         to_micros: Some(hour(3)),
@@ -160,4 +186,53 @@ pub async fn history_filters_by_kind_time_and_counterparty(backend: &dyn Backend
             .await,
         Err(Error::Invalid { field: "to", .. })
     ));
+}
+
+/// An amount range reads a bounded number of transactions a page: a page that stopped at the
+/// bound says so, and its cursor goes on from the last transaction read.
+pub async fn an_amount_range_stops_at_its_scan_bound_and_goes_on(backend: &dyn Backend) {
+    let (store, audit) = backend.open(backend.keys()).await;
+    let scan = crate::LedgerConfig {
+        amount_scan_limit: 3,
+        ..config()
+    };
+    let l = Client::new(Ledger::new(store, backend.keys(), observed(audit), scan));
+    let alice = UserId::new();
+    let a = funded(&l, alice, 0).await;
+    let mut big = Vec::new();
+    for (i, amount) in [500, 1, 2, 3, 4, 600].into_iter().enumerate() {
+        let t = l
+            .deposit(alice, a, &req(amount, &format!("d{i}")))
+            .await
+            .unwrap();
+        if amount >= 500 {
+            big.push(t.id);
+        }
+    }
+    let large = HistoryFilter {
+        min_amount: Some(100),
+        ..HistoryFilter::default()
+    };
+    let first = l
+        .history_where(Caller::User(alice), a, &large, None, 10)
+        .await
+        .unwrap();
+    // Newest first: 600, 4, 3 read; one match, and the bound reached.
+    assert_eq!(
+        first.items.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [big[1]]
+    );
+    assert!(first.stopped_early);
+    let cursor = HistoryCursor::parse(first.next_cursor.as_deref().unwrap()).unwrap();
+    let second = l
+        .history_where(Caller::User(alice), a, &large, Some(cursor), 10)
+        .await
+        .unwrap();
+    // 2, 1, 500 read: the end of the history, not the bound.
+    assert_eq!(
+        second.items.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [big[0]]
+    );
+    assert!(!second.stopped_early);
+    assert_eq!(second.next_cursor, None);
 }

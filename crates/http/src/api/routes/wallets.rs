@@ -128,6 +128,8 @@ pub(in crate::api) struct HistoryQuery {
     from: Option<String>,
     to: Option<String>,
     counterparty: Option<String>,
+    min_amount: Option<i64>,
+    max_amount: Option<i64>,
 }
 
 /// An RFC 3339 time of the query, as microseconds since the epoch.
@@ -170,6 +172,8 @@ impl HistoryQuery {
                     WalletId::parse(w).map_err(|_| ApiError::invalid("counterparty", "a wallet id"))
                 })
                 .transpose()?,
+            min_amount: self.min_amount,
+            max_amount: self.max_amount,
         })
     }
 }
@@ -185,7 +189,9 @@ impl HistoryQuery {
         ("kind" = Option<String>, Query, description = "only deposit, withdrawal, transfer or reversal"),
         ("from" = Option<String>, Query, description = "only at or after this time (RFC 3339, UTC)"),
         ("to" = Option<String>, Query, description = "only before this time (RFC 3339, UTC)"),
-        ("counterparty" = Option<String>, Query, description = "only those with this other wallet")
+        ("counterparty" = Option<String>, Query, description = "only those with this other wallet"),
+        ("min_amount" = Option<i64>, Query, description = "only those moving at least this many minor units (applied after decryption: a page reads at most 1,000 transactions and says so in stopped_early)"),
+        ("max_amount" = Option<i64>, Query, description = "only those moving at most this many minor units")
     ),
     responses(
         (status = 200, description = "newest first", body = views::History),
@@ -204,7 +210,7 @@ pub(in crate::api) async fn history(
     let Query(q) = query.map_err(|_| {
         ApiError::invalid(
             "query",
-            "limit (1-200), cursor, kind, from, to and counterparty only",
+            "limit (1-200), cursor, kind, from, to, counterparty, min_amount and max_amount only",
         )
     })?;
     let page = state
