@@ -325,7 +325,7 @@ impl Admin {
         principal: &Principal,
         id: ApiKeyId,
         ctx: &RequestContext,
-    ) -> Result<ApiKeyRecord, UseCaseError> {
+    ) -> Result<(), UseCaseError> {
         self.require(principal, Permission::UserAdmin)?;
         Ok(self
             .accounts

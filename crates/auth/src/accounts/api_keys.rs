@@ -124,10 +124,10 @@ impl Accounts {
         admin: UserId,
         id: ApiKeyId,
         ctx: &RequestContext,
-    ) -> Result<ApiKeyRecord, AuthError> {
+    ) -> Result<(), AuthError> {
         let key = self.api_key(id).await?;
         if key.revoked_at.is_some() {
-            return Ok(key);
+            return Ok(());
         }
         let mut audit = self.event(
             Actor::Admin(entity(admin)),
@@ -141,7 +141,7 @@ impl Accounts {
         if let Some(receipt) = self.store.revoke_api_key(id, now, &audit).await? {
             self.audit.committed_elsewhere(&[(audit, receipt)]).await;
         }
-        self.api_key(id).await
+        Ok(())
     }
 
     /// Checks a presented key.

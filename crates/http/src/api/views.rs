@@ -31,6 +31,11 @@ fn rfc3339(micros: i64) -> String {
     humantime::format_rfc3339_micros(t).to_string()
 }
 
+/// Seconds since the epoch as RFC 3339.
+fn rfc3339_secs(secs: u64) -> String {
+    rfc3339(i64::try_from(secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX))
+}
+
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }

@@ -67,14 +67,11 @@ where
         store: &Self,
         hash: &TokenHash,
     ) -> Result<Option<ApiKeyOwner>, UserStoreError> {
-        let columns: Vec<String> = API_KEY_COLUMNS
-            .split(", ")
-            .map(|c| format!("k.{c}"))
-            .collect();
+        // The owner's roles beside the key: one statement per request.
         let sql = format!(
-            "SELECT {}, u.roles AS owner_roles FROM api_keys k JOIN users u ON u.id = k.user_id \
-             WHERE k.token_hash = $1",
-            columns.join(", ")
+            "SELECT {API_KEY_COLUMNS}, \
+             (SELECT roles FROM users WHERE users.id = api_keys.user_id) AS owner_roles \
+             FROM api_keys WHERE token_hash = $1"
         );
         let Some(row) = sqlx::query(&sql)
             .bind(hash.0.to_vec())

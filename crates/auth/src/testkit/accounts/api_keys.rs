@@ -108,10 +108,10 @@ pub async fn api_keys_act_as_their_owner_until_revoked_or_expired(backend: &dyn 
     );
 
     // Revoked: refused at once, listed with its time; a second revocation records nothing.
-    let revoked = a
-        .revoke_api_key(admin, first.record.id, &ctx())
+    a.revoke_api_key(admin, first.record.id, &ctx())
         .await
         .unwrap();
+    let revoked = a.api_key(first.record.id).await.unwrap();
     assert!(revoked.revoked_at.is_some());
     assert!(matches!(
         a.verify_api_key(first.secret.expose()).await,

@@ -55,9 +55,7 @@ impl PasswordReset {
         Self {
             user_id: user.to_string(),
             reset_token: issued.token.expose().to_owned(),
-            expires_at: super::rfc3339(
-                i64::try_from(issued.expires_at.saturating_mul(1_000_000)).unwrap_or(i64::MAX),
-            ),
+            expires_at: super::rfc3339_secs(issued.expires_at),
         }
     }
 }

@@ -5,9 +5,7 @@ use coffer_auth::accounts::IssuedApiKey;
 use coffer_auth::api_key::ApiKeyRecord;
 use serde::Serialize;
 
-fn secs(at: u64) -> String {
-    super::rfc3339(i64::try_from(at.saturating_mul(1_000_000)).unwrap_or(i64::MAX))
-}
+use super::rfc3339_secs as secs;
 
 /// An API key: what it may do and until when; never its secret.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
