@@ -23,6 +23,11 @@
 //!                                                give transfers written before receivers got a
 //!                                                copy of the memo theirs (resumable)
 //! coffer-worker audit verify
+//! coffer-worker users erase USER_ID --reason R [--idempotency-key K]
+//!                                                crypto-shred a user whose wallets are empty:
+//!                                                their wallets closed, their and their wallets'
+//!                                                data keys destroyed (the same key again answers
+//!                                                the first erasure; default `cli:<user id>`)
 //! coffer-worker sessions revoke-all
 //! coffer-worker secrets list [--tag K=V] | status | rotate NAME (value on stdin) | …
 //! ```
@@ -42,7 +47,7 @@ use coffer_app::{App, Config};
 use coffer_rotation::{RotateRequest, RotationError, RotationJob};
 use progress::Progress;
 
-const USAGE: &str = "usage: coffer-worker [--config FILE] [run | keys status | keys validate | keys rotate [--retire] [--emergency] | keys resume | keys retire | keys rotate-data-keys [--older-than-days N] | keys rotate-signing-key | keys history [--limit N] | ledger verify [--wallets-after ID | --transactions-after ID] | ledger backfill-memos [--after ID] | audit verify | sessions revoke-all | secrets …]";
+const USAGE: &str = "usage: coffer-worker [--config FILE] [run | keys status | keys validate | keys rotate [--retire] [--emergency] | keys resume | keys retire | keys rotate-data-keys [--older-than-days N] | keys rotate-signing-key | keys history [--limit N] | ledger verify [--wallets-after ID | --transactions-after ID] | ledger backfill-memos [--after ID] | audit verify | users erase USER_ID --reason R [--idempotency-key K] | sessions revoke-all | secrets …]";
 
 /// Exit codes.
 const EXIT_FAILED: u8 = 1;
@@ -163,6 +168,7 @@ async fn command(app: &App, words: &[&str]) -> anyhow::Result<()> {
         ["ledger", "verify", rest @ ..] => ledger_verify(app, rest).await,
         ["ledger", "backfill-memos", rest @ ..] => ledger_backfill_memos(app, rest).await,
         ["audit", "verify"] => audit_verify(app).await,
+        ["users", "erase", user, flags @ ..] => users_erase(app, user, flags).await,
         ["sessions", "revoke-all"] => {
             let actor = app.actor().clone();
             let ended = app
@@ -392,6 +398,8 @@ async fn ledger_verify(app: &App, flags: &[&str]) -> anyhow::Result<()> {
         "wallets": report.wallets,
         "transactions": report.transactions,
         "signatures": report.signatures,
+        "erased_wallets": report.erased_wallets,
+        "erased_postings": report.erased_postings,
         "audit_ok": report.audit.ok,
         "audit_records": report.audit.checked,
         "findings": report.findings.iter().take(20).map(|f| serde_json::json!({
@@ -444,6 +452,31 @@ async fn ledger_backfill_memos(app: &App, flags: &[&str]) -> anyhow::Result<()> 
         "scanned": total.scanned,
         "copied": total.copied,
         "unreadable": total.unreadable,
+    }))
+}
+
+async fn users_erase(app: &App, user: &str, flags: &[&str]) -> anyhow::Result<()> {
+    let user = coffer_auth::user::UserId::parse(user).map_err(|_| Usage)?;
+    let (reason, key) = match flags {
+        ["--reason", r] => (*r, format!("cli:{user}")),
+        ["--reason", r, "--idempotency-key", k] | ["--idempotency-key", k, "--reason", r] => {
+            (*r, (*k).to_owned())
+        }
+        _ => return Err(Usage.into()),
+    };
+    let reason = coffer_ledger::Reason::parse(reason)?;
+    let key = coffer_ledger::IdempotencyKey::parse(&key)?;
+    let by = coffer_audit::Actor::Service(coffer_audit::EntityId::parse(&cli_actor())?);
+    let erased = app
+        .state
+        .admin
+        .erase(by, user, &reason, &key, &coffer_auth::accounts::RequestContext::default())
+        .await?;
+    print_json(&serde_json::json!({
+        "user_id": user.to_string(),
+        "erased_at_micros": erased.erased_at,
+        "reason": erased.reason,
+        "wallets": erased.wallets.iter().map(|w| w.id.to_string()).collect::<Vec<_>>(),
     }))
 }
 

@@ -123,8 +123,9 @@ pub struct App {
     metered: Arc<MeteredKeyProvider>,
     /// Who the aggregate records name.
     actor: Actor,
-    /// The revocation cache and the database whose announcements keep it true.
-    revocation_feed: Option<(PgPool, Arc<CachedRevocationList>)>,
+    /// On Postgres, the database whose announcements keep the revocation cache (when there is
+    /// one) true and tell which wallets were erased.
+    revocation_feed: Option<(PgPool, Option<Arc<CachedRevocationList>>)>,
 }
 
 /// The service actor of a process's own audit records: the binary's name, with the configured
@@ -180,7 +181,11 @@ impl App {
             AlertConfig::default(),
             service_id,
         ));
-        let mut revocation_feed = None;
+        // On Postgres the feed runs whatever the revocation backend: it also announces erasures.
+        let mut revocation_feed = match &db {
+            Db::Postgres(pool) => Some((pool.clone(), None)),
+            Db::Sqlite(_) => None,
+        };
         let (revocation, redis): (Arc<dyn RevocationList>, Option<Arc<dyn RevocationList>>) =
             match config.auth.revocation {
                 RevocationBackend::Database => match (&db, config.auth.revocation_cache_secs) {
@@ -189,7 +194,7 @@ impl App {
                             CachedRevocationList::new(sql_revocation, Duration::from_secs(secs))
                                 .with_clock(clock.clone()),
                         );
-                        revocation_feed = Some((pool.clone(), cache.clone()));
+                        revocation_feed = Some((pool.clone(), Some(cache.clone())));
                         (cache, None)
                     }
                     _ => (sql_revocation, None),
@@ -369,7 +374,8 @@ impl App {
     /// limiter forgets the clients whose budgets are full again, so its memory follows the
     /// clients of the last minutes, not every client ever seen. On Postgres, also listens for
     /// revocations, which lets the revocation cache answer (`auth.revocation_cache_secs`;
-    /// without this task every token is checked in the database). Abort the tasks and call
+    /// without this task every token is checked in the database), and for wallets erased by
+    /// any process, whose unwrapped keys and PINs it forgets. Abort the tasks and call
     /// [`App::shutdown`] at the end.
     #[must_use]
     pub fn spawn_background(&self) -> Vec<tokio::task::JoinHandle<()>> {
@@ -388,9 +394,16 @@ impl App {
             tasks.push(limiter.spawn_evictor(rate_limits::EVICT_EVERY));
         }
         if let Some((pool, cache)) = &self.revocation_feed {
+            let ledger = self.state.ledger.clone();
+            let listeners = coffer_store::auth::FeedListeners {
+                revocations: cache.clone(),
+                erased_wallet: Arc::new(move |id| {
+                    ledger.forget_wallet(coffer_ledger::WalletId::from_uuid(id));
+                }),
+            };
             tasks.push(tokio::spawn(coffer_store::auth::feed_revocations(
                 pool.clone(),
-                cache.clone(),
+                listeners,
                 Duration::from_secs(1),
             )));
         }

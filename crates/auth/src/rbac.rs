@@ -9,6 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+/// The default role that may erase users (`user:erase`), and read what it needs to decide.
+pub const PRIVACY_ROLE: &str = "privacy";
+
 /// One thing a caller may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Permission {
@@ -38,6 +41,8 @@ pub enum Permission {
     KeyRotate,
     /// Administer users (roles, revocation).
     UserAdmin,
+    /// Erase a user (crypto-shredding: their keys destroyed, for good).
+    UserErase,
 }
 
 impl Permission {
@@ -56,6 +61,7 @@ impl Permission {
         Self::KeyRead,
         Self::KeyRotate,
         Self::UserAdmin,
+        Self::UserErase,
     ];
 
     /// The configuration and token name (`wallet:read`).
@@ -75,6 +81,7 @@ impl Permission {
             Self::KeyRead => "key:read",
             Self::KeyRotate => "key:rotate",
             Self::UserAdmin => "user:admin",
+            Self::UserErase => "user:erase",
         }
     }
 
@@ -97,6 +104,7 @@ impl Permission {
                 | Self::WalletClose
                 | Self::KeyRotate
                 | Self::UserAdmin
+                | Self::UserErase
         )
     }
 
@@ -180,6 +188,11 @@ impl Default for Rbac {
             ]
             .into_iter()
             .collect(),
+        );
+        // Erasure is for good: a role of its own, which an administrator grants deliberately.
+        roles.insert(
+            PRIVACY_ROLE.to_owned(),
+            [WalletRead, AuditRead, UserErase].into_iter().collect(),
         );
         Self { roles }
     }

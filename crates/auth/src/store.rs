@@ -81,9 +81,24 @@ pub struct UserRecord {
     pub totp: Option<TotpRecord>,
     /// Creation time, microseconds since the epoch.
     pub created_at: i64,
+    /// Set once the user is erased: their data key is destroyed, and the fields above are
+    /// cleared or sealed under it for good.
+    pub erased: Option<ErasureRecord>,
 }
 
-coffer_macros::debug_non_exhaustive!(self => UserRecord { id, roles, dek_version, totp });
+coffer_macros::debug_non_exhaustive!(self => UserRecord { id, roles, dek_version, totp, erased });
+
+/// When and why a user was erased, and under which idempotency key (a retry answers the first
+/// result).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureRecord {
+    /// When, microseconds since the epoch.
+    pub at: i64,
+    /// The request's idempotency key.
+    pub idempotency_key: String,
+    /// The reason code given.
+    pub reason: String,
+}
 
 /// One version of a user's data key, wrapped by the KEK.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +196,20 @@ pub trait UserStore: Send + Sync + fmt::Debug {
 
     /// A user by the blind index of their email.
     async fn user_by_email(&self, index: &[u8; 32]) -> Result<Option<LoadedUser>, UserStoreError>;
+
+    /// Erases a user whose wallets are all erased already: every version of their data key
+    /// destroyed, their personal fields, password, roles and second factor cleared, the email's
+    /// blind index replaced by one no email has, their sessions and password resets deleted,
+    /// their API keys revoked, `erased` recorded (an erased user's first erasure is kept), with
+    /// `audit`, in one transaction. `None` if there is no such user. On Postgres the key rows go
+    /// through a function the application role may execute, never a `DELETE` of its own.
+    async fn erase_user(
+        &self,
+        id: UserId,
+        idempotency_key: &str,
+        reason: &str,
+        audit: &AuditEvent,
+    ) -> Result<Option<Receipt>, UserStoreError>;
 
     /// Replaces a user's roles; `None` if there is no such user. Refused with
     /// [`UserStoreError::LastHolder`] (nothing written) when afterwards no user would hold any of

@@ -9,6 +9,7 @@
 //! - bounded in entries (least recently used evicted first) and in age;
 //! - entries of versions retired through it are dropped at once; a retirement made by another
 //!   process is seen when entries reach their maximum age;
+//! - entries under a context it is told to forget (their owner was erased) are dropped at once;
 //! - an evicted key's bytes are zeroized when its last user lets go (keys are shared, not copied:
 //!   see [`coffer_crypto::DataKey`]).
 //!
@@ -81,6 +82,8 @@ impl CacheStats {
 struct Entry {
     key: DataKey,
     version: u32,
+    /// The context's canonical bytes, for [`KeyProvider::forget`].
+    context: Vec<u8>,
     inserted: Instant,
 }
 
@@ -179,7 +182,7 @@ impl CachingKeyProvider {
         fresh
     }
 
-    fn insert(&self, key: Vec<u8>, data_key: DataKey, version: u32) {
+    fn insert(&self, key: Vec<u8>, context: &KeyContext, data_key: DataKey, version: u32) {
         // An unwrap that was in flight while its version was retired must not repopulate the
         // cache with it.
         if version < self.min_version.load(Ordering::SeqCst) {
@@ -188,6 +191,7 @@ impl CachingKeyProvider {
         let entry = Entry {
             key: data_key,
             version,
+            context: context.canonical_bytes(),
             inserted: self.clock.monotonic(),
         };
         let mut entries = self.lock();
@@ -229,6 +233,7 @@ impl KeyProvider for CachingKeyProvider {
         // A new key is about to be used (a wallet was just opened): remember it.
         self.insert(
             Self::cache_key(&generated.wrapped, context),
+            context,
             generated.plaintext.clone(),
             generated.wrapped.version,
         );
@@ -245,7 +250,7 @@ impl KeyProvider for CachingKeyProvider {
             return Ok(hit);
         }
         let data_key = self.inner.unwrap_data_key(wrapped, context).await?;
-        self.insert(key, data_key.clone(), wrapped.version);
+        self.insert(key, context, data_key.clone(), wrapped.version);
         Ok(data_key)
     }
 
@@ -273,6 +278,12 @@ impl KeyProvider for CachingKeyProvider {
 
     async fn health(&self) -> Result<(), KeyError> {
         self.inner.health().await
+    }
+
+    fn forget(&self, context: &KeyContext) {
+        let bytes = context.canonical_bytes();
+        self.lock().retain(|_, e| e.context != bytes);
+        self.inner.forget(context);
     }
 }
 
@@ -312,6 +323,28 @@ mod tests {
         let s = cache.stats();
         assert_eq!((s.hits, s.misses, s.entries), (1, 1, 1));
         assert!((s.hit_ratio() - 0.5).abs() < f64::EPSILON);
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_context_is_unwrapped_again_and_no_other() {
+        let mut mock = MockProvider::new();
+        mock.expect_unwrap_data_key()
+            .times(4)
+            .returning(|_, _| Ok(DataKey::generate()));
+        let cache = CachingKeyProvider::new(Arc::new(mock), config(10, 60_000));
+        let (w1, w2) = (
+            KeyContext::new().with("wallet_id", "w1"),
+            KeyContext::new().with("wallet_id", "w2"),
+        );
+        for (w, ct) in [(&w1, 1), (&w1, 2), (&w2, 3)] {
+            cache.unwrap_data_key(&wrapped(1, ct), w).await.unwrap();
+        }
+        cache.forget(&w1);
+        assert_eq!(cache.stats().entries, 1);
+        // w2 is still served from memory; w1 goes to the provider again.
+        cache.unwrap_data_key(&wrapped(1, 3), &w2).await.unwrap();
+        cache.unwrap_data_key(&wrapped(1, 1), &w1).await.unwrap();
+        assert_eq!((cache.stats().hits, cache.stats().misses), (1, 4));
     }
 
     #[tokio::test]

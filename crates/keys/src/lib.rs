@@ -399,6 +399,12 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
 
     /// Whether the provider answers and the master key is usable.
     async fn health(&self) -> Result<(), KeyError>;
+
+    /// Forgets every unwrapped key under `context` it keeps in memory (a caching decorator's):
+    /// the keys' owner was erased. A provider that keeps none does nothing.
+    fn forget(&self, context: &KeyContext) {
+        let _ = context;
+    }
 }
 
 /// Re-wraps one key: a batch of one.

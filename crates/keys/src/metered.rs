@@ -196,4 +196,8 @@ impl KeyProvider for MeteredKeyProvider {
     async fn health(&self) -> Result<(), KeyError> {
         self.count(6, self.inner.health()).await
     }
+
+    fn forget(&self, context: &KeyContext) {
+        self.inner.forget(context);
+    }
 }

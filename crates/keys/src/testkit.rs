@@ -406,6 +406,9 @@ impl<S: std::fmt::Debug + Send + Sync> KeyProvider for Intercepted<S> {
     async fn health(&self) -> Result<(), KeyError> {
         self.inner.health().await
     }
+    fn forget(&self, context: &KeyContext) {
+        self.inner.forget(context);
+    }
 }
 
 /// A `mockall` mock of the port, `MockProvider`, for tests that script a provider's answers.

@@ -111,6 +111,12 @@ pub enum LedgerError {
     /// Too many wrong PINs.
     #[error("money-out is locked after {PIN_LOCK_THRESHOLD} wrong PINs; an admin must unlock it")]
     PinLocked,
+    /// Its owner was erased: its data keys are destroyed, nothing of it opens or moves again.
+    #[error("the wallet's owner was erased: its data can no longer be read")]
+    Erased,
+    /// A wallet of a user to erase still holds money (only empty wallets are erased).
+    #[error("wallet {0} still holds money: empty it before erasing its owner")]
+    StillHoldsMoney(WalletId),
     /// The owner holds the most wallets allowed.
     #[error("no more than {max} wallets per user")]
     TooManyWallets {
@@ -146,7 +152,8 @@ impl LedgerError {
             Self::InsufficientFunds => "insufficient_funds",
             Self::WalletFrozen => "wallet_frozen",
             Self::WalletClosed => "wallet_closed",
-            Self::WalletNotEmpty => "wallet_not_empty",
+            Self::WalletNotEmpty | Self::StillHoldsMoney(_) => "wallet_not_empty",
+            Self::Erased => "wallet_erased",
             Self::CurrencyMismatch { .. } => "currency_mismatch",
             Self::SameWallet => "same_wallet",
             Self::PinLocked => "pin_locked",

@@ -54,9 +54,12 @@ pub struct WalletRecord {
     pub created_at: i64,
     /// Last written, microseconds since the epoch.
     pub updated_at: i64,
+    /// When its owner was erased (its data keys destroyed; it was closed empty), microseconds
+    /// since the epoch: its envelopes no longer open and it has no key rows.
+    pub erased_at: Option<i64>,
 }
 
-coffer_macros::debug_non_exhaustive!(self => WalletRecord { id, owner, currency, status, version, dek_version, failed_pins });
+coffer_macros::debug_non_exhaustive!(self => WalletRecord { id, owner, currency, status, version, dek_version, failed_pins, erased_at });
 
 /// One version of a wallet's data key, wrapped by the key provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,6 +263,9 @@ pub struct Changes {
     pub new_data_key: Option<DataKeyRecord>,
     /// Audit records, appended in the same database transaction.
     pub audit: Vec<AuditEvent>,
+    /// Wallets to erase after the rows above are written (each closed by now): every version of
+    /// their data keys destroyed, `erased_at` set.
+    pub erase: Vec<WalletId>,
 }
 
 /// An operation for [`LedgerStore::apply`].

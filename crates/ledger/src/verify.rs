@@ -4,17 +4,22 @@
 //! It runs on a ledger in use: a wallet's balance is compared with its postings up to the row
 //! version read.
 //!
+//! The wallets of erased users have no keys left: they are counted as erased, not checked (each
+//! was closed empty), and their postings are left sealed. A transaction with an erased side is
+//! accounted for by its sum to zero: the other side opens and is checked (its signature too),
+//! the erased side is counted; the settlement totals then leave out what the erased side sealed.
+//!
 //! It pages through wallets, then transactions, reporting progress with the cursor to resume
 //! from; a resumed run checks the rest but reports no ledger-wide totals (it did not see
 //! everything), which its report says.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use coffer_audit::{AuditLog, CheckpointAnchor};
 use coffer_crypto::{WalletPublicKey, WalletSignature};
 
-use crate::domain::{self, Account, TransactionId, WalletId};
+use crate::domain::{self, Account, LedgerError, TransactionId, WalletId};
 use crate::error::{Error, context};
 use crate::port::{LoadedWallet, TransactionRecord};
 use crate::sealing::{DataKeys, balance_aad, outflow_aad};
@@ -110,6 +115,10 @@ pub struct LedgerVerifyReport {
     pub transactions: u64,
     /// Signatures checked.
     pub signatures: u64,
+    /// Wallets of erased users (not checked: their keys are destroyed).
+    pub erased_wallets: u64,
+    /// Postings sealed under an erased wallet's destroyed key (not opened).
+    pub erased_postings: u64,
     /// Per currency: the sum of wallet balances (complete runs only). With the settlement
     /// balance it sums to zero on a ledger at rest; a run over a ledger in use reads the two at
     /// different moments, so the sum is reported, not judged. What guarantees it is judged:
@@ -131,6 +140,12 @@ impl LedgerVerifyReport {
     pub fn ok(&self) -> bool {
         self.findings.is_empty() && self.audit.ok
     }
+}
+
+/// Where a transaction's check writes: the findings and the settlement totals.
+struct Sums<'a> {
+    findings: &'a mut Vec<Finding>,
+    settlement: &'a mut BTreeMap<String, i128>,
 }
 
 fn finding(wallet: Option<WalletId>, tx: Option<TransactionId>, problem: Problem) -> Finding {
@@ -160,6 +175,7 @@ impl Ledger {
         let mut settlement: BTreeMap<String, i128> = BTreeMap::new();
         let mut resume = options.clone();
         let mut keys = DataKeys::default();
+        let mut erased: HashSet<WalletId> = HashSet::new();
 
         let mut wallets = 0u64;
         if !options.skip_wallets {
@@ -170,6 +186,10 @@ impl Ledger {
                 after = Some(last.record.id);
                 keys.unwrap(self.key_provider(), &batch).await?;
                 for w in &batch {
+                    if w.record.erased_at.is_some() {
+                        erased.insert(w.record.id);
+                        continue;
+                    }
                     self.verify_wallet(&keys, w, &mut findings, &mut wallet_totals)
                         .await?;
                 }
@@ -184,7 +204,7 @@ impl Ledger {
         }
         resume.skip_wallets = true;
 
-        let (mut transactions, mut signatures) = (0u64, 0u64);
+        let (mut transactions, mut signatures, mut erased_postings) = (0u64, 0u64, 0u64);
         let mut public_keys: HashMap<WalletId, Vec<[u8; 32]>> = HashMap::new();
         let mut after = options.transactions_after;
         loop {
@@ -201,10 +221,26 @@ impl Ledger {
             if !missing.is_empty() {
                 let loaded: Vec<LoadedWallet> = self.store().load_wallets(&missing).await?;
                 keys.unwrap(self.key_provider(), &loaded).await?;
+                erased.extend(
+                    loaded
+                        .iter()
+                        .filter(|w| w.record.erased_at.is_some())
+                        .map(|w| w.record.id),
+                );
             }
             for t in &batch {
+                let gone = t
+                    .postings
+                    .iter()
+                    .filter(|p| erased.contains(&p.wallet.unwrap_or(t.key_wallet)))
+                    .count();
+                erased_postings += gone as u64;
+                let sums = Sums {
+                    findings: &mut findings,
+                    settlement: &mut settlement,
+                };
                 if self
-                    .verify_transaction(&keys, t, &mut public_keys, &mut findings, &mut settlement)
+                    .verify_transaction(&keys, t, &erased, &mut public_keys, sums)
                     .await?
                 {
                     signatures += 1;
@@ -241,6 +277,8 @@ impl Ledger {
             wallets,
             transactions,
             signatures,
+            erased_wallets: erased.len() as u64,
+            erased_postings,
             wallet_totals: if complete {
                 wallet_totals
             } else {
@@ -323,17 +361,32 @@ impl Ledger {
         Ok(())
     }
 
-    /// Checks one transaction; returns whether a signature was verified.
+    /// Checks one transaction, leaving sealed the postings of `erased` wallets (the rest must
+    /// open; with none erased, they must sum to zero); returns whether a signature was verified.
     async fn verify_transaction(
         &self,
         keys: &DataKeys,
         t: &TransactionRecord,
+        erased: &HashSet<WalletId>,
         public_keys: &mut HashMap<WalletId, Vec<[u8; 32]>>,
-        findings: &mut Vec<Finding>,
-        settlement: &mut BTreeMap<String, i128>,
+        sums: Sums<'_>,
     ) -> Result<bool, Error> {
+        let Sums {
+            findings,
+            settlement,
+        } = sums;
         let unreadable = |e: Error| finding(None, Some(t.id), Problem::Unreadable(e.to_string()));
-        let postings = match open_postings(keys, t) {
+        let readable = TransactionRecord {
+            postings: t
+                .postings
+                .iter()
+                .filter(|p| !erased.contains(&p.wallet.unwrap_or(t.key_wallet)))
+                .cloned()
+                .collect(),
+            ..t.clone()
+        };
+        let whole = readable.postings.len() == t.postings.len();
+        let postings = match open_postings(keys, &readable) {
             Ok(p) => p,
             Err(e) => {
                 findings.push(unreadable(e));
@@ -345,7 +398,8 @@ impl Ledger {
             postings,
             balances: Vec::new(),
         };
-        if !plan.is_balanced() {
+        // The erased side is whatever balances the rest: only a whole transaction is judged.
+        if whole && !plan.is_balanced() {
             findings.push(finding(None, Some(t.id), Problem::Unbalanced));
         }
         for p in &plan.postings {
@@ -358,6 +412,8 @@ impl Ledger {
         }
         let view = match transaction_view(keys, t) {
             Ok(v) => v,
+            // Every side of it erased: nothing left to check.
+            Err(Error::Rejected(LedgerError::Erased)) => return Ok(false),
             Err(e) => {
                 findings.push(unreadable(e));
                 return Ok(false);

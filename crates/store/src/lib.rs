@@ -108,6 +108,9 @@ BEGIN
         GRANT SELECT, INSERT ON api_keys TO coffer_app;
         REVOKE DELETE, TRUNCATE ON api_keys FROM coffer_app;
         GRANT UPDATE (revoked_at) ON api_keys TO coffer_app;
+        REVOKE DELETE, TRUNCATE ON wallet_keys, user_keys FROM coffer_app;
+        GRANT EXECUTE ON FUNCTION coffer_erase_wallets(uuid[], bigint),
+            coffer_erase_user(uuid, bigint, text, text) TO coffer_app;
         EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA %I TO coffer_app', current_schema());
     END IF;
 END

@@ -138,7 +138,7 @@ pub async fn sqlite_pool() -> (SqlitePool, tempfile::TempDir) {
     (pool, dir)
 }
 
-/// A pool on the same schema as `owner` whose connections act as the application role
+/// A pool on the same schema as `owner`, as large, whose connections act as the application role
 /// `coffer_app` (as the API and worker do in production).
 pub async fn pg_app_pool(owner: &PgPool) -> PgPool {
     let schema: String = sqlx::query_scalar("SELECT current_schema()")
@@ -149,7 +149,7 @@ pub async fn pg_app_pool(owner: &PgPool) -> PgPool {
         .await
         .options([("search_path", schema.as_str())]);
     sqlx::postgres::PgPoolOptions::new()
-        .max_connections(4)
+        .max_connections(owner.options().get_max_connections())
         .after_connect(|conn, _| {
             Box::pin(async move {
                 sqlx::Executor::execute(&mut *conn, "SET ROLE coffer_app").await?;

@@ -52,19 +52,41 @@ impl Backend for Sqlite {
     }
 }
 
+/// The stores run as the application role (`coffer_app`, as in production: so the suite holds
+/// with its grants) on the test server, as the schema owner on the TLS one; the raw dump as the
+/// owner.
 struct Postgres {
     pool: PgPool,
+    app: PgPool,
     keys: Arc<dyn KeyProvider>,
+}
+
+impl Postgres {
+    async fn new(pool: PgPool) -> Self {
+        Self {
+            app: testing::pg_app_pool(&pool).await,
+            pool,
+            keys: common::provider(),
+        }
+    }
+
+    fn owner_only(pool: PgPool) -> Self {
+        Self {
+            app: pool.clone(),
+            pool,
+            keys: common::provider(),
+        }
+    }
 }
 
 #[async_trait]
 impl Backend for Postgres {
     async fn open(&self, keys: Arc<dyn KeyProvider>) -> Opened {
-        let audit = PgAuditLog::open(self.pool.clone(), keys.as_ref())
+        let audit = PgAuditLog::open(self.app.clone(), keys.as_ref())
             .await
             .expect("open audit log");
-        let store = PgUserStore::new(self.pool.clone(), audit.clone());
-        let revocation = PgRevocationList::new(self.pool.clone());
+        let store = PgUserStore::new(self.app.clone(), audit.clone());
+        let revocation = PgRevocationList::new(self.app.clone());
         (Arc::new(store), Arc::new(audit), Arc::new(revocation))
     }
 
@@ -73,7 +95,7 @@ impl Backend for Postgres {
     }
 
     fn secret_store(&self) -> Arc<dyn coffer_secrets::SecretStore> {
-        Arc::new(coffer_store::secrets::PgSecretStore::new(self.pool.clone()))
+        Arc::new(coffer_store::secrets::PgSecretStore::new(self.app.clone()))
     }
 
     fn keys(&self) -> Arc<dyn KeyProvider> {
@@ -96,20 +118,14 @@ mod sqlite_users {
 mod postgres_users {
     use super::*;
     coffer_auth::user_store_contract_tests!(|| async {
-        Postgres {
-            pool: testing::pg_pool_with_connections(12).await,
-            keys: common::provider(),
-        }
+        Postgres::new(testing::pg_pool_with_connections(12).await).await
     });
 }
 
 mod postgres_tls_users {
     use super::*;
     coffer_auth::user_store_contract_tests!(|| async {
-        Postgres {
-            pool: testing::pg_pool_on(common::tls_pg_options(), 12).await,
-            keys: common::provider(),
-        }
+        Postgres::owner_only(testing::pg_pool_on(common::tls_pg_options(), 12).await)
     });
 }
 
@@ -148,7 +164,10 @@ mod postgres_cached_revocation {
         );
         tokio::spawn(coffer_store::auth::feed_revocations(
             pool,
-            cache.clone(),
+            coffer_store::auth::FeedListeners {
+                revocations: Some(cache.clone()),
+                erased_wallet: Arc::new(|_| {}),
+            },
             Duration::from_millis(100),
         ));
         ListUnderTest::with_clock(cache as Arc<dyn RevocationList>, clock)

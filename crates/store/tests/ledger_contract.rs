@@ -46,18 +46,40 @@ impl Backend for Sqlite {
     }
 }
 
+/// The stores run as the application role (`coffer_app`, as in production: so the suite holds
+/// with its grants); tampering and the raw dump as the schema owner.
 struct Postgres {
     pool: PgPool,
+    app: PgPool,
     keys: Arc<dyn KeyProvider>,
+}
+
+impl Postgres {
+    async fn new(pool: PgPool) -> Self {
+        Self {
+            app: testing::pg_app_pool(&pool).await,
+            pool,
+            keys: common::provider(),
+        }
+    }
+
+    /// On another server (the TLS one), everything as the schema owner.
+    fn owner_only(pool: PgPool) -> Self {
+        Self {
+            app: pool.clone(),
+            pool,
+            keys: common::provider(),
+        }
+    }
 }
 
 #[async_trait]
 impl Backend for Postgres {
     async fn open(&self, keys: Arc<dyn KeyProvider>) -> (Arc<dyn LedgerStore>, Arc<dyn AuditLog>) {
-        let audit = PgAuditLog::open(self.pool.clone(), keys.as_ref())
+        let audit = PgAuditLog::open(self.app.clone(), keys.as_ref())
             .await
             .expect("open audit log");
-        let store = PgLedgerStore::new(self.pool.clone(), audit.clone());
+        let store = PgLedgerStore::new(self.app.clone(), audit.clone());
         (Arc::new(store), Arc::new(audit))
     }
 
@@ -89,19 +111,13 @@ mod sqlite {
 mod postgres {
     use super::*;
     coffer_ledger::ledger_store_contract_tests!(|| async {
-        Postgres {
-            pool: testing::pg_pool_with_connections(20).await,
-            keys: common::provider(),
-        }
+        Postgres::new(testing::pg_pool_with_connections(20).await).await
     });
 }
 
 mod postgres_tls {
     use super::*;
     coffer_ledger::ledger_store_contract_tests!(|| async {
-        Postgres {
-            pool: testing::pg_pool_on(common::tls_pg_options(), 20).await,
-            keys: common::provider(),
-        }
+        Postgres::owner_only(testing::pg_pool_on(common::tls_pg_options(), 20).await)
     });
 }

@@ -57,7 +57,10 @@ async fn revocations_by_another_process_reach_the_cache_and_missed_ones_are_not_
     ));
     let feed = tokio::spawn(feed_revocations(
         feed_pool,
-        cache.clone(),
+        coffer_store::auth::FeedListeners {
+            revocations: Some(cache.clone()),
+            erased_wallet: Arc::new(|_| {}),
+        },
         Duration::from_millis(100),
     ));
     eventually("the feed listens", async || cache.is_live()).await;

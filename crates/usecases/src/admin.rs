@@ -1,6 +1,6 @@
 //! [`Admin`]: the operators' use cases, each behind the permission it needs: wallets (freeze,
 //! unfreeze, close, PIN unlock and reset), reversals, users (roles, ending every session, a
-//! password reset, API keys), the master key (the rotation overview, a rotation request), the audit log (a
+//! password reset, API keys; erasure is in `erasure`), the master key (the rotation overview, a rotation request), the audit log (a
 //! page, the verification) and the service's metrics.
 
 use std::sync::Arc;
@@ -53,8 +53,8 @@ pub const MAX_API_KEY_PAGE: u32 = 200;
 /// The operators' use cases.
 #[derive(Clone)]
 pub struct Admin {
-    ledger: Arc<Ledger>,
-    accounts: Arc<Accounts>,
+    pub(crate) ledger: Arc<Ledger>,
+    pub(crate) accounts: Arc<Accounts>,
     rotation: Arc<Rotator>,
     audit: Arc<dyn AuditLog>,
     rbac: Rbac,
@@ -85,7 +85,11 @@ impl Admin {
         }
     }
 
-    fn require(&self, principal: &Principal, permission: Permission) -> Result<(), UseCaseError> {
+    pub(crate) fn require(
+        &self,
+        principal: &Principal,
+        permission: Permission,
+    ) -> Result<(), UseCaseError> {
         require(&self.rbac, principal, permission)
     }
 

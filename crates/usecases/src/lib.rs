@@ -17,7 +17,7 @@
 //!   ([`UseCaseError::ExternalIdentity`], [`Account`]).
 //!
 //! [`Wallets`] holds the wallet and money use cases, [`Admin`] the operators' (wallets,
-//! reversals, users, keys, the audit log, metrics), [`Account`] the caller's own account. Each
+//! reversals, users and their erasure, keys, the audit log, metrics), [`Account`] the caller's own account. Each
 //! takes what the driving adapter parsed (ids, money, PINs, reasons): nothing here parses a
 //! string.
 //!
@@ -27,11 +27,13 @@
 
 mod account;
 mod admin;
+mod erasure;
 mod error;
 mod shared;
 mod wallets;
 
 pub use account::Account;
 pub use admin::{Admin, MAX_API_KEY_PAGE, MAX_AUDIT_PAGE, OwnerSearch, WalletSearch};
+pub use erasure::UserErasure;
 pub use error::UseCaseError;
 pub use wallets::Wallets;

@@ -62,6 +62,13 @@ pub enum AuthError {
     /// second factor): a key has none of these, and an administrator revokes it.
     #[error("an API key has no session, password or second factor")]
     ApiKeyCredential,
+    /// The user was erased: their data can no longer be read, and nothing more is done to them
+    /// (another erasure under a different idempotency key included).
+    #[error("the user was erased")]
+    UserErased,
+    /// An erasure's idempotency key was used with another reason.
+    #[error("idempotency key already used for a different request")]
+    IdempotencyConflict,
     /// No such user.
     #[error("user not found")]
     UserNotFound,
@@ -106,6 +113,8 @@ impl AuthError {
             Self::ApiKeyNotFound => "api_key_not_found",
             Self::ApiKeyCredential => "api_key_credential",
             Self::UserNotFound => "user_not_found",
+            Self::UserErased => "user_erased",
+            Self::IdempotencyConflict => "idempotency_conflict",
             Self::UnknownRole(_) => "unknown_role",
             Self::LastAdmin => "last_admin",
             Self::MfaState(_) => "mfa_state",

@@ -110,6 +110,7 @@ impl Accounts {
             dek_version: 1,
             totp: None,
             created_at: self.clock.unix_micros(),
+            erased: None,
         };
         let audit = self.event(
             Actor::Anonymous,

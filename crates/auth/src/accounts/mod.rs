@@ -21,6 +21,8 @@
 //! - `login`: registration and login;
 //! - `password`: changing the password;
 //! - `reset`: password resets an administrator issues and the user redeems;
+//! - `erasure`: erasing a user (their data key destroyed, sessions and keys ended), once the
+//!   ledger erased their wallets;
 //! - `api_keys`: the keys of service accounts, created and revoked by an administrator, checked
 //!   on every request that presents one;
 //! - `sessions`: refresh rotation with reuse detection, logout, revocation, purging;
@@ -63,6 +65,7 @@ use crate::token::{AccessClaims, Grant, TokenConfig, TokenError, Tokens, Verifie
 use crate::user::UserId;
 
 mod api_keys;
+mod erasure;
 mod error;
 mod login;
 mod password;
@@ -262,8 +265,13 @@ impl Accounts {
 
     // ---- steps several use cases share ----
 
+    /// A user who exists and is not erased.
     async fn load_user(&self, user: UserId) -> Result<LoadedUser, AuthError> {
-        self.store.user(user).await?.ok_or(AuthError::UserNotFound)
+        match self.store.user(user).await? {
+            None => Err(AuthError::UserNotFound),
+            Some(u) if u.record.erased.is_some() => Err(AuthError::UserErased),
+            Some(u) => Ok(u),
+        }
     }
 
     /// A signed-in user's password given again (to enrol a factor, to change it): a guess

@@ -38,7 +38,7 @@ impl Accounts {
     ///
     /// # Errors
     /// [`AuthError::Invalid`] for the administrator's own account, [`AuthError::UserNotFound`],
-    /// dependencies.
+    /// [`AuthError::UserErased`], dependencies.
     pub async fn issue_password_reset(
         &self,
         admin: UserId,
@@ -51,6 +51,8 @@ impl Accounts {
                 reason: "is your own account: change your password with the current one".into(),
             });
         }
+        // An erased user's is refused for what it is (the store also refuses it: not found).
+        self.load_user(user).await?;
         let token = ResetToken::generate();
         let expires_at = self.clock.unix_secs() + self.config.password_reset_lifetime.as_secs();
         let record = ResetRecord {

@@ -89,7 +89,8 @@ impl Accounts {
     /// change takes effect now; their sessions refresh into tokens with the new roles.
     ///
     /// # Errors
-    /// [`AuthError::UnknownRole`], [`AuthError::UserNotFound`], dependencies.
+    /// [`AuthError::UnknownRole`], [`AuthError::UserNotFound`], [`AuthError::UserErased`],
+    /// dependencies.
     pub async fn set_roles(
         &self,
         admin: UserId,
@@ -100,6 +101,8 @@ impl Accounts {
         if let Some(unknown) = roles.iter().find(|r| !self.rbac.knows(r)) {
             return Err(AuthError::UnknownRole(unknown.clone()));
         }
+        // An erased user's is refused for what it is (the store also refuses it: not found).
+        self.load_user(user).await?;
         let mut roles = roles.to_vec();
         roles.sort();
         roles.dedup();

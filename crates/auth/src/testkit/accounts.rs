@@ -3,7 +3,7 @@
 //! case, each on a fresh, empty database. The cases drive the whole [`Accounts`] service over
 //! the adapter, so they check what users rely on: registration and login, refresh rotation and
 //! reuse detection under concurrency, revocation, password changes and resets (in `passwords`),
-//! API keys (in `api_keys`),
+//! API keys (in `api_keys`), erasure (in `erasure`),
 //! TOTP, roles, signing keys that survive a restart, and no personal data or secret in the
 //! database in the clear.
 
@@ -31,9 +31,11 @@ use crate::token::TokenError;
 use crate::user::UserId;
 
 mod api_keys;
+mod erasure;
 mod passwords;
 
 pub use api_keys::api_keys_act_as_their_owner_until_revoked_or_expired;
+pub use erasure::an_erased_user_is_unreadable_and_every_way_in_ends;
 
 pub use passwords::{
     a_password_change_ends_a_session_being_refreshed, a_password_change_ends_every_other_session,
@@ -80,6 +82,7 @@ macro_rules! user_store_contract_tests {
             a_password_reset_works_once_and_ends_every_session,
             a_password_reset_asks_for_the_second_factor,
             api_keys_act_as_their_owner_until_revoked_or_expired,
+            an_erased_user_is_unreadable_and_every_way_in_ends,
             a_revoked_session_stays_revoked_while_it_is_being_refreshed,
             totp_enrollment_login_and_replay,
             guesses_at_one_account_back_off_from_any_address,

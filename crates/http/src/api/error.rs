@@ -146,6 +146,8 @@ impl From<LedgerServiceError> for ApiError {
                     | LedgerError::ReversalOfReversal
                     | LedgerError::TooManyWallets { .. } => S::CONFLICT,
                     LedgerError::PinLocked => S::LOCKED,
+                    LedgerError::Erased => S::GONE,
+                    LedgerError::StillHoldsMoney(_) => S::CONFLICT,
                     LedgerError::WalletNotLoaded(_) => return Self::internal(&r),
                     _ => S::UNPROCESSABLE_ENTITY,
                 };
@@ -238,6 +240,9 @@ impl From<AuthError> for ApiError {
                 Self::new(S::CONFLICT, code, "Last administrator").detail(e.to_string())
             }
             AuthError::UserNotFound => Self::new(S::NOT_FOUND, code, "No such user"),
+            AuthError::UserErased => Self::new(S::GONE, code, "User erased").detail(e.to_string()),
+            AuthError::IdempotencyConflict => Self::new(S::CONFLICT, code, "Idempotency key reused")
+                .detail("this Idempotency-Key was used with another request"),
             AuthError::InvalidApiKey => Self::unauthenticated(code, "invalid API key"),
             AuthError::ApiKeyNotFound => Self::new(S::NOT_FOUND, code, "No such API key"),
             AuthError::ApiKeyCredential => {

@@ -146,7 +146,7 @@ pub fn router(
     rate: Option<crate::ratelimit::RateLimits>,
     admin: Option<crate::ratelimit::AdminAllowlist>,
 ) -> Router {
-    use routes::{admin, api_keys, auth, health, money, wallets};
+    use routes::{admin, api_keys, auth, erasure, health, money, wallets};
     let operators = Router::new()
         .route("/v1/admin/wallets", get(admin::search_wallets))
         .route("/v1/admin/wallets/{id}/freeze", post(admin::freeze))
@@ -156,6 +156,7 @@ pub fn router(
         .route("/v1/admin/wallets/{id}/pin/reset", post(admin::reset_pin))
         .route("/v1/admin/transactions/{id}/reversal", post(admin::reverse))
         .route("/v1/admin/users/{id}/roles", post(admin::set_roles))
+        .route("/v1/admin/users/{id}/erase", post(erasure::erase_user))
         .route(
             "/v1/admin/users/{id}/password-reset",
             post(admin::issue_password_reset),

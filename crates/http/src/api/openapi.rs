@@ -80,6 +80,7 @@ impl Modify for Bearer {
         routes::admin::reset_pin,
         routes::admin::reverse,
         routes::admin::set_roles,
+        routes::erasure::erase_user,
         routes::admin::issue_password_reset,
         routes::admin::revoke_user_sessions,
         routes::api_keys::create,
@@ -139,6 +140,6 @@ mod tests {
         );
         let doc: serde_json::Value = serde_json::from_str(&generated).unwrap_or_default();
         assert_eq!(doc["openapi"], "3.1.0");
-        assert_eq!(doc["paths"].as_object().map(serde_json::Map::len), Some(39));
+        assert_eq!(doc["paths"].as_object().map(serde_json::Map::len), Some(40));
     }
 }

@@ -14,7 +14,7 @@ mod auth;
 pub mod errors;
 mod health;
 
-pub use admin::{AuditPage, AuditVerify, Keys, PasswordReset, Roles, Rotation};
+pub use admin::{AuditPage, AuditVerify, Keys, PasswordReset, Roles, Rotation, UserErasure};
 pub use api_keys::{ApiKey, ApiKeyCreated, ApiKeys};
 pub use auth::{Me, TotpEnrollment, UserCreated};
 pub use health::{Health, Ready};
@@ -52,6 +52,10 @@ pub struct Wallet {
     failed_pins: u32,
     created_at: String,
     updated_at: String,
+    /// RFC 3339: when its owner was erased (it is closed, its balance was 0, its keys are
+    /// destroyed); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    erased_at: Option<String>,
 }
 
 impl From<&WalletView> for Wallet {
@@ -66,6 +70,7 @@ impl From<&WalletView> for Wallet {
             failed_pins: w.failed_pins,
             created_at: rfc3339(w.created_at),
             updated_at: rfc3339(w.updated_at),
+            erased_at: w.erased_at.map(rfc3339),
         }
     }
 }

@@ -24,6 +24,8 @@
 //!   PIN change, reset and unlock;
 //! - `admin`: freeze, unfreeze and close;
 //! - `data_key`: data-key rotation;
+//! - `erasure`: an owner's wallets closed empty and their data keys destroyed (a user's
+//!   erasure);
 //! - `backfill`: the receiver copies of transfers' memos written before they existed;
 //! - `views`: what callers get back, and how stored rows decrypt into it;
 //! - `support`: the helpers that know nothing of [`Ledger`] (wallet rows, running again, PIN
@@ -41,6 +43,7 @@
 mod admin;
 mod backfill;
 mod data_key;
+mod erasure;
 mod money;
 mod pin_attempts;
 mod support;
@@ -53,7 +56,9 @@ use coffer_clock::Clock;
 use coffer_crypto::{KdfParams, KeyRef, Pin, WalletSigningKey};
 use coffer_keys::KeyProvider;
 
-use crate::domain::{self, TransactionId, UserId, WalletId, WalletState, WalletStatus};
+use crate::domain::{
+    self, LedgerError, TransactionId, UserId, WalletId, WalletState, WalletStatus,
+};
 use crate::error::{Error, context};
 use crate::money::{Balance, Currency};
 use crate::pin::{PinVerifier, PinVerifierConfig};
@@ -64,7 +69,9 @@ use crate::port::{
 use crate::request::{HistoryCursor, WalletCursor};
 use crate::sealing::{DataKeys, balance_aad, signing_key_aad, wallet_key_context};
 pub use backfill::MemoBackfill;
-use support::{WalletTurns, again_if_changed, code, entity, pin_error, rewrite, state, with};
+use support::{
+    WalletTurns, again_if_changed, balance, code, entity, pin_error, rewrite, state, with,
+};
 use views::wallet_view;
 pub use views::{HistoryPageView, TransactionView, WalletPageView, WalletView};
 pub(crate) use views::{open_postings, transaction_view};
@@ -312,8 +319,7 @@ impl Ledger {
                     Subject::Wallet(entity(wallet.as_uuid())),
                     Outcome::Success,
                 )],
-                transaction: None,
-                new_data_key: None,
+                ..Changes::default()
             })
         };
         let applied = self.on_wallet(wallet, &decide).await?;
@@ -393,6 +399,7 @@ impl Ledger {
             outflow: None,
             created_at: now,
             updated_at: now,
+            erased_at: None,
         };
         let audit = with(
             AuditEvent::new(
@@ -434,7 +441,7 @@ impl Ledger {
         if !caller.may_see(rec) {
             return Err(Error::WalletNotFound(id));
         }
-        Ok(wallet_view(rec, state(&keys, rec)?.balance))
+        Ok(wallet_view(rec, balance(&keys, rec)?))
     }
 
     /// The owner's wallets, oldest first, `limit` (1 to [`MAX_PAGE`]) at a time after
@@ -478,7 +485,7 @@ impl Ledger {
         let (loaded, keys) = self.load(&ids).await?;
         let items = loaded
             .iter()
-            .map(|w| Ok(wallet_view(&w.record, state(&keys, &w.record)?.balance)))
+            .map(|w| Ok(wallet_view(&w.record, balance(&keys, &w.record)?)))
             .collect::<Result<Vec<_>, Error>>()?;
         let full = records.len() == usize::try_from(limit).unwrap_or(usize::MAX);
         Ok(WalletPageView {
@@ -568,6 +575,9 @@ impl Ledger {
         let (loaded, mut keys) = self.load(&[wallet]).await?;
         if !loaded.iter().all(|w| caller.may_see(&w.record)) {
             return Err(Error::WalletNotFound(wallet));
+        }
+        if loaded.iter().any(|w| w.record.erased_at.is_some()) {
+            return Err(LedgerError::Erased.into());
         }
         // Pages of the store's candidates until `limit` match the amounts (every candidate does
         // without an amount range), the wallet's history ends, or `amount_scan_limit` were read.

@@ -231,9 +231,8 @@ impl Ledger {
                 postings,
                 reversed_by: None,
             }),
-            new_public_key: None,
-            new_data_key: None,
             audit: vec![audit],
+            ..Changes::default()
         })
     }
 

@@ -3,7 +3,8 @@
 //! of them.
 //!
 //! - Wallet rows: `state` decrypts a locked or loaded row into the domain's [`WalletState`]
-//!   (the balance is sealed bound to its wallet and row version) and `outflow` its rolling
+//!   (the balance is sealed bound to its wallet and row version; an erased wallet refuses),
+//!   `balance` reads what a view shows (an erased wallet's is zero) and `outflow` its rolling
 //!   money-out sum (bound the same way); `rewrite` re-seals one unchanged but for its balance,
 //!   for the row's next version, and `seal_outflow` a new sum for it.
 //! - Running again: `again_if_changed`. Every operation loads its wallets and unwraps their data
@@ -25,7 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use coffer_audit::{AuditEvent, Code, DetailValue, EntityId, StreamId, Subject};
 use coffer_crypto::Envelope;
 
-use crate::domain::{WalletId, WalletState};
+use crate::domain::{LedgerError, WalletId, WalletState};
 use crate::error::{Error, context};
 use crate::money::Balance;
 use crate::pin::PinCheckError;
@@ -110,8 +111,12 @@ pub(super) fn pin_error(e: PinCheckError) -> Error {
     }
 }
 
-/// Decrypts a locked or loaded row.
+/// Decrypts a locked or loaded row. An erased wallet has nothing to decrypt and nothing may
+/// change it: [`LedgerError::Erased`].
 pub(super) fn state(keys: &DataKeys, rec: &WalletRecord) -> Result<WalletState, Error> {
+    if rec.erased_at.is_some() {
+        return Err(LedgerError::Erased.into());
+    }
     let minor = keys.open_i64(
         rec.id,
         &balance_aad(rec.id, rec.version),
@@ -128,6 +133,15 @@ pub(super) fn state(keys: &DataKeys, rec: &WalletRecord) -> Result<WalletState, 
         })?,
         failed_pins: rec.failed_pins,
     })
+}
+
+/// A wallet's balance for its view: an erased wallet's is zero (it was closed empty, and a closed
+/// wallet receives nothing) and is not decrypted.
+pub(super) fn balance(keys: &DataKeys, rec: &WalletRecord) -> Result<Balance, Error> {
+    if rec.erased_at.is_some() {
+        return Ok(Balance::ZERO);
+    }
+    Ok(state(keys, rec)?.balance)
 }
 
 /// Runs `op` again, four times at most, when the wallet changed between loading it and locking

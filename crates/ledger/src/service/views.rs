@@ -18,7 +18,8 @@
 use coffer_crypto::{WalletPublicKey, WalletSignature};
 
 use crate::domain::{
-    self, Account, Posting, TransactionId, TransactionKind, UserId, WalletId, WalletStatus,
+    self, Account, LedgerError, Posting, TransactionId, TransactionKind, UserId, WalletId,
+    WalletStatus,
 };
 use crate::error::{Error, context};
 use crate::money::{Amount, Balance, Currency, Money};
@@ -47,9 +48,12 @@ pub struct WalletView {
     pub created_at: i64,
     /// Last changed, microseconds since the epoch.
     pub updated_at: i64,
+    /// When its owner was erased, microseconds since the epoch: it is closed, its balance was
+    /// zero, and its data keys are destroyed.
+    pub erased_at: Option<i64>,
 }
 
-coffer_macros::debug_non_exhaustive!(self => WalletView { id, owner, currency, status, failed_pins });
+coffer_macros::debug_non_exhaustive!(self => WalletView { id, owner, currency, status, failed_pins, erased_at });
 
 /// A transaction as its participants see it (`Debug` leaves out the amount and the memo).
 #[derive(Clone, PartialEq, Eq)]
@@ -152,6 +156,7 @@ pub(super) fn wallet_view(rec: &WalletRecord, balance: Balance) -> WalletView {
         failed_pins: rec.failed_pins,
         created_at: rec.created_at,
         updated_at: rec.updated_at,
+        erased_at: rec.erased_at,
     }
 }
 
@@ -185,8 +190,8 @@ pub(crate) fn open_postings(keys: &DataKeys, t: &TransactionRecord) -> Result<Ve
 /// postings are left sealed: the amount comes from any posting that opens (every posting of a
 /// transaction moves the same amount), the memo from the key wallet's envelope, else from the
 /// receiver's copy. So each participant reads its own side whatever became of the other. A
-/// posting or memo whose key is held and does not open is corrupt, as is a transaction of which
-/// nothing opens.
+/// posting or memo whose key is held and does not open is corrupt; a transaction of which every
+/// side is erased is [`LedgerError::Erased`].
 pub(crate) fn transaction_view(
     keys: &DataKeys,
     t: &TransactionRecord,
@@ -212,9 +217,17 @@ pub(crate) fn transaction_view(
         )?;
         amount.get_or_insert(delta.unsigned_abs());
     }
-    let amount = amount.and_then(|a| i64::try_from(a).ok()).ok_or_else(|| {
-        Error::Corrupt(format!("transaction {} has no posting that opens", t.id).into())
-    })?;
+    let amount = match amount {
+        Some(a) => i64::try_from(a)
+            .map_err(|_| Error::Corrupt(format!("transaction {} moves too much", t.id).into()))?,
+        // Every side of it was erased (a deposit to an erased wallet, say).
+        None if !erased.is_empty() => return Err(LedgerError::Erased.into()),
+        None => {
+            return Err(Error::Corrupt(
+                format!("transaction {} has no posting", t.id).into(),
+            ));
+        }
+    };
     let memo = match (&t.memo, &t.receiver_memo, t.to_wallet) {
         (Some(m), _, _) if keys.holds(t.key_wallet) => {
             Some(keys.open(t.key_wallet, &memo_aad(t.id), m, "memo")?)

@@ -3,9 +3,13 @@
 //! backfill for older ones), and a wallet whose data keys are destroyed is reported as erased,
 //! never as a failure of the other side's reads.
 
+use coffer_audit::{Actor, EntityId};
+
 use super::client::MoneyRequest;
+use super::pins::wallet_audit_actions;
 use super::{Backend, PIN, funded, ledger, req};
-use crate::{Caller, UserId};
+use crate::verify::VerifyOptions;
+use crate::{Caller, Error, LedgerError, UserId, WalletStatus};
 
 fn with_memo<'a>(amount: i64, key: &'a str, memo: &'a str) -> MoneyRequest<'a> {
     MoneyRequest {
@@ -119,4 +123,79 @@ pub async fn a_receivers_side_reads_after_the_sender_is_erased(backend: &dyn Bac
     );
     let batch = l.backfill_receiver_memos(None, 100).await.unwrap();
     assert_eq!((batch.copied, batch.unreadable), (0, 1));
+}
+
+/// Erasing an owner: refused while a wallet of theirs holds money (naming it, nothing changed);
+/// once they are empty, every wallet of theirs is closed and erased in one go (a `wallet.erased`
+/// record each). Afterwards the erased wallets still read (closed, zero, `erased_at`) without
+/// their keys, their history and their own transactions are `Erased`, nothing moves into them,
+/// the counterparty reads its side, verification passes and counts what was erased, and a
+/// second erasure changes nothing.
+pub async fn erasing_an_owner_closes_their_empty_wallets_and_destroys_their_keys(
+    backend: &dyn Backend,
+) {
+    let l = ledger(backend).await;
+    let (alice, bob, admin) = (UserId::new(), UserId::new(), UserId::new());
+    let by = Actor::Admin(EntityId::from_uuid(admin.as_uuid()));
+    let a = funded(&l, alice, 1_000).await;
+    let spare = funded(&l, alice, 0).await;
+    let b = funded(&l, bob, 0).await;
+    let paid = l
+        .transfer(alice, a, b, PIN, &with_memo(300, "pay-bob", "the bike"))
+        .await
+        .unwrap();
+
+    let refused = l.erase_wallets(&by, alice).await.unwrap_err();
+    assert!(
+        matches!(refused, Error::Rejected(LedgerError::StillHoldsMoney(w)) if w == a),
+        "{refused:?}"
+    );
+    assert_eq!(
+        l.wallet(Caller::Admin(admin), spare).await.unwrap().erased_at,
+        None,
+        "a refusal erases nothing"
+    );
+
+    let out = l.withdraw(alice, a, PIN, &req(700, "cash-out")).await.unwrap();
+    let erased = l.erase_wallets(&by, alice).await.unwrap();
+    assert_eq!(
+        erased.iter().map(|w| w.id).collect::<Vec<_>>(),
+        [a, spare],
+        "every wallet of hers, oldest first"
+    );
+    for w in [a, spare] {
+        let view = l.wallet(Caller::Admin(admin), w).await.unwrap();
+        assert_eq!(view.status, WalletStatus::Closed);
+        assert_eq!(view.balance.minor(), 0);
+        assert!(view.erased_at.is_some());
+    }
+    let gone = |r: Result<_, Error>| matches!(r, Err(Error::Rejected(LedgerError::Erased)));
+    assert!(gone(l.history(Caller::Admin(admin), a, None, 10).await.map(|_| ())));
+    assert!(gone(l.transaction(Caller::Admin(admin), out.id).await.map(|_| ())));
+    assert!(gone(l.deposit(alice, spare, &req(5, "late")).await.map(|_| ())));
+    assert!(gone(
+        l.transfer(bob, b, a, PIN, &req(5, "refund")).await.map(|_| ())
+    ));
+
+    // Bob's side reads as before, Alice's named as erased.
+    let read = l.transaction(Caller::User(bob), paid.id).await.unwrap();
+    assert_eq!(
+        (read.money, read.memo.as_deref(), read.erased.as_slice()),
+        (paid.money, Some("the bike"), [a].as_slice())
+    );
+    assert!(read.verify_signature().unwrap());
+
+    let report = l.verify(VerifyOptions::default(), &|_| {}).await.unwrap();
+    assert!(report.ok(), "{:?}", report.findings);
+    assert_eq!(report.erased_wallets, 2);
+    // Her deposit (two postings), her side of the transfer, her withdrawal (two).
+    assert_eq!(report.erased_postings, 5);
+
+    let again = l.erase_wallets(&by, alice).await.unwrap();
+    assert_eq!(again, erased, "a second erasure answers the first");
+    for w in [a, spare] {
+        let actions = wallet_audit_actions(backend, w).await;
+        let erasures = actions.iter().filter(|a| *a == "wallet.erased").count();
+        assert_eq!(erasures, 1, "one record per wallet, however often it is asked");
+    }
 }

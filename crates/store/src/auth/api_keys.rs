@@ -39,7 +39,7 @@ where
             "INSERT INTO api_keys (id, user_id, name, token_hash, permissions, rate_per_minute, \
              created_by, created_at, expires_at, revoked_at) \
              SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, NULL \
-             WHERE EXISTS (SELECT 1 FROM users WHERE id = $2)",
+             WHERE EXISTS (SELECT 1 FROM users WHERE id = $2 AND erased_at IS NULL)",
         )
         .bind(*key.id.as_uuid())
         .bind(*key.user.as_uuid())

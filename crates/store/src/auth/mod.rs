@@ -15,6 +15,7 @@
 //! - `refresh`: refresh families and their compare-and-swap rotation;
 //! - `resets`: pending password resets and their one-time redemption;
 //! - `api_keys`: service accounts' API keys, found by their secret's hash;
+//! - `erasure`: a user's erasure (the key rows destroyed, the personal fields cleared);
 //! - `signing`: the token signing keys' index and the service secrets;
 //! - `revocation`: the revocation lists, [`PgRevocationList`] and [`SqliteRevocationList`];
 //! - `feed`: [`feed_revocations`], which relays the Postgres list's announcements on
@@ -46,6 +47,7 @@ use crate::audit::{PgAuditLog, SqliteAuditLog};
 use crate::dialect::{Conn, Dialect};
 
 mod api_keys;
+mod erasure;
 mod feed;
 mod pg;
 mod refresh;
@@ -56,7 +58,7 @@ mod signing;
 mod sqlite;
 mod users;
 
-pub use feed::feed_revocations;
+pub use feed::{ERASED_WALLET, FeedListeners, feed_revocations};
 pub use revocation::{PgRevocationList, REVOCATION_CHANNEL, SqliteRevocationList};
 
 /// What the user store and the revocation list do differently on each database, beyond the
@@ -68,6 +70,16 @@ pub(super) trait AuthDialect: Dialect {
     /// What a role change runs first in its transaction so that role changes happen one at a
     /// time (`None` where the transaction already holds the database's write lock).
     const SERIALIZE_ROLE_CHANGES: Option<&'static str>;
+
+    /// The rows of a user's erasure (`UserStore::erase_user`), without the audit record: false
+    /// when there is no such user.
+    async fn erase_user_rows(
+        conn: &mut Conn<Self>,
+        id: Uuid,
+        at: i64,
+        idempotency_key: &str,
+        reason: &str,
+    ) -> Result<bool, UserStoreError>;
 }
 
 /// The user store on the database of `D`: its pool, audit log and clock; each aggregate's
@@ -146,6 +158,16 @@ macro_rules! user_store {
                 index: &[u8; 32],
             ) -> Result<Option<LoadedUser>, UserStoreError> {
                 UserStoreOn::user_by_email(&self.0, index).await
+            }
+
+            async fn erase_user(
+                &self,
+                id: UserId,
+                idempotency_key: &str,
+                reason: &str,
+                audit: &coffer_audit::AuditEvent,
+            ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
+                UserStoreOn::erase_user(&self.0, id, idempotency_key, reason, audit).await
             }
 
             async fn set_roles(

@@ -37,7 +37,7 @@ where
         // `WHERE EXISTS` also settles SQLite's parse of an upsert from a SELECT.
         let done = sqlx::query(
             "INSERT INTO password_resets (user_id, token_hash, issued_by, expires_at) \
-             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM users WHERE id = $1) \
+             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM users WHERE id = $1 AND erased_at IS NULL) \
              ON CONFLICT (user_id) DO UPDATE SET token_hash = excluded.token_hash, \
              issued_by = excluded.issued_by, expires_at = excluded.expires_at",
         )

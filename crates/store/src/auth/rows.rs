@@ -10,7 +10,8 @@ use coffer_auth::opaque::TokenHash;
 use coffer_auth::refresh::RefreshRecord;
 use coffer_auth::reset::ResetRecord;
 use coffer_auth::store::{
-    LoadedUser, StoredSigningKey, TotpRecord, UserKeyRecord, UserRecord, UserStoreError,
+    ErasureRecord, LoadedUser, StoredSigningKey, TotpRecord, UserKeyRecord, UserRecord,
+    UserStoreError,
 };
 use coffer_auth::user::UserId;
 use coffer_crypto::Envelope;
@@ -69,7 +70,8 @@ pub(super) fn hash_of(bytes: &[u8]) -> Result<TokenHash, UserStoreError> {
 }
 
 pub(super) const USER_COLUMNS: &str = "id, email_index, email, phone, tax_id, password_hash, roles, \
-     dek_version, totp, totp_confirmed, totp_last_step, created_at";
+     dek_version, totp, totp_confirmed, totp_last_step, created_at, erased_at, erasure_key, \
+     erasure_reason";
 
 pub(super) fn user_from<R: Row>(row: &R) -> Result<UserRecord, UserStoreError>
 where
@@ -115,6 +117,20 @@ where
             None => None,
         },
         created_at: row.try_get("created_at").map_err(get_err)?,
+        erased: match row.try_get::<Option<i64>, _>("erased_at").map_err(get_err)? {
+            Some(at) => Some(ErasureRecord {
+                at,
+                idempotency_key: row
+                    .try_get::<Option<String>, _>("erasure_key")
+                    .map_err(get_err)?
+                    .unwrap_or_default(),
+                reason: row
+                    .try_get::<Option<String>, _>("erasure_reason")
+                    .map_err(get_err)?
+                    .unwrap_or_default(),
+            }),
+            None => None,
+        },
     })
 }
 

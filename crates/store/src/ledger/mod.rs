@@ -79,6 +79,14 @@ pub(super) trait LedgerDialect: Dialect {
         now: i64,
         audit: &Self::Audit,
     ) -> Result<Vec<Receipt>, Failure>;
+
+    /// Erases `wallets` (closed by the writes before): every version of their data keys
+    /// deleted, `erased_at` set, and other processes told ([`crate::auth::ERASED_WALLET`]).
+    async fn erase_wallets(
+        conn: &mut Conn<Self>,
+        wallets: &[WalletId],
+        now: i64,
+    ) -> Result<(), Failure>;
 }
 
 /// Why a write did not go through: an error for the caller, or a lost idempotency race to retry.
@@ -334,6 +342,9 @@ where
         };
         let now = self.clock.unix_micros();
         let receipts = D::write_changes(&mut tx, &wallets, &changes, now, &self.audit).await?;
+        if !changes.erase.is_empty() {
+            D::erase_wallets(&mut tx, &changes.erase, now).await?;
+        }
         tx.commit().await?;
         Ok(Applied::Committed {
             transaction: changes.transaction,
@@ -384,7 +395,7 @@ where
         }
         let inserted = sqlx::query(&format!(
             "INSERT INTO wallets ({WALLET_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL)"
         ))
         .bind(*r.id.as_uuid())
         .bind(*r.owner.as_uuid())

@@ -33,9 +33,10 @@ impl LedgerDialect for Pg {
         conn: &mut PgConnection,
         ids: &[WalletId],
     ) -> Result<Vec<LoadedWallet>, Error> {
+        // An erased wallet has no key rows: it comes with none.
         let rows = sqlx::query(
             "SELECT w.*, k.version AS key_version, k.wrapped, k.kek_version \
-             FROM wallets w JOIN wallet_keys k ON k.wallet_id = w.id \
+             FROM wallets w LEFT JOIN wallet_keys k ON k.wallet_id = w.id \
              WHERE w.id = ANY($1) ORDER BY w.id, k.version",
         )
         .bind(uuids(ids))
@@ -44,18 +45,25 @@ impl LedgerDialect for Pg {
         .map_err(db_err)?;
         let mut out: Vec<LoadedWallet> = Vec::new();
         for row in &rows {
+            let id = WalletId::from_uuid(row.try_get("id").map_err(db_err)?);
+            if out.last().is_none_or(|w| w.record.id != id) {
+                out.push(LoadedWallet {
+                    record: wallet_from(row)?,
+                    keys: Vec::new(),
+                });
+            }
+            let Some(version) = row.try_get::<Option<i64>, _>("key_version").map_err(db_err)?
+            else {
+                continue;
+            };
             let key = DataKeyRecord {
-                wallet: WalletId::from_uuid(row.try_get("id").map_err(db_err)?),
-                version: u32_of(row.try_get("key_version").map_err(db_err)?, "key version")?,
+                wallet: id,
+                version: u32_of(version, "key version")?,
                 wrapped: wrapped_from(row)?,
                 kek_version: u32_of(row.try_get("kek_version").map_err(db_err)?, "kek_version")?,
             };
-            match out.last_mut() {
-                Some(w) if w.record.id == key.wallet => w.keys.push(key),
-                _ => out.push(LoadedWallet {
-                    record: wallet_from(row)?,
-                    keys: vec![key],
-                }),
+            if let Some(w) = out.last_mut() {
+                w.keys.push(key);
             }
         }
         Ok(out)
@@ -298,6 +306,27 @@ impl LedgerDialect for Pg {
             receipts.push(audit.append_in(conn, event).await.map_err(audit_err)?);
         }
         Ok(receipts)
+    }
+
+    async fn erase_wallets(
+        conn: &mut PgConnection,
+        wallets: &[WalletId],
+        now: i64,
+    ) -> Result<(), Failure> {
+        // The function refuses a wallet that is not closed; the application role may not delete
+        // key rows otherwise. The announcements go out at commit.
+        sqlx::query(
+            "SELECT coffer_erase_wallets($1, $2), \
+             (SELECT count(pg_notify($3, $4 || w::text)) FROM unnest($1::uuid[]) AS w)",
+        )
+        .bind(uuids(wallets))
+        .bind(now)
+        .bind(crate::auth::REVOCATION_CHANNEL)
+        .bind(crate::auth::ERASED_WALLET)
+        .execute(&mut *conn)
+        .await
+        .map_err(write_failure)?;
+        Ok(())
     }
 }
 

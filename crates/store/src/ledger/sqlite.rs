@@ -183,6 +183,32 @@ impl LedgerDialect for Sqlite {
         }
         Ok(receipts)
     }
+
+    async fn erase_wallets(
+        conn: &mut SqliteConnection,
+        wallets: &[WalletId],
+        now: i64,
+    ) -> Result<(), Failure> {
+        // What Postgres's `coffer_erase_wallets` does (SQLite has no roles to keep apart).
+        for id in wallets {
+            let closed = sqlx::query(
+                "UPDATE wallets SET erased_at = COALESCE(erased_at, $2) \
+                 WHERE id = $1 AND status = 'closed'",
+            )
+            .bind(*id.as_uuid())
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            if closed.rows_affected() != 1 {
+                return Err(Error::Storage(format!("wallet {id} is not closed").into()).into());
+            }
+            sqlx::query("DELETE FROM wallet_keys WHERE wallet_id = $1")
+                .bind(*id.as_uuid())
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 ledger_store!(

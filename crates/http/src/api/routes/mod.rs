@@ -1,5 +1,5 @@
 //! The handlers, one module per OpenAPI tag (`auth`, `wallets`, `money`, `admin`, `health`;
-//! the admin tag's API keys in `api_keys`).
+//! the admin tag's API keys in `api_keys`, a user's erasure in `erasure`).
 //! Each handler parses what the request carries into the ledger's and the accounts' types (ids,
 //! money, PINs, idempotency keys, reasons), calls one use case (`coffer_usecases::Wallets`,
 //! `Admin`, `Account`) with the caller the API's `authenticate` middleware verified, and maps
@@ -15,6 +15,7 @@
 pub(super) mod admin;
 pub(super) mod api_keys;
 pub(super) mod auth;
+pub(super) mod erasure;
 pub(super) mod health;
 pub(super) mod money;
 mod shared;

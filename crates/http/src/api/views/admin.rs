@@ -1,4 +1,4 @@
-//! The `admin` tag's bodies: a user's roles, an issued password reset, the audit log (a page, the verification) and the
+//! The `admin` tag's bodies: a user's roles, an issued password reset, a user's erasure, the audit log (a page, the verification) and the
 //! master key (the overview, a rotation request's answer).
 //!
 //! The members documented as free-form (`items`, `versions`, `keys`, `open_job`, `last_done`,
@@ -24,6 +24,28 @@ impl Roles {
         Self {
             user_id: user.to_string(),
             roles,
+        }
+    }
+}
+
+/// A user's erasure: when, why, and their wallets (every one closed and erased).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UserErasure {
+    user_id: String,
+    /// RFC 3339.
+    erased_at: String,
+    /// The reason code given.
+    reason: String,
+    wallets: Vec<super::Wallet>,
+}
+
+impl From<&coffer_usecases::UserErasure> for UserErasure {
+    fn from(e: &coffer_usecases::UserErasure) -> Self {
+        Self {
+            user_id: e.user.to_string(),
+            erased_at: super::rfc3339(e.erased_at),
+            reason: e.reason.clone(),
+            wallets: e.wallets.iter().map(super::Wallet::from).collect(),
         }
     }
 }

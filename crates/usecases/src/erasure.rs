@@ -1,0 +1,85 @@
+//! Erasing a user (`user:erase`), for an administrator or the operator's command: the ledger
+//! closes and erases every wallet of theirs (each must be empty), then the accounts erase the
+//! user. Two database transactions, in that order, each with its audit records: a crash between
+//! them leaves the wallets erased and the user not, and the same request again finishes it
+//! (both steps are idempotent; the user's erasure keeps the first idempotency key).
+
+use coffer_audit::Actor;
+use coffer_auth::Principal;
+use coffer_auth::accounts::{AuthError, RequestContext};
+use coffer_auth::rbac::Permission;
+use coffer_auth::user::UserId;
+use coffer_ledger::{IdempotencyKey, Reason, WalletView};
+
+use crate::UseCaseError;
+use crate::admin::Admin;
+use crate::shared::actor;
+
+/// A user's erasure, as done (or as first done, for a retry).
+#[derive(Debug, Clone)]
+pub struct UserErasure {
+    /// Who was erased.
+    pub user: UserId,
+    /// When, microseconds since the epoch.
+    pub erased_at: i64,
+    /// The reason given.
+    pub reason: String,
+    /// Their wallets, every one closed and erased.
+    pub wallets: Vec<WalletView>,
+}
+
+impl Admin {
+    /// Erases a user (`user:erase`); see the [module documentation](self).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; not found; a wallet that still holds money
+    /// (`wallet_not_empty`, naming it); the user erased under another key (`user_erased`); the
+    /// key used with another reason.
+    pub async fn erase_user(
+        &self,
+        principal: &Principal,
+        user: UserId,
+        reason: &Reason,
+        idempotency_key: &IdempotencyKey,
+        ctx: &RequestContext,
+    ) -> Result<UserErasure, UseCaseError> {
+        self.require(principal, Permission::UserErase)?;
+        let by = Actor::Admin(actor(principal));
+        self.erase(by, user, reason, idempotency_key, ctx).await
+    }
+
+    /// Erases a user as `by` (the operator's command, which asks no permission: it runs with
+    /// the service's configuration); as [`Admin::erase_user`].
+    ///
+    /// # Errors
+    /// As [`Admin::erase_user`], without the permission.
+    pub async fn erase(
+        &self,
+        by: Actor,
+        user: UserId,
+        reason: &Reason,
+        idempotency_key: &IdempotencyKey,
+        ctx: &RequestContext,
+    ) -> Result<UserErasure, UseCaseError> {
+        // Not found, or erased under another key, before anything changes.
+        if let Some(done) = self.accounts.erasure(user).await?
+            && done.idempotency_key != idempotency_key.as_str()
+        {
+            return Err(AuthError::UserErased.into());
+        }
+        let wallets = self
+            .ledger
+            .erase_wallets(&by, user)
+            .await?;
+        let done = self
+            .accounts
+            .erase_user(by, user, idempotency_key.as_str(), reason.code(), ctx)
+            .await?;
+        Ok(UserErasure {
+            user,
+            erased_at: done.at,
+            reason: done.reason,
+            wallets,
+        })
+    }
+}
