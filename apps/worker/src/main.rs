@@ -470,7 +470,13 @@ async fn users_erase(app: &App, user: &str, flags: &[&str]) -> anyhow::Result<()
     let erased = app
         .state
         .admin
-        .erase(by, user, &reason, &key, &coffer_auth::accounts::RequestContext::default())
+        .erase(
+            by,
+            user,
+            &reason,
+            &key,
+            &coffer_auth::accounts::RequestContext::default(),
+        )
         .await?;
     print_json(&serde_json::json!({
         "user_id": user.to_string(),

@@ -1,7 +1,7 @@
 //! The operator's commands, run as the real binary against SQLite and Postgres: status,
 //! validation, a rotation with retirement, history, ledger and audit verification, the memo
-//! backfill, revoking
-//! every session, the secrets listing; exit codes 0, 2 and 3 where they are due.
+//! backfill, revoking every session, erasing a user, the secrets listing; exit codes 0, 1, 2 and
+//! 3 where they are due.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -14,7 +14,7 @@ async fn the_commands_work(db: Database) {
     let f = Fixture::new(db).await;
     let (owner, wallets) = f.wallets(30).await;
     let (_, token) = f.user("alice@example.com").await;
-    f.user("bob@example.com").await;
+    let (bob, _) = f.user("bob@example.com").await;
     let before = f.keys_by_version().await;
     let keys: u64 = before.values().sum();
     assert_eq!(before.keys().copied().collect::<Vec<_>>(), vec![1]);
@@ -147,6 +147,44 @@ async fn the_commands_work(db: Database) {
         jwks.contains(kid["signing_kid"].as_str().unwrap()),
         "{jwks}"
     );
+
+    // Erasing a user from the command line: refused while a wallet of theirs holds money (exit
+    // 1, naming it); once it is empty, the user is erased, and the same command again answers
+    // the same erasure; another key exits 1; the ledger still verifies, counting the erasure.
+    let ledger = &f.app.state.ledger;
+    let usd = coffer_ledger::Currency::parse("USD").unwrap();
+    let w = ledger
+        .open_wallet(bob, usd, &common::pin())
+        .await
+        .unwrap()
+        .id;
+    ledger
+        .deposit(bob, w, &common::money(100, None, "bob-in"))
+        .await
+        .unwrap();
+    let bob_id = bob.to_string();
+    let erase = ["users", "erase", bob_id.as_str(), "--reason", "gdpr_art17"];
+    let refused = f.run(&erase).expect(1);
+    assert!(
+        refused.stderr().contains(&w.to_string()),
+        "{}",
+        refused.stderr()
+    );
+    let out = common::money(100, None, "bob-out");
+    ledger
+        .withdraw(bob, w, &common::pin(), &out, StepUp::default())
+        .await
+        .unwrap();
+    let erased = f.run(&erase).expect(0).json();
+    assert_eq!(erased["user_id"].as_str(), Some(bob_id.as_str()));
+    assert_eq!(erased["wallets"], serde_json::json!([w.to_string()]));
+    assert_eq!(f.run(&erase).expect(0).json(), erased);
+    f.run(&[&erase[..], &["--idempotency-key", "other"]].concat())
+        .expect(1);
+    f.run(&["users", "erase", "nobody", "--reason", "gdpr"])
+        .expect(2);
+    let verified = f.run(&["ledger", "verify"]).expect(0).json();
+    assert_eq!(verified["erased_wallets"], 1);
 
     // Usage errors exit 2 with the usage line.
     let usage = f.run(&["keys", "spin"]).expect(2);

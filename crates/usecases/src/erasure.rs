@@ -67,10 +67,7 @@ impl Admin {
         {
             return Err(AuthError::UserErased.into());
         }
-        let wallets = self
-            .ledger
-            .erase_wallets(&by, user)
-            .await?;
+        let wallets = self.ledger.erase_wallets(&by, user).await?;
         let done = self
             .accounts
             .erase_user(by, user, idempotency_key.as_str(), reason.code(), ctx)

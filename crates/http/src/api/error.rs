@@ -241,8 +241,10 @@ impl From<AuthError> for ApiError {
             }
             AuthError::UserNotFound => Self::new(S::NOT_FOUND, code, "No such user"),
             AuthError::UserErased => Self::new(S::GONE, code, "User erased").detail(e.to_string()),
-            AuthError::IdempotencyConflict => Self::new(S::CONFLICT, code, "Idempotency key reused")
-                .detail("this Idempotency-Key was used with another request"),
+            AuthError::IdempotencyConflict => {
+                Self::new(S::CONFLICT, code, "Idempotency key reused")
+                    .detail("this Idempotency-Key was used with another request")
+            }
             AuthError::InvalidApiKey => Self::unauthenticated(code, "invalid API key"),
             AuthError::ApiKeyNotFound => Self::new(S::NOT_FOUND, code, "No such API key"),
             AuthError::ApiKeyCredential => {

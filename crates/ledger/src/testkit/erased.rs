@@ -151,12 +151,18 @@ pub async fn erasing_an_owner_closes_their_empty_wallets_and_destroys_their_keys
         "{refused:?}"
     );
     assert_eq!(
-        l.wallet(Caller::Admin(admin), spare).await.unwrap().erased_at,
+        l.wallet(Caller::Admin(admin), spare)
+            .await
+            .unwrap()
+            .erased_at,
         None,
         "a refusal erases nothing"
     );
 
-    let out = l.withdraw(alice, a, PIN, &req(700, "cash-out")).await.unwrap();
+    let out = l
+        .withdraw(alice, a, PIN, &req(700, "cash-out"))
+        .await
+        .unwrap();
     let erased = l.erase_wallets(&by, alice).await.unwrap();
     assert_eq!(
         erased.iter().map(|w| w.id).collect::<Vec<_>>(),
@@ -170,11 +176,23 @@ pub async fn erasing_an_owner_closes_their_empty_wallets_and_destroys_their_keys
         assert!(view.erased_at.is_some());
     }
     let gone = |r: Result<_, Error>| matches!(r, Err(Error::Rejected(LedgerError::Erased)));
-    assert!(gone(l.history(Caller::Admin(admin), a, None, 10).await.map(|_| ())));
-    assert!(gone(l.transaction(Caller::Admin(admin), out.id).await.map(|_| ())));
-    assert!(gone(l.deposit(alice, spare, &req(5, "late")).await.map(|_| ())));
     assert!(gone(
-        l.transfer(bob, b, a, PIN, &req(5, "refund")).await.map(|_| ())
+        l.history(Caller::Admin(admin), a, None, 10)
+            .await
+            .map(|_| ())
+    ));
+    assert!(gone(
+        l.transaction(Caller::Admin(admin), out.id)
+            .await
+            .map(|_| ())
+    ));
+    assert!(gone(
+        l.deposit(alice, spare, &req(5, "late")).await.map(|_| ())
+    ));
+    assert!(gone(
+        l.transfer(bob, b, a, PIN, &req(5, "refund"))
+            .await
+            .map(|_| ())
     ));
 
     // Bob's side reads as before, Alice's named as erased.
@@ -196,6 +214,9 @@ pub async fn erasing_an_owner_closes_their_empty_wallets_and_destroys_their_keys
     for w in [a, spare] {
         let actions = wallet_audit_actions(backend, w).await;
         let erasures = actions.iter().filter(|a| *a == "wallet.erased").count();
-        assert_eq!(erasures, 1, "one record per wallet, however often it is asked");
+        assert_eq!(
+            erasures, 1,
+            "one record per wallet, however often it is asked"
+        );
     }
 }

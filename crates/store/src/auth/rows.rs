@@ -117,7 +117,10 @@ where
             None => None,
         },
         created_at: row.try_get("created_at").map_err(get_err)?,
-        erased: match row.try_get::<Option<i64>, _>("erased_at").map_err(get_err)? {
+        erased: match row
+            .try_get::<Option<i64>, _>("erased_at")
+            .map_err(get_err)?
+        {
             Some(at) => Some(ErasureRecord {
                 at,
                 idempotency_key: row

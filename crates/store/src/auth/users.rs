@@ -159,13 +159,15 @@ where
             sqlx::query(lock).execute(&mut *tx).await.map_err(db_err)?;
         }
         let before = Self::holders(&mut tx, keep_held).await?;
-        let done = sqlx::query("UPDATE users SET roles = $2, updated_at = $3 WHERE id = $1 AND erased_at IS NULL")
-            .bind(*id.as_uuid())
-            .bind(roles)
-            .bind(store.clock.unix_micros())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let done = sqlx::query(
+            "UPDATE users SET roles = $2, updated_at = $3 WHERE id = $1 AND erased_at IS NULL",
+        )
+        .bind(*id.as_uuid())
+        .bind(roles)
+        .bind(store.clock.unix_micros())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         if D::rows_affected(&done) == 0 {
             return Ok(None);
         }

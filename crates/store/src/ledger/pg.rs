@@ -52,7 +52,9 @@ impl LedgerDialect for Pg {
                     keys: Vec::new(),
                 });
             }
-            let Some(version) = row.try_get::<Option<i64>, _>("key_version").map_err(db_err)?
+            let Some(version) = row
+                .try_get::<Option<i64>, _>("key_version")
+                .map_err(db_err)?
             else {
                 continue;
             };

@@ -54,9 +54,16 @@ pub async fn an_erased_user_is_unreadable_and_every_way_in_ends(backend: &dyn Ba
     );
     let (store, _, _) = backend.open(backend.keys()).await;
     let stored = store.user(id).await.unwrap().unwrap();
-    assert!(stored.keys.is_empty(), "every version of the data key is destroyed");
+    assert!(
+        stored.keys.is_empty(),
+        "every version of the data key is destroyed"
+    );
     assert_eq!(
-        (&stored.record.phone, &stored.record.tax_id, &stored.record.totp),
+        (
+            &stored.record.phone,
+            &stored.record.tax_id,
+            &stored.record.totp
+        ),
         (&None, &None, &None)
     );
     assert_eq!(stored.record.erased.as_ref(), Some(&done));
