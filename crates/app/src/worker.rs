@@ -522,19 +522,24 @@ impl Worker {
                 let Some(last) = due.last() else { break };
                 after = Some(*last);
                 for id in due {
+                    // An owner erased since the page was read has no key left to rotate.
                     match owner {
                         DataKeyOwner::Wallets => {
-                            self.ledger
-                                .rotate_data_key(WalletId::from_uuid(id))
-                                .await
-                                .map_err(|e| err(&e))?;
+                            match self.ledger.rotate_data_key(WalletId::from_uuid(id)).await {
+                                Err(coffer_ledger::Error::Rejected(
+                                    coffer_ledger::LedgerError::Erased,
+                                )) => continue,
+                                other => other.map(drop).map_err(|e| err(&e))?,
+                            }
                         }
-                        DataKeyOwner::Users => {
-                            self.accounts
-                                .rotate_user_key(coffer_auth::user::UserId::from_uuid(id))
-                                .await
-                                .map_err(|e| err(&e))?;
-                        }
+                        DataKeyOwner::Users => match self
+                            .accounts
+                            .rotate_user_key(coffer_auth::user::UserId::from_uuid(id))
+                            .await
+                        {
+                            Err(coffer_auth::accounts::AuthError::UserErased) => continue,
+                            other => other.map(drop).map_err(|e| err(&e))?,
+                        },
                     }
                     if let Some(n) = done.get_mut(i) {
                         *n += 1;

@@ -13,7 +13,7 @@
 use coffer_audit::{Action, Actor, AuditEvent, DetailValue, EntityId, Outcome, Subject};
 use coffer_crypto::KeyRef;
 
-use crate::domain::WalletId;
+use crate::domain::{LedgerError, WalletId};
 use crate::error::{Error, context};
 use crate::port::{Changes, DataKeyRecord, Locked, WalletChange};
 use crate::sealing::{balance_aad, signing_key_aad, wallet_key_context};
@@ -42,6 +42,10 @@ impl Ledger {
             .into_iter()
             .next()
             .ok_or(Error::WalletNotFound(wallet))?;
+        if loaded.record.erased_at.is_some() {
+            // Its keys are destroyed: nothing to rotate, and no new key to make for it.
+            return Err(LedgerError::Erased.into());
+        }
         let current = loaded.record.dek_version;
         let next = loaded
             .keys

@@ -128,7 +128,8 @@ pub async fn a_receivers_side_reads_after_the_sender_is_erased(backend: &dyn Bac
 /// Erasing an owner: refused while a wallet of theirs holds money (naming it, nothing changed);
 /// once they are empty, every wallet of theirs is closed and erased in one go (a `wallet.erased`
 /// record each). Afterwards the erased wallets still read (closed, zero, `erased_at`) without
-/// their keys, their history and their own transactions are `Erased`, nothing moves into them,
+/// their keys, their history and their own transactions are `Erased`, nothing moves into them
+/// and no data key is made for them,
 /// the counterparty reads its side, verification passes and counts what was erased, and a
 /// second erasure changes nothing.
 pub async fn erasing_an_owner_closes_their_empty_wallets_and_destroys_their_keys(
