@@ -42,7 +42,7 @@ commands:
         ([package.metadata.coffer] layer = domain | adapter | root); domain crates depend on no
         I/O library (sqlx, redis, reqwest, axum, hyper, vaultrs, aws-*) and no adapter, features
         included; no adapter depends on another; every contract case of a testkit is in its
-        macro's case list; no source file outside tests and testkits is over 800 lines
+        macro's case list; no source file (tests included) is over 800 lines
   bench [crypto|keys|auth|audit|ledger|api|ratelimit|key-providers|rotation]...
         benchmarks (all when none named); figures go to docs/BENCHMARKS.md. `audit`, `ledger`
         and `api` need Postgres (`ledger` and `api` also its pgbench), `ratelimit` Redis, like

@@ -9,7 +9,7 @@
 //! - an adapter depends on another adapter (adapters meet only in the root);
 //! - a contract-suite case (a `pub async fn` returning nothing in a crate's `testkit`) is not in
 //!   one of that testkit's `macro_rules!` case lists, so it would silently never run;
-//! - a source file outside tests and testkits is over [`MAX_LINES`] lines.
+//! - a source file (tests and testkits too) is over [`MAX_LINES`] lines.
 //!
 //! Dev-dependencies may use adapters (a domain crate's tests may run against a real key file).
 //! The root layer (the composition root, the binaries, xtask) may depend on anything.
@@ -24,7 +24,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-/// The longest a source file outside tests and testkits may be.
+/// The longest a source file may be, tests and testkits included.
 pub const MAX_LINES: usize = 800;
 
 /// Libraries that do I/O: no domain crate may depend on them.
@@ -372,14 +372,6 @@ fn idents(text: &str) -> impl Iterator<Item = &str> {
         .filter(|s| !s.is_empty())
 }
 
-/// Whether a path is a test or a testkit (exempt from the length rule).
-fn is_test_or_testkit(rel: &Path) -> bool {
-    rel.components().any(|c| {
-        let c = c.as_os_str().to_string_lossy();
-        c == "tests" || c == "testkit" || c == "testkit.rs" || c == "testing.rs"
-    })
-}
-
 /// The `.rs` files of the workspace (crates, apps, xtask, fuzz), paths relative to `root`.
 fn source_files(root: &Path) -> Result<Vec<(PathBuf, usize)>> {
     let mut files = Vec::new();
@@ -400,11 +392,11 @@ fn source_files(root: &Path) -> Result<Vec<(PathBuf, usize)>> {
         .collect()
 }
 
-/// No source file outside tests and testkits over [`MAX_LINES`].
+/// No source file over [`MAX_LINES`], tests and testkits included.
 pub fn file_lengths(files: &[(PathBuf, usize)]) -> Vec<Violation> {
     files
         .iter()
-        .filter(|(rel, lines)| *lines > MAX_LINES && !is_test_or_testkit(rel))
+        .filter(|(_, lines)| *lines > MAX_LINES)
         .map(|(rel, lines)| {
             violation(
                 "file-length",
