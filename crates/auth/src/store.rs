@@ -201,15 +201,22 @@ pub trait UserStore: Send + Sync + fmt::Debug {
     /// destroyed, their personal fields, password, roles and second factor cleared, the email's
     /// blind index replaced by one no email has, their sessions and password resets deleted,
     /// their API keys revoked, `erased` recorded (an erased user's first erasure is kept), with
-    /// `audit`, in one transaction. `None` if there is no such user. On Postgres the key rows go
-    /// through a function the application role may execute, never a `DELETE` of its own.
+    /// `audit`, in one transaction. `None` if there is no such user. Refused with
+    /// [`UserStoreError::LastHolder`] (nothing written) when afterwards no user would hold any of
+    /// `keep_held`, serialized with role changes as [`UserStore::set_roles`] is. On Postgres the
+    /// key rows go through a function the application role may execute, never a `DELETE` of its
+    /// own.
     async fn erase_user(
         &self,
         id: UserId,
         idempotency_key: &str,
         reason: &str,
+        keep_held: &[String],
         audit: &AuditEvent,
     ) -> Result<Option<Receipt>, UserStoreError>;
+
+    /// How many users hold one of `roles`.
+    async fn role_holders(&self, roles: &[String]) -> Result<u64, UserStoreError>;
 
     /// Replaces a user's roles; `None` if there is no such user. Refused with
     /// [`UserStoreError::LastHolder`] (nothing written) when afterwards no user would hold any of

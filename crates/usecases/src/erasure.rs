@@ -32,9 +32,9 @@ impl Admin {
     /// Erases a user (`user:erase`); see the [module documentation](self).
     ///
     /// # Errors
-    /// [`UseCaseError::Forbidden`]; not found; a wallet that still holds money
-    /// (`wallet_not_empty`, naming it); the user erased under another key (`user_erased`); the
-    /// key used with another reason.
+    /// [`UseCaseError::Forbidden`]; not found; the last administrator (`last_admin`); a wallet
+    /// that still holds money (`wallet_not_empty`, naming it); the user erased under another key
+    /// (`user_erased`); the key used with another reason.
     pub async fn erase_user(
         &self,
         principal: &Principal,
@@ -61,8 +61,9 @@ impl Admin {
         idempotency_key: &IdempotencyKey,
         ctx: &RequestContext,
     ) -> Result<UserErasure, UseCaseError> {
-        // Not found, or erased under another key, before anything changes.
-        if let Some(done) = self.accounts.erasure(user).await?
+        // Not found, the last administrator, or erased under another key: before anything
+        // changes.
+        if let Some(done) = self.accounts.check_erasable(user).await?
             && done.idempotency_key != idempotency_key.as_str()
         {
             return Err(AuthError::UserErased.into());

@@ -15,13 +15,14 @@ use coffer_audit::{Action, Actor, Code, Outcome};
 use super::Accounts;
 use super::error::AuthError;
 use super::shared::{RequestContext, user_key_context};
+use crate::rbac::Permission;
 use crate::store::ErasureRecord;
 use crate::token::TokenError;
 use crate::user::UserId;
 
 impl Accounts {
     /// The user's erasure, if they were erased; [`AuthError::UserNotFound`] if there is no such
-    /// user. (The use case asks before erasing the wallets.)
+    /// user.
     ///
     /// # Errors
     /// [`AuthError::UserNotFound`], the store's.
@@ -34,12 +35,37 @@ impl Accounts {
         Ok(u.record.erased)
     }
 
+    /// What the use case asks before it erases anything of `user`: their erasure if they were
+    /// erased, else whether they may be. The last user holding an administrator's role may not
+    /// ([`AuthError::LastAdmin`]: give the role to someone else first); the erasure itself
+    /// checks that again, serialized with role changes.
+    ///
+    /// # Errors
+    /// [`AuthError::UserNotFound`], [`AuthError::LastAdmin`], the store's.
+    pub async fn check_erasable(&self, user: UserId) -> Result<Option<ErasureRecord>, AuthError> {
+        let u = self
+            .store
+            .user(user)
+            .await?
+            .ok_or(AuthError::UserNotFound)?;
+        if u.record.erased.is_some() {
+            return Ok(u.record.erased);
+        }
+        let admins = self.rbac.roles_allowing(Permission::UserAdmin);
+        if u.record.roles.iter().any(|r| admins.contains(r))
+            && self.store.role_holders(&admins).await? <= 1
+        {
+            return Err(AuthError::LastAdmin);
+        }
+        Ok(None)
+    }
+
     /// Erases `user` (whose wallets are all erased), `by` an administrator or the operator's
     /// command; see the [module documentation](self).
     ///
     /// # Errors
     /// [`AuthError::UserNotFound`], [`AuthError::UserErased`] under another key,
-    /// [`AuthError::IdempotencyConflict`], dependencies.
+    /// [`AuthError::IdempotencyConflict`], [`AuthError::LastAdmin`], dependencies.
     pub async fn erase_user(
         &self,
         by: Actor,
@@ -60,9 +86,10 @@ impl Accounts {
             let _ = event
                 .details
                 .insert("reason", coffer_audit::DetailValue::Code(reason.clone()));
+            let admins = self.rbac.roles_allowing(Permission::UserAdmin);
             let receipt = self
                 .store
-                .erase_user(user, idempotency_key, reason.as_str(), &event)
+                .erase_user(user, idempotency_key, reason.as_str(), &admins, &event)
                 .await?
                 .ok_or(AuthError::UserNotFound)?;
             self.audit.committed_elsewhere(&[(event, receipt)]).await;

@@ -165,9 +165,15 @@ macro_rules! user_store {
                 id: UserId,
                 idempotency_key: &str,
                 reason: &str,
+                keep_held: &[String],
                 audit: &coffer_audit::AuditEvent,
             ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
-                UserStoreOn::erase_user(&self.0, id, idempotency_key, reason, audit).await
+                UserStoreOn::erase_user(&self.0, id, idempotency_key, reason, keep_held, audit)
+                    .await
+            }
+
+            async fn role_holders(&self, roles: &[String]) -> Result<u64, UserStoreError> {
+                UserStoreOn::role_holders(&self.0, roles).await
             }
 
             async fn set_roles(

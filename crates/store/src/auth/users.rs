@@ -181,8 +181,21 @@ where
         Ok(Some(receipt))
     }
 
+    /// Users holding one of `roles`, on the pool.
+    pub(in crate::auth) async fn role_holders(
+        store: &Self,
+        roles: &[String],
+    ) -> Result<u64, UserStoreError> {
+        let mut conn = store.pool.acquire().await.map_err(db_err)?;
+        let n = Self::holders(&mut conn, roles).await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Users holding one of `roles` (0 for none).
-    async fn holders(conn: &mut Conn<D>, roles: &[String]) -> Result<i64, UserStoreError> {
+    pub(in crate::auth) async fn holders(
+        conn: &mut Conn<D>,
+        roles: &[String],
+    ) -> Result<i64, UserStoreError> {
         if roles.is_empty() {
             return Ok(0);
         }

@@ -15,7 +15,7 @@ use crate::user::UserId;
 /// A user with a session, an API key and a pending password reset is erased: their key rows
 /// are gone and their phone and tax id cleared; their password, session, access token, API key
 /// and reset stop working; admin actions on them answer `UserErased`; the email registers a new
-/// user; the same request again answers the first erasure, another key `UserErased` and the
+/// user; the only administrator is not erased; the same request again answers the first erasure, another key `UserErased` and the
 /// same key with another reason `IdempotencyConflict`; one `user.erased` record, with the reason.
 pub async fn an_erased_user_is_unreadable_and_every_way_in_ends(backend: &dyn Backend) {
     let (_clock, a, audit, admin, id) = admin_and_user(backend).await;
@@ -43,6 +43,22 @@ pub async fn an_erased_user_is_unreadable_and_every_way_in_ends(backend: &dyn Ba
             .await,
         Err(AuthError::UserNotFound)
     ));
+
+    // The only administrator is not erased (asked first, and refused by the store too).
+    let nobody = UserId::from_uuid(uuid::Uuid::nil());
+    a.set_roles(nobody, admin, &["admin".to_owned()], &ctx())
+        .await
+        .unwrap();
+    assert!(matches!(
+        a.check_erasable(admin).await,
+        Err(AuthError::LastAdmin)
+    ));
+    assert!(matches!(
+        a.erase_user(by.clone(), admin, "k0", &reason, &ctx()).await,
+        Err(AuthError::LastAdmin)
+    ));
+    assert!(a.profile(admin).await.is_ok(), "nothing of theirs changed");
+    assert_eq!(a.check_erasable(id).await.unwrap(), None);
 
     let done = a
         .erase_user(by.clone(), id, "k1", &reason, &ctx())
