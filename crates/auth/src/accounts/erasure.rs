@@ -23,10 +23,7 @@ use crate::user::UserId;
 impl Accounts {
     /// The user's erasure, if they were erased; [`AuthError::UserNotFound`] if there is no such
     /// user.
-    ///
-    /// # Errors
-    /// [`AuthError::UserNotFound`], the store's.
-    pub async fn erasure(&self, user: UserId) -> Result<Option<ErasureRecord>, AuthError> {
+    async fn erasure(&self, user: UserId) -> Result<Option<ErasureRecord>, AuthError> {
         let u = self
             .store
             .user(user)
