@@ -52,7 +52,7 @@ async fn an_erased_customer_is_gone_and_her_counterparties_keep_their_books() {
     let admin = a.admin("root@example.com").await;
     let officer = privacy_officer(&a, "dpo@example.com").await;
     let (alice_id, alice, _) = a.user("alice@example.com").await;
-    let (_, bob, _) = a.user("bob@example.com").await;
+    let (bob_id, bob, _) = a.user("bob@example.com").await;
     let (_, carol, _) = a.user("carol@example.com").await;
     let wa = a.wallet(&alice, "USD").await;
     let wb = a.wallet(&bob, "USD").await;
@@ -88,6 +88,29 @@ async fn an_erased_customer_is_gone_and_her_counterparties_keep_their_books() {
     assert_eq!(st, StatusCode::CONFLICT, "{p}");
     assert_eq!(p["code"], "wallet_not_empty");
     assert!(p["detail"].as_str().unwrap().contains(&wa), "{p}");
+    // The user's step alone refuses while a wallet of theirs is not erased (one opened while an
+    // erasure runs, say), and changes nothing: the use case erases the wallets again first.
+    let bob_id = coffer_auth::user::UserId::parse(&bob_id).unwrap();
+    let refused = a
+        .app_state
+        .accounts
+        .erase_user(
+            coffer_audit::Actor::Service(coffer_audit::EntityId::parse("test").unwrap()),
+            bob_id,
+            "direct",
+            &coffer_audit::Code::parse("gdpr").unwrap(),
+            &coffer_auth::accounts::RequestContext::default(),
+        )
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(coffer_auth::accounts::AuthError::WalletsRemain)
+        ),
+        "{refused:?}"
+    );
+    let (st, _) = b.get("/v1/me", &bob).await;
+    assert_eq!(st, StatusCode::OK, "Bob is untouched");
     let (st, p) = erase(&a, &officer, &uuid::Uuid::new_v4().to_string(), "x", "gdpr").await;
     assert_eq!(
         (st, p["code"].as_str()),

@@ -34,6 +34,9 @@ pub enum UserStoreError {
     /// The change would leave no user holding any of the roles that must keep a holder.
     #[error("no user would hold an administrator's role")]
     LastHolder,
+    /// The user to erase has a wallet that is not erased (opened while the erasure ran).
+    #[error("the user has a wallet that is not erased")]
+    WalletsRemain,
     /// The database does not answer. Retry later.
     #[error("user store unavailable: {0}")]
     Unavailable(#[source] Cause),
@@ -205,7 +208,8 @@ pub trait UserStore: Send + Sync + fmt::Debug {
     /// [`UserStoreError::LastHolder`] (nothing written) when afterwards no user would hold any of
     /// `keep_held`, serialized with role changes as [`UserStore::set_roles`] is. On Postgres the
     /// key rows go through a function the application role may execute, never a `DELETE` of its
-    /// own.
+    /// own. Refused with [`UserStoreError::WalletsRemain`] (nothing written) while a wallet of
+    /// the user is not erased.
     async fn erase_user(
         &self,
         id: UserId,

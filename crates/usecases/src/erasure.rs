@@ -2,7 +2,8 @@
 //! closes and erases every wallet of theirs (each must be empty), then the accounts erase the
 //! user. Two database transactions, in that order, each with its audit records: a crash between
 //! them leaves the wallets erased and the user not, and the same request again finishes it
-//! (both steps are idempotent; the user's erasure keeps the first idempotency key).
+//! (both steps are idempotent; the user's erasure keeps the first idempotency key). A wallet the
+//! user opens in between makes the second step refuse, and both run again.
 
 use coffer_audit::Actor;
 use coffer_auth::Principal;
@@ -68,11 +69,26 @@ impl Admin {
         {
             return Err(AuthError::UserErased.into());
         }
-        let wallets = self.ledger.erase_wallets(&by, user).await?;
-        let done = self
-            .accounts
-            .erase_user(by, user, idempotency_key.as_str(), reason.code(), ctx)
-            .await?;
+        // A wallet opened while the wallets were erased makes the user's step refuse: erase
+        // again (a few times at most; the user's sessions still work until the last step).
+        let mut tries = 0;
+        let (wallets, done) = loop {
+            let wallets = self.ledger.erase_wallets(&by, user).await?;
+            match self
+                .accounts
+                .erase_user(
+                    by.clone(),
+                    user,
+                    idempotency_key.as_str(),
+                    reason.code(),
+                    ctx,
+                )
+                .await
+            {
+                Err(AuthError::WalletsRemain) if tries < 3 => tries += 1,
+                other => break (wallets, other?),
+            }
+        };
         Ok(UserErasure {
             user,
             erased_at: done.at,

@@ -66,6 +66,10 @@ pub enum AuthError {
     /// (another erasure under a different idempotency key included).
     #[error("the user was erased")]
     UserErased,
+    /// The user to erase has a wallet that is not erased (opened while the erasure ran): erase
+    /// their wallets again, then the user.
+    #[error("the user has a wallet that is not erased")]
+    WalletsRemain,
     /// An erasure's idempotency key was used with another reason.
     #[error("idempotency key already used for a different request")]
     IdempotencyConflict,
@@ -114,6 +118,7 @@ impl AuthError {
             Self::ApiKeyCredential => "api_key_credential",
             Self::UserNotFound => "user_not_found",
             Self::UserErased => "user_erased",
+            Self::WalletsRemain => "wallet_not_erased",
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::UnknownRole(_) => "unknown_role",
             Self::LastAdmin => "last_admin",
@@ -131,6 +136,7 @@ impl From<UserStoreError> for AuthError {
         match e {
             UserStoreError::DuplicateEmail => Self::EmailTaken,
             UserStoreError::LastHolder => Self::LastAdmin,
+            UserStoreError::WalletsRemain => Self::WalletsRemain,
             UserStoreError::Unavailable(_) => Self::Unavailable(e.into()),
             UserStoreError::Corrupt(_) => Self::Corrupt(e.into()),
             other => Self::Internal(other.into()),

@@ -241,6 +241,9 @@ impl From<AuthError> for ApiError {
             }
             AuthError::UserNotFound => Self::new(S::NOT_FOUND, code, "No such user"),
             AuthError::UserErased => Self::new(S::GONE, code, "User erased").detail(e.to_string()),
+            AuthError::WalletsRemain => {
+                Self::new(S::CONFLICT, code, "Erasure incomplete").detail(e.to_string())
+            }
             AuthError::IdempotencyConflict => {
                 Self::new(S::CONFLICT, code, "Idempotency key reused")
                     .detail("this Idempotency-Key was used with another request")

@@ -34,6 +34,10 @@ impl AuthDialect for Pg {
             .bind(reason)
             .fetch_one(conn)
             .await
-            .map_err(db_err)
+            .map_err(|e| match e.as_database_error().and_then(|d| d.code()) {
+                // The function's refusal (check_violation).
+                Some(code) if code == "23514" => UserStoreError::WalletsRemain,
+                _ => db_err(e),
+            })
     }
 }

@@ -33,9 +33,7 @@ impl AuthDialect for Sqlite {
         .await
         .map_err(db_err)?;
         if pending > 0 {
-            return Err(UserStoreError::Storage(
-                "a user is erased after every wallet of theirs".into(),
-            ));
+            return Err(UserStoreError::WalletsRemain);
         }
         let index = Sha256::digest(format!("coffer.erased:{id}").as_bytes()).to_vec();
         let done = sqlx::query(

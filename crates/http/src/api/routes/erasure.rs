@@ -33,7 +33,7 @@ pub(in crate::api) struct EraseBody {
         (status = 200, description = "the user is erased: their wallets closed and every data key of theirs and their wallets' destroyed; sessions, password resets and API keys ended; their email free to register again", body = views::UserErasure),
         RoleErrors,
         UserNotFound,
-        (status = 409, description = "a wallet of theirs still holds money (wallet_not_empty, the detail names it), they are the last administrator (last_admin), or the key was used with another reason (idempotency_conflict)", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "a wallet of theirs still holds money (wallet_not_empty, the detail names it), they are the last administrator (last_admin), the user kept opening wallets while it ran (wallet_not_erased), or the key was used with another reason (idempotency_conflict)", body = Problem, content_type = PROBLEM_JSON),
         (status = 410, description = "the user was erased already, under another Idempotency-Key (user_erased)", body = Problem, content_type = PROBLEM_JSON),
         JsonErrors,
         Invalid,
