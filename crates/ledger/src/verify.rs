@@ -13,6 +13,7 @@
 //! from; a resumed run checks the rest but reports no ledger-wide totals (it did not see
 //! everything), which its report says.
 
+use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -21,7 +22,7 @@ use coffer_crypto::{WalletPublicKey, WalletSignature};
 
 use crate::domain::{self, Account, LedgerError, TransactionId, WalletId};
 use crate::error::{Error, context};
-use crate::port::{LoadedWallet, TransactionRecord};
+use crate::port::{LoadedWallet, PostingRecord, TransactionRecord};
 use crate::sealing::{DataKeys, balance_aad, outflow_aad};
 use crate::service::{Ledger, open_postings, transaction_view};
 use crate::window::RollingSum;
@@ -376,16 +377,17 @@ impl Ledger {
             settlement,
         } = sums;
         let unreadable = |e: Error| finding(None, Some(t.id), Problem::Unreadable(e.to_string()));
-        let readable = TransactionRecord {
-            postings: t
-                .postings
-                .iter()
-                .filter(|p| !erased.contains(&p.wallet.unwrap_or(t.key_wallet)))
-                .cloned()
-                .collect(),
-            ..t.clone()
+        let gone = |p: &PostingRecord| erased.contains(&p.wallet.unwrap_or(t.key_wallet));
+        let whole = !t.postings.iter().any(gone);
+        // Only a transaction with an erased side is copied without it.
+        let readable = if whole {
+            Cow::Borrowed(t)
+        } else {
+            Cow::Owned(TransactionRecord {
+                postings: t.postings.iter().filter(|p| !gone(p)).cloned().collect(),
+                ..t.clone()
+            })
         };
-        let whole = readable.postings.len() == t.postings.len();
         let postings = match open_postings(keys, &readable) {
             Ok(p) => p,
             Err(e) => {

@@ -17,7 +17,6 @@ use coffer_keys::KeyProvider;
 use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
 use coffer_store::auth::{PgRevocationList, PgUserStore, SqliteRevocationList, SqliteUserStore};
 use coffer_store::testing;
-use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
 struct Sqlite {
@@ -52,32 +51,7 @@ impl Backend for Sqlite {
     }
 }
 
-/// The stores run as the application role (`coffer_app`, as in production: so the suite holds
-/// with its grants) on the test server, as the schema owner on the TLS one; the raw dump as the
-/// owner.
-struct Postgres {
-    pool: PgPool,
-    app: PgPool,
-    keys: Arc<dyn KeyProvider>,
-}
-
-impl Postgres {
-    async fn new(pool: PgPool) -> Self {
-        Self {
-            app: testing::pg_app_pool(&pool).await,
-            pool,
-            keys: common::provider(),
-        }
-    }
-
-    fn owner_only(pool: PgPool) -> Self {
-        Self {
-            app: pool.clone(),
-            pool,
-            keys: common::provider(),
-        }
-    }
-}
+use common::PgBackend as Postgres;
 
 #[async_trait]
 impl Backend for Postgres {

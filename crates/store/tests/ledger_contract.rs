@@ -14,7 +14,6 @@ use coffer_ledger::testkit::Backend;
 use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
 use coffer_store::ledger::{PgLedgerStore, SqliteLedgerStore};
 use coffer_store::testing;
-use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
 struct Sqlite {
@@ -46,32 +45,7 @@ impl Backend for Sqlite {
     }
 }
 
-/// The stores run as the application role (`coffer_app`, as in production: so the suite holds
-/// with its grants); tampering and the raw dump as the schema owner.
-struct Postgres {
-    pool: PgPool,
-    app: PgPool,
-    keys: Arc<dyn KeyProvider>,
-}
-
-impl Postgres {
-    async fn new(pool: PgPool) -> Self {
-        Self {
-            app: testing::pg_app_pool(&pool).await,
-            pool,
-            keys: common::provider(),
-        }
-    }
-
-    /// On another server (the TLS one), everything as the schema owner.
-    fn owner_only(pool: PgPool) -> Self {
-        Self {
-            app: pool.clone(),
-            pool,
-            keys: common::provider(),
-        }
-    }
-}
+use common::PgBackend as Postgres;
 
 #[async_trait]
 impl Backend for Postgres {

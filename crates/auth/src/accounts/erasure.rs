@@ -16,7 +16,7 @@ use super::Accounts;
 use super::error::AuthError;
 use super::shared::{RequestContext, user_key_context};
 use crate::rbac::Permission;
-use crate::store::ErasureRecord;
+use crate::store::{ErasureRecord, LoadedUser};
 use crate::token::TokenError;
 use crate::user::UserId;
 
@@ -24,12 +24,12 @@ impl Accounts {
     /// The user's erasure, if they were erased; [`AuthError::UserNotFound`] if there is no such
     /// user.
     async fn erasure(&self, user: UserId) -> Result<Option<ErasureRecord>, AuthError> {
-        let u = self
-            .store
-            .user(user)
-            .await?
-            .ok_or(AuthError::UserNotFound)?;
-        Ok(u.record.erased)
+        Ok(self.any_user(user).await?.record.erased)
+    }
+
+    /// A user, erased or not.
+    async fn any_user(&self, user: UserId) -> Result<LoadedUser, AuthError> {
+        self.store.user(user).await?.ok_or(AuthError::UserNotFound)
     }
 
     /// What the use case asks before it erases anything of `user`: their erasure if they were
@@ -40,11 +40,7 @@ impl Accounts {
     /// # Errors
     /// [`AuthError::UserNotFound`], [`AuthError::LastAdmin`], the store's.
     pub async fn check_erasable(&self, user: UserId) -> Result<Option<ErasureRecord>, AuthError> {
-        let u = self
-            .store
-            .user(user)
-            .await?
-            .ok_or(AuthError::UserNotFound)?;
+        let u = self.any_user(user).await?;
         if u.record.erased.is_some() {
             return Ok(u.record.erased);
         }

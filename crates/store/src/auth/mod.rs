@@ -11,11 +11,10 @@
 //! - `pg`, `sqlite`: [`AuthDialect`]'s two implementations;
 //! - `rows`: column lists, row decoders, the conversions and error translation they share (a
 //!   leaf);
-//! - `users`: users, their data keys, roles and second factor;
+//! - `users`: users, their data keys, roles and second factor, and their erasure;
 //! - `refresh`: refresh families and their compare-and-swap rotation;
 //! - `resets`: pending password resets and their one-time redemption;
 //! - `api_keys`: service accounts' API keys, found by their secret's hash;
-//! - `erasure`: a user's erasure (the key rows destroyed, the personal fields cleared);
 //! - `signing`: the token signing keys' index and the service secrets;
 //! - `revocation`: the revocation lists, [`PgRevocationList`] and [`SqliteRevocationList`];
 //! - `feed`: [`feed_revocations`], which relays the Postgres list's announcements on
@@ -47,7 +46,6 @@ use crate::audit::{PgAuditLog, SqliteAuditLog};
 use crate::dialect::{Conn, Dialect};
 
 mod api_keys;
-mod erasure;
 mod feed;
 mod pg;
 mod refresh;

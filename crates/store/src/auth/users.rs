@@ -1,5 +1,5 @@
 //! Users: registration, lookups by id or by the email's blind index (each with every version of
-//! the user's data key), roles, the TOTP factor and the data-key rotation.
+//! the user's data key), roles, the TOTP factor, the data-key rotation and erasure.
 //!
 //! The conditional writes keep concurrent requests honest: a TOTP step is claimed in one
 //! statement, only if it is later than the last one claimed (`claim_totp_step`: a code is
@@ -155,10 +155,7 @@ where
     ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
         let roles = serde_json::to_string(roles).map_err(|e| UserStoreError::Storage(e.into()))?;
         let mut tx = D::begin(&store.pool).await.map_err(db_err)?;
-        if let Some(lock) = D::SERIALIZE_ROLE_CHANGES {
-            sqlx::query(lock).execute(&mut *tx).await.map_err(db_err)?;
-        }
-        let before = Self::holders(&mut tx, keep_held).await?;
+        let before = Self::start_role_change(&mut tx, keep_held).await?;
         let done = sqlx::query(
             "UPDATE users SET roles = $2, updated_at = $3 WHERE id = $1 AND erased_at IS NULL",
         )
@@ -171,14 +168,65 @@ where
         if D::rows_affected(&done) == 0 {
             return Ok(None);
         }
-        if before > 0 && Self::holders(&mut tx, keep_held).await? == 0 {
-            return Err(UserStoreError::LastHolder);
-        }
+        Self::end_role_change(&mut tx, keep_held, before).await?;
         let receipt = D::append_audit(&store.audit, &mut tx, audit)
             .await
             .map_err(audit_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(Some(receipt))
+    }
+
+    /// Erases a user (the dialect's statements: Postgres's `coffer_erase_user` function, run with
+    /// the schema owner's rights, or the same statements inline on SQLite) with its audit record,
+    /// in one transaction. Its roles go too, so it is guarded like a role change.
+    pub(in crate::auth) async fn erase_user(
+        store: &Self,
+        id: UserId,
+        idempotency_key: &str,
+        reason: &str,
+        keep_held: &[String],
+        audit: &coffer_audit::AuditEvent,
+    ) -> Result<Option<coffer_audit::Receipt>, UserStoreError> {
+        let mut tx = D::begin(&store.pool).await.map_err(db_err)?;
+        let before = Self::start_role_change(&mut tx, keep_held).await?;
+        let at = store.clock.unix_micros();
+        if !D::erase_user_rows(&mut tx, *id.as_uuid(), at, idempotency_key, reason).await? {
+            return Ok(None);
+        }
+        Self::end_role_change(&mut tx, keep_held, before).await?;
+        let receipt = D::append_audit(&store.audit, &mut tx, audit)
+            .await
+            .map_err(audit_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(receipt))
+    }
+
+    /// The start of a change that may take roles away: role changes one at a time, and the
+    /// users holding one of `keep_held` counted before.
+    async fn start_role_change(
+        conn: &mut Conn<D>,
+        keep_held: &[String],
+    ) -> Result<i64, UserStoreError> {
+        if let Some(lock) = D::SERIALIZE_ROLE_CHANGES {
+            sqlx::query(lock)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+        }
+        Self::holders(conn, keep_held).await
+    }
+
+    /// [`UserStoreError::LastHolder`] when the change took the count of `keep_held` holders from
+    /// `before` to zero (the caller's transaction is then rolled back).
+    async fn end_role_change(
+        conn: &mut Conn<D>,
+        keep_held: &[String],
+        before: i64,
+    ) -> Result<(), UserStoreError> {
+        if before > 0 && Self::holders(conn, keep_held).await? == 0 {
+            return Err(UserStoreError::LastHolder);
+        }
+        Ok(())
     }
 
     /// Users holding one of `roles`, on the pool.
@@ -192,10 +240,7 @@ where
     }
 
     /// Users holding one of `roles` (0 for none).
-    pub(in crate::auth) async fn holders(
-        conn: &mut Conn<D>,
-        roles: &[String],
-    ) -> Result<i64, UserStoreError> {
+    async fn holders(conn: &mut Conn<D>, roles: &[String]) -> Result<i64, UserStoreError> {
         if roles.is_empty() {
             return Ok(0);
         }

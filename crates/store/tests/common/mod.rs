@@ -1,6 +1,6 @@
 //! What the store's integration tests share: a master key provider, raw dumps of a test
 //! database for the plaintext scans, a mockall key provider for failure injection, and the
-//! options of the test's own TLS-only Postgres.
+//! options of the test's own TLS-only Postgres, and the contract suites' Postgres databases.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::sync::Arc;
@@ -88,4 +88,36 @@ pub fn tls_pg_options() -> sqlx::postgres::PgConnectOptions {
         &coffer_test_tls::postgres::server().url("localhost"),
     )
     .unwrap()
+}
+
+/// A contract suite's Postgres database: the stores run as the application role (`coffer_app`,
+/// as in production, so the suite holds with its grants) on the test server, as the schema owner
+/// on the TLS one; tampering and the raw dump always as the owner.
+pub struct PgBackend {
+    /// The schema owner's pool.
+    pub pool: PgPool,
+    /// The pool the stores use.
+    pub app: PgPool,
+    /// The master key provider.
+    pub keys: Arc<dyn KeyProvider>,
+}
+
+impl PgBackend {
+    /// On the test server: the stores as `coffer_app`.
+    pub async fn new(pool: PgPool) -> Self {
+        Self {
+            app: coffer_store::testing::pg_app_pool(&pool).await,
+            pool,
+            keys: provider(),
+        }
+    }
+
+    /// On another server (the TLS one), everything as the schema owner.
+    pub fn owner_only(pool: PgPool) -> Self {
+        Self {
+            app: pool.clone(),
+            pool,
+            keys: provider(),
+        }
+    }
 }
