@@ -1,6 +1,7 @@
 //! Erasure over HTTP, on Postgres with two replicas: Alice pays Bob and Carol and is erased by
 //! a privacy officer (`user:erase`, a role of its own): refused while her wallet holds money;
-//! then her wallet is closed and her keys destroyed; the other replica reads her wallet as
+//! once she has withdrawn all but a few cents, a replica configured with an unclaimed-funds
+//! wallet sweeps them there, closes her wallet and destroys her keys; the other replica reads her wallet as
 //! erased and refuses its history; Bob's and Carol's histories and transactions read as before
 //! with her side named as erased; she can no longer sign in, her address registers again, and
 //! the request answers its own retry.
@@ -54,6 +55,19 @@ async fn an_erased_customer_is_gone_and_her_counterparties_keep_their_books() {
     let (alice_id, alice, _) = a.user("alice@example.com").await;
     let (bob_id, bob, _) = a.user("bob@example.com").await;
     let (_, carol, _) = a.user("carol@example.com").await;
+    let (_, treasury, _) = a.user("treasury@example.com").await;
+    let unclaimed = a.wallet(&treasury, "USD").await;
+    let sweeping = a
+        .replica_with(|c| {
+            c.ledger.unclaimed.insert(
+                "USD".to_owned(),
+                coffer_app::config::UnclaimedSettings {
+                    wallet: unclaimed.clone(),
+                    up_to_minor: 5,
+                },
+            );
+        })
+        .await;
     let wa = a.wallet(&alice, "USD").await;
     let wb = a.wallet(&bob, "USD").await;
     let wc = a.wallet(&carol, "USD").await;
@@ -122,11 +136,17 @@ async fn an_erased_customer_is_gone_and_her_counterparties_keep_their_books() {
             &format!("/v1/wallets/{wa}/withdrawals"),
             &alice,
             &new_key(),
-            json!({ "amount": 500, "currency": "USD", "pin": PIN }),
+            json!({ "amount": 497, "currency": "USD", "pin": PIN }),
         )
         .await;
     assert_eq!(st, StatusCode::CREATED);
-    let (st, done) = erase(&a, &officer, &alice_id, "erase-1", "gdpr_art17").await;
+    let (st, p) = erase(&a, &officer, &alice_id, "erase-1", "gdpr_art17").await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("wallet_not_empty")),
+        "a replica without an unclaimed-funds wallet sweeps nothing"
+    );
+    let (st, done) = erase(&sweeping, &officer, &alice_id, "erase-1", "gdpr_art17").await;
     assert_eq!(st, StatusCode::OK, "{done}");
     assert_eq!(done["user_id"], alice_id.as_str());
     assert_eq!(done["reason"], "gdpr_art17");
@@ -134,6 +154,20 @@ async fn an_erased_customer_is_gone_and_her_counterparties_keep_their_books() {
     assert_eq!(done["wallets"][0]["status"], "closed");
     assert_eq!(done["wallets"][0]["balance"], 0);
     assert!(done["wallets"][0]["erased_at"].is_string(), "{done}");
+
+    // Her three cents are in the unclaimed-funds wallet, by a sweep naming her wallet as erased.
+    let (st, page) = b
+        .get(&format!("/v1/wallets/{unclaimed}/transactions"), &treasury)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    let sweep = &page["items"][0];
+    assert_eq!(
+        (&sweep["kind"], &sweep["amount"], &sweep["erased_wallets"]),
+        (&json!("sweep"), &json!(3), &json!([wa])),
+        "{page}"
+    );
+    let (st, w) = b.get(&format!("/v1/wallets/{unclaimed}"), &treasury).await;
+    assert_eq!((st, &w["balance"]), (StatusCode::OK, &json!(3)));
 
     // A retry answers the first erasure; another key is told she is gone; the same key with
     // another reason is a conflict.

@@ -252,6 +252,10 @@ impl App {
                 large_transaction_major_units: config.ledger.large_transaction_major_units,
                 max_wallets_per_user: config.ledger.max_wallets_per_user,
                 outflow_window_hours: config.auth.mfa_window_hours,
+                unclaimed: config
+                    .ledger
+                    .unclaimed()
+                    .map_err(|e| AppError::Service(context("ledger.unclaimed", e)))?,
                 pins: coffer_ledger::pin::PinVerifierConfig {
                     max_in_flight: config.ledger.pin_checks_in_flight,
                     max_queued: config.ledger.pin_checks_queued,

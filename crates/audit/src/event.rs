@@ -352,6 +352,7 @@ actions! {
     TransactionWithdrawal => "transaction.withdrawal",
     TransactionTransfer => "transaction.transfer",
     TransactionReversal => "transaction.reversal",
+    TransactionSweep => "transaction.sweep",
     TransactionFailed => "transaction.failed",
     KeyDataKeyCreated => "key.data_key_created",
     KeyKekRotated => "key.kek_rotated",

@@ -28,7 +28,7 @@ pub use request::{
     HistoryCursor, IdempotencyKey, Memo, MoneyRequest, Pin, Reason, StepUp, WalletCursor, parse_pin,
 };
 pub use service::{
-    Caller, HistoryPageView, Ledger, LedgerConfig, MemoBackfill, TransactionView, WalletPageView,
-    WalletView,
+    Caller, HistoryPageView, Ledger, LedgerConfig, MemoBackfill, TransactionView, Unclaimed,
+    WalletPageView, WalletView,
 };
 pub use window::RollingSum;

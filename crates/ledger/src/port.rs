@@ -254,8 +254,9 @@ coffer_macros::debug_non_exhaustive!(self => WalletChange { id, status, failed_p
 pub struct Changes {
     /// Wallet rows to update.
     pub wallets: Vec<WalletChange>,
-    /// A transaction to insert, with its postings.
-    pub transaction: Option<TransactionRecord>,
+    /// Transactions to insert, with their postings; no two touch the same wallet (each wallet
+    /// row is written once, and its postings are numbered by its new version).
+    pub transactions: Vec<TransactionRecord>,
     /// A public key to add to a wallet's archive (a new signing key).
     pub new_public_key: Option<(WalletId, [u8; 32])>,
     /// A new data key version to store, which becomes its wallet's current one
@@ -287,15 +288,15 @@ coffer_macros::debug_non_exhaustive!(self => Apply<'_> { lock, original, idempot
 /// What [`LedgerStore::apply`] did.
 #[derive(Debug)]
 pub enum Applied {
-    /// Committed: the inserted transaction (if any) and the audit records with their receipts.
+    /// Committed: the inserted transactions and the audit records with their receipts.
     Committed {
-        /// The new transaction.
-        transaction: Option<TransactionRecord>,
+        /// The new transactions.
+        transactions: Vec<TransactionRecord>,
         /// The audit records written.
         audit: Vec<(AuditEvent, Receipt)>,
     },
     /// The idempotency key was used before for the same request: its transaction, unchanged.
-    Replayed(TransactionRecord),
+    Replayed(Box<TransactionRecord>),
 }
 
 /// A new wallet, for [`LedgerStore::create_wallet`].

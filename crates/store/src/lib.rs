@@ -1,6 +1,7 @@
 //! Coffer's database adapters, on sqlx: Postgres (production) and SQLite (the embedded
 //! default). Migrations (`migrations/postgres`, `migrations/sqlite`) are embedded at build time;
-//! SQLite applies them on open, Postgres by [`migrate_postgres`], run as the schema owner,
+//! SQLite applies them on open (with foreign keys off while they run, so a migration may rebuild a
+//! table), Postgres by [`migrate_postgres`], run as the schema owner,
 //! because the application's role may not change the schema. `tests/upgrade.rs` opens a database
 //! an older release wrote (`tests/fixtures/`) with today's migrations and code.
 //!
@@ -168,9 +169,39 @@ pub async fn connect_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
         .connect_with(options)
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    SQLITE_MIGRATIONS
-        .run(&pool)
-        .await
-        .map_err(|e| StoreError::Migration(e.to_string()))?;
+    migrate_sqlite(&pool).await?;
     Ok(pool)
+}
+
+/// Applies the SQLite migrations on one connection with foreign keys off, as SQLite's procedure
+/// for rebuilding a table asks (a migration that changes a constraint makes a new table, copies
+/// the rows, drops the old one and renames the new), then checks every reference and turns the
+/// checks back on.
+async fn migrate_sqlite(pool: &SqlitePool) -> Result<(), StoreError> {
+    let failed = |e: &dyn std::fmt::Display| StoreError::Migration(e.to_string());
+    let mut conn = pool.acquire().await.map_err(|e| failed(&e))?;
+    sqlx::query("PRAGMA foreign_keys = OFF")
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| failed(&e))?;
+    SQLITE_MIGRATIONS
+        .run(&mut *conn)
+        .await
+        .map_err(|e| failed(&e))?;
+    let broken = sqlx::query("PRAGMA foreign_key_check")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| failed(&e))?;
+    if !broken.is_empty() {
+        // The connection (foreign keys off) goes with the pool, which the caller drops.
+        return Err(failed(&format_args!(
+            "{} rows reference rows that do not exist after the migrations",
+            broken.len()
+        )));
+    }
+    sqlx::query("PRAGMA foreign_keys = ON")
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| failed(&e))?;
+    Ok(())
 }

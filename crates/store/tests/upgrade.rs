@@ -9,13 +9,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use coffer_audit::{AlertConfig, AuditLog, EntityId, ObservedAuditLog};
+use coffer_audit::{Actor, AlertConfig, AuditLog, EntityId, ObservedAuditLog};
 use coffer_keys::KeyProvider;
 use coffer_keys_local::{LocalKeyProvider, LocalKeySource};
 use coffer_ledger::verify::VerifyOptions;
 use coffer_ledger::{
-    Caller, Error, Ledger, LedgerError, LedgerStore, MoneyRequest, StepUp, UserId, WalletId,
-    parse_pin,
+    Caller, Currency, Error, Ledger, LedgerError, LedgerStore, MoneyRequest, StepUp, Unclaimed,
+    UserId, WalletId, parse_pin,
 };
 use coffer_secrets::{SecretStore, SecretsManager};
 use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
@@ -75,7 +75,8 @@ async fn migrations_up_to(database: &str, version: i64, dir: &Path) -> Migrator 
 
 /// Today's ledger over the upgraded database: the old money reads and verifies, the memo backfill
 /// runs over the old transactions, old rows have an empty money-out window that the next
-/// money-out writes, and the books stay clean.
+/// money-out writes, the old owner is erased with her money swept to an unclaimed-funds wallet
+/// (a kind of transaction the old schema did not allow), and the books stay clean.
 async fn the_old_books_work(
     store: Arc<dyn LedgerStore>,
     audit: Arc<dyn AuditLog>,
@@ -88,7 +89,12 @@ async fn the_old_books_work(
         AlertConfig::default(),
         EntityId::parse("upgrade-tests").unwrap(),
     ));
-    let ledger = Ledger::new(store, keys, observed, coffer_ledger::testkit::config());
+    let ledger = Ledger::new(
+        store.clone(),
+        keys.clone(),
+        observed.clone(),
+        coffer_ledger::testkit::config(),
+    );
     let report = ledger
         .verify(VerifyOptions::default(), &|_| {})
         .await
@@ -134,11 +140,37 @@ async fn the_old_books_work(
     ));
     let w = ledger.wallet(Caller::User(alice), from).await.unwrap();
     assert_eq!(w.balance.minor(), 420_000);
+
+    let treasury = UserId::new();
+    let unclaimed = ledger
+        .open_wallet(treasury, Currency::parse("USD").unwrap(), &pin)
+        .await
+        .unwrap()
+        .id;
+    let mut config = coffer_ledger::testkit::config();
+    config.unclaimed.insert(
+        Currency::parse("USD").unwrap(),
+        Unclaimed {
+            wallet: unclaimed,
+            up_to_minor: 500_000,
+        },
+    );
+    let sweeping = Ledger::new(store, keys, observed, config);
+    let by = Actor::Admin(EntityId::from_uuid(&Uuid::nil()));
+    let erased = sweeping.erase_wallets(&by, alice).await.unwrap();
+    assert!(erased.iter().all(|w| w.erased_at.is_some()), "{erased:?}");
+    let w = ledger.wallet(admin, unclaimed).await.unwrap();
+    assert_eq!(
+        w.balance.minor(),
+        420_000 + 30_000,
+        "both her wallets swept"
+    );
     let report = ledger
         .verify(VerifyOptions::default(), &|_| {})
         .await
         .unwrap();
     assert!(report.ok() && report.complete, "{:?}", report.findings);
+    assert_eq!(report.erased_wallets, 2);
 }
 
 /// The wallets that have no money-out window yet (every row the older release wrote).
@@ -152,6 +184,22 @@ async fn an_sqlite_database_of_migration_0005_upgrades() {
     let pool = coffer_store::connect_sqlite(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
+    // The migrations rebuilt a table with foreign keys off, on one of the pool's connections:
+    // every reference holds, and every connection enforces them again.
+    let (mut one, mut two) = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
+    for conn in [&mut one, &mut two] {
+        let on: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&mut **conn)
+            .await
+            .unwrap();
+        assert_eq!(on, 1);
+        let broken = sqlx::query("PRAGMA foreign_key_check")
+            .fetch_all(&mut **conn)
+            .await
+            .unwrap();
+        assert!(broken.is_empty());
+    }
+    drop((one, two));
     let wallets = sqlx::query_as(WALLETS_WITHOUT_WINDOW)
         .fetch_all(&pool)
         .await

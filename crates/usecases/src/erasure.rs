@@ -1,6 +1,7 @@
 //! Erasing a user (`user:erase`), for an administrator or the operator's command: the ledger
-//! closes and erases every wallet of theirs (each must be empty), then the accounts erase the
-//! user. Two database transactions, in that order, each with its audit records: a crash between
+//! closes and erases every wallet of theirs (each must be empty, or hold no more than the
+//! remainder an erasure sweeps to its currency's unclaimed-funds wallet), then the accounts erase
+//! the user. Two database transactions, in that order, each with its audit records: a crash between
 //! them leaves the wallets erased and the user not, and the same request again finishes it
 //! (both steps are idempotent; the user's erasure keeps the first idempotency key). A wallet the
 //! user opens in between makes the second step refuse, and both run again.
@@ -34,7 +35,8 @@ impl Admin {
     ///
     /// # Errors
     /// [`UseCaseError::Forbidden`]; not found; the last administrator (`last_admin`); a wallet
-    /// that still holds money (`wallet_not_empty`, naming it); the user erased under another key
+    /// that still holds money not swept (`wallet_not_empty`, naming it); an unclaimed-funds
+    /// wallet that cannot take a remainder (`unclaimed_wallet_unusable`); the user erased under another key
     /// (`user_erased`); the key used with another reason.
     pub async fn erase_user(
         &self,

@@ -62,7 +62,14 @@ impl Server {
 
     /// Another replica on this server's database and master key, as a second process is.
     pub async fn replica(&self) -> Self {
-        Self::serve(self.config.clone(), tempfile::tempdir().unwrap()).await
+        self.replica_with(|_| {}).await
+    }
+
+    /// Another replica, its configuration edited (settings that may differ between processes).
+    pub async fn replica_with(&self, edit: impl FnOnce(&mut Config)) -> Self {
+        let mut config = self.config.clone();
+        edit(&mut config);
+        Self::serve(config, tempfile::tempdir().unwrap()).await
     }
 
     async fn serve(config: Config, dir: tempfile::TempDir) -> Self {

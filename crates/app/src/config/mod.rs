@@ -51,7 +51,7 @@ pub use database::DatabaseConfig;
 pub use keys::{
     AwsKmsSettings, KEY_PROVIDERS, KeyProviderKind, KeysConfig, VaultAuthMethod, VaultSettings,
 };
-pub use ledger::LedgerSettings;
+pub use ledger::{LedgerSettings, UnclaimedSettings};
 pub use log::{LogConfig, LogFormat};
 pub use rate_limit::{POLICY_NAMES, PolicySetting, RateLimitConfig};
 pub use secret::{SecretSetting, mask_url};

@@ -144,10 +144,11 @@ impl From<LedgerServiceError> for ApiError {
                     | LedgerError::WalletNotEmpty
                     | LedgerError::AlreadyReversed
                     | LedgerError::ReversalOfReversal
-                    | LedgerError::TooManyWallets { .. } => S::CONFLICT,
+                    | LedgerError::TooManyWallets { .. }
+                    | LedgerError::StillHoldsMoney(_)
+                    | LedgerError::UnclaimedWalletUnusable { .. } => S::CONFLICT,
                     LedgerError::PinLocked => S::LOCKED,
                     LedgerError::Erased => S::GONE,
-                    LedgerError::StillHoldsMoney(_) => S::CONFLICT,
                     LedgerError::WalletNotLoaded(_) => return Self::internal(&r),
                     _ => S::UNPROCESSABLE_ENTITY,
                 };

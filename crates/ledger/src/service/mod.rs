@@ -27,6 +27,7 @@
 //! - `erasure`: an owner's wallets closed empty and their data keys destroyed (a user's
 //!   erasure);
 //! - `backfill`: the receiver copies of transfers' memos written before they existed;
+//! - `draft`: what a transaction the domain planned writes (money, and the erasure's sweep);
 //! - `views`: what callers get back, and how stored rows decrypt into it;
 //! - `support`: the helpers that know nothing of [`Ledger`] (wallet rows, running again, PIN
 //!   turns, audit details).
@@ -35,20 +36,22 @@
 //! (`coffer_clock::ManualClock` in tests); every timestamp the service writes (wallet rows,
 //! transactions, their audit records' times) is read from it.
 //!
-//! Dependencies point one way. The use-case modules use this module, `views` and `support`, and
-//! never one another's items (money-out calls `pin_attempts`' `unlock` as a method of
-//! [`Ledger`]); this module uses `views` and `support`; those two use nothing else of the
-//! service.
+//! Dependencies point one way. The use-case modules use this module, `draft`, `views` and
+//! `support`, and never one another's items (money-out calls `pin_attempts`' `unlock` as a method of
+//! [`Ledger`]); this module uses `views` and `support`; `draft` uses those two, which use
+//! nothing else of the service.
 
 mod admin;
 mod backfill;
 mod data_key;
+mod draft;
 mod erasure;
 mod money;
 mod pin_attempts;
 mod support;
 mod views;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use coffer_audit::{Action, Actor, AuditEvent, ObservedAuditLog, Outcome, Subject};
@@ -69,6 +72,7 @@ use crate::port::{
 use crate::request::{HistoryCursor, WalletCursor};
 use crate::sealing::{DataKeys, balance_aad, signing_key_aad, wallet_key_context};
 pub use backfill::MemoBackfill;
+pub use erasure::Unclaimed;
 use support::{
     WalletTurns, again_if_changed, balance, code, entity, pin_error, rewrite, state, with,
 };
@@ -101,6 +105,9 @@ pub struct LedgerConfig {
     /// Most transactions one history page reads to find those in an amount range (amounts are
     /// sealed, so the range is applied after decryption).
     pub amount_scan_limit: usize,
+    /// Per currency, where an erasure sweeps what is left in the erased user's wallets, and up
+    /// to how much; a currency without one sweeps nothing (its wallets must be empty).
+    pub unclaimed: HashMap<Currency, Unclaimed>,
 }
 
 impl Default for LedgerConfig {
@@ -113,6 +120,7 @@ impl Default for LedgerConfig {
             max_wallets_per_user: 20,
             outflow_window_hours: 24,
             amount_scan_limit: 1_000,
+            unclaimed: HashMap::new(),
         }
     }
 }

@@ -54,36 +54,22 @@
 //! PIN is audited as `transaction.failed` (the `failed_transactions` alert).
 
 use coffer_audit::{Action, AuditEvent, DetailValue, Outcome, Subject};
-use coffer_crypto::{Pin, WalletSignature};
+use coffer_crypto::Pin;
 
 use crate::domain::{
-    self, Account, LedgerError, Original, Plan, TransactionId, TransactionKind, UserId, WalletId,
+    self, LedgerError, Original, TransactionId, TransactionKind, UserId, WalletId,
 };
 use crate::error::Error;
-use crate::money::{Currency, Money, MoneyError};
-use crate::port::{Applied, Apply, Changes, Idempotency, Locked, PostingRecord, TransactionRecord};
+use crate::money::{Money, MoneyError};
+use crate::port::{Applied, Apply, Idempotency, Locked};
 use crate::request::{IdempotencyKey, Memo, Reason, StepUp};
-use crate::sealing::{DataKeys, memo_aad, posting_aad, receiver_memo_aad};
+use crate::sealing::DataKeys;
 use crate::window::{RollingSum, hour_of};
 
-use super::support::{
-    again_if_changed, code, entity, outflow, rewrite, seal_outflow, state, wallet_stream, with,
-};
-use super::views::{TransactionView, open_postings, sealer, transaction_view};
+use super::draft::{self, Draft};
+use super::support::{again_if_changed, code, entity, outflow, state, wallet_stream, with};
+use super::views::{TransactionView, open_postings, transaction_view};
 use super::{Caller, Ledger, MoneyRequest, Unlocked};
-
-/// What a transaction to be written looks like before the locked rows are seen.
-struct Draft<'a> {
-    id: TransactionId,
-    at_micros: i64,
-    from: Option<WalletId>,
-    to: Option<WalletId>,
-    key_wallet: WalletId,
-    reverses: Option<TransactionId>,
-    idempotency: &'a Idempotency,
-    memo: Option<&'a str>,
-    signature: Option<(WalletSignature, [u8; 32])>,
-}
 
 impl Ledger {
     /// Records a refused money operation (feeds the `failed_transactions` alert). A failure to
@@ -146,96 +132,6 @@ impl Ledger {
         }
     }
 
-    /// Builds what a money operation writes from the domain's plan; money-out also writes the
-    /// sender's rolling sum `spent`.
-    #[allow(clippy::too_many_arguments)]
-    fn changes(
-        &self,
-        keys: &DataKeys,
-        locked: &Locked<'_>,
-        plan: &Plan,
-        draft: &Draft<'_>,
-        currency: Currency,
-        audit: AuditEvent,
-        spent: Option<&RollingSum>,
-    ) -> Result<Changes, Error> {
-        let mut wallets = Vec::with_capacity(plan.balances.len());
-        for (id, balance) in &plan.balances {
-            let rec = locked.wallet(*id)?;
-            let mut change = rewrite(keys, rec, *balance)?;
-            if draft.signature.is_some() && draft.from == Some(*id) {
-                // A correct PIN ends a run of wrong ones.
-                change.failed_pins = 0;
-            }
-            if let Some(spent) = spent.filter(|_| draft.from == Some(*id)) {
-                change.outflow = seal_outflow(keys, rec, rec.dek_version, spent)?;
-            }
-            wallets.push(change);
-        }
-        let mut postings = Vec::with_capacity(plan.postings.len());
-        for (line, p) in plan.postings.iter().enumerate() {
-            let line =
-                u16::try_from(line).map_err(|_| Error::Storage("too many postings".into()))?;
-            let wallet = match p.account {
-                Account::Wallet(w) => Some(w),
-                Account::Settlement(_) => None,
-            };
-            let by = locked.wallet(sealer(wallet, draft.key_wallet))?;
-            postings.push(PostingRecord {
-                line,
-                wallet,
-                wallet_seq: wallet
-                    .map(|w| locked.wallet(w).map(|r| r.version + 1))
-                    .transpose()?,
-                amount: keys.seal_i64(
-                    by.id,
-                    by.dek_version,
-                    &posting_aad(draft.id, line, p.account),
-                    p.delta,
-                )?,
-            });
-        }
-        let memo = match draft.memo {
-            Some(m) => {
-                let by = locked.wallet(draft.key_wallet)?;
-                Some(keys.seal(by.id, by.dek_version, &memo_aad(draft.id), m.as_bytes())?)
-            }
-            None => None,
-        };
-        let receiver_memo = match (draft.memo, draft.to) {
-            (Some(m), Some(to)) if to != draft.key_wallet => {
-                let by = locked.wallet(to)?;
-                let aad = receiver_memo_aad(draft.id, to);
-                Some(keys.seal(by.id, by.dek_version, &aad, m.as_bytes())?)
-            }
-            _ => None,
-        };
-        Ok(Changes {
-            wallets,
-            transaction: Some(TransactionRecord {
-                id: draft.id,
-                kind: plan.kind,
-                currency,
-                at_micros: draft.at_micros,
-                from_wallet: draft.from,
-                to_wallet: draft.to,
-                key_wallet: draft.key_wallet,
-                reverses: draft.reverses,
-                scope: draft.idempotency.scope.clone(),
-                idempotency_key: draft.idempotency.key.clone(),
-                fingerprint: draft.idempotency.fingerprint,
-                memo,
-                receiver_memo,
-                signature: draft.signature.as_ref().map(|(s, _)| *s),
-                public_key: draft.signature.as_ref().map(|(_, pk)| *pk),
-                postings,
-                reversed_by: None,
-            }),
-            audit: vec![audit],
-            ..Changes::default()
-        })
-    }
-
     fn transaction_event(
         &self,
         caller: Caller,
@@ -277,13 +173,12 @@ impl Ledger {
         self.observe(&applied).await;
         match applied {
             Applied::Committed {
-                transaction: Some(t),
-                ..
-            }
-            | Applied::Replayed(t) => transaction_view(keys, &t),
-            Applied::Committed {
-                transaction: None, ..
-            } => Err(Error::Storage("the store wrote no transaction".into())),
+                mut transactions, ..
+            } if transactions.len() == 1 => transaction_view(keys, &transactions.remove(0)),
+            Applied::Replayed(t) => transaction_view(keys, &t),
+            Applied::Committed { .. } => Err(Error::Storage(
+                "the store wrote other than one transaction".into(),
+            )),
         }
     }
 
@@ -330,7 +225,7 @@ impl Ledger {
         let decide = |locked: &Locked<'_>| {
             let s = state(&keys, locked.wallet(wallet)?)?;
             let plan = domain::deposit(&s, money)?;
-            self.changes(
+            draft::changes(
                 &keys,
                 locked,
                 &plan,
@@ -491,7 +386,7 @@ impl Ledger {
                 None => domain::withdrawal(&s, money)?,
             };
             let spent = spend(outflow(&keys, sender)?, draft.at_micros)?;
-            self.changes(
+            draft::changes(
                 &keys,
                 locked,
                 &plan,
@@ -600,7 +495,7 @@ impl Ledger {
                 "reason",
                 DetailValue::Code(reason.code().clone()),
             );
-            self.changes(&keys, locked, &plan, &draft, orig.currency, event, None)
+            draft::changes(&keys, locked, &plan, &draft, orig.currency, event, None)
         };
         let applied = self
             .store

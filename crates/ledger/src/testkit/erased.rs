@@ -5,11 +5,13 @@
 
 use coffer_audit::{Actor, EntityId};
 
-use super::client::MoneyRequest;
+use super::client::{Client, MoneyRequest};
 use super::pins::wallet_audit_actions;
-use super::{Backend, PIN, funded, ledger, req};
+use super::{Backend, PIN, balance, config, funded, ledger, observed, req};
 use crate::verify::VerifyOptions;
-use crate::{Caller, Error, LedgerError, UserId, WalletStatus};
+use crate::{
+    Caller, Currency, Error, Ledger, LedgerError, TransactionKind, Unclaimed, UserId, WalletStatus,
+};
 
 fn with_memo<'a>(amount: i64, key: &'a str, memo: &'a str) -> MoneyRequest<'a> {
     MoneyRequest {
@@ -220,4 +222,119 @@ pub async fn erasing_an_owner_closes_their_empty_wallets_and_destroys_their_keys
             "one record per wallet, however often it is asked"
         );
     }
+}
+
+/// What is left in an erased owner's wallets, up to the bound, is swept to the currency's
+/// unclaimed-funds wallet in the erasure's transaction: one `sweep` per currency, crediting it
+/// with the sum and recorded on its stream. A remainder above the bound, in a frozen wallet or
+/// in a currency without an unclaimed-funds wallet refuses the erasure (naming the wallet) and
+/// changes nothing; so does an unclaimed-funds wallet that does not exist. The books verify, and
+/// a second erasure sweeps nothing more.
+pub async fn an_erasure_sweeps_small_remainders_to_the_unclaimed_wallet(backend: &dyn Backend) {
+    let plain = ledger(backend).await;
+    let (alice, bob, carol, treasury, admin) = (
+        UserId::new(),
+        UserId::new(),
+        UserId::new(),
+        UserId::new(),
+        UserId::new(),
+    );
+    let by = Actor::Admin(EntityId::from_uuid(admin.as_uuid()));
+    let unclaimed = funded(&plain, treasury, 0).await;
+    let with_unclaimed = |wallet| async move {
+        let (store, audit) = backend.open(backend.keys()).await;
+        let mut config = config();
+        config.unclaimed.insert(
+            Currency::parse("USD").unwrap(),
+            Unclaimed {
+                wallet,
+                up_to_minor: 100,
+            },
+        );
+        Client::new(Ledger::new(store, backend.keys(), observed(audit), config))
+    };
+    let l = with_unclaimed(unclaimed).await;
+    let a1 = funded(&l, alice, 40).await;
+    let a2 = funded(&l, alice, 160).await;
+    let empty = funded(&l, alice, 0).await;
+
+    let refused = l.erase_wallets(&by, alice).await.unwrap_err();
+    assert!(
+        matches!(refused, Error::Rejected(LedgerError::StillHoldsMoney(w)) if w == a2),
+        "above the bound: {refused:?}"
+    );
+    assert_eq!(
+        (balance(&l, a1).await, balance(&l, unclaimed).await),
+        (40, 0),
+        "a refusal sweeps nothing"
+    );
+    l.withdraw(alice, a2, PIN, &req(100, "most-of-it"))
+        .await
+        .unwrap();
+    let nowhere = with_unclaimed(crate::WalletId::new()).await;
+    let refused = nowhere.erase_wallets(&by, alice).await.unwrap_err();
+    assert!(
+        matches!(
+            &refused,
+            Error::Rejected(LedgerError::UnclaimedWalletUnusable { currency })
+                if currency.code() == "USD"
+        ),
+        "{refused:?}"
+    );
+
+    let erased = l.erase_wallets(&by, alice).await.unwrap();
+    assert_eq!(
+        erased.iter().map(|w| w.id).collect::<Vec<_>>(),
+        [a1, a2, empty]
+    );
+    assert_eq!(balance(&l, unclaimed).await, 40 + 60);
+    let page = l
+        .history(Caller::User(treasury), unclaimed, None, 10)
+        .await
+        .unwrap();
+    let sweep = &page.items[0];
+    assert_eq!(sweep.kind, TransactionKind::Sweep);
+    assert_eq!(
+        (
+            sweep.money.amount.minor(),
+            sweep.to_wallet,
+            sweep.from_wallet
+        ),
+        (100, Some(unclaimed), None)
+    );
+    assert_eq!(sweep.erased, [a1, a2], "the swept side is erased");
+    assert!(!sweep.verify_signature().unwrap(), "a sweep is not signed");
+    let actions = wallet_audit_actions(backend, unclaimed).await;
+    assert_eq!(
+        actions.iter().filter(|a| *a == "transaction.sweep").count(),
+        1
+    );
+
+    // Bob's remainder is in a frozen wallet; Carol's in a currency with no unclaimed wallet.
+    let b = funded(&l, bob, 10).await;
+    l.freeze(admin, b).await.unwrap();
+    let c = l.open_wallet(carol, "EUR", PIN).await.unwrap().id;
+    l.deposit(
+        carol,
+        c,
+        &MoneyRequest {
+            currency: "EUR",
+            ..req(10, "eur")
+        },
+    )
+    .await
+    .unwrap();
+    for (owner, wallet) in [(bob, b), (carol, c)] {
+        let refused = l.erase_wallets(&by, owner).await.unwrap_err();
+        assert!(
+            matches!(refused, Error::Rejected(LedgerError::StillHoldsMoney(w)) if w == wallet),
+            "{refused:?}"
+        );
+    }
+
+    let report = l.verify(VerifyOptions::default(), &|_| {}).await.unwrap();
+    assert!(report.ok(), "{:?}", report.findings);
+    assert_eq!(report.erased_wallets, 3);
+    assert_eq!(l.erase_wallets(&by, alice).await.unwrap(), erased);
+    assert_eq!(balance(&l, unclaimed).await, 100, "swept once");
 }

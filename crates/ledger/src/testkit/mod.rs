@@ -89,6 +89,7 @@ macro_rules! ledger_store_contract_tests {
             an_amount_range_stops_at_its_scan_bound_and_goes_on,
             a_receivers_side_reads_after_the_sender_is_erased,
             erasing_an_owner_closes_their_empty_wallets_and_destroys_their_keys,
+            an_erasure_sweeps_small_remainders_to_the_unclaimed_wallet,
             raw_tables_hold_no_plaintext,
             verify_reports_tampering_with_wallet_and_transaction,
             verify_reports_progress_and_resumes,

@@ -3,10 +3,11 @@
 //! begins (SQLite takes the write lock up front with `BEGIN IMMEDIATE`), how several wallets are
 //! selected and locked (Postgres: one `= ANY($1) ORDER BY id FOR UPDATE`, locking in id order;
 //! SQLite: one row at a time, its single writer already excludes everyone), how the changes of an
-//! operation are written (Postgres: one statement; SQLite: one per row) and the audit adapter. How
+//! operation are written (Postgres: one statement, and one more per transaction beyond the
+//! first; SQLite: one per row) and the audit adapter. How
 //! a transaction begins and the audit adapter are every store's ([`crate::dialect`]); the rest is
 //! [`LedgerDialect`], implemented in [`pg`] and [`sqlite`]. The public store types are thin shells
-//! around `Ledger<dialect>`, made by [`ledger_store!`]; the rows and their decoding are in
+//! around `Ledger<dialect>`, made by `shell`'s `ledger_store!`; the rows and their decoding are in
 //! [`rows`].
 //!
 //! `apply` follows [`coffer_ledger::port`]: read the original transaction (a reversal), lock the
@@ -23,6 +24,7 @@
 use std::sync::Arc;
 
 use coffer_audit::Receipt;
+use coffer_crypto::Envelope;
 use coffer_ledger::domain::{TransactionId, TransactionKind, WalletId, WalletStatus};
 use coffer_ledger::error::context;
 use coffer_ledger::port::{
@@ -38,6 +40,7 @@ use crate::dialect::{Conn, Dialect};
 
 mod pg;
 mod rows;
+mod shell;
 mod sqlite;
 
 pub use pg::PgLedgerStore;
@@ -182,6 +185,8 @@ where
     for<'q> Option<Uuid>: Encode<'q, D::Db>,
     for<'q> Option<&'q str>: Encode<'q, D::Db>,
     for<'q> Option<i64>: Encode<'q, D::Db>,
+    for<'q> Option<&'q [u8]>: Encode<'q, D::Db>,
+    for<'q> Option<Vec<u8>>: Encode<'q, D::Db>,
     usize: sqlx::ColumnIndex<<D::Db as Database>::Row>,
 {
     /// A store on `pool` (migrated), writing its audit records through `audit` (on the same
@@ -310,7 +315,7 @@ where
             let t = Self::one_transaction(&mut tx, id).await?.ok_or_else(|| {
                 Error::Corrupt(format!("idempotency key names missing transaction {id}").into())
             })?;
-            return Ok(Applied::Replayed(t));
+            return Ok(Applied::Replayed(Box::new(t)));
         }
         let original = match op.original {
             Some(id) => Some(
@@ -335,7 +340,7 @@ where
                     if t.fingerprint != idem.fingerprint {
                         return Err(Error::IdempotencyConflict.into());
                     }
-                    return Ok(Applied::Replayed(t));
+                    return Ok(Applied::Replayed(Box::new(t)));
                 }
                 return Err(refusal.into());
             }
@@ -347,7 +352,7 @@ where
         }
         tx.commit().await?;
         Ok(Applied::Committed {
-            transaction: changes.transaction,
+            transactions: changes.transactions,
             audit: changes.audit.into_iter().zip(receipts).collect(),
         })
     }
@@ -369,6 +374,53 @@ where
         .execute(&mut *conn)
         .await
         .map(|_| ())
+    }
+
+    /// Inserts a transaction and its postings (a second reversal of one transaction is
+    /// [`LedgerError::AlreadyReversed`]; a lost race on the idempotency key, [`Failure::Retry`]).
+    pub(super) async fn insert_transaction(
+        conn: &mut Conn<D>,
+        t: &TransactionRecord,
+    ) -> Result<(), Failure> {
+        sqlx::query(
+            "INSERT INTO transactions (id, kind, currency, at_micros, from_wallet, to_wallet, \
+             key_wallet, reverses, scope, idempotency_key, fingerprint, memo, signature, \
+             public_key, receiver_memo) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(*t.id.as_uuid())
+        .bind(t.kind.as_str())
+        .bind(t.currency.code())
+        .bind(t.at_micros)
+        .bind(t.from_wallet.map(|w| *w.as_uuid()))
+        .bind(t.to_wallet.map(|w| *w.as_uuid()))
+        .bind(*t.key_wallet.as_uuid())
+        .bind(t.reverses.map(|r| *r.as_uuid()))
+        .bind(t.scope.as_str())
+        .bind(t.idempotency_key.as_str())
+        .bind(t.fingerprint.as_slice())
+        .bind(t.memo.as_ref().map(Envelope::as_bytes))
+        .bind(t.signature.map(|s| s.to_bytes().to_vec()))
+        .bind(t.public_key.as_ref().map(<[u8; 32]>::as_slice))
+        .bind(t.receiver_memo.as_ref().map(Envelope::as_bytes))
+        .execute(&mut *conn)
+        .await
+        .map_err(write_failure)?;
+        for p in &t.postings {
+            sqlx::query(
+                "INSERT INTO postings (transaction_id, line, wallet_id, wallet_seq, amount) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(*t.id.as_uuid())
+            .bind(i64::from(p.line))
+            .bind(p.wallet.map(|w| *w.as_uuid()))
+            .bind(p.wallet_seq)
+            .bind(p.amount.as_bytes())
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        }
+        Ok(())
     }
 
     pub(super) async fn create_wallet(&self, new: NewWallet) -> Result<Receipt, Error> {
@@ -601,7 +653,7 @@ where
     pub(super) async fn set_receiver_memo(
         &self,
         id: TransactionId,
-        memo: &coffer_crypto::Envelope,
+        memo: &Envelope,
     ) -> Result<bool, Error> {
         let done = sqlx::query(
             "UPDATE transactions SET receiver_memo = $2 WHERE id = $1 AND receiver_memo IS NULL",
@@ -624,135 +676,3 @@ where
         Self::load_transactions(&mut conn, Filter::After(after, i64::from(limit))).await
     }
 }
-
-/// The public store type `$name` for one dialect: a thin shell that implements
-/// [`coffer_ledger::port::LedgerStore`] by calling its [`Ledger`]. Its pool and audit log types
-/// are named for the documentation (they are the dialect's).
-macro_rules! ledger_store {
-    (
-        $(#[$doc:meta])*
-        $name:ident, dialect = $D:ty, pool = $Pool:ty, audit = $Audit:ty
-    ) => {
-        $(#[$doc])*
-        #[derive(Clone)]
-        pub struct $name(super::Ledger<$D>);
-
-        coffer_macros::debug_non_exhaustive!(self => $name {});
-
-        impl $name {
-            /// A store on `pool` (migrated), writing its audit records through `audit` (on the
-            /// same database).
-            #[must_use]
-            pub fn new(pool: $Pool, audit: $Audit) -> Self {
-                Self(super::Ledger::new(pool, audit))
-            }
-
-            /// The same store, reading the time from `clock`.
-            #[must_use]
-            pub fn with_clock(self, clock: std::sync::Arc<dyn coffer_clock::Clock>) -> Self {
-                Self(self.0.with_clock(clock))
-            }
-        }
-
-        #[async_trait::async_trait]
-        impl coffer_ledger::port::LedgerStore for $name {
-            async fn create_wallet(
-                &self,
-                new: coffer_ledger::port::NewWallet,
-            ) -> Result<coffer_audit::Receipt, coffer_ledger::Error> {
-                self.0.create_wallet(new).await
-            }
-
-            async fn load_wallets(
-                &self,
-                ids: &[coffer_ledger::WalletId],
-            ) -> Result<Vec<coffer_ledger::port::LoadedWallet>, coffer_ledger::Error> {
-                self.0.load_wallets(ids).await
-            }
-
-            async fn wallets_where(
-                &self,
-                filter: &coffer_ledger::port::WalletFilter,
-                after: Option<coffer_ledger::WalletId>,
-                limit: u32,
-            ) -> Result<Vec<coffer_ledger::port::WalletRecord>, coffer_ledger::Error> {
-                self.0.wallets_where(filter, after, limit).await
-            }
-
-            async fn apply(
-                &self,
-                op: coffer_ledger::port::Apply<'_>,
-            ) -> Result<coffer_ledger::port::Applied, coffer_ledger::Error> {
-                self.0.apply(op).await
-            }
-
-            async fn idempotent(
-                &self,
-                scope: &str,
-                key: &str,
-            ) -> Result<Option<coffer_ledger::port::TransactionRecord>, coffer_ledger::Error> {
-                self.0.idempotent(scope, key).await
-            }
-
-            async fn transaction(
-                &self,
-                id: coffer_ledger::TransactionId,
-            ) -> Result<Option<coffer_ledger::port::TransactionRecord>, coffer_ledger::Error> {
-                self.0.transaction(id).await
-            }
-
-            async fn history(
-                &self,
-                wallet: coffer_ledger::WalletId,
-                filter: &coffer_ledger::port::HistoryFilter,
-                before: Option<i64>,
-                limit: u32,
-            ) -> Result<coffer_ledger::port::HistoryPage, coffer_ledger::Error> {
-                self.0.history(wallet, filter, before, limit).await
-            }
-
-            async fn public_keys(
-                &self,
-                wallet: coffer_ledger::WalletId,
-            ) -> Result<Vec<[u8; 32]>, coffer_ledger::Error> {
-                self.0.public_keys(wallet).await
-            }
-
-            async fn wallets_after(
-                &self,
-                after: Option<coffer_ledger::WalletId>,
-                limit: u32,
-            ) -> Result<Vec<coffer_ledger::port::LoadedWallet>, coffer_ledger::Error> {
-                self.0.wallets_after(after, limit).await
-            }
-
-            async fn postings_of(
-                &self,
-                wallet: coffer_ledger::WalletId,
-            ) -> Result<
-                Vec<(coffer_ledger::TransactionId, coffer_ledger::port::PostingRecord)>,
-                coffer_ledger::Error,
-            > {
-                self.0.postings_of(wallet).await
-            }
-
-            async fn set_receiver_memo(
-                &self,
-                id: coffer_ledger::TransactionId,
-                memo: &coffer_crypto::Envelope,
-            ) -> Result<bool, coffer_ledger::Error> {
-                self.0.set_receiver_memo(id, memo).await
-            }
-
-            async fn transactions_after(
-                &self,
-                after: Option<coffer_ledger::TransactionId>,
-                limit: u32,
-            ) -> Result<Vec<coffer_ledger::port::TransactionRecord>, coffer_ledger::Error> {
-                self.0.transactions_after(after, limit).await
-            }
-        }
-    };
-}
-
-use ledger_store;

@@ -16,7 +16,8 @@ use std::sync::LazyLock;
 use uuid::Uuid;
 
 use super::rows::{WALLET_COLUMNS, u32_of, wallet_from, wrapped_from};
-use super::{Failure, LedgerDialect, audit_err, db_err, ledger_store, write_failure};
+use super::shell::ledger_store;
+use super::{Failure, Ledger, LedgerDialect, audit_err, db_err, write_failure};
 use crate::audit::{PgAuditLog, append_ctes, bind_append};
 use crate::dialect::Pg;
 
@@ -105,7 +106,8 @@ impl LedgerDialect for Pg {
         Ok((wallets, earlier))
     }
 
-    /// Every write of `changes` in one statement, with the first audit record when this process
+    /// Every write of `changes` in one statement (a second transaction and more follow as
+    /// statements of their own), with the first audit record when this process
     /// remembers its stream's head (the others, and that one when the head moved, follow as
     /// statements of their own).
     async fn write_changes(
@@ -168,12 +170,12 @@ impl LedgerDialect for Pg {
             versions.push(old.version);
         }
         let w = &changes.wallets;
-        let t = changes.transaction.as_ref();
+        let t = changes.transactions.first();
         let dk = changes.new_data_key.as_ref();
         let postings = t.map_or(&[][..], |t| t.postings.as_slice());
         // Each `.bind` is the statement's next parameter, in order, named by its `$n`; `w`
-        // parameters are arrays with an element per changed wallet, `t` ones the new transaction's
-        // (NULL without one), `dk` ones the new data key's (NULL without one).
+        // parameters are arrays with an element per changed wallet, `t` ones the first new
+        // transaction's (NULL without one), `dk` ones the new data key's (NULL without one).
         let row = sqlx::query(&SQL)
             // $1..$8 and $34: the changed wallets (`w`), unnested together.
             // $1: the wallets' ids.
@@ -210,7 +212,7 @@ impl LedgerDialect for Pg {
             .bind(changes.new_public_key.map(|(w, _)| *w.as_uuid()))
             // $11: the new public key.
             .bind(changes.new_public_key.map(|(_, k)| k.to_vec()))
-            // $12..$24, $29 and $35: the new transaction (`t`; $12 NULL: none).
+            // $12..$24, $29 and $35: the first new transaction (`t`; $12 NULL: none).
             // $12: its id (also the postings' `transaction_id`).
             .bind(t.map(|t| *t.id.as_uuid()))
             // $13: its kind.
@@ -289,6 +291,9 @@ impl LedgerDialect for Pg {
             return Err(Error::Storage("a locked wallet changed under its lock".into()).into());
         }
         let audit_id: Option<i64> = row.try_get(1).map_err(db_err)?;
+        for t in changes.transactions.iter().skip(1) {
+            Ledger::<Self>::insert_transaction(conn, t).await?;
+        }
         let mut receipts = Vec::with_capacity(changes.audit.len());
         let mut rest = changes.audit.iter();
         if let Some(first) = &first {

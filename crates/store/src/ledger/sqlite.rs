@@ -12,7 +12,8 @@ use sqlx::sqlite::SqlitePool;
 use uuid::Uuid;
 
 use super::rows::{WALLET_COLUMNS, key_from, wallet_from};
-use super::{Failure, Ledger, LedgerDialect, audit_err, db_err, ledger_store, write_failure};
+use super::shell::ledger_store;
+use super::{Failure, Ledger, LedgerDialect, audit_err, db_err};
 use crate::audit::SqliteAuditLog;
 use crate::dialect::Sqlite;
 
@@ -138,44 +139,8 @@ impl LedgerDialect for Sqlite {
                 .execute(&mut *conn)
                 .await?;
         }
-        if let Some(t) = &changes.transaction {
-            sqlx::query(
-                "INSERT INTO transactions (id, kind, currency, at_micros, from_wallet, to_wallet, \
-             key_wallet, reverses, scope, idempotency_key, fingerprint, memo, signature, \
-             public_key, receiver_memo) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-            )
-            .bind(*t.id.as_uuid())
-            .bind(t.kind.as_str())
-            .bind(t.currency.code())
-            .bind(t.at_micros)
-            .bind(t.from_wallet.map(|w| *w.as_uuid()))
-            .bind(t.to_wallet.map(|w| *w.as_uuid()))
-            .bind(*t.key_wallet.as_uuid())
-            .bind(t.reverses.map(|r| *r.as_uuid()))
-            .bind(&t.scope)
-            .bind(&t.idempotency_key)
-            .bind(t.fingerprint.as_slice())
-            .bind(t.memo.as_ref().map(Envelope::as_bytes))
-            .bind(t.signature.map(|s| s.to_bytes().to_vec()))
-            .bind(t.public_key.as_ref().map(<[u8; 32]>::as_slice))
-            .bind(t.receiver_memo.as_ref().map(Envelope::as_bytes))
-            .execute(&mut *conn)
-            .await
-            .map_err(write_failure)?;
-            for p in &t.postings {
-                sqlx::query(
-                    "INSERT INTO postings (transaction_id, line, wallet_id, wallet_seq, amount) \
-                 VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(*t.id.as_uuid())
-                .bind(i64::from(p.line))
-                .bind(p.wallet.map(|w| *w.as_uuid()))
-                .bind(p.wallet_seq)
-                .bind(p.amount.as_bytes())
-                .execute(&mut *conn)
-                .await?;
-            }
+        for t in &changes.transactions {
+            Ledger::<Self>::insert_transaction(conn, t).await?;
         }
         let mut receipts = Vec::with_capacity(changes.audit.len());
         for event in &changes.audit {

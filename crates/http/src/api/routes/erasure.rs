@@ -1,6 +1,6 @@
 //! `admin`: erasing a user by crypto-shredding (`user:erase`), `POST /v1/admin/users/{id}/erase`.
 //! The wallets are closed and their keys destroyed, then the user's; the books stay. The rules
-//! (every wallet empty, the idempotency key kept with the erasure) are the use case's.
+//! (every wallet empty, or its remainder swept, the idempotency key kept with the erasure) are the use case's.
 
 use axum::extract::State;
 use serde::Deserialize;
@@ -30,10 +30,10 @@ pub(in crate::api) struct EraseBody {
         ("Idempotency-Key" = String, Header, description = "the same key and body again answer the first erasure")
     ),
     responses(
-        (status = 200, description = "the user is erased: their wallets closed and every data key of theirs and their wallets' destroyed; sessions, password resets and API keys ended; their email free to register again", body = views::UserErasure),
+        (status = 200, description = "the user is erased: what was left in their wallets swept (up to `ledger.unclaimed`'s bound) to the unclaimed-funds wallet of its currency, their wallets closed and every data key of theirs and their wallets' destroyed; sessions, password resets and API keys ended; their email free to register again", body = views::UserErasure),
         RoleErrors,
         UserNotFound,
-        (status = 409, description = "a wallet of theirs still holds money (wallet_not_empty, the detail names it), they are the last administrator (last_admin), the user kept opening wallets while it ran (wallet_not_erased), or the key was used with another reason (idempotency_conflict)", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "a wallet of theirs still holds money that is not swept (wallet_not_empty, the detail names it: more than `ledger.unclaimed`'s bound for its currency, in a frozen wallet, or in a currency without an unclaimed-funds wallet), the configured unclaimed-funds wallet cannot take it (unclaimed_wallet_unusable), they are the last administrator (last_admin), the user kept opening wallets while it ran (wallet_not_erased), or the key was used with another reason (idempotency_conflict)", body = Problem, content_type = PROBLEM_JSON),
         (status = 410, description = "the user was erased already, under another Idempotency-Key (user_erased)", body = Problem, content_type = PROBLEM_JSON),
         JsonErrors,
         Invalid,

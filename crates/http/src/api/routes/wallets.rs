@@ -151,7 +151,10 @@ impl HistoryQuery {
                 .as_deref()
                 .map(|k| {
                     TransactionKind::parse(k).ok_or_else(|| {
-                        ApiError::invalid("kind", "deposit, withdrawal, transfer or reversal")
+                        ApiError::invalid(
+                            "kind",
+                            "deposit, withdrawal, transfer, reversal or sweep",
+                        )
                     })
                 })
                 .transpose()?,
@@ -186,7 +189,7 @@ impl HistoryQuery {
         ("id" = String, Path, description = "the resource id"),
         ("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page (with the same filters)"),
-        ("kind" = Option<String>, Query, description = "only deposit, withdrawal, transfer or reversal"),
+        ("kind" = Option<String>, Query, description = "only deposit, withdrawal, transfer, reversal or sweep"),
         ("from" = Option<String>, Query, description = "only at or after this time (RFC 3339, UTC)"),
         ("to" = Option<String>, Query, description = "only before this time (RFC 3339, UTC)"),
         ("counterparty" = Option<String>, Query, description = "only those with this other wallet"),
