@@ -282,3 +282,48 @@ fn ids_parse_and_refuse_garbage() {
     assert_eq!(WalletId::parse("not-a-uuid"), Err(IdError("WalletId")));
     assert!(TransactionId::new() < TransactionId::new(), "time-ordered");
 }
+
+#[test]
+fn a_sweep_takes_each_remainder_up_to_the_bound_into_one_wallet() {
+    let (a, b, empty) = (
+        wallet(3, WalletStatus::Active),
+        wallet(7, WalletStatus::Active),
+        wallet(0, WalletStatus::Active),
+    );
+    let unclaimed = wallet(100, WalletStatus::Frozen);
+    let p = sweep(&[a.clone(), b.clone(), empty.clone()], &unclaimed, 7).unwrap();
+    assert_eq!(p.kind, TransactionKind::Sweep);
+    assert!(p.is_balanced());
+    assert_eq!(p.postings.len(), 3, "no posting for the empty wallet");
+    let balance_of = |id| {
+        p.balances
+            .iter()
+            .find(|(w, _)| *w == id)
+            .map(|(_, b)| b.minor())
+    };
+    assert_eq!(
+        (balance_of(a.id), balance_of(b.id), balance_of(unclaimed.id)),
+        (Some(0), Some(0), Some(110))
+    );
+    assert_eq!(
+        sweep(&[a.clone(), b.clone()], &unclaimed, 6),
+        Err(LedgerError::StillHoldsMoney(b.id)),
+        "above the bound"
+    );
+    let frozen = wallet(1, WalletStatus::Frozen);
+    assert_eq!(
+        sweep(std::slice::from_ref(&frozen), &unclaimed, 7),
+        Err(LedgerError::StillHoldsMoney(frozen.id))
+    );
+    let usd = Currency::parse("USD").unwrap();
+    let closed = wallet(0, WalletStatus::Closed);
+    let mut eur = wallet(0, WalletStatus::Active);
+    eur.currency = Currency::parse("EUR").unwrap();
+    for to in [&closed, &eur, &a] {
+        assert_eq!(
+            sweep(std::slice::from_ref(&a), to, 7),
+            Err(LedgerError::UnclaimedWalletUnusable { currency: usd })
+        );
+    }
+    assert!(sweep(&[empty], &unclaimed, 7).is_err(), "nothing to sweep");
+}
