@@ -159,6 +159,8 @@ pub enum Subject {
     User(EntityId),
     /// A ledger transaction.
     Transaction(EntityId),
+    /// A hold on a wallet's money.
+    Hold(EntityId),
     /// A key (master key id, data key owner, secret name).
     Key(EntityId),
     /// The service as a whole (alerts, rate limits).
@@ -206,6 +208,7 @@ impl Subject {
             Self::Wallet(id) => ("wallet", Some(id)),
             Self::User(id) => ("user", Some(id)),
             Self::Transaction(id) => ("transaction", Some(id)),
+            Self::Hold(id) => ("hold", Some(id)),
             Self::Key(id) => ("key", Some(id)),
             Self::System => ("system", None),
         }
@@ -221,6 +224,7 @@ impl Subject {
             "wallet" => Self::Wallet(id()?),
             "user" => Self::User(id()?),
             "transaction" => Self::Transaction(id()?),
+            "hold" => Self::Hold(id()?),
             "key" => Self::Key(id()?),
             "system" => Self::System,
             other => {
@@ -353,6 +357,10 @@ actions! {
     TransactionTransfer => "transaction.transfer",
     TransactionReversal => "transaction.reversal",
     TransactionSweep => "transaction.sweep",
+    HoldCreated => "hold.created",
+    HoldCaptured => "hold.captured",
+    HoldVoided => "hold.voided",
+    HoldExpired => "hold.expired",
     TransactionFailed => "transaction.failed",
     KeyDataKeyCreated => "key.data_key_created",
     KeyKekRotated => "key.kek_rotated",

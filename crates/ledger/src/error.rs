@@ -4,7 +4,7 @@
 
 use coffer_keys::KeyError;
 
-use crate::domain::{IdError, LedgerError, TransactionId, WalletId};
+use crate::domain::{HoldId, IdError, LedgerError, TransactionId, WalletId};
 use crate::money::MoneyError;
 
 /// The cause of an opaque failure: any error, or a message (`"…".into()`).
@@ -48,6 +48,9 @@ pub enum Error {
     /// No such transaction, or not the caller's.
     #[error("transaction {0} not found")]
     TransactionNotFound(TransactionId),
+    /// No such hold, or not one the caller may see or resolve.
+    #[error("hold {0} not found")]
+    HoldNotFound(HoldId),
     /// The idempotency key was used for a different request.
     #[error("idempotency key already used for a different request")]
     IdempotencyConflict,

@@ -18,8 +18,8 @@ pub mod verify;
 pub mod window;
 
 pub use domain::{
-    Account, IdError, LedgerError, Original, PIN_LOCK_THRESHOLD, Plan, Posting, TransactionId,
-    TransactionKind, UserId, WalletId, WalletState, WalletStatus,
+    Account, HoldId, HoldStatus, IdError, LedgerError, Original, PIN_LOCK_THRESHOLD, Plan, Posting,
+    TransactionId, TransactionKind, UserId, WalletId, WalletState, WalletStatus,
 };
 pub use error::Error;
 pub use money::{Amount, Balance, Currency, Money, MoneyError};
@@ -28,7 +28,7 @@ pub use request::{
     HistoryCursor, IdempotencyKey, Memo, MoneyRequest, Pin, Reason, StepUp, WalletCursor, parse_pin,
 };
 pub use service::{
-    Caller, HistoryPageView, Ledger, LedgerConfig, MemoBackfill, TransactionView, Unclaimed,
-    WalletPageView, WalletView,
+    Caller, HistoryPageView, HoldView, Ledger, LedgerConfig, MemoBackfill, TransactionView,
+    Unclaimed, WalletPageView, WalletView,
 };
 pub use window::RollingSum;

@@ -17,7 +17,9 @@ use coffer_audit::{AuditEvent, Receipt};
 use coffer_crypto::{Envelope, KdfParams, SealedSigningKey, WalletSignature};
 use coffer_keys::WrappedKey;
 
-use crate::domain::{TransactionId, TransactionKind, UserId, WalletId, WalletStatus};
+use crate::domain::{
+    HoldId, HoldStatus, TransactionId, TransactionKind, UserId, WalletId, WalletStatus,
+};
 use crate::error::Error;
 use crate::money::Currency;
 
@@ -57,9 +59,64 @@ pub struct WalletRecord {
     /// When its owner was erased (its data keys destroyed; it was closed empty), microseconds
     /// since the epoch: its envelopes no longer open and it has no key rows.
     pub erased_at: Option<i64>,
+    /// Its active holds (as the paying wallet), oldest first, lapsed ones included: filled where
+    /// a decision or a view needs them (loads and locks), empty in listings.
+    pub holds: Vec<HoldRecord>,
 }
 
-coffer_macros::debug_non_exhaustive!(self => WalletRecord { id, owner, currency, status, version, dek_version, failed_pins, erased_at });
+coffer_macros::debug_non_exhaustive!(self => WalletRecord { id, owner, currency, status, version, dek_version, failed_pins, erased_at, holds });
+
+/// A hold as stored: its amount and memo sealed under the paying wallet's data key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HoldRecord {
+    /// Its id (UUID v7).
+    pub id: HoldId,
+    /// The paying wallet.
+    pub wallet: WalletId,
+    /// A held transfer's destination; `None` for a held withdrawal.
+    pub to_wallet: Option<WalletId>,
+    /// Its currency.
+    pub currency: Currency,
+    /// The most it may capture, an envelope bound to the hold.
+    pub amount: Envelope,
+    /// Its memo's envelope, if any.
+    pub memo: Option<Envelope>,
+    /// When it was placed, microseconds since the epoch.
+    pub created_at: i64,
+    /// When it stops counting and can no longer be captured.
+    pub expires_at: i64,
+    /// Its status as stored (an active hold past its expiry is expired for every purpose).
+    pub status: HoldStatus,
+    /// When it was captured, voided or written expired.
+    pub resolved_at: Option<i64>,
+    /// The capture's transaction.
+    pub capture: Option<TransactionId>,
+    /// Who placed it (the idempotency scope) and under which key, with the request's hash.
+    pub placed: Idempotency,
+    /// The key a capture or void was made under, when one was (the replay of that request).
+    pub resolved: Option<Idempotency>,
+    /// The paying wallet's signature over the hold's bytes: it authorises the captures.
+    pub signature: WalletSignature,
+    /// The public key that made it.
+    pub public_key: [u8; 32],
+}
+
+coffer_macros::debug_non_exhaustive!(self => HoldRecord { id, wallet, to_wallet, currency, status, expires_at });
+
+/// A hold's resolution, written under its paying wallet's lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldChange {
+    /// Which hold.
+    pub id: HoldId,
+    /// Captured, voided or expired.
+    pub status: HoldStatus,
+    /// When.
+    pub at: i64,
+    /// The capture's transaction, for a capture.
+    pub capture: Option<TransactionId>,
+    /// The request's idempotency key (none for an expiry).
+    pub resolved: Option<Idempotency>,
+}
 
 /// One version of a wallet's data key, wrapped by the key provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +214,8 @@ pub struct TransactionRecord {
     pub key_wallet: WalletId,
     /// For a reversal, what it reverses.
     pub reverses: Option<TransactionId>,
+    /// For a capture, the hold it captures.
+    pub hold: Option<HoldId>,
     /// Who started it (the idempotency scope: `user:<id>` or `admin:<id>`).
     pub scope: String,
     /// The client's idempotency key (unique per scope).
@@ -211,6 +270,8 @@ pub struct Locked<'a> {
     pub wallets: &'a [WalletRecord],
     /// The transaction being reversed, locked, with its `reversed_by`.
     pub original: Option<&'a TransactionRecord>,
+    /// The hold being resolved, read under its paying wallet's lock, whatever its status.
+    pub hold: Option<&'a HoldRecord>,
 }
 
 impl Locked<'_> {
@@ -267,6 +328,10 @@ pub struct Changes {
     /// Wallets to erase after the rows above are written (each closed by now): every version of
     /// their data keys destroyed, `erased_at` set.
     pub erase: Vec<WalletId>,
+    /// A hold to insert.
+    pub new_hold: Option<HoldRecord>,
+    /// Holds resolved (captured, voided, expired).
+    pub holds: Vec<HoldChange>,
 }
 
 /// An operation for [`LedgerStore::apply`].
@@ -275,6 +340,8 @@ pub struct Apply<'a> {
     pub lock: Vec<WalletId>,
     /// A transaction to lock and hand to `decide` (a reversal's original).
     pub original: Option<TransactionId>,
+    /// A hold to hand to `decide`, read after the locks (its paying wallet among them).
+    pub hold: Option<HoldId>,
     /// The idempotency key, for operations that take one.
     pub idempotency: Option<&'a Idempotency>,
     /// Decides on the locked rows. It may be called more than once (the store retries when a
@@ -283,7 +350,7 @@ pub struct Apply<'a> {
     pub decide: &'a (dyn Fn(&Locked<'_>) -> Result<Changes, Error> + Send + Sync),
 }
 
-coffer_macros::debug_non_exhaustive!(self => Apply<'_> { lock, original, idempotency });
+coffer_macros::debug_non_exhaustive!(self => Apply<'_> { lock, original, hold, idempotency });
 
 /// What [`LedgerStore::apply`] did.
 #[derive(Debug)]
@@ -374,6 +441,12 @@ pub trait LedgerStore: Send + Sync + fmt::Debug {
     /// Sets a transfer's receiver memo while it has none (the backfill): false, changing
     /// nothing, when it has one already or there is no such transaction.
     async fn set_receiver_memo(&self, id: TransactionId, memo: &Envelope) -> Result<bool, Error>;
+
+    /// One hold, unlocked.
+    async fn hold(&self, id: HoldId) -> Result<Option<HoldRecord>, Error>;
+
+    /// The hold placed under an idempotency key, if any.
+    async fn hold_by_key(&self, scope: &str, key: &str) -> Result<Option<HoldRecord>, Error>;
 
     /// Transactions with ids after `after`, in id order (verification, the memo backfill).
     async fn transactions_after(

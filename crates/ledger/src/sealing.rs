@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use coffer_crypto::{Aad, DataKey, Envelope, KeyRef, open, seal};
 use coffer_keys::{KeyContext, KeyProvider};
 
-use crate::domain::{Account, TransactionId, WalletId};
+use crate::domain::{Account, HoldId, TransactionId, WalletId};
 use crate::error::{Error, context};
 use crate::port::LoadedWallet;
 
@@ -63,6 +63,18 @@ pub fn posting_aad(transaction: TransactionId, line: u16, account: Account) -> A
 #[must_use]
 pub fn memo_aad(transaction: TransactionId) -> Aad {
     Aad::new("ledger.memo").with(transaction.as_uuid().as_bytes())
+}
+
+/// A hold's amount, under its paying wallet's data key.
+#[must_use]
+pub fn hold_amount_aad(hold: HoldId) -> Aad {
+    Aad::new("ledger.hold.amount").with(hold.as_uuid().as_bytes())
+}
+
+/// A hold's memo, under its paying wallet's data key.
+#[must_use]
+pub fn hold_memo_aad(hold: HoldId) -> Aad {
+    Aad::new("ledger.hold.memo").with(hold.as_uuid().as_bytes())
 }
 
 /// The receiver's copy of a transfer's memo, under the receiving wallet's data key.

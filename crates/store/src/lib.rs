@@ -73,7 +73,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The application role's privileges, applied after every migration run (idempotent): the
 /// role `coffer_app` (created when the migrating role may) reads and appends audit rows,
 /// transactions and postings and never changes or removes them (but for setting a transfer's
-/// receiver memo, which the backfill writes); it updates wallets and users,
+/// receiver memo, which the backfill writes); it inserts holds and changes only how they
+/// resolved; it updates wallets and users,
 /// deletes only refresh tokens and denylist entries (expired ones), and never changes a stored
 /// service secret. The API and worker log in as a member of it; migrations run separately as
 /// the schema owner ([`migrate_postgres`]).
@@ -98,6 +99,10 @@ BEGIN
         GRANT SELECT, INSERT ON wallet_public_keys, transactions, postings TO coffer_app;
         REVOKE UPDATE, DELETE, TRUNCATE ON wallet_public_keys, transactions, postings FROM coffer_app;
         GRANT UPDATE (receiver_memo) ON transactions TO coffer_app;
+        GRANT SELECT, INSERT ON holds TO coffer_app;
+        REVOKE UPDATE, DELETE, TRUNCATE ON holds FROM coffer_app;
+        GRANT UPDATE (status, resolved_at, capture_transaction, resolve_scope, resolve_key,
+            resolve_fingerprint) ON holds TO coffer_app;
         GRANT SELECT, INSERT, UPDATE ON users, user_keys, signing_keys, revocation_epochs TO coffer_app;
         GRANT SELECT, INSERT ON service_secrets TO coffer_app;
         GRANT SELECT, INSERT ON secrets TO coffer_app;

@@ -146,7 +146,10 @@ impl From<LedgerServiceError> for ApiError {
                     | LedgerError::ReversalOfReversal
                     | LedgerError::TooManyWallets { .. }
                     | LedgerError::StillHoldsMoney(_)
-                    | LedgerError::UnclaimedWalletUnusable { .. } => S::CONFLICT,
+                    | LedgerError::UnclaimedWalletUnusable { .. }
+                    | LedgerError::WalletHasHolds(_)
+                    | LedgerError::HoldExpired
+                    | LedgerError::HoldResolved => S::CONFLICT,
                     LedgerError::PinLocked => S::LOCKED,
                     LedgerError::Erased => S::GONE,
                     LedgerError::WalletNotLoaded(_) => return Self::internal(&r),
@@ -164,6 +167,9 @@ impl From<LedgerServiceError> for ApiError {
             }
             LedgerServiceError::TransactionNotFound(_) => {
                 Self::new(S::NOT_FOUND, "transaction_not_found", "No such transaction")
+            }
+            LedgerServiceError::HoldNotFound(_) => {
+                Self::new(S::NOT_FOUND, "hold_not_found", "No such hold")
             }
             LedgerServiceError::IdempotencyConflict => Self::new(
                 S::CONFLICT,

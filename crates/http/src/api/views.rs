@@ -47,7 +47,10 @@ pub struct Wallet {
     owner_id: String,
     currency: &'static str,
     status: &'static str,
+    /// The posted balance, minor units.
     balance: i64,
+    /// What may be spent: `balance` less the wallet's live holds, minor units.
+    available_balance: i64,
     public_key: String,
     failed_pins: u32,
     created_at: String,
@@ -66,6 +69,7 @@ impl From<&WalletView> for Wallet {
             currency: w.currency.code(),
             status: w.status.as_str(),
             balance: w.balance.minor(),
+            available_balance: w.available.minor(),
             public_key: b64(&w.public_key),
             failed_pins: w.failed_pins,
             created_at: rfc3339(w.created_at),

@@ -10,8 +10,14 @@
 //! but nothing moves out; a closed wallet accepts nothing and can only be closed at zero. A
 //! reversal is an admin correction and is applied whatever the status, except that it cannot
 //! take a wallet below zero.
+//!
+//! Money leaving a wallet leaves its available balance: the posted balance less its live holds
+//! (`holds`), which stay reserved for their captures.
 
 use sha2::{Digest, Sha256};
+
+pub mod holds;
+pub use holds::{HoldId, HoldState, HoldStatus};
 
 use crate::money::{Amount, Balance, Currency, Money, MoneyError};
 
@@ -76,10 +82,21 @@ pub struct WalletState {
     pub currency: Currency,
     /// Its status.
     pub status: WalletStatus,
-    /// Its balance.
+    /// Its balance (posted).
     pub balance: Balance,
+    /// The sum of its live holds (part of `balance`, not available to spend).
+    pub held: Balance,
     /// Consecutive wrong PINs.
     pub failed_pins: u32,
+}
+
+impl WalletState {
+    /// What may be spent: the posted balance less the live holds (never below zero).
+    #[must_use]
+    pub fn available(&self) -> Balance {
+        Balance::from_minor(self.balance.minor().saturating_sub(self.held.minor()))
+            .unwrap_or(Balance::ZERO)
+    }
 }
 
 /// Why an operation is refused. Each is a typed error the API maps to its own code.
@@ -125,6 +142,19 @@ pub enum LedgerError {
         /// The remainder's currency.
         currency: Currency,
     },
+    /// A wallet with live holds on it, or a wallet that live holds would pay into, can be
+    /// neither closed nor erased until they are resolved.
+    #[error("wallet {0} has live holds: capture or void them first")]
+    WalletHasHolds(WalletId),
+    /// The hold's expiry has passed: it released its money and can no longer be captured.
+    #[error("the hold has expired")]
+    HoldExpired,
+    /// The hold was captured or voided already.
+    #[error("the hold was resolved already")]
+    HoldResolved,
+    /// A capture of more than the hold reserved.
+    #[error("a capture cannot exceed the amount held")]
+    CaptureExceedsHold,
     /// The owner holds the most wallets allowed.
     #[error("no more than {max} wallets per user")]
     TooManyWallets {
@@ -163,6 +193,10 @@ impl LedgerError {
             Self::WalletNotEmpty | Self::StillHoldsMoney(_) => "wallet_not_empty",
             Self::Erased => "wallet_erased",
             Self::UnclaimedWalletUnusable { .. } => "unclaimed_wallet_unusable",
+            Self::WalletHasHolds(_) => "wallet_has_holds",
+            Self::HoldExpired => "hold_expired",
+            Self::HoldResolved => "hold_resolved",
+            Self::CaptureExceedsHold => "capture_exceeds_hold",
             Self::CurrencyMismatch { .. } => "currency_mismatch",
             Self::SameWallet => "same_wallet",
             Self::PinLocked => "pin_locked",
@@ -197,6 +231,9 @@ pub enum TransactionKind {
     /// What was left in the wallets of a user being erased, moved to the currency's
     /// unclaimed-funds wallet (by the erasure: no PIN, no signature).
     Sweep,
+    /// A hold captured: money from the hold's wallet to its destination, or out (authorised by
+    /// the hold's signature, so it carries none of its own).
+    Capture,
 }
 
 impl TransactionKind {
@@ -209,6 +246,7 @@ impl TransactionKind {
             Self::Transfer => "transfer",
             Self::Reversal => "reversal",
             Self::Sweep => "sweep",
+            Self::Capture => "capture",
         }
     }
 
@@ -221,6 +259,7 @@ impl TransactionKind {
             "transfer" => Some(Self::Transfer),
             "reversal" => Some(Self::Reversal),
             "sweep" => Some(Self::Sweep),
+            "capture" => Some(Self::Capture),
             _ => None,
         }
     }
@@ -273,7 +312,7 @@ impl Plan {
     }
 }
 
-fn same_currency(wallet: &WalletState, money: &Money) -> Result<(), LedgerError> {
+pub(crate) fn same_currency(wallet: &WalletState, money: &Money) -> Result<(), LedgerError> {
     if wallet.currency == money.currency {
         Ok(())
     } else {
@@ -284,7 +323,7 @@ fn same_currency(wallet: &WalletState, money: &Money) -> Result<(), LedgerError>
     }
 }
 
-fn can_receive(wallet: &WalletState) -> Result<(), LedgerError> {
+pub(crate) fn can_receive(wallet: &WalletState) -> Result<(), LedgerError> {
     match wallet.status {
         WalletStatus::Closed => Err(LedgerError::WalletClosed),
         WalletStatus::Active | WalletStatus::Frozen => Ok(()),
@@ -293,7 +332,7 @@ fn can_receive(wallet: &WalletState) -> Result<(), LedgerError> {
 
 /// Checks status and lockout for money leaving `wallet` (the PIN itself is checked by the
 /// service before the transaction: a wrong PIN never reaches a decision).
-fn can_send(wallet: &WalletState) -> Result<(), LedgerError> {
+pub(crate) fn can_send(wallet: &WalletState) -> Result<(), LedgerError> {
     match wallet.status {
         WalletStatus::Closed => return Err(LedgerError::WalletClosed),
         WalletStatus::Frozen => return Err(LedgerError::WalletFrozen),
@@ -303,6 +342,19 @@ fn can_send(wallet: &WalletState) -> Result<(), LedgerError> {
         return Err(LedgerError::PinLocked);
     }
     Ok(())
+}
+
+/// The balance of `wallet` after `amount` leaves it, out of its available balance (its live
+/// holds stay reserved).
+fn spend(wallet: &WalletState, amount: Amount) -> Result<Balance, LedgerError> {
+    wallet
+        .available()
+        .debit(amount)
+        .ok_or(LedgerError::InsufficientFunds)?;
+    wallet
+        .balance
+        .debit(amount)
+        .ok_or(LedgerError::InsufficientFunds)
 }
 
 /// Whether a wallet's money-out is locked by wrong PINs (checked before asking for the PIN).
@@ -353,10 +405,7 @@ pub fn deposit(wallet: &WalletState, money: Money) -> Result<Plan, LedgerError> 
 pub fn withdrawal(wallet: &WalletState, money: Money) -> Result<Plan, LedgerError> {
     same_currency(wallet, &money)?;
     can_send(wallet)?;
-    let balance = wallet
-        .balance
-        .debit(money.amount)
-        .ok_or(LedgerError::InsufficientFunds)?;
+    let balance = spend(wallet, money.amount)?;
     let m = money.amount.minor();
     Ok(Plan {
         kind: TransactionKind::Withdrawal,
@@ -387,10 +436,7 @@ pub fn transfer(from: &WalletState, to: &WalletState, money: Money) -> Result<Pl
     same_currency(to, &money)?;
     can_send(from)?;
     can_receive(to)?;
-    let from_balance = from
-        .balance
-        .debit(money.amount)
-        .ok_or(LedgerError::InsufficientFunds)?;
+    let from_balance = spend(from, money.amount)?;
     let to_balance = to.balance.credit(money.amount)?;
     let m = money.amount.minor();
     let mut balances = vec![(from.id, from_balance), (to.id, to_balance)];
@@ -454,9 +500,7 @@ pub fn reversal(original: &Original, wallets: &[WalletState]) -> Result<Plan, Le
             let new = if delta >= 0 {
                 w.balance.credit(amount)?
             } else {
-                w.balance
-                    .debit(amount)
-                    .ok_or(LedgerError::InsufficientFunds)?
+                spend(w, amount)?
             };
             balances.push((id, new));
         }
@@ -475,6 +519,7 @@ pub fn reversal(original: &Original, wallets: &[WalletState]) -> Result<Plan, Le
 /// wallet active (a frozen wallet's money stays where it is).
 ///
 /// # Errors
+/// [`LedgerError::WalletHasHolds`] for a wallet with live holds (its money is reserved);
 /// [`LedgerError::StillHoldsMoney`] for a remainder above `up_to` or in a wallet that is not
 /// active; [`LedgerError::UnclaimedWalletUnusable`] when `unclaimed` is one of `wallets`, in
 /// another currency or closed; overflow.
@@ -486,6 +531,9 @@ pub fn sweep(
     let mut postings = Vec::with_capacity(wallets.len() + 1);
     let mut balances = Vec::with_capacity(wallets.len() + 1);
     let mut total = Balance::ZERO;
+    if let Some(w) = wallets.iter().find(|w| w.held != Balance::ZERO) {
+        return Err(LedgerError::WalletHasHolds(w.id));
+    }
     for w in wallets.iter().filter(|w| w.balance != Balance::ZERO) {
         let unusable = LedgerError::UnclaimedWalletUnusable {
             currency: w.currency,
@@ -525,10 +573,14 @@ pub fn sweep(
 /// Checks that `wallet` may be closed.
 ///
 /// # Errors
-/// [`LedgerError::WalletClosed`] or [`LedgerError::WalletNotEmpty`].
+/// [`LedgerError::WalletClosed`], [`LedgerError::WalletHasHolds`] or
+/// [`LedgerError::WalletNotEmpty`].
 pub fn close(wallet: &WalletState) -> Result<(), LedgerError> {
     if wallet.status == WalletStatus::Closed {
         return Err(LedgerError::WalletClosed);
+    }
+    if wallet.held != Balance::ZERO {
+        return Err(LedgerError::WalletHasHolds(wallet.id));
     }
     if wallet.balance != Balance::ZERO {
         return Err(LedgerError::WalletNotEmpty);

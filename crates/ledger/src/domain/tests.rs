@@ -16,6 +16,7 @@ fn wallet(balance: i64, status: WalletStatus) -> WalletState {
         currency: Currency::parse("USD").unwrap(),
         status,
         balance: Balance::from_minor(balance).unwrap(),
+        held: Balance::ZERO,
         failed_pins: 0,
     }
 }

@@ -7,7 +7,7 @@
 use coffer_audit::AuditEvent;
 use coffer_crypto::WalletSignature;
 
-use crate::domain::{Account, Plan, TransactionId, WalletId};
+use crate::domain::{Account, HoldId, Plan, TransactionId, WalletId};
 use crate::error::Error;
 use crate::money::Currency;
 use crate::port::{Changes, Idempotency, Locked, PostingRecord, TransactionRecord};
@@ -25,6 +25,7 @@ pub(super) struct Draft<'a> {
     pub(super) to: Option<WalletId>,
     pub(super) key_wallet: WalletId,
     pub(super) reverses: Option<TransactionId>,
+    pub(super) hold: Option<HoldId>,
     pub(super) idempotency: &'a Idempotency,
     pub(super) memo: Option<&'a str>,
     pub(super) signature: Option<(WalletSignature, [u8; 32])>,
@@ -103,6 +104,7 @@ pub(super) fn changes(
             to_wallet: draft.to,
             key_wallet: draft.key_wallet,
             reverses: draft.reverses,
+            hold: draft.hold,
             scope: draft.idempotency.scope.clone(),
             idempotency_key: draft.idempotency.key.clone(),
             fingerprint: draft.idempotency.fingerprint,

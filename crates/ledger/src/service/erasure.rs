@@ -61,7 +61,7 @@ impl Ledger {
             .load_wallets(&ids)
             .await?
             .iter()
-            .map(|w| wallet_view(&w.record, Balance::ZERO))
+            .map(|w| wallet_view(&w.record, (Balance::ZERO, Balance::ZERO)))
             .collect::<Vec<_>>();
         views.sort_by_key(|v| (v.created_at, v.id));
         Ok(views)
@@ -167,10 +167,10 @@ impl Ledger {
             Ok(changes)
         };
         let applied = self
-            .store
             .apply(Apply {
                 lock,
                 original: None,
+                hold: None,
                 idempotency: None,
                 decide: &decide,
             })
@@ -232,6 +232,7 @@ impl Ledger {
             to: Some(target.wallet),
             key_wallet: target.wallet,
             reverses: None,
+            hold: None,
             idempotency: &idempotency,
             memo: None,
             signature: None,

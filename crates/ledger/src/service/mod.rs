@@ -26,6 +26,7 @@
 //! - `data_key`: data-key rotation;
 //! - `erasure`: an owner's wallets closed empty and their data keys destroyed (a user's
 //!   erasure);
+//! - `holds`: money reserved for a later capture: placed, captured, voided, expired;
 //! - `backfill`: the receiver copies of transfers' memos written before they existed;
 //! - `draft`: what a transaction the domain planned writes (money, and the erasure's sweep);
 //! - `views`: what callers get back, and how stored rows decrypt into it;
@@ -46,6 +47,7 @@ mod backfill;
 mod data_key;
 mod draft;
 mod erasure;
+mod holds;
 mod money;
 mod pin_attempts;
 mod support;
@@ -60,24 +62,26 @@ use coffer_crypto::{KdfParams, KeyRef, Pin, WalletSigningKey};
 use coffer_keys::KeyProvider;
 
 use crate::domain::{
-    self, LedgerError, TransactionId, UserId, WalletId, WalletState, WalletStatus,
+    self, HoldStatus, LedgerError, TransactionId, UserId, WalletId, WalletState, WalletStatus,
 };
 use crate::error::{Error, context};
 use crate::money::{Balance, Currency};
 use crate::pin::{PinVerifier, PinVerifierConfig};
 use crate::port::{
-    Applied, Apply, Changes, DataKeyRecord, HistoryFilter, Idempotency, LedgerStore, LoadedWallet,
-    Locked, NewWallet, TransactionRecord, WalletChange, WalletFilter, WalletRecord,
+    Applied, Apply, Changes, DataKeyRecord, HistoryFilter, HoldChange, HoldRecord, Idempotency,
+    LedgerStore, LoadedWallet, Locked, NewWallet, TransactionRecord, WalletChange, WalletFilter,
+    WalletRecord,
 };
 use crate::request::{HistoryCursor, WalletCursor};
 use crate::sealing::{DataKeys, balance_aad, signing_key_aad, wallet_key_context};
 pub use backfill::MemoBackfill;
 pub use erasure::Unclaimed;
 use support::{
-    WalletTurns, again_if_changed, balance, code, entity, pin_error, rewrite, state, with,
+    WalletTurns, again_if_changed, balances, code, entity, expiry, hold_event, pin_error, rewrite,
+    state, with,
 };
 use views::wallet_view;
-pub use views::{HistoryPageView, TransactionView, WalletPageView, WalletView};
+pub use views::{HistoryPageView, HoldView, TransactionView, WalletPageView, WalletView};
 pub(crate) use views::{open_postings, transaction_view};
 
 pub use crate::request::{MAX_IDEMPOTENCY_KEY_LEN, MAX_MEMO_CHARS, MoneyRequest};
@@ -105,6 +109,10 @@ pub struct LedgerConfig {
     /// Most transactions one history page reads to find those in an amount range (amounts are
     /// sealed, so the range is applied after decryption).
     pub amount_scan_limit: usize,
+    /// A hold's lifetime when the request names none, in seconds.
+    pub hold_expiry_secs: u32,
+    /// The longest lifetime a hold may ask for, in seconds.
+    pub max_hold_expiry_secs: u32,
     /// Per currency, where an erasure sweeps what is left in the erased user's wallets, and up
     /// to how much; a currency without one sweeps nothing (its wallets must be empty).
     pub unclaimed: HashMap<Currency, Unclaimed>,
@@ -120,6 +128,8 @@ impl Default for LedgerConfig {
             max_wallets_per_user: 20,
             outflow_window_hours: 24,
             amount_scan_limit: 1_000,
+            hold_expiry_secs: 7 * 24 * 3600,
+            max_hold_expiry_secs: 30 * 24 * 3600,
             unclaimed: HashMap::new(),
         }
     }
@@ -132,12 +142,15 @@ pub enum Caller {
     User(UserId),
     /// An administrator: sees every wallet, moves no user's money except by reversal.
     Admin(UserId),
+    /// A service account allowed to capture holds (a payout service): sees no wallet, captures
+    /// any hold.
+    Service(UserId),
 }
 
 impl Caller {
     fn actor(self) -> Actor {
         match self {
-            Self::User(u) => Actor::User(entity(u.as_uuid())),
+            Self::User(u) | Self::Service(u) => Actor::User(entity(u.as_uuid())),
             Self::Admin(u) => Actor::Admin(entity(u.as_uuid())),
         }
     }
@@ -146,6 +159,7 @@ impl Caller {
         match self {
             Self::User(u) => format!("user:{u}"),
             Self::Admin(u) => format!("admin:{u}"),
+            Self::Service(u) => format!("service:{u}"),
         }
     }
 
@@ -153,6 +167,7 @@ impl Caller {
         match self {
             Self::User(u) => wallet.owner == u,
             Self::Admin(_) => true,
+            Self::Service(_) => false,
         }
     }
 }
@@ -253,20 +268,73 @@ impl Ledger {
         }
     }
 
+    /// [`LedgerStore::apply`], every operation's one way to it: the locked wallets' lapsed holds
+    /// (active, their expiry reached on the ledger's clock) are left out of what `decide` sees,
+    /// so nothing counts them, and are written expired with the operation, each with its
+    /// `hold.expired` record. A refused operation writes nothing, those expiries included: the
+    /// next one, or the worker's expiry job, writes them.
+    async fn apply(&self, op: Apply<'_>) -> Result<Applied, Error> {
+        let now = self.now_micros();
+        let inner = op.decide;
+        let decide = |locked: &Locked<'_>| -> Result<Changes, Error> {
+            let lapsed: Vec<&HoldRecord> = locked
+                .wallets
+                .iter()
+                .flat_map(|w| &w.holds)
+                .filter(|h| h.expires_at <= now)
+                .collect();
+            if lapsed.is_empty() {
+                return inner(locked);
+            }
+            let wallets: Vec<WalletRecord> = locked
+                .wallets
+                .iter()
+                .map(|w| {
+                    let mut w = w.clone();
+                    w.holds.retain(|h| h.expires_at > now);
+                    w
+                })
+                .collect();
+            let mut changes = inner(&Locked {
+                wallets: &wallets,
+                ..*locked
+            })?;
+            for h in lapsed {
+                changes.holds.push(HoldChange {
+                    id: h.id,
+                    status: HoldStatus::Expired,
+                    at: now,
+                    capture: None,
+                    resolved: None,
+                });
+                changes
+                    .audit
+                    .push(hold_event(expiry(), Action::HoldExpired, h, now));
+            }
+            Ok(changes)
+        };
+        self.store
+            .apply(Apply {
+                decide: &decide,
+                ..op
+            })
+            .await
+    }
+
     /// `apply` on one wallet, for the operations that take no idempotency key.
     async fn on_wallet(
         &self,
         wallet: WalletId,
         decide: &(dyn Fn(&Locked<'_>) -> Result<Changes, Error> + Send + Sync),
     ) -> Result<Applied, Error> {
-        self.store
-            .apply(Apply {
-                lock: vec![wallet],
-                original: None,
-                idempotency: None,
-                decide,
-            })
-            .await
+        self.apply(Apply {
+            lock: vec![wallet],
+            original: None,
+            hold: None,
+            idempotency: None,
+            decide,
+        })
+        .await
     }
 
     /// The earlier result under this idempotency key, if the same request made it.
@@ -315,7 +383,7 @@ impl Ledger {
                 ..rec.clone()
             };
             *view.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some(wallet_view(&updated, s.balance));
+                Some(wallet_view(&updated, (s.balance, s.available())));
             let new_public_key =
                 (change.public_key != rec.public_key).then_some((wallet, change.public_key));
             Ok(Changes {
@@ -405,6 +473,7 @@ impl Ledger {
             kdf_params: params,
             failed_pins: 0,
             outflow: None,
+            holds: Vec::new(),
             created_at: now,
             updated_at: now,
             erased_at: None,
@@ -436,7 +505,7 @@ impl Ledger {
             })
             .await?;
         self.audit.committed_elsewhere(&[(audit, receipt)]).await;
-        Ok(wallet_view(&record, Balance::ZERO))
+        Ok(wallet_view(&record, (Balance::ZERO, Balance::ZERO)))
     }
 
     /// One wallet, decrypted.
@@ -449,7 +518,7 @@ impl Ledger {
         if !caller.may_see(rec) {
             return Err(Error::WalletNotFound(id));
         }
-        Ok(wallet_view(rec, balance(&keys, rec)?))
+        Ok(wallet_view(rec, balances(&keys, rec, self.now_micros())?))
     }
 
     /// The owner's wallets, oldest first, `limit` (1 to [`MAX_PAGE`]) at a time after
@@ -491,9 +560,10 @@ impl Ledger {
             .await?;
         let ids: Vec<_> = records.iter().map(|r| r.id).collect();
         let (loaded, keys) = self.load(&ids).await?;
+        let now = self.now_micros();
         let items = loaded
             .iter()
-            .map(|w| Ok(wallet_view(&w.record, balance(&keys, &w.record)?)))
+            .map(|w| Ok(wallet_view(&w.record, balances(&keys, &w.record, now)?)))
             .collect::<Result<Vec<_>, Error>>()?;
         let full = records.len() == usize::try_from(limit).unwrap_or(usize::MAX);
         Ok(WalletPageView {

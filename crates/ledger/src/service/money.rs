@@ -94,7 +94,7 @@ impl Ledger {
     }
 
     /// The configured maximum holds whatever the adapter parsed the amount against.
-    fn within_limit(&self, money: Money) -> Result<Money, Error> {
+    pub(super) fn within_limit(&self, money: Money) -> Result<Money, Error> {
         let max = self.config.max_amount_minor;
         if money.amount.minor() > max {
             return Err(MoneyError::TooLarge { max }.into());
@@ -169,7 +169,11 @@ impl Ledger {
 
     /// The view of what `apply` wrote or replayed. `keys` holds the keys of the request's
     /// wallets, which are the transaction's (a replay had the same request).
-    async fn finish(&self, applied: Applied, keys: &DataKeys) -> Result<TransactionView, Error> {
+    pub(super) async fn finish(
+        &self,
+        applied: Applied,
+        keys: &DataKeys,
+    ) -> Result<TransactionView, Error> {
         self.observe(&applied).await;
         match applied {
             Applied::Committed {
@@ -217,6 +221,7 @@ impl Ledger {
             to: Some(wallet),
             key_wallet: wallet,
             reverses: None,
+            hold: None,
             idempotency: &idem,
             memo: request.memo.as_ref().map(Memo::as_str),
             signature: None,
@@ -236,10 +241,10 @@ impl Ledger {
             )
         };
         let result = self
-            .store
             .apply(Apply {
                 lock: vec![wallet],
                 original: None,
+                hold: None,
                 idempotency: Some(&idem),
                 decide: &decide,
             })
@@ -362,6 +367,7 @@ impl Ledger {
             to,
             key_wallet: from,
             reverses: None,
+            hold: None,
             idempotency: &idem,
             memo: request.memo.as_ref().map(Memo::as_str),
             signature: None,
@@ -397,10 +403,10 @@ impl Ledger {
             )
         };
         let result = self
-            .store
             .apply(Apply {
                 lock: ids.clone(),
                 original: None,
+                hold: None,
                 idempotency: Some(&idem),
                 decide: &decide,
             })
@@ -468,6 +474,7 @@ impl Ledger {
             to: original.from_wallet,
             key_wallet: original.key_wallet,
             reverses: Some(transaction),
+            hold: None,
             idempotency: &idem,
             memo: None,
             signature: None,
@@ -498,10 +505,10 @@ impl Ledger {
             draft::changes(&keys, locked, &plan, &draft, orig.currency, event, None)
         };
         let applied = self
-            .store
             .apply(Apply {
                 lock: ids,
                 original: Some(transaction),
+                hold: None,
                 idempotency: Some(&idem),
                 decide: &decide,
             })

@@ -23,15 +23,17 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use coffer_audit::{AuditEvent, Code, DetailValue, EntityId, StreamId, Subject};
+use coffer_audit::{
+    Action, Actor, AuditEvent, Code, DetailValue, EntityId, Outcome, StreamId, Subject,
+};
 use coffer_crypto::Envelope;
 
-use crate::domain::{LedgerError, WalletId, WalletState};
+use crate::domain::{HoldState, LedgerError, WalletId, WalletState};
 use crate::error::{Error, context};
-use crate::money::Balance;
+use crate::money::{Amount, Balance, Money};
 use crate::pin::PinCheckError;
-use crate::port::{WalletChange, WalletRecord};
-use crate::sealing::{DataKeys, balance_aad, outflow_aad};
+use crate::port::{HoldRecord, WalletChange, WalletRecord};
+use crate::sealing::{DataKeys, balance_aad, hold_amount_aad, outflow_aad};
 use crate::window::RollingSum;
 
 /// A queue per wallet (entries exist only while someone waits or holds the turn).
@@ -111,8 +113,9 @@ pub(super) fn pin_error(e: PinCheckError) -> Error {
     }
 }
 
-/// Decrypts a locked or loaded row. An erased wallet has nothing to decrypt and nothing may
-/// change it: [`LedgerError::Erased`].
+/// Decrypts a locked or loaded row, its holds counted as held (the caller leaves out lapsed
+/// ones: `Ledger::apply` under the locks, the views by the clock). An erased wallet has nothing
+/// to decrypt and nothing may change it: [`LedgerError::Erased`].
 pub(super) fn state(keys: &DataKeys, rec: &WalletRecord) -> Result<WalletState, Error> {
     if rec.erased_at.is_some() {
         return Err(LedgerError::Erased.into());
@@ -123,6 +126,10 @@ pub(super) fn state(keys: &DataKeys, rec: &WalletRecord) -> Result<WalletState, 
         &rec.balance,
         "balance",
     )?;
+    let mut held = Balance::ZERO;
+    for h in &rec.holds {
+        held = held.credit(open_hold(keys, h)?.money.amount)?;
+    }
     Ok(WalletState {
         id: rec.id,
         owner: rec.owner,
@@ -131,17 +138,74 @@ pub(super) fn state(keys: &DataKeys, rec: &WalletRecord) -> Result<WalletState, 
         balance: Balance::from_minor(minor).ok_or_else(|| {
             Error::Corrupt(format!("negative balance in wallet {}", rec.id).into())
         })?,
+        held,
         failed_pins: rec.failed_pins,
     })
 }
 
-/// A wallet's balance for its view: an erased wallet's is zero (it was closed empty, and a closed
-/// wallet receives nothing) and is not decrypted.
-pub(super) fn balance(keys: &DataKeys, rec: &WalletRecord) -> Result<Balance, Error> {
-    if rec.erased_at.is_some() {
-        return Ok(Balance::ZERO);
+/// Who expires holds: the ledger itself, at the first operation on the wallet after the expiry,
+/// or the worker's job.
+#[allow(clippy::expect_used)]
+pub(super) fn expiry() -> Actor {
+    Actor::Service(EntityId::parse("hold-expiry").expect("a token"))
+}
+
+/// A hold's audit record (`hold.created`, `.captured`, `.voided`, `.expired`), on its paying
+/// wallet's stream, naming the wallets (never the amount).
+pub(super) fn hold_event(by: Actor, action: Action, h: &HoldRecord, at: i64) -> AuditEvent {
+    let mut e = AuditEvent::new(
+        by,
+        action,
+        Subject::Hold(entity(h.id.as_uuid())),
+        Outcome::Success,
+    )
+    .at(at)
+    .on_stream(wallet_stream(h.wallet));
+    e = with(e, "currency", code(h.currency.code()));
+    e = with(e, "wallet", code(&h.wallet.to_string()));
+    if let Some(to) = h.to_wallet {
+        e = with(e, "to", code(&to.to_string()));
     }
-    Ok(state(keys, rec)?.balance)
+    e
+}
+
+/// Decrypts a hold (its amount is under its paying wallet's data key).
+pub(super) fn open_hold(keys: &DataKeys, h: &HoldRecord) -> Result<HoldState, Error> {
+    let minor = keys.open_i64(h.wallet, &hold_amount_aad(h.id), &h.amount, "hold amount")?;
+    let amount = Amount::parse(minor, i64::MAX)
+        .map_err(|_| Error::Corrupt(format!("hold {} holds nothing", h.id).into()))?;
+    Ok(HoldState {
+        id: h.id,
+        wallet: h.wallet,
+        to: h.to_wallet,
+        money: Money {
+            amount,
+            currency: h.currency,
+        },
+        status: h.status,
+        expires_at: h.expires_at,
+    })
+}
+
+/// A wallet's posted and available balances for its view, its holds lapsed at `now` left out:
+/// an erased wallet's are zero (it was closed empty, and a closed wallet receives nothing) and
+/// are not decrypted.
+pub(super) fn balances(
+    keys: &DataKeys,
+    rec: &WalletRecord,
+    now: i64,
+) -> Result<(Balance, Balance), Error> {
+    if rec.erased_at.is_some() {
+        return Ok((Balance::ZERO, Balance::ZERO));
+    }
+    let s = if rec.holds.iter().any(|h| h.expires_at <= now) {
+        let mut live = rec.clone();
+        live.holds.retain(|h| h.expires_at > now);
+        state(keys, &live)?
+    } else {
+        state(keys, rec)?
+    };
+    Ok((s.balance, s.available()))
 }
 
 /// Runs `op` again, four times at most, when the wallet changed between loading it and locking

@@ -18,13 +18,15 @@
 use coffer_crypto::{WalletPublicKey, WalletSignature};
 
 use crate::domain::{
-    self, Account, LedgerError, Posting, TransactionId, TransactionKind, UserId, WalletId,
-    WalletStatus,
+    self, Account, HoldId, HoldStatus, LedgerError, Posting, TransactionId, TransactionKind,
+    UserId, WalletId, WalletStatus,
 };
 use crate::error::{Error, context};
 use crate::money::{Amount, Balance, Currency, Money};
-use crate::port::{TransactionRecord, WalletRecord};
-use crate::sealing::{DataKeys, memo_aad, posting_aad, receiver_memo_aad};
+use crate::port::{HoldRecord, TransactionRecord, WalletRecord};
+use crate::sealing::{
+    DataKeys, hold_amount_aad, hold_memo_aad, memo_aad, posting_aad, receiver_memo_aad,
+};
 
 /// A wallet as its owner sees it. `Debug` leaves the balance out: it is the owner's data, which
 /// the database only holds encrypted, and logs should not hold it at all.
@@ -38,8 +40,10 @@ pub struct WalletView {
     pub currency: Currency,
     /// Its status.
     pub status: WalletStatus,
-    /// Its balance.
+    /// Its balance (posted).
     pub balance: Balance,
+    /// What may be spent: the balance less its live holds.
+    pub available: Balance,
     /// The public key its money-out transactions are signed with now.
     pub public_key: [u8; 32],
     /// Consecutive wrong PINs.
@@ -124,6 +128,83 @@ impl TransactionView {
     }
 }
 
+/// A hold as its payer, its payee, a capturing service or an administrator sees it (`Debug`
+/// leaves out the amount and the memo).
+#[derive(Clone, PartialEq, Eq)]
+pub struct HoldView {
+    /// Its id.
+    pub id: HoldId,
+    /// The wallet it reserves money on.
+    pub wallet: WalletId,
+    /// A held transfer's destination; `None` for a held withdrawal.
+    pub to_wallet: Option<WalletId>,
+    /// The most it may capture.
+    pub money: Money,
+    /// The memo.
+    pub memo: Option<String>,
+    /// Active, captured, voided or expired (an active hold past its expiry reads as expired).
+    pub status: HoldStatus,
+    /// Placed, microseconds since the epoch.
+    pub created_at: i64,
+    /// When it stops counting and can no longer be captured.
+    pub expires_at: i64,
+    /// When it was captured, voided or expired (its expiry, for one not written yet).
+    pub resolved_at: Option<i64>,
+    /// The capture's transaction.
+    pub capture: Option<TransactionId>,
+    /// The client's idempotency key (part of the signed bytes).
+    pub idempotency_key: String,
+    /// The payer's signature over the hold (it authorises the captures).
+    pub signature: [u8; 64],
+    /// The signer's public key.
+    pub public_key: [u8; 32],
+}
+
+coffer_macros::debug_non_exhaustive!(self => HoldView { id, wallet, to_wallet, status, expires_at });
+
+/// Decrypts a stored hold (its amount and memo are under its paying wallet's data key) as it
+/// stands at `now`.
+pub(super) fn hold_view(keys: &DataKeys, h: &HoldRecord, now: i64) -> Result<HoldView, Error> {
+    let amount = keys.open_i64(h.wallet, &hold_amount_aad(h.id), &h.amount, "hold amount")?;
+    let memo = h
+        .memo
+        .as_ref()
+        .map(|m| {
+            let plain = keys.open(h.wallet, &hold_memo_aad(h.id), m, "hold memo")?;
+            String::from_utf8(plain.expose_secret().to_vec())
+                .map_err(|_| Error::Corrupt(format!("memo of hold {}", h.id).into()))
+        })
+        .transpose()?;
+    let lapsed = h.status == HoldStatus::Active && h.expires_at <= now;
+    Ok(HoldView {
+        id: h.id,
+        wallet: h.wallet,
+        to_wallet: h.to_wallet,
+        money: Money {
+            amount: Amount::parse(amount, i64::MAX)
+                .map_err(|_| Error::Corrupt(format!("hold {} holds nothing", h.id).into()))?,
+            currency: h.currency,
+        },
+        memo,
+        status: if lapsed {
+            HoldStatus::Expired
+        } else {
+            h.status
+        },
+        created_at: h.created_at,
+        expires_at: h.expires_at,
+        resolved_at: if lapsed {
+            Some(h.expires_at)
+        } else {
+            h.resolved_at
+        },
+        capture: h.capture,
+        idempotency_key: h.placed.key.clone(),
+        signature: h.signature.to_bytes(),
+        public_key: h.public_key,
+    })
+}
+
 /// A page of an owner's wallets.
 #[derive(Debug, Clone)]
 pub struct WalletPageView {
@@ -145,13 +226,18 @@ pub struct HistoryPageView {
     pub stopped_early: bool,
 }
 
-pub(super) fn wallet_view(rec: &WalletRecord, balance: Balance) -> WalletView {
+/// A wallet's view, with its posted and available balances.
+pub(super) fn wallet_view(
+    rec: &WalletRecord,
+    (balance, available): (Balance, Balance),
+) -> WalletView {
     WalletView {
         id: rec.id,
         owner: rec.owner,
         currency: rec.currency,
         status: rec.status,
         balance,
+        available,
         public_key: rec.public_key,
         failed_pins: rec.failed_pins,
         created_at: rec.created_at,

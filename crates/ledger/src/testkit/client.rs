@@ -5,10 +5,12 @@
 
 use std::ops::Deref;
 
+use crate::domain::HoldId;
 use crate::request::{StepUp, parse_pin};
 use crate::{
-    Caller, Currency, Error, HistoryCursor, HistoryPageView, IdempotencyKey, Ledger, Reason,
-    TransactionId, TransactionView, UserId, WalletCursor, WalletId, WalletPageView, WalletView,
+    Amount, Caller, Currency, Error, HistoryCursor, HistoryPageView, HoldView, IdempotencyKey,
+    Ledger, Reason, TransactionId, TransactionView, UserId, WalletCursor, WalletId, WalletPageView,
+    WalletView,
 };
 
 /// A money request as a client sends it (`Debug` leaves out the amount and the memo, as the
@@ -181,6 +183,67 @@ impl Client {
     ) -> Result<HistoryPageView, Error> {
         let before = cursor.map(HistoryCursor::parse).transpose()?;
         self.0.history(caller, wallet, before, limit).await
+    }
+
+    /// [`Ledger::place_hold`], with no second-factor cap.
+    ///
+    /// # Errors
+    /// A malformed request or PIN; the ledger's.
+    pub async fn place_hold(
+        &self,
+        user: UserId,
+        wallet: WalletId,
+        to: Option<WalletId>,
+        pin: &str,
+        request: &MoneyRequest<'_>,
+        expires_in_secs: Option<u32>,
+    ) -> Result<HoldView, Error> {
+        let request = request.parse(&self.0)?;
+        self.0
+            .place_hold(
+                user,
+                wallet,
+                to,
+                &parse_pin(pin)?,
+                &request,
+                expires_in_secs,
+                StepUp::default(),
+            )
+            .await
+    }
+
+    /// [`Ledger::capture_hold`].
+    ///
+    /// # Errors
+    /// A malformed amount or key; the ledger's.
+    pub async fn capture(
+        &self,
+        by: Caller,
+        hold: HoldId,
+        amount_minor: Option<i64>,
+        idempotency_key: &str,
+    ) -> Result<(HoldView, TransactionView), Error> {
+        let max = self.0.config().max_amount_minor;
+        let amount = amount_minor
+            .map(|a| Amount::parse(a, max))
+            .transpose()
+            .map_err(|e| Error::Rejected(e.into()))?;
+        let key = IdempotencyKey::parse(idempotency_key)?;
+        self.0.capture_hold(by, hold, amount, &key).await
+    }
+
+    /// [`Ledger::void_hold`].
+    ///
+    /// # Errors
+    /// A malformed key; the ledger's.
+    pub async fn void(
+        &self,
+        by: Caller,
+        hold: HoldId,
+        idempotency_key: &str,
+    ) -> Result<HoldView, Error> {
+        let key = IdempotencyKey::parse(idempotency_key)?;
+        self.0.void_hold(by, hold, &key).await
     }
 
     /// [`Ledger::wallets_of`].

@@ -331,10 +331,26 @@ pub async fn an_erasure_sweeps_small_remainders_to_the_unclaimed_wallet(backend:
             "{refused:?}"
         );
     }
+    // Dave's few cents are held: reserved money is not swept until the hold is resolved.
+    let dave = UserId::new();
+    let d = funded(&l, dave, 10).await;
+    let held = l
+        .place_hold(dave, d, None, PIN, &req(5, "held"), None)
+        .await
+        .unwrap();
+    let refused = l.erase_wallets(&by, dave).await.unwrap_err();
+    assert!(
+        matches!(refused, Error::Rejected(LedgerError::WalletHasHolds(w)) if w == d),
+        "{refused:?}"
+    );
+    l.void(Caller::User(dave), held.id, "release")
+        .await
+        .unwrap();
+    l.erase_wallets(&by, dave).await.unwrap();
 
     let report = l.verify(VerifyOptions::default(), &|_| {}).await.unwrap();
     assert!(report.ok(), "{:?}", report.findings);
-    assert_eq!(report.erased_wallets, 3);
+    assert_eq!(report.erased_wallets, 4);
     assert_eq!(l.erase_wallets(&by, alice).await.unwrap(), erased);
-    assert_eq!(balance(&l, unclaimed).await, 100, "swept once");
+    assert_eq!(balance(&l, unclaimed).await, 110, "swept once each");
 }

@@ -29,6 +29,7 @@ use crate::{
 
 mod client;
 mod erased;
+mod holds;
 mod integrity;
 mod money;
 mod pins;
@@ -37,6 +38,7 @@ mod window;
 
 pub use client::{Client, MoneyRequest};
 pub use erased::*;
+pub use holds::*;
 pub use integrity::*;
 pub use money::*;
 use pins::wallet_audit_actions;
@@ -90,6 +92,9 @@ macro_rules! ledger_store_contract_tests {
             a_receivers_side_reads_after_the_sender_is_erased,
             erasing_an_owner_closes_their_empty_wallets_and_destroys_their_keys,
             an_erasure_sweeps_small_remainders_to_the_unclaimed_wallet,
+            a_hold_reserves_money_until_its_payee_captures_it_once,
+            a_hold_is_voided_or_expires_and_then_nothing_captures_it,
+            capture_void_and_expiry_of_one_hold_resolve_it_once,
             raw_tables_hold_no_plaintext,
             verify_reports_tampering_with_wallet_and_transaction,
             verify_reports_progress_and_resumes,
@@ -364,6 +369,19 @@ impl LedgerStore for Watched {
         wallet: WalletId,
     ) -> Result<Vec<(TransactionId, PostingRecord)>, Error> {
         self.inner.postings_of(wallet).await
+    }
+    async fn hold(
+        &self,
+        id: crate::domain::HoldId,
+    ) -> Result<Option<crate::port::HoldRecord>, Error> {
+        self.inner.hold(id).await
+    }
+    async fn hold_by_key(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<crate::port::HoldRecord>, Error> {
+        self.inner.hold_by_key(scope, key).await
     }
     async fn set_receiver_memo(
         &self,

@@ -8,7 +8,7 @@
 //! a transaction begins and the audit adapter are every store's ([`crate::dialect`]); the rest is
 //! [`LedgerDialect`], implemented in [`pg`] and [`sqlite`]. The public store types are thin shells
 //! around `Ledger<dialect>`, made by `shell`'s `ledger_store!`; the rows and their decoding are in
-//! [`rows`].
+//! [`rows`], the statements on holds in `holds`.
 //!
 //! `apply` follows [`coffer_ledger::port`]: read the original transaction (a reversal), lock the
 //! wallets in id order (the original's among them), read the original again, check the
@@ -28,8 +28,8 @@ use coffer_crypto::Envelope;
 use coffer_ledger::domain::{TransactionId, TransactionKind, WalletId, WalletStatus};
 use coffer_ledger::error::context;
 use coffer_ledger::port::{
-    Applied, Apply, Changes, HistoryFilter, HistoryPage, Idempotency, LoadedWallet, Locked,
-    NewWallet, PostingRecord, TransactionRecord, WalletFilter, WalletRecord,
+    Applied, Apply, Changes, HistoryFilter, HistoryPage, HoldRecord, Idempotency, LoadedWallet,
+    Locked, NewWallet, PostingRecord, TransactionRecord, WalletFilter, WalletRecord,
 };
 use coffer_ledger::{Error, LedgerError};
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type};
@@ -38,6 +38,7 @@ use uuid::Uuid;
 use crate::db::{Conflict, DbFailure, DbFailureKind};
 use crate::dialect::{Conn, Dialect};
 
+mod holds;
 mod pg;
 mod rows;
 mod shell;
@@ -83,6 +84,12 @@ pub(super) trait LedgerDialect: Dialect {
         audit: &Self::Audit,
     ) -> Result<Vec<Receipt>, Failure>;
 
+    /// The active holds (as the paying wallet) of the wallets among `ids`, oldest first.
+    async fn active_holds(
+        conn: &mut Conn<Self>,
+        ids: &[WalletId],
+    ) -> Result<Vec<HoldRecord>, Error>;
+
     /// Erases `wallets` (closed by the writes before): every version of their data keys
     /// deleted, `erased_at` set, and other processes told ([`crate::auth::ERASED_WALLET`]).
     async fn erase_wallets(
@@ -119,6 +126,13 @@ impl From<DbFailure> for Error {
                 Error::Storage(f.into_source().into())
             }
         }
+    }
+}
+
+/// Gives each wallet its holds (`holds` is oldest first).
+fn attach_holds(mut holds: Vec<HoldRecord>, wallets: &mut [WalletRecord]) {
+    for w in wallets {
+        w.holds = holds.extract_if(.., |h| h.wallet == w.id).collect();
     }
 }
 
@@ -303,7 +317,8 @@ where
         }
         ids.sort();
         ids.dedup();
-        let (wallets, earlier) = D::lock_wallets(&mut tx, &ids, op.idempotency).await?;
+        let (mut wallets, earlier) = D::lock_wallets(&mut tx, &ids, op.idempotency).await?;
+        attach_holds(D::active_holds(&mut tx, &ids).await?, &mut wallets);
         if let Some(missing) = ids.iter().find(|id| !wallets.iter().any(|w| w.id == **id)) {
             return Err(Error::WalletNotFound(*missing).into());
         }
@@ -325,9 +340,19 @@ where
             ),
             None => None,
         };
+        // The hold is read once its paying wallet is locked: every change to it holds that lock.
+        let hold = match op.hold {
+            Some(id) => Some(
+                Self::one_hold(&mut tx, id)
+                    .await?
+                    .ok_or(Error::HoldNotFound(id))?,
+            ),
+            None => None,
+        };
         let changes = match (op.decide)(&Locked {
             wallets: &wallets,
             original: original.as_ref(),
+            hold: hold.as_ref(),
         }) {
             Ok(changes) => changes,
             Err(refusal) => {
@@ -347,6 +372,7 @@ where
         };
         let now = self.clock.unix_micros();
         let receipts = D::write_changes(&mut tx, &wallets, &changes, now, &self.audit).await?;
+        Self::write_holds(&mut tx, &changes).await?;
         if !changes.erase.is_empty() {
             D::erase_wallets(&mut tx, &changes.erase, now).await?;
         }
@@ -385,8 +411,8 @@ where
         sqlx::query(
             "INSERT INTO transactions (id, kind, currency, at_micros, from_wallet, to_wallet, \
              key_wallet, reverses, scope, idempotency_key, fingerprint, memo, signature, \
-             public_key, receiver_memo) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             public_key, receiver_memo, hold_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(*t.id.as_uuid())
         .bind(t.kind.as_str())
@@ -403,6 +429,7 @@ where
         .bind(t.signature.map(|s| s.to_bytes().to_vec()))
         .bind(t.public_key.as_ref().map(<[u8; 32]>::as_slice))
         .bind(t.receiver_memo.as_ref().map(Envelope::as_bytes))
+        .bind(t.hold.map(|h| *h.as_uuid()))
         .execute(&mut *conn)
         .await
         .map_err(write_failure)?;
@@ -499,7 +526,12 @@ where
 
     pub(super) async fn load_wallets(&self, ids: &[WalletId]) -> Result<Vec<LoadedWallet>, Error> {
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        D::select_loaded(&mut conn, ids).await
+        let mut loaded = D::select_loaded(&mut conn, ids).await?;
+        let mut holds = D::active_holds(&mut conn, ids).await?;
+        for w in &mut loaded {
+            w.record.holds = holds.extract_if(.., |h| h.wallet == w.record.id).collect();
+        }
+        Ok(loaded)
     }
 
     pub(super) async fn wallets_where(

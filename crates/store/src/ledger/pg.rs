@@ -8,14 +8,16 @@
 
 use coffer_audit::Receipt;
 use coffer_crypto::Envelope;
-use coffer_ledger::port::{Changes, DataKeyRecord, Idempotency, LoadedWallet, WalletRecord};
+use coffer_ledger::port::{
+    Changes, DataKeyRecord, HoldRecord, Idempotency, LoadedWallet, WalletRecord,
+};
 use coffer_ledger::{Error, WalletId};
 use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Row};
 use std::sync::LazyLock;
 use uuid::Uuid;
 
-use super::rows::{WALLET_COLUMNS, u32_of, wallet_from, wrapped_from};
+use super::rows::{HOLD_COLUMNS, WALLET_COLUMNS, hold_from, u32_of, wallet_from, wrapped_from};
 use super::shell::ledger_store;
 use super::{Failure, Ledger, LedgerDialect, audit_err, db_err, write_failure};
 use crate::audit::{PgAuditLog, append_ctes, bind_append};
@@ -141,9 +143,9 @@ impl LedgerDialect for Pg {
                  t AS ( \
                      INSERT INTO transactions (id, kind, currency, at_micros, from_wallet, \
                          to_wallet, key_wallet, reverses, scope, idempotency_key, fingerprint, \
-                         memo, signature, public_key, receiver_memo) \
+                         memo, signature, public_key, receiver_memo, hold_id) \
                      SELECT $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $29, $22, $23, $24, \
-                         $35 \
+                         $35, $36 \
                      WHERE $12::uuid IS NOT NULL), \
                  p AS ( \
                      INSERT INTO postings (transaction_id, line, wallet_id, wallet_seq, amount) \
@@ -151,7 +153,7 @@ impl LedgerDialect for Pg {
                          $28::bytea[])), \
                  {} \
                  SELECT (SELECT count(*) FROM w), (SELECT id FROM ae)",
-                append_ctes(36)
+                append_ctes(37)
             )
         });
         let first = changes
@@ -212,7 +214,7 @@ impl LedgerDialect for Pg {
             .bind(changes.new_public_key.map(|(w, _)| *w.as_uuid()))
             // $11: the new public key.
             .bind(changes.new_public_key.map(|(_, k)| k.to_vec()))
-            // $12..$24, $29 and $35: the first new transaction (`t`; $12 NULL: none).
+            // $12..$24, $29, $35 and $36: the first new transaction (`t`; $12 NULL: none).
             // $12: its id (also the postings' `transaction_id`).
             .bind(t.map(|t| *t.id.as_uuid()))
             // $13: its kind.
@@ -280,8 +282,10 @@ impl LedgerDialect for Pg {
             // $34: the changed wallets' new rolling money-out sums.
             .bind(w.iter().map(|c| c.outflow.as_bytes()).collect::<Vec<_>>())
             // $35: the transaction's memo sealed for its receiver.
-            .bind(t.and_then(|t| t.receiver_memo.as_ref().map(Envelope::as_bytes)));
-        // $36..$48: the first audit record (`ah`, `ae`), bound by `bind_append`.
+            .bind(t.and_then(|t| t.receiver_memo.as_ref().map(Envelope::as_bytes)))
+            // $36: the hold a capture captures.
+            .bind(t.and_then(|t| t.hold).map(|h| *h.as_uuid()));
+        // $37..$49: the first audit record (`ah`, `ae`), bound by `bind_append`.
         let row = bind_append(row, first.as_ref())
             .fetch_one(&mut *conn)
             .await
@@ -313,6 +317,21 @@ impl LedgerDialect for Pg {
             receipts.push(audit.append_in(conn, event).await.map_err(audit_err)?);
         }
         Ok(receipts)
+    }
+
+    async fn active_holds(
+        conn: &mut PgConnection,
+        ids: &[WalletId],
+    ) -> Result<Vec<HoldRecord>, Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {HOLD_COLUMNS} FROM holds WHERE wallet_id = ANY($1) AND status = 'active' \
+             ORDER BY id"
+        ))
+        .bind(uuids(ids))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(hold_from).collect()
     }
 
     async fn erase_wallets(

@@ -5,9 +5,13 @@
 
 use coffer_crypto::{Envelope, KdfParams, SealedSigningKey, WalletSignature};
 use coffer_keys::WrappedKey;
-use coffer_ledger::domain::{TransactionId, TransactionKind, UserId, WalletId, WalletStatus};
+use coffer_ledger::domain::{
+    HoldId, HoldStatus, TransactionId, TransactionKind, UserId, WalletId, WalletStatus,
+};
 use coffer_ledger::error::context;
-use coffer_ledger::port::{DataKeyRecord, PostingRecord, TransactionRecord, WalletRecord};
+use coffer_ledger::port::{
+    DataKeyRecord, HoldRecord, Idempotency, PostingRecord, TransactionRecord, WalletRecord,
+};
 use coffer_ledger::{Currency, Error};
 use sqlx::Row;
 use uuid::Uuid;
@@ -20,8 +24,12 @@ pub(super) const WALLET_COLUMNS: &str = "id, owner_id, currency, status, version
 
 pub(super) const TRANSACTION_COLUMNS: &str = "t.id, t.kind, t.currency, t.at_micros, \
      t.from_wallet, t.to_wallet, t.key_wallet, t.reverses, t.scope, t.idempotency_key, t.memo, \
-     t.receiver_memo, t.signature, t.public_key, t.fingerprint, \
+     t.receiver_memo, t.signature, t.public_key, t.fingerprint, t.hold_id, \
      (SELECT r.id FROM transactions r WHERE r.reverses = t.id) AS reversed_by";
+
+pub(super) const HOLD_COLUMNS: &str = "id, wallet_id, to_wallet, currency, amount, memo, \
+     created_at, expires_at, status, resolved_at, capture_transaction, scope, idempotency_key, \
+     fingerprint, resolve_scope, resolve_key, resolve_fingerprint, signature, public_key";
 
 pub(super) const POSTING_COLUMNS: &str = "transaction_id, line, wallet_id, wallet_seq, amount";
 
@@ -89,6 +97,71 @@ where
         created_at: row.try_get("created_at").map_err(db_err)?,
         updated_at: row.try_get("updated_at").map_err(db_err)?,
         erased_at: row.try_get("erased_at").map_err(db_err)?,
+        holds: Vec::new(),
+    })
+}
+
+pub(super) fn hold_from<R: Row>(row: &R) -> Result<HoldRecord, Error>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let status: String = row.try_get("status").map_err(db_err)?;
+    let id = |col: &str| -> Result<Option<Uuid>, Error> { row.try_get(col).map_err(db_err) };
+    let optional =
+        |col: &str| -> Result<Option<Vec<u8>>, Error> { row.try_get(col).map_err(db_err) };
+    let text = |col: &str| -> Result<Option<String>, Error> { row.try_get(col).map_err(db_err) };
+    let resolved = match (
+        text("resolve_scope")?,
+        text("resolve_key")?,
+        optional("resolve_fingerprint")?,
+    ) {
+        (Some(scope), Some(key), Some(f)) => Some(Idempotency {
+            scope,
+            key,
+            fingerprint: key32(f, "resolving request's fingerprint")?,
+        }),
+        _ => None,
+    };
+    Ok(HoldRecord {
+        id: HoldId::from_uuid(row.try_get("id").map_err(db_err)?),
+        wallet: WalletId::from_uuid(row.try_get("wallet_id").map_err(db_err)?),
+        to_wallet: id("to_wallet")?.map(WalletId::from_uuid),
+        currency: currency(&row.try_get::<String, _>("currency").map_err(db_err)?)?,
+        amount: decode(
+            Envelope::from_bytes,
+            &row.try_get::<Vec<u8>, _>("amount").map_err(db_err)?,
+            "hold amount",
+        )?,
+        memo: optional("memo")?
+            .map(|m| decode(Envelope::from_bytes, &m, "hold memo"))
+            .transpose()?,
+        created_at: row.try_get("created_at").map_err(db_err)?,
+        expires_at: row.try_get("expires_at").map_err(db_err)?,
+        status: HoldStatus::parse(&status).ok_or_else(|| corrupt("hold status")(status.clone()))?,
+        resolved_at: row.try_get("resolved_at").map_err(db_err)?,
+        capture: id("capture_transaction")?.map(TransactionId::from_uuid),
+        placed: Idempotency {
+            scope: row.try_get("scope").map_err(db_err)?,
+            key: row.try_get("idempotency_key").map_err(db_err)?,
+            fingerprint: key32(
+                row.try_get("fingerprint").map_err(db_err)?,
+                "request fingerprint",
+            )?,
+        },
+        resolved,
+        signature: decode(
+            WalletSignature::from_bytes,
+            &row.try_get::<Vec<u8>, _>("signature").map_err(db_err)?,
+            "hold signature",
+        )?,
+        public_key: key32(
+            row.try_get("public_key").map_err(db_err)?,
+            "hold public key",
+        )?,
     })
 }
 
@@ -165,6 +238,7 @@ where
         to_wallet: id("to_wallet")?.map(WalletId::from_uuid),
         key_wallet: WalletId::from_uuid(row.try_get("key_wallet").map_err(db_err)?),
         reverses: id("reverses")?.map(TransactionId::from_uuid),
+        hold: id("hold_id")?.map(HoldId::from_uuid),
         scope: row.try_get("scope").map_err(db_err)?,
         idempotency_key: row.try_get("idempotency_key").map_err(db_err)?,
         fingerprint: key32(

@@ -119,6 +119,21 @@ macro_rules! ledger_store {
                 self.0.set_receiver_memo(id, memo).await
             }
 
+            async fn hold(
+                &self,
+                id: coffer_ledger::domain::HoldId,
+            ) -> Result<Option<coffer_ledger::port::HoldRecord>, coffer_ledger::Error> {
+                self.0.hold(id).await
+            }
+
+            async fn hold_by_key(
+                &self,
+                scope: &str,
+                key: &str,
+            ) -> Result<Option<coffer_ledger::port::HoldRecord>, coffer_ledger::Error> {
+                self.0.hold_by_key(scope, key).await
+            }
+
             async fn transactions_after(
                 &self,
                 after: Option<coffer_ledger::TransactionId>,

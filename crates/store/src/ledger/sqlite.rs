@@ -5,13 +5,13 @@
 
 use coffer_audit::Receipt;
 use coffer_crypto::Envelope;
-use coffer_ledger::port::{Changes, Idempotency, LoadedWallet, WalletRecord};
+use coffer_ledger::port::{Changes, HoldRecord, Idempotency, LoadedWallet, WalletRecord};
 use coffer_ledger::{Error, WalletId};
 use sqlx::SqliteConnection;
 use sqlx::sqlite::SqlitePool;
 use uuid::Uuid;
 
-use super::rows::{WALLET_COLUMNS, key_from, wallet_from};
+use super::rows::{HOLD_COLUMNS, WALLET_COLUMNS, hold_from, key_from, wallet_from};
 use super::shell::ledger_store;
 use super::{Failure, Ledger, LedgerDialect, audit_err, db_err};
 use crate::audit::SqliteAuditLog;
@@ -147,6 +147,29 @@ impl LedgerDialect for Sqlite {
             receipts.push(audit.append_in(conn, event).await.map_err(audit_err)?);
         }
         Ok(receipts)
+    }
+
+    async fn active_holds(
+        conn: &mut SqliteConnection,
+        ids: &[WalletId],
+    ) -> Result<Vec<HoldRecord>, Error> {
+        let sql = format!(
+            "SELECT {HOLD_COLUMNS} FROM holds WHERE wallet_id = $1 AND status = 'active' \
+             ORDER BY id"
+        );
+        let mut out = Vec::new();
+        for id in ids {
+            let rows = sqlx::query(&sql)
+                .bind(*id.as_uuid())
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            for row in &rows {
+                out.push(hold_from(row)?);
+            }
+        }
+        out.sort_by_key(|h| h.id);
+        Ok(out)
     }
 
     async fn erase_wallets(

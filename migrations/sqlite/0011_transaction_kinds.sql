@@ -1,15 +1,15 @@
--- A new kind of transaction, `sweep`: what is left in the wallets of a user being erased (up to
--- a configured bound) moved to the currency's unclaimed-funds wallet, in the erasure's
--- database transaction. SQLite cannot change a CHECK constraint in place, so the table is
--- rebuilt (SQLite's documented procedure: a new table, the rows copied, the old one dropped,
--- the new one renamed, its indexes made again). Coffer runs its SQLite migrations on a
--- connection with foreign keys off, as that procedure asks (the postings' references to
--- `transactions` name the table, and stay true: every row keeps its id), and checks them all
--- with `PRAGMA foreign_key_check` once the migrations are done.
+-- Two new kinds of transaction: `sweep`, what is left in the wallets of a user being erased (up
+-- to a configured bound) moved to the currency's unclaimed-funds wallet, in the erasure's
+-- database transaction; and `capture`, a hold captured (0012). SQLite cannot change a CHECK
+-- constraint in place, so the table is rebuilt (SQLite's documented procedure: a new table, the
+-- rows copied, the old one dropped, the new one renamed, its indexes made again). Coffer runs its
+-- SQLite migrations on a connection with foreign keys off, as that procedure asks (the postings'
+-- references to `transactions` name the table, and stay true: every row keeps its id), and
+-- checks them all with `PRAGMA foreign_key_check` once the migrations are done.
 CREATE TABLE transactions_rebuilt (
     id              BLOB   PRIMARY KEY,
     kind            TEXT   NOT NULL
-        CHECK (kind IN ('deposit', 'withdrawal', 'transfer', 'reversal', 'sweep')),
+        CHECK (kind IN ('deposit', 'withdrawal', 'transfer', 'reversal', 'sweep', 'capture')),
     currency        TEXT   NOT NULL,
     at_micros       INTEGER NOT NULL,
     from_wallet     BLOB,
