@@ -50,7 +50,7 @@ async fn the_readme_walkthrough_runs_as_written() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     // The answers, one JSON document after another; the last lists alice's wallet: the
-    // transfer to bob, then the deposit.
+    // capture of her hold, the transfer to bob, then the deposit.
     let answers: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&stdout)
         .into_iter()
         .collect::<Result<_, _>>()
@@ -62,9 +62,14 @@ async fn the_readme_walkthrough_runs_as_written() {
         .iter()
         .map(|t| t["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["transfer", "deposit"], "{stdout}\n{stderr}");
+    assert_eq!(
+        kinds,
+        ["capture", "transfer", "deposit"],
+        "{stdout}\n{stderr}"
+    );
+    // A refusal is a problem document, with its code.
     assert!(
-        answers.iter().all(|a| a.get("status").is_none()),
+        answers.iter().all(|a| a.get("code").is_none()),
         "a step was refused:\n{stdout}"
     );
 }

@@ -252,6 +252,8 @@ impl App {
                 large_transaction_major_units: config.ledger.large_transaction_major_units,
                 max_wallets_per_user: config.ledger.max_wallets_per_user,
                 outflow_window_hours: config.auth.mfa_window_hours,
+                hold_expiry_secs: config.ledger.hold_expiry_secs,
+                max_hold_expiry_secs: config.ledger.max_hold_expiry_secs,
                 unclaimed: config
                     .ledger
                     .unclaimed()

@@ -43,6 +43,10 @@ pub enum Permission {
     UserAdmin,
     /// Erase a user (crypto-shredding: their keys destroyed, for good).
     UserErase,
+    /// Capture any hold (a payout service): moves the held money.
+    HoldCapture,
+    /// Void any hold (an administrator): releases the held money.
+    HoldVoid,
 }
 
 impl Permission {
@@ -62,6 +66,8 @@ impl Permission {
         Self::KeyRotate,
         Self::UserAdmin,
         Self::UserErase,
+        Self::HoldCapture,
+        Self::HoldVoid,
     ];
 
     /// The configuration and token name (`wallet:read`).
@@ -82,15 +88,18 @@ impl Permission {
             Self::KeyRotate => "key:rotate",
             Self::UserAdmin => "user:admin",
             Self::UserErase => "user:erase",
+            Self::HoldCapture => "hold:capture",
+            Self::HoldVoid => "hold:void",
         }
     }
 
-    /// Whether it moves money out of or into a user's wallet: deposit, withdraw, transfer.
+    /// Whether it moves money out of or into a user's wallet: deposit, withdraw, transfer,
+    /// capture a hold.
     #[must_use]
     pub fn moves_money(self) -> bool {
         matches!(
             self,
-            Self::WalletDeposit | Self::WalletWithdraw | Self::WalletTransfer
+            Self::WalletDeposit | Self::WalletWithdraw | Self::WalletTransfer | Self::HoldCapture
         )
     }
 
@@ -105,6 +114,7 @@ impl Permission {
                 | Self::KeyRotate
                 | Self::UserAdmin
                 | Self::UserErase
+                | Self::HoldVoid
         )
     }
 
@@ -150,6 +160,9 @@ pub enum RbacError {
     NoRoleAdministrator,
 }
 
+/// The default role of a service account that captures holds.
+pub const PAYOUTS_ROLE: &str = "payouts";
+
 /// Roles to permissions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rbac {
@@ -185,10 +198,14 @@ impl Default for Rbac {
                 KeyRead,
                 KeyRotate,
                 UserAdmin,
+                HoldVoid,
             ]
             .into_iter()
             .collect(),
         );
+        // A payout service's account: it captures holds (held withdrawals and transfers alike)
+        // and reads nothing else.
+        roles.insert(PAYOUTS_ROLE.to_owned(), [HoldCapture].into_iter().collect());
         // Erasure is for good: a role of its own, which an administrator grants deliberately.
         roles.insert(
             PRIVACY_ROLE.to_owned(),
@@ -324,10 +341,16 @@ mod tests {
             KeyRead,
             KeyRotate,
             UserAdmin,
+            HoldVoid,
         ];
         for p in Permission::ALL {
             assert_eq!(rbac.allows(&["user"], *p), user.contains(p), "user {p}");
             assert_eq!(rbac.allows(&["admin"], *p), admin.contains(p), "admin {p}");
+            assert_eq!(
+                rbac.allows(&[PAYOUTS_ROLE], *p),
+                *p == HoldCapture,
+                "payouts {p}"
+            );
             assert!(!rbac.allows(&["nobody"], *p), "unknown role {p}");
             assert!(!rbac.allows::<&str>(&[], *p), "no role {p}");
             assert_eq!(
@@ -335,7 +358,7 @@ mod tests {
                 user.contains(p) || admin.contains(p)
             );
         }
-        for money in [WalletDeposit, WalletWithdraw, WalletTransfer] {
+        for money in [WalletDeposit, WalletWithdraw, WalletTransfer, HoldCapture] {
             assert!(
                 !rbac.allows(&["admin"], money),
                 "admins move no user's money"

@@ -1,5 +1,5 @@
 //! [`Wallets`]: the wallet and money use cases (open, list, read, history, one transaction,
-//! change the PIN, deposit, withdraw, transfer), each checking the caller's permission and the
+//! change the PIN, deposit, withdraw, transfer; holds placed, read, captured and voided), each checking the caller's permission and the
 //! read rule, and giving money-out the second-factor cap ([`StepUp`]) the ledger applies to the
 //! sending wallet's rolling window.
 
@@ -9,8 +9,9 @@ use coffer_auth::mfa::MfaRequired;
 use coffer_auth::{MfaRule, Permission, Principal, Rbac};
 use coffer_ledger::port::HistoryFilter;
 use coffer_ledger::{
-    Caller, Currency, HistoryCursor, HistoryPageView, Ledger, LedgerError, MoneyRequest, Pin,
-    StepUp, TransactionId, TransactionView, WalletCursor, WalletId, WalletPageView, WalletView,
+    Amount, Caller, Currency, HistoryCursor, HistoryPageView, HoldId, HoldView, IdempotencyKey,
+    Ledger, LedgerError, MoneyRequest, Pin, StepUp, TransactionId, TransactionView, WalletCursor,
+    WalletId, WalletPageView, WalletView,
 };
 
 use crate::UseCaseError;
@@ -204,6 +205,103 @@ impl Wallets {
         )
     }
 
+    /// Places a hold on the principal's wallet for `to` (a held transfer, `wallet:transfer`) or
+    /// for a payout (`None`, `wallet:withdraw`), with its PIN and a second factor as for
+    /// [`Wallets::withdraw`].
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`], [`UseCaseError::MfaRequired`]; the ledger's refusals.
+    pub async fn place_hold(
+        &self,
+        principal: &Principal,
+        wallet: WalletId,
+        to: Option<WalletId>,
+        pin: &Pin,
+        request: &MoneyRequest,
+        expires_in_secs: Option<u32>,
+    ) -> Result<HoldView, UseCaseError> {
+        self.require(
+            principal,
+            if to.is_some() {
+                Permission::WalletTransfer
+            } else {
+                Permission::WalletWithdraw
+            },
+        )?;
+        let step_up = self.step_up(principal, request);
+        self.ledger
+            .place_hold(
+                principal.user,
+                wallet,
+                to,
+                pin,
+                request,
+                expires_in_secs,
+                step_up,
+            )
+            .await
+            .map_err(second_factor_of)
+    }
+
+    /// A hold (`wallet:read`, or a capturing service's `hold:capture`): its payer, its payee,
+    /// an administrator or a capturing service sees it.
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; not found.
+    pub async fn hold(&self, principal: &Principal, id: HoldId) -> Result<HoldView, UseCaseError> {
+        let by = self.hold_party(principal, Permission::HoldCapture)?;
+        Ok(self.ledger.hold(by, id).await?)
+    }
+
+    /// Captures a hold, in full or `amount` of it: a held transfer's payee (`wallet:read`), or
+    /// any hold by a capturing service (`hold:capture`).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; not found; the ledger's refusals.
+    pub async fn capture_hold(
+        &self,
+        principal: &Principal,
+        id: HoldId,
+        amount: Option<Amount>,
+        key: &IdempotencyKey,
+    ) -> Result<(HoldView, TransactionView), UseCaseError> {
+        let by = self.hold_party(principal, Permission::HoldCapture)?;
+        Ok(self.ledger.capture_hold(by, id, amount, key).await?)
+    }
+
+    /// Voids a hold: a held transfer's payee or a held withdrawal's payer (`wallet:read`), or
+    /// any hold by an administrator (`hold:void`).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; not found; the ledger's refusals.
+    pub async fn void_hold(
+        &self,
+        principal: &Principal,
+        id: HoldId,
+        key: &IdempotencyKey,
+    ) -> Result<HoldView, UseCaseError> {
+        let by = self.hold_party(principal, Permission::HoldVoid)?;
+        Ok(self.ledger.void_hold(by, id, key).await?)
+    }
+
+    /// Who the principal is to a hold: a capturing service (`hold:capture`) or an administrator
+    /// (`hold:void`) when it holds `elevated`; else a user, who needs `wallet:read` (the ledger
+    /// then lets only the hold's parties through).
+    fn hold_party(
+        &self,
+        principal: &Principal,
+        elevated: Permission,
+    ) -> Result<Caller, UseCaseError> {
+        if principal.allows(&self.rbac, elevated) {
+            return Ok(match elevated {
+                Permission::HoldVoid => Caller::Admin(principal.user),
+                _ => Caller::Service(principal.user),
+            });
+        }
+        self.require(principal, Permission::WalletRead)?;
+        Ok(Caller::User(principal.user))
+    }
+
     /// The cap on the sending wallet's rolling window for this token: the ledger applies it
     /// under the wallet's lock, after "not found" for a wallet that is not the caller's.
     fn step_up(&self, principal: &Principal, request: &MoneyRequest) -> StepUp {
@@ -218,8 +316,12 @@ impl Wallets {
 fn second_factor(
     result: Result<TransactionView, coffer_ledger::Error>,
 ) -> Result<TransactionView, UseCaseError> {
-    result.map_err(|e| match e {
+    result.map_err(second_factor_of)
+}
+
+fn second_factor_of(e: coffer_ledger::Error) -> UseCaseError {
+    match e {
         coffer_ledger::Error::Rejected(LedgerError::SecondFactorRequired) => MfaRequired.into(),
         e => e.into(),
-    })
+    }
 }

@@ -269,6 +269,11 @@ pub(super) async fn idor(db: Database) {
             Some(json!({ "to_wallet_id": b, "amount": 1, "currency": "USD", "pin": "111222" })),
         ),
         (
+            Method::POST,
+            format!("/v1/wallets/{a}/holds"),
+            Some(json!({ "to_wallet_id": b, "amount": 1, "currency": "USD", "pin": "111222" })),
+        ),
+        (
             Method::PUT,
             format!("/v1/wallets/{a}/pin"),
             Some(json!({ "old_pin": "111222", "new_pin": "333444" })),

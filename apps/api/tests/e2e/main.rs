@@ -1,5 +1,5 @@
 //! End to end over HTTP, against SQLite and against Postgres: a user's journey, the IDOR matrix,
-//! the permission matrix, idempotency, and every refusal a client can provoke, each a 4xx
+//! the permission matrix, holds, idempotency, and every refusal a client can provoke, each a 4xx
 //! problem with its code and never a 5xx (the client helper asserts that on every call). The
 //! scenarios run once per database (here); each module holds a group of them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -8,11 +8,13 @@
 mod common;
 
 mod accounts;
+mod holds;
 mod journey;
 mod operators;
 mod permissions;
 mod refusals;
 
+use holds::holds;
 use journey::{idor, journey};
 use permissions::permissions;
 use refusals::bad_requests;
@@ -21,7 +23,7 @@ use common::{Database, PASSWORD, PIN, Server, new_key};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-/// The scenarios of `journey`, `permissions` and `refusals`, once per database.
+/// The scenarios of `journey`, `permissions`, `refusals` and `holds`, once per database.
 macro_rules! on_database {
     ($module:ident, $db:expr) => {
         mod $module {
@@ -45,6 +47,11 @@ macro_rules! on_database {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn bad_requests_are_problems_with_codes() {
                 bad_requests($db).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn holds_are_captured_voided_and_hidden_from_others() {
+                holds($db).await;
             }
         }
     };

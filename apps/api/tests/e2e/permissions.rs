@@ -32,6 +32,11 @@ pub(super) async fn permissions(db: Database) {
         ),
         (
             Method::POST,
+            format!("/v1/wallets/{a}/holds"),
+            json!({ "amount": 1, "currency": "USD", "pin": PIN }),
+        ),
+        (
+            Method::POST,
             "/v1/wallets".to_owned(),
             json!({ "currency": "USD", "pin": PIN }),
         ),

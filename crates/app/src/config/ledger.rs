@@ -25,6 +25,10 @@ pub struct LedgerSettings {
     pub pin_checks_queued: usize,
     /// Most wallets one user may hold (open, frozen or closed).
     pub max_wallets_per_user: u32,
+    /// A hold's lifetime when its request names none, in seconds.
+    pub hold_expiry_secs: u32,
+    /// The longest lifetime a hold may ask for, in seconds.
+    pub max_hold_expiry_secs: u32,
     /// By currency code: the unclaimed-funds wallet an erasure sweeps a user's remainders into,
     /// and the largest remainder it sweeps from one wallet (`[ledger.unclaimed.EUR]`).
     pub unclaimed: BTreeMap<String, UnclaimedSettings>,
@@ -50,6 +54,8 @@ impl Default for LedgerSettings {
             pin_checks_in_flight: d.pins.max_in_flight,
             pin_checks_queued: d.pins.max_queued,
             max_wallets_per_user: d.max_wallets_per_user,
+            hold_expiry_secs: d.hold_expiry_secs,
+            max_hold_expiry_secs: d.max_hold_expiry_secs,
             unclaimed: BTreeMap::new(),
         }
     }
@@ -133,6 +139,13 @@ impl LedgerSettings {
                 "ledger.max_wallets_per_user",
                 "0: no one could open a wallet",
                 "use 20",
+            ));
+        }
+        if self.hold_expiry_secs == 0 || self.hold_expiry_secs > self.max_hold_expiry_secs {
+            return Err(error(
+                "ledger.hold_expiry_secs",
+                "0, or above ledger.max_hold_expiry_secs",
+                "use 604800 (7 days)",
             ));
         }
         self.unclaimed().map(|_| ())

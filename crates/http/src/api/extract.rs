@@ -300,6 +300,12 @@ pub fn wallet_id(raw: &str) -> Result<coffer_ledger::WalletId, ApiError> {
         .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "wallet_not_found", "No such wallet"))
 }
 
+/// As [`wallet_id`], for holds.
+pub fn hold_id(raw: &str) -> Result<coffer_ledger::HoldId, ApiError> {
+    coffer_ledger::HoldId::parse(raw)
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "hold_not_found", "No such hold"))
+}
+
 /// As [`wallet_id`], for transactions.
 pub fn transaction_id(raw: &str) -> Result<coffer_ledger::TransactionId, ApiError> {
     coffer_ledger::TransactionId::parse(raw).map_err(|_| {

@@ -220,6 +220,10 @@ impl Metrics {
             Some("transfer")
         } else if route.ends_with("/reversal") {
             Some("reversal")
+        } else if route.ends_with("/holds") {
+            Some("hold")
+        } else if route.ends_with("/capture") {
+            Some("capture")
         } else {
             None
         };

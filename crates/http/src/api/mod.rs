@@ -129,6 +129,7 @@ pub fn classify(req: &Request) -> coffer_ratelimit::policy::RouteClass {
         _ if path.starts_with("/v1/admin/") => C::Admin,
         _ if path.ends_with("/withdrawals")
             || path.ends_with("/transfers")
+            || path.ends_with("/holds")
             || path.ends_with("/pin") =>
         {
             C::MoneyOut
@@ -146,7 +147,7 @@ pub fn router(
     rate: Option<crate::ratelimit::RateLimits>,
     admin: Option<crate::ratelimit::AdminAllowlist>,
 ) -> Router {
-    use routes::{admin, api_keys, auth, erasure, health, money, wallets};
+    use routes::{admin, api_keys, auth, erasure, health, holds, money, wallets};
     let operators = Router::new()
         .route("/v1/admin/wallets", get(admin::search_wallets))
         .route("/v1/admin/wallets/{id}/freeze", post(admin::freeze))
@@ -206,6 +207,10 @@ pub fn router(
         .route("/v1/wallets/{id}/deposits", post(money::deposit))
         .route("/v1/wallets/{id}/withdrawals", post(money::withdraw))
         .route("/v1/wallets/{id}/transfers", post(money::transfer))
+        .route("/v1/wallets/{id}/holds", post(holds::place))
+        .route("/v1/holds/{id}", get(holds::get))
+        .route("/v1/holds/{id}/capture", post(holds::capture))
+        .route("/v1/holds/{id}/void", post(holds::void))
         .route("/v1/wallets/{id}/transactions", get(wallets::history))
         .route("/v1/wallets/{id}/pin", put(wallets::change_pin))
         .route("/v1/transactions/{id}", get(wallets::get_transaction))

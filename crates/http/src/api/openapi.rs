@@ -69,6 +69,10 @@ impl Modify for Bearer {
         routes::money::deposit,
         routes::money::withdraw,
         routes::money::transfer,
+        routes::holds::place,
+        routes::holds::get,
+        routes::holds::capture,
+        routes::holds::void,
         routes::wallets::history,
         routes::wallets::get_transaction,
         routes::wallets::change_pin,
@@ -108,6 +112,7 @@ impl Modify for Bearer {
         (name = "auth", description = "Registration, sessions, second factor"),
         (name = "wallets", description = "Wallets and their history"),
         (name = "money", description = "Deposits, withdrawals, transfers"),
+        (name = "holds", description = "Money reserved for a later capture: placed, captured, voided, expired"),
         (name = "admin", description = "Administration: wallets, reversals, users, API keys, keys, audit"),
         (name = "health", description = "Liveness and readiness"),
     )
@@ -140,6 +145,6 @@ mod tests {
         );
         let doc: serde_json::Value = serde_json::from_str(&generated).unwrap_or_default();
         assert_eq!(doc["openapi"], "3.1.0");
-        assert_eq!(doc["paths"].as_object().map(serde_json::Map::len), Some(40));
+        assert_eq!(doc["paths"].as_object().map(serde_json::Map::len), Some(44));
     }
 }

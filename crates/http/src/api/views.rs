@@ -23,7 +23,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use coffer_ledger::{HistoryPageView, TransactionView, WalletPageView, WalletView};
+use coffer_ledger::{HistoryPageView, HoldView, TransactionView, WalletPageView, WalletView};
 use serde::Serialize;
 
 fn rfc3339(micros: i64) -> String {
@@ -135,6 +135,68 @@ impl From<&TransactionView> for Transaction {
             signature: t.signature.map(|s| b64(&s)),
             public_key: t.public_key.map(|k| b64(&k)),
             erased_wallets: t.erased.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+/// A hold: money reserved on `wallet_id` for a capture to `to_wallet_id` (a held transfer) or
+/// out (a held withdrawal, `to_wallet_id` null).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Hold {
+    id: String,
+    wallet_id: String,
+    to_wallet_id: Option<String>,
+    /// The most it may capture, minor units.
+    amount: i64,
+    currency: &'static str,
+    memo: Option<String>,
+    /// `active`, `captured`, `voided` or `expired` (an active hold past its expiry reads as
+    /// expired).
+    status: &'static str,
+    created_at: String,
+    expires_at: String,
+    resolved_at: Option<String>,
+    /// The capture's transaction.
+    capture_transaction_id: Option<String>,
+    idempotency_key: String,
+    /// The payer's signature over the hold (it authorises the captures), and its public key.
+    signature: String,
+    public_key: String,
+}
+
+impl From<&HoldView> for Hold {
+    fn from(h: &HoldView) -> Self {
+        Self {
+            id: h.id.to_string(),
+            wallet_id: h.wallet.to_string(),
+            to_wallet_id: h.to_wallet.map(|w| w.to_string()),
+            amount: h.money.amount.minor(),
+            currency: h.money.currency.code(),
+            memo: h.memo.clone(),
+            status: h.status.as_str(),
+            created_at: rfc3339(h.created_at),
+            expires_at: rfc3339(h.expires_at),
+            resolved_at: h.resolved_at.map(rfc3339),
+            capture_transaction_id: h.capture.map(|t| t.to_string()),
+            idempotency_key: h.idempotency_key.clone(),
+            signature: b64(&h.signature),
+            public_key: b64(&h.public_key),
+        }
+    }
+}
+
+/// A capture: the hold, captured, and the transaction that moved the money.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Capture {
+    hold: Hold,
+    transaction: Transaction,
+}
+
+impl Capture {
+    pub(super) fn new(hold: &HoldView, transaction: &TransactionView) -> Self {
+        Self {
+            hold: Hold::from(hold),
+            transaction: Transaction::from(transaction),
         }
     }
 }

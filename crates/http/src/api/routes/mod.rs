@@ -17,6 +17,7 @@ pub(super) mod api_keys;
 pub(super) mod auth;
 pub(super) mod erasure;
 pub(super) mod health;
+pub(super) mod holds;
 pub(super) mod money;
 mod shared;
 pub(super) mod wallets;

@@ -141,6 +141,11 @@ pub enum MoneyOutErrors {
 #[response(status = 404, content_type = PROBLEM_JSON)]
 pub struct TransactionNotFound(Problem);
 
+/// no such hold, or not one of the caller's (`hold_not_found`)
+#[derive(IntoResponses)]
+#[response(status = 404, content_type = PROBLEM_JSON)]
+pub struct HoldNotFound(Problem);
+
 /// no such user
 #[derive(IntoResponses)]
 #[response(status = 404, content_type = PROBLEM_JSON)]

@@ -1,0 +1,239 @@
+//! Holds over HTTP: a card-style flow (a held transfer, part of it captured by the merchant,
+//! the rest released), a payout (a held withdrawal captured by a payout service's account), a
+//! void by an administrator, and who else is told "not found".
+
+use super::*;
+
+async fn call(
+    s: &Server,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    s.call(
+        method,
+        path,
+        Some(token),
+        body,
+        &[("idempotency-key", &new_key())],
+    )
+    .await
+}
+
+/// A user with only `role`, signed in.
+async fn with_role(s: &Server, email: &str, role: &str) -> String {
+    let (id, _, _) = s.user(email).await;
+    s.app_state
+        .accounts
+        .set_roles(
+            coffer_auth::user::UserId::from_uuid(uuid::Uuid::nil()),
+            coffer_auth::user::UserId::parse(&id).unwrap(),
+            &[role.to_owned()],
+            &coffer_auth::accounts::RequestContext::default(),
+        )
+        .await
+        .unwrap();
+    s.login(email).await.0
+}
+
+pub(super) async fn holds(db: Database) {
+    let s = Server::start(db).await;
+    let admin = s.admin("root@example.com").await;
+    let payouts = with_role(&s, "payouts@example.com", "payouts").await;
+    let (_, alice, _) = s.user("alice@example.com").await;
+    let (_, shop, _) = s.user("shop@example.com").await;
+    let (_, eve, _) = s.user("eve@example.com").await;
+    let a = s.wallet(&alice, "USD").await;
+    let m = s.wallet(&shop, "USD").await;
+    let (st, _) = s
+        .money(
+            &format!("/v1/wallets/{a}/deposits"),
+            &alice,
+            &new_key(),
+            json!({ "amount": 10_000, "currency": "USD" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+
+    // The card authorisation: 60.00 held for the shop.
+    let (st, hold) = s
+        .money(
+            &format!("/v1/wallets/{a}/holds"),
+            &alice,
+            &new_key(),
+            json!({ "amount": 6_000, "currency": "USD", "pin": PIN, "to_wallet_id": m, "memo": "order 7" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{hold}");
+    assert_eq!(
+        (&hold["status"], &hold["amount"]),
+        (&json!("active"), &json!(6_000))
+    );
+    let id = hold["id"].as_str().unwrap().to_owned();
+    let (_, w) = s.get(&format!("/v1/wallets/{a}"), &alice).await;
+    assert_eq!(
+        (&w["balance"], &w["available_balance"]),
+        (&json!(10_000), &json!(4_000))
+    );
+    let (st, p) = s
+        .money(
+            &format!("/v1/wallets/{a}/withdrawals"),
+            &alice,
+            &new_key(),
+            json!({ "amount": 4_001, "currency": "USD", "pin": PIN }),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("insufficient_funds"))
+    );
+
+    // Nobody but its parties sees it; the payer and an administrator cannot capture it.
+    for (token, method, path) in [
+        (&eve, Method::GET, format!("/v1/holds/{id}")),
+        (&eve, Method::POST, format!("/v1/holds/{id}/capture")),
+        (&eve, Method::POST, format!("/v1/holds/{id}/void")),
+        (&alice, Method::POST, format!("/v1/holds/{id}/capture")),
+        (&admin, Method::POST, format!("/v1/holds/{id}/capture")),
+        (&alice, Method::POST, format!("/v1/holds/{id}/void")),
+    ] {
+        let (st, p) = call(&s, token, method.clone(), &path, None).await;
+        assert_eq!(
+            (st, p["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("hold_not_found")),
+            "{method} {path}"
+        );
+    }
+    let (st, seen) = s.get(&format!("/v1/holds/{id}"), &shop).await;
+    assert_eq!((st, &seen["memo"]), (StatusCode::OK, &json!("order 7")));
+
+    // The shop captures 45.00 of it, once; the rest is released.
+    let (key, path) = (new_key(), format!("/v1/holds/{id}/capture"));
+    let headers = [("idempotency-key", key.as_str())];
+    let capture = |amount: i64| {
+        s.call(
+            Method::POST,
+            &path,
+            Some(&shop),
+            Some(json!({ "amount": amount })),
+            &headers,
+        )
+    };
+    let (st, p) = s
+        .call(
+            Method::POST,
+            &format!("/v1/holds/{id}/capture"),
+            Some(&shop),
+            Some(json!({ "amount": 6_001 })),
+            &[("idempotency-key", &new_key())],
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("capture_exceeds_hold")
+        )
+    );
+    let (st, done) = capture(4_500).await;
+    assert_eq!(st, StatusCode::OK, "{done}");
+    assert_eq!(done["hold"]["status"], "captured");
+    assert_eq!(
+        (&done["transaction"]["kind"], &done["transaction"]["amount"]),
+        (&json!("capture"), &json!(4_500))
+    );
+    let (st, again) = capture(4_500).await;
+    assert_eq!(
+        (st, &again),
+        (StatusCode::OK, &done),
+        "a retry answers the same"
+    );
+    let (st, p) = call(
+        &s,
+        &shop,
+        Method::POST,
+        &format!("/v1/holds/{id}/void"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("hold_resolved"))
+    );
+    let (_, w) = s.get(&format!("/v1/wallets/{a}"), &alice).await;
+    assert_eq!(
+        (&w["balance"], &w["available_balance"]),
+        (&json!(5_500), &json!(5_500))
+    );
+    let (_, w) = s.get(&format!("/v1/wallets/{m}"), &shop).await;
+    assert_eq!(w["balance"], 4_500);
+
+    // A payout: held, then captured by the payout service, which sees no wallet.
+    let (st, payout) = s
+        .money(
+            &format!("/v1/wallets/{a}/holds"),
+            &alice,
+            &new_key(),
+            json!({ "amount": 1_000, "currency": "USD", "pin": PIN, "expires_in_secs": 3600 }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{payout}");
+    let pid = payout["id"].as_str().unwrap();
+    let (st, _) = s.get(&format!("/v1/wallets/{a}"), &payouts).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, paid) = call(
+        &s,
+        &payouts,
+        Method::POST,
+        &format!("/v1/holds/{pid}/capture"),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{paid}");
+    assert_eq!(
+        (
+            &paid["transaction"]["to_wallet_id"],
+            &paid["transaction"]["amount"]
+        ),
+        (&json!(null), &json!(1_000))
+    );
+
+    // A hold an administrator voids, and one that asks for too long a life.
+    let (_, held) = s
+        .money(
+            &format!("/v1/wallets/{a}/holds"),
+            &alice,
+            &new_key(),
+            json!({ "amount": 500, "currency": "USD", "pin": PIN, "to_wallet_id": m }),
+        )
+        .await;
+    let hid = held["id"].as_str().unwrap();
+    let (st, voided) = call(
+        &s,
+        &admin,
+        Method::POST,
+        &format!("/v1/holds/{hid}/void"),
+        None,
+    )
+    .await;
+    assert_eq!((st, &voided["status"]), (StatusCode::OK, &json!("voided")));
+    let (st, p) = s
+        .money(
+            &format!("/v1/wallets/{a}/holds"),
+            &alice,
+            &new_key(),
+            json!({ "amount": 1, "currency": "USD", "pin": PIN, "expires_in_secs": 31 * 86_400 }),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_request"))
+    );
+    let (_, w) = s.get(&format!("/v1/wallets/{a}"), &alice).await;
+    assert_eq!(
+        (&w["balance"], &w["available_balance"]),
+        (&json!(4_500), &json!(4_500))
+    );
+    s.stop().await;
+}
