@@ -13,7 +13,10 @@
 //! - `audit_checkpoint`: a checkpoint every `worker.audit_checkpoint_secs`;
 //! - `cleanup`: ended sessions' refresh tokens and expired password resets deleted, and secrets
 //!   past their expiry or rotation date counted and logged, every `worker.cleanup_secs`;
-//! - `key_status`: the metrics of the master key's versions and stale data keys, every minute.
+//! - `key_status`: the metrics of the master key's versions and stale data keys, every minute;
+//! - `hold_expiry`: the lapsed holds of up to `worker.hold_expiries_per_poll` wallets written
+//!   expired, every poll (the work list is the holds still active past their expiry: nothing to
+//!   resume, nothing done twice).
 //!
 //! [`WorkerMetrics`] is what `/metrics` on `worker.metrics_listen` serves.
 
@@ -66,6 +69,7 @@ pub struct WorkerMetrics {
     secrets_expired: Gauge,
     secrets_rotation_due: Gauge,
     dek_rotations: Counter,
+    holds_expired: Counter,
 }
 
 impl std::fmt::Debug for WorkerMetrics {
@@ -101,6 +105,7 @@ impl WorkerMetrics {
             secrets_expired: Gauge::default(),
             secrets_rotation_due: Gauge::default(),
             dek_rotations: Counter::default(),
+            holds_expired: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("job_runs", "Scheduled job runs", m.runs.clone());
@@ -153,6 +158,11 @@ impl WorkerMetrics {
             "data_key_rotations",
             "Wallet and user data keys rotated",
             m.dek_rotations.clone(),
+        );
+        registry.register(
+            "holds_expired",
+            "Holds the expiry job wrote expired",
+            m.holds_expired.clone(),
         );
         Self { registry, ..m }
     }
@@ -337,6 +347,20 @@ impl Worker {
         if key_status {
             self.report("key_status", self.key_status().await);
         }
+        if self.config.hold_expiries_per_poll > 0 {
+            self.report("hold_expiry", self.hold_expiry().await);
+        }
+    }
+
+    /// `Ok(true)` when it expired a hold.
+    async fn hold_expiry(&self) -> Result<bool, JobError> {
+        let expired = self
+            .ledger
+            .expire_holds(self.config.hold_expiries_per_poll)
+            .await
+            .map_err(|e| failed("hold_expiry")(&e))?;
+        self.metrics.holds_expired.inc_by(expired);
+        Ok(expired > 0)
     }
 
     fn report(&self, job: &'static str, outcome: Result<bool, JobError>) {

@@ -448,6 +448,11 @@ pub trait LedgerStore: Send + Sync + fmt::Debug {
     /// The hold placed under an idempotency key, if any.
     async fn hold_by_key(&self, scope: &str, key: &str) -> Result<Option<HoldRecord>, Error>;
 
+    /// The paying wallets of active holds whose expiry is at or before `now`, the earliest
+    /// expiry first, each once, at most `limit` (the expiry job's work list).
+    async fn wallets_with_lapsed_holds(&self, now: i64, limit: u32)
+    -> Result<Vec<WalletId>, Error>;
+
     /// Transactions with ids after `after`, in id order (verification, the memo backfill).
     async fn transactions_after(
         &self,

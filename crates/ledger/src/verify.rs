@@ -1,6 +1,7 @@
 //! Verification of the whole ledger: every wallet's stored balance against its postings, every
 //! transaction's postings summing to zero, every signature against a public key the wallet
-//! really had, and the audit chains; with the per-currency totals of wallets and settlement.
+//! really had, every capture against its hold (no more than it reserved, under a signature the
+//! wallet really made), and the audit chains; with the per-currency totals of wallets and settlement.
 //! It runs on a ledger in use: a wallet's balance is compared with its postings up to the row
 //! version read.
 //!
@@ -22,8 +23,9 @@ use coffer_crypto::{WalletPublicKey, WalletSignature};
 
 use crate::domain::{self, Account, LedgerError, TransactionId, WalletId};
 use crate::error::{Error, context};
+use crate::money::{Amount, Money};
 use crate::port::{LoadedWallet, PostingRecord, TransactionRecord};
-use crate::sealing::{DataKeys, balance_aad, outflow_aad};
+use crate::sealing::{DataKeys, balance_aad, hold_amount_aad, outflow_aad};
 use crate::service::{Ledger, open_postings, transaction_view};
 use crate::window::RollingSum;
 
@@ -92,6 +94,11 @@ pub enum Problem {
     BadSignature,
     /// Signed by a key the wallet never had.
     UnknownSigner,
+    /// A capture that names no hold, a hold that does not name it as its capture, or a hold of
+    /// other wallets.
+    CaptureWithoutHold,
+    /// A capture of more than its hold reserved (and its signature authorised).
+    CaptureExceedsHold,
     /// The audit log does not verify (its own report has the details).
     AuditChain(String),
 }
@@ -409,6 +416,12 @@ impl Ledger {
                 *settlement.entry(c.code().to_owned()).or_default() += i128::from(p.delta);
             }
         }
+        if t.kind == domain::TransactionKind::Capture {
+            let findings = &mut *findings;
+            return self
+                .verify_capture(keys, t, &plan.postings, erased, public_keys, findings)
+                .await;
+        }
         if !t.kind.is_money_out() {
             return Ok(false);
         }
@@ -448,6 +461,95 @@ impl Ledger {
             .is_some_and(|(pk, sig)| pk.verify(&bytes, &sig).is_ok());
         if !verified {
             findings.push(finding(Some(from), Some(t.id), Problem::BadSignature));
+        }
+        Ok(verified)
+    }
+
+    /// Checks a capture against its hold: the hold names it, between the same wallets; it
+    /// takes no more than the hold reserved; the hold's signature verifies under a key its
+    /// wallet had. Returns whether a signature was verified. A capture from an erased wallet is
+    /// not opened.
+    async fn verify_capture(
+        &self,
+        keys: &DataKeys,
+        t: &TransactionRecord,
+        postings: &[domain::Posting],
+        erased: &HashSet<WalletId>,
+        public_keys: &mut HashMap<WalletId, Vec<[u8; 32]>>,
+        findings: &mut Vec<Finding>,
+    ) -> Result<bool, Error> {
+        let hold = match t.hold {
+            Some(id) => self.store().hold(id).await?,
+            None => None,
+        };
+        let Some(h) = hold.filter(|h| {
+            h.capture == Some(t.id) && Some(h.wallet) == t.from_wallet && h.to_wallet == t.to_wallet
+        }) else {
+            findings.push(finding(
+                t.from_wallet,
+                Some(t.id),
+                Problem::CaptureWithoutHold,
+            ));
+            return Ok(false);
+        };
+        if erased.contains(&h.wallet) {
+            return Ok(false);
+        }
+        let held = match keys.open_i64(h.wallet, &hold_amount_aad(h.id), &h.amount, "hold amount") {
+            Ok(a) => a,
+            Err(e) => {
+                findings.push(finding(
+                    Some(h.wallet),
+                    Some(t.id),
+                    Problem::Unreadable(e.to_string()),
+                ));
+                return Ok(false);
+            }
+        };
+        let captured: i64 = postings
+            .iter()
+            .filter(|p| p.account == Account::Wallet(h.wallet))
+            .map(|p| p.delta.saturating_neg())
+            .sum();
+        if captured > held {
+            findings.push(finding(
+                Some(h.wallet),
+                Some(t.id),
+                Problem::CaptureExceedsHold,
+            ));
+        }
+        let Ok(amount) = Amount::parse(held, i64::MAX) else {
+            findings.push(finding(
+                Some(h.wallet),
+                Some(t.id),
+                Problem::CaptureExceedsHold,
+            ));
+            return Ok(false);
+        };
+        let money = Money {
+            amount,
+            currency: h.currency,
+        };
+        let bytes = domain::holds::hold_signing_bytes(
+            h.id,
+            h.wallet,
+            h.to_wallet,
+            money,
+            h.expires_at,
+            &h.placed.key,
+        );
+        let known = match public_keys.entry(h.wallet) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(self.store().public_keys(h.wallet).await?),
+        };
+        if !known.contains(&h.public_key) {
+            findings.push(finding(Some(h.wallet), Some(t.id), Problem::UnknownSigner));
+            return Ok(false);
+        }
+        let verified = WalletPublicKey::from_bytes(&h.public_key)
+            .is_ok_and(|pk| pk.verify(&bytes, &h.signature).is_ok());
+        if !verified {
+            findings.push(finding(Some(h.wallet), Some(t.id), Problem::BadSignature));
         }
         Ok(verified)
     }

@@ -1,6 +1,7 @@
 //! The worker's settings (`[worker]`, read by `coffer-worker`): how often it polls, the
 //! rotation schedules of the master key, the token signing key and the data keys, the
-//! rotation's batches and grace, the audit checkpoints and cleanup, and its metrics listener.
+//! rotation's batches and grace, the audit checkpoints and cleanup, the holds it expires, and its
+//! metrics listener.
 
 use std::net::SocketAddr;
 
@@ -37,6 +38,9 @@ pub struct WorkerConfig {
     pub audit_checkpoint_secs: u64,
     /// Delete ended sessions' refresh tokens this often (0: never).
     pub cleanup_secs: u64,
+    /// Wallets whose lapsed holds are written expired per poll at most (0: none by the worker;
+    /// the next operation on a wallet still does).
+    pub hold_expiries_per_poll: u32,
     /// Where the worker serves `/metrics` (Prometheus text, no authentication: bind it to a
     /// private address). Unset: no listener.
     pub metrics_listen: Option<SocketAddr>,
@@ -55,6 +59,7 @@ impl Default for WorkerConfig {
             dek_rotations_per_poll: 1000,
             audit_checkpoint_secs: 60,
             cleanup_secs: 3600,
+            hold_expiries_per_poll: 500,
             metrics_listen: None,
         }
     }

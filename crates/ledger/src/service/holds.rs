@@ -17,7 +17,7 @@
 //!   wallet's holds too): released in full.
 //! - Expiry: an active hold past its expiry counts against nothing and cannot be captured; the
 //!   first operation to lock its wallet writes it expired (`Ledger::apply`), as does the worker's
-//!   job.
+//!   job ([`Ledger::expire_holds`]).
 //!
 //! A hold resolves once: capture, void and expiry each read the hold under the paying wallet's
 //! lock and refuse one that is no longer active (`hold_resolved`, `hold_expired`). Capture and
@@ -35,7 +35,9 @@ use crate::domain::{
 };
 use crate::error::Error;
 use crate::money::Amount;
-use crate::port::{Apply, Changes, HoldChange, HoldRecord, Idempotency, Locked, WalletRecord};
+use crate::port::{
+    Applied, Apply, Changes, HoldChange, HoldRecord, Idempotency, Locked, WalletRecord,
+};
 use crate::request::{IdempotencyKey, StepUp};
 use crate::sealing::{DataKeys, hold_amount_aad, hold_memo_aad};
 use crate::window::hour_of;
@@ -458,5 +460,38 @@ impl Ledger {
         self.observe(&applied).await;
         let hold = self.store.hold(id).await?.ok_or(Error::HoldNotFound(id))?;
         hold_view(&keys, &hold, self.now_micros())
+    }
+
+    /// The expiry job's batch: the wallets of up to `limit` wallets' lapsed holds are locked
+    /// one at a time and their lapsed holds written expired (by `apply`, as any operation on
+    /// them would), each with its `hold.expired` record. The work list is the holds still
+    /// active past their expiry, so a batch cut short leaves the rest to the next, and a hold
+    /// another operation expired meanwhile is not expired twice. Answers the holds expired.
+    ///
+    /// # Errors
+    /// Storage; keys.
+    pub async fn expire_holds(&self, limit: u32) -> Result<u64, Error> {
+        let now = self.now_micros();
+        let mut expired = 0u64;
+        for wallet in self.store.wallets_with_lapsed_holds(now, limit).await? {
+            let applied = self
+                .apply(Apply {
+                    lock: vec![wallet],
+                    original: None,
+                    hold: None,
+                    idempotency: None,
+                    decide: &|_| Ok(Changes::default()),
+                })
+                .await?;
+            self.observe(&applied).await;
+            if let Applied::Committed { audit, .. } = &applied {
+                let n = audit
+                    .iter()
+                    .filter(|(e, _)| e.action == Action::HoldExpired)
+                    .count();
+                expired += u64::try_from(n).unwrap_or(u64::MAX);
+            }
+        }
+        Ok(expired)
     }
 }

@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 
 use super::pins::wallet_audit_actions;
 use super::{Backend, Client, PIN, balance, config, funded, ledger, observed, req};
-use crate::verify::VerifyOptions;
+use crate::verify::{Problem, VerifyOptions};
 use crate::{Caller, Error, HoldStatus, Ledger, LedgerError, TransactionKind, UserId};
 
 const T0: u64 = 1_800_000_000;
@@ -143,6 +143,24 @@ pub async fn a_hold_reserves_money_until_its_payee_captures_it_once(backend: &dy
     }
     let report = l.verify(VerifyOptions::default(), &|_| {}).await.unwrap();
     assert!(report.ok(), "{:?}", report.findings);
+    assert_eq!(
+        report.signatures, 2,
+        "the withdrawal's, and the hold's for its capture"
+    );
+
+    // A capture that no longer names its hold is reported.
+    backend
+        .tamper("UPDATE transactions SET hold_id = NULL WHERE kind = 'capture'")
+        .await;
+    let report = l.verify(VerifyOptions::default(), &|_| {}).await.unwrap();
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.transaction == Some(t.id) && f.problem == Problem::CaptureWithoutHold),
+        "{:?}",
+        report.findings
+    );
 }
 
 /// A held withdrawal is voided by its payer or an administrator (a frozen wallet's too, which
@@ -296,4 +314,40 @@ pub async fn capture_void_and_expiry_of_one_hold_resolve_it_once(backend: &dyn B
     assert_eq!(expiries, 1);
     let report = l.verify(VerifyOptions::default(), &|_| {}).await.unwrap();
     assert!(report.ok(), "{:?}", report.findings);
+}
+
+/// The expiry job writes lapsed holds expired a bounded number of wallets at a time (the
+/// earliest expiry first), every lapsed hold of a wallet together and each once, and leaves
+/// live holds alone.
+pub async fn the_expiry_job_expires_lapsed_holds_in_batches(backend: &dyn Backend) {
+    let (l, clock) = clocked(backend).await;
+    let owner = UserId::new();
+    let (w1, w2, w3) = (
+        funded(&l, owner, 100).await,
+        funded(&l, owner, 100).await,
+        funded(&l, owner, 100).await,
+    );
+    for (w, secs, key) in [
+        (w1, 10, "a"),
+        (w2, 20, "b"),
+        (w3, 1_000, "c"),
+        (w1, 30, "d"),
+    ] {
+        l.place_hold(owner, w, None, PIN, &req(10, key), Some(secs))
+            .await
+            .unwrap();
+    }
+    clock.advance(Duration::from_secs(40));
+    assert_eq!(l.expire_holds(1).await.unwrap(), 2, "both of w1's, first");
+    assert_eq!(l.expire_holds(10).await.unwrap(), 1, "then w2's");
+    assert_eq!(l.expire_holds(10).await.unwrap(), 0, "nothing twice");
+    for (w, n) in [(w1, 2), (w2, 1), (w3, 0)] {
+        let written = wallet_audit_actions(backend, w)
+            .await
+            .iter()
+            .filter(|x| *x == "hold.expired")
+            .count();
+        assert_eq!(written, n);
+    }
+    assert_eq!(available(&l, w3).await, 90, "a live hold still counts");
 }

@@ -95,6 +95,7 @@ macro_rules! ledger_store_contract_tests {
             a_hold_reserves_money_until_its_payee_captures_it_once,
             a_hold_is_voided_or_expires_and_then_nothing_captures_it,
             capture_void_and_expiry_of_one_hold_resolve_it_once,
+            the_expiry_job_expires_lapsed_holds_in_batches,
             raw_tables_hold_no_plaintext,
             verify_reports_tampering_with_wallet_and_transaction,
             verify_reports_progress_and_resumes,
@@ -382,6 +383,13 @@ impl LedgerStore for Watched {
         key: &str,
     ) -> Result<Option<crate::port::HoldRecord>, Error> {
         self.inner.hold_by_key(scope, key).await
+    }
+    async fn wallets_with_lapsed_holds(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<WalletId>, Error> {
+        self.inner.wallets_with_lapsed_holds(now, limit).await
     }
     async fn set_receiver_memo(
         &self,

@@ -4,7 +4,7 @@
 
 use coffer_crypto::Envelope;
 use coffer_ledger::Error;
-use coffer_ledger::domain::HoldId;
+use coffer_ledger::domain::{HoldId, WalletId};
 use coffer_ledger::port::{Changes, HoldRecord};
 use sqlx::{Database, Encode, Executor, IntoArguments, Type};
 use uuid::Uuid;
@@ -120,5 +120,22 @@ where
         .as_ref()
         .map(hold_from)
         .transpose()
+    }
+
+    pub(super) async fn wallets_with_lapsed_holds(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<WalletId>, Error> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT wallet_id FROM holds WHERE status = 'active' AND expires_at <= $1 \
+             GROUP BY wallet_id ORDER BY min(expires_at), wallet_id LIMIT $2",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(ids.into_iter().map(WalletId::from_uuid).collect())
     }
 }

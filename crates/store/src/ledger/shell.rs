@@ -134,6 +134,14 @@ macro_rules! ledger_store {
                 self.0.hold_by_key(scope, key).await
             }
 
+            async fn wallets_with_lapsed_holds(
+                &self,
+                now: i64,
+                limit: u32,
+            ) -> Result<Vec<coffer_ledger::WalletId>, coffer_ledger::Error> {
+                self.0.wallets_with_lapsed_holds(now, limit).await
+            }
+
             async fn transactions_after(
                 &self,
                 after: Option<coffer_ledger::TransactionId>,

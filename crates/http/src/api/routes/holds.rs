@@ -157,6 +157,7 @@ pub(in crate::api) async fn capture(
     ),
     responses(
         (status = 200, description = "voided (or the replay): the money is released", body = views::Hold),
+        (status = 400, description = "no Idempotency-Key (idempotency_key_required)", body = Problem, content_type = PROBLEM_JSON),
         RoleErrors,
         HoldNotFound,
         (status = 409, description = "the hold was resolved (hold_resolved) or expired (hold_expired), or the key was used for another request", body = Problem, content_type = PROBLEM_JSON),
