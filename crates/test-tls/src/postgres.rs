@@ -6,6 +6,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use crate::{Pki, free_port, run, spawn_until_exit, wait_for};
 
@@ -108,6 +109,20 @@ fn start() -> TlsPostgres {
         &log,
     );
     wait_for(port, "the TLS Postgres", &log);
+    // The port opens before the server takes sessions ("the database system is starting up"):
+    // wait for its own word that it is ready.
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("ready to accept connections")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the TLS Postgres did not get ready: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     TlsPostgres {
         port,
         pki,

@@ -7,7 +7,7 @@
 
 use super::{
     Account, LedgerError, Plan, Posting, TransactionKind, WalletId, WalletState, WalletStatus,
-    can_receive, can_send, same_currency,
+    can_receive, can_send, framed, same_currency,
 };
 use crate::money::{Amount, Balance, Money};
 
@@ -204,18 +204,14 @@ pub fn hold_signing_bytes(
     expires_at: i64,
     idempotency_key: &str,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(160);
-    let mut field = |b: &[u8]| {
-        out.extend_from_slice(&u32::try_from(b.len()).unwrap_or(u32::MAX).to_be_bytes());
-        out.extend_from_slice(b);
-    };
-    field(b"coffer.hold.v1");
-    field(id.as_uuid().as_bytes());
-    field(wallet.as_uuid().as_bytes());
-    field(to.as_ref().map_or(&[][..], |t| t.as_uuid().as_bytes()));
-    field(&money.amount.minor().to_be_bytes());
-    field(money.currency.code().as_bytes());
-    field(&expires_at.to_be_bytes());
-    field(idempotency_key.as_bytes());
-    out
+    framed(&[
+        b"coffer.hold.v1",
+        id.as_uuid().as_bytes(),
+        wallet.as_uuid().as_bytes(),
+        to.as_ref().map_or(&[][..], |t| t.as_uuid().as_bytes()),
+        &money.amount.minor().to_be_bytes(),
+        money.currency.code().as_bytes(),
+        &expires_at.to_be_bytes(),
+        idempotency_key.as_bytes(),
+    ])
 }

@@ -600,20 +600,26 @@ pub fn signing_bytes(
     at_micros: i64,
     idempotency_key: &str,
 ) -> Vec<u8> {
+    framed(&[
+        b"coffer.transaction.v1",
+        id.as_uuid().as_bytes(),
+        kind.as_str().as_bytes(),
+        from.as_uuid().as_bytes(),
+        to.as_ref().map_or(&[][..], |t| t.as_uuid().as_bytes()),
+        &money.amount.minor().to_be_bytes(),
+        money.currency.code().as_bytes(),
+        &at_micros.to_be_bytes(),
+        idempotency_key.as_bytes(),
+    ])
+}
+
+/// Signed bytes: each field length-prefixed (4 bytes, big-endian), the first a domain tag.
+pub(crate) fn framed(fields: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::with_capacity(160);
-    let mut field = |b: &[u8]| {
+    for b in fields {
         out.extend_from_slice(&u32::try_from(b.len()).unwrap_or(u32::MAX).to_be_bytes());
         out.extend_from_slice(b);
-    };
-    field(b"coffer.transaction.v1");
-    field(id.as_uuid().as_bytes());
-    field(kind.as_str().as_bytes());
-    field(from.as_uuid().as_bytes());
-    field(to.as_ref().map_or(&[][..], |t| t.as_uuid().as_bytes()));
-    field(&money.amount.minor().to_be_bytes());
-    field(money.currency.code().as_bytes());
-    field(&at_micros.to_be_bytes());
-    field(idempotency_key.as_bytes());
+    }
     out
 }
 

@@ -163,8 +163,12 @@ pub struct HoldView {
 coffer_macros::debug_non_exhaustive!(self => HoldView { id, wallet, to_wallet, status, expires_at });
 
 /// Decrypts a stored hold (its amount and memo are under its paying wallet's data key) as it
-/// stands at `now`.
+/// stands at `now`; a hold of an erased wallet (resolved before the erasure) is
+/// [`LedgerError::Erased`].
 pub(super) fn hold_view(keys: &DataKeys, h: &HoldRecord, now: i64) -> Result<HoldView, Error> {
+    if !keys.holds(h.wallet) {
+        return Err(LedgerError::Erased.into());
+    }
     let amount = keys.open_i64(h.wallet, &hold_amount_aad(h.id), &h.amount, "hold amount")?;
     let memo = h
         .memo

@@ -347,6 +347,13 @@ pub async fn an_erasure_sweeps_small_remainders_to_the_unclaimed_wallet(backend:
         .await
         .unwrap();
     l.erase_wallets(&by, dave).await.unwrap();
+    assert!(
+        matches!(
+            l.hold(Caller::Admin(admin), held.id).await,
+            Err(Error::Rejected(LedgerError::Erased))
+        ),
+        "a resolved hold of an erased wallet no longer reads"
+    );
 
     let report = l.verify(VerifyOptions::default(), &|_| {}).await.unwrap();
     assert!(report.ok(), "{:?}", report.findings);
