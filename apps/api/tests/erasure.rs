@@ -30,28 +30,12 @@ async fn erase(
     .await
 }
 
-/// A user with only the `privacy` role, signed in.
-async fn privacy_officer(s: &Server, email: &str) -> String {
-    let (id, _, _) = s.user(email).await;
-    s.app_state
-        .accounts
-        .set_roles(
-            coffer_auth::user::UserId::from_uuid(uuid::Uuid::nil()),
-            coffer_auth::user::UserId::parse(&id).unwrap(),
-            &["privacy".to_owned()],
-            &coffer_auth::accounts::RequestContext::default(),
-        )
-        .await
-        .unwrap();
-    s.login(email).await.0
-}
-
 #[tokio::test]
 async fn an_erased_customer_is_gone_and_her_counterparties_keep_their_books() {
     let a = Server::start(Database::Postgres).await;
     let b = a.replica().await;
     let admin = a.admin("root@example.com").await;
-    let officer = privacy_officer(&a, "dpo@example.com").await;
+    let officer = a.with_role("dpo@example.com", "privacy").await;
     let (alice_id, alice, _) = a.user("alice@example.com").await;
     let (bob_id, bob, _) = a.user("bob@example.com").await;
     let (_, carol, _) = a.user("carol@example.com").await;

@@ -417,7 +417,6 @@ impl Ledger {
             }
         }
         if t.kind == domain::TransactionKind::Capture {
-            let findings = &mut *findings;
             return self
                 .verify_capture(keys, t, &plan.postings, erased, public_keys, findings)
                 .await;

@@ -219,6 +219,11 @@ impl Server {
 
     /// An administrator (roles set through the service, as `coffer-api admin create` does).
     pub async fn admin(&self, email: &str) -> String {
+        self.with_role(email, "admin").await
+    }
+
+    /// A new user holding only `role` (set through the service), signed in: its access token.
+    pub async fn with_role(&self, email: &str, role: &str) -> String {
         let (id, _, _) = self.user(email).await;
         let id = coffer_auth::user::UserId::parse(&id).unwrap();
         self.app_state
@@ -226,7 +231,7 @@ impl Server {
             .set_roles(
                 coffer_auth::user::UserId::from_uuid(uuid::Uuid::nil()),
                 id,
-                &["admin".to_owned()],
+                &[role.to_owned()],
                 &coffer_auth::accounts::RequestContext::default(),
             )
             .await

@@ -21,26 +21,10 @@ async fn call(
     .await
 }
 
-/// A user with only `role`, signed in.
-async fn with_role(s: &Server, email: &str, role: &str) -> String {
-    let (id, _, _) = s.user(email).await;
-    s.app_state
-        .accounts
-        .set_roles(
-            coffer_auth::user::UserId::from_uuid(uuid::Uuid::nil()),
-            coffer_auth::user::UserId::parse(&id).unwrap(),
-            &[role.to_owned()],
-            &coffer_auth::accounts::RequestContext::default(),
-        )
-        .await
-        .unwrap();
-    s.login(email).await.0
-}
-
 pub(super) async fn holds(db: Database) {
     let s = Server::start(db).await;
     let admin = s.admin("root@example.com").await;
-    let payouts = with_role(&s, "payouts@example.com", "payouts").await;
+    let payouts = s.with_role("payouts@example.com", "payouts").await;
     let (_, alice, _) = s.user("alice@example.com").await;
     let (_, shop, _) = s.user("shop@example.com").await;
     let (_, eve, _) = s.user("eve@example.com").await;
