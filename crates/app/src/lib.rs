@@ -258,6 +258,10 @@ impl App {
                     .ledger
                     .unclaimed()
                     .map_err(|e| AppError::Service(context("ledger.unclaimed", e)))?,
+                limits: config
+                    .ledger
+                    .limits()
+                    .map_err(|e| AppError::Service(context("ledger.limits", e)))?,
                 pins: coffer_ledger::pin::PinVerifierConfig {
                     max_in_flight: config.ledger.pin_checks_in_flight,
                     max_queued: config.ledger.pin_checks_queued,

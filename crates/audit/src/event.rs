@@ -352,6 +352,7 @@ actions! {
     WalletPinLocked => "wallet.pin_locked",
     WalletPinUnlocked => "wallet.pin_unlocked",
     WalletPinAttemptsReset => "wallet.pin_attempts_reset",
+    WalletLimitsSet => "wallet.limits_set",
     TransactionDeposit => "transaction.deposit",
     TransactionWithdrawal => "transaction.withdrawal",
     TransactionTransfer => "transaction.transfer",

@@ -47,6 +47,8 @@ pub enum Permission {
     HoldCapture,
     /// Void any hold (an administrator): releases the held money.
     HoldVoid,
+    /// Set wallets' spending limits.
+    WalletLimits,
 }
 
 impl Permission {
@@ -68,6 +70,7 @@ impl Permission {
         Self::UserErase,
         Self::HoldCapture,
         Self::HoldVoid,
+        Self::WalletLimits,
     ];
 
     /// The configuration and token name (`wallet:read`).
@@ -90,6 +93,7 @@ impl Permission {
             Self::UserErase => "user:erase",
             Self::HoldCapture => "hold:capture",
             Self::HoldVoid => "hold:void",
+            Self::WalletLimits => "wallet:limits",
         }
     }
 
@@ -115,6 +119,7 @@ impl Permission {
                 | Self::UserAdmin
                 | Self::UserErase
                 | Self::HoldVoid
+                | Self::WalletLimits
         )
     }
 
@@ -199,6 +204,7 @@ impl Default for Rbac {
                 KeyRotate,
                 UserAdmin,
                 HoldVoid,
+                WalletLimits,
             ]
             .into_iter()
             .collect(),
@@ -342,6 +348,7 @@ mod tests {
             KeyRotate,
             UserAdmin,
             HoldVoid,
+            WalletLimits,
         ];
         for p in Permission::ALL {
             assert_eq!(rbac.allows(&["user"], *p), user.contains(p), "user {p}");

@@ -35,10 +35,24 @@ pub struct Problem {
     /// For `pin_wrong`: guesses left before the PIN locks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts_left: Option<u32>,
+    /// For `limit_exceeded`: the spending limit the operation would pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<ExceededLimit>,
     /// Other extension members (RFC 9457 §3.2).
     #[serde(flatten)]
     #[schema(ignore)]
     pub extensions: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A spending limit an operation would pass, and what remains under it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ExceededLimit {
+    /// `withdrawal`, `transfer` or `hold`.
+    pub kind: &'static str,
+    /// `per_transaction`, `rolling_24h`, `rolling_7d` or `rolling_30d`.
+    pub window: &'static str,
+    /// What one operation may still send under it, minor units.
+    pub remaining_minor: i64,
 }
 
 impl Problem {
@@ -53,6 +67,7 @@ impl Problem {
             detail: None,
             field: None,
             attempts_left: None,
+            limit: None,
             extensions: serde_json::Map::new(),
         }
     }

@@ -18,7 +18,8 @@ pub mod verify;
 pub mod window;
 
 pub use domain::{
-    Account, HoldId, HoldStatus, IdError, LedgerError, Original, PIN_LOCK_THRESHOLD, Plan, Posting,
+    Account, HoldId, HoldStatus, IdError, LedgerError, Limit, LimitKind, LimitSet, LimitStatus,
+    LimitWindow, Original, PIN_LOCK_THRESHOLD, Plan, Posting,
     TransactionId, TransactionKind, UserId, WalletId, WalletState, WalletStatus,
 };
 pub use error::Error;
@@ -28,7 +29,7 @@ pub use request::{
     HistoryCursor, IdempotencyKey, Memo, MoneyRequest, Pin, Reason, StepUp, WalletCursor, parse_pin,
 };
 pub use service::{
-    Caller, HistoryPageView, HoldView, Ledger, LedgerConfig, MemoBackfill, TransactionView,
+    Caller, HistoryPageView, HoldView, Ledger, LedgerConfig, LimitsView, MemoBackfill, TransactionView,
     Unclaimed, WalletPageView, WalletView,
 };
 pub use window::RollingSum;

@@ -53,6 +53,10 @@ pub struct WalletRecord {
     /// The rolling money-out sum's envelope (bound to wallet, field and version like the
     /// balance); `None` for an empty window (a row never written since the column was added).
     pub outflow: Option<Envelope>,
+    /// The spending field's envelope ([`Spending`](crate::Spending): the wallet's own limits
+    /// and what it has sent), bound like the balance; `None` for a row never written since the
+    /// field was added (no own limits, nothing sent).
+    pub spending: Option<Envelope>,
     /// Created, microseconds since the epoch.
     pub created_at: i64,
     /// Last written, microseconds since the epoch.
@@ -307,6 +311,8 @@ pub struct WalletChange {
     pub failed_pins: u32,
     /// The rolling money-out sum's envelope, bound to the new version.
     pub outflow: Envelope,
+    /// The spending field's envelope, bound to the new version.
+    pub spending: Envelope,
 }
 
 coffer_macros::debug_non_exhaustive!(self => WalletChange { id, status, failed_pins });
@@ -370,7 +376,8 @@ pub enum Applied {
 /// A new wallet, for [`LedgerStore::create_wallet`].
 #[derive(Debug)]
 pub struct NewWallet {
-    /// The row (version 1; its `outflow` is not stored: a new wallet's window is empty).
+    /// The row (version 1; its `outflow` and `spending` are not stored: a new wallet has sent
+    /// nothing and has no limits of its own).
     pub record: WalletRecord,
     /// The most wallets its owner may hold: the store refuses the insert with
     /// [`LedgerError::TooManyWallets`](crate::LedgerError::TooManyWallets) when the owner holds

@@ -41,6 +41,14 @@ pub fn outflow_aad(wallet: WalletId, version: i64) -> Aad {
         .with(version.to_be_bytes())
 }
 
+/// A wallet's spending field ([`crate::Spending`]) at a row version.
+#[must_use]
+pub fn spending_aad(wallet: WalletId, version: i64) -> Aad {
+    Aad::new("wallet.spending")
+        .with(wallet.as_uuid().as_bytes())
+        .with(version.to_be_bytes())
+}
+
 /// A wallet's sealed signing key.
 #[must_use]
 pub fn signing_key_aad(wallet: WalletId) -> Aad {

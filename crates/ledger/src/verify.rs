@@ -21,11 +21,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use coffer_audit::{AuditLog, CheckpointAnchor};
 use coffer_crypto::{WalletPublicKey, WalletSignature};
 
-use crate::domain::{self, Account, LedgerError, TransactionId, WalletId};
+use crate::domain::{self, Account, LedgerError, Spending, TransactionId, WalletId};
 use crate::error::{Error, context};
 use crate::money::{Amount, Money};
 use crate::port::{LoadedWallet, PostingRecord, TransactionRecord};
-use crate::sealing::{DataKeys, balance_aad, hold_amount_aad, outflow_aad};
+use crate::sealing::{DataKeys, balance_aad, hold_amount_aad, outflow_aad, spending_aad};
 use crate::service::{Ledger, open_postings, transaction_view};
 use crate::window::RollingSum;
 
@@ -311,14 +311,21 @@ impl Ledger {
         totals: &mut BTreeMap<String, i128>,
     ) -> Result<(), Error> {
         let rec = &w.record;
-        if let Some(sealed) = &rec.outflow {
-            let opened = keys
-                .open(rec.id, &outflow_aad(rec.id, rec.version), sealed, "outflow")
-                .and_then(|plain| {
-                    RollingSum::from_bytes(plain.expose_secret()).map_err(|e| {
-                        Error::Corrupt(context(format!("outflow of wallet {}", rec.id), e))
-                    })
-                });
+        // The sealed fields beside the balance must open and parse (a copy from another row or
+        // version does not).
+        let fields = [
+            ("outflow", outflow_aad(rec.id, rec.version), rec.outflow.as_ref()),
+            ("spending", spending_aad(rec.id, rec.version), rec.spending.as_ref()),
+        ];
+        for (what, aad, sealed) in fields {
+            let Some(sealed) = sealed else { continue };
+            let opened = keys.open(rec.id, &aad, sealed, what).and_then(|plain| {
+                let parsed = match what {
+                    "outflow" => RollingSum::from_bytes(plain.expose_secret()).map(drop).map_err(|e| e.to_string()),
+                    _ => Spending::from_bytes(plain.expose_secret()).map(drop).map_err(|e| e.to_string()),
+                };
+                parsed.map_err(|e| Error::Corrupt(context(format!("{what} of wallet {}", rec.id), e)))
+            });
             if let Err(e) = opened {
                 findings.push(finding(
                     Some(rec.id),

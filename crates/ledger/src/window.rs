@@ -29,6 +29,13 @@ pub fn hour_of(at_micros: i64) -> i64 {
     at_micros.div_euclid(HOUR_MICROS)
 }
 
+/// The day (since the epoch, UTC) of a time in microseconds since the epoch: the buckets of the
+/// spending limits' longer windows, where a [`RollingSum`]'s "hours" are days.
+#[must_use]
+pub fn day_of(at_micros: i64) -> i64 {
+    at_micros.div_euclid(24 * HOUR_MICROS)
+}
+
 /// Sums of minor units per hour, oldest first. `Debug` shows how many hours it holds, never an
 /// amount.
 #[derive(Clone, Default, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use coffer_auth::user::UserId;
 use coffer_auth::{Permission, Principal, Rbac};
 use coffer_ledger::port::WalletFilter;
 use coffer_ledger::{
-    Currency, IdempotencyKey, Ledger, Pin, Reason, TransactionId, TransactionView, WalletCursor,
+    Currency, IdempotencyKey, Ledger, LimitSet, LimitsView, Pin, Reason, TransactionId, TransactionView, WalletCursor,
     WalletId, WalletPageView, WalletStatus, WalletView,
 };
 use coffer_rotation::{KeysOverview, RotateRequest, RotationJob, Rotator};
@@ -104,6 +104,21 @@ impl Admin {
     ) -> Result<WalletView, UseCaseError> {
         self.require(principal, Permission::WalletFreeze)?;
         Ok(self.ledger.freeze(principal.user, wallet).await?)
+    }
+
+    /// Sets a wallet's own spending limits, or with `None` returns it to its currency's default
+    /// policy (`wallet:limits`).
+    ///
+    /// # Errors
+    /// [`UseCaseError::Forbidden`]; the ledger's refusals.
+    pub async fn set_limits(
+        &self,
+        principal: &Principal,
+        wallet: WalletId,
+        limits: Option<LimitSet>,
+    ) -> Result<LimitsView, UseCaseError> {
+        self.require(principal, Permission::WalletLimits)?;
+        Ok(self.ledger.set_limits(principal.user, wallet, limits).await?)
     }
 
     /// Unfreezes a wallet (`wallet:freeze`).

@@ -10,7 +10,7 @@ use coffer_auth::{MfaRule, Permission, Principal, Rbac};
 use coffer_ledger::port::HistoryFilter;
 use coffer_ledger::{
     Amount, Caller, Currency, HistoryCursor, HistoryPageView, HoldId, HoldView, IdempotencyKey,
-    Ledger, LedgerError, MoneyRequest, Pin, StepUp, TransactionId, TransactionView, WalletCursor,
+    Ledger, LedgerError, LimitsView, MoneyRequest, Pin, StepUp, TransactionId, TransactionView, WalletCursor,
     WalletId, WalletPageView, WalletView,
 };
 
@@ -93,6 +93,19 @@ impl Wallets {
     ) -> Result<WalletView, UseCaseError> {
         self.require(principal, Permission::WalletRead)?;
         Ok(self.ledger.wallet(self.reader(principal), wallet).await?)
+    }
+
+    /// A wallet's spending limits and what remains under each (`wallet:read`).
+    ///
+    /// # Errors
+    /// As [`Wallets::wallet`].
+    pub async fn limits(
+        &self,
+        principal: &Principal,
+        wallet: WalletId,
+    ) -> Result<LimitsView, UseCaseError> {
+        self.require(principal, Permission::WalletRead)?;
+        Ok(self.ledger.limits(self.reader(principal), wallet).await?)
     }
 
     /// A page of a wallet's history, the transactions `filter` selects (`wallet:read`).

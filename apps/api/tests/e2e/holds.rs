@@ -1,6 +1,7 @@
 //! Holds over HTTP: a card-style flow (a held transfer, part of it captured by the merchant,
 //! the rest released), a payout (a held withdrawal captured by a payout service's account), a
-//! void by an administrator, and who else is told "not found".
+//! void by an administrator, and who else is told "not found"; then limits an administrator
+//! sets on the wallet, which its owner reads and which refuse a withdrawal past them.
 
 use super::*;
 
@@ -218,6 +219,57 @@ pub(super) async fn holds(db: Database) {
     assert_eq!(
         (&w["balance"], &w["available_balance"]),
         (&json!(4_500), &json!(4_500))
+    );
+
+    // Limits: the captured payout counts as a withdrawal of the day.
+    let limits = json!({ "limits": [
+        { "kind": "withdrawal", "window": "rolling_24h", "max_minor": 2_000 },
+        { "kind": "hold", "window": "per_transaction", "max_minor": 100 },
+    ] });
+    let path = format!("/v1/admin/wallets/{a}/limits");
+    let (st, set) = s
+        .call(Method::PUT, &path, Some(&admin), Some(limits), &[])
+        .await;
+    assert_eq!((st, &set["source"]), (StatusCode::OK, &json!("wallet")), "{set}");
+    let (st, mine) = s.get(&format!("/v1/wallets/{a}/limits"), &alice).await;
+    assert_eq!(st, StatusCode::OK, "{mine}");
+    assert_eq!(
+        (&mine["limits"][0]["kind"], &mine["limits"][0]["used_minor"], &mine["limits"][0]["remaining_minor"]),
+        (&json!("withdrawal"), &json!(1_000), &json!(1_000))
+    );
+    let out = format!("/v1/wallets/{a}/withdrawals");
+    let withdraw = |amount: i64| {
+        call(
+            &s,
+            &alice,
+            Method::POST,
+            &out,
+            Some(json!({ "amount": amount, "currency": "USD", "pin": PIN })),
+        )
+    };
+    let (st, p) = withdraw(1_001).await;
+    assert_eq!(
+        (st, p["code"].as_str(), &p["limit"]),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("limit_exceeded"),
+            &json!({ "kind": "withdrawal", "window": "rolling_24h", "remaining_minor": 1_000 })
+        )
+    );
+    let (st, _) = withdraw(1_000).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, p) = s
+        .call(
+            Method::PUT,
+            &path,
+            Some(&admin),
+            Some(json!({ "limits": [{ "kind": "card", "window": "rolling_24h", "max_minor": 1 }] })),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (st, p["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("limits[0].kind"))
     );
     s.stop().await;
 }

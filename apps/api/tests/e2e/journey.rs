@@ -252,6 +252,7 @@ pub(super) async fn idor(db: Database) {
     let attempts = [
         (Method::GET, format!("/v1/wallets/{a}"), None),
         (Method::GET, format!("/v1/wallets/{a}/transactions"), None),
+        (Method::GET, format!("/v1/wallets/{a}/limits"), None),
         (Method::GET, format!("/v1/transactions/{tid}"), None),
         (
             Method::POST,

@@ -85,6 +85,20 @@ pub(super) async fn permissions(db: Database) {
             "user {path}"
         );
     }
+    let (st, p) = s
+        .call(
+            Method::PUT,
+            &format!("/v1/admin/wallets/{a}/limits"),
+            Some(&alice),
+            Some(json!({ "limits": [] })),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden")),
+        "a user sets no limits, not even on her own wallet"
+    );
     let (st, _) = s.get("/v1/admin/audit", &alice).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, _) = s.get("/v1/admin/keys", &alice).await;

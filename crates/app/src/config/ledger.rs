@@ -1,10 +1,12 @@
 //! The ledger's settings (`[ledger]`): the PIN hashing cost and how many run at once, the amount
-//! limits, the wallets per user and where an erasure sweeps what is left in a user's wallets,
-//! their defaults those of `coffer_ledger::LedgerConfig`.
+//! limits, the wallets per user, where an erasure sweeps what is left in a user's wallets and each
+//! currency's default spending limits, their defaults those of `coffer_ledger::LedgerConfig`.
 
 use std::collections::{BTreeMap, HashMap};
 
-use coffer_ledger::{Currency, Unclaimed, WalletId};
+use coffer_ledger::{
+    Amount, Currency, Limit, LimitKind, LimitSet, LimitWindow, Unclaimed, WalletId,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, error};
@@ -32,6 +34,9 @@ pub struct LedgerSettings {
     /// By currency code: the unclaimed-funds wallet an erasure sweeps a user's remainders into,
     /// and the largest remainder it sweeps from one wallet (`[ledger.unclaimed.EUR]`).
     pub unclaimed: BTreeMap<String, UnclaimedSettings>,
+    /// By currency code, kind and window: the spending limits of wallets that have none of
+    /// their own, in minor units (`[ledger.limits.EUR] withdrawal = { rolling_24h = 100000 }`).
+    pub limits: BTreeMap<String, BTreeMap<String, BTreeMap<String, i64>>>,
 }
 
 /// One currency's unclaimed-funds wallet.
@@ -57,6 +62,7 @@ impl Default for LedgerSettings {
             hold_expiry_secs: d.hold_expiry_secs,
             max_hold_expiry_secs: d.max_hold_expiry_secs,
             unclaimed: BTreeMap::new(),
+            limits: BTreeMap::new(),
         }
     }
 }
@@ -99,6 +105,50 @@ impl LedgerSettings {
                     up_to_minor: u.up_to_minor,
                 },
             );
+        }
+        Ok(out)
+    }
+
+    /// The default spending limits, by currency (validated: every entry parses).
+    ///
+    /// # Errors
+    /// The first entry with an unknown currency, kind or window, or a maximum that is not
+    /// positive.
+    pub fn limits(&self) -> Result<HashMap<Currency, LimitSet>, ConfigError> {
+        let mut out = HashMap::new();
+        for (code, kinds) in &self.limits {
+            let setting = format!("ledger.limits.{code}");
+            let currency = Currency::parse(code).map_err(|_| {
+                error(
+                    &setting,
+                    "not a currency Coffer knows",
+                    "use an ISO 4217 code",
+                )
+            })?;
+            let mut limits = Vec::new();
+            for (kind, windows) in kinds {
+                let setting = format!("{setting}.{kind}");
+                let kind = LimitKind::parse(kind).ok_or_else(|| {
+                    error(&setting, "not a kind of limit", "use withdrawal, transfer or hold")
+                })?;
+                for (window, max) in windows {
+                    let setting = format!("{setting}.{window}");
+                    let window = LimitWindow::parse(window).ok_or_else(|| {
+                        error(
+                            &setting,
+                            "not a window",
+                            "use per_transaction, rolling_24h, rolling_7d or rolling_30d",
+                        )
+                    })?;
+                    let max = Amount::parse(*max, i64::MAX).map_err(|_| {
+                        error(&setting, "not positive", "use the most, in minor units")
+                    })?;
+                    limits.push(Limit { kind, window, max });
+                }
+            }
+            let set = LimitSet::new(limits)
+                .map_err(|e| error(&setting, e.to_string(), "name each limit once"))?;
+            out.insert(currency, set);
         }
         Ok(out)
     }
@@ -148,7 +198,8 @@ impl LedgerSettings {
                 "use 604800 (7 days)",
             ));
         }
-        self.unclaimed().map(|_| ())
+        self.unclaimed()?;
+        self.limits().map(|_| ())
     }
 }
 
@@ -184,6 +235,39 @@ mod tests {
             ),
         ] {
             let e = Config::from_toml(&toml).unwrap().validate().unwrap_err();
+            assert_eq!(e.setting, setting, "{toml}");
+        }
+    }
+
+    #[test]
+    fn default_limits_are_read_by_currency_and_refused_by_setting_name() {
+        let c = Config::from_toml(
+            "[ledger.limits.EUR]\nwithdrawal = { per_transaction = 500, rolling_24h = 1000 }\n\
+             hold = { rolling_30d = 9000 }\n",
+        )
+        .unwrap();
+        let limits = c.ledger.limits().unwrap();
+        let eur = &limits[&coffer_ledger::Currency::parse("EUR").unwrap()];
+        let names: Vec<_> = eur
+            .limits()
+            .iter()
+            .map(|l| (l.kind.as_str(), l.window.as_str(), l.max.minor()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("withdrawal", "per_transaction", 500),
+                ("withdrawal", "rolling_24h", 1000),
+                ("hold", "rolling_30d", 9000)
+            ]
+        );
+        for (toml, setting) in [
+            ("[ledger.limits.EURO]\nhold = { rolling_7d = 5 }\n", "ledger.limits.EURO"),
+            ("[ledger.limits.EUR]\ncards = { rolling_7d = 5 }\n", "ledger.limits.EUR.cards"),
+            ("[ledger.limits.EUR]\nhold = { weekly = 5 }\n", "ledger.limits.EUR.hold.weekly"),
+            ("[ledger.limits.EUR]\nhold = { rolling_7d = 0 }\n", "ledger.limits.EUR.hold.rolling_7d"),
+        ] {
+            let e = Config::from_toml(toml).unwrap().validate().unwrap_err();
             assert_eq!(e.setting, setting, "{toml}");
         }
     }

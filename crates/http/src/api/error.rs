@@ -9,7 +9,7 @@ use coffer_auth::accounts::AuthError;
 use coffer_ledger::{Error as LedgerServiceError, LedgerError};
 use coffer_usecases::UseCaseError;
 
-use crate::problem::Problem;
+use crate::problem::{ExceededLimit, Problem};
 
 /// A handler's error: the problem to answer with.
 #[derive(Debug)]
@@ -155,7 +155,20 @@ impl From<LedgerServiceError> for ApiError {
                     LedgerError::WalletNotLoaded(_) => return Self::internal(&r),
                     _ => S::UNPROCESSABLE_ENTITY,
                 };
-                Self::new(status, code, "Refused").detail(r.to_string())
+                let mut e = Self::new(status, code, "Refused").detail(r.to_string());
+                if let LedgerError::LimitExceeded {
+                    kind,
+                    window,
+                    remaining,
+                } = r
+                {
+                    e.problem.limit = Some(ExceededLimit {
+                        kind: kind.as_str(),
+                        window: window.as_str(),
+                        remaining_minor: remaining,
+                    });
+                }
+                e
             }
             LedgerServiceError::WrongPin { attempts_left } => {
                 let mut e = Self::new(S::FORBIDDEN, "pin_wrong", "Wrong PIN");

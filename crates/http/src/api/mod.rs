@@ -148,11 +148,13 @@ pub fn router(
     admin: Option<crate::ratelimit::AdminAllowlist>,
 ) -> Router {
     use routes::{admin, api_keys, auth, erasure, health, holds, money, wallets};
+    use routes::limits as wallet_limits;
     let operators = Router::new()
         .route("/v1/admin/wallets", get(admin::search_wallets))
         .route("/v1/admin/wallets/{id}/freeze", post(admin::freeze))
         .route("/v1/admin/wallets/{id}/unfreeze", post(admin::unfreeze))
         .route("/v1/admin/wallets/{id}/close", post(admin::close))
+        .route("/v1/admin/wallets/{id}/limits", put(wallet_limits::set))
         .route("/v1/admin/wallets/{id}/pin/unlock", post(admin::unlock_pin))
         .route("/v1/admin/wallets/{id}/pin/reset", post(admin::reset_pin))
         .route("/v1/admin/transactions/{id}/reversal", post(admin::reverse))
@@ -212,6 +214,7 @@ pub fn router(
         .route("/v1/holds/{id}/capture", post(holds::capture))
         .route("/v1/holds/{id}/void", post(holds::void))
         .route("/v1/wallets/{id}/transactions", get(wallets::history))
+        .route("/v1/wallets/{id}/limits", get(wallet_limits::get))
         .route("/v1/wallets/{id}/pin", put(wallets::change_pin))
         .route("/v1/transactions/{id}", get(wallets::get_transaction))
         .merge(operators)

@@ -74,12 +74,14 @@ impl Modify for Bearer {
         routes::holds::capture,
         routes::holds::void,
         routes::wallets::history,
+        routes::limits::get,
         routes::wallets::get_transaction,
         routes::wallets::change_pin,
         routes::admin::search_wallets,
         routes::admin::freeze,
         routes::admin::unfreeze,
         routes::admin::close,
+        routes::limits::set,
         routes::admin::unlock_pin,
         routes::admin::reset_pin,
         routes::admin::reverse,
@@ -145,6 +147,6 @@ mod tests {
         );
         let doc: serde_json::Value = serde_json::from_str(&generated).unwrap_or_default();
         assert_eq!(doc["openapi"], "3.1.0");
-        assert_eq!(doc["paths"].as_object().map(serde_json::Map::len), Some(44));
+        assert_eq!(doc["paths"].as_object().map(serde_json::Map::len), Some(46));
     }
 }

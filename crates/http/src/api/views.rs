@@ -23,7 +23,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use coffer_ledger::{HistoryPageView, HoldView, TransactionView, WalletPageView, WalletView};
+use coffer_ledger::{
+    HistoryPageView, HoldView, LimitsView, TransactionView, WalletPageView, WalletView,
+};
 use serde::Serialize;
 
 fn rfc3339(micros: i64) -> String {
@@ -181,6 +183,54 @@ impl From<&HoldView> for Hold {
             idempotency_key: h.idempotency_key.clone(),
             signature: b64(&h.signature),
             public_key: b64(&h.public_key),
+        }
+    }
+}
+
+/// A wallet's spending limits: its own (set by an administrator) or its currency's default.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Limits {
+    wallet_id: String,
+    /// The currency of every amount here.
+    currency: &'static str,
+    /// `wallet`: set for this wallet; `default`: its currency's policy.
+    source: &'static str,
+    limits: Vec<LimitState>,
+}
+
+/// One limit and where it stands now.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LimitState {
+    /// `withdrawal`, `transfer` or `hold` (a held transfer or withdrawal counts against the hold
+    /// limit and its kind's while it is live).
+    kind: &'static str,
+    /// `per_transaction`, `rolling_24h`, `rolling_7d` or `rolling_30d`.
+    window: &'static str,
+    /// The most, minor units.
+    max_minor: i64,
+    /// Sent (or held) within the window, minor units; null per transaction.
+    used_minor: Option<i64>,
+    /// What one more operation may send under it, minor units.
+    remaining_minor: i64,
+}
+
+impl From<&LimitsView> for Limits {
+    fn from(v: &LimitsView) -> Self {
+        Self {
+            wallet_id: v.wallet.to_string(),
+            currency: v.currency.code(),
+            source: if v.own { "wallet" } else { "default" },
+            limits: v
+                .limits
+                .iter()
+                .map(|s| LimitState {
+                    kind: s.limit.kind.as_str(),
+                    window: s.limit.window.as_str(),
+                    max_minor: s.limit.max.minor(),
+                    used_minor: s.used,
+                    remaining_minor: s.remaining,
+                })
+                .collect(),
         }
     }
 }

@@ -17,7 +17,9 @@
 use sha2::{Digest, Sha256};
 
 pub mod holds;
+pub mod limits;
 pub use holds::{HoldId, HoldState, HoldStatus};
+pub use limits::{Limit, LimitKind, LimitSet, LimitStatus, LimitWindow, Spending};
 
 use crate::money::{Amount, Balance, Currency, Money, MoneyError};
 
@@ -168,6 +170,16 @@ pub enum LedgerError {
     /// who showed no second factor.
     #[error("this amount needs a second factor: sign in with your one-time code")]
     SecondFactorRequired,
+    /// The operation would pass one of the wallet's spending limits.
+    #[error("over the {} {} limit: {remaining} minor units remain", kind.as_str(), window.as_str())]
+    LimitExceeded {
+        /// The limit's kind.
+        kind: LimitKind,
+        /// Its window.
+        window: LimitWindow,
+        /// What one operation may still send under it.
+        remaining: i64,
+    },
     /// The transaction was already reversed.
     #[error("transaction already reversed")]
     AlreadyReversed,
@@ -203,6 +215,7 @@ impl LedgerError {
             Self::WeakPin => "weak_pin",
             Self::TooManyWallets { .. } => "too_many_wallets",
             Self::SecondFactorRequired => "mfa_required",
+            Self::LimitExceeded { .. } => "limit_exceeded",
             Self::AlreadyReversed => "already_reversed",
             Self::ReversalOfReversal => "reversal_of_reversal",
             Self::WalletNotLoaded(_) => "internal",

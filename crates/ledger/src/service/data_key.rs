@@ -19,7 +19,9 @@ use crate::port::{Changes, DataKeyRecord, Locked, WalletChange};
 use crate::sealing::{balance_aad, signing_key_aad, wallet_key_context};
 
 use super::Ledger;
-use super::support::{again_if_changed, entity, outflow, seal_outflow, state, with};
+use super::support::{
+    again_if_changed, entity, outflow, seal_outflow, seal_spending, spending, state, with,
+};
 
 impl Ledger {
     /// Rotates a wallet's data key: a new version, generated and wrapped by the key provider,
@@ -108,6 +110,7 @@ impl Ledger {
                     kdf_params: rec.kdf_params.clone(),
                     failed_pins: rec.failed_pins,
                     outflow: seal_outflow(&keys, rec, next, &outflow(&keys, rec)?)?,
+                    spending: seal_spending(&keys, rec, next, &spending(&keys, rec)?)?,
                 }],
                 new_data_key: Some(record.clone()),
                 audit: vec![event.clone()],

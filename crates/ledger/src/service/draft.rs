@@ -7,14 +7,14 @@
 use coffer_audit::AuditEvent;
 use coffer_crypto::WalletSignature;
 
-use crate::domain::{Account, HoldId, Plan, TransactionId, WalletId};
+use crate::domain::{Account, HoldId, Plan, Spending, TransactionId, WalletId};
 use crate::error::Error;
 use crate::money::Currency;
 use crate::port::{Changes, Idempotency, Locked, PostingRecord, TransactionRecord};
 use crate::sealing::{DataKeys, memo_aad, posting_aad, receiver_memo_aad};
 use crate::window::RollingSum;
 
-use super::support::{rewrite, seal_outflow};
+use super::support::{rewrite, seal_outflow, seal_spending};
 use super::views::sealer;
 
 /// What a transaction to be written looks like before the locked rows are seen.
@@ -32,7 +32,7 @@ pub(super) struct Draft<'a> {
 }
 
 /// Builds what a money operation writes from the domain's plan; money-out also writes the
-/// sender's rolling sum `spent`.
+/// sender's rolling sum and spending field, `spent`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn changes(
     keys: &DataKeys,
@@ -41,7 +41,7 @@ pub(super) fn changes(
     draft: &Draft<'_>,
     currency: Currency,
     audit: AuditEvent,
-    spent: Option<&RollingSum>,
+    spent: Option<(&RollingSum, &Spending)>,
 ) -> Result<Changes, Error> {
     let mut wallets = Vec::with_capacity(plan.balances.len());
     for (id, balance) in &plan.balances {
@@ -51,8 +51,9 @@ pub(super) fn changes(
             // A correct PIN ends a run of wrong ones.
             change.failed_pins = 0;
         }
-        if let Some(spent) = spent.filter(|_| draft.from == Some(*id)) {
-            change.outflow = seal_outflow(keys, rec, rec.dek_version, spent)?;
+        if let Some((outflow, spending)) = spent.filter(|_| draft.from == Some(*id)) {
+            change.outflow = seal_outflow(keys, rec, rec.dek_version, outflow)?;
+            change.spending = seal_spending(keys, rec, rec.dek_version, spending)?;
         }
         wallets.push(change);
     }

@@ -31,7 +31,7 @@ use coffer_audit::Action;
 use coffer_crypto::Pin;
 
 use crate::domain::{
-    self, HoldId, HoldStatus, TransactionId, TransactionKind, UserId, WalletId, holds,
+    self, HoldId, HoldStatus, LimitKind, TransactionId, TransactionKind, UserId, WalletId, holds,
 };
 use crate::error::Error;
 use crate::money::Amount;
@@ -44,7 +44,8 @@ use crate::window::hour_of;
 
 use super::draft::{self, Draft};
 use super::support::{
-    again_if_changed, code, hold_event, open_hold, outflow, rewrite, seal_outflow, state, with,
+    again_if_changed, code, hold_event, open_hold, outflow, rewrite, seal_outflow, seal_spending,
+    spending, state, with,
 };
 use super::views::{HoldView, TransactionView, hold_view};
 use super::{Caller, Ledger, MoneyRequest, Unlocked};
@@ -113,10 +114,15 @@ impl Ledger {
         };
         spend(outflow(&keys, &payer.record)?, self.now_micros())?;
         let sealed_key = payer.record.signing_key.clone();
-        let signing = match self.unlock(caller, &payer.record, &keys, pin, None).await? {
-            Unlocked::Key(key) => key,
-            Unlocked::Replayed(_) => {
+        let signing = match self.unlock(caller, &payer.record, &keys, pin, None).await {
+            Ok(Unlocked::Key(key)) => key,
+            Ok(Unlocked::Replayed(_)) => {
                 return Err(Error::Storage("a hold has no transaction".into()));
+            }
+            Err(e) => {
+                self.record_refusal(caller, Action::HoldCreated, wallet, &e)
+                    .await;
+                return Err(e);
             }
         };
         let (id, at) = (HoldId::new(), self.now_micros());
@@ -135,6 +141,8 @@ impl Ledger {
             let s = state(&keys, rec)?;
             let receiver = to.map(|t| state(&keys, locked.wallet(t)?)).transpose()?;
             holds::place_hold(&s, receiver.as_ref(), money)?;
+            let kinds = LimitKind::charged(to.is_some(), true);
+            self.spend(&keys, rec, &kinds, money.amount, at, false)?;
             let spent = spend(outflow(&keys, rec)?, at)?;
             let mut change = rewrite(&keys, rec, s.balance)?;
             change.failed_pins = 0;
@@ -205,7 +213,11 @@ impl Ledger {
                 // A concurrent request under the same key placed it first.
                 match self.replay_hold(&idem).await? {
                     Some(earlier) => Ok(earlier),
-                    None => Err(e),
+                    None => {
+                        self.record_refusal(caller, Action::HoldCreated, wallet, &e)
+                            .await;
+                        Err(e)
+                    }
                 }
             }
         }
@@ -364,6 +376,14 @@ impl Ledger {
             );
             let mut changes =
                 draft::changes(&keys, locked, &plan, &draft, h.currency, event, None)?;
+            // What it captured stays counted at its placement; the rest is given back.
+            let rec = locked.wallet(h.wallet)?;
+            let mut spent = spending(&keys, rec)?;
+            let kinds = LimitKind::charged(h.to_wallet.is_some(), true);
+            spent.usage = spent.usage.charged(&kinds, h.created_at, now, amount)?;
+            if let Some(c) = changes.wallets.iter_mut().find(|c| c.id == h.wallet) {
+                c.spending = seal_spending(&keys, rec, rec.dek_version, &spent)?;
+            }
             changes.holds.push(HoldChange {
                 id,
                 status: HoldStatus::Captured,

@@ -48,6 +48,7 @@ mod data_key;
 mod draft;
 mod erasure;
 mod holds;
+mod limits;
 mod money;
 mod pin_attempts;
 mod support;
@@ -62,7 +63,7 @@ use coffer_crypto::{KdfParams, KeyRef, Pin, WalletSigningKey};
 use coffer_keys::KeyProvider;
 
 use crate::domain::{
-    self, HoldStatus, LedgerError, TransactionId, UserId, WalletId, WalletState, WalletStatus,
+    self, HoldStatus, LedgerError, LimitSet, TransactionId, UserId, WalletId, WalletState, WalletStatus,
 };
 use crate::error::{Error, context};
 use crate::money::{Balance, Currency};
@@ -76,6 +77,7 @@ use crate::request::{HistoryCursor, WalletCursor};
 use crate::sealing::{DataKeys, balance_aad, signing_key_aad, wallet_key_context};
 pub use backfill::MemoBackfill;
 pub use erasure::Unclaimed;
+pub use limits::LimitsView;
 use support::{
     WalletTurns, again_if_changed, balances, code, entity, expiry, hold_event, pin_error, rewrite,
     state, with,
@@ -116,6 +118,9 @@ pub struct LedgerConfig {
     /// Per currency, where an erasure sweeps what is left in the erased user's wallets, and up
     /// to how much; a currency without one sweeps nothing (its wallets must be empty).
     pub unclaimed: HashMap<Currency, Unclaimed>,
+    /// Per currency, the spending limits of its wallets that have none of their own; a
+    /// currency without a policy limits nothing.
+    pub limits: HashMap<Currency, LimitSet>,
 }
 
 impl Default for LedgerConfig {
@@ -131,6 +136,7 @@ impl Default for LedgerConfig {
             hold_expiry_secs: 7 * 24 * 3600,
             max_hold_expiry_secs: 30 * 24 * 3600,
             unclaimed: HashMap::new(),
+            limits: HashMap::new(),
         }
     }
 }
@@ -473,6 +479,7 @@ impl Ledger {
             kdf_params: params,
             failed_pins: 0,
             outflow: None,
+            spending: None,
             holds: Vec::new(),
             created_at: now,
             updated_at: now,

@@ -57,7 +57,7 @@ use coffer_audit::{Action, AuditEvent, DetailValue, Outcome, Subject};
 use coffer_crypto::Pin;
 
 use crate::domain::{
-    self, LedgerError, Original, TransactionId, TransactionKind, UserId, WalletId,
+    self, LedgerError, LimitKind, Original, TransactionId, TransactionKind, UserId, WalletId,
 };
 use crate::error::Error;
 use crate::money::{Money, MoneyError};
@@ -74,7 +74,7 @@ use super::{Caller, Ledger, MoneyRequest, Unlocked};
 impl Ledger {
     /// Records a refused money operation (feeds the `failed_transactions` alert). A failure to
     /// record it is logged, not returned: the caller's answer is the refusal.
-    async fn record_refusal(&self, caller: Caller, action: Action, wallet: WalletId, e: &Error) {
+    pub(super) async fn record_refusal(&self, caller: Caller, action: Action, wallet: WalletId, e: &Error) {
         let reason = match e {
             Error::Rejected(r) => r.code(),
             Error::WrongPin { .. } => "wrong_pin",
@@ -392,6 +392,9 @@ impl Ledger {
                 None => domain::withdrawal(&s, money)?,
             };
             let spent = spend(outflow(&keys, sender)?, draft.at_micros)?;
+            let kinds = LimitKind::charged(to.is_some(), false);
+            let spending =
+                self.spend(&keys, sender, &kinds, money.amount, draft.at_micros, true)?;
             draft::changes(
                 &keys,
                 locked,
@@ -399,7 +402,7 @@ impl Ledger {
                 &draft,
                 money.currency,
                 event.clone(),
-                Some(&spent),
+                Some((&spent, &spending)),
             )
         };
         let result = self

@@ -28,12 +28,13 @@ use coffer_audit::{
 };
 use coffer_crypto::Envelope;
 
-use crate::domain::{HoldState, LedgerError, WalletId, WalletState};
+use crate::domain::limits::Reserved;
+use crate::domain::{HoldState, LedgerError, Spending, WalletId, WalletState};
 use crate::error::{Error, context};
 use crate::money::{Amount, Balance, Money};
 use crate::pin::PinCheckError;
 use crate::port::{HoldRecord, WalletChange, WalletRecord};
-use crate::sealing::{DataKeys, balance_aad, hold_amount_aad, outflow_aad};
+use crate::sealing::{DataKeys, balance_aad, hold_amount_aad, outflow_aad, spending_aad};
 use crate::window::RollingSum;
 
 /// A queue per wallet (entries exist only while someone waits or holds the turn).
@@ -249,6 +250,48 @@ pub(super) fn seal_outflow(
     )
 }
 
+/// The spending field of a locked or loaded row (no own limits, nothing sent when the row has
+/// none).
+pub(super) fn spending(keys: &DataKeys, rec: &WalletRecord) -> Result<Spending, Error> {
+    let Some(sealed) = &rec.spending else {
+        return Ok(Spending::default());
+    };
+    let aad = spending_aad(rec.id, rec.version);
+    let plain = keys.open(rec.id, &aad, sealed, "spending")?;
+    Spending::from_bytes(plain.expose_secret())
+        .map_err(|e| corrupt("spending", rec.id)(e.to_string()))
+}
+
+/// `spending` sealed for `rec`'s next version under its data key `dek_version`.
+pub(super) fn seal_spending(
+    keys: &DataKeys,
+    rec: &WalletRecord,
+    dek_version: u32,
+    spending: &Spending,
+) -> Result<Envelope, Error> {
+    keys.seal(
+        rec.id,
+        dek_version,
+        &spending_aad(rec.id, rec.version + 1),
+        &spending.to_bytes(),
+    )
+}
+
+/// The money a wallet's live holds reserve, for its limits (`rec.holds` are the live ones:
+/// [`state`]'s callers leave out lapsed ones).
+pub(super) fn reserved(keys: &DataKeys, rec: &WalletRecord) -> Result<Vec<Reserved>, Error> {
+    rec.holds
+        .iter()
+        .map(|h| {
+            Ok(Reserved {
+                transfer: h.to_wallet.is_some(),
+                amount: open_hold(keys, h)?.money.amount,
+                at: h.created_at,
+            })
+        })
+        .collect()
+}
+
 /// `rec` unchanged but for `balance`, sealed for the next version.
 pub(super) fn rewrite(
     keys: &DataKeys,
@@ -257,6 +300,7 @@ pub(super) fn rewrite(
 ) -> Result<WalletChange, Error> {
     Ok(WalletChange {
         outflow: seal_outflow(keys, rec, rec.dek_version, &outflow(keys, rec)?)?,
+        spending: seal_spending(keys, rec, rec.dek_version, &spending(keys, rec)?)?,
         id: rec.id,
         status: rec.status,
         balance: keys.seal_i64(

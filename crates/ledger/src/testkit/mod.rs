@@ -31,6 +31,7 @@ mod client;
 mod erased;
 mod holds;
 mod integrity;
+mod limits;
 mod money;
 mod pins;
 mod search;
@@ -40,6 +41,7 @@ pub use client::{Client, MoneyRequest};
 pub use erased::*;
 pub use holds::*;
 pub use integrity::*;
+pub use limits::*;
 pub use money::*;
 use pins::wallet_audit_actions;
 pub use pins::*;
@@ -96,6 +98,9 @@ macro_rules! ledger_store_contract_tests {
             a_hold_is_voided_or_expires_and_then_nothing_captures_it,
             capture_void_and_expiry_of_one_hold_resolve_it_once,
             the_expiry_job_expires_lapsed_holds_in_batches,
+            limits_refuse_money_out_past_a_window_and_write_only_the_refusal,
+            holds_count_against_limits_until_resolved,
+            concurrent_money_out_never_passes_a_limit,
             raw_tables_hold_no_plaintext,
             verify_reports_tampering_with_wallet_and_transaction,
             verify_reports_progress_and_resumes,

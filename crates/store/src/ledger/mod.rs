@@ -474,7 +474,7 @@ where
         }
         let inserted = sqlx::query(&format!(
             "INSERT INTO wallets ({WALLET_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, NULL)"
         ))
         .bind(*r.id.as_uuid())
         .bind(*r.owner.as_uuid())

@@ -125,13 +125,14 @@ impl LedgerDialect for Pg {
                      UPDATE wallets SET status = v.status, version = v.version + 1, \
                          balance = v.balance, signing_key = v.signing_key, \
                          public_key = v.public_key, kdf_params = v.kdf_params, \
-                         failed_pins = v.failed_pins, outflow = v.outflow, updated_at = $9, \
+                         failed_pins = v.failed_pins, outflow = v.outflow, spending = v.spending, \
+                         updated_at = $9, \
                          dek_version = CASE WHEN wallets.id = $30 THEN $31 \
                              ELSE wallets.dek_version END \
                      FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bytea[], $5::bytea[], \
-                         $6::bytea[], $7::bytea[], $8::bigint[], $34::bytea[]) \
+                         $6::bytea[], $7::bytea[], $8::bigint[], $34::bytea[], $50::bytea[]) \
                          AS v(id, status, version, balance, signing_key, public_key, kdf_params, \
-                         failed_pins, outflow) \
+                         failed_pins, outflow, spending) \
                      WHERE wallets.id = v.id AND wallets.version = v.version \
                      RETURNING 1), \
                  dk AS ( \
@@ -179,7 +180,7 @@ impl LedgerDialect for Pg {
         // parameters are arrays with an element per changed wallet, `t` ones the first new
         // transaction's (NULL without one), `dk` ones the new data key's (NULL without one).
         let row = sqlx::query(&SQL)
-            // $1..$8 and $34: the changed wallets (`w`), unnested together.
+            // $1..$8, $34 and $50: the changed wallets (`w`), unnested together.
             // $1: the wallets' ids.
             .bind(w.iter().map(|c| *c.id.as_uuid()).collect::<Vec<_>>())
             // $2: their new statuses.
@@ -287,6 +288,8 @@ impl LedgerDialect for Pg {
             .bind(t.and_then(|t| t.hold).map(|h| *h.as_uuid()));
         // $37..$49: the first audit record (`ah`, `ae`), bound by `bind_append`.
         let row = bind_append(row, first.as_ref())
+            // $50: the changed wallets' new spending fields.
+            .bind(w.iter().map(|c| c.spending.as_bytes()).collect::<Vec<_>>())
             .fetch_one(&mut *conn)
             .await
             .map_err(write_failure)?;

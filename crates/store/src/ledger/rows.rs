@@ -20,7 +20,7 @@ use super::db_err;
 
 pub(super) const WALLET_COLUMNS: &str = "id, owner_id, currency, status, version, balance, \
      dek_version, signing_key, public_key, kdf_params, failed_pins, created_at, updated_at, \
-     outflow, erased_at";
+     outflow, spending, erased_at";
 
 pub(super) const TRANSACTION_COLUMNS: &str = "t.id, t.kind, t.currency, t.at_micros, \
      t.from_wallet, t.to_wallet, t.key_wallet, t.reverses, t.scope, t.idempotency_key, t.memo, \
@@ -93,6 +93,11 @@ where
             .try_get::<Option<Vec<u8>>, _>("outflow")
             .map_err(db_err)?
             .map(|v| decode(Envelope::from_bytes, &v, "outflow"))
+            .transpose()?,
+        spending: row
+            .try_get::<Option<Vec<u8>>, _>("spending")
+            .map_err(db_err)?
+            .map(|v| decode(Envelope::from_bytes, &v, "spending"))
             .transpose()?,
         created_at: row.try_get("created_at").map_err(db_err)?,
         updated_at: row.try_get("updated_at").map_err(db_err)?,

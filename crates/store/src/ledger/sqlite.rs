@@ -97,7 +97,7 @@ impl LedgerDialect for Sqlite {
             let updated = sqlx::query(
                 "UPDATE wallets SET status = $2, version = $3, balance = $4, signing_key = $5, \
                  public_key = $6, kdf_params = $7, failed_pins = $8, updated_at = $9, \
-                 outflow = $11 WHERE id = $1 AND version = $10",
+                 outflow = $11, spending = $12 WHERE id = $1 AND version = $10",
             )
             .bind(*c.id.as_uuid())
             .bind(c.status.as_str())
@@ -110,6 +110,7 @@ impl LedgerDialect for Sqlite {
             .bind(now)
             .bind(old.version)
             .bind(c.outflow.as_bytes())
+            .bind(c.spending.as_bytes())
             .execute(&mut *conn)
             .await?;
             if updated.rows_affected() != 1 {

@@ -1,5 +1,6 @@
 //! The handlers, one module per OpenAPI tag (`auth`, `wallets`, `money`, `admin`, `health`;
-//! the admin tag's API keys in `api_keys`, a user's erasure in `erasure`).
+//! the admin tag's API keys in `api_keys`, a user's erasure in `erasure`, spending limits of
+//! both tags in `limits`).
 //! Each handler parses what the request carries into the ledger's and the accounts' types (ids,
 //! money, PINs, idempotency keys, reasons), calls one use case (`coffer_usecases::Wallets`,
 //! `Admin`, `Account`) with the caller the API's `authenticate` middleware verified, and maps
@@ -18,6 +19,7 @@ pub(super) mod auth;
 pub(super) mod erasure;
 pub(super) mod health;
 pub(super) mod holds;
+pub(super) mod limits;
 pub(super) mod money;
 mod shared;
 pub(super) mod wallets;
