@@ -29,7 +29,7 @@ pub use request::{
     HistoryCursor, IdempotencyKey, Memo, MoneyRequest, Pin, Reason, StepUp, WalletCursor, parse_pin,
 };
 pub use service::{
-    Caller, HistoryPageView, HoldView, Ledger, LedgerConfig, LimitsView, MemoBackfill, TransactionView,
+    Caller, HistoryPageView, HoldPageView, HoldView, Ledger, LedgerConfig, LimitsView, MemoBackfill, TransactionView,
     Unclaimed, WalletPageView, WalletView,
 };
 pub use window::RollingSum;

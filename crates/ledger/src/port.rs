@@ -453,6 +453,15 @@ pub trait LedgerStore: Send + Sync + fmt::Debug {
     /// One hold, unlocked.
     async fn hold(&self, id: HoldId) -> Result<Option<HoldRecord>, Error>;
 
+    /// A wallet's holds, as payer or payee, with ids before `before` (all when `None`), newest
+    /// first, at most `limit`.
+    async fn holds_of(
+        &self,
+        wallet: WalletId,
+        before: Option<HoldId>,
+        limit: u32,
+    ) -> Result<Vec<HoldRecord>, Error>;
+
     /// The hold placed under an idempotency key, if any.
     async fn hold_by_key(&self, scope: &str, key: &str) -> Result<Option<HoldRecord>, Error>;
 

@@ -9,7 +9,7 @@ use coffer_auth::mfa::MfaRequired;
 use coffer_auth::{MfaRule, Permission, Principal, Rbac};
 use coffer_ledger::port::HistoryFilter;
 use coffer_ledger::{
-    Amount, Caller, Currency, HistoryCursor, HistoryPageView, HoldId, HoldView, IdempotencyKey,
+    Amount, Caller, Currency, HistoryCursor, HistoryPageView, HoldId, HoldPageView, HoldView, IdempotencyKey,
     Ledger, LedgerError, LimitsView, MoneyRequest, Pin, StepUp, TransactionId, TransactionView, WalletCursor,
     WalletId, WalletPageView, WalletView,
 };
@@ -93,6 +93,24 @@ impl Wallets {
     ) -> Result<WalletView, UseCaseError> {
         self.require(principal, Permission::WalletRead)?;
         Ok(self.ledger.wallet(self.reader(principal), wallet).await?)
+    }
+
+    /// A page of a wallet's holds, as payer and as payee (`wallet:read`).
+    ///
+    /// # Errors
+    /// As [`Wallets::wallet`], and the ledger's refusal of a bad limit.
+    pub async fn holds(
+        &self,
+        principal: &Principal,
+        wallet: WalletId,
+        before: Option<HoldId>,
+        limit: u32,
+    ) -> Result<HoldPageView, UseCaseError> {
+        self.require(principal, Permission::WalletRead)?;
+        Ok(self
+            .ledger
+            .holds_of(self.reader(principal), wallet, before, limit)
+            .await?)
     }
 
     /// A wallet's spending limits and what remains under each (`wallet:read`).

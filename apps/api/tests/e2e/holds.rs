@@ -221,6 +221,28 @@ pub(super) async fn holds(db: Database) {
         (&json!(4_500), &json!(4_500))
     );
 
+    // The holds are listed with the wallet, newest first, for the payer; the payee's wallet
+    // lists the held transfers to it.
+    let (st, mine) = s.get(&format!("/v1/wallets/{a}/holds?limit=2"), &alice).await;
+    assert_eq!(st, StatusCode::OK, "{mine}");
+    let statuses: Vec<_> = mine["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["voided", "captured"]);
+    let cursor = mine["next_cursor"].as_str().unwrap();
+    let (_, rest) = s
+        .get(&format!("/v1/wallets/{a}/holds?cursor={cursor}"), &alice)
+        .await;
+    assert_eq!(
+        (rest["items"].as_array().map(Vec::len), &rest["items"][0]["id"], &rest["next_cursor"]),
+        (Some(1), &json!(id), &json!(null))
+    );
+    let (_, theirs) = s.get(&format!("/v1/wallets/{m}/holds"), &shop).await;
+    assert_eq!(theirs["items"].as_array().map(Vec::len), Some(2), "{theirs}");
+
     // Limits: the captured payout counts as a withdrawal of the day.
     let limits = json!({ "limits": [
         { "kind": "withdrawal", "window": "rolling_24h", "max_minor": 2_000 },

@@ -253,6 +253,7 @@ pub(super) async fn idor(db: Database) {
         (Method::GET, format!("/v1/wallets/{a}"), None),
         (Method::GET, format!("/v1/wallets/{a}/transactions"), None),
         (Method::GET, format!("/v1/wallets/{a}/limits"), None),
+        (Method::GET, format!("/v1/wallets/{a}/holds"), None),
         (Method::GET, format!("/v1/transactions/{tid}"), None),
         (
             Method::POST,

@@ -209,7 +209,10 @@ pub fn router(
         .route("/v1/wallets/{id}/deposits", post(money::deposit))
         .route("/v1/wallets/{id}/withdrawals", post(money::withdraw))
         .route("/v1/wallets/{id}/transfers", post(money::transfer))
-        .route("/v1/wallets/{id}/holds", post(holds::place))
+        .route(
+            "/v1/wallets/{id}/holds",
+            post(holds::place).get(holds::list),
+        )
         .route("/v1/holds/{id}", get(holds::get))
         .route("/v1/holds/{id}/capture", post(holds::capture))
         .route("/v1/holds/{id}/void", post(holds::void))

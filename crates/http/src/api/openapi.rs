@@ -70,6 +70,7 @@ impl Modify for Bearer {
         routes::money::withdraw,
         routes::money::transfer,
         routes::holds::place,
+        routes::holds::list,
         routes::holds::get,
         routes::holds::capture,
         routes::holds::void,

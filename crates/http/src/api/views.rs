@@ -24,7 +24,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use coffer_ledger::{
-    HistoryPageView, HoldView, LimitsView, TransactionView, WalletPageView, WalletView,
+    HistoryPageView, HoldPageView, HoldView, LimitsView, TransactionView, WalletPageView, WalletView,
 };
 use serde::Serialize;
 
@@ -231,6 +231,24 @@ impl From<&LimitsView> for Limits {
                     remaining_minor: s.remaining,
                 })
                 .collect(),
+        }
+    }
+}
+
+/// A page of a wallet's holds.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Holds {
+    /// Newest first.
+    items: Vec<Hold>,
+    /// Pass it as `cursor` for the next page; null at the end.
+    next_cursor: Option<String>,
+}
+
+impl From<&HoldPageView> for Holds {
+    fn from(p: &HoldPageView) -> Self {
+        Self {
+            items: p.items.iter().map(Hold::from).collect(),
+            next_cursor: p.next.map(|h| h.to_string()),
         }
     }
 }

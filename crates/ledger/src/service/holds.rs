@@ -47,8 +47,8 @@ use super::support::{
     again_if_changed, code, hold_event, open_hold, outflow, rewrite, seal_outflow, seal_spending,
     spending, state, with,
 };
-use super::views::{HoldView, TransactionView, hold_view};
-use super::{Caller, Ledger, MoneyRequest, Unlocked};
+use super::views::{HoldPageView, HoldView, TransactionView, hold_view};
+use super::{Caller, Ledger, MAX_PAGE, MoneyRequest, Unlocked};
 
 impl Ledger {
     /// Places a hold on the caller's wallet, for `to` (a held transfer) or for a payout
@@ -296,6 +296,52 @@ impl Ledger {
     pub async fn hold(&self, by: Caller, id: HoldId) -> Result<HoldView, Error> {
         let (hold, _, keys) = self.visible_hold(by, id).await?;
         hold_view(&keys, &hold, self.now_micros())
+    }
+
+    /// A page of a wallet's holds, as payer and as payee, newest first, `limit` (1 to
+    /// [`MAX_PAGE`]) at a time before `before`: its owner's or an administrator's. A hold whose
+    /// payer was erased no longer reads and is left out.
+    ///
+    /// # Errors
+    /// A bad limit; [`Error::WalletNotFound`] (also another user's); erased; storage.
+    pub async fn holds_of(
+        &self,
+        by: Caller,
+        wallet: WalletId,
+        before: Option<HoldId>,
+        limit: u32,
+    ) -> Result<HoldPageView, Error> {
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(Error::invalid("limit", format!("1 to {MAX_PAGE}")));
+        }
+        let (loaded, _) = self.load(&[wallet]).await?;
+        let rec = loaded
+            .iter()
+            .map(|w| &w.record)
+            .find(|r| by.may_see(r))
+            .ok_or(Error::WalletNotFound(wallet))?;
+        if rec.erased_at.is_some() {
+            return Err(domain::LedgerError::Erased.into());
+        }
+        let page = self.store.holds_of(wallet, before, limit).await?;
+        let mut payers: Vec<WalletId> = page.iter().map(|h| h.wallet).collect();
+        payers.sort();
+        payers.dedup();
+        let (_, keys) = self.load(&payers).await?;
+        let now = self.now_micros();
+        let mut items = Vec::with_capacity(page.len());
+        for h in &page {
+            match hold_view(&keys, h, now) {
+                Ok(v) => items.push(v),
+                Err(Error::Rejected(domain::LedgerError::Erased)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let full = page.len() == usize::try_from(limit).unwrap_or(usize::MAX);
+        Ok(HoldPageView {
+            items,
+            next: page.last().filter(|_| full).map(|h| h.id),
+        })
     }
 
     /// Captures `amount` of a hold (all of it when `None`): a held transfer by its payee's

@@ -83,7 +83,9 @@ use support::{
     state, with,
 };
 use views::wallet_view;
-pub use views::{HistoryPageView, HoldView, TransactionView, WalletPageView, WalletView};
+pub use views::{
+    HistoryPageView, HoldPageView, HoldView, TransactionView, WalletPageView, WalletView,
+};
 pub(crate) use views::{open_postings, transaction_view};
 
 pub use crate::request::{MAX_IDEMPOTENCY_KEY_LEN, MAX_MEMO_CHARS, MoneyRequest};

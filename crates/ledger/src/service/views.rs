@@ -218,6 +218,15 @@ pub struct WalletPageView {
     pub next_cursor: Option<String>,
 }
 
+/// A page of a wallet's holds.
+#[derive(Debug, Clone)]
+pub struct HoldPageView {
+    /// Newest first.
+    pub items: Vec<HoldView>,
+    /// Pass it back for the next page; `None` at the end.
+    pub next: Option<HoldId>,
+}
+
 /// A page of history.
 #[derive(Debug, Clone)]
 pub struct HistoryPageView {

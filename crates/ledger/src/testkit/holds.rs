@@ -129,6 +129,18 @@ pub async fn a_hold_reserves_money_until_its_payee_captures_it_once(backend: &dy
     assert_eq!(balance(&l, b).await, 250);
     let seen = l.hold(Caller::User(alice), hold.id).await.unwrap();
     assert_eq!(seen, captured);
+    // Listed with the payer's wallet and with the payee's; for no one else.
+    for (owner, w) in [(alice, a), (bob, b)] {
+        let page = l.holds_of(Caller::User(owner), w, None, 10).await.unwrap();
+        assert_eq!((page.items, page.next), (vec![captured.clone()], None));
+    }
+    let first = l.holds_of(Caller::Admin(admin), a, None, 1).await.unwrap();
+    assert_eq!(first.next, Some(hold.id), "a full page hands on a cursor");
+    assert!(l.holds_of(Caller::Admin(admin), a, first.next, 1).await.unwrap().items.is_empty());
+    assert!(matches!(
+        l.holds_of(Caller::User(bob), a, None, 10).await,
+        Err(Error::WalletNotFound(_))
+    ));
     assert!(matches!(
         l.hold(Caller::User(UserId::new()), hold.id).await,
         Err(Error::HoldNotFound(_))

@@ -98,6 +98,29 @@ pub async fn raw_tables_hold_no_plaintext(backend: &dyn Backend) {
     )
     .await
     .unwrap();
+    // A hold and a spending limit: their amounts are sealed too.
+    let held: i64 = 55_443_322;
+    let cap: i64 = 66_554_433;
+    l.place_hold(
+        alice,
+        a,
+        Some(b),
+        pin,
+        &MoneyRequest {
+            memo: Some(memo),
+            ..req(held, "raw-3")
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let limits = crate::LimitSet::new(vec![crate::Limit {
+        kind: crate::LimitKind::Hold,
+        window: crate::LimitWindow::Rolling30d,
+        max: crate::Amount::parse(cap, i64::MAX).unwrap(),
+    }])
+    .unwrap();
+    l.set_limits(UserId::new(), a, Some(limits)).await.unwrap();
     // The transfer also wrote the sender's rolling money-out sum (`sent`, sealed).
     let raw = backend.raw_dump().await;
     assert!(raw.len() > 1000, "the dump holds the tables");
@@ -107,7 +130,7 @@ pub async fn raw_tables_hold_no_plaintext(backend: &dyn Backend) {
             || contains(&raw, a.to_string().as_bytes()),
         "the dump really shows the rows (wallet ids are stored plainly)"
     );
-    for value in [amount, sent, amount - sent] {
+    for value in [amount, sent, amount - sent, held, cap] {
         for needle in [
             value.to_string().into_bytes(),
             value.to_be_bytes().to_vec(),

@@ -273,3 +273,160 @@ pub async fn concurrent_money_out_never_passes_a_limit(backend: &dyn Backend) {
     }));
     assert_eq!(balance(&l, a).await, 10_000 - 900);
 }
+
+/// What one operation of the held workload did.
+enum Outcome {
+    Placed(crate::HoldId, crate::WalletId, Option<crate::WalletId>),
+    Resolved(crate::HoldId),
+    Other,
+}
+
+/// Holds placed, captured in part or in full, voided and expired, with transfers and
+/// withdrawals, by many tasks at once under limits, while the clock moves: afterwards the books
+/// verify, no wallet's available balance is negative or above its balance, no hold was resolved
+/// twice, and no wallet sent more of a kind than its 24-hour limit (the run spans a few hours).
+pub async fn concurrent_holds_and_limits_keep_the_books(backend: &dyn Backend) {
+    const TASKS: u64 = 8;
+    const OPS: usize = 40;
+    const LIMIT: i64 = 12_000;
+    let clock = Arc::new(ManualClock::at_unix_secs(T0));
+    let policy = [
+        (Withdrawal, Rolling24h, LIMIT),
+        (Transfer, Rolling24h, LIMIT),
+        (Hold, Rolling24h, LIMIT),
+    ];
+    let l = Arc::new(limited(backend, &policy, &clock).await);
+    let owners: Vec<UserId> = (0..3).map(|_| UserId::new()).collect();
+    let mut wallets = Vec::new();
+    for i in 0..6 {
+        let owner = owners[i % owners.len()];
+        wallets.push((owner, funded(&l, owner, 10_000).await));
+    }
+    let wallets = Arc::new(wallets);
+    let placed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (admin, payouts) = (Caller::Admin(UserId::new()), Caller::Service(UserId::new()));
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let (l, wallets, placed, clock) =
+            (l.clone(), wallets.clone(), placed.clone(), clock.clone());
+        tasks.push(tokio::spawn(async move {
+            use rand::{RngExt, SeedableRng};
+            let mut rng = rand::rngs::StdRng::seed_from_u64(1_000 + task);
+            let mut outcomes = Vec::new();
+            for i in 0..OPS {
+                let key = format!("k{task}-{i}");
+                let (owner, w) = wallets[rng.random_range(0..wallets.len())];
+                let (_, to) = wallets[rng.random_range(0..wallets.len())];
+                let to = (to != w).then_some(to);
+                let amount = rng.random_range(1..=2_500);
+                let known: Vec<(crate::HoldId, crate::WalletId, Option<crate::WalletId>)> =
+                    placed.lock().unwrap().clone();
+                let pick = (!known.is_empty()).then(|| known[rng.random_range(0..known.len())]);
+                let r: Result<Outcome, Error> = match rng.random_range(0..7) {
+                    0 | 1 => {
+                        let life = rng.random_range(60..900);
+                        l.place_hold(owner, w, to, PIN, &req(amount, &key), Some(life))
+                            .await
+                            .map(|h| Outcome::Placed(h.id, h.wallet, h.to_wallet))
+                    }
+                    2 => match pick {
+                        Some((id, _, Some(payee))) if rng.random_bool(0.5) => {
+                            let by = wallets.iter().find(|(_, w)| *w == payee).unwrap().0;
+                            let part = rng.random_bool(0.5).then_some(amount.min(500));
+                            l.capture(Caller::User(by), id, part, &key)
+                                .await
+                                .map(|_| Outcome::Resolved(id))
+                        }
+                        Some((id, ..)) => l
+                            .capture(payouts, id, None, &key)
+                            .await
+                            .map(|_| Outcome::Resolved(id)),
+                        None => Ok(Outcome::Other),
+                    },
+                    3 => match pick {
+                        Some((id, ..)) => {
+                            l.void(admin, id, &key).await.map(|_| Outcome::Resolved(id))
+                        }
+                        None => Ok(Outcome::Other),
+                    },
+                    4 => match to {
+                        Some(to) => l
+                            .transfer(owner, w, to, PIN, &req(amount, &key))
+                            .await
+                            .map(|_| Outcome::Other),
+                        None => Ok(Outcome::Other),
+                    },
+                    5 => l
+                        .withdraw(owner, w, PIN, &req(amount, &key))
+                        .await
+                        .map(|_| Outcome::Other),
+                    _ => {
+                        clock.advance(Duration::from_secs(rng.random_range(10..120)));
+                        l.expire_holds(5).await.map(|_| Outcome::Other)
+                    }
+                };
+                match r {
+                    Ok(Outcome::Placed(id, payer, to)) => {
+                        placed.lock().unwrap().push((id, payer, to));
+                    }
+                    Ok(o) => outcomes.push(o),
+                    Err(Error::Rejected(
+                        LedgerError::InsufficientFunds
+                        | LedgerError::LimitExceeded { .. }
+                        | LedgerError::HoldResolved
+                        | LedgerError::HoldExpired
+                        | LedgerError::CaptureExceedsHold,
+                    )) => {}
+                    Err(e) => panic!("unexpected error: {e:?}"),
+                }
+            }
+            outcomes
+        }));
+    }
+    let mut resolved = std::collections::HashSet::new();
+    for t in tasks {
+        for o in t.await.unwrap() {
+            if let Outcome::Resolved(id) = o {
+                assert!(resolved.insert(id), "hold {id} resolved twice");
+            }
+        }
+    }
+    l.expire_holds(1_000).await.unwrap();
+    for (owner, w) in wallets.iter() {
+        let v = l.wallet(Caller::User(*owner), *w).await.unwrap();
+        assert!(v.available.minor() >= 0 && v.available <= v.balance, "{w}");
+    }
+    let mut sent: HashMap<(crate::WalletId, LimitKind), i64> = HashMap::new();
+    for t in super::all_transactions(l.store().as_ref()).await {
+        let Some(from) = t.from_wallet else { continue };
+        let amount = l
+            .transaction(Caller::Admin(UserId::new()), t.id)
+            .await
+            .unwrap()
+            .money
+            .amount
+            .minor();
+        let kinds = match (t.kind, t.to_wallet) {
+            (crate::TransactionKind::Withdrawal, _) => vec![Withdrawal],
+            (crate::TransactionKind::Transfer, _) => vec![Transfer],
+            (crate::TransactionKind::Capture, to) => LimitKind::charged(to.is_some(), true),
+            _ => vec![],
+        };
+        for k in kinds {
+            *sent.entry((from, k)).or_default() += amount;
+        }
+    }
+    assert!(
+        sent.iter().all(|(_, total)| *total <= LIMIT),
+        "a limit was passed: {sent:?}"
+    );
+    assert!(
+        sent.values().any(|total| *total > LIMIT / 2),
+        "the workload came near its limits: {sent:?}"
+    );
+    let report = l
+        .verify(crate::verify::VerifyOptions::default(), &|_| {})
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:?}", report.findings);
+}

@@ -101,6 +101,7 @@ macro_rules! ledger_store_contract_tests {
             limits_refuse_money_out_past_a_window_and_write_only_the_refusal,
             holds_count_against_limits_until_resolved,
             concurrent_money_out_never_passes_a_limit,
+            concurrent_holds_and_limits_keep_the_books,
             raw_tables_hold_no_plaintext,
             verify_reports_tampering_with_wallet_and_transaction,
             verify_reports_progress_and_resumes,
@@ -381,6 +382,14 @@ impl LedgerStore for Watched {
         id: crate::domain::HoldId,
     ) -> Result<Option<crate::port::HoldRecord>, Error> {
         self.inner.hold(id).await
+    }
+    async fn holds_of(
+        &self,
+        wallet: WalletId,
+        before: Option<crate::HoldId>,
+        limit: u32,
+    ) -> Result<Vec<crate::port::HoldRecord>, Error> {
+        self.inner.holds_of(wallet, before, limit).await
     }
     async fn hold_by_key(
         &self,

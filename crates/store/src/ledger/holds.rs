@@ -1,5 +1,5 @@
 //! Holds as stored: read one (by id, under its paying wallet's lock, or by the key that placed
-//! it), insert a new one, and write how one resolved. A resolution changes only a hold that is
+//! it) or a wallet's page of them, insert a new one, and write how one resolved. A resolution changes only a hold that is
 //! still active, and the count of rows it changed says whether another got there first.
 
 use coffer_crypto::Envelope;
@@ -102,6 +102,27 @@ where
     pub(super) async fn hold(&self, id: HoldId) -> Result<Option<HoldRecord>, Error> {
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
         Self::one_hold(&mut conn, id).await
+    }
+
+    pub(super) async fn holds_of(
+        &self,
+        wallet: WalletId,
+        before: Option<HoldId>,
+        limit: u32,
+    ) -> Result<Vec<HoldRecord>, Error> {
+        sqlx::query(&format!(
+            "SELECT {HOLD_COLUMNS} FROM holds WHERE (wallet_id = $1 OR to_wallet = $1) \
+             AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(*wallet.as_uuid())
+        .bind(before.map(|h| *h.as_uuid()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(hold_from)
+        .collect()
     }
 
     pub(super) async fn hold_by_key(

@@ -126,6 +126,15 @@ macro_rules! ledger_store {
                 self.0.hold(id).await
             }
 
+            async fn holds_of(
+                &self,
+                wallet: coffer_ledger::WalletId,
+                before: Option<coffer_ledger::domain::HoldId>,
+                limit: u32,
+            ) -> Result<Vec<coffer_ledger::port::HoldRecord>, coffer_ledger::Error> {
+                self.0.holds_of(wallet, before, limit).await
+            }
+
             async fn hold_by_key(
                 &self,
                 scope: &str,

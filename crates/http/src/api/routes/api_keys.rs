@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use coffer_auth::api_key::{ApiKeyId, ApiKeyName, NewApiKey, parse_permissions};
 use serde::Deserialize;
 
-use super::shared::{ApiResult, created, no_content, ok};
+use super::shared::{ApiResult, DEFAULT_PAGE, created, no_content, ok};
 use crate::api::error::ApiError;
 use crate::api::extract::{Ctx, Json, PathId, Principal, user_id};
 use crate::api::state::ApiState;
@@ -18,7 +18,6 @@ use crate::api::views::errors::{
 
 /// How long a key works unless the request says.
 const DEFAULT_LIFETIME_DAYS: u32 = 90;
-const DEFAULT_PAGE: u32 = 50;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -3,10 +3,10 @@
 //! `Idempotency-Key` and replay. Who may place, read, capture and void which hold is the use
 //! cases' and the ledger's rule (`coffer_usecases::Wallets`): the handlers parse and call.
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use serde::Deserialize;
 
-use super::shared::{ApiResult, created, money_request, ok};
+use super::shared::{ApiResult, DEFAULT_PAGE, PageQuery, created, money_request, ok};
 use crate::api::error::ApiError;
 use crate::api::extract::{
     IdempotencyHeader, Json, OptionalJson, PathId, PinText, Principal, hold_id, wallet_id,
@@ -15,6 +15,7 @@ use crate::api::state::ApiState;
 use crate::api::views;
 use crate::api::views::errors::{
     HoldNotFound, Invalid, JsonErrors, MoneyJsonErrors, MoneyOutErrors, RoleErrors, ServiceErrors,
+    WalletErrors,
 };
 use crate::problem::{PROBLEM_JSON, Problem};
 
@@ -75,6 +76,48 @@ pub(in crate::api) async fn place(
         .place_hold(&principal, wallet, to, &pin, &request, b.expires_in_secs)
         .await?;
     created(views::Hold::from(&h))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/wallets/{id}/holds",
+    tag = "holds",
+    params(
+        ("id" = String, Path, description = "the resource id"),
+        ("limit" = Option<u32>, Query, description = "1 to 200, default 50"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")
+    ),
+    responses(
+        (status = 200, description = "the wallet's holds, as payer and as payee, newest first, whatever their status", body = views::Holds),
+        WalletErrors,
+        (status = 410, description = "the wallet's owner was erased (wallet_erased)", body = Problem, content_type = PROBLEM_JSON),
+        Invalid,
+        ServiceErrors,
+    ),
+    security(("bearer" = []))
+)]
+pub(in crate::api) async fn list(
+    State(state): State<ApiState>,
+    principal: Principal,
+    PathId(id): PathId,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let wallet = wallet_id(&id)?;
+    let Query(q) =
+        query.map_err(|_| ApiError::invalid("query", "limit (1-200) and cursor only"))?;
+    let before = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            coffer_ledger::HoldId::parse(c)
+                .map_err(|_| ApiError::invalid("cursor", "next_cursor of a previous page"))
+        })
+        .transpose()?;
+    let page = state
+        .wallets
+        .holds(&principal, wallet, before, q.limit.unwrap_or(DEFAULT_PAGE))
+        .await?;
+    ok(views::Holds::from(&page))
 }
 
 #[utoipa::path(

@@ -46,3 +46,14 @@ pub(super) fn money_request(
 pub(super) fn currency(code: &str) -> Result<Currency, ApiError> {
     Currency::parse(code).map_err(|e| coffer_ledger::Error::from(e).into())
 }
+
+/// A page's query: its size and where it starts.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(in crate::api) struct PageQuery {
+    pub(super) limit: Option<u32>,
+    pub(super) cursor: Option<String>,
+}
+
+/// Items per page when the query names no limit.
+pub(super) const DEFAULT_PAGE: u32 = 50;

@@ -9,7 +9,7 @@ use coffer_ledger::port::HistoryFilter;
 use coffer_ledger::{HistoryCursor, TransactionKind, WalletCursor, WalletId};
 use serde::Deserialize;
 
-use super::shared::{ApiResult, created, currency, no_content, ok};
+use super::shared::{ApiResult, DEFAULT_PAGE, PageQuery, created, currency, no_content, ok};
 use crate::api::error::ApiError;
 use crate::api::extract::{Json, PathId, PinText, Principal, transaction_id, wallet_id};
 use crate::api::state::ApiState;
@@ -106,17 +106,6 @@ pub(in crate::api) async fn get_wallet(
     let w = state.wallets.wallet(&principal, wallet_id(&id)?).await?;
     ok(views::Wallet::from(&w))
 }
-
-/// A page's query: its size and where it starts.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(in crate::api) struct PageQuery {
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
-
-/// Items per page when the query names no limit.
-const DEFAULT_PAGE: u32 = 50;
 
 /// A history page's query: its size, where it starts, and which transactions it selects.
 #[derive(Deserialize)]
