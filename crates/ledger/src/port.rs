@@ -277,6 +277,9 @@ pub struct Locked<'a> {
     pub original: Option<&'a TransactionRecord>,
     /// The hold being resolved, read under its paying wallet's lock, whatever its status.
     pub hold: Option<&'a HoldRecord>,
+    /// When [`Apply::incoming`]: the active holds that pay into the locked wallets (read under
+    /// their locks, which every placement of such a hold takes too), lapsed ones included.
+    pub incoming: &'a [HoldRecord],
 }
 
 impl Locked<'_> {
@@ -349,6 +352,8 @@ pub struct Apply<'a> {
     pub original: Option<TransactionId>,
     /// A hold to hand to `decide`, read after the locks (its paying wallet among them).
     pub hold: Option<HoldId>,
+    /// Whether to hand `decide` the active holds paying into the locked wallets (an erasure).
+    pub incoming: bool,
     /// The idempotency key, for operations that take one.
     pub idempotency: Option<&'a Idempotency>,
     /// Decides on the locked rows. It may be called more than once (the store retries when a
@@ -357,7 +362,7 @@ pub struct Apply<'a> {
     pub decide: &'a (dyn Fn(&Locked<'_>) -> Result<Changes, Error> + Send + Sync),
 }
 
-coffer_macros::debug_non_exhaustive!(self => Apply<'_> { lock, original, hold, idempotency });
+coffer_macros::debug_non_exhaustive!(self => Apply<'_> { lock, original, hold, incoming, idempotency });
 
 /// What [`LedgerStore::apply`] did.
 #[derive(Debug)]

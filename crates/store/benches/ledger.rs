@@ -8,6 +8,8 @@
 //!    scale (1) and at scale 16 (a branch per client, as pgbench's documentation advises). The
 //!    CPU each side's transactions cost the service process and the Postgres server is read
 //!    from /proc, since on a 2-core machine CPU is what bounds both.
+//!    In the same rounds, held transfers placed and then captured in full by their payee, pairs
+//!    per second: what a hold and its capture cost beside one transfer.
 //! 2. PIN verifications per second at the default KDF cost (600,000 PBKDF2 iterations), cache
 //!    off, as many in flight as the verifier allows (2).
 //!
@@ -30,7 +32,8 @@ use coffer_keys::cache::{CacheConfig, CachingKeyProvider};
 use coffer_keys_local::{LocalKeyProvider, LocalKeySource, generate_inline_key};
 use coffer_ledger::pin::{PinVerifier, PinVerifierConfig};
 use coffer_ledger::{
-    Currency, Ledger, LedgerConfig, MoneyRequest, Pin, StepUp, UserId, WalletId, parse_pin,
+    Caller, Currency, IdempotencyKey, Ledger, LedgerConfig, MoneyRequest, Pin, StepUp, UserId,
+    WalletId, parse_pin,
 };
 use coffer_store::audit::PgAuditLog;
 use coffer_store::ledger::PgLedgerStore;
@@ -115,7 +118,16 @@ struct Run {
     p99: Duration,
 }
 
-async fn transfers(s: &Setup, duration: Duration, round: usize) -> Run {
+/// What each step of a run does.
+#[derive(Clone, Copy)]
+enum Op {
+    /// One transfer.
+    Transfer,
+    /// A held transfer placed, then captured in full by its payee.
+    HoldAndCapture,
+}
+
+async fn measure(s: &Setup, op: Op, duration: Duration, round: usize) -> Run {
     let start = Instant::now();
     let tasks: Vec<_> = (0..TASKS)
         .map(|task| {
@@ -126,23 +138,46 @@ async fn transfers(s: &Setup, duration: Duration, round: usize) -> Run {
                 let mut i = 0u64;
                 while start.elapsed() < duration {
                     let (owner, from) = wallets[rng.random_range(0..wallets.len())];
-                    let (_, to) = wallets[rng.random_range(0..wallets.len())];
+                    let (payee, to) = wallets[rng.random_range(0..wallets.len())];
                     if from == to {
                         continue;
                     }
                     let key = format!("r{round}-t{task}-{i}");
                     let began = Instant::now();
-                    ledger
-                        .transfer(
-                            owner,
-                            from,
-                            to,
-                            &pin(),
-                            &request(1, &key),
-                            StepUp::default(),
-                        )
-                        .await
-                        .unwrap();
+                    match op {
+                        Op::Transfer => {
+                            ledger
+                                .transfer(
+                                    owner,
+                                    from,
+                                    to,
+                                    &pin(),
+                                    &request(1, &key),
+                                    StepUp::default(),
+                                )
+                                .await
+                                .unwrap();
+                        }
+                        Op::HoldAndCapture => {
+                            let hold = ledger
+                                .place_hold(
+                                    owner,
+                                    from,
+                                    Some(to),
+                                    &pin(),
+                                    &request(1, &key),
+                                    None,
+                                    StepUp::default(),
+                                )
+                                .await
+                                .unwrap();
+                            let key = IdempotencyKey::parse(&format!("{key}-capture")).unwrap();
+                            ledger
+                                .capture_hold(Caller::User(payee), hold.id, None, &key)
+                                .await
+                                .unwrap();
+                        }
+                    }
                     latencies.push(began.elapsed());
                     i += 1;
                 }
@@ -230,10 +265,11 @@ fn main() {
         let setup = setup(wallets, kdf).await;
         println!("ledger: {wallets} wallets, {TASKS} tasks; pgbench: tpcb-like, -c 16 -j 2 -M prepared");
         let mut ours = Vec::new();
+        let mut pairs = Vec::new();
         let mut theirs: Vec<Vec<f64>> = vec![Vec::new(); scales.len()];
         for round in 0..rounds {
             let (own0, server0) = testing::cpu_seconds();
-            let run = transfers(&setup, Duration::from_secs(seconds), round).await;
+            let run = measure(&setup, Op::Transfer, Duration::from_secs(seconds), round).await;
             let (own1, server1) = testing::cpu_seconds();
             let n = run.tps * seconds as f64;
             println!(
@@ -246,6 +282,20 @@ fn main() {
                 (server1 - server0) / n * 1e6,
             );
             ours.push(run.tps);
+            let (own0, server0) = testing::cpu_seconds();
+            let held = measure(&setup, Op::HoldAndCapture, Duration::from_secs(seconds), round).await;
+            let (own1, server1) = testing::cpu_seconds();
+            let n = held.tps * seconds as f64;
+            println!(
+                "round {round}: hold + capture pairs  {:>8.1}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  \
+                 CPU per pair: service {:>5.0} µs, Postgres {:>5.0} µs",
+                held.tps,
+                held.p50.as_secs_f64() * 1e3,
+                held.p99.as_secs_f64() * 1e3,
+                (own1 - own0) / n * 1e6,
+                (server1 - server0) / n * 1e6,
+            );
+            pairs.push(held.tps);
             for (i, (scale, url)) in scales.iter().enumerate() {
                 let (_, server0) = testing::cpu_seconds();
                 let pg = testing::pgbench_tpcb(url, seconds);
@@ -270,6 +320,12 @@ fn main() {
                 mean(tps)
             );
         }
+        println!(
+            "hold + capture / transfer: {:.2}x the time ({:.1} pairs vs {:.1} transfers/s)",
+            mean(&ours) / mean(&pairs),
+            mean(&pairs),
+            mean(&ours)
+        );
         let report = setup
             .ledger
             .verify(coffer_ledger::verify::VerifyOptions::default(), &|_| {})

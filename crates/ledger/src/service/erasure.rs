@@ -7,7 +7,10 @@
 //! debits each non-empty wallet of the user and credits the unclaimed-funds wallet (locked with
 //! them, in the same id order), with a `transaction.sweep` record on that wallet's stream. A
 //! remainder above the bound, in a frozen wallet or in a currency without one is
-//! [`LedgerError::StillHoldsMoney`], naming the wallet, and nothing changes. The store then
+//! [`LedgerError::StillHoldsMoney`], naming the wallet, and nothing changes. So is a live hold
+//! in either direction, [`LedgerError::WalletHasHolds`]: one on a wallet of the user reserves its
+//! money, and one paying into it would capture into an erased wallet (the store hands over the
+//! holds paying into the locked wallets; placing one locks its payee too). The store then
 //! closes the wallets, deletes every version of their data keys and sets `erased_at` (on
 //! Postgres through a function that refuses a wallet that is not closed: the application role
 //! may not delete key rows itself). The books stay: postings, transactions and signatures are
@@ -128,6 +131,13 @@ impl Ledger {
         lock.extend(unclaimed.iter().map(|w| w.record.id));
         let at_micros = self.now_micros();
         let decide = |locked: &Locked<'_>| {
+            // Live holds paying into the owner's wallets would capture into an erased wallet.
+            if let Some(to) = locked.incoming.iter().find_map(|h| {
+                h.to_wallet
+                    .filter(|to| h.expires_at > at_micros && pending.contains(to))
+            }) {
+                return Err(LedgerError::WalletHasHolds(to).into());
+            }
             let mut changes = Changes::default();
             for currency in currencies(locked, &pending) {
                 let owed = owed.contains(&currency);
@@ -171,6 +181,7 @@ impl Ledger {
                 lock,
                 original: None,
                 hold: None,
+                incoming: true,
                 idempotency: None,
                 decide: &decide,
             })

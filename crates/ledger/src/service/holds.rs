@@ -195,6 +195,7 @@ impl Ledger {
                 lock: ids,
                 original: None,
                 hold: None,
+                incoming: false,
                 idempotency: None,
                 decide: &decide,
             })
@@ -444,6 +445,7 @@ impl Ledger {
                 lock,
                 original: None,
                 hold: Some(id),
+                incoming: false,
                 idempotency: Some(&idem),
                 decide: &decide,
             })
@@ -519,6 +521,7 @@ impl Ledger {
                 lock: vec![hold.wallet],
                 original: None,
                 hold: Some(id),
+                incoming: false,
                 idempotency: None,
                 decide: &decide,
             })
@@ -545,6 +548,7 @@ impl Ledger {
                     lock: vec![wallet],
                     original: None,
                     hold: None,
+                    incoming: false,
                     idempotency: None,
                     decide: &|_| Ok(Changes::default()),
                 })

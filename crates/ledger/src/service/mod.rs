@@ -229,7 +229,7 @@ impl Ledger {
     }
 
     /// Now, in microseconds since the Unix epoch, on the ledger's clock.
-    fn now_micros(&self) -> i64 {
+    pub(crate) fn now_micros(&self) -> i64 {
         self.clock.unix_micros()
     }
 
@@ -339,6 +339,7 @@ impl Ledger {
             lock: vec![wallet],
             original: None,
             hold: None,
+            incoming: false,
             idempotency: None,
             decide,
         })

@@ -245,6 +245,7 @@ impl Ledger {
                 lock: vec![wallet],
                 original: None,
                 hold: None,
+                incoming: false,
                 idempotency: Some(&idem),
                 decide: &decide,
             })
@@ -410,6 +411,7 @@ impl Ledger {
                 lock: ids.clone(),
                 original: None,
                 hold: None,
+                incoming: false,
                 idempotency: Some(&idem),
                 decide: &decide,
             })
@@ -512,6 +514,7 @@ impl Ledger {
                 lock: ids,
                 original: Some(transaction),
                 hold: None,
+                incoming: false,
                 idempotency: Some(&idem),
                 decide: &decide,
             })

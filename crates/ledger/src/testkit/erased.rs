@@ -346,6 +346,21 @@ pub async fn an_erasure_sweeps_small_remainders_to_the_unclaimed_wallet(backend:
     l.void(Caller::User(dave), held.id, "release")
         .await
         .unwrap();
+    // Erin's held transfer to Dave would capture into an erased wallet: refused until voided.
+    let erin = UserId::new();
+    let e = funded(&l, erin, 50).await;
+    let incoming = l
+        .place_hold(erin, e, Some(d), PIN, &req(20, "to-dave"), None)
+        .await
+        .unwrap();
+    let refused = l.erase_wallets(&by, dave).await.unwrap_err();
+    assert!(
+        matches!(refused, Error::Rejected(LedgerError::WalletHasHolds(w)) if w == d),
+        "{refused:?}"
+    );
+    l.void(Caller::User(dave), incoming.id, "release-incoming")
+        .await
+        .unwrap();
     l.erase_wallets(&by, dave).await.unwrap();
     assert!(
         matches!(

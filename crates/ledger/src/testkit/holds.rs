@@ -173,6 +173,21 @@ pub async fn a_hold_reserves_money_until_its_payee_captures_it_once(backend: &dy
         "{:?}",
         report.findings
     );
+    // A captured hold made active again would reserve 600 of the 350 left.
+    backend
+        .tamper(
+            "UPDATE holds SET status = 'active', resolved_at = NULL, capture_transaction = NULL",
+        )
+        .await;
+    let report = l.verify(VerifyOptions::default(), &|_| {}).await.unwrap();
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.wallet == Some(a) && f.problem == Problem::AvailableNegative),
+        "{:?}",
+        report.findings
+    );
 }
 
 /// A held withdrawal is voided by its payer or an administrator (a frozen wallet's too, which

@@ -90,6 +90,12 @@ pub(super) trait LedgerDialect: Dialect {
         ids: &[WalletId],
     ) -> Result<Vec<HoldRecord>, Error>;
 
+    /// The active holds paying into the wallets among `ids`, oldest first.
+    async fn incoming_holds(
+        conn: &mut Conn<Self>,
+        ids: &[WalletId],
+    ) -> Result<Vec<HoldRecord>, Error>;
+
     /// Erases `wallets` (closed by the writes before): every version of their data keys
     /// deleted, `erased_at` set, and other processes told ([`crate::auth::ERASED_WALLET`]).
     async fn erase_wallets(
@@ -349,10 +355,16 @@ where
             ),
             None => None,
         };
+        let incoming = if op.incoming {
+            D::incoming_holds(&mut tx, &ids).await?
+        } else {
+            Vec::new()
+        };
         let changes = match (op.decide)(&Locked {
             wallets: &wallets,
             original: original.as_ref(),
             hold: hold.as_ref(),
+            incoming: &incoming,
         }) {
             Ok(changes) => changes,
             Err(refusal) => {

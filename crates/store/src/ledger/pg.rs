@@ -337,6 +337,21 @@ impl LedgerDialect for Pg {
         rows.iter().map(hold_from).collect()
     }
 
+    async fn incoming_holds(
+        conn: &mut PgConnection,
+        ids: &[WalletId],
+    ) -> Result<Vec<HoldRecord>, Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {HOLD_COLUMNS} FROM holds WHERE to_wallet = ANY($1) AND status = 'active' \
+             ORDER BY id"
+        ))
+        .bind(uuids(ids))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(hold_from).collect()
+    }
+
     async fn erase_wallets(
         conn: &mut PgConnection,
         wallets: &[WalletId],
