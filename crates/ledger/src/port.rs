@@ -6,7 +6,8 @@
 //! `apply` is the whole of a ledger operation's database transaction: it locks the wallets (in
 //! wallet-id order, so two operations never wait on each other in a cycle), reads their active
 //! holds and the hold the operation resolves (every change to a hold holds its paying wallet's
-//! lock), looks up the idempotency key, hands the locked rows to the caller's `decide` (pure and
+//! lock) and, for an erasure, the active holds paying into them (placing one locks its payee
+//! too), looks up the idempotency key, hands the locked rows to the caller's `decide` (pure and
 //! synchronous: the service decrypts, asks the domain, encrypts), writes what `decide` returned
 //! together with the audit records, and commits. Nothing slow runs inside it: data keys are unwrapped and PINs
 //! checked before it is called.

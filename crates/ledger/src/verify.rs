@@ -106,6 +106,9 @@ pub enum Problem {
     AuditChain(String),
 }
 
+/// Parses a sealed field's plaintext, for the check that it opens and parses.
+type Parse = fn(&[u8]) -> Result<(), String>;
+
 /// One problem and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
@@ -316,18 +319,26 @@ impl Ledger {
         let rec = &w.record;
         // The sealed fields beside the balance must open and parse (a copy from another row or
         // version does not).
-        let fields = [
-            ("outflow", outflow_aad(rec.id, rec.version), rec.outflow.as_ref()),
-            ("spending", spending_aad(rec.id, rec.version), rec.spending.as_ref()),
+        let fields: [(&str, _, _, Parse); 2] = [
+            (
+                "outflow",
+                outflow_aad(rec.id, rec.version),
+                rec.outflow.as_ref(),
+                |b| RollingSum::from_bytes(b).map(drop).map_err(|e| e.to_string()),
+            ),
+            (
+                "spending",
+                spending_aad(rec.id, rec.version),
+                rec.spending.as_ref(),
+                |b| Spending::from_bytes(b).map(drop).map_err(|e| e.to_string()),
+            ),
         ];
-        for (what, aad, sealed) in fields {
+        for (what, aad, sealed, parse) in fields {
             let Some(sealed) = sealed else { continue };
             let opened = keys.open(rec.id, &aad, sealed, what).and_then(|plain| {
-                let parsed = match what {
-                    "outflow" => RollingSum::from_bytes(plain.expose_secret()).map(drop).map_err(|e| e.to_string()),
-                    _ => Spending::from_bytes(plain.expose_secret()).map(drop).map_err(|e| e.to_string()),
-                };
-                parsed.map_err(|e| Error::Corrupt(context(format!("{what} of wallet {}", rec.id), e)))
+                parse(plain.expose_secret()).map_err(|e| {
+                    Error::Corrupt(context(format!("{what} of wallet {}", rec.id), e))
+                })
             });
             if let Err(e) = opened {
                 findings.push(finding(

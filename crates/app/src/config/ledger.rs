@@ -67,6 +67,12 @@ impl Default for LedgerSettings {
     }
 }
 
+/// The currency a setting is keyed by (`ledger.unclaimed.EUR`).
+fn currency_of(setting: &str, code: &str) -> Result<Currency, ConfigError> {
+    Currency::parse(code)
+        .map_err(|_| error(setting, "not a currency Coffer knows", "use an ISO 4217 code"))
+}
+
 impl LedgerSettings {
     /// The unclaimed-funds wallets, by currency (validated: every entry parses).
     ///
@@ -77,13 +83,7 @@ impl LedgerSettings {
         let mut out = HashMap::new();
         for (code, u) in &self.unclaimed {
             let setting = format!("ledger.unclaimed.{code}");
-            let currency = Currency::parse(code).map_err(|_| {
-                error(
-                    &setting,
-                    "not a currency Coffer knows",
-                    "use an ISO 4217 code",
-                )
-            })?;
+            let currency = currency_of(&setting, code)?;
             let wallet = WalletId::parse(&u.wallet).map_err(|_| {
                 error(
                     &format!("{setting}.wallet"),
@@ -118,13 +118,7 @@ impl LedgerSettings {
         let mut out = HashMap::new();
         for (code, kinds) in &self.limits {
             let setting = format!("ledger.limits.{code}");
-            let currency = Currency::parse(code).map_err(|_| {
-                error(
-                    &setting,
-                    "not a currency Coffer knows",
-                    "use an ISO 4217 code",
-                )
-            })?;
+            let currency = currency_of(&setting, code)?;
             let mut limits = Vec::new();
             for (kind, windows) in kinds {
                 let setting = format!("{setting}.{kind}");

@@ -97,9 +97,6 @@ impl Ledger {
             return Err(domain::LedgerError::SameWallet.into());
         }
         let idem = self.hold_idempotency(caller, wallet, to, request, expires_in_secs);
-        if let Some(earlier) = self.replay_hold(&idem).await? {
-            return Ok(earlier);
-        }
         let mut ids = vec![wallet];
         ids.extend(to);
         let (loaded, keys) = self.load(&ids).await?;
@@ -112,18 +109,16 @@ impl Ledger {
         let spend = |sum: crate::RollingSum, at: i64| {
             sum.spend(hour_of(at), hours, money.amount, step_up.cap_minor)
         };
-        spend(outflow(&keys, &payer.record)?, self.now_micros())?;
+        if let Err(refused) = spend(outflow(&keys, &payer.record)?, self.now_micros()) {
+            return self.refused_hold(caller, wallet, &idem, refused.into()).await;
+        }
         let sealed_key = payer.record.signing_key.clone();
         let signing = match self.unlock(caller, &payer.record, &keys, pin, None).await {
             Ok(Unlocked::Key(key)) => key,
             Ok(Unlocked::Replayed(_)) => {
                 return Err(Error::Storage("a hold has no transaction".into()));
             }
-            Err(e) => {
-                self.record_refusal(caller, Action::HoldCreated, wallet, &e)
-                    .await;
-                return Err(e);
-            }
+            Err(e) => return self.refused_hold(caller, wallet, &idem, e).await,
         };
         let (id, at) = (HoldId::new(), self.now_micros());
         let expires_at = at.saturating_add(i64::from(lifetime) * 1_000_000);
@@ -142,7 +137,7 @@ impl Ledger {
             let receiver = to.map(|t| state(&keys, locked.wallet(t)?)).transpose()?;
             holds::place_hold(&s, receiver.as_ref(), money)?;
             let kinds = LimitKind::charged(to.is_some(), true);
-            self.spend(&keys, rec, &kinds, money.amount, at, false)?;
+            self.check_limits(&keys, rec, &kinds, money.amount, at, false)?;
             let spent = spend(outflow(&keys, rec)?, at)?;
             let mut change = rewrite(&keys, rec, s.balance)?;
             change.failed_pins = 0;
@@ -211,17 +206,28 @@ impl Ledger {
             }
             Err(e) => {
                 self.end_wrong_run(caller, &payer.record, &keys).await;
-                // A concurrent request under the same key placed it first.
-                match self.replay_hold(&idem).await? {
-                    Some(earlier) => Ok(earlier),
-                    None => {
-                        self.record_refusal(caller, Action::HoldCreated, wallet, &e)
-                            .await;
-                        Err(e)
-                    }
-                }
+                self.refused_hold(caller, wallet, &idem, e).await
             }
         }
+    }
+
+    /// A placement refused, or failed on its key's unique index: a retry of one that was done
+    /// (or that a concurrent request under the same key did) answers it; anything else is the
+    /// refusal, with its audit record. The key is looked up only here, so a new placement pays
+    /// no lookup.
+    async fn refused_hold(
+        &self,
+        caller: Caller,
+        wallet: WalletId,
+        idem: &Idempotency,
+        e: Error,
+    ) -> Result<HoldView, Error> {
+        if let Some(earlier) = self.replay_hold(idem).await? {
+            return Ok(earlier);
+        }
+        self.record_refusal(caller, Action::HoldCreated, wallet, &e)
+            .await;
+        Err(e)
     }
 
     fn hold_idempotency(
@@ -406,6 +412,7 @@ impl Ledger {
             memo: None,
             signature: None,
         };
+        let captured: Mutex<Option<HoldRecord>> = Mutex::new(None);
         let decide = |locked: &Locked<'_>| {
             let h = locked.hold.ok_or(Error::HoldNotFound(id))?;
             let held = open_hold(&keys, h)?;
@@ -431,13 +438,16 @@ impl Ledger {
             if let Some(c) = changes.wallets.iter_mut().find(|c| c.id == h.wallet) {
                 c.spending = seal_spending(&keys, rec, rec.dek_version, &spent)?;
             }
-            changes.holds.push(HoldChange {
+            let change = HoldChange {
                 id,
                 status: HoldStatus::Captured,
                 at: now,
                 capture: Some(draft.id),
                 resolved: Some(idem.clone()),
-            });
+            };
+            *captured.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some(resolved(h, &change));
+            changes.holds.push(change);
             Ok(changes)
         };
         let applied = self
@@ -452,7 +462,11 @@ impl Ledger {
             .await?;
         let transaction = self.finish(applied, &keys).await?;
         debug_assert_eq!(transaction.kind, TransactionKind::Capture);
-        let hold = self.store.hold(id).await?.ok_or(Error::HoldNotFound(id))?;
+        // The hold as this capture wrote it; a replay reads it as stored.
+        let hold = match captured.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            Some(h) if transaction.id == draft.id => h,
+            _ => self.store.hold(id).await?.ok_or(Error::HoldNotFound(id))?,
+        };
         Ok((hold_view(&keys, &hold, self.now_micros())?, transaction))
     }
 
@@ -497,21 +511,29 @@ impl Ledger {
             None => {}
         }
         let now = self.now_micros();
+        // The hold as this void leaves it (read under the lock: no read after the commit).
+        let voided: Mutex<Option<HoldRecord>> = Mutex::new(None);
         let decide = |locked: &Locked<'_>| {
             let h = locked.hold.ok_or(Error::HoldNotFound(id))?;
+            let keep = |h: HoldRecord| {
+                *voided.lock().unwrap_or_else(PoisonError::into_inner) = Some(h);
+            };
             if earlier(h) == Some(true) {
                 // The same request, done while this one waited for the lock.
+                keep(h.clone());
                 return Ok(Changes::default());
             }
             open_hold(&keys, h)?.resolvable(now)?;
+            let change = HoldChange {
+                id,
+                status: HoldStatus::Voided,
+                at: now,
+                capture: None,
+                resolved: Some(idem.clone()),
+            };
+            keep(resolved(h, &change));
             Ok(Changes {
-                holds: vec![HoldChange {
-                    id,
-                    status: HoldStatus::Voided,
-                    at: now,
-                    capture: None,
-                    resolved: Some(idem.clone()),
-                }],
+                holds: vec![change],
                 audit: vec![hold_event(by.actor(), Action::HoldVoided, h, now)],
                 ..Changes::default()
             })
@@ -527,7 +549,10 @@ impl Ledger {
             })
             .await?;
         self.observe(&applied).await;
-        let hold = self.store.hold(id).await?.ok_or(Error::HoldNotFound(id))?;
+        let hold = voided
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ok_or_else(|| Error::Storage("no void was decided".into()))?;
         hold_view(&keys, &hold, self.now_micros())
     }
 
@@ -563,5 +588,16 @@ impl Ledger {
             }
         }
         Ok(expired)
+    }
+}
+
+/// `h` as `change` resolves it.
+fn resolved(h: &HoldRecord, change: &HoldChange) -> HoldRecord {
+    HoldRecord {
+        status: change.status,
+        resolved_at: Some(change.at),
+        capture: change.capture,
+        resolved: change.resolved.clone(),
+        ..h.clone()
     }
 }

@@ -5,9 +5,10 @@
 //! update of its row with its audit record; setting none at all is allowed and means no limit),
 //! else its currency's default policy (`LedgerConfig::limits`), read at each operation, so a
 //! change of the policy applies at once to every wallet without its own. The use cases that send
-//! money check them under the wallet's lock with the balance (`Ledger::spend`): a withdrawal or a
-//! transfer charges its kind; placing a hold charges nothing but counts, while the hold is live,
-//! against the hold limit and its kind's; a capture charges what it captured at the placement.
+//! money check them under the wallet's lock with the balance (`Ledger::check_limits`): a
+//! withdrawal or a transfer charges its kind; placing a hold charges nothing but counts, while
+//! the hold is live, against the hold limit and its kind's; a capture charges what it captured at
+//! the placement.
 
 use std::sync::{Mutex, PoisonError};
 
@@ -50,7 +51,7 @@ impl Ledger {
     /// Checks money-out of `amount` from the locked `rec` at `now` against its limits, counted
     /// against `kinds`; answers its spending field with the amount charged when `charge` (a
     /// withdrawal or a transfer; a hold charges nothing but counts while live).
-    pub(super) fn spend(
+    pub(super) fn check_limits(
         &self,
         keys: &DataKeys,
         rec: &WalletRecord,
@@ -88,8 +89,9 @@ impl Ledger {
             .ok_or(Error::WalletNotFound(wallet))?;
         let now = self.now_micros();
         rec.holds.retain(|h| h.expires_at > now);
+        // An erased wallet's fields no longer open: `state` says so (410), not the key provider.
         state(&keys, &rec)?;
-        Ok(self.limits_view(&keys, &rec, &spending(&keys, &rec)?, now)?)
+        self.limits_view(&keys, &rec, &spending(&keys, &rec)?, now)
     }
 
     fn limits_view(

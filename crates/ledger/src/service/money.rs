@@ -395,7 +395,7 @@ impl Ledger {
             let spent = spend(outflow(&keys, sender)?, draft.at_micros)?;
             let kinds = LimitKind::charged(to.is_some(), false);
             let spending =
-                self.spend(&keys, sender, &kinds, money.amount, draft.at_micros, true)?;
+                self.check_limits(&keys, sender, &kinds, money.amount, draft.at_micros, true)?;
             draft::changes(
                 &keys,
                 locked,

@@ -284,14 +284,30 @@ pub async fn a_hold_is_voided_or_expires_and_then_nothing_captures_it(backend: &
     assert!(report.ok(), "{:?}", report.findings);
 }
 
-/// A capture, a void and an operation that would write the expiry, sent at once for one hold:
-/// exactly one of capture and void wins (the other is told the hold is resolved) before its
+/// A placement sent twice at once places one hold. A capture, a void and an operation that would
+/// write the expiry, sent at once for one hold: exactly one of capture and void wins (the other is told the hold is resolved) before its
 /// expiry; after it, neither does and the expiry is written once.
 pub async fn capture_void_and_expiry_of_one_hold_resolve_it_once(backend: &dyn Backend) {
     let (l, clock) = clocked(backend).await;
     let (alice, admin) = (UserId::new(), UserId::new());
     let payouts = Caller::Service(UserId::new());
     let a = funded(&l, alice, 10_000).await;
+    // One placement sent twice at once, then again: one hold, whose key answers each of them
+    // (the key is looked up only when the placement fails on it).
+    let twice = req(100, "twice");
+    let (first, second) = tokio::join!(
+        l.place_hold(alice, a, None, PIN, &twice, Some(60)),
+        l.place_hold(alice, a, None, PIN, &twice, Some(60))
+    );
+    let again = l
+        .place_hold(alice, a, None, PIN, &twice, Some(60))
+        .await
+        .unwrap();
+    assert_eq!((first.unwrap().id, second.unwrap().id), (again.id, again.id));
+    assert_eq!(available(&l, a).await, 9_900, "held once");
+    l.void(Caller::User(alice), again.id, "void-twice")
+        .await
+        .unwrap();
     for round in 0..4 {
         let h = l
             .place_hold(

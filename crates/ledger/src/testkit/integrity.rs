@@ -171,10 +171,10 @@ pub async fn verify_reports_tampering_with_wallet_and_transaction(backend: &dyn 
     backend
         .tamper("UPDATE wallets SET balance = (SELECT w2.balance FROM wallets w2 ORDER BY w2.id LIMIT 1)")
         .await;
-    // Copying the last wallet's money-out window over the first's (the first's balance is
-    // intact): bound to its wallet and version, it does not open.
+    // Copying the last wallet's money-out window and spending field over the first's (the
+    // first's balance is intact): bound to their wallet and version, they do not open.
     backend
-        .tamper("UPDATE wallets SET outflow = (SELECT w2.outflow FROM wallets w2 ORDER BY w2.id DESC LIMIT 1) WHERE id = (SELECT w3.id FROM wallets w3 ORDER BY w3.id LIMIT 1)")
+        .tamper("UPDATE wallets SET outflow = (SELECT w2.outflow FROM wallets w2 ORDER BY w2.id DESC LIMIT 1), spending = (SELECT w2.spending FROM wallets w2 ORDER BY w2.id DESC LIMIT 1) WHERE id = (SELECT w3.id FROM wallets w3 ORDER BY w3.id LIMIT 1)")
         .await;
     // Copying the first signature over the others.
     backend
@@ -182,7 +182,12 @@ pub async fn verify_reports_tampering_with_wallet_and_transaction(backend: &dyn 
         .await;
     let report = l.verify(VerifyOptions::default(), &|_| {}).await.unwrap();
     assert!(!report.ok());
-    for (w, what) in [(a, "balance"), (b, "balance"), (c, "outflow")] {
+    for (w, what) in [
+        (a, "balance"),
+        (b, "balance"),
+        (c, "outflow"),
+        (c, "spending"),
+    ] {
         assert!(
             report.findings.iter().any(|f| f.wallet == Some(w)
                 && matches!(&f.problem, Problem::Unreadable(e) if e.contains(what))),
