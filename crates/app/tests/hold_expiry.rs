@@ -27,9 +27,20 @@ async fn the_worker_expires_a_lapsed_hold_at_its_next_poll() {
     let usd = Currency::parse("USD").unwrap();
     let w = ledger.open_wallet(alice, usd, &pin).await.unwrap().id;
     let request = |amount, key| MoneyRequest::parse(amount, "USD", None, key, i64::MAX).unwrap();
-    ledger.deposit(alice, w, &request(1_000, "fund")).await.unwrap();
+    ledger
+        .deposit(alice, w, &request(1_000, "fund"))
+        .await
+        .unwrap();
     let hold = ledger
-        .place_hold(alice, w, None, &pin, &request(400, "payout"), Some(60), StepUp::default())
+        .place_hold(
+            alice,
+            w,
+            None,
+            &pin,
+            &request(400, "payout"),
+            Some(60),
+            StepUp::default(),
+        )
         .await
         .unwrap();
     let worker = Worker::new(&app);
@@ -67,7 +78,11 @@ async fn the_worker_expires_a_lapsed_hold_at_its_next_poll() {
         Some("coffer_worker_holds_expired_total 1")
     );
     let view = ledger.wallet(Caller::User(alice), w).await.unwrap();
-    assert_eq!(view.available.minor(), 1_000, "its money is available again");
+    assert_eq!(
+        view.available.minor(),
+        1_000,
+        "its money is available again"
+    );
 
     worker.tick().await;
     assert_eq!(

@@ -19,8 +19,8 @@ pub mod window;
 
 pub use domain::{
     Account, HoldId, HoldStatus, IdError, LedgerError, Limit, LimitKind, LimitSet, LimitStatus,
-    LimitWindow, Original, PIN_LOCK_THRESHOLD, Plan, Posting,
-    TransactionId, TransactionKind, UserId, WalletId, WalletState, WalletStatus,
+    LimitWindow, Original, PIN_LOCK_THRESHOLD, Plan, Posting, TransactionId, TransactionKind,
+    UserId, WalletId, WalletState, WalletStatus,
 };
 pub use error::Error;
 pub use money::{Amount, Balance, Currency, Money, MoneyError};
@@ -29,7 +29,7 @@ pub use request::{
     HistoryCursor, IdempotencyKey, Memo, MoneyRequest, Pin, Reason, StepUp, WalletCursor, parse_pin,
 };
 pub use service::{
-    Caller, HistoryPageView, HoldPageView, HoldView, Ledger, LedgerConfig, LimitsView, MemoBackfill, TransactionView,
-    Unclaimed, WalletPageView, WalletView,
+    Caller, HistoryPageView, HoldPageView, HoldView, Ledger, LedgerConfig, LimitsView,
+    MemoBackfill, TransactionView, Unclaimed, WalletPageView, WalletView,
 };
 pub use window::RollingSum;

@@ -324,7 +324,11 @@ impl Ledger {
                 "outflow",
                 outflow_aad(rec.id, rec.version),
                 rec.outflow.as_ref(),
-                |b| RollingSum::from_bytes(b).map(drop).map_err(|e| e.to_string()),
+                |b| {
+                    RollingSum::from_bytes(b)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                },
             ),
             (
                 "spending",
@@ -336,9 +340,8 @@ impl Ledger {
         for (what, aad, sealed, parse) in fields {
             let Some(sealed) = sealed else { continue };
             let opened = keys.open(rec.id, &aad, sealed, what).and_then(|plain| {
-                parse(plain.expose_secret()).map_err(|e| {
-                    Error::Corrupt(context(format!("{what} of wallet {}", rec.id), e))
-                })
+                parse(plain.expose_secret())
+                    .map_err(|e| Error::Corrupt(context(format!("{what} of wallet {}", rec.id), e)))
             });
             if let Err(e) = opened {
                 findings.push(finding(

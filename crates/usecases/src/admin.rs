@@ -13,8 +13,8 @@ use coffer_auth::user::UserId;
 use coffer_auth::{Permission, Principal, Rbac};
 use coffer_ledger::port::WalletFilter;
 use coffer_ledger::{
-    Currency, IdempotencyKey, Ledger, LimitSet, LimitsView, Pin, Reason, TransactionId, TransactionView, WalletCursor,
-    WalletId, WalletPageView, WalletStatus, WalletView,
+    Currency, IdempotencyKey, Ledger, LimitSet, LimitsView, Pin, Reason, TransactionId,
+    TransactionView, WalletCursor, WalletId, WalletPageView, WalletStatus, WalletView,
 };
 use coffer_rotation::{KeysOverview, RotateRequest, RotationJob, Rotator};
 
@@ -118,7 +118,10 @@ impl Admin {
         limits: Option<LimitSet>,
     ) -> Result<LimitsView, UseCaseError> {
         self.require(principal, Permission::WalletLimits)?;
-        Ok(self.ledger.set_limits(principal.user, wallet, limits).await?)
+        Ok(self
+            .ledger
+            .set_limits(principal.user, wallet, limits)
+            .await?)
     }
 
     /// Unfreezes a wallet (`wallet:freeze`).

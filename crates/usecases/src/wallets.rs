@@ -9,9 +9,9 @@ use coffer_auth::mfa::MfaRequired;
 use coffer_auth::{MfaRule, Permission, Principal, Rbac};
 use coffer_ledger::port::HistoryFilter;
 use coffer_ledger::{
-    Amount, Caller, Currency, HistoryCursor, HistoryPageView, HoldId, HoldPageView, HoldView, IdempotencyKey,
-    Ledger, LedgerError, LimitsView, MoneyRequest, Pin, StepUp, TransactionId, TransactionView, WalletCursor,
-    WalletId, WalletPageView, WalletView,
+    Amount, Caller, Currency, HistoryCursor, HistoryPageView, HoldId, HoldPageView, HoldView,
+    IdempotencyKey, Ledger, LedgerError, LimitsView, MoneyRequest, Pin, StepUp, TransactionId,
+    TransactionView, WalletCursor, WalletId, WalletPageView, WalletView,
 };
 
 use crate::UseCaseError;

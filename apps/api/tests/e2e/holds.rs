@@ -223,7 +223,9 @@ pub(super) async fn holds(db: Database) {
 
     // The holds are listed with the wallet, newest first, for the payer; the payee's wallet
     // lists the held transfers to it.
-    let (st, mine) = s.get(&format!("/v1/wallets/{a}/holds?limit=2"), &alice).await;
+    let (st, mine) = s
+        .get(&format!("/v1/wallets/{a}/holds?limit=2"), &alice)
+        .await;
     assert_eq!(st, StatusCode::OK, "{mine}");
     let statuses: Vec<_> = mine["items"]
         .as_array()
@@ -237,11 +239,19 @@ pub(super) async fn holds(db: Database) {
         .get(&format!("/v1/wallets/{a}/holds?cursor={cursor}"), &alice)
         .await;
     assert_eq!(
-        (rest["items"].as_array().map(Vec::len), &rest["items"][0]["id"], &rest["next_cursor"]),
+        (
+            rest["items"].as_array().map(Vec::len),
+            &rest["items"][0]["id"],
+            &rest["next_cursor"]
+        ),
         (Some(1), &json!(id), &json!(null))
     );
     let (_, theirs) = s.get(&format!("/v1/wallets/{m}/holds"), &shop).await;
-    assert_eq!(theirs["items"].as_array().map(Vec::len), Some(2), "{theirs}");
+    assert_eq!(
+        theirs["items"].as_array().map(Vec::len),
+        Some(2),
+        "{theirs}"
+    );
 
     // Limits: the captured payout counts as a withdrawal of the day.
     let limits = json!({ "limits": [
@@ -252,11 +262,19 @@ pub(super) async fn holds(db: Database) {
     let (st, set) = s
         .call(Method::PUT, &path, Some(&admin), Some(limits), &[])
         .await;
-    assert_eq!((st, &set["source"]), (StatusCode::OK, &json!("wallet")), "{set}");
+    assert_eq!(
+        (st, &set["source"]),
+        (StatusCode::OK, &json!("wallet")),
+        "{set}"
+    );
     let (st, mine) = s.get(&format!("/v1/wallets/{a}/limits"), &alice).await;
     assert_eq!(st, StatusCode::OK, "{mine}");
     assert_eq!(
-        (&mine["limits"][0]["kind"], &mine["limits"][0]["used_minor"], &mine["limits"][0]["remaining_minor"]),
+        (
+            &mine["limits"][0]["kind"],
+            &mine["limits"][0]["used_minor"],
+            &mine["limits"][0]["remaining_minor"]
+        ),
         (&json!("withdrawal"), &json!(1_000), &json!(1_000))
     );
     let out = format!("/v1/wallets/{a}/withdrawals");
@@ -285,7 +303,9 @@ pub(super) async fn holds(db: Database) {
             Method::PUT,
             &path,
             Some(&admin),
-            Some(json!({ "limits": [{ "kind": "card", "window": "rolling_24h", "max_minor": 1 }] })),
+            Some(
+                json!({ "limits": [{ "kind": "card", "window": "rolling_24h", "max_minor": 1 }] }),
+            ),
             &[],
         )
         .await;

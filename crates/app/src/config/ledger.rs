@@ -69,8 +69,13 @@ impl Default for LedgerSettings {
 
 /// The currency a setting is keyed by (`ledger.unclaimed.EUR`).
 fn currency_of(setting: &str, code: &str) -> Result<Currency, ConfigError> {
-    Currency::parse(code)
-        .map_err(|_| error(setting, "not a currency Coffer knows", "use an ISO 4217 code"))
+    Currency::parse(code).map_err(|_| {
+        error(
+            setting,
+            "not a currency Coffer knows",
+            "use an ISO 4217 code",
+        )
+    })
 }
 
 impl LedgerSettings {
@@ -123,7 +128,11 @@ impl LedgerSettings {
             for (kind, windows) in kinds {
                 let setting = format!("{setting}.{kind}");
                 let kind = LimitKind::parse(kind).ok_or_else(|| {
-                    error(&setting, "not a kind of limit", "use withdrawal, transfer or hold")
+                    error(
+                        &setting,
+                        "not a kind of limit",
+                        "use withdrawal, transfer or hold",
+                    )
                 })?;
                 for (window, max) in windows {
                     let setting = format!("{setting}.{window}");
@@ -256,10 +265,22 @@ mod tests {
             ]
         );
         for (toml, setting) in [
-            ("[ledger.limits.EURO]\nhold = { rolling_7d = 5 }\n", "ledger.limits.EURO"),
-            ("[ledger.limits.EUR]\ncards = { rolling_7d = 5 }\n", "ledger.limits.EUR.cards"),
-            ("[ledger.limits.EUR]\nhold = { weekly = 5 }\n", "ledger.limits.EUR.hold.weekly"),
-            ("[ledger.limits.EUR]\nhold = { rolling_7d = 0 }\n", "ledger.limits.EUR.hold.rolling_7d"),
+            (
+                "[ledger.limits.EURO]\nhold = { rolling_7d = 5 }\n",
+                "ledger.limits.EURO",
+            ),
+            (
+                "[ledger.limits.EUR]\ncards = { rolling_7d = 5 }\n",
+                "ledger.limits.EUR.cards",
+            ),
+            (
+                "[ledger.limits.EUR]\nhold = { weekly = 5 }\n",
+                "ledger.limits.EUR.hold.weekly",
+            ),
+            (
+                "[ledger.limits.EUR]\nhold = { rolling_7d = 0 }\n",
+                "ledger.limits.EUR.hold.rolling_7d",
+            ),
         ] {
             let e = Config::from_toml(toml).unwrap().validate().unwrap_err();
             assert_eq!(e.setting, setting, "{toml}");

@@ -147,8 +147,8 @@ pub fn router(
     rate: Option<crate::ratelimit::RateLimits>,
     admin: Option<crate::ratelimit::AdminAllowlist>,
 ) -> Router {
-    use routes::{admin, api_keys, auth, erasure, health, holds, money, wallets};
     use routes::limits as wallet_limits;
+    use routes::{admin, api_keys, auth, erasure, health, holds, money, wallets};
     let operators = Router::new()
         .route("/v1/admin/wallets", get(admin::search_wallets))
         .route("/v1/admin/wallets/{id}/freeze", post(admin::freeze))

@@ -24,7 +24,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use coffer_ledger::{
-    HistoryPageView, HoldPageView, HoldView, LimitsView, TransactionView, WalletPageView, WalletView,
+    HistoryPageView, HoldPageView, HoldView, LimitsView, TransactionView, WalletPageView,
+    WalletView,
 };
 use serde::Serialize;
 

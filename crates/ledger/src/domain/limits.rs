@@ -77,7 +77,11 @@ impl LimitKind {
         } else {
             Self::Withdrawal
         };
-        if held { vec![Self::Hold, kind] } else { vec![kind] }
+        if held {
+            vec![Self::Hold, kind]
+        } else {
+            vec![kind]
+        }
     }
 }
 
@@ -522,10 +526,19 @@ mod tests {
         ));
         // Captured 200 a day later: the hold is no longer live, 200 stays at its placement.
         let captured = usage
-            .charged(&LimitKind::charged(false, true), T0, T0 + 24 * HOUR, amount(200))
+            .charged(
+                &LimitKind::charged(false, true),
+                T0,
+                T0 + 24 * HOUR,
+                amount(200),
+            )
             .unwrap();
         assert_eq!(used(&captured, &[], T0 + 24 * HOUR), Some(200));
-        assert_eq!(used(&Usage::default(), &[], T0 + 24 * HOUR), Some(0), "a void");
+        assert_eq!(
+            used(&Usage::default(), &[], T0 + 24 * HOUR),
+            Some(0),
+            "a void"
+        );
         assert_eq!(used(&captured, &[], T0 + 9 * 24 * HOUR), Some(0));
         let stale = Usage::default()
             .charged(&[LimitKind::Hold], T0, T0 + 40 * 24 * HOUR, amount(200))
@@ -563,6 +576,9 @@ mod tests {
             dup,
             Err(DuplicateLimit(LimitKind::Hold, LimitWindow::Rolling7d))
         );
-        assert_eq!(format!("{:?}", Spending::default()), "Spending { own_limits: false, .. }");
+        assert_eq!(
+            format!("{:?}", Spending::default()),
+            "Spending { own_limits: false, .. }"
+        );
     }
 }

@@ -110,7 +110,9 @@ impl Ledger {
             sum.spend(hour_of(at), hours, money.amount, step_up.cap_minor)
         };
         if let Err(refused) = spend(outflow(&keys, &payer.record)?, self.now_micros()) {
-            return self.refused_hold(caller, wallet, &idem, refused.into()).await;
+            return self
+                .refused_hold(caller, wallet, &idem, refused.into())
+                .await;
         }
         let sealed_key = payer.record.signing_key.clone();
         let signing = match self.unlock(caller, &payer.record, &keys, pin, None).await {
@@ -445,8 +447,7 @@ impl Ledger {
                 capture: Some(draft.id),
                 resolved: Some(idem.clone()),
             };
-            *captured.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some(resolved(h, &change));
+            *captured.lock().unwrap_or_else(PoisonError::into_inner) = Some(resolved(h, &change));
             changes.holds.push(change);
             Ok(changes)
         };
@@ -463,7 +464,10 @@ impl Ledger {
         let transaction = self.finish(applied, &keys).await?;
         debug_assert_eq!(transaction.kind, TransactionKind::Capture);
         // The hold as this capture wrote it; a replay reads it as stored.
-        let hold = match captured.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        let hold = match captured
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
             Some(h) if transaction.id == draft.id => h,
             _ => self.store.hold(id).await?.ok_or(Error::HoldNotFound(id))?,
         };

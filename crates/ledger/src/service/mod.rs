@@ -63,7 +63,8 @@ use coffer_crypto::{KdfParams, KeyRef, Pin, WalletSigningKey};
 use coffer_keys::KeyProvider;
 
 use crate::domain::{
-    self, HoldStatus, LedgerError, LimitSet, TransactionId, UserId, WalletId, WalletState, WalletStatus,
+    self, HoldStatus, LedgerError, LimitSet, TransactionId, UserId, WalletId, WalletState,
+    WalletStatus,
 };
 use crate::error::{Error, context};
 use crate::money::{Balance, Currency};

@@ -74,7 +74,13 @@ use super::{Caller, Ledger, MoneyRequest, Unlocked};
 impl Ledger {
     /// Records a refused money operation (feeds the `failed_transactions` alert). A failure to
     /// record it is logged, not returned: the caller's answer is the refusal.
-    pub(super) async fn record_refusal(&self, caller: Caller, action: Action, wallet: WalletId, e: &Error) {
+    pub(super) async fn record_refusal(
+        &self,
+        caller: Caller,
+        action: Action,
+        wallet: WalletId,
+        e: &Error,
+    ) {
         let reason = match e {
             Error::Rejected(r) => r.code(),
             Error::WrongPin { .. } => "wrong_pin",

@@ -136,7 +136,13 @@ pub async fn a_hold_reserves_money_until_its_payee_captures_it_once(backend: &dy
     }
     let first = l.holds_of(Caller::Admin(admin), a, None, 1).await.unwrap();
     assert_eq!(first.next, Some(hold.id), "a full page hands on a cursor");
-    assert!(l.holds_of(Caller::Admin(admin), a, first.next, 1).await.unwrap().items.is_empty());
+    assert!(
+        l.holds_of(Caller::Admin(admin), a, first.next, 1)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     assert!(matches!(
         l.holds_of(Caller::User(bob), a, None, 10).await,
         Err(Error::WalletNotFound(_))
@@ -303,7 +309,10 @@ pub async fn capture_void_and_expiry_of_one_hold_resolve_it_once(backend: &dyn B
         .place_hold(alice, a, None, PIN, &twice, Some(60))
         .await
         .unwrap();
-    assert_eq!((first.unwrap().id, second.unwrap().id), (again.id, again.id));
+    assert_eq!(
+        (first.unwrap().id, second.unwrap().id),
+        (again.id, again.id)
+    );
     assert_eq!(available(&l, a).await, 9_900, "held once");
     l.void(Caller::User(alice), again.id, "void-twice")
         .await

@@ -116,7 +116,9 @@ pub async fn limits_refuse_money_out_past_a_window_and_write_only_the_refusal(
         .count();
     assert_eq!(failed, 2, "each refusal has its audit record");
     l.withdraw(alice, a, PIN, &req(400, "w-2b")).await.unwrap();
-    l.transfer(alice, a, b, PIN, &req(1_500, "t-1")).await.unwrap();
+    l.transfer(alice, a, b, PIN, &req(1_500, "t-1"))
+        .await
+        .unwrap();
     assert_eq!(
         refused(l.transfer(alice, a, b, PIN, &req(1, "t-2")).await),
         exceeded(Transfer, Rolling7d, 0)
@@ -143,7 +145,10 @@ pub async fn limits_refuse_money_out_past_a_window_and_write_only_the_refusal(
         exceeded(Transfer, Rolling7d, 0)
     );
 
-    let own = set(&[(Transfer, Rolling24h, 100_000), (Withdrawal, Rolling7d, 1_700)]);
+    let own = set(&[
+        (Transfer, Rolling24h, 100_000),
+        (Withdrawal, Rolling7d, 1_700),
+    ]);
     let view = l.set_limits(admin, a, Some(own)).await.unwrap();
     assert!(view.own);
     assert_eq!(
@@ -151,7 +156,9 @@ pub async fn limits_refuse_money_out_past_a_window_and_write_only_the_refusal(
         exceeded(Withdrawal, Rolling7d, 100),
         "the week's withdrawals still count under the new limits"
     );
-    l.transfer(alice, a, b, PIN, &req(2_000, "t-4")).await.unwrap();
+    l.transfer(alice, a, b, PIN, &req(2_000, "t-4"))
+        .await
+        .unwrap();
     let view = l.set_limits(admin, a, None).await.unwrap();
     assert!(!view.own, "back to the currency's policy");
     assert_eq!(
