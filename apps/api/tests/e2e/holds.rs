@@ -61,6 +61,14 @@ pub(super) async fn holds(db: Database) {
         (&w["balance"], &w["available_balance"]),
         (&json!(10_000), &json!(4_000))
     );
+    let (_, history) = s
+        .get(&format!("/v1/wallets/{a}/transactions"), &alice)
+        .await;
+    assert_eq!(
+        (&history["balance"], &history["available_balance"]),
+        (&json!(10_000), &json!(4_000)),
+        "the history shows both too"
+    );
     let (st, p) = s
         .money(
             &format!("/v1/wallets/{a}/withdrawals"),

@@ -278,6 +278,10 @@ pub struct History {
     /// With an amount range: the page stopped at the bound on transactions read before it was
     /// full; `next_cursor` goes on from there.
     stopped_early: bool,
+    /// The wallet's posted balance when the page was read, minor units.
+    balance: i64,
+    /// Its available balance then (posted less its live holds), minor units.
+    available_balance: i64,
 }
 
 impl From<&HistoryPageView> for History {
@@ -286,6 +290,8 @@ impl From<&HistoryPageView> for History {
             items: p.items.iter().map(Transaction::from).collect(),
             next_cursor: p.next_cursor.clone(),
             stopped_early: p.stopped_early,
+            balance: p.balance.minor(),
+            available_balance: p.available.minor(),
         }
     }
 }

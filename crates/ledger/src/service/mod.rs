@@ -668,6 +668,10 @@ impl Ledger {
         if loaded.iter().any(|w| w.record.erased_at.is_some()) {
             return Err(LedgerError::Erased.into());
         }
+        let (balance, available) = match loaded.first() {
+            Some(w) => balances(&keys, &w.record, self.now_micros())?,
+            None => return Err(Error::WalletNotFound(wallet)),
+        };
         // Pages of the store's candidates until `limit` match the amounts (every candidate does
         // without an amount range), the wallet's history ends, or `amount_scan_limit` were read.
         let want = usize::try_from(limit).unwrap_or(usize::MAX);
@@ -705,6 +709,8 @@ impl Ledger {
                         stopped_early: stopped_early && items.len() < want,
                         items,
                         next_cursor: Some(HistoryCursor(*seq).to_string()),
+                        balance,
+                        available,
                     });
                 }
             }
@@ -713,6 +719,8 @@ impl Ledger {
                     items,
                     next_cursor: None,
                     stopped_early: false,
+                    balance,
+                    available,
                 });
             }
         }

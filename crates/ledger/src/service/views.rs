@@ -237,6 +237,10 @@ pub struct HistoryPageView {
     /// The page stopped at the bound on transactions read for an amount range, before it was
     /// full: `next_cursor` goes on from there.
     pub stopped_early: bool,
+    /// The wallet's posted balance when the page was read.
+    pub balance: Balance,
+    /// Its available balance then: posted less its live holds.
+    pub available: Balance,
 }
 
 /// A wallet's view, with its posted and available balances.

@@ -1,6 +1,7 @@
 //! Holds as stored: read one (by id, under its paying wallet's lock, or by the key that placed
-//! it) or a wallet's page of them, insert a new one, and write how one resolved. A resolution changes only a hold that is
-//! still active, and the count of rows it changed says whether another got there first.
+//! it) or a wallet's page of them, insert a new one, and write how one resolved. A resolution
+//! changes only a hold that is still active, and the count of rows it changed says whether
+//! another got there first.
 
 use coffer_crypto::Envelope;
 use coffer_ledger::Error;
