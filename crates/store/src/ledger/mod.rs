@@ -52,6 +52,24 @@ use rows::{
     transaction_from, wallet_from,
 };
 
+/// Which side of a hold a wallet is on.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Side {
+    /// The wallet the hold reserves money on.
+    Payer,
+    /// A held transfer's destination.
+    Payee,
+}
+
+impl Side {
+    /// Its column in `holds`.
+    pub(super) fn column(self) -> &'static str {
+        match self {
+            Self::Payer => "wallet_id",
+            Self::Payee => "to_wallet",
+        }
+    }
+}
 /// What the ledger store does differently on each database, beyond the [`Dialect`];
 /// everything else is [`Ledger`]'s.
 pub(super) trait LedgerDialect: Dialect {
@@ -84,15 +102,11 @@ pub(super) trait LedgerDialect: Dialect {
         audit: &Self::Audit,
     ) -> Result<Vec<Receipt>, Failure>;
 
-    /// The active holds (as the paying wallet) of the wallets among `ids`, oldest first.
+    /// The active holds whose `side` is among `ids` (paid by them, or paying into them), oldest
+    /// first.
     async fn active_holds(
         conn: &mut Conn<Self>,
-        ids: &[WalletId],
-    ) -> Result<Vec<HoldRecord>, Error>;
-
-    /// The active holds paying into the wallets among `ids`, oldest first.
-    async fn incoming_holds(
-        conn: &mut Conn<Self>,
+        side: Side,
         ids: &[WalletId],
     ) -> Result<Vec<HoldRecord>, Error>;
 
@@ -324,7 +338,10 @@ where
         ids.sort();
         ids.dedup();
         let (mut wallets, earlier) = D::lock_wallets(&mut tx, &ids, op.idempotency).await?;
-        attach_holds(D::active_holds(&mut tx, &ids).await?, &mut wallets);
+        attach_holds(
+            D::active_holds(&mut tx, Side::Payer, &ids).await?,
+            &mut wallets,
+        );
         if let Some(missing) = ids.iter().find(|id| !wallets.iter().any(|w| w.id == **id)) {
             return Err(Error::WalletNotFound(*missing).into());
         }
@@ -356,7 +373,7 @@ where
             None => None,
         };
         let incoming = if op.incoming {
-            D::incoming_holds(&mut tx, &ids).await?
+            D::active_holds(&mut tx, Side::Payee, &ids).await?
         } else {
             Vec::new()
         };
@@ -539,7 +556,7 @@ where
     pub(super) async fn load_wallets(&self, ids: &[WalletId]) -> Result<Vec<LoadedWallet>, Error> {
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
         let mut loaded = D::select_loaded(&mut conn, ids).await?;
-        let mut holds = D::active_holds(&mut conn, ids).await?;
+        let mut holds = D::active_holds(&mut conn, Side::Payer, ids).await?;
         for w in &mut loaded {
             w.record.holds = holds.extract_if(.., |h| h.wallet == w.record.id).collect();
         }

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::rows::{HOLD_COLUMNS, WALLET_COLUMNS, hold_from, u32_of, wallet_from, wrapped_from};
 use super::shell::ledger_store;
-use super::{Failure, Ledger, LedgerDialect, audit_err, db_err, write_failure};
+use super::{Failure, Ledger, LedgerDialect, Side, audit_err, db_err, write_failure};
 use crate::audit::{PgAuditLog, append_ctes, bind_append};
 use crate::dialect::Pg;
 
@@ -324,25 +324,12 @@ impl LedgerDialect for Pg {
 
     async fn active_holds(
         conn: &mut PgConnection,
+        side: Side,
         ids: &[WalletId],
     ) -> Result<Vec<HoldRecord>, Error> {
+        let column = side.column();
         let rows = sqlx::query(&format!(
-            "SELECT {HOLD_COLUMNS} FROM holds WHERE wallet_id = ANY($1) AND status = 'active' \
-             ORDER BY id"
-        ))
-        .bind(uuids(ids))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_err)?;
-        rows.iter().map(hold_from).collect()
-    }
-
-    async fn incoming_holds(
-        conn: &mut PgConnection,
-        ids: &[WalletId],
-    ) -> Result<Vec<HoldRecord>, Error> {
-        let rows = sqlx::query(&format!(
-            "SELECT {HOLD_COLUMNS} FROM holds WHERE to_wallet = ANY($1) AND status = 'active' \
+            "SELECT {HOLD_COLUMNS} FROM holds WHERE {column} = ANY($1) AND status = 'active' \
              ORDER BY id"
         ))
         .bind(uuids(ids))

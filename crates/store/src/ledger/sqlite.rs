@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::rows::{HOLD_COLUMNS, WALLET_COLUMNS, hold_from, key_from, wallet_from};
 use super::shell::ledger_store;
-use super::{Failure, Ledger, LedgerDialect, audit_err, db_err};
+use super::{Failure, Ledger, LedgerDialect, Side, audit_err, db_err};
 use crate::audit::SqliteAuditLog;
 use crate::dialect::Sqlite;
 
@@ -152,16 +152,27 @@ impl LedgerDialect for Sqlite {
 
     async fn active_holds(
         conn: &mut SqliteConnection,
+        side: Side,
         ids: &[WalletId],
     ) -> Result<Vec<HoldRecord>, Error> {
-        holds_where(conn, "wallet_id", ids).await
-    }
-
-    async fn incoming_holds(
-        conn: &mut SqliteConnection,
-        ids: &[WalletId],
-    ) -> Result<Vec<HoldRecord>, Error> {
-        holds_where(conn, "to_wallet", ids).await
+        let column = side.column();
+        let sql = format!(
+            "SELECT {HOLD_COLUMNS} FROM holds WHERE {column} = $1 AND status = 'active' \
+             ORDER BY id"
+        );
+        let mut out = Vec::new();
+        for id in ids {
+            let rows = sqlx::query(&sql)
+                .bind(*id.as_uuid())
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            for row in &rows {
+                out.push(hold_from(row)?);
+            }
+        }
+        out.sort_by_key(|h| h.id);
+        Ok(out)
     }
 
     async fn erase_wallets(
@@ -198,28 +209,3 @@ ledger_store!(
     pool = SqlitePool,
     audit = SqliteAuditLog
 );
-
-/// The active holds whose `column` (`wallet_id`: paid by, `to_wallet`: paying into) is among
-/// `ids`, oldest first.
-async fn holds_where(
-    conn: &mut SqliteConnection,
-    column: &str,
-    ids: &[WalletId],
-) -> Result<Vec<HoldRecord>, Error> {
-    let sql = format!(
-        "SELECT {HOLD_COLUMNS} FROM holds WHERE {column} = $1 AND status = 'active' ORDER BY id"
-    );
-    let mut out = Vec::new();
-    for id in ids {
-        let rows = sqlx::query(&sql)
-            .bind(*id.as_uuid())
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db_err)?;
-        for row in &rows {
-            out.push(hold_from(row)?);
-        }
-    }
-    out.sort_by_key(|h| h.id);
-    Ok(out)
-}
