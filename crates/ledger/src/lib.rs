@@ -18,9 +18,9 @@ pub mod verify;
 pub mod window;
 
 pub use domain::{
-    Account, HoldId, HoldStatus, IdError, LedgerError, Limit, LimitKind, LimitSet, LimitStatus,
-    LimitWindow, Original, PIN_LOCK_THRESHOLD, Plan, Posting, TransactionId, TransactionKind,
-    UserId, WalletId, WalletState, WalletStatus,
+    Account, EventData, EventId, EventKind, HoldId, HoldStatus, IdError, LedgerError, Limit,
+    LimitKind, LimitSet, LimitStatus, LimitWindow, Original, PIN_LOCK_THRESHOLD, Plan, Posting,
+    TransactionId, TransactionKind, UserId, WalletId, WalletState, WalletStatus,
 };
 pub use error::Error;
 pub use money::{Amount, Balance, Currency, Money, MoneyError};

@@ -20,7 +20,8 @@ use coffer_crypto::{Envelope, KdfParams, SealedSigningKey, WalletSignature};
 use coffer_keys::WrappedKey;
 
 use crate::domain::{
-    HoldId, HoldStatus, TransactionId, TransactionKind, UserId, WalletId, WalletStatus,
+    EventId, EventKind, HoldId, HoldStatus, TransactionId, TransactionKind, UserId, WalletId,
+    WalletStatus,
 };
 use crate::error::Error;
 use crate::money::Currency;
@@ -65,12 +66,36 @@ pub struct WalletRecord {
     /// When its owner was erased (its data keys destroyed; it was closed empty), microseconds
     /// since the epoch: its envelopes no longer open and it has no key rows.
     pub erased_at: Option<i64>,
+    /// How many events it has had: the last number of its event sequence (0: none yet).
+    pub event_seq: i64,
     /// Its active holds (as the paying wallet), oldest first, lapsed ones included: filled where
     /// a decision or a view needs them (loads and locks), empty in listings.
     pub holds: Vec<HoldRecord>,
 }
 
-coffer_macros::debug_non_exhaustive!(self => WalletRecord { id, owner, currency, status, version, dek_version, failed_pins, erased_at, holds });
+coffer_macros::debug_non_exhaustive!(self => WalletRecord { id, owner, currency, status, version, dek_version, failed_pins, event_seq, erased_at, holds });
+
+/// An event as the outbox stores it (see [`crate::domain::events`]): what routes and orders it
+/// in the clear, its payload ([`EventData`](crate::EventData)) sealed under its wallet's data
+/// key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    /// Its id (UUID v7).
+    pub id: EventId,
+    /// The wallet it is about.
+    pub wallet: WalletId,
+    /// Its number in the wallet's sequence, from 1.
+    pub seq: i64,
+    /// What happened.
+    pub kind: EventKind,
+    /// When, microseconds since the epoch.
+    pub at: i64,
+    /// The payload, bound to id, wallet and number
+    /// ([`event_aad`](crate::sealing::event_aad)).
+    pub data: Envelope,
+}
+
+coffer_macros::debug_non_exhaustive!(self => EventRecord { id, wallet, seq, kind, at });
 
 /// A hold as stored: its amount and memo sealed under the paying wallet's data key.
 #[derive(Clone, PartialEq, Eq)]
@@ -343,6 +368,10 @@ pub struct Changes {
     pub new_hold: Option<HoldRecord>,
     /// Holds resolved (captured, voided, expired).
     pub holds: Vec<HoldChange>,
+    /// The events of the operation, per wallet numbered on from the locked row's
+    /// [`WalletRecord::event_seq`] without gaps (the store refuses other numbers and stores
+    /// each wallet's last one).
+    pub events: Vec<EventRecord>,
 }
 
 /// An operation for [`LedgerStore::apply`].
@@ -393,6 +422,8 @@ pub struct NewWallet {
     pub key: DataKeyRecord,
     /// Its creation record.
     pub audit: AuditEvent,
+    /// Its `wallet.opened` event, number 1 of its sequence (the record's `event_seq` is 1).
+    pub event: EventRecord,
 }
 
 /// A page of a wallet's history: `(wallet_seq, transaction)` pairs, newest first.
@@ -475,6 +506,15 @@ pub trait LedgerStore: Send + Sync + fmt::Debug {
     /// expiry first, each once, at most `limit` (the expiry job's work list).
     async fn wallets_with_lapsed_holds(&self, now: i64, limit: u32)
     -> Result<Vec<WalletId>, Error>;
+
+    /// Events with ids after `after` (all when `None`), in id order, at most `limit`. Ids are
+    /// taken before commit, so a scan by id can pass an event that commits later with a smaller
+    /// one: this reads a quiet store (verification, tests), it is no delivery cursor.
+    async fn events_after(
+        &self,
+        after: Option<EventId>,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, Error>;
 
     /// Transactions with ids after `after`, in id order (verification, the memo backfill).
     async fn transactions_after(

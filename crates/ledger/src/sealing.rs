@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use coffer_crypto::{Aad, DataKey, Envelope, KeyRef, open, seal};
 use coffer_keys::{KeyContext, KeyProvider};
 
-use crate::domain::{Account, HoldId, TransactionId, WalletId};
+use crate::domain::{Account, EventId, HoldId, TransactionId, WalletId};
 use crate::error::{Error, context};
 use crate::port::LoadedWallet;
 
@@ -91,6 +91,16 @@ pub fn receiver_memo_aad(transaction: TransactionId, receiver: WalletId) -> Aad 
     Aad::new("ledger.memo.receiver")
         .with(transaction.as_uuid().as_bytes())
         .with(receiver.as_uuid().as_bytes())
+}
+
+/// An event's payload, under its wallet's data key: bound to the event, its wallet and its place
+/// in the wallet's sequence.
+#[must_use]
+pub fn event_aad(event: EventId, wallet: WalletId, seq: i64) -> Aad {
+    Aad::new("ledger.event")
+        .with(event.as_uuid().as_bytes())
+        .with(wallet.as_uuid().as_bytes())
+        .with(seq.to_be_bytes())
 }
 
 /// Unwrapped data keys of the wallets an operation touches, by wallet and version.

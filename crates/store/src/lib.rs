@@ -74,7 +74,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// role `coffer_app` (created when the migrating role may) reads and appends audit rows,
 /// transactions and postings and never changes or removes them (but for setting a transfer's
 /// receiver memo, which the backfill writes); it inserts holds and changes only how they
-/// resolved; it updates wallets and users,
+/// resolved; it inserts events (the outbox) and never changes or removes them; it updates wallets and users,
 /// deletes only refresh tokens and denylist entries (expired ones), and never changes a stored
 /// service secret. The API and worker log in as a member of it; migrations run separately as
 /// the schema owner ([`migrate_postgres`]).
@@ -99,7 +99,8 @@ BEGIN
         GRANT SELECT, INSERT ON wallet_public_keys, transactions, postings TO coffer_app;
         REVOKE UPDATE, DELETE, TRUNCATE ON wallet_public_keys, transactions, postings FROM coffer_app;
         GRANT UPDATE (receiver_memo) ON transactions TO coffer_app;
-        GRANT SELECT, INSERT ON holds TO coffer_app;
+        GRANT SELECT, INSERT ON holds, events TO coffer_app;
+        REVOKE UPDATE, DELETE, TRUNCATE ON events FROM coffer_app;
         REVOKE UPDATE, DELETE, TRUNCATE ON holds FROM coffer_app;
         GRANT UPDATE (status, resolved_at, capture_transaction, resolve_scope, resolve_key,
             resolve_fingerprint) ON holds TO coffer_app;

@@ -16,8 +16,10 @@
 
 use sha2::{Digest, Sha256};
 
+pub mod events;
 pub mod holds;
 pub mod limits;
+pub use events::{EventData, EventId, EventKind};
 pub use holds::{HoldId, HoldState, HoldStatus};
 pub use limits::{Limit, LimitKind, LimitSet, LimitStatus, LimitWindow, Spending};
 

@@ -117,7 +117,7 @@ impl Ledger {
                 ..Changes::default()
             })
         };
-        let applied = self.on_wallet(wallet, &decide).await?;
+        let applied = self.on_wallet(wallet, &keys, &decide).await?;
         self.observe(&applied).await;
         Ok(next)
     }

@@ -177,14 +177,17 @@ impl Ledger {
             Ok(changes)
         };
         let applied = self
-            .apply(Apply {
-                lock,
-                original: None,
-                hold: None,
-                incoming: true,
-                idempotency: None,
-                decide: &decide,
-            })
+            .apply(
+                Apply {
+                    lock,
+                    original: None,
+                    hold: None,
+                    incoming: true,
+                    idempotency: None,
+                    decide: &decide,
+                },
+                &keys,
+            )
             .await?;
         self.observe(&applied).await;
         Ok(all.into_iter().map(|w| w.id).collect())

@@ -188,14 +188,17 @@ impl Ledger {
             })
         };
         let result = self
-            .apply(Apply {
-                lock: ids,
-                original: None,
-                hold: None,
-                incoming: false,
-                idempotency: None,
-                decide: &decide,
-            })
+            .apply(
+                Apply {
+                    lock: ids,
+                    original: None,
+                    hold: None,
+                    incoming: false,
+                    idempotency: None,
+                    decide: &decide,
+                },
+                &keys,
+            )
             .await;
         match result {
             Ok(applied) => {
@@ -452,14 +455,17 @@ impl Ledger {
             Ok(changes)
         };
         let applied = self
-            .apply(Apply {
-                lock,
-                original: None,
-                hold: Some(id),
-                incoming: false,
-                idempotency: Some(&idem),
-                decide: &decide,
-            })
+            .apply(
+                Apply {
+                    lock,
+                    original: None,
+                    hold: Some(id),
+                    incoming: false,
+                    idempotency: Some(&idem),
+                    decide: &decide,
+                },
+                &keys,
+            )
             .await?;
         let transaction = self.finish(applied, &keys).await?;
         debug_assert_eq!(transaction.kind, TransactionKind::Capture);
@@ -543,14 +549,17 @@ impl Ledger {
             })
         };
         let applied = self
-            .apply(Apply {
-                lock: vec![hold.wallet],
-                original: None,
-                hold: Some(id),
-                incoming: false,
-                idempotency: None,
-                decide: &decide,
-            })
+            .apply(
+                Apply {
+                    lock: vec![hold.wallet],
+                    original: None,
+                    hold: Some(id),
+                    incoming: false,
+                    idempotency: None,
+                    decide: &decide,
+                },
+                &keys,
+            )
             .await?;
         self.observe(&applied).await;
         let hold = voided
@@ -572,16 +581,23 @@ impl Ledger {
         let now = self.now_micros();
         let mut expired = 0u64;
         for wallet in self.store.wallets_with_lapsed_holds(now, limit).await? {
-            let applied = self
-                .apply(Apply {
-                    lock: vec![wallet],
-                    original: None,
-                    hold: None,
-                    incoming: false,
-                    idempotency: None,
-                    decide: &|_| Ok(Changes::default()),
-                })
-                .await?;
+            // The expiries' events are sealed under the wallet's data key.
+            let applied = again_if_changed(|| async {
+                let (_, keys) = self.load(&[wallet]).await?;
+                self.apply(
+                    Apply {
+                        lock: vec![wallet],
+                        original: None,
+                        hold: None,
+                        incoming: false,
+                        idempotency: None,
+                        decide: &|_| Ok(Changes::default()),
+                    },
+                    &keys,
+                )
+                .await
+            })
+            .await?;
             self.observe(&applied).await;
             if let Applied::Committed { audit, .. } = &applied {
                 let n = audit

@@ -162,7 +162,7 @@ impl Ledger {
                 ..Changes::default()
             })
         };
-        let applied = self.on_wallet(wallet, &decide).await?;
+        let applied = self.on_wallet(wallet, &keys, &decide).await?;
         self.observe(&applied).await;
         view.into_inner()
             .unwrap_or_else(PoisonError::into_inner)

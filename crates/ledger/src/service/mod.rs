@@ -47,6 +47,7 @@ mod backfill;
 mod data_key;
 mod draft;
 mod erasure;
+mod events;
 mod holds;
 mod limits;
 mod money;
@@ -280,9 +281,10 @@ impl Ledger {
     /// [`LedgerStore::apply`], every operation's one way to it: the locked wallets' lapsed holds
     /// (active, their expiry reached on the ledger's clock) are left out of what `decide` sees,
     /// so nothing counts them, and are written expired with the operation, each with its
-    /// `hold.expired` record. A refused operation writes nothing, those expiries included: the
+    /// `hold.expired` record. Every change is written with its events (`events`), sealed under
+    /// `keys` (which hold the locked wallets' data keys). A refused operation writes nothing, those expiries included: the
     /// next one, or the worker's expiry job, writes them.
-    async fn apply(&self, op: Apply<'_>) -> Result<Applied, Error> {
+    async fn apply(&self, op: Apply<'_>, keys: &DataKeys) -> Result<Applied, Error> {
         let now = self.now_micros();
         let inner = op.decide;
         let decide = |locked: &Locked<'_>| -> Result<Changes, Error> {
@@ -292,22 +294,23 @@ impl Ledger {
                 .flat_map(|w| &w.holds)
                 .filter(|h| h.expires_at <= now)
                 .collect();
-            if lapsed.is_empty() {
-                return inner(locked);
-            }
-            let wallets: Vec<WalletRecord> = locked
-                .wallets
-                .iter()
-                .map(|w| {
-                    let mut w = w.clone();
-                    w.holds.retain(|h| h.expires_at > now);
-                    w
-                })
-                .collect();
-            let mut changes = inner(&Locked {
-                wallets: &wallets,
-                ..*locked
-            })?;
+            let mut changes = if lapsed.is_empty() {
+                inner(locked)?
+            } else {
+                let wallets: Vec<WalletRecord> = locked
+                    .wallets
+                    .iter()
+                    .map(|w| {
+                        let mut w = w.clone();
+                        w.holds.retain(|h| h.expires_at > now);
+                        w
+                    })
+                    .collect();
+                inner(&Locked {
+                    wallets: &wallets,
+                    ..*locked
+                })?
+            };
             for h in lapsed {
                 changes.holds.push(HoldChange {
                     id: h.id,
@@ -320,6 +323,7 @@ impl Ledger {
                     .audit
                     .push(hold_event(expiry(), Action::HoldExpired, h, now));
             }
+            changes.events = events::events(keys, locked, &changes, now)?;
             Ok(changes)
         };
         self.store
@@ -334,16 +338,20 @@ impl Ledger {
     async fn on_wallet(
         &self,
         wallet: WalletId,
+        keys: &DataKeys,
         decide: &(dyn Fn(&Locked<'_>) -> Result<Changes, Error> + Send + Sync),
     ) -> Result<Applied, Error> {
-        self.apply(Apply {
-            lock: vec![wallet],
-            original: None,
-            hold: None,
-            incoming: false,
-            idempotency: None,
-            decide,
-        })
+        self.apply(
+            Apply {
+                lock: vec![wallet],
+                original: None,
+                hold: None,
+                incoming: false,
+                idempotency: None,
+                decide,
+            },
+            keys,
+        )
         .await
     }
 
@@ -408,7 +416,7 @@ impl Ledger {
                 ..Changes::default()
             })
         };
-        let applied = self.on_wallet(wallet, &decide).await?;
+        let applied = self.on_wallet(wallet, keys, &decide).await?;
         self.observe(&applied).await;
         view.into_inner()
             .unwrap_or_else(PoisonError::into_inner)
@@ -484,6 +492,7 @@ impl Ledger {
             failed_pins: 0,
             outflow: None,
             spending: None,
+            event_seq: 1,
             holds: Vec::new(),
             created_at: now,
             updated_at: now,
@@ -513,6 +522,7 @@ impl Ledger {
                     wrapped,
                 },
                 audit: audit.clone(),
+                event: events::opened(&keys, &record)?,
             })
             .await?;
         self.audit.committed_elsewhere(&[(audit, receipt)]).await;

@@ -247,14 +247,17 @@ impl Ledger {
             )
         };
         let result = self
-            .apply(Apply {
-                lock: vec![wallet],
-                original: None,
-                hold: None,
-                incoming: false,
-                idempotency: Some(&idem),
-                decide: &decide,
-            })
+            .apply(
+                Apply {
+                    lock: vec![wallet],
+                    original: None,
+                    hold: None,
+                    incoming: false,
+                    idempotency: Some(&idem),
+                    decide: &decide,
+                },
+                &keys,
+            )
             .await;
         match result {
             Ok(applied) => self.finish(applied, &keys).await,
@@ -413,14 +416,17 @@ impl Ledger {
             )
         };
         let result = self
-            .apply(Apply {
-                lock: ids.clone(),
-                original: None,
-                hold: None,
-                incoming: false,
-                idempotency: Some(&idem),
-                decide: &decide,
-            })
+            .apply(
+                Apply {
+                    lock: ids.clone(),
+                    original: None,
+                    hold: None,
+                    incoming: false,
+                    idempotency: Some(&idem),
+                    decide: &decide,
+                },
+                &keys,
+            )
             .await;
         match result {
             Ok(applied) => {
@@ -516,14 +522,17 @@ impl Ledger {
             draft::changes(&keys, locked, &plan, &draft, orig.currency, event, None)
         };
         let applied = self
-            .apply(Apply {
-                lock: ids,
-                original: Some(transaction),
-                hold: None,
-                incoming: false,
-                idempotency: Some(&idem),
-                decide: &decide,
-            })
+            .apply(
+                Apply {
+                    lock: ids,
+                    original: Some(transaction),
+                    hold: None,
+                    incoming: false,
+                    idempotency: Some(&idem),
+                    decide: &decide,
+                },
+                &keys,
+            )
             .await?;
         self.finish(applied, &keys).await
     }

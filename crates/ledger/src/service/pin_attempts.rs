@@ -123,7 +123,7 @@ impl Ledger {
         // Stays zero when the wallet was locked already: nothing counted.
         let count = AtomicU32::new(0);
         let applied = self
-            .on_wallet(wallet, &|locked| {
+            .on_wallet(wallet, keys, &|locked| {
                 let rec = locked.wallet(wallet)?;
                 if rec.failed_pins >= PIN_LOCK_THRESHOLD {
                     return Ok(Changes::default());
@@ -192,7 +192,7 @@ impl Ledger {
         keys: &DataKeys,
     ) -> Result<(), Error> {
         let applied = self
-            .on_wallet(wallet, &|locked| {
+            .on_wallet(wallet, keys, &|locked| {
                 let rec = locked.wallet(wallet)?;
                 if rec.failed_pins == 0 || rec.failed_pins >= PIN_LOCK_THRESHOLD {
                     return Ok(Changes::default());

@@ -419,4 +419,11 @@ impl LedgerStore for Watched {
     ) -> Result<Vec<TransactionRecord>, Error> {
         self.inner.transactions_after(after, limit).await
     }
+    async fn events_after(
+        &self,
+        after: Option<crate::EventId>,
+        limit: u32,
+    ) -> Result<Vec<crate::port::EventRecord>, Error> {
+        self.inner.events_after(after, limit).await
+    }
 }

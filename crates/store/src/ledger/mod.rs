@@ -38,6 +38,7 @@ use uuid::Uuid;
 use crate::db::{Conflict, DbFailure, DbFailureKind};
 use crate::dialect::{Conn, Dialect};
 
+mod events;
 mod holds;
 mod pg;
 mod rows;
@@ -92,12 +93,14 @@ pub(super) trait LedgerDialect: Dialect {
         idempotency: Option<&Idempotency>,
     ) -> Result<(Vec<WalletRecord>, Option<(Vec<u8>, Uuid)>), Failure>;
 
-    /// Every write of `changes` to the `locked` wallets, their audit records included; the
-    /// records' receipts in order.
+    /// Every write of `changes` to the `locked` wallets, their audit records and events
+    /// included, the changed wallets' last event numbers taken from `last` (in `locked` order);
+    /// the records' receipts in order.
     async fn write_changes(
         conn: &mut Conn<Self>,
         locked: &[WalletRecord],
         changes: &Changes,
+        last: &[(WalletId, i64)],
         now: i64,
         audit: &Self::Audit,
     ) -> Result<Vec<Receipt>, Failure>;
@@ -400,7 +403,10 @@ where
             }
         };
         let now = self.clock.unix_micros();
-        let receipts = D::write_changes(&mut tx, &wallets, &changes, now, &self.audit).await?;
+        let last = events::last_numbers(&wallets, &changes)?;
+        let receipts =
+            D::write_changes(&mut tx, &wallets, &changes, &last, now, &self.audit).await?;
+        Self::set_event_numbers(&mut tx, &wallets, &changes, &last).await?;
         Self::write_holds(&mut tx, &changes).await?;
         if !changes.erase.is_empty() {
             D::erase_wallets(&mut tx, &changes.erase, now).await?;
@@ -503,7 +509,8 @@ where
         }
         let inserted = sqlx::query(&format!(
             "INSERT INTO wallets ({WALLET_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, NULL)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, NULL, \
+             $14)"
         ))
         .bind(*r.id.as_uuid())
         .bind(*r.owner.as_uuid())
@@ -518,6 +525,7 @@ where
         .bind(i64::from(r.failed_pins))
         .bind(r.created_at)
         .bind(r.updated_at)
+        .bind(new.event.seq)
         .execute(&mut *tx)
         .await;
         if let Err(e) = inserted {
@@ -543,6 +551,12 @@ where
         Self::insert_public_key(&mut tx, r.id, &r.public_key, r.created_at)
             .await
             .map_err(db_err)?;
+        if new.event.wallet != r.id || new.event.seq != 1 {
+            return Err(Error::Storage(
+                "a new wallet's first event is its number 1".into(),
+            ));
+        }
+        Self::insert_event(&mut tx, &new.event).await?;
         let receipt = D::append_audit(&self.audit, &mut tx, &new.audit)
             .await
             .map_err(|e| match audit_err(e) {

@@ -116,6 +116,7 @@ impl LedgerDialect for Pg {
         conn: &mut PgConnection,
         locked: &[WalletRecord],
         changes: &Changes,
+        last: &[(WalletId, i64)],
         now: i64,
         audit: &PgAuditLog,
     ) -> Result<Vec<Receipt>, Failure> {
@@ -126,13 +127,14 @@ impl LedgerDialect for Pg {
                          balance = v.balance, signing_key = v.signing_key, \
                          public_key = v.public_key, kdf_params = v.kdf_params, \
                          failed_pins = v.failed_pins, outflow = v.outflow, spending = v.spending, \
-                         updated_at = $9, \
+                         event_seq = v.event_seq, updated_at = $9, \
                          dek_version = CASE WHEN wallets.id = $30 THEN $31 \
                              ELSE wallets.dek_version END \
                      FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bytea[], $5::bytea[], \
-                         $6::bytea[], $7::bytea[], $8::bigint[], $34::bytea[], $50::bytea[]) \
+                         $6::bytea[], $7::bytea[], $8::bigint[], $34::bytea[], $50::bytea[], \
+                         $51::bigint[]) \
                          AS v(id, status, version, balance, signing_key, public_key, kdf_params, \
-                         failed_pins, outflow, spending) \
+                         failed_pins, outflow, spending, event_seq) \
                      WHERE wallets.id = v.id AND wallets.version = v.version \
                      RETURNING 1), \
                  dk AS ( \
@@ -152,6 +154,10 @@ impl LedgerDialect for Pg {
                      INSERT INTO postings (transaction_id, line, wallet_id, wallet_seq, amount) \
                      SELECT $12, * FROM unnest($25::bigint[], $26::uuid[], $27::bigint[], \
                          $28::bytea[])), \
+                 ev AS ( \
+                     INSERT INTO events (id, wallet_id, seq, kind, created_at, data) \
+                     SELECT * FROM unnest($52::uuid[], $53::uuid[], $54::bigint[], $55::text[], \
+                         $56::bigint[], $57::bytea[])), \
                  {} \
                  SELECT (SELECT count(*) FROM w), (SELECT id FROM ae)",
                 append_ctes(37)
@@ -165,13 +171,20 @@ impl LedgerDialect for Pg {
             .map_err(audit_err)?
             .flatten();
         let mut versions = Vec::with_capacity(changes.wallets.len());
+        let mut numbers = Vec::with_capacity(changes.wallets.len());
         for c in &changes.wallets {
             let old = locked
                 .iter()
                 .find(|w| w.id == c.id)
                 .ok_or(Error::WalletNotFound(c.id))?;
             versions.push(old.version);
+            numbers.push(
+                last.iter()
+                    .find(|(w, _)| *w == c.id)
+                    .map_or(old.event_seq, |l| l.1),
+            );
         }
+        let ev = &changes.events;
         let w = &changes.wallets;
         let t = changes.transactions.first();
         let dk = changes.new_data_key.as_ref();
@@ -290,6 +303,16 @@ impl LedgerDialect for Pg {
         let row = bind_append(row, first.as_ref())
             // $50: the changed wallets' new spending fields.
             .bind(w.iter().map(|c| c.spending.as_bytes()).collect::<Vec<_>>())
+            // $51: the changed wallets' last event numbers.
+            .bind(numbers)
+            // $52..$57: the events (`ev`), unnested together: ids, wallets, numbers, kinds,
+            // times and sealed payloads.
+            .bind(ev.iter().map(|e| *e.id.as_uuid()).collect::<Vec<_>>())
+            .bind(ev.iter().map(|e| *e.wallet.as_uuid()).collect::<Vec<_>>())
+            .bind(ev.iter().map(|e| e.seq).collect::<Vec<_>>())
+            .bind(ev.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+            .bind(ev.iter().map(|e| e.at).collect::<Vec<_>>())
+            .bind(ev.iter().map(|e| e.data.as_bytes()).collect::<Vec<_>>())
             .fetch_one(&mut *conn)
             .await
             .map_err(write_failure)?;

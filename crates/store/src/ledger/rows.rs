@@ -20,7 +20,7 @@ use super::db_err;
 
 pub(super) const WALLET_COLUMNS: &str = "id, owner_id, currency, status, version, balance, \
      dek_version, signing_key, public_key, kdf_params, failed_pins, created_at, updated_at, \
-     outflow, spending, erased_at";
+     outflow, spending, erased_at, event_seq";
 
 pub(super) const TRANSACTION_COLUMNS: &str = "t.id, t.kind, t.currency, t.at_micros, \
      t.from_wallet, t.to_wallet, t.key_wallet, t.reverses, t.scope, t.idempotency_key, t.memo, \
@@ -102,6 +102,7 @@ where
         created_at: row.try_get("created_at").map_err(db_err)?,
         updated_at: row.try_get("updated_at").map_err(db_err)?,
         erased_at: row.try_get("erased_at").map_err(db_err)?,
+        event_seq: row.try_get("event_seq").map_err(db_err)?,
         holds: Vec::new(),
     })
 }

@@ -158,6 +158,14 @@ macro_rules! ledger_store {
             ) -> Result<Vec<coffer_ledger::port::TransactionRecord>, coffer_ledger::Error> {
                 self.0.transactions_after(after, limit).await
             }
+
+            async fn events_after(
+                &self,
+                after: Option<coffer_ledger::EventId>,
+                limit: u32,
+            ) -> Result<Vec<coffer_ledger::port::EventRecord>, coffer_ledger::Error> {
+                self.0.events_after(after, limit).await
+            }
         }
     };
 }

@@ -86,6 +86,7 @@ impl LedgerDialect for Sqlite {
         conn: &mut SqliteConnection,
         locked: &[WalletRecord],
         changes: &Changes,
+        last: &[(WalletId, i64)],
         now: i64,
         audit: &SqliteAuditLog,
     ) -> Result<Vec<Receipt>, Failure> {
@@ -97,7 +98,7 @@ impl LedgerDialect for Sqlite {
             let updated = sqlx::query(
                 "UPDATE wallets SET status = $2, version = $3, balance = $4, signing_key = $5, \
                  public_key = $6, kdf_params = $7, failed_pins = $8, updated_at = $9, \
-                 outflow = $11, spending = $12 WHERE id = $1 AND version = $10",
+                 outflow = $11, spending = $12, event_seq = $13 WHERE id = $1 AND version = $10",
             )
             .bind(*c.id.as_uuid())
             .bind(c.status.as_str())
@@ -111,6 +112,11 @@ impl LedgerDialect for Sqlite {
             .bind(old.version)
             .bind(c.outflow.as_bytes())
             .bind(c.spending.as_bytes())
+            .bind(
+                last.iter()
+                    .find(|(w, _)| *w == c.id)
+                    .map_or(old.event_seq, |(_, n)| *n),
+            )
             .execute(&mut *conn)
             .await?;
             if updated.rows_affected() != 1 {
@@ -142,6 +148,9 @@ impl LedgerDialect for Sqlite {
         }
         for t in &changes.transactions {
             Ledger::<Self>::insert_transaction(conn, t).await?;
+        }
+        for e in &changes.events {
+            Ledger::<Self>::insert_event(conn, e).await?;
         }
         let mut receipts = Vec::with_capacity(changes.audit.len());
         for event in &changes.audit {

@@ -1,0 +1,217 @@
+//! The outbox's side of every operation: the events its changes mean, found in the changes
+//! themselves (`Ledger::apply` calls [`events`] on what `decide` returned, lapsed holds' expiries
+//! included), so no use case lists its own and none can forget one. Opening a wallet, which does
+//! not go through `apply`, has [`opened`].
+//!
+//! Per locked wallet, in this order: holds it pays that were resolved (captured, voided,
+//! expired), a hold it placed, its postings, a status change, a PIN lock. Each event carries
+//! the wallet's balances after the whole operation, takes the wallet's next sequence number and
+//! is sealed under the wallet's current data key, bound to id, wallet and number.
+
+use crate::domain::events::{EventData, EventId, EventKind};
+use crate::domain::{Account, HoldStatus, PIN_LOCK_THRESHOLD, WalletStatus};
+use crate::error::Error;
+use crate::port::{Changes, EventRecord, Locked, WalletRecord};
+use crate::sealing::{DataKeys, balance_aad, event_aad, posting_aad};
+
+use super::support::open_hold;
+
+/// One event of a wallet before its number and balances are known.
+struct Draft {
+    kind: EventKind,
+    data: EventData,
+}
+
+fn blank(rec: &WalletRecord) -> EventData {
+    EventData {
+        event_id: uuid::Uuid::nil(),
+        wallet_id: *rec.id.as_uuid(),
+        sequence: 0,
+        currency: rec.currency.code().to_owned(),
+        owner_id: None,
+        status: rec.status.as_str().to_owned(),
+        transaction_id: None,
+        transaction_kind: None,
+        hold_id: None,
+        amount_minor: None,
+        counterparty_wallet_id: None,
+        reverses: None,
+        expires_at_micros: None,
+        balance_minor: 0,
+        available_balance_minor: 0,
+    }
+}
+
+/// The events `changes` mean for the `locked` wallets (lapsed holds still among their holds),
+/// written at `now`.
+pub(super) fn events(
+    keys: &DataKeys,
+    locked: &Locked<'_>,
+    changes: &Changes,
+    now: i64,
+) -> Result<Vec<EventRecord>, Error> {
+    let mut out = Vec::new();
+    for rec in locked.wallets {
+        let drafts = drafts_of(keys, locked, changes, rec)?;
+        if drafts.is_empty() {
+            continue;
+        }
+        let (balance, available) = balances_after(keys, rec, changes, now)?;
+        let status = changes
+            .wallets
+            .iter()
+            .find(|c| c.id == rec.id)
+            .map_or(rec.status, |c| c.status);
+        for (n, mut d) in (1..).zip(drafts) {
+            d.data.status = status.as_str().to_owned();
+            d.data.balance_minor = balance;
+            d.data.available_balance_minor = available;
+            out.push(seal(keys, rec, rec.event_seq + n, d, now)?);
+        }
+    }
+    Ok(out)
+}
+
+/// A new wallet's `wallet.opened`, number 1.
+pub(super) fn opened(keys: &DataKeys, rec: &WalletRecord) -> Result<EventRecord, Error> {
+    let mut data = blank(rec);
+    data.owner_id = Some(*rec.owner.as_uuid());
+    let kind = EventKind::WalletOpened;
+    seal(keys, rec, 1, Draft { kind, data }, rec.created_at)
+}
+
+fn seal(
+    keys: &DataKeys,
+    rec: &WalletRecord,
+    seq: i64,
+    mut d: Draft,
+    at: i64,
+) -> Result<EventRecord, Error> {
+    let id = EventId::new();
+    d.data.event_id = *id.as_uuid();
+    d.data.sequence = seq;
+    let aad = event_aad(id, rec.id, seq);
+    Ok(EventRecord {
+        id,
+        wallet: rec.id,
+        seq,
+        kind: d.kind,
+        at,
+        data: keys.seal(rec.id, rec.dek_version, &aad, &d.data.to_bytes())?,
+    })
+}
+
+fn drafts_of(
+    keys: &DataKeys,
+    locked: &Locked<'_>,
+    changes: &Changes,
+    rec: &WalletRecord,
+) -> Result<Vec<Draft>, Error> {
+    let mut drafts = Vec::new();
+    for change in &changes.holds {
+        let Some(h) = rec
+            .holds
+            .iter()
+            .chain(locked.hold)
+            .find(|h| h.id == change.id && h.wallet == rec.id)
+        else {
+            continue;
+        };
+        let kind = match change.status {
+            HoldStatus::Captured => EventKind::HoldCaptured,
+            HoldStatus::Voided => EventKind::HoldVoided,
+            HoldStatus::Expired => EventKind::HoldExpired,
+            HoldStatus::Active => continue,
+        };
+        let mut data = blank(rec);
+        data.hold_id = Some(*h.id.as_uuid());
+        data.amount_minor = Some(open_hold(keys, h)?.money.amount.minor());
+        data.transaction_id = change.capture.map(|t| *t.as_uuid());
+        data.counterparty_wallet_id = h.to_wallet.map(|w| *w.as_uuid());
+        drafts.push(Draft { kind, data });
+    }
+    if let Some(h) = changes.new_hold.as_ref().filter(|h| h.wallet == rec.id) {
+        let mut data = blank(rec);
+        data.hold_id = Some(*h.id.as_uuid());
+        data.amount_minor = Some(open_hold(keys, h)?.money.amount.minor());
+        data.counterparty_wallet_id = h.to_wallet.map(|w| *w.as_uuid());
+        data.expires_at_micros = Some(h.expires_at);
+        let kind = EventKind::HoldCreated;
+        drafts.push(Draft { kind, data });
+    }
+    for t in &changes.transactions {
+        for p in t.postings.iter().filter(|p| p.wallet == Some(rec.id)) {
+            let aad = posting_aad(t.id, p.line, Account::Wallet(rec.id));
+            let mut data = blank(rec);
+            data.transaction_id = Some(*t.id.as_uuid());
+            data.transaction_kind = Some(t.kind.as_str().to_owned());
+            data.amount_minor = Some(keys.open_i64(rec.id, &aad, &p.amount, "posting")?);
+            let other = if t.from_wallet == Some(rec.id) {
+                t.to_wallet
+            } else {
+                t.from_wallet
+            };
+            data.counterparty_wallet_id = other.map(|w| *w.as_uuid());
+            data.reverses = t.reverses.map(|r| *r.as_uuid());
+            data.hold_id = t.hold.map(|h| *h.as_uuid());
+            let kind = EventKind::TransactionPosted;
+            drafts.push(Draft { kind, data });
+        }
+    }
+    if let Some(change) = changes.wallets.iter().find(|c| c.id == rec.id) {
+        let kind = match (rec.status, change.status) {
+            (a, b) if a == b => None,
+            (_, WalletStatus::Frozen) => Some(EventKind::WalletFrozen),
+            (_, WalletStatus::Closed) => Some(EventKind::WalletClosed),
+            (_, WalletStatus::Active) => Some(EventKind::WalletUnfrozen),
+        };
+        drafts.extend(kind.map(|kind| Draft {
+            kind,
+            data: blank(rec),
+        }));
+        if rec.failed_pins < PIN_LOCK_THRESHOLD && change.failed_pins >= PIN_LOCK_THRESHOLD {
+            let kind = EventKind::PinLocked;
+            drafts.push(Draft {
+                kind,
+                data: blank(rec),
+            });
+        }
+    }
+    Ok(drafts)
+}
+
+/// The wallet's posted and available balances once `changes` are written: its new balance (or
+/// the locked one), less the holds still live at `now` that `changes` leave active, less a hold
+/// it places.
+fn balances_after(
+    keys: &DataKeys,
+    rec: &WalletRecord,
+    changes: &Changes,
+    now: i64,
+) -> Result<(i64, i64), Error> {
+    let balance = match changes.wallets.iter().find(|c| c.id == rec.id) {
+        Some(c) => keys.open_i64(
+            rec.id,
+            &balance_aad(rec.id, rec.version + 1),
+            &c.balance,
+            "balance",
+        )?,
+        None => keys.open_i64(
+            rec.id,
+            &balance_aad(rec.id, rec.version),
+            &rec.balance,
+            "balance",
+        )?,
+    };
+    let mut held = 0i64;
+    let live = rec
+        .holds
+        .iter()
+        .chain(changes.new_hold.as_ref())
+        .filter(|h| h.wallet == rec.id && h.expires_at > now)
+        .filter(|h| !changes.holds.iter().any(|c| c.id == h.id));
+    for h in live {
+        held = held.saturating_add(open_hold(keys, h)?.money.amount.minor());
+    }
+    Ok((balance, balance.saturating_sub(held)))
+}

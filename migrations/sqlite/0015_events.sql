@@ -1,0 +1,16 @@
+-- The transactional outbox: an event per state change a client cares about, about one wallet,
+-- written in the database transaction of the change. Its number in the wallet's own gap-free
+-- sequence is `seq`; `wallets.event_seq` is the wallet's last one, taken under the wallet's row
+-- lock. The payload (amounts, balances) is sealed under the wallet's data key, bound to id,
+-- wallet and number; the kind and time are in the clear to route and order it.
+-- Existing wallets start at 0: their first event is number 1 (they have no `wallet.opened`).
+ALTER TABLE wallets ADD COLUMN event_seq INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE events (
+    id BLOB PRIMARY KEY,
+    wallet_id BLOB NOT NULL REFERENCES wallets (id),
+    seq INTEGER NOT NULL CHECK (seq > 0),
+    kind TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    UNIQUE (wallet_id, seq)
+);
