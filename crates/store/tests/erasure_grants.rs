@@ -1,6 +1,7 @@
 //! Erasure on Postgres, as the application role: key rows go only through the erasure functions,
 //! which refuse what their preconditions exclude; an erasure is announced on the revocation
-//! feed, so every process forgets the erased wallets' keys.
+//! feed, so every process forgets the erased wallets' keys. The outbox is append-only for the
+//! same role.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -113,4 +114,38 @@ async fn key_rows_go_only_through_the_functions_and_the_feed_tells_every_process
         .await
         .unwrap();
     assert_eq!(keys, 0);
+}
+
+#[tokio::test]
+async fn the_application_role_appends_events_and_never_rewrites_them() {
+    let owner = testing::pg_pool().await;
+    let app = testing::pg_app_pool(&owner).await;
+    let ledger = ledger_on(&app).await;
+    let pin = parse_pin("493817").unwrap();
+    let usd = Currency::parse("USD").unwrap();
+    let w = ledger
+        .open_wallet(UserId::new(), usd, &pin)
+        .await
+        .unwrap()
+        .id;
+    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE wallet_id = $1")
+        .bind(w.as_uuid())
+        .fetch_one(&app)
+        .await
+        .unwrap();
+    assert_eq!(
+        written, 1,
+        "opening the wallet, as the application role, wrote its event"
+    );
+    for sql in [
+        format!("UPDATE events SET kind = 'wallet.closed' WHERE wallet_id = '{w}'"),
+        format!("DELETE FROM events WHERE wallet_id = '{w}'"),
+        "TRUNCATE events".to_owned(),
+    ] {
+        assert_eq!(
+            refused(&app, &sql).await,
+            "42501",
+            "{sql}: insufficient privilege"
+        );
+    }
 }

@@ -215,3 +215,42 @@ fn balances_after(
     }
     Ok((balance, balance.saturating_sub(held)))
 }
+
+/// Opens an event's payload with its wallet's data keys, checking that it is the one its row
+/// names.
+///
+/// # Errors
+/// [`Error::Corrupt`] when it does not open or names another event; a key its wallet got since
+/// `keys` were unwrapped, as [`DataKeys::open`].
+pub fn open_event(keys: &DataKeys, e: &EventRecord) -> Result<EventData, Error> {
+    let plain = keys.open(
+        e.wallet,
+        &event_aad(e.id, e.wallet, e.seq),
+        &e.data,
+        "event",
+    )?;
+    let corrupt = |why: String| Error::Corrupt(format!("event {}: {why}", e.id).into());
+    let data = EventData::from_bytes(plain.expose_secret()).map_err(corrupt)?;
+    if (data.event_id, data.wallet_id, data.sequence)
+        != (*e.id.as_uuid(), *e.wallet.as_uuid(), e.seq)
+    {
+        return Err(corrupt("its payload names another event".into()));
+    }
+    Ok(data)
+}
+
+impl super::Ledger {
+    /// An event's payload, opened under its wallet's data key.
+    ///
+    /// # Errors
+    /// [`LedgerError::Erased`](crate::LedgerError::Erased) when its wallet's keys were
+    /// destroyed (the event can no longer be read: it is erased with them); as [`open_event`];
+    /// storage and keys.
+    pub async fn event_data(&self, e: &EventRecord) -> Result<EventData, Error> {
+        let (loaded, keys) = self.load(&[e.wallet]).await?;
+        if loaded.iter().any(|w| w.record.erased_at.is_some()) {
+            return Err(crate::LedgerError::Erased.into());
+        }
+        open_event(&keys, e)
+    }
+}

@@ -48,6 +48,7 @@ mod data_key;
 mod draft;
 mod erasure;
 mod events;
+pub use events::open_event;
 mod holds;
 mod limits;
 mod money;

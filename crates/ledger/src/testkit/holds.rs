@@ -15,7 +15,7 @@ use crate::{Caller, Error, HoldStatus, Ledger, LedgerError, TransactionKind, Use
 const T0: u64 = 1_800_000_000;
 
 /// A ledger on a clock the case moves.
-async fn clocked(backend: &dyn Backend) -> (Client, Arc<ManualClock>) {
+pub(super) async fn clocked(backend: &dyn Backend) -> (Client, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::at_unix_secs(T0));
     let (store, audit) = backend.open(backend.keys()).await;
     let l = Client::new(

@@ -29,6 +29,7 @@ use crate::{
 
 mod client;
 mod erased;
+mod events;
 mod holds;
 mod integrity;
 mod limits;
@@ -39,6 +40,7 @@ mod window;
 
 pub use client::{Client, MoneyRequest};
 pub use erased::*;
+pub use events::*;
 pub use holds::*;
 pub use integrity::*;
 pub use limits::*;
@@ -102,6 +104,9 @@ macro_rules! ledger_store_contract_tests {
             holds_count_against_limits_until_resolved,
             concurrent_money_out_never_passes_a_limit,
             concurrent_holds_and_limits_keep_the_books,
+            every_change_writes_one_event_per_wallet_in_order,
+            each_wallets_events_are_numbered_without_gaps_under_concurrency,
+            expiries_and_erasures_have_their_events,
             raw_tables_hold_no_plaintext,
             verify_reports_tampering_with_wallet_and_transaction,
             verify_reports_progress_and_resumes,
