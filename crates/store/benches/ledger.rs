@@ -9,7 +9,11 @@
 //!    CPU each side's transactions cost the service process and the Postgres server is read
 //!    from /proc, since on a 2-core machine CPU is what bounds both.
 //!    In the same rounds, held transfers placed and then captured in full by their payee, pairs
-//!    per second: what a hold and its capture cost beside one transfer.
+//!    per second: what a hold and its capture cost beside one transfer; and transfers on the
+//!    same wallets written without their outbox events (the store decorator
+//!    `coffer_ledger::testkit::Watched::without_events` drops them before the write, so the
+//!    events are still built and sealed, but no row is inserted): the outbox's cost, as the
+//!    ratio of the medians.
 //! 2. PIN verifications per second at the default KDF cost (600,000 PBKDF2 iterations), cache
 //!    off, as many in flight as the verifier allows (2).
 //!
@@ -31,6 +35,7 @@ use coffer_keys::KeyProvider;
 use coffer_keys::cache::{CacheConfig, CachingKeyProvider};
 use coffer_keys_local::{LocalKeyProvider, LocalKeySource, generate_inline_key};
 use coffer_ledger::pin::{PinVerifier, PinVerifierConfig};
+use coffer_ledger::testkit::Watched;
 use coffer_ledger::{
     Caller, Currency, IdempotencyKey, Ledger, LedgerConfig, MoneyRequest, Pin, StepUp, UserId,
     WalletId, parse_pin,
@@ -45,6 +50,8 @@ const PIN: &str = "582914";
 
 struct Setup {
     ledger: Arc<Ledger>,
+    /// The same store and keys, writing no outbox event.
+    bare: Arc<Ledger>,
     wallets: Arc<Vec<(UserId, WalletId)>>,
 }
 
@@ -63,15 +70,17 @@ async fn setup(wallets: usize, kdf_iterations: u32) -> Setup {
         AlertConfig::default(),
         EntityId::parse("bench").unwrap(),
     ));
-    let ledger = Arc::new(Ledger::new(
-        store,
-        keys,
-        observed,
-        LedgerConfig {
-            kdf_iterations,
-            ..LedgerConfig::default()
-        },
+    let config = LedgerConfig {
+        kdf_iterations,
+        ..LedgerConfig::default()
+    };
+    let bare = Arc::new(Ledger::new(
+        Arc::new(Watched::without_events(store.clone())),
+        keys.clone(),
+        observed.clone(),
+        config.clone(),
     ));
+    let ledger = Arc::new(Ledger::new(store, keys, observed, config));
     let mut made = Vec::new();
     for _ in 0..wallets {
         let owner = UserId::new();
@@ -84,21 +93,23 @@ async fn setup(wallets: usize, kdf_iterations: u32) -> Setup {
             .deposit(owner, w, &request(1_000_000_000, &format!("seed-{w}")))
             .await
             .unwrap();
-        // Warms the PIN cache: the KDF runs once per wallet, here.
-        ledger
-            .withdraw(
+        // Warms the PIN caches: the KDF runs once per wallet and ledger, here.
+        for (l, name) in [(&ledger, "warm"), (&bare, "warm-bare")] {
+            l.withdraw(
                 owner,
                 w,
                 &pin(),
-                &request(1, &format!("warm-{w}")),
+                &request(1, &format!("{name}-{w}")),
                 StepUp::default(),
             )
             .await
             .unwrap();
+        }
         made.push((owner, w));
     }
     Setup {
         ledger,
+        bare,
         wallets: Arc::new(made),
     }
 }
@@ -123,6 +134,8 @@ struct Run {
 enum Op {
     /// One transfer.
     Transfer,
+    /// One transfer, written without its outbox events.
+    BareTransfer,
     /// A held transfer placed, then captured in full by its payee.
     HoldAndCapture,
 }
@@ -131,7 +144,11 @@ async fn measure(s: &Setup, op: Op, duration: Duration, round: usize) -> Run {
     let start = Instant::now();
     let tasks: Vec<_> = (0..TASKS)
         .map(|task| {
-            let (ledger, wallets) = (s.ledger.clone(), s.wallets.clone());
+            let ledger = match op {
+                Op::BareTransfer => s.bare.clone(),
+                Op::Transfer | Op::HoldAndCapture => s.ledger.clone(),
+            };
+            let wallets = s.wallets.clone();
             tokio::spawn(async move {
                 let mut rng: rand::rngs::StdRng = rand::make_rng();
                 let mut latencies = Vec::new();
@@ -145,7 +162,7 @@ async fn measure(s: &Setup, op: Op, duration: Duration, round: usize) -> Run {
                     let key = format!("r{round}-t{task}-{i}");
                     let began = Instant::now();
                     match op {
-                        Op::Transfer => {
+                        Op::Transfer | Op::BareTransfer => {
                             ledger
                                 .transfer(
                                     owner,
@@ -250,7 +267,7 @@ fn main() {
     let (full, rt) = coffer_macros::bench_start!("ledger");
     rt.block_on(async {
         let (wallets, kdf, seconds, rounds) = if full {
-            (64, coffer_crypto::pin::DEFAULT_ITERATIONS, 20, 2)
+            (64, coffer_crypto::pin::DEFAULT_ITERATIONS, 20, 3)
         } else {
             (4, coffer_crypto::pin::MIN_ITERATIONS, 1, 1)
         };
@@ -266,6 +283,7 @@ fn main() {
         println!("ledger: {wallets} wallets, {TASKS} tasks; pgbench: tpcb-like, -c 16 -j 2 -M prepared");
         let mut ours = Vec::new();
         let mut pairs = Vec::new();
+        let mut bare = Vec::new();
         let mut theirs: Vec<Vec<f64>> = vec![Vec::new(); scales.len()];
         for round in 0..rounds {
             let (own0, server0) = testing::cpu_seconds();
@@ -282,6 +300,14 @@ fn main() {
                 (server1 - server0) / n * 1e6,
             );
             ours.push(run.tps);
+            let run = measure(&setup, Op::BareTransfer, Duration::from_secs(seconds), round).await;
+            println!(
+                "round {round}: transfers, no events {:>8.1}/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
+                run.tps,
+                run.p50.as_secs_f64() * 1e3,
+                run.p99.as_secs_f64() * 1e3,
+            );
+            bare.push(run.tps);
             let (own0, server0) = testing::cpu_seconds();
             let held = measure(&setup, Op::HoldAndCapture, Duration::from_secs(seconds), round).await;
             let (own1, server1) = testing::cpu_seconds();
@@ -320,6 +346,18 @@ fn main() {
                 mean(tps)
             );
         }
+        let median = |v: &[f64]| {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        println!(
+            "outbox: a transfer with its events takes {:.3}x the time of one without \
+             (medians {:.1} vs {:.1} transfers/s)",
+            median(&bare) / median(&ours),
+            median(&ours),
+            median(&bare)
+        );
         println!(
             "hold + capture / transfer: {:.2}x the time ({:.1} pairs vs {:.1} transfers/s)",
             mean(&ours) / mean(&pairs),

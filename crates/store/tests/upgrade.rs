@@ -14,8 +14,8 @@ use coffer_keys::KeyProvider;
 use coffer_keys_local::{LocalKeyProvider, LocalKeySource};
 use coffer_ledger::verify::VerifyOptions;
 use coffer_ledger::{
-    Caller, Currency, Error, Ledger, LedgerError, LedgerStore, MoneyRequest, StepUp, Unclaimed,
-    UserId, WalletId, parse_pin,
+    Caller, Currency, Error, EventKind, Ledger, LedgerError, LedgerStore, MoneyRequest, StepUp,
+    Unclaimed, UserId, WalletId, parse_pin,
 };
 use coffer_secrets::{SecretStore, SecretsManager};
 use coffer_store::audit::{PgAuditLog, SqliteAuditLog};
@@ -140,6 +140,18 @@ async fn the_old_books_work(
     ));
     let w = ledger.wallet(Caller::User(alice), from).await.unwrap();
     assert_eq!(w.balance.minor(), 420_000);
+    // A wallet from before the outbox numbers its events from 1 (it has no `wallet.opened`).
+    let events = ledger.store().events_after(None, 100).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let data = ledger.event_data(&events[0]).await.unwrap();
+    assert_eq!(
+        (events[0].wallet, events[0].seq, events[0].kind),
+        (from, 1, EventKind::TransactionPosted)
+    );
+    assert_eq!(
+        (data.amount_minor, data.balance_minor),
+        (Some(-30_000), 420_000)
+    );
 
     let treasury = UserId::new();
     let unclaimed = ledger

@@ -43,6 +43,7 @@ pub async fn money_moves_by_double_entry_and_keys_are_never_fetched_under_lock(
         inner: store,
         in_apply,
         fail_on: None,
+        without_events: false,
     });
     let l = Client::new(Ledger::new(
         store,

@@ -237,6 +237,7 @@ pub async fn a_wrong_pin_is_counted_with_its_audit_record(backend: &dyn Backend)
             inner: store,
             in_apply: Arc::new(AtomicBool::new(false)),
             fail_on: Some(Action::WalletPinFailed),
+            without_events: false,
         }),
         backend.keys(),
         observed(audit),
