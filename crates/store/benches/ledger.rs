@@ -130,7 +130,7 @@ struct Run {
 }
 
 /// What each step of a run does.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Op {
     /// One transfer.
     Transfer,
@@ -159,7 +159,7 @@ async fn measure(s: &Setup, op: Op, duration: Duration, round: usize) -> Run {
                     if from == to {
                         continue;
                     }
-                    let key = format!("r{round}-t{task}-{i}");
+                    let key = format!("r{round}-{op:?}-t{task}-{i}");
                     let began = Instant::now();
                     match op {
                         Op::Transfer | Op::BareTransfer => {
