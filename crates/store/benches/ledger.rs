@@ -9,11 +9,11 @@
 //!    CPU each side's transactions cost the service process and the Postgres server is read
 //!    from /proc, since on a 2-core machine CPU is what bounds both.
 //!    In the same rounds, held transfers placed and then captured in full by their payee, pairs
-//!    per second: what a hold and its capture cost beside one transfer; and transfers on the
+//!    per second: what a hold and its capture cost beside one transfer; and both again on the
 //!    same wallets written without their outbox events (the store decorator
 //!    `coffer_ledger::testkit::Watched::without_events` drops them before the write, so the
-//!    events are still built and sealed, but no row is inserted): the outbox's cost, as the
-//!    ratio of the medians.
+//!    events are still built and sealed, but no row is inserted), which of the two runs first
+//!    alternating by round: the outbox's cost, as the ratio of the medians.
 //! 2. PIN verifications per second at the default KDF cost (600,000 PBKDF2 iterations), cache
 //!    off, as many in flight as the verifier allows (2).
 //!
@@ -138,6 +138,19 @@ enum Op {
     BareTransfer,
     /// A held transfer placed, then captured in full by its payee.
     HoldAndCapture,
+    /// The same, written without outbox events.
+    BareHoldAndCapture,
+}
+
+impl Op {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Transfer => "ledger transfers",
+            Self::BareTransfer => "transfers, no events",
+            Self::HoldAndCapture => "hold + capture pairs",
+            Self::BareHoldAndCapture => "hold + capture pairs, no events",
+        }
+    }
 }
 
 async fn measure(s: &Setup, op: Op, duration: Duration, round: usize) -> Run {
@@ -145,7 +158,7 @@ async fn measure(s: &Setup, op: Op, duration: Duration, round: usize) -> Run {
     let tasks: Vec<_> = (0..TASKS)
         .map(|task| {
             let ledger = match op {
-                Op::BareTransfer => s.bare.clone(),
+                Op::BareTransfer | Op::BareHoldAndCapture => s.bare.clone(),
                 Op::Transfer | Op::HoldAndCapture => s.ledger.clone(),
             };
             let wallets = s.wallets.clone();
@@ -175,7 +188,7 @@ async fn measure(s: &Setup, op: Op, duration: Duration, round: usize) -> Run {
                                 .await
                                 .unwrap();
                         }
-                        Op::HoldAndCapture => {
+                        Op::HoldAndCapture | Op::BareHoldAndCapture => {
                             let hold = ledger
                                 .place_hold(
                                     owner,
@@ -281,47 +294,32 @@ fn main() {
         }
         let setup = setup(wallets, kdf).await;
         println!("ledger: {wallets} wallets, {TASKS} tasks; pgbench: tpcb-like, -c 16 -j 2 -M prepared");
-        let mut ours = Vec::new();
-        let mut pairs = Vec::new();
-        let mut bare = Vec::new();
         let mut theirs: Vec<Vec<f64>> = vec![Vec::new(); scales.len()];
+        // Per op, its rate in each round; with and without events alternate which runs first.
+        let mut rates: [Vec<f64>; 4] = Default::default();
         for round in 0..rounds {
-            let (own0, server0) = testing::cpu_seconds();
-            let run = measure(&setup, Op::Transfer, Duration::from_secs(seconds), round).await;
-            let (own1, server1) = testing::cpu_seconds();
-            let n = run.tps * seconds as f64;
-            println!(
-                "round {round}: ledger transfers      {:>8.1}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  \
-                 CPU per transfer: service {:>5.0} µs, Postgres {:>5.0} µs",
-                run.tps,
-                run.p50.as_secs_f64() * 1e3,
-                run.p99.as_secs_f64() * 1e3,
-                (own1 - own0) / n * 1e6,
-                (server1 - server0) / n * 1e6,
-            );
-            ours.push(run.tps);
-            let run = measure(&setup, Op::BareTransfer, Duration::from_secs(seconds), round).await;
-            println!(
-                "round {round}: transfers, no events {:>8.1}/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
-                run.tps,
-                run.p50.as_secs_f64() * 1e3,
-                run.p99.as_secs_f64() * 1e3,
-            );
-            bare.push(run.tps);
-            let (own0, server0) = testing::cpu_seconds();
-            let held = measure(&setup, Op::HoldAndCapture, Duration::from_secs(seconds), round).await;
-            let (own1, server1) = testing::cpu_seconds();
-            let n = held.tps * seconds as f64;
-            println!(
-                "round {round}: hold + capture pairs  {:>8.1}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  \
-                 CPU per pair: service {:>5.0} µs, Postgres {:>5.0} µs",
-                held.tps,
-                held.p50.as_secs_f64() * 1e3,
-                held.p99.as_secs_f64() * 1e3,
-                (own1 - own0) / n * 1e6,
-                (server1 - server0) / n * 1e6,
-            );
-            pairs.push(held.tps);
+            let order = if round % 2 == 0 {
+                [Op::Transfer, Op::BareTransfer, Op::HoldAndCapture, Op::BareHoldAndCapture]
+            } else {
+                [Op::BareTransfer, Op::Transfer, Op::BareHoldAndCapture, Op::HoldAndCapture]
+            };
+            for op in order {
+                let (own0, server0) = testing::cpu_seconds();
+                let run = measure(&setup, op, Duration::from_secs(seconds), round).await;
+                let (own1, server1) = testing::cpu_seconds();
+                let n = run.tps * seconds as f64;
+                println!(
+                    "round {round}: {:<32} {:>8.1}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  \
+                     CPU each: service {:>5.0} µs, Postgres {:>5.0} µs",
+                    op.label(),
+                    run.tps,
+                    run.p50.as_secs_f64() * 1e3,
+                    run.p99.as_secs_f64() * 1e3,
+                    (own1 - own0) / n * 1e6,
+                    (server1 - server0) / n * 1e6,
+                );
+                rates[op as usize].push(run.tps);
+            }
             for (i, (scale, url)) in scales.iter().enumerate() {
                 let (_, server0) = testing::cpu_seconds();
                 let pg = testing::pgbench_tpcb(url, seconds);
@@ -338,31 +336,34 @@ fn main() {
             }
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-        for ((scale, _), tps) in scales.iter().zip(&theirs) {
-            println!(
-                "ledger / pgbench scale {scale}: {:.2}x ({:.1} vs {:.1} transactions/s)",
-                mean(&ours) / mean(tps),
-                mean(&ours),
-                mean(tps)
-            );
-        }
         let median = |v: &[f64]| {
             let mut v = v.to_vec();
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
-        println!(
-            "outbox: a transfer with its events takes {:.3}x the time of one without \
-             (medians {:.1} vs {:.1} transfers/s)",
-            median(&bare) / median(&ours),
-            median(&ours),
-            median(&bare)
-        );
+        let [ours, bare, pairs, bare_pairs] = &rates;
+        for ((scale, _), tps) in scales.iter().zip(&theirs) {
+            println!(
+                "ledger / pgbench scale {scale}: {:.2}x ({:.1} vs {:.1} transactions/s)",
+                mean(ours) / mean(tps),
+                mean(ours),
+                mean(tps)
+            );
+        }
+        for (what, with, without) in [("transfer", ours, bare), ("hold + capture", pairs, bare_pairs)] {
+            println!(
+                "outbox: a {what} with its events takes {:.3}x the time of one without \
+                 (medians {:.1} vs {:.1}/s)",
+                median(without) / median(with),
+                median(with),
+                median(without)
+            );
+        }
         println!(
             "hold + capture / transfer: {:.2}x the time ({:.1} pairs vs {:.1} transfers/s)",
-            mean(&ours) / mean(&pairs),
-            mean(&pairs),
-            mean(&ours)
+            mean(ours) / mean(pairs),
+            mean(pairs),
+            mean(ours)
         );
         let report = setup
             .ledger
