@@ -516,6 +516,9 @@ pub trait LedgerStore: Send + Sync + fmt::Debug {
         limit: u32,
     ) -> Result<Vec<EventRecord>, Error>;
 
+    /// A wallet's events, in number order (verification).
+    async fn events_of(&self, wallet: WalletId) -> Result<Vec<EventRecord>, Error>;
+
     /// Transactions with ids after `after`, in id order (verification, the memo backfill).
     async fn transactions_after(
         &self,

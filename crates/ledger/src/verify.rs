@@ -102,6 +102,9 @@ pub enum Problem {
     /// The wallet's live holds reserve more than its balance: its available balance is
     /// negative.
     AvailableNegative,
+    /// The wallet's events are not numbered one after another up to its last number (one
+    /// missing, or its number taken twice).
+    EventGap,
     /// The audit log does not verify (its own report has the details).
     AuditChain(String),
 }
@@ -389,6 +392,28 @@ impl Ledger {
         }
         if computed != i128::from(stored) || stored < 0 {
             findings.push(finding(Some(rec.id), None, Problem::BalanceMismatch));
+        }
+        // Its events up to the row read (one written since has a higher number): each opens as
+        // itself, and they are numbered one after another up to the row's last.
+        let mut next = None;
+        for e in self.store().events_of(rec.id).await? {
+            if e.seq > rec.event_seq {
+                break;
+            }
+            if next.is_some_and(|n| n != e.seq) {
+                findings.push(finding(Some(rec.id), None, Problem::EventGap));
+            }
+            next = Some(e.seq + 1);
+            if let Err(err) = crate::service::open_event(keys, &e) {
+                findings.push(finding(
+                    Some(rec.id),
+                    None,
+                    Problem::Unreadable(err.to_string()),
+                ));
+            }
+        }
+        if next.is_some_and(|n| n != rec.event_seq + 1) {
+            findings.push(finding(Some(rec.id), None, Problem::EventGap));
         }
         // Its live holds, read after the row: a hold placed since left the balance as read
         // enough for it, and money that left since only makes the balance read larger, so on a

@@ -9,7 +9,8 @@
 //! wallet's own gap-free sequence ([`EventData::sequence`], from 1), which a consumer uses to
 //! order a wallet's events and to notice one it has not seen. Events of one operation on one
 //! wallet are numbered in the order listed by [`EventKind`]: holds resolved, then a hold placed,
-//! then postings, then status changes.
+//! then postings, then status changes. A refusal writes no event, but for a spending limit's
+//! (`limit.exceeded`, written with the refusal's audit record).
 //!
 //! The payload names ids, kinds, amounts (minor units) and the currency, never a memo, a PIN,
 //! key material or anything about the owner beyond their user id.
@@ -48,11 +49,13 @@ pub enum EventKind {
     WalletClosed,
     /// Wrong PINs locked the wallet's money-out until an administrator unlocks it.
     PinLocked,
+    /// A withdrawal, transfer or hold was refused by one of the wallet's spending limits.
+    LimitExceeded,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::HoldCaptured,
         Self::HoldVoided,
         Self::HoldExpired,
@@ -63,6 +66,7 @@ impl EventKind {
         Self::WalletUnfrozen,
         Self::WalletClosed,
         Self::PinLocked,
+        Self::LimitExceeded,
     ];
 
     /// The name consumers see (the webhook body's `type`) and the store keeps.
@@ -79,6 +83,7 @@ impl EventKind {
             Self::WalletUnfrozen => "wallet.unfrozen",
             Self::WalletClosed => "wallet.closed",
             Self::PinLocked => "wallet.pin_locked",
+            Self::LimitExceeded => "limit.exceeded",
         }
     }
 
@@ -129,6 +134,18 @@ pub struct EventData {
     /// A new hold's expiry, microseconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_micros: Option<i64>,
+    /// What a limit refused (`limit.exceeded`): `withdrawal`, `transfer` or `hold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// The limit that refused it: its kind (`withdrawal`, `transfer`, `hold`)…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_kind: Option<String>,
+    /// …its window (`per_transaction`, `rolling_24h`, `rolling_7d`, `rolling_30d`)…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_window: Option<String>,
+    /// …and what one operation may still send under it, in minor units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_minor: Option<i64>,
     /// The posted balance after the operation, in minor units.
     pub balance_minor: i64,
     /// The available balance after the operation (posted less live holds).
@@ -180,6 +197,10 @@ mod tests {
             counterparty_wallet_id: None,
             reverses: None,
             expires_at_micros: None,
+            operation: None,
+            limit_kind: None,
+            limit_window: None,
+            remaining_minor: None,
             balance_minor: 1_000,
             available_balance_minor: 800,
         };

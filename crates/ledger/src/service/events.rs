@@ -9,7 +9,9 @@
 //! is sealed under the wallet's current data key, bound to id, wallet and number.
 
 use crate::domain::events::{EventData, EventId, EventKind};
-use crate::domain::{Account, HoldStatus, PIN_LOCK_THRESHOLD, WalletStatus};
+use crate::domain::{
+    Account, HoldStatus, LimitKind, LimitWindow, PIN_LOCK_THRESHOLD, WalletStatus,
+};
 use crate::error::Error;
 use crate::port::{Changes, EventRecord, Locked, WalletRecord};
 use crate::sealing::{DataKeys, balance_aad, event_aad, posting_aad};
@@ -37,13 +39,17 @@ fn blank(rec: &WalletRecord) -> EventData {
         counterparty_wallet_id: None,
         reverses: None,
         expires_at_micros: None,
+        operation: None,
+        limit_kind: None,
+        limit_window: None,
+        remaining_minor: None,
         balance_minor: 0,
         available_balance_minor: 0,
     }
 }
 
 /// The events `changes` mean for the `locked` wallets (lapsed holds still among their holds),
-/// written at `now`.
+/// written at `now`, numbered after those already in `changes`.
 pub(super) fn events(
     keys: &DataKeys,
     locked: &Locked<'_>,
@@ -57,6 +63,9 @@ pub(super) fn events(
             continue;
         }
         let (balance, available) = balances_after(keys, rec, changes, now)?;
+        // After any event `decide` wrote itself (a limit's refusal).
+        let before = changes.events.iter().filter(|e| e.wallet == rec.id).count();
+        let base = rec.event_seq + i64::try_from(before).unwrap_or(i64::MAX);
         let status = changes
             .wallets
             .iter()
@@ -66,7 +75,7 @@ pub(super) fn events(
             d.data.status = status.as_str().to_owned();
             d.data.balance_minor = balance;
             d.data.available_balance_minor = available;
-            out.push(seal(keys, rec, rec.event_seq + n, d, now)?);
+            out.push(seal(keys, rec, base + n, d, now)?);
         }
     }
     Ok(out)
@@ -78,6 +87,27 @@ pub(super) fn opened(keys: &DataKeys, rec: &WalletRecord) -> Result<EventRecord,
     data.owner_id = Some(*rec.owner.as_uuid());
     let kind = EventKind::WalletOpened;
     seal(keys, rec, 1, Draft { kind, data }, rec.created_at)
+}
+
+/// A spending limit's refusal of `operation` on the locked `rec`, at `now`: its next number.
+pub(super) fn limit_exceeded(
+    keys: &DataKeys,
+    rec: &WalletRecord,
+    now: i64,
+    operation: &str,
+    refusal: (LimitKind, LimitWindow, i64),
+) -> Result<EventRecord, Error> {
+    let (balance, available) = super::support::balances(keys, rec, now)?;
+    let (kind, window, remaining) = refusal;
+    let mut data = blank(rec);
+    data.operation = Some(operation.to_owned());
+    data.limit_kind = Some(kind.as_str().to_owned());
+    data.limit_window = Some(window.as_str().to_owned());
+    data.remaining_minor = Some(remaining);
+    data.balance_minor = balance.minor();
+    data.available_balance_minor = available.minor();
+    let kind = EventKind::LimitExceeded;
+    seal(keys, rec, rec.event_seq + 1, Draft { kind, data }, now)
 }
 
 fn seal(

@@ -8,13 +8,14 @@
 //! money check them under the wallet's lock with the balance (`Ledger::check_limits`): a
 //! withdrawal or a transfer charges its kind; placing a hold charges nothing but counts, while
 //! the hold is live, against the hold limit and its kind's; a capture charges what it captured at
-//! the placement.
+//! the placement. A limit's refusal is recorded with its `limit.exceeded` event
+//! (`Ledger::record_limit_refusal`).
 
 use std::sync::{Mutex, PoisonError};
 
 use coffer_audit::{Action, AuditEvent, Outcome, Subject};
 
-use crate::domain::limits::{self, LimitKind, LimitSet, LimitStatus};
+use crate::domain::limits::{self, LimitKind, LimitSet, LimitStatus, LimitWindow};
 use crate::domain::{Spending, UserId, WalletId, WalletStatus};
 use crate::error::Error;
 use crate::money::{Amount, Currency};
@@ -22,7 +23,7 @@ use crate::port::{Changes, Locked, WalletRecord};
 use crate::sealing::DataKeys;
 
 use super::support::{again_if_changed, entity, reserved, rewrite, seal_spending, spending, state};
-use super::{Caller, Ledger};
+use super::{Caller, Ledger, events};
 
 /// A wallet's limits and where each stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +47,35 @@ impl Ledger {
             .as_ref()
             .or_else(|| self.config.limits.get(&currency))
             .unwrap_or(&NONE)
+    }
+
+    /// Writes a limit's refusal of `action` on `wallet`: its audit record `refused` and its
+    /// `limit.exceeded` event, in one transaction under the wallet's lock.
+    pub(super) async fn record_limit_refusal(
+        &self,
+        wallet: WalletId,
+        action: Action,
+        refusal: (LimitKind, LimitWindow, i64),
+        refused: &AuditEvent,
+    ) -> Result<(), Error> {
+        let operation = match action {
+            Action::HoldCreated => "hold",
+            Action::TransactionTransfer => "transfer",
+            _ => "withdrawal",
+        };
+        let (_, keys) = self.load(&[wallet]).await?;
+        let now = self.now_micros();
+        let decide = |locked: &Locked<'_>| {
+            let rec = locked.wallet(wallet)?;
+            Ok(Changes {
+                audit: vec![refused.clone()],
+                events: vec![events::limit_exceeded(&keys, rec, now, operation, refusal)?],
+                ..Changes::default()
+            })
+        };
+        let applied = self.on_wallet(wallet, &keys, &decide).await?;
+        self.observe(&applied).await;
+        Ok(())
     }
 
     /// Checks money-out of `amount` from the locked `rec` at `now` against its limits, counted

@@ -324,7 +324,8 @@ impl Ledger {
                     .audit
                     .push(hold_event(expiry(), Action::HoldExpired, h, now));
             }
-            changes.events = events::events(keys, locked, &changes, now)?;
+            let derived = events::events(keys, locked, &changes, now)?;
+            changes.events.extend(derived);
             Ok(changes)
         };
         self.store

@@ -72,8 +72,9 @@ use super::views::{TransactionView, open_postings, transaction_view};
 use super::{Caller, Ledger, MoneyRequest, Unlocked};
 
 impl Ledger {
-    /// Records a refused money operation (feeds the `failed_transactions` alert). A failure to
-    /// record it is logged, not returned: the caller's answer is the refusal.
+    /// Records a refused money operation (feeds the `failed_transactions` alert); a spending
+    /// limit's refusal with its event, else only the audit record. A failure to record it is
+    /// logged, not returned: the caller's answer is the refusal.
     pub(super) async fn record_refusal(
         &self,
         caller: Caller,
@@ -94,6 +95,22 @@ impl Ledger {
         );
         let event = with(event, "reason", code(reason));
         let event = with(event, "operation", code(action.as_str()));
+        if let Error::Rejected(LedgerError::LimitExceeded {
+            kind,
+            window,
+            remaining,
+        }) = e
+        {
+            // With its `limit.exceeded` event, in one transaction.
+            let refusal = (*kind, *window, *remaining);
+            match self
+                .record_limit_refusal(wallet, action, refusal, &event)
+                .await
+            {
+                Ok(()) => return,
+                Err(err) => tracing::error!(error = %err, "could not record a limit's refusal"),
+            }
+        }
         if let Err(err) = coffer_audit::AuditLog::append(self.audit.as_ref(), &event).await {
             tracing::error!(error = %err, "could not record a refused transaction in the audit log");
         }

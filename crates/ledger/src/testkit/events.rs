@@ -9,9 +9,15 @@ use coffer_audit::{Actor, EntityId};
 use futures_util::future::join_all;
 
 use super::holds::clocked;
-use super::{Backend, Client, PIN, balance, funded, ledger, req};
+use super::pins::wallet_audit_actions;
+use super::{Backend, Client, PIN, assert_verifies, balance, funded, ledger, req};
+use crate::domain::limits::{Limit, LimitSet};
 use crate::port::EventRecord;
-use crate::{Caller, Error, EventData, EventKind, LedgerError, UserId, WalletId};
+use crate::verify::{Problem, VerifyOptions};
+use crate::{
+    Amount, Caller, Error, EventData, EventKind, LedgerError, LimitKind, LimitWindow, UserId,
+    WalletId,
+};
 
 /// Every event in the store, by wallet, in number order, each opened.
 async fn events_by_wallet(l: &Client) -> HashMap<WalletId, Vec<(EventRecord, EventData)>> {
@@ -160,6 +166,42 @@ pub async fn every_change_writes_one_event_per_wallet_in_order(backend: &dyn Bac
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), ea.len() + eb.len());
+
+    // Verification opens every event and checks the numbering: a renumbered event leaves a gap
+    // (and no longer opens, its number being bound), a payload copied from another event does
+    // not open.
+    assert_verifies(&l).await;
+    backend
+        .tamper("UPDATE events SET seq = seq + 100 WHERE kind = 'hold.created'")
+        .await;
+    backend
+        .tamper(
+            "UPDATE events SET data = (SELECT e2.data FROM events e2 \
+             WHERE e2.kind = 'wallet.opened' ORDER BY e2.id LIMIT 1) WHERE kind = 'wallet.frozen'",
+        )
+        .await;
+    let report = l.verify(VerifyOptions::default(), &|_| {}).await.unwrap();
+    let found = |w: WalletId, p: fn(&Problem) -> bool| {
+        report
+            .findings
+            .iter()
+            .any(|f| f.wallet == Some(w) && p(&f.problem))
+    };
+    assert!(
+        found(a, |p| *p == Problem::EventGap),
+        "{:?}",
+        report.findings
+    );
+    assert!(
+        found(b, |p| matches!(p, Problem::Unreadable(_))),
+        "{:?}",
+        report.findings
+    );
+    assert!(
+        !found(b, |p| *p == Problem::EventGap),
+        "{:?}",
+        report.findings
+    );
 }
 
 /// Transfers racing between a few wallets: each wallet's events are numbered 1…n without a
@@ -257,4 +299,64 @@ pub async fn expiries_and_erasures_have_their_events(backend: &dyn Backend) {
             Err(Error::Rejected(LedgerError::Erased))
         ));
     }
+}
+
+/// A spending limit's refusal writes its `limit.exceeded` event with its `transaction.failed`
+/// record (and nothing else): which limit, what is left under it, the balances unchanged.
+pub async fn a_limits_refusal_writes_its_event_with_its_audit_record(backend: &dyn Backend) {
+    let l = ledger(backend).await;
+    let (alice, admin) = (UserId::new(), UserId::new());
+    let a = funded(&l, alice, 1_000).await;
+    let own = LimitSet::new(vec![Limit {
+        kind: LimitKind::Withdrawal,
+        window: LimitWindow::PerTransaction,
+        max: Amount::parse(100, i64::MAX).unwrap(),
+    }])
+    .unwrap();
+    l.set_limits(admin, a, Some(own)).await.unwrap();
+    let refused = l.withdraw(alice, a, PIN, &req(150, "big")).await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::Rejected(LedgerError::LimitExceeded {
+                remaining: 100,
+                ..
+            }))
+        ),
+        "{refused:?}"
+    );
+    let events = events_by_wallet(&l).await;
+    let kinds: Vec<_> = events[&a].iter().map(|(e, _)| e.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            EventKind::WalletOpened,
+            EventKind::TransactionPosted,
+            EventKind::LimitExceeded
+        ]
+    );
+    let (e, d) = events[&a].last().unwrap();
+    assert_eq!(e.seq, 3);
+    assert_eq!(
+        (
+            d.operation.as_deref(),
+            d.limit_kind.as_deref(),
+            d.limit_window.as_deref(),
+            d.remaining_minor
+        ),
+        (
+            Some("withdrawal"),
+            Some("withdrawal"),
+            Some("per_transaction"),
+            Some(100)
+        )
+    );
+    assert_eq!((d.balance_minor, d.available_balance_minor), (1_000, 1_000));
+    let failed = wallet_audit_actions(backend, a)
+        .await
+        .into_iter()
+        .filter(|x| x == "transaction.failed")
+        .count();
+    assert_eq!(failed, 1, "one refusal record, written with the event");
+    assert_eq!(balance(&l, a).await, 1_000);
 }

@@ -107,6 +107,7 @@ macro_rules! ledger_store_contract_tests {
             every_change_writes_one_event_per_wallet_in_order,
             each_wallets_events_are_numbered_without_gaps_under_concurrency,
             expiries_and_erasures_have_their_events,
+            a_limits_refusal_writes_its_event_with_its_audit_record,
             raw_tables_hold_no_plaintext,
             verify_reports_tampering_with_wallet_and_transaction,
             verify_reports_progress_and_resumes,
@@ -448,5 +449,8 @@ impl LedgerStore for Watched {
         limit: u32,
     ) -> Result<Vec<crate::port::EventRecord>, Error> {
         self.inner.events_after(after, limit).await
+    }
+    async fn events_of(&self, wallet: WalletId) -> Result<Vec<crate::port::EventRecord>, Error> {
+        self.inner.events_of(wallet).await
     }
 }

@@ -132,4 +132,15 @@ where
         .map_err(db_err)?;
         rows.iter().map(event_from).collect()
     }
+
+    pub(super) async fn events_of(&self, wallet: WalletId) -> Result<Vec<EventRecord>, Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE wallet_id = $1 ORDER BY seq"
+        ))
+        .bind(*wallet.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(event_from).collect()
+    }
 }

@@ -166,6 +166,13 @@ macro_rules! ledger_store {
             ) -> Result<Vec<coffer_ledger::port::EventRecord>, coffer_ledger::Error> {
                 self.0.events_after(after, limit).await
             }
+
+            async fn events_of(
+                &self,
+                wallet: coffer_ledger::WalletId,
+            ) -> Result<Vec<coffer_ledger::port::EventRecord>, coffer_ledger::Error> {
+                self.0.events_of(wallet).await
+            }
         }
     };
 }
