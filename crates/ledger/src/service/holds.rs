@@ -584,18 +584,8 @@ impl Ledger {
             // The expiries' events are sealed under the wallet's data key.
             let applied = again_if_changed(|| async {
                 let (_, keys) = self.load(&[wallet]).await?;
-                self.apply(
-                    Apply {
-                        lock: vec![wallet],
-                        original: None,
-                        hold: None,
-                        incoming: false,
-                        idempotency: None,
-                        decide: &|_| Ok(Changes::default()),
-                    },
-                    &keys,
-                )
-                .await
+                self.on_wallet(wallet, &keys, &|_| Ok(Changes::default()))
+                    .await
             })
             .await?;
             self.observe(&applied).await;

@@ -277,6 +277,10 @@ pub async fn expiries_and_erasures_have_their_events(backend: &dyn Backend) {
         (EventKind::HoldExpired, Some(400), 1_000, 1_000)
     );
     assert_eq!(last.0.seq, 4, "opened, deposit, hold, expiry");
+    // The expiry wrote no wallet row but took its number: the next event goes on from it.
+    l.deposit(alice, a, &req(1, "after")).await.unwrap();
+    let events = events_by_wallet(&l).await;
+    assert_eq!(events[&a].last().map(|(e, _)| e.seq), Some(5));
 
     let c = funded(&l, carol, 0).await;
     let by = Actor::Admin(EntityId::from_uuid(UserId::new().as_uuid()));
@@ -359,4 +363,8 @@ pub async fn a_limits_refusal_writes_its_event_with_its_audit_record(backend: &d
         .count();
     assert_eq!(failed, 1, "one refusal record, written with the event");
     assert_eq!(balance(&l, a).await, 1_000);
+    l.deposit(alice, a, &req(1, "after")).await.unwrap();
+    let events = events_by_wallet(&l).await;
+    assert_eq!(events[&a].last().map(|(e, _)| e.seq), Some(4), "numbered on from it");
+    assert_verifies(&l).await;
 }
