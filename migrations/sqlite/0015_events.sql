@@ -3,14 +3,17 @@
 -- sequence is `seq`; `wallets.event_seq` is the wallet's last one, taken under the wallet's row
 -- lock. The payload (amounts, balances) is sealed under the wallet's data key, bound to id,
 -- wallet and number; the kind and time are in the clear to route and order it.
+-- The key is the wallet and the number (what delivery reads by); the id, a UUID v7 consumers
+-- deduplicate on, has no index of its own, and the wallet no foreign key (events are written
+-- only under their wallet's row lock, and wallet rows are never deleted): each is work per event.
 -- Existing wallets start at 0: their first event is number 1 (they have no `wallet.opened`).
 ALTER TABLE wallets ADD COLUMN event_seq INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE events (
-    id BLOB PRIMARY KEY,
-    wallet_id BLOB NOT NULL REFERENCES wallets (id),
+    wallet_id BLOB NOT NULL,
     seq INTEGER NOT NULL CHECK (seq > 0),
+    id BLOB NOT NULL,
     kind TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     data BLOB NOT NULL,
-    UNIQUE (wallet_id, seq)
+    PRIMARY KEY (wallet_id, seq)
 );
