@@ -509,7 +509,8 @@ pub trait LedgerStore: Send + Sync + fmt::Debug {
 
     /// Events with ids after `after` (all when `None`), in id order, at most `limit`. Ids are
     /// taken before commit, so a scan by id can pass an event that commits later with a smaller
-    /// one: this reads a quiet store (verification, tests), it is no delivery cursor.
+    /// one: this reads a quiet store (tests, and a scan: the id has no index), it is no delivery
+    /// cursor.
     async fn events_after(
         &self,
         after: Option<EventId>,

@@ -29,6 +29,8 @@
 //! - `holds`: money reserved for a later capture: placed, captured, voided, expired;
 //! - `backfill`: the receiver copies of transfers' memos written before they existed;
 //! - `draft`: what a transaction the domain planned writes (money, and the erasure's sweep);
+//! - `events`: the outbox events an operation's changes mean, added by `Ledger::apply`, and a
+//!   limit's refusal's;
 //! - `views`: what callers get back, and how stored rows decrypt into it;
 //! - `support`: the helpers that know nothing of [`Ledger`] (wallet rows, running again, PIN
 //!   turns, audit details).
@@ -37,10 +39,10 @@
 //! (`coffer_clock::ManualClock` in tests); every timestamp the service writes (wallet rows,
 //! transactions, their audit records' times) is read from it.
 //!
-//! Dependencies point one way. The use-case modules use this module, `draft`, `views` and
-//! `support`, and never one another's items (money-out calls `pin_attempts`' `unlock` as a method of
-//! [`Ledger`]); this module uses `views` and `support`; `draft` uses those two, which use
-//! nothing else of the service.
+//! Dependencies point one way. The use-case modules use this module, `draft`, `events`, `views`
+//! and `support`, and never one another's items (money-out calls `pin_attempts`' `unlock` as a
+//! method of [`Ledger`]); this module uses `events`, `views` and `support`; `draft` uses those
+//! two, `events` uses `support`, and those two use nothing else of the service.
 
 mod admin;
 mod backfill;
@@ -48,7 +50,6 @@ mod data_key;
 mod draft;
 mod erasure;
 mod events;
-pub use events::open_event;
 mod holds;
 mod limits;
 mod money;
@@ -80,6 +81,7 @@ use crate::request::{HistoryCursor, WalletCursor};
 use crate::sealing::{DataKeys, balance_aad, signing_key_aad, wallet_key_context};
 pub use backfill::MemoBackfill;
 pub use erasure::Unclaimed;
+pub use events::open_event;
 pub use limits::LimitsView;
 use support::{
     WalletTurns, again_if_changed, balances, code, entity, expiry, hold_event, pin_error, rewrite,
@@ -283,8 +285,8 @@ impl Ledger {
     /// (active, their expiry reached on the ledger's clock) are left out of what `decide` sees,
     /// so nothing counts them, and are written expired with the operation, each with its
     /// `hold.expired` record. Every change is written with its events (`events`), sealed under
-    /// `keys` (which hold the locked wallets' data keys). A refused operation writes nothing, those expiries included: the
-    /// next one, or the worker's expiry job, writes them.
+    /// `keys` (which hold the locked wallets' data keys). A refused operation writes nothing,
+    /// those expiries included: the next one, or the worker's expiry job, writes them.
     async fn apply(&self, op: Apply<'_>, keys: &DataKeys) -> Result<Applied, Error> {
         let now = self.now_micros();
         let inner = op.decide;

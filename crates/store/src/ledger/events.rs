@@ -2,7 +2,7 @@
 //! transaction, and each wallet's last event number (`wallets.event_seq`) with them. The numbers
 //! come from `decide`, counted on from the locked rows; the store checks that they go on from
 //! there without a gap before it writes anything, so a sequence can only ever be 1, 2, 3…
-//! (the unique index on `(wallet_id, seq)` is the last word).
+//! (the primary key, `(wallet_id, seq)`, is the last word).
 
 use coffer_crypto::Envelope;
 use coffer_ledger::Error;
