@@ -365,6 +365,10 @@ pub async fn a_limits_refusal_writes_its_event_with_its_audit_record(backend: &d
     assert_eq!(balance(&l, a).await, 1_000);
     l.deposit(alice, a, &req(1, "after")).await.unwrap();
     let events = events_by_wallet(&l).await;
-    assert_eq!(events[&a].last().map(|(e, _)| e.seq), Some(4), "numbered on from it");
+    assert_eq!(
+        events[&a].last().map(|(e, _)| e.seq),
+        Some(4),
+        "numbered on from it"
+    );
     assert_verifies(&l).await;
 }
