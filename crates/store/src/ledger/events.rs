@@ -44,6 +44,13 @@ pub(super) fn last_numbers(
     Ok(last)
 }
 
+/// `wallet`'s entry of [`last_numbers`] (its locked number when it has none).
+pub(super) fn last_of(last: &[(WalletId, i64)], wallet: &WalletRecord) -> i64 {
+    last.iter()
+        .find(|(w, _)| *w == wallet.id)
+        .map_or(wallet.event_seq, |(_, n)| *n)
+}
+
 pub(super) fn event_from<R: Row>(row: &R) -> Result<EventRecord, Error>
 where
     for<'r> &'r str: sqlx::ColumnIndex<R>,

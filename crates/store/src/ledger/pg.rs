@@ -17,6 +17,7 @@ use sqlx::{PgConnection, Row};
 use std::sync::LazyLock;
 use uuid::Uuid;
 
+use super::events::last_of;
 use super::rows::{HOLD_COLUMNS, WALLET_COLUMNS, hold_from, u32_of, wallet_from, wrapped_from};
 use super::shell::ledger_store;
 use super::{Failure, Ledger, LedgerDialect, Side, audit_err, db_err, write_failure};
@@ -178,11 +179,7 @@ impl LedgerDialect for Pg {
                 .find(|w| w.id == c.id)
                 .ok_or(Error::WalletNotFound(c.id))?;
             versions.push(old.version);
-            numbers.push(
-                last.iter()
-                    .find(|(w, _)| *w == c.id)
-                    .map_or(old.event_seq, |l| l.1),
-            );
+            numbers.push(last_of(last, old));
         }
         let ev = &changes.events;
         let w = &changes.wallets;

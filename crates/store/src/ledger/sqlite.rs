@@ -11,6 +11,7 @@ use sqlx::SqliteConnection;
 use sqlx::sqlite::SqlitePool;
 use uuid::Uuid;
 
+use super::events::last_of;
 use super::rows::{HOLD_COLUMNS, WALLET_COLUMNS, hold_from, key_from, wallet_from};
 use super::shell::ledger_store;
 use super::{Failure, Ledger, LedgerDialect, Side, audit_err, db_err};
@@ -112,11 +113,7 @@ impl LedgerDialect for Sqlite {
             .bind(old.version)
             .bind(c.outflow.as_bytes())
             .bind(c.spending.as_bytes())
-            .bind(
-                last.iter()
-                    .find(|(w, _)| *w == c.id)
-                    .map_or(old.event_seq, |(_, n)| *n),
-            )
+            .bind(last_of(last, old))
             .execute(&mut *conn)
             .await?;
             if updated.rows_affected() != 1 {
