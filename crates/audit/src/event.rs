@@ -369,6 +369,11 @@ actions! {
     KeyRotationFinished => "key.rotation_finished",
     KeySecretRead => "key.secret_read",
     KeyAccessSummary => "key.access_summary",
+    WebhookCreated => "webhook.created",
+    WebhookUpdated => "webhook.updated",
+    WebhookDeleted => "webhook.deleted",
+    WebhookSecretRotated => "webhook.secret_rotated",
+    WebhookDisabled => "webhook.disabled",
     SecurityRateLimited => "security.rate_limited",
     SecurityAlert => "security.alert",
 }

@@ -39,6 +39,7 @@ pub mod auth;
 mod db;
 mod dialect;
 pub mod ledger;
+pub mod outbox;
 pub mod rotation;
 pub mod secrets;
 #[cfg(feature = "testing")]
@@ -116,6 +117,11 @@ BEGIN
         REVOKE DELETE, TRUNCATE ON api_keys FROM coffer_app;
         GRANT UPDATE (revoked_at) ON api_keys TO coffer_app;
         REVOKE DELETE, TRUNCATE ON wallet_keys, user_keys FROM coffer_app;
+        GRANT SELECT, INSERT, UPDATE, DELETE ON outbox_sinks, outbox_cursors TO coffer_app;
+        GRANT SELECT, UPDATE ON outbox_scan TO coffer_app;
+        GRANT SELECT, INSERT ON outbox_attempts TO coffer_app;
+        REVOKE UPDATE, DELETE, TRUNCATE ON outbox_attempts FROM coffer_app;
+        GRANT EXECUTE ON FUNCTION coffer_prune_events(bigint, bigint, integer) TO coffer_app;
         GRANT EXECUTE ON FUNCTION coffer_erase_wallets(uuid[], bigint),
             coffer_erase_user(uuid, bigint, text, text) TO coffer_app;
         EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA %I TO coffer_app', current_schema());

@@ -3,7 +3,8 @@
 //! of 5,000.00, a withdrawal of 200.00 and a transfer of 300.00 from the first, PIN `493817`):
 //! its SQLite file, its Postgres rows (`pg_dump --data-only --inserts`) and the key file both
 //! were sealed under. Each test lays that database down, upgrades it with today's migrations and
-//! drives today's ledger over it.
+//! drives today's ledger over it. The outbox's tests lay down migration 0015's schema and have
+//! today's ledger write events on it (the columns it writes are 0015's).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -248,4 +249,146 @@ async fn a_postgres_database_of_migration_0005_upgrades() {
         .unwrap();
     let store = Arc::new(PgLedgerStore::new(pool, audit.clone()));
     the_old_books_work(store, Arc::new(audit), keys, wallets).await;
+}
+
+/// Events the outbox wrote before delivery existed (migration 0015) are delivered after the
+/// upgrade: today's ledger writes events with the columns 0015 had, on a 0015 schema; the
+/// upgrade numbers them for the scan in the order they were written; a sink registered since
+/// gets them all, in order.
+async fn old_events_are_delivered(
+    ledger: Arc<dyn LedgerStore>,
+    outbox: Arc<dyn coffer_outbox::OutboxStore>,
+    audit: Arc<dyn AuditLog>,
+    keys: Arc<dyn KeyProvider>,
+) {
+    use coffer_outbox::testkit::Receiver;
+    use coffer_outbox::{DispatchConfig, Dispatcher, Sink, Target, WebhookUrl};
+    let url = WebhookUrl::parse("https://h.example/", false).unwrap();
+    let sink = Sink::new(Target::Webhook(url), vec![], 0);
+    outbox.put_sink(&sink).await.unwrap();
+    let observed = Arc::new(ObservedAuditLog::new(
+        audit.clone(),
+        AlertConfig::default(),
+        EntityId::parse("upgrade-tests").unwrap(),
+    ));
+    let ledger = Arc::new(Ledger::new(
+        ledger,
+        keys,
+        observed,
+        coffer_ledger::testkit::config(),
+    ));
+    let receiver = Arc::new(Receiver::default());
+    let d = Dispatcher::new(
+        outbox,
+        ledger,
+        receiver.clone(),
+        audit,
+        coffer_clock::system(),
+        DispatchConfig::default(),
+        EntityId::parse("upgrade-worker").unwrap(),
+    );
+    while d.round().await.unwrap().claimed > 0 {}
+    let numbers = receiver.numbers(sink.id);
+    assert_eq!(numbers.len(), 2, "both wallets");
+    assert!(numbers.values().all(|n| n == &vec![1, 2]), "{numbers:?}");
+}
+
+/// Opens a wallet and deposits into it with today's ledger on `store`: two events.
+async fn write_events(
+    store: Arc<dyn LedgerStore>,
+    audit: Arc<dyn AuditLog>,
+    keys: Arc<dyn KeyProvider>,
+) {
+    let observed = Arc::new(ObservedAuditLog::new(
+        audit,
+        AlertConfig::default(),
+        EntityId::parse("upgrade-tests").unwrap(),
+    ));
+    let ledger = Ledger::new(store, keys, observed, coffer_ledger::testkit::config());
+    let owner = UserId::new();
+    for i in 0..2 {
+        let w = ledger
+            .open_wallet(
+                owner,
+                Currency::parse("USD").unwrap(),
+                &parse_pin("493817").unwrap(),
+            )
+            .await
+            .unwrap();
+        let request = coffer_ledger::testkit::MoneyRequest {
+            amount_minor: 100,
+            currency: "USD",
+            memo: None,
+            idempotency_key: &format!("d{i}"),
+        }
+        .parse(&ledger)
+        .unwrap();
+        ledger.deposit(owner, w.id, &request).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_sqlite_outbox_of_migration_0015_is_delivered_after_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(dir.path());
+    let url = format!("sqlite://{}", dir.path().join("coffer.db").display());
+    let options = std::str::FromStr::from_str(&url)
+        .map(|o: sqlx::sqlite::SqliteConnectOptions| o.create_if_missing(true));
+    let old = sqlx::SqlitePool::connect_with(options.unwrap())
+        .await
+        .unwrap();
+    migrations_up_to("sqlite", 15, dir.path())
+        .await
+        .run(&old)
+        .await
+        .unwrap();
+    let audit = SqliteAuditLog::open(old.clone(), keys.as_ref())
+        .await
+        .unwrap();
+    write_events(
+        Arc::new(SqliteLedgerStore::new(old.clone(), audit.clone())),
+        Arc::new(audit),
+        keys.clone(),
+    )
+    .await;
+    old.close().await;
+    let pool = coffer_store::connect_sqlite(&url).await.unwrap();
+    let audit = SqliteAuditLog::open(pool.clone(), keys.as_ref())
+        .await
+        .unwrap();
+    old_events_are_delivered(
+        Arc::new(SqliteLedgerStore::new(pool.clone(), audit.clone())),
+        Arc::new(coffer_store::outbox::SqliteOutboxStore::new(pool)),
+        Arc::new(audit),
+        keys,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_postgres_outbox_of_migration_0015_is_delivered_after_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(dir.path());
+    let pool = testing::pg_empty_pool().await;
+    migrations_up_to("postgres", 15, dir.path())
+        .await
+        .run(&pool)
+        .await
+        .unwrap();
+    let audit = PgAuditLog::open(pool.clone(), keys.as_ref()).await.unwrap();
+    write_events(
+        Arc::new(PgLedgerStore::new(pool.clone(), audit.clone())),
+        Arc::new(audit),
+        keys.clone(),
+    )
+    .await;
+    coffer_store::migrate_postgres(&pool).await.unwrap();
+    let audit = PgAuditLog::open(pool.clone(), keys.as_ref()).await.unwrap();
+    old_events_are_delivered(
+        Arc::new(PgLedgerStore::new(pool.clone(), audit.clone())),
+        Arc::new(coffer_store::outbox::PgOutboxStore::new(pool)),
+        Arc::new(audit),
+        keys,
+    )
+    .await;
 }

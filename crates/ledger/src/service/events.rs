@@ -10,7 +10,7 @@
 
 use crate::domain::events::{EventData, EventId, EventKind};
 use crate::domain::{
-    Account, HoldStatus, LimitKind, LimitWindow, PIN_LOCK_THRESHOLD, WalletStatus,
+    Account, HoldStatus, LimitKind, LimitWindow, PIN_LOCK_THRESHOLD, WalletId, WalletStatus,
 };
 use crate::error::Error;
 use crate::port::{Changes, EventRecord, Locked, WalletRecord};
@@ -282,5 +282,35 @@ impl super::Ledger {
             return Err(crate::LedgerError::Erased.into());
         }
         open_event(&keys, e)
+    }
+
+    /// The payloads of some of one wallet's events, in their order, its keys loaded once.
+    ///
+    /// # Errors
+    /// As [`Ledger::event_data`]; [`Error::Corrupt`] for an event of another wallet.
+    pub async fn events_data(
+        &self,
+        wallet: WalletId,
+        events: &[EventRecord],
+    ) -> Result<Vec<EventData>, Error> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (loaded, keys) = self.load(&[wallet]).await?;
+        if loaded.iter().any(|w| w.record.erased_at.is_some()) {
+            return Err(crate::LedgerError::Erased.into());
+        }
+        events
+            .iter()
+            .map(|e| {
+                if e.wallet == wallet {
+                    open_event(&keys, e)
+                } else {
+                    Err(Error::Corrupt(
+                        format!("event {} is not of wallet {wallet}", e.id).into(),
+                    ))
+                }
+            })
+            .collect()
     }
 }

@@ -15,7 +15,7 @@ use super::rows::corrupt;
 use super::{Ledger, LedgerDialect, db_err};
 use crate::dialect::Conn;
 
-pub(super) const EVENT_COLUMNS: &str = "id, wallet_id, seq, kind, created_at, data";
+pub(crate) const EVENT_COLUMNS: &str = "id, wallet_id, seq, kind, created_at, data";
 
 /// Each wallet's last event number once `changes` are written, in `locked` order: the locked
 /// one where it has no new event. Refuses numbers that do not go on from the locked row's
@@ -51,7 +51,7 @@ pub(super) fn last_of(last: &[(WalletId, i64)], wallet: &WalletRecord) -> i64 {
         .map_or(wallet.event_seq, |(_, n)| *n)
 }
 
-pub(super) fn event_from<R: Row>(row: &R) -> Result<EventRecord, Error>
+pub(crate) fn event_from<R: Row>(row: &R) -> Result<EventRecord, Error>
 where
     for<'r> &'r str: sqlx::ColumnIndex<R>,
     for<'r> Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,

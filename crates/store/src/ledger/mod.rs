@@ -38,7 +38,7 @@ use uuid::Uuid;
 use crate::db::{Conflict, DbFailure, DbFailureKind};
 use crate::dialect::{Conn, Dialect};
 
-mod events;
+pub(crate) mod events;
 mod holds;
 mod pg;
 mod rows;
