@@ -28,7 +28,9 @@ CREATE TABLE outbox_sinks (
     enabled boolean NOT NULL,
     created_at bigint NOT NULL,
     failures bigint NOT NULL DEFAULT 0,
-    disabled_at bigint
+    disabled_at bigint,
+    secret_version bigint NOT NULL DEFAULT 1,
+    previous_secret_until bigint
 );
 
 -- Per (sink, wallet): the next event number to deliver; the last number the scan saw; due_at

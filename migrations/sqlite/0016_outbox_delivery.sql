@@ -33,7 +33,9 @@ CREATE TABLE outbox_sinks (
     enabled INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
     failures INTEGER NOT NULL DEFAULT 0,
-    disabled_at INTEGER
+    disabled_at INTEGER,
+    secret_version INTEGER NOT NULL DEFAULT 1,
+    previous_secret_until INTEGER
 );
 
 CREATE TABLE outbox_cursors (

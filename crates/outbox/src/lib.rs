@@ -15,6 +15,7 @@
 
 pub mod dispatch;
 pub mod port;
+pub mod secrets;
 pub mod sink;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -25,6 +26,7 @@ pub use port::{
     Attempt, AttemptId, Backlog, Claim, OutboxError, OutboxStore, Outcome, Settled, Settlement,
     failure_run,
 };
+pub use secrets::{SecretUnavailable, SigningSecrets, SigningSource};
 pub use sink::{Sink, SinkId, Target, UrlError, WebhookUrl};
 pub use transport::{Message, SendError, Sent, TEST_TYPE, Transport};
 

@@ -1,6 +1,6 @@
 //! Where events go: a [`Sink`] is a webhook endpoint (and, later, a stream), with the event
 //! kinds it wants and whether it is enabled. Its signing secret is not here: it lives in the
-//! secrets manager under [`Sink::secret_name`].
+//! secrets manager ([`crate::secrets`]).
 
 use coffer_ledger::domain::EventKind;
 
@@ -114,6 +114,10 @@ pub struct Sink {
     pub failures: u32,
     /// When it was disabled for failing (µs); `None` when enabled or disabled by hand.
     pub disabled_at: Option<i64>,
+    /// Its signing secret's active version in the secrets manager.
+    pub secret_version: u32,
+    /// Until when (µs) the version before it signs too, after a rotation.
+    pub previous_secret_until: Option<i64>,
 }
 
 impl Sink {
@@ -128,6 +132,8 @@ impl Sink {
             created_at: now,
             failures: 0,
             disabled_at: None,
+            secret_version: 1,
+            previous_secret_until: None,
         }
     }
 
@@ -135,12 +141,6 @@ impl Sink {
     #[must_use]
     pub fn wants(&self, kind: EventKind) -> bool {
         self.kinds.is_empty() || self.kinds.contains(&kind)
-    }
-
-    /// The name of its signing secret in the secrets manager.
-    #[must_use]
-    pub fn secret_name(id: SinkId) -> String {
-        format!("webhooks.{id}")
     }
 
     /// Its kinds as stored: comma-separated names, empty for every kind.

@@ -272,6 +272,8 @@ pub async fn sinks_are_stored_updated_listed_and_deleted(backend: &dyn Backend) 
     b.enabled = false;
     b.kinds = vec![EventKind::WalletClosed];
     b.failures = 3;
+    b.secret_version = 2;
+    b.previous_secret_until = Some(99);
     w.stores.outbox.put_sink(&b).await.unwrap();
     assert_eq!(
         w.stores.outbox.sinks().await.unwrap(),

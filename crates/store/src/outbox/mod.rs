@@ -70,6 +70,7 @@ fn sink_of(
     created_at: i64,
     failures: i64,
     disabled_at: Option<i64>,
+    secret: (i64, Option<i64>),
 ) -> Result<Sink, OutboxError> {
     let target = match kind {
         // Stored URLs were checked when registered; http may since have been disallowed,
@@ -87,6 +88,8 @@ fn sink_of(
         created_at,
         failures: u32::try_from(failures).unwrap_or(u32::MAX),
         disabled_at,
+        secret_version: u32::try_from(secret.0).map_err(|_| corrupt("sink secret version"))?,
+        previous_secret_until: secret.1,
     })
 }
 
@@ -101,7 +104,8 @@ fn outcome_of(s: &str) -> Result<Outcome, OutboxError> {
     Outcome::parse(s).ok_or_else(|| corrupt("attempt outcome"))
 }
 
-const SINK_COLUMNS: &str = "id, kind, target, kinds, enabled, created_at, failures, disabled_at";
+const SINK_COLUMNS: &str = "id, kind, target, kinds, enabled, created_at, failures, disabled_at, \
+     secret_version, previous_secret_until";
 const ATTEMPT_COLUMNS: &str =
     "id, sink_id, event_id, wallet_id, seq, kind, at, outcome, status, latency_ms, error";
 
@@ -140,6 +144,10 @@ macro_rules! outbox_store {
                     row.try_get("created_at").map_err(get)?,
                     row.try_get("failures").map_err(get)?,
                     row.try_get("disabled_at").map_err(get)?,
+                    (
+                        row.try_get("secret_version").map_err(get)?,
+                        row.try_get("previous_secret_until").map_err(get)?,
+                    ),
                 )
             }
 
@@ -187,11 +195,13 @@ macro_rules! outbox_store {
             ) -> Result<(), coffer_outbox::OutboxError> {
                 let (kind, target) = super::target_of(sink);
                 sqlx::query(&format!(
-                    "INSERT INTO outbox_sinks ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                    "INSERT INTO outbox_sinks ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                      ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, \
                      target = excluded.target, kinds = excluded.kinds, \
                      enabled = excluded.enabled, failures = excluded.failures, \
-                     disabled_at = excluded.disabled_at",
+                     disabled_at = excluded.disabled_at, \
+                     secret_version = excluded.secret_version, \
+                     previous_secret_until = excluded.previous_secret_until",
                     super::SINK_COLUMNS
                 ))
                 .bind(*sink.id.as_uuid())
@@ -202,6 +212,8 @@ macro_rules! outbox_store {
                 .bind(sink.created_at)
                 .bind(i64::from(sink.failures))
                 .bind(sink.disabled_at)
+                .bind(i64::from(sink.secret_version))
+                .bind(sink.previous_secret_until)
                 .execute(&self.pool)
                 .await
                 .map_err(super::db_err)?;
