@@ -27,8 +27,11 @@ impl SigningSource for Fixed {
     }
 }
 
+/// One request as the server got it.
+type Request = (HeaderMap, Vec<u8>);
+
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>);
+struct Seen(Arc<Mutex<Vec<Request>>>);
 
 /// A server answering `status` on `/in` after `delay` (and 200 on `/elsewhere`, where a
 /// followed redirect would go), recording every request.
