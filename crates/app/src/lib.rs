@@ -24,17 +24,20 @@ use coffer_http::ratelimit::{AdminAllowlist, RateLimits};
 use coffer_keys::{KeyProvider, MeteredKeyProvider};
 use coffer_ledger::error::{Cause, context};
 use coffer_ledger::{Ledger, LedgerConfig};
+use coffer_outbox::{Dispatcher, OutboxStore};
 use coffer_ratelimit::InProcessLimiter;
 use coffer_rotation::{RotationConfig, RotationStore, Rotator, SessionRevoker};
 use coffer_secrets::SecretsManager;
 use coffer_store::rotation::{PgRotationStore, SqliteRotationStore};
-use coffer_usecases::{Account, Admin, Wallets};
+use coffer_usecases::{Account, Admin, Wallets, Webhooks};
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
 pub mod cli;
 pub mod config;
+mod delivery;
 mod key_provider;
+mod outbox;
 mod rate_limits;
 mod readiness;
 mod stores;
@@ -117,6 +120,12 @@ pub struct App {
     pub secrets: Arc<SecretsManager>,
     /// Master key rotation (requested by the API, run by the worker).
     pub rotation: Arc<Rotator>,
+    /// The outbox's delivery (run by the worker).
+    pub outbox: Arc<Dispatcher>,
+    /// The outbox's store (the worker prunes it and reports its backlog).
+    pub outbox_store: Arc<dyn OutboxStore>,
+    /// The time.
+    clock: Arc<dyn Clock>,
     /// The audit log, behind its alert rules.
     pub audit: Arc<ObservedAuditLog>,
     /// The key provider as called under the cache (its use is audited in aggregate).
@@ -179,7 +188,7 @@ impl App {
         let audit = Arc::new(ObservedAuditLog::new(
             audit,
             AlertConfig::default(),
-            service_id,
+            service_id.clone(),
         ));
         // On Postgres the feed runs whatever the revocation backend: it also announces erasures.
         let mut revocation_feed = match &db {
@@ -329,6 +338,15 @@ impl App {
             })),
         );
         let ledger = Arc::new(ledger);
+        let outbox = outbox::open_outbox(
+            &config,
+            &db,
+            ledger.clone(),
+            secrets.clone(),
+            audit.clone(),
+            clock.clone(),
+            service_id.clone(),
+        )?;
         let mfa = MfaRule {
             above_major_units: config.auth.mfa_above_major_units,
         };
@@ -341,6 +359,16 @@ impl App {
                 audit.clone(),
             ),
             account: Account::new(accounts.clone()),
+            webhooks: Webhooks::new(
+                outbox.store.clone(),
+                outbox.secrets,
+                outbox.dispatcher.clone(),
+                audit.clone(),
+                accounts.rbac().clone(),
+                clock.clone(),
+                config.events.allow_http,
+                config.events.secret_overlap(),
+            ),
             ledger,
             accounts: accounts.clone(),
             authenticator: Authenticator::new(accounts.clone(), oidc),
@@ -371,6 +399,9 @@ impl App {
             in_process,
             secrets,
             rotation,
+            outbox: outbox.dispatcher,
+            outbox_store: outbox.store,
+            clock,
             audit,
             metered,
             actor: service,

@@ -18,6 +18,8 @@
 //!   expired, every poll (the work list is the holds still active past their expiry: nothing to
 //!   resume, nothing done twice).
 //!
+//! Beside the schedule, the outbox's delivery runs on its own loop (`delivery`).
+//!
 //! [`WorkerMetrics`] is what `/metrics` on `worker.metrics_listen` serves.
 
 use std::future::Future;
@@ -70,6 +72,7 @@ pub struct WorkerMetrics {
     secrets_rotation_due: Gauge,
     dek_rotations: Counter,
     holds_expired: Counter,
+    delivery: crate::delivery::DeliveryMetrics,
 }
 
 impl std::fmt::Debug for WorkerMetrics {
@@ -106,6 +109,7 @@ impl WorkerMetrics {
             secrets_rotation_due: Gauge::default(),
             dek_rotations: Counter::default(),
             holds_expired: Counter::default(),
+            delivery: crate::delivery::DeliveryMetrics::register(&mut registry),
             registry: Registry::default(),
         };
         registry.register("job_runs", "Scheduled job runs", m.runs.clone());
@@ -270,6 +274,7 @@ pub struct Worker {
     config: WorkerConfig,
     metrics: Arc<WorkerMetrics>,
     due: Mutex<Due>,
+    delivery: Option<crate::delivery::Delivery>,
 }
 
 coffer_macros::debug_non_exhaustive!(self => Worker { config });
@@ -304,6 +309,16 @@ impl Worker {
             config: app.config.worker.clone(),
             metrics: Arc::new(WorkerMetrics::new()),
             due: Mutex::new(Due::default()),
+            delivery: app
+                .config
+                .events
+                .deliver
+                .then(|| crate::delivery::Delivery {
+                    dispatcher: app.outbox.clone(),
+                    store: app.outbox_store.clone(),
+                    config: app.config.events.clone(),
+                    clock: app.clock.clone(),
+                }),
         }
     }
 
@@ -374,19 +389,26 @@ impl Worker {
         }
     }
 
-    /// Runs until `shutdown` resolves (a job in progress finishes its current step first only
-    /// as far as the runtime lets it: a rotation killed mid-batch resumes on the next start).
+    /// Runs until `shutdown` resolves: the schedule every `worker.poll_secs`, and beside it the
+    /// outbox's delivery (when `events.deliver`). A job in progress is cut short only as far as
+    /// the runtime lets it: a rotation killed mid-batch resumes on the next start, a delivery
+    /// round's leases lapse and its events go again.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                () = self.tick() => {}
+        let schedule = async {
+            loop {
+                self.tick().await;
+                tokio::time::sleep(Duration::from_secs(self.config.poll_secs)).await;
             }
-            tokio::select! {
-                () = &mut shutdown => break,
-                () = tokio::time::sleep(Duration::from_secs(self.config.poll_secs)) => {}
+        };
+        let delivery = async {
+            match &self.delivery {
+                Some(d) => d.run(&self.metrics.delivery).await,
+                None => std::future::pending().await,
             }
+        };
+        tokio::select! {
+            () = shutdown => {}
+            ((), ()) = async { tokio::join!(schedule, delivery) } => {}
         }
     }
 

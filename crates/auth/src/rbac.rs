@@ -49,6 +49,8 @@ pub enum Permission {
     HoldVoid,
     /// Set wallets' spending limits.
     WalletLimits,
+    /// Register, change and remove webhook endpoints, see their deliveries.
+    WebhookAdmin,
 }
 
 impl Permission {
@@ -71,6 +73,7 @@ impl Permission {
         Self::HoldCapture,
         Self::HoldVoid,
         Self::WalletLimits,
+        Self::WebhookAdmin,
     ];
 
     /// The configuration and token name (`wallet:read`).
@@ -94,6 +97,7 @@ impl Permission {
             Self::HoldCapture => "hold:capture",
             Self::HoldVoid => "hold:void",
             Self::WalletLimits => "wallet:limits",
+            Self::WebhookAdmin => "webhook:admin",
         }
     }
 
@@ -120,6 +124,7 @@ impl Permission {
                 | Self::UserErase
                 | Self::HoldVoid
                 | Self::WalletLimits
+                | Self::WebhookAdmin
         )
     }
 
@@ -205,6 +210,7 @@ impl Default for Rbac {
                 UserAdmin,
                 HoldVoid,
                 WalletLimits,
+                WebhookAdmin,
             ]
             .into_iter()
             .collect(),
@@ -349,6 +355,7 @@ mod tests {
             UserAdmin,
             HoldVoid,
             WalletLimits,
+            WebhookAdmin,
         ];
         for p in Permission::ALL {
             assert_eq!(rbac.allows(&["user"], *p), user.contains(p), "user {p}");

@@ -82,7 +82,8 @@ pub struct DispatchConfig {
     pub claim_batch: u32,
     /// A claimed wallet's events delivered per round, at most.
     pub events_per_claim: u32,
-    /// How long a claim is a worker's alone. Longer than a round's slowest send.
+    /// How long a claim is a worker's alone. No send starts after its first half, so it must be
+    /// over twice the transport's timeout.
     pub lease: Duration,
     /// Claims delivered at once.
     pub concurrency: usize,
@@ -276,7 +277,10 @@ impl Dispatcher {
         }
         // A sink disabled since the claim keeps its cursor where it is, for when it is back.
         if let Some(sink) = sink.filter(|s| s.enabled) {
-            self.send_in_order(&sink, &events, &mut to, &mut attempts)
+            // Sends start only in the lease's first half: a slow receiver cannot keep a worker
+            // past its lease, so two never send one wallet's events at once.
+            let deadline = self.now() + micros(self.config.lease) / 2;
+            self.send_in_order(&sink, &events, deadline, &mut to, &mut attempts)
                 .await;
         }
         let settled = self
@@ -290,6 +294,7 @@ impl Dispatcher {
         &self,
         sink: &Sink,
         events: &[EventRecord],
+        deadline: i64,
         to: &mut Settlement,
         attempts: &mut Vec<Attempt>,
     ) {
@@ -323,6 +328,9 @@ impl Dispatcher {
                 to.next_seq = e.seq + 1;
                 continue;
             };
+            if self.now() >= deadline {
+                return;
+            }
             let message = Message::of_event(e.id, e.kind, e.at, &data);
             let sent = self.transport.send(sink, &message).await;
             match sent.result {

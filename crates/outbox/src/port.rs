@@ -157,6 +157,10 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// Disables an enabled sink for failing, at `now`. `false`: it was not enabled.
     async fn disable_sink(&self, id: SinkId, now: i64) -> Result<bool, OutboxError>;
 
+    /// Makes every cursor of a sink that waits for a retry due at `now`, with a fresh retry
+    /// schedule (an operator enabled it again: its receiver is back).
+    async fn wake_sink(&self, id: SinkId, now: i64) -> Result<(), OutboxError>;
+
     /// Reads up to `limit` events past the scan's position, marks every sink's cursor on their
     /// wallets due (creating it at the wallet's first event since the sink was registered),
     /// and moves the position past them, in one short transaction. Returns how many events it

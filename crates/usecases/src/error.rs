@@ -35,4 +35,19 @@ pub enum UseCaseError {
     /// The audit log could not answer.
     #[error(transparent)]
     Audit(#[from] coffer_audit::AuditError),
+    /// No such webhook endpoint.
+    #[error("no such webhook endpoint")]
+    WebhookNotFound,
+    /// No such delivery of the endpoint (or its event was pruned since).
+    #[error("no such delivery")]
+    DeliveryNotFound,
+    /// An endpoint URL this deployment does not deliver to.
+    #[error(transparent)]
+    WebhookUrl(coffer_outbox::UrlError),
+    /// The outbox could not answer.
+    #[error(transparent)]
+    Outbox(#[from] coffer_outbox::OutboxError),
+    /// A signing secret could not be made or read.
+    #[error(transparent)]
+    Secret(#[from] coffer_outbox::SecretUnavailable),
 }

@@ -17,7 +17,8 @@
 //!   ([`UseCaseError::ExternalIdentity`], [`Account`]).
 //!
 //! [`Wallets`] holds the wallet and money use cases, [`Admin`] the operators' (wallets,
-//! reversals, users and their erasure, keys, the audit log, metrics), [`Account`] the caller's own account. Each
+//! reversals, users and their erasure, keys, the audit log, metrics), [`Webhooks`] the webhook
+//! endpoints, [`Account`] the caller's own account. Each
 //! takes what the driving adapter parsed (ids, money, PINs, reasons): nothing here parses a
 //! string.
 //!
@@ -31,9 +32,11 @@ mod erasure;
 mod error;
 mod shared;
 mod wallets;
+mod webhooks;
 
 pub use account::Account;
 pub use admin::{Admin, MAX_API_KEY_PAGE, MAX_AUDIT_PAGE, OwnerSearch, WalletSearch};
 pub use erasure::UserErasure;
 pub use error::UseCaseError;
 pub use wallets::Wallets;
+pub use webhooks::{MAX_DELIVERY_PAGE, NewWebhook, WebhookPatch, Webhooks};

@@ -17,6 +17,8 @@ pub struct Server {
     pub base: String,
     pub client: Client,
     pub app_state: coffer_http::api::ApiState,
+    /// The outbox's delivery, as the worker runs it (tests run its rounds).
+    pub outbox: std::sync::Arc<coffer_outbox::Dispatcher>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     config: Config,
@@ -81,6 +83,7 @@ impl Server {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let router = app.router();
         let app_state = app.state.clone();
+        let outbox = app.outbox.clone();
         let task = tokio::spawn(async move {
             coffer_app::serve(router, listener, async {
                 let _ = rx.await;
@@ -93,6 +96,7 @@ impl Server {
             base: format!("http://{addr}"),
             client: Client::new(),
             app_state,
+            outbox,
             shutdown: Some(tx),
             task: Some(task),
             config,

@@ -13,7 +13,8 @@
 //! with its defaults and its checks: `server` ([`ServerConfig`]), `database`
 //! ([`DatabaseConfig`]), `keys` ([`KeysConfig`], with `[vault]` and `[aws_kms]` for the key
 //! managers), `auth` ([`AuthConfig`]), `ledger` ([`LedgerSettings`]), `rate_limit`
-//! ([`RateLimitConfig`]), `worker` ([`WorkerConfig`]) and `log` ([`LogConfig`]). Every section
+//! ([`RateLimitConfig`]), `worker` ([`WorkerConfig`]), `events` ([`EventsConfig`]) and `log`
+//! ([`LogConfig`]). Every section
 //! refuses unknown keys and takes its defaults for the keys it is not given.
 //!
 //! The layers (figment, in the `env` module): [`Config::load`] reads the file and the
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 mod auth;
 mod database;
 mod env;
+mod events;
 mod keys;
 mod ledger;
 mod log;
@@ -48,6 +50,7 @@ mod worker;
 
 pub use auth::{AuthConfig, RevocationBackend};
 pub use database::DatabaseConfig;
+pub use events::EventsConfig;
 pub use keys::{
     AwsKmsSettings, KEY_PROVIDERS, KeyProviderKind, KeysConfig, VaultAuthMethod, VaultSettings,
 };
@@ -106,6 +109,8 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// The worker (`coffer-worker`): schedules and rotation.
     pub worker: WorkerConfig,
+    /// The outbox's delivery to webhook endpoints.
+    pub events: EventsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -124,6 +129,7 @@ impl Default for Config {
             ledger: LedgerSettings::default(),
             rate_limit: RateLimitConfig::default(),
             worker: WorkerConfig::default(),
+            events: EventsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -183,6 +189,7 @@ impl Config {
         self.ledger.validate_pin_kdf()?;
         self.rate_limit.validate()?;
         self.ledger.validate_amounts()?;
+        self.events.validate()?;
         Ok(())
     }
 

@@ -226,6 +226,25 @@ impl From<UseCaseError> for ApiError {
                 _ => Self::unavailable(&e),
             },
             UseCaseError::Audit(e) => Self::unavailable(&e),
+            UseCaseError::WebhookNotFound => Self::new(
+                StatusCode::NOT_FOUND,
+                "webhook_not_found",
+                "No such webhook endpoint",
+            ),
+            UseCaseError::DeliveryNotFound => Self::new(
+                StatusCode::NOT_FOUND,
+                "delivery_not_found",
+                "No such delivery",
+            ),
+            UseCaseError::WebhookUrl(e) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                e.code(),
+                "The endpoint URL is not allowed",
+            )
+            .detail(e.to_string())
+            .with("field", "url"),
+            UseCaseError::Outbox(e) => Self::unavailable(&e),
+            UseCaseError::Secret(e) => Self::unavailable(&e),
             other => Self::internal(&other),
         }
     }

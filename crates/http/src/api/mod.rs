@@ -148,7 +148,7 @@ pub fn router(
     admin: Option<crate::ratelimit::AdminAllowlist>,
 ) -> Router {
     use routes::limits as wallet_limits;
-    use routes::{admin, api_keys, auth, erasure, health, holds, money, wallets};
+    use routes::{admin, api_keys, auth, erasure, health, holds, money, wallets, webhooks};
     let operators = Router::new()
         .route("/v1/admin/wallets", get(admin::search_wallets))
         .route("/v1/admin/wallets/{id}/freeze", post(admin::freeze))
@@ -176,6 +176,29 @@ pub fn router(
             "/v1/admin/api-keys/{id}",
             get(api_keys::get).delete(api_keys::revoke),
         )
+        .route(
+            "/v1/admin/webhooks",
+            post(webhooks::create).get(webhooks::list),
+        )
+        .route(
+            "/v1/admin/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route(
+            "/v1/admin/webhooks/{id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
+        .route(
+            "/v1/admin/webhooks/{id}/deliveries",
+            get(webhooks::deliveries),
+        )
+        .route(
+            "/v1/admin/webhooks/{id}/deliveries/{delivery_id}/retry",
+            post(webhooks::retry),
+        )
+        .route("/v1/admin/webhooks/{id}/test", post(webhooks::test))
         .route("/v1/admin/keys", get(admin::keys_overview))
         .route("/v1/admin/keys/rotate", post(admin::request_rotation))
         .route("/v1/admin/audit", get(admin::audit_events))

@@ -94,6 +94,15 @@ impl Modify for Bearer {
         routes::api_keys::list,
         routes::api_keys::get,
         routes::api_keys::revoke,
+        routes::webhooks::create,
+        routes::webhooks::list,
+        routes::webhooks::get,
+        routes::webhooks::update,
+        routes::webhooks::delete,
+        routes::webhooks::rotate_secret,
+        routes::webhooks::deliveries,
+        routes::webhooks::retry,
+        routes::webhooks::test,
         routes::admin::keys_overview,
         routes::admin::request_rotation,
         routes::admin::audit_events,
@@ -116,7 +125,7 @@ impl Modify for Bearer {
         (name = "wallets", description = "Wallets and their history"),
         (name = "money", description = "Deposits, withdrawals, transfers"),
         (name = "holds", description = "Money reserved for a later capture: placed, captured, voided, expired"),
-        (name = "admin", description = "Administration: wallets, reversals, users, API keys, keys, audit"),
+        (name = "admin", description = "Administration: wallets, reversals, users, API keys, webhooks, keys, audit"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]
@@ -148,6 +157,6 @@ mod tests {
         );
         let doc: serde_json::Value = serde_json::from_str(&generated).unwrap_or_default();
         assert_eq!(doc["openapi"], "3.1.0");
-        assert_eq!(doc["paths"].as_object().map(serde_json::Map::len), Some(46));
+        assert_eq!(doc["paths"].as_object().map(serde_json::Map::len), Some(52));
     }
 }

@@ -13,7 +13,7 @@ use axum::http::HeaderName;
 use coffer_auth::Authenticator;
 use coffer_auth::accounts::Accounts;
 use coffer_ledger::Ledger;
-use coffer_usecases::{Account, Admin, Wallets};
+use coffer_usecases::{Account, Admin, Wallets, Webhooks};
 
 use super::{extract, metrics};
 
@@ -39,6 +39,8 @@ pub struct ApiState {
     pub admin: Admin,
     /// The caller's own account (sessions, second factor).
     pub account: Account,
+    /// The webhook endpoints' use cases.
+    pub webhooks: Webhooks,
     /// Accounts and tokens.
     pub accounts: Arc<Accounts>,
     /// Bearer tokens to principals: Coffer's own, and those of configured external issuers.

@@ -13,11 +13,13 @@ mod api_keys;
 mod auth;
 pub mod errors;
 mod health;
+mod webhooks;
 
 pub use admin::{AuditPage, AuditVerify, Keys, PasswordReset, Roles, Rotation, UserErasure};
 pub use api_keys::{ApiKey, ApiKeyCreated, ApiKeys};
 pub use auth::{Me, TotpEnrollment, UserCreated};
 pub use health::{Health, Ready};
+pub use webhooks::{Deliveries, Delivery, Webhook, WebhookCreated, WebhookTest, Webhooks};
 
 use std::time::{Duration, UNIX_EPOCH};
 

@@ -284,6 +284,23 @@ macro_rules! outbox_store {
                 Ok(done.rows_affected() > 0)
             }
 
+            async fn wake_sink(
+                &self,
+                id: coffer_outbox::SinkId,
+                now: i64,
+            ) -> Result<(), coffer_outbox::OutboxError> {
+                sqlx::query(
+                    "UPDATE outbox_cursors SET due_at = $2, failures = 0, first_failed_at = NULL \
+                     WHERE sink_id = $1 AND due_at > $2",
+                )
+                .bind(*id.as_uuid())
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(super::db_err)?;
+                Ok(())
+            }
+
             async fn scan(&self, limit: u32, now: i64) -> Result<usize, coffer_outbox::OutboxError> {
                 use sqlx::Row;
                 let mut tx = self.pool.begin_with(SQL.begin).await.map_err(super::db_err)?;

@@ -23,3 +23,4 @@ pub(super) mod limits;
 pub(super) mod money;
 mod shared;
 pub(super) mod wallets;
+pub(super) mod webhooks;

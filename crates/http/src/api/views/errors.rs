@@ -9,7 +9,7 @@
 //! - Who may call: [`AuthErrors`] (a bearer token), [`RoleErrors`] (and a permission),
 //!   [`WalletErrors`] (and a wallet in the path), [`PinErrors`] (and the wallet's PIN),
 //!   [`MoneyOutErrors`] (money leaving a wallet), [`TransactionNotFound`], [`UserNotFound`],
-//!   [`ApiKeyNotFound`].
+//!   [`ApiKeyNotFound`], [`WebhookNotFound`].
 //! - What was sent: [`JsonErrors`] (a JSON body), [`MoneyJsonErrors`] (and an
 //!   `Idempotency-Key`), [`Invalid`] (a field, in the body, the query or a header).
 //!
@@ -155,6 +155,11 @@ pub struct UserNotFound(Problem);
 #[derive(IntoResponses)]
 #[response(status = 404, content_type = PROBLEM_JSON)]
 pub struct ApiKeyNotFound(Problem);
+
+/// no such webhook endpoint (`webhook_not_found`)
+#[derive(IntoResponses)]
+#[response(status = 404, content_type = PROBLEM_JSON)]
+pub struct WebhookNotFound(Problem);
 
 /// A JSON body (`Content-Type: application/json`, within the body limit).
 #[derive(IntoResponses)]
