@@ -192,11 +192,14 @@ fn test(no_fuzz: bool, fuzz_seconds: u64) -> Result<()> {
             "warnings",
         ]),
     )?;
+    // The webhook tests' receiver runs on the venv's Python (with `standardwebhooks`).
+    let python = std::path::absolute(services::services_venv()?.join("python"))?;
     step(
         "tests",
         cargo()
             .args(["test", "--workspace", "--all-targets", "--all-features"])
-            .envs(key_servers.vars.iter().map(|(k, v)| (k, v))),
+            .envs(key_servers.vars.iter().map(|(k, v)| (k, v)))
+            .env("COFFER_SERVICES_PYTHON", python),
     )?;
     step(
         "doc tests",

