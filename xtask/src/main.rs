@@ -173,6 +173,7 @@ fn test(no_fuzz: bool, fuzz_seconds: u64) -> Result<()> {
     // Stopped again when this function returns, if this run started them.
     let _postgres = services::ensure_postgres()?;
     let _redis = services::ensure_redis()?;
+    let _nats = services::ensure_nats()?;
     // The key-provider suites run against real servers: OpenBao for Vault, moto for KMS.
     let key_servers = services::ensure_key_servers()?;
     // The scale-out test puts nginx in front of two API replicas.

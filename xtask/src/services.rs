@@ -7,6 +7,8 @@
 //!   otherwise started on free ports from `target/services-venv`, a virtualenv that pip fills
 //!   with pinned packages on first use (their logs go to `target/services/`); schemathesis, for
 //!   `cargo xtask schemathesis`, comes from the same virtualenv.
+//! - NATS with JetStream, the one `COFFER_TEST_NATS_URL` names; Debian's `nats-server`,
+//!   installed and started when nothing answers.
 //! - `promtool`, `nginx`, `curl`, `jq` and `chromium`, from Debian's packages with apt-get when
 //!   missing.
 //!
@@ -156,6 +158,50 @@ pub fn ensure_redis() -> Result<Option<Started>> {
         std::thread::sleep(Duration::from_millis(200));
     }
     bail!("started redis-server, but nothing answers at {addr} after 15 s")
+}
+
+/// Makes sure NATS with JetStream answers (`COFFER_TEST_NATS_URL`, default 127.0.0.1:4222);
+/// starts Debian's `nats-server` (installed when missing) with JetStream on that port,
+/// storing under target/services/nats, when nothing answers.
+pub fn ensure_nats() -> Result<Option<Spawned>> {
+    let addr = addr_of(
+        &env_or("COFFER_TEST_NATS_URL", "nats://127.0.0.1:4222"),
+        4222,
+    )?;
+    if answers(&addr) {
+        eprintln!("nats: answering at {addr}");
+        return Ok(None);
+    }
+    ensure_debian_tool("nats-server", "--version", "nats-server")?;
+    let store = Path::new("target").join("services").join("nats");
+    std::fs::create_dir_all(&store)?;
+    eprintln!("nats: nothing answers at {addr}; starting nats-server with JetStream");
+    let child = Command::new("nats-server")
+        .args([
+            "-a",
+            &addr.ip().to_string(),
+            "-p",
+            &addr.port().to_string(),
+            "-js",
+            "-sd",
+        ])
+        .arg(&store)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("cannot run nats-server")?;
+    let spawned = Spawned {
+        name: "nats",
+        child,
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if answers(&addr) {
+            return Ok(Some(spawned));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("started nats-server, but nothing answers at {addr} after 15 s")
 }
 
 /// A server this run spawned; killed when dropped.

@@ -1,10 +1,12 @@
-//! `kill -9` during webhook delivery: the real `coffer-worker run` delivers the outbox's events
-//! to a receiver that verifies every request with the Standard Webhooks reference library
+//! `kill -9` during delivery: the real `coffer-worker run` delivers the outbox's events to a
+//! webhook receiver that verifies every request with the Standard Webhooks reference library
 //! (`standardwebhooks` from PyPI, `fixtures/webhook_receiver.py`) and refuses some first
-//! attempts on purpose, while money moves in this process; the worker is killed at random
-//! points and restarted. Afterwards every event reached the receiver at least once, every
-//! request verified, a repeat carries the same `webhook-id`, and each wallet's events were
-//! first accepted in their order.
+//! attempts on purpose, and publishes them to a NATS JetStream stream, while money moves in
+//! this process; the worker is killed at random points and restarted. Afterwards every event
+//! reached the receiver at least once, every request verified, a repeat carries the same
+//! `webhook-id`, and each wallet's events were first accepted in their order; and the stream,
+//! read with the NATS client, holds every event exactly once (JetStream dropped the repeats by
+//! `Nats-Msg-Id`), each wallet's in order.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -95,8 +97,19 @@ impl Receiver {
     }
 }
 
-/// The worker's `run`, delivering quickly, with short leases and retries.
-fn worker(f: &Fixture, n: usize) -> Child {
+fn nats_url() -> String {
+    std::env::var("COFFER_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// This test's stream: a name and subject prefix of its own.
+struct Stream {
+    name: String,
+    prefix: String,
+}
+
+/// The worker's `run`, delivering quickly, with short leases and retries, to the webhook and
+/// to `stream`.
+fn worker(f: &Fixture, stream: &Stream, n: usize) -> Child {
     let log = std::fs::File::create(f.dir.path().join(format!("worker-{n}.log"))).unwrap();
     f.worker(&["run"])
         .env("COFFER_WORKER__POLL_SECS", "3600")
@@ -109,6 +122,15 @@ fn worker(f: &Fixture, n: usize) -> Child {
         .env("COFFER_EVENTS__CLAIM_BATCH", "8")
         .env("COFFER_EVENTS__RETRY_FIRST_SECS", "1")
         .env("COFFER_EVENTS__RETRY_MAX_INTERVAL_SECS", "1")
+        .env(
+            "COFFER_EVENTS__NATS",
+            format!(
+                "{{ url = \"{}\", stream = \"{}\", subject_prefix = \"{}\" }}",
+                nats_url(),
+                stream.name,
+                stream.prefix
+            ),
+        )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(log)
@@ -128,6 +150,18 @@ async fn killed_during_delivery(db: Database) {
     let url = format!("http://127.0.0.1:{}/hook", receiver.port);
     sink.target = Target::Webhook(WebhookUrl::parse(&url, true).unwrap());
     f.app.outbox_store.put_sink(&sink).await.unwrap();
+    // The stream's sink, as the worker makes it, registered before any event is written.
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let stream = Stream {
+        name: format!("COFFER_KILL_{tag}"),
+        prefix: format!("coffer-kill.{tag}"),
+    };
+    let prefix = coffer_outbox::SubjectPrefix::parse(&stream.prefix).unwrap();
+    f.app
+        .outbox_store
+        .put_sink(&Sink::stream(&stream.name, prefix, 0))
+        .await
+        .unwrap();
 
     let (owner, wallets) = f.wallets(6).await;
     let ledger = f.app.state.ledger.clone();
@@ -160,7 +194,7 @@ async fn killed_during_delivery(db: Database) {
     // moment from its start (start-up, its first round).
     let mut rng = rand::rng();
     for n in 0..6 {
-        let mut child = worker(&f, n);
+        let mut child = worker(&f, &stream, n);
         let started = Instant::now();
         let (from, further) = (receiver.accepted(), rng.random_range(1..25));
         let after = Duration::from_millis(rng.random_range(100..1500));
@@ -201,7 +235,7 @@ async fn killed_during_delivery(db: Database) {
             .push((e.seq, e.id.to_string()));
     }
     let total: usize = expected.values().map(Vec::len).sum();
-    let mut last = worker(&f, 99);
+    let mut last = worker(&f, &stream, 99);
     let started = Instant::now();
     loop {
         let mut got: Vec<(String, i64)> = receiver
@@ -217,7 +251,7 @@ async fn killed_during_delivery(db: Database) {
             .collect();
         got.sort();
         got.dedup();
-        if got.len() >= total {
+        if got.len() >= total && stored(&stream).await >= total {
             break;
         }
         assert!(
@@ -260,6 +294,43 @@ async fn killed_during_delivery(db: Database) {
             first_accepted, numbers,
             "wallet {wallet}: each event, in order"
         );
+    }
+
+    // The stream, read back: every event once, each wallet's in order.
+    let js = jetstream().await;
+    let s = js.get_stream(&stream.name).await.unwrap();
+    let mut in_stream: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut ids = std::collections::BTreeSet::new();
+    for seq in 1..=u64::try_from(total).unwrap() {
+        let m = s.get_raw_message(seq).await.unwrap();
+        let id = m.headers.get("Nats-Msg-Id").unwrap().as_str().to_owned();
+        assert!(ids.insert(id.clone()), "{id} twice in the stream");
+        let wallet = m.subject.as_str().rsplit('.').next().unwrap().to_owned();
+        let body: Value = serde_json::from_slice(&m.payload).unwrap();
+        assert_eq!(body["data"]["event_id"].as_str(), Some(id.as_str()));
+        in_stream.entry(wallet).or_default().push(id);
+    }
+    assert_eq!(stored(&stream).await, total, "nothing beyond the events");
+    for (wallet, events) in &expected {
+        let ids: Vec<String> = events.iter().map(|(_, id)| id.clone()).collect();
+        assert_eq!(
+            in_stream.get(wallet),
+            Some(&ids),
+            "wallet {wallet} in the stream"
+        );
+    }
+    js.delete_stream(&stream.name).await.unwrap();
+}
+
+async fn jetstream() -> async_nats::jetstream::Context {
+    async_nats::jetstream::new(async_nats::connect(nats_url()).await.unwrap())
+}
+
+/// Messages in `stream` (0 while the worker has not created it).
+async fn stored(stream: &Stream) -> usize {
+    match jetstream().await.get_stream(&stream.name).await {
+        Ok(mut s) => usize::try_from(s.info().await.unwrap().state.messages).unwrap(),
+        Err(_) => 0,
     }
 }
 

@@ -346,7 +346,8 @@ impl App {
             audit.clone(),
             clock.clone(),
             service_id.clone(),
-        )?;
+        )
+        .await?;
         let mfa = MfaRule {
             above_major_units: config.auth.mfa_above_major_units,
         };

@@ -1,14 +1,19 @@
-//! The outbox's delivery, composed: the store on the configured database, the webhook
-//! transport (signing with the secrets manager's keys), and the dispatcher the worker runs and
-//! the API's webhook use cases send tests and retries through.
+//! The outbox's delivery, composed: the store on the configured database, the transports (the
+//! webhook one, signing with the secrets manager's keys; the JetStream one when
+//! `[events.nats]` is set, with its sink), and the dispatcher the worker runs and the API's
+//! webhook use cases send tests and retries through.
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use coffer_audit::{AuditLog, EntityId};
 use coffer_clock::Clock;
 use coffer_ledger::Ledger;
-use coffer_outbox::{Dispatcher, OutboxStore, SigningSecrets};
+use coffer_outbox::{
+    Dispatcher, Message, OutboxStore, SendError, Sent, SigningSecrets, Sink, Target, Transport,
+};
 use coffer_outbox_http::HttpTransport;
+use coffer_outbox_nats::NatsTransport;
 use coffer_secrets::SecretsManager;
 use coffer_store::outbox::{PgOutboxStore, SqliteOutboxStore};
 
@@ -21,8 +26,33 @@ pub(crate) struct Outbox {
     pub(crate) dispatcher: Arc<Dispatcher>,
 }
 
-/// Opens the outbox's delivery on `db`.
-pub(crate) fn open_outbox(
+/// Each sink to its transport.
+struct Routed {
+    http: HttpTransport,
+    nats: Option<NatsTransport>,
+}
+
+#[async_trait]
+impl Transport for Routed {
+    async fn send(&self, sink: &Sink, message: &Message) -> Sent {
+        match (&sink.target, &self.nats) {
+            (Target::Webhook(_), _) => self.http.send(sink, message).await,
+            (Target::Stream(_), Some(nats)) => nats.send(sink, message).await,
+            (Target::Stream(_), None) => Sent {
+                result: Err(SendError::NoTransport),
+                latency_ms: 0,
+            },
+        }
+    }
+}
+
+fn failed(e: impl std::error::Error + Send + Sync + 'static) -> AppError {
+    AppError::Service(Box::new(e))
+}
+
+/// Opens the outbox's delivery on `db`; with `[events.nats]`, makes sure the stream's sink
+/// exists (publishing under the configured prefix).
+pub(crate) async fn open_outbox(
     config: &Config,
     db: &Db,
     ledger: Arc<Ledger>,
@@ -36,12 +66,28 @@ pub(crate) fn open_outbox(
         Db::Postgres(p) => Arc::new(PgOutboxStore::new(p.clone())),
     };
     let secrets = SigningSecrets::new(secrets);
-    let transport = HttpTransport::new(
+    let http = HttpTransport::new(
         config.events.http(),
         Arc::new(secrets.clone()),
         clock.clone(),
     )
-    .map_err(|e| AppError::Service(Box::new(e)))?;
+    .map_err(failed)?;
+    let nats = config.events.nats();
+    if let Some(n) = &nats {
+        let wanted = Sink::stream(&n.stream, n.subject_prefix.clone(), clock.unix_micros());
+        match store.sink(wanted.id).await.map_err(failed)? {
+            None => store.put_sink(&wanted).await.map_err(failed)?,
+            Some(mut sink) if sink.target != wanted.target => {
+                sink.target = wanted.target;
+                store.put_sink(&sink).await.map_err(failed)?;
+            }
+            Some(_) => {}
+        }
+    }
+    let transport = Routed {
+        http,
+        nats: nats.map(NatsTransport::new),
+    };
     let dispatcher = Arc::new(Dispatcher::new(
         store.clone(),
         ledger,

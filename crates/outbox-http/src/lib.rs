@@ -218,7 +218,12 @@ fn classify(e: &reqwest::Error) -> SendError {
 #[async_trait]
 impl Transport for HttpTransport {
     async fn send(&self, sink: &Sink, message: &Message) -> Sent {
-        let Target::Webhook(url) = &sink.target;
+        let Target::Webhook(url) = &sink.target else {
+            return Sent {
+                result: Err(SendError::NoTransport),
+                latency_ms: 0,
+            };
+        };
         let started = Instant::now();
         let result = if self.refused(url.as_url()) {
             Err(SendError::AddressRefused)

@@ -431,8 +431,10 @@ impl Dispatcher {
     ) -> Result<Attempt, OutboxError> {
         let e = self
             .store
-            .event(wallet, seq)
+            .events_from(wallet, seq, 1)
             .await?
+            .pop()
+            .filter(|e| e.seq == seq)
             .ok_or(OutboxError::NotFound)?;
         let attempt = match self.payloads.open(wallet, std::slice::from_ref(&e)).await {
             Ok(mut data) => {
@@ -453,6 +455,14 @@ impl Dispatcher {
         };
         self.store.record_attempt(&attempt).await?;
         Ok(attempt)
+    }
+
+    /// What waits to be delivered now.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn backlog(&self) -> Result<crate::port::Backlog, OutboxError> {
+        self.store.backlog(self.now()).await
     }
 
     /// Sends a test message (`webhook.test`) to a sink now. Not recorded as an attempt: it is

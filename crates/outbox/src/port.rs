@@ -204,9 +204,6 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// One attempt of a sink.
     async fn attempt(&self, sink: SinkId, id: AttemptId) -> Result<Option<Attempt>, OutboxError>;
 
-    /// One event, by its wallet and number.
-    async fn event(&self, wallet: WalletId, seq: i64) -> Result<Option<EventRecord>, OutboxError>;
-
     /// How long (µs) the longest-waiting cursor of an enabled sink has had events to deliver,
     /// and how many events wait for the scan; 0 and 0 when nothing waits.
     async fn backlog(&self, now: i64) -> Result<Backlog, OutboxError>;

@@ -94,6 +94,39 @@ impl WebhookUrl {
 pub enum Target {
     /// An HTTP endpoint, signed with Standard Webhooks.
     Webhook(WebhookUrl),
+    /// A NATS JetStream stream (configured, not registered through the API): each event is
+    /// published on `<subject prefix>.<wallet id>`.
+    Stream(SubjectPrefix),
+}
+
+/// A NATS subject prefix: dot-separated tokens of letters, digits, `-` and `_` (no wildcards,
+/// no spaces), at most 128 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectPrefix(String);
+
+impl SubjectPrefix {
+    /// Parses a prefix.
+    ///
+    /// # Errors
+    /// The text back, when it is not one.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let token_ok = |t: &str| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        };
+        if text.len() <= 128 && text.split('.').all(token_ok) {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(text.to_owned())
+        }
+    }
+
+    /// The prefix.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A sink: a webhook endpoint.
@@ -134,6 +167,30 @@ impl Sink {
             disabled_at: None,
             secret_version: 1,
             previous_secret_until: None,
+        }
+    }
+
+    /// The sink of the JetStream stream `stream`, publishing under `prefix`: its id is the
+    /// stream's name hashed (UUID v5), so every process that has the stream configured names
+    /// the same sink.
+    #[must_use]
+    pub fn stream(stream: &str, prefix: SubjectPrefix, now: i64) -> Self {
+        let id = uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_URL,
+            format!("coffer:nats-stream:{stream}").as_bytes(),
+        );
+        Self {
+            id: SinkId::from_uuid(id),
+            ..Self::new(Target::Stream(prefix), Vec::new(), now)
+        }
+    }
+
+    /// Its URL, when it is a webhook endpoint.
+    #[must_use]
+    pub fn webhook_url(&self) -> Option<&WebhookUrl> {
+        match &self.target {
+            Target::Webhook(url) => Some(url),
+            Target::Stream(_) => None,
         }
     }
 
@@ -202,6 +259,15 @@ mod tests {
         }
         let long = format!("https://h.example/{}", "a".repeat(MAX_URL_LEN));
         assert_eq!(WebhookUrl::parse(&long, false), Err(UrlError::Malformed));
+    }
+
+    #[test]
+    fn subject_prefixes_are_dotted_plain_tokens() {
+        assert!(SubjectPrefix::parse("coffer.events").is_ok());
+        assert!(SubjectPrefix::parse("a-b_c.d1").is_ok());
+        for bad in ["", "a..b", "a.*", "a.>", "a b", ".a", "a."] {
+            assert!(SubjectPrefix::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

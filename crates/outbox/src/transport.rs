@@ -2,6 +2,7 @@
 //! Standard Webhooks), and the message itself.
 
 use async_trait::async_trait;
+use coffer_ledger::WalletId;
 use coffer_ledger::domain::{EventData, EventId, EventKind};
 use serde::Serialize;
 
@@ -13,13 +14,15 @@ pub const TEST_TYPE: &str = "webhook.test";
 /// One message: what a sink receives for an event.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Message {
-    /// Its id: the event's, the same on every attempt (`webhook-id`).
+    /// Its id: the event's, the same on every attempt (`webhook-id`, `Nats-Msg-Id`).
     pub id: EventId,
+    /// The event's wallet (`None` for a test message).
+    pub wallet: Option<WalletId>,
     /// The body: `{"type", "timestamp", "data"}` as JSON.
     pub body: Vec<u8>,
 }
 
-coffer_macros::debug_non_exhaustive!(self => Message { id, body_len: self.body.len() });
+coffer_macros::debug_non_exhaustive!(self => Message { id, wallet, body_len: self.body.len() });
 
 #[derive(Serialize)]
 struct Body<'a, T: Serialize> {
@@ -32,7 +35,9 @@ impl Message {
     /// The message of an event: its kind as `type`, when it happened, its payload as `data`.
     #[must_use]
     pub fn of_event(id: EventId, kind: EventKind, at: i64, data: &EventData) -> Self {
-        Self::new(id, kind.as_str(), at, data)
+        let mut m = Self::new(id, kind.as_str(), at, data);
+        m.wallet = Some(WalletId::from_uuid(data.wallet_id));
+        m
     }
 
     /// A test message (`webhook.test`) at `now` (µs), whose data names the sink.
@@ -58,7 +63,11 @@ impl Message {
         };
         // A struct of strings and numbers always serialises.
         let body = serde_json::to_vec(&body).unwrap_or_default();
-        Self { id, body }
+        Self {
+            id,
+            wallet: None,
+            body,
+        }
     }
 }
 
@@ -81,6 +90,10 @@ pub enum SendError {
     /// The sink's signing secret could not be read.
     #[error("the signing secret is unavailable")]
     Secret,
+    /// This deployment has no transport for the sink's kind (a stream sink without
+    /// `[events.nats]`).
+    #[error("no transport for this sink")]
+    NoTransport,
 }
 
 impl SendError {
@@ -93,6 +106,7 @@ impl SendError {
             Self::Connect => "connect",
             Self::AddressRefused => "address_refused",
             Self::Secret => "secret_unavailable",
+            Self::NoTransport => "no_transport",
         }
     }
 

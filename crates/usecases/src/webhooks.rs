@@ -103,9 +103,11 @@ impl Webhooks {
 
     async fn found(&self, principal: &Principal, id: SinkId) -> Result<Sink, UseCaseError> {
         require(&self.rbac, principal, Permission::WebhookAdmin)?;
+        // The stream sink is configuration, not an endpoint: not found here.
         self.store
             .sink(id)
             .await?
+            .filter(|s| s.webhook_url().is_some())
             .ok_or(UseCaseError::WebhookNotFound)
     }
 
@@ -149,7 +151,9 @@ impl Webhooks {
     /// Forbidden; the store's.
     pub async fn list(&self, principal: &Principal) -> Result<Vec<Sink>, UseCaseError> {
         require(&self.rbac, principal, Permission::WebhookAdmin)?;
-        Ok(self.store.sinks().await?)
+        let mut sinks = self.store.sinks().await?;
+        sinks.retain(|s| s.webhook_url().is_some());
+        Ok(sinks)
     }
 
     /// One endpoint.
@@ -198,7 +202,7 @@ impl Webhooks {
     /// # Errors
     /// As [`Webhooks::get`].
     pub async fn delete(&self, principal: &Principal, id: SinkId) -> Result<(), UseCaseError> {
-        require(&self.rbac, principal, Permission::WebhookAdmin)?;
+        self.found(principal, id).await?;
         if !self.store.delete_sink(id).await? {
             return Err(UseCaseError::WebhookNotFound);
         }

@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use coffer_outbox::DispatchConfig;
 use coffer_webhooks::{AddressPolicy, RetrySchedule};
+use std::path::PathBuf;
+
+use coffer_outbox::SubjectPrefix;
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, error};
+use super::{ConfigError, SecretSetting, error};
 
 /// The outbox's delivery.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -56,6 +59,50 @@ pub struct EventsConfig {
     pub retention_hours: u64,
     /// Events are deleted after this long whatever waits for them.
     pub max_retention_hours: u64,
+    /// Also publish every event to a NATS JetStream stream (`[events.nats]`); unset: no stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats: Option<NatsSettings>,
+}
+
+/// `[events.nats]`: the JetStream stream every event is also published to.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsSettings {
+    /// `nats://host:4222` (or `tls://…`).
+    pub url: String,
+    /// The stream's name (created when missing).
+    pub stream: String,
+    /// Events are published on `<subject_prefix>.<wallet id>`.
+    pub subject_prefix: String,
+    /// JetStream drops a repeat of a message it stored this recently: above a worker's restart
+    /// time (`events.lease_secs`).
+    pub duplicate_window_secs: u64,
+    /// Connecting and each publish's acknowledgement.
+    pub timeout_secs: u64,
+    /// A user, with `password`.
+    pub user: Option<String>,
+    /// The user's password.
+    pub password: Option<SecretSetting>,
+    /// A token instead.
+    pub token: Option<SecretSetting>,
+    /// A `.creds` file instead.
+    pub credentials_file: Option<PathBuf>,
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".to_owned(),
+            stream: "COFFER_EVENTS".to_owned(),
+            subject_prefix: "coffer.events".to_owned(),
+            duplicate_window_secs: 600,
+            timeout_secs: 5,
+            user: None,
+            password: None,
+            token: None,
+            credentials_file: None,
+        }
+    }
 }
 
 impl Default for EventsConfig {
@@ -82,6 +129,7 @@ impl Default for EventsConfig {
             secret_overlap_hours: 24,
             retention_hours: 24 * 7,
             max_retention_hours: 24 * 30,
+            nats: None,
         }
     }
 }
@@ -123,6 +171,26 @@ impl EventsConfig {
         }
     }
 
+    /// The stream transport's settings, when `[events.nats]` is set.
+    #[must_use]
+    pub fn nats(&self) -> Option<coffer_outbox_nats::NatsConfig> {
+        let n = self.nats.as_ref()?;
+        Some(coffer_outbox_nats::NatsConfig {
+            url: n.url.clone(),
+            stream: n.stream.clone(),
+            // Checked by `validate`.
+            subject_prefix: SubjectPrefix::parse(&n.subject_prefix).ok()?,
+            duplicate_window: Duration::from_secs(n.duplicate_window_secs),
+            timeout: Duration::from_secs(n.timeout_secs),
+            user: n
+                .user
+                .clone()
+                .zip(n.password.as_ref().map(SecretSetting::secret)),
+            token: n.token.as_ref().map(SecretSetting::secret),
+            credentials_file: n.credentials_file.clone(),
+        })
+    }
+
     /// How long a rotated secret keeps signing.
     #[must_use]
     pub fn secret_overlap(&self) -> Duration {
@@ -162,6 +230,9 @@ impl EventsConfig {
                 "use more than twice events.timeout_secs (no send starts after a lease's first half)",
             ));
         }
+        if let Some(n) = &self.nats {
+            n.validate(self.lease_secs)?;
+        }
         if self.max_retention_hours < self.retention_hours
             || self.max_retention_hours < self.retry_give_up_hours
         {
@@ -172,5 +243,90 @@ impl EventsConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl NatsSettings {
+    /// A stream name and subject prefix NATS takes, a window over the lease, one way to log in.
+    fn validate(&self, lease_secs: u64) -> Result<(), ConfigError> {
+        let name_ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_');
+        if self.stream.is_empty() || self.stream.len() > 64 || !self.stream.bytes().all(name_ok) {
+            return Err(error(
+                "events.nats.stream",
+                format!("{:?}", self.stream),
+                "use 1 to 64 letters, digits, '-' or '_'",
+            ));
+        }
+        if SubjectPrefix::parse(&self.subject_prefix).is_err() {
+            return Err(error(
+                "events.nats.subject_prefix",
+                format!("{:?}", self.subject_prefix),
+                "use dot-separated tokens of letters, digits, '-' and '_' (no wildcards)",
+            ));
+        }
+        if self.duplicate_window_secs <= lease_secs {
+            return Err(error(
+                "events.nats.duplicate_window_secs",
+                self.duplicate_window_secs.to_string(),
+                "use more than events.lease_secs: a repeat after a worker's restart must fall within it",
+            ));
+        }
+        if self.timeout_secs == 0 {
+            return Err(error("events.nats.timeout_secs", "0", "use 1 or more"));
+        }
+        if self.user.is_some() != self.password.is_some() {
+            return Err(error(
+                "events.nats.user",
+                "a user without a password, or a password without a user",
+                "set both, or neither",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::collections::BTreeMap;
+
+    use crate::Config;
+
+    fn with_nats(table: &str) -> Result<Config, crate::ConfigError> {
+        let vars = BTreeMap::from([("COFFER_EVENTS__NATS".to_owned(), table.to_owned())]);
+        let c = Config::from_sources(None, &vars)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn the_stream_is_one_variable_and_its_settings_are_checked() {
+        let c = with_nats(r#"{ url = "nats://n:4222", user = "u", password = "p1" }"#).unwrap();
+        let n = c.events.nats().unwrap();
+        assert_eq!(
+            (n.url.as_str(), n.stream.as_str()),
+            ("nats://n:4222", "COFFER_EVENTS")
+        );
+        assert_eq!(n.subject_prefix.as_str(), "coffer.events");
+        assert!(n.user.is_some());
+        assert!(!format!("{c:?}").contains("p1"), "the password is masked");
+        assert!(
+            Config::default().events.nats().is_none(),
+            "no stream unless set"
+        );
+        for (table, setting) in [
+            (r#"{ stream = "a.b" }"#, "events.nats.stream"),
+            (
+                r#"{ subject_prefix = "a.>" }"#,
+                "events.nats.subject_prefix",
+            ),
+            (
+                "{ duplicate_window_secs = 60 }",
+                "events.nats.duplicate_window_secs",
+            ),
+            (r#"{ user = "u" }"#, "events.nats.user"),
+        ] {
+            assert_eq!(with_nats(table).unwrap_err().setting, setting, "{table}");
+        }
     }
 }

@@ -50,7 +50,7 @@ mod worker;
 
 pub use auth::{AuthConfig, RevocationBackend};
 pub use database::DatabaseConfig;
-pub use events::EventsConfig;
+pub use events::{EventsConfig, NatsSettings};
 pub use keys::{
     AwsKmsSettings, KEY_PROVIDERS, KeyProviderKind, KeysConfig, VaultAuthMethod, VaultSettings,
 };
@@ -281,6 +281,7 @@ mod tests {
         c.rate_limit.redis_client_key_file = Some(PathBuf::from("k"));
         c.worker.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 1)));
         c.log.file = Some(PathBuf::from("l"));
+        c.events.nats = Some(events::NatsSettings::default());
         let tree = toml::Table::try_from(&c).unwrap();
         let mut settings = Vec::new();
         for (section, value) in &tree {

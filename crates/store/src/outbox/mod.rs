@@ -18,7 +18,7 @@
 //! The SQL is the same on both databases but for a few fragments ([`Fragments`]); the store
 //! is written once, as [`outbox_store!`], and expanded for each.
 
-use coffer_outbox::{OutboxError, Outcome, Sink, SinkId, Target, WebhookUrl};
+use coffer_outbox::{OutboxError, Outcome, Sink, SinkId, SubjectPrefix, Target, WebhookUrl};
 
 use crate::db::{DbFailure, DbFailureKind};
 
@@ -78,6 +78,9 @@ fn sink_of(
         "webhook" => {
             Target::Webhook(WebhookUrl::parse(target, true).map_err(|_| corrupt("sink URL"))?)
         }
+        "nats" => Target::Stream(
+            SubjectPrefix::parse(target).map_err(|_| corrupt("sink subject prefix"))?,
+        ),
         _ => return Err(corrupt("sink kind")),
     };
     Ok(Sink {
@@ -97,6 +100,7 @@ fn sink_of(
 fn target_of(sink: &Sink) -> (&'static str, &str) {
     match &sink.target {
         Target::Webhook(url) => ("webhook", url.as_str()),
+        Target::Stream(prefix) => ("nats", prefix.as_str()),
     }
 }
 
@@ -452,23 +456,6 @@ macro_rules! outbox_store {
                 .await
                 .map_err(super::db_err)?;
                 rows.iter().map(Self::event_from).collect()
-            }
-
-            async fn event(
-                &self,
-                wallet: coffer_ledger::WalletId,
-                seq: i64,
-            ) -> Result<Option<coffer_ledger::port::EventRecord>, coffer_outbox::OutboxError> {
-                let row = sqlx::query(&format!(
-                    "SELECT {} FROM events WHERE wallet_id = $1 AND seq = $2",
-                    crate::ledger::events::EVENT_COLUMNS
-                ))
-                .bind(*wallet.as_uuid())
-                .bind(seq)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(super::db_err)?;
-                row.as_ref().map(Self::event_from).transpose()
             }
 
             async fn settle(

@@ -1,7 +1,7 @@
 //! The `admin` tag's webhook bodies: an endpoint (never its secret), a created endpoint or a
 //! rotated secret with the secret shown that once, a page of deliveries, a test's result.
 
-use coffer_outbox::{Attempt, Sent, Sink, Target};
+use coffer_outbox::{Attempt, Sent, Sink};
 use coffer_webhooks::SigningSecret;
 use serde::Serialize;
 
@@ -31,10 +31,12 @@ pub struct Webhook {
 
 impl From<&Sink> for Webhook {
     fn from(s: &Sink) -> Self {
-        let Target::Webhook(url) = &s.target;
         Self {
             id: s.id.to_string(),
-            url: url.as_str().to_owned(),
+            url: s
+                .webhook_url()
+                .map(|u| u.as_str().to_owned())
+                .unwrap_or_default(),
             event_types: s.kinds.iter().map(|k| k.as_str().to_owned()).collect(),
             enabled: s.enabled,
             created_at: rfc3339(s.created_at),
