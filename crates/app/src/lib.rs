@@ -52,8 +52,8 @@ pub use stores::migrate;
 use stores::{Stores, open_stores};
 
 pub use config::{
-    Config, ConfigError, KeyProviderKind, LogFormat, RevocationBackend, VaultAuthMethod,
-    WorkerConfig,
+    Config, ConfigError, EventsConfig, KeyProviderKind, LogFormat, NatsSettings, RevocationBackend,
+    VaultAuthMethod, WorkerConfig,
 };
 
 /// Why the application could not start.

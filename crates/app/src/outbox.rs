@@ -51,7 +51,7 @@ fn failed(e: impl std::error::Error + Send + Sync + 'static) -> AppError {
 }
 
 /// Opens the outbox's delivery on `db`; with `[events.nats]`, makes sure the stream's sink
-/// exists (publishing under the configured prefix).
+/// exists and is enabled (publishing under the configured prefix).
 pub(crate) async fn open_outbox(
     config: &Config,
     db: &Db,
@@ -77,9 +77,21 @@ pub(crate) async fn open_outbox(
         let wanted = Sink::stream(&n.stream, n.subject_prefix.clone(), clock.unix_micros());
         match store.sink(wanted.id).await.map_err(failed)? {
             None => store.put_sink(&wanted).await.map_err(failed)?,
-            Some(mut sink) if sink.target != wanted.target => {
+            // Configured means wanted: a changed prefix is taken, and a stream disabled for
+            // failing is enabled again, what waited for a retry going at once.
+            Some(mut sink) if sink.target != wanted.target || !sink.enabled => {
+                let enabling = !sink.enabled;
                 sink.target = wanted.target;
+                sink.enabled = true;
+                sink.failures = 0;
+                sink.disabled_at = None;
                 store.put_sink(&sink).await.map_err(failed)?;
+                if enabling {
+                    store
+                        .wake_sink(sink.id, clock.unix_micros())
+                        .await
+                        .map_err(failed)?;
+                }
             }
             Some(_) => {}
         }
