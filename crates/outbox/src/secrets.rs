@@ -29,9 +29,9 @@ pub enum SecretUnavailable {
     Malformed,
 }
 
-fn name(id: SinkId) -> SecretName {
+fn name(id: SinkId) -> Result<SecretName, SecretUnavailable> {
     // `webhooks.` and a UUID: always a valid name.
-    SecretName::parse(&format!("webhooks.{id}")).unwrap_or_else(|_| unreachable!())
+    SecretName::parse(&format!("webhooks.{id}")).map_err(|_| SecretUnavailable::Malformed)
 }
 
 fn parse(bytes: &[u8]) -> Result<SigningSecret, SecretUnavailable> {
@@ -54,7 +54,7 @@ impl SigningSecrets {
         let secret = SigningSecret::generate();
         self.manager
             .set(
-                &name(sink.id),
+                &name(sink.id)?,
                 secret.expose_text().as_bytes(),
                 &SetOptions::default(),
             )
@@ -78,7 +78,7 @@ impl SigningSecrets {
         let secret = SigningSecret::generate();
         let meta = self
             .manager
-            .rotate(&name(sink.id), secret.expose_text().as_bytes())
+            .rotate(&name(sink.id)?, secret.expose_text().as_bytes())
             .await
             .map_err(SecretUnavailable::Manager)?;
         sink.secret_version = meta.version;
@@ -106,7 +106,7 @@ impl SigningSource for SigningSecrets {
         sink: &Sink,
         now: i64,
     ) -> Result<Vec<SigningSecret>, SecretUnavailable> {
-        let name = name(sink.id);
+        let name = name(sink.id)?;
         let mut out = vec![parse(
             self.manager
                 .get(&name)

@@ -137,6 +137,29 @@ impl Transport for Receiver {
     }
 }
 
+/// Runs rounds of `d` until one finds nothing to do and the scan has read every event; returns
+/// the attempts. (On Postgres the scan waits below the oldest transaction running on the
+/// server, another test's among them: then a round finds nothing yet, and the next is tried a
+/// moment later.)
+///
+/// # Panics
+/// When a round fails, or 1,000 rounds do not settle it.
+pub async fn drain(d: &Dispatcher) -> Vec<crate::Attempt> {
+    let mut attempts = Vec::new();
+    for _ in 0..1000 {
+        let round = d.round().await.unwrap();
+        assert_eq!(round.errors, 0);
+        attempts.extend(round.attempts);
+        if round.claimed == 0 && round.scanned == 0 {
+            if d.backlog().await.unwrap().unscanned == 0 {
+                return attempts;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    panic!("delivery did not settle in 1000 rounds");
+}
+
 /// The ledger as the dispatcher opens payloads with.
 struct Open(Arc<Client>);
 
@@ -240,23 +263,8 @@ impl World {
         w
     }
 
-    /// Rounds until one finds nothing to do and the scan has read every event. (On Postgres
-    /// the scan waits below the oldest transaction running on the server, another test's
-    /// among them: then a round finds nothing yet, and the next is tried a moment later.)
     async fn drain(&self, d: &Dispatcher) -> Vec<crate::Attempt> {
-        let mut attempts = Vec::new();
-        for _ in 0..1000 {
-            let round = d.round().await.unwrap();
-            assert_eq!(round.errors, 0);
-            attempts.extend(round.attempts);
-            if round.claimed == 0 && round.scanned == 0 {
-                if d.backlog().await.unwrap().unscanned == 0 {
-                    return attempts;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-        panic!("delivery did not settle in 1000 rounds");
+        drain(d).await
     }
 
     /// Every event of `wallet`, in order.

@@ -287,17 +287,7 @@ async fn old_events_are_delivered(
         DispatchConfig::default(),
         EntityId::parse("upgrade-worker").unwrap(),
     );
-    // Until a round finds nothing and every event was scanned (the scan waits below the
-    // oldest transaction on the server: another test's may hold it back a moment).
-    loop {
-        let round = d.round().await.unwrap();
-        if round.claimed == 0 && round.scanned == 0 {
-            if d.backlog().await.unwrap().unscanned == 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    }
+    coffer_outbox::testkit::drain(&d).await;
     let numbers = receiver.numbers(sink.id);
     assert_eq!(numbers.len(), 2, "both wallets");
     assert!(numbers.values().all(|n| n == &vec![1, 2]), "{numbers:?}");

@@ -496,10 +496,14 @@ macro_rules! outbox_store {
                 for a in attempts {
                     Self::insert_attempt(&mut *tx, a).await?;
                 }
+                // The sink's row is written only when its count changes: concurrent settlements
+                // of one busy sink that all delivered do not queue on its row lock. Unchanged,
+                // the count is 0 (a failure always changes it).
                 let (reset, add) = coffer_outbox::failure_run(attempts);
                 let failures: i64 = sqlx::query(
                     "UPDATE outbox_sinks SET failures = CASE WHEN $2 THEN $3 ELSE failures + $3 END \
-                     WHERE id = $1 RETURNING failures",
+                     WHERE id = $1 AND failures <> CASE WHEN $2 THEN $3 ELSE failures + $3 END \
+                     RETURNING failures",
                 )
                 .bind(*claim.sink.as_uuid())
                 .bind(reset)
